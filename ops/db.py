@@ -1,0 +1,46 @@
+"""Connect to an environment's database with psycopg; the password comes only from the environment."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from typing import TYPE_CHECKING
+
+from ops.config import Environment
+from ops.errors import OperationFailed, UserError
+
+if TYPE_CHECKING:
+    import psycopg
+
+PASSWORD_HINTS = ("password authentication failed", "no password supplied", "password is required")
+
+
+def connect(env: Environment, *, autocommit: bool = False, application: str = "ops") -> psycopg.Connection:
+    import psycopg
+
+    password = env.secret(env.db_password_var)
+    url = env.require_db()
+    for attempt in range(2):
+        try:
+            return psycopg.connect(
+                url, password=password, autocommit=autocommit, connect_timeout=15, application_name=application
+            )
+        except psycopg.OperationalError as error:
+            asks_password = any(hint in str(error) for hint in PASSWORD_HINTS)
+            if asks_password and password is None and attempt == 0:
+                password = prompt_password(env)
+                continue
+            if asks_password:
+                raise UserError(f"{env.name}: the database refused the password from {env.db_password_var}") from None
+            raise OperationFailed(f"{env.name}: cannot connect to the database: {_first_line(error)}") from None
+    raise AssertionError("unreachable")
+
+
+def prompt_password(env: Environment) -> str:
+    if not sys.stdin.isatty():
+        raise UserError(f"{env.name}: the database asks for a password: set {env.db_password_var}")
+    return getpass.getpass(f"Database password for {env.name} ({env.db_password_var}): ")
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or ["unknown error"])[0]

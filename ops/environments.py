@@ -1,0 +1,24 @@
+"""Describe the configured environments for `inv envs`: what is set, never a secret's value."""
+
+from __future__ import annotations
+
+from ops.config import Config
+
+
+def describe(config: Config) -> list[dict]:
+    rows = []
+    for env in config.environments.values():
+        secrets = [env.db_password_var, env.s3_key_id_var, env.s3_secret_var]
+        rows.append(
+            {
+                "env": env.name,
+                "ref": env.ref,
+                "branch": env.branch,
+                "frontend": env.frontend,
+                "protected": "yes" if env.protected else "no",
+                "database": env.db_url or "-",
+                "storage": env.storage_url or "-",
+                "secrets set": ", ".join(v.removeprefix(env.secret_prefix + "_") for v in secrets if env.secret(v)) or "none",
+            }
+        )
+    return rows

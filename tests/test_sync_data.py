@@ -1,0 +1,328 @@
+"""`inv sync-data` against two real PostgreSQL databases."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from conftest import FAKE_DB_PASSWORD, REPO, dump, sql
+
+CATALOGUE = """
+CREATE TYPE public.mood AS ENUM ('happy', 'sad', 'it''s complicated');
+CREATE TABLE public.value_catalogue (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  parent_id bigint REFERENCES public.value_catalogue (id),
+  uid uuid, label text, doc json, docb jsonb, tags text[], grid int[], feeling public.mood,
+  exact numeric(40, 20), big numeric, ratio double precision, at timestamptz, day date,
+  span interval, blob bytea, flag boolean,
+  label_length int GENERATED ALWAYS AS (length(label)) STORED
+);
+"""
+
+CATALOGUE_ROWS = r"""
+INSERT INTO public.value_catalogue (id, parent_id, uid, label, doc, docb, tags, grid, feeling, exact, big, ratio, at, day, span, blob, flag)
+OVERRIDING SYSTEM VALUE VALUES
+ (2, 1, gen_random_uuid(), E'quote '' double " back\\slash $$ dollar\nnew line\ttab', '{"a": [1, 2.50, {"b": null}]}', 'null',
+  '{"x y", "", NULL, "q\"uote"}', '{{1,2},{3,NULL}}', 'it''s complicated', 12345678901234567890.12345678901234567890,
+  -0.000000000000000000000000001, 0.1, '2026-03-01 12:34:56.789012+05:30', '2024-02-29', '1 year 2 mons 3 days 04:05:06.789', '\x00ff5c27', true),
+ (1, NULL, '00000000-0000-0000-0000-000000000000', 'ünïcödé ✓ 😀', NULL, '{"nested": {"deep": [true, false, null]}}',
+  '{}', NULL, 'happy', 0, 1e30, 'Infinity', '-infinity', '0001-01-01', '-1 day', '', false),
+ (3, 2, NULL, NULL, 'null', NULL, NULL, NULL, NULL, NULL, 'NaN', -1.5e-300, NULL, NULL, NULL, NULL, NULL);
+SELECT setval(pg_get_serial_sequence('public.value_catalogue', 'id'), 3);
+"""
+
+
+def summary(result) -> dict:
+    data = json.loads(result.out)
+    return {t["table"]: t for t in data["tables"]}
+
+
+def totals(result) -> tuple[int, int, int]:
+    tables = summary(result).values()
+    return (sum(t["inserted"] for t in tables), sum(t["updated"] for t in tables),
+            sum(t["deleted"] for t in tables))
+
+
+def test_full_sync_copies_config_and_no_user_data(project):
+    result = project.run("sync-data", "--from", "prod", "--to", "preprod", "--json")
+    assert result.code == 0, result.err
+    tables = summary(result)
+    assert len(tables) == 26
+    assert tables["public.assessment_questions"]["inserted"] == 30
+    prod, preprod = project.url("prod"), project.url("preprod")
+    config_tables = [f"public.{t}" for t in ("plans", "features", "plan_features", "programs", "assessment_families")]
+    assert dump(prod, *config_tables) == dump(preprod, *config_tables)
+    assert sql(preprod, "SELECT count(*) FROM public.profiles")[0][0] == 0
+    assert sql(preprod, "SELECT count(*) FROM public.audit_log")[0][0] == 0
+
+
+def test_second_run_changes_nothing(project):
+    assert project.run("sync-data", "--from", "prod", "--to", "preprod").code == 0
+    before = dump(project.url("preprod"))
+    second = project.run("sync-data", "--from", "prod", "--to", "preprod", "--json")
+    assert second.code == 0, second.err
+    assert totals(second) == (0, 0, 0)
+    assert summary(second)["public.plans"]["unchanged"] == 3
+    assert dump(project.url("preprod")) == before
+
+
+def test_one_changed_row_is_one_update(project):
+    assert project.run("sync-data", "--from", "prod", "--to", "preprod").code == 0
+    sql(project.url("prod"), "UPDATE public.plans SET name = 'Pro+' WHERE key = 'pro'")
+    result = project.run("sync-data", "--from", "prod", "--to", "preprod", "--json", "--tables", "plans")
+    assert result.code == 0, result.err
+    assert totals(result) == (0, 1, 0)
+    assert sql(project.url("preprod"), "SELECT name FROM public.plans WHERE key = 'pro'") == [("Pro+",)]
+
+
+def test_value_catalogue_round_trips_exactly(project):
+    for env in ("prod", "preprod"):
+        sql(project.url(env), CATALOGUE)
+    sql(project.url("prod"), CATALOGUE_ROWS)
+    project.safe_extra = ["value_catalogue"]
+    result = project.run("sync-data", "--from", "prod", "--to", "preprod", "--tables", "value_catalogue", "--json")
+    assert result.code == 0, result.err
+    assert summary(result)["public.value_catalogue"]["inserted"] == 3
+    assert dump(project.url("prod"), "public.value_catalogue") == dump(project.url("preprod"), "public.value_catalogue")
+    # JSON null and SQL NULL stay distinct; the identity sequence moved past the copied ids.
+    assert sql(project.url("preprod"), "SELECT id, doc IS NULL, doc::text FROM public.value_catalogue ORDER BY id") == [
+        (1, True, None), (2, False, '{"a": [1, 2.50, {"b": null}]}'), (3, False, "null")]
+    sql(project.url("preprod"), "INSERT INTO public.value_catalogue (label) VALUES ('new')")
+    assert sql(project.url("preprod"), "SELECT max(id) FROM public.value_catalogue") == [(4,)]
+
+
+@pytest.mark.parametrize("table", ["profiles", "public.oauth_tokens", "audit_log"], ids=["plain", "qualified", "log"])
+def test_blocked_table_refused_before_anything(project, table):
+    before = dump(project.url("preprod"))
+    result = project.run("sync-data", "--from", "prod", "--to", "preprod", "--tables", f"plans,{table}")
+    assert result.code == 2
+    assert table in result.err and "user data" in result.err
+    assert dump(project.url("preprod")) == before
+    assert not (project.root / "tmp").exists(), "nothing may be read or written"
+
+
+def test_unknown_table_refused_with_fix(project):
+    result = project.run("sync-data", "--from", "prod", "--to", "preprod", "--tables", "plans", "--tables", "coupons")
+    assert result.code == 2
+    assert "coupons" in result.err and "safe_tables" in result.err
+
+
+def test_failure_in_last_table_leaves_target_identical(project):
+    assert project.run("sync-data", "--from", "prod", "--to", "preprod").code == 0
+    sql(project.url("prod"), "UPDATE public.plans SET name = 'changed'; UPDATE public.assessment_questions SET weight = 2")
+    sql(project.url("preprod"), "ALTER TABLE public.assessment_questions ADD CONSTRAINT weight_small CHECK (weight < 1.5)")
+    before = dump(project.url("preprod"))
+    result = project.run("sync-data", "--from", "prod", "--to", "preprod")
+    assert result.code == 1
+    assert "public.assessment_questions" in result.err and "weight_small" in result.err
+    assert "unchanged" in result.err
+    assert dump(project.url("preprod")) == before
+
+
+def test_foreign_key_to_missing_user_rolls_back_and_names_key(project):
+    sql(project.url("prod"), "UPDATE public.programs SET created_by = '00000000-0000-4000-8000-000000000002' "
+                             "WHERE slug = 'leadership-101'")
+    before = dump(project.url("preprod"))
+    result = project.run("sync-data", "--from", "prod", "--to", "preprod")
+    assert result.code == 1
+    assert "public.programs" in result.err
+    assert "programs_created_by_fkey" in result.err
+    assert "00000000-0000-4000-8000-000000000002" in result.err
+    assert dump(project.url("preprod")) == before
+
+
+@pytest.mark.parametrize(
+    "order",
+    ["assessment_questions,assessment_domains,assessment_families,assessment_categories",
+     "assessment_categories,assessment_families,assessment_domains,assessment_questions"],
+    ids=["children-first", "parents-first"],
+)
+def test_foreign_key_order_does_not_depend_on_tables_flag(project, order):
+    result = project.run("sync-data", "--from", "prod", "--to", "preprod", "--tables", order, "--json")
+    assert result.code == 0, result.err
+    assert list(summary(result)) == ["public.assessment_categories", "public.assessment_families",
+                                     "public.assessment_domains", "public.assessment_questions"]
+    # The child family sorts before its parent in the source: it still lands.
+    assert sql(project.url("preprod"), "SELECT count(*) FROM public.assessment_families WHERE parent_family_id IS NOT NULL") == [(1,)]
+
+
+def test_dry_run_counts_and_changes_nothing(project):
+    sql(project.url("preprod"), "INSERT INTO public.module_types (key, label) VALUES ('video', 'Old label'), ('legacy', 'Legacy')")
+    before = dump(project.url("preprod"))
+    result = project.run("sync-data", "--from", "prod", "--to", "preprod", "--dry-run", "--json", "--prune")
+    assert result.code == 0, result.err
+    module_types = summary(result)["public.module_types"]
+    assert (module_types["inserted"], module_types["updated"], module_types["only_in_target"],
+            module_types["deleted"]) == (2, 1, 1, 1)
+    assert dump(project.url("preprod")) == before
+    data = json.loads(result.out)
+    assert data["dry_run"] is True
+    assert (Path(data["run_dir"]) / "import.sql").is_file()
+
+
+def test_prune_deletes_target_only_rows_children_first(project):
+    assert project.run("sync-data", "--from", "prod", "--to", "preprod").code == 0
+    sql(project.url("preprod"), """
+        INSERT INTO public.plans (id, key, name) VALUES ('10000000-0000-4000-8000-0000000000ff', 'legacy', 'Legacy');
+        INSERT INTO public.plan_features (plan_id, feature_id)
+        SELECT '10000000-0000-4000-8000-0000000000ff', id FROM public.features LIMIT 2;""")
+    without_prune = project.run("sync-data", "--from", "prod", "--to", "preprod", "--tables", "plans,plan_features", "--json")
+    assert totals(without_prune) == (0, 0, 0)
+    assert summary(without_prune)["public.plans"]["only_in_target"] == 1
+    pruned = project.run("sync-data", "--from", "prod", "--to", "preprod", "--tables", "plan_features,plans",
+                         "--prune", "--json")
+    assert pruned.code == 0, pruned.err
+    assert summary(pruned)["public.plan_features"]["deleted"] == 2
+    assert summary(pruned)["public.plans"]["deleted"] == 1
+    tables = ("public.plans", "public.plan_features")
+    assert dump(project.url("prod"), *tables) == dump(project.url("preprod"), *tables)
+
+
+def test_before_export_restores_the_target(project):
+    sql(project.url("preprod"), """
+        INSERT INTO public.module_types (key, label) VALUES ('video', 'Local video'), ('legacy', 'Legacy');
+        INSERT INTO public.system_settings (key, value) VALUES ('maintenance_mode', 'true');""")
+    tables = ("public.module_types", "public.system_settings")
+    original = dump(project.url("preprod"), *tables)
+    result = project.run("sync-data", "--from", "prod", "--to", "preprod", "--tables", "module_types,system_settings", "--json")
+    assert result.code == 0, result.err
+    assert dump(project.url("preprod"), *tables) != original
+    before_dir = Path(json.loads(result.out)["run_dir"]) / "before"
+    restore = project.run("sync-data", "--from-export", str(before_dir), "--to", "preprod", "--prune", "--json")
+    assert restore.code == 0, restore.err
+    assert dump(project.url("preprod"), *tables) == original
+
+
+def test_export_only_writes_json_and_manifest(project):
+    result = project.run("sync-data", "--from", "prod", "--export-only", "--tables", "plans,features", "--json")
+    assert result.code == 0, result.err
+    run_dir = Path(json.loads(result.out)["run_dir"])
+    assert run_dir.parent.name == "prod" and run_dir.parent.parent == project.root / "tmp" / "data-sync"
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["env"] == "prod" and manifest["ref"] == "qfdztdgublwlmewobxmx"
+    assert {t["table"]: t["rows"] for t in manifest["tables"]} == {"public.plans": 3, "public.features": 12}
+    plans = json.loads((run_dir / "public.plans.json").read_text())
+    assert sorted(p["key"] for p in plans) == ["enterprise", "free", "pro"]
+    assert not (run_dir / "import.sql").exists()
+
+
+def test_import_sql_runs_with_psql_by_hand(project, pg):
+    result = project.run("sync-data", "--from", "prod", "--to", "preprod", "--dry-run", "--json")
+    script = Path(json.loads(result.out)["run_dir"]) / "import.sql"
+    url = project.url("preprod").replace("?sslmode=disable", "")
+    subprocess.run(["psql", "-q", "-X", url, "-f", str(script)], check=True, capture_output=True)
+    assert dump(project.url("prod"), "public.programs", "public.plan_prices") == dump(
+        project.url("preprod"), "public.programs", "public.plan_prices")
+
+
+def test_target_schema_behind_is_refused(project):
+    sql(project.url("preprod"), "ALTER TABLE public.plans DROP COLUMN tier_level")
+    result = project.run("sync-data", "--from", "prod", "--to", "preprod")
+    assert result.code == 2
+    assert "public.plans.tier_level" in result.err and "push migrations" in result.err
+
+
+def test_target_only_column_is_left_alone(project):
+    sql(project.url("preprod"), "ALTER TABLE public.plans ADD COLUMN local_note text DEFAULT 'kept'")
+    result = project.run("sync-data", "--from", "prod", "--to", "preprod", "--tables", "plans")
+    assert result.code == 0, result.err
+    assert sql(project.url("preprod"), "SELECT DISTINCT local_note FROM public.plans") == [("kept",)]
+
+
+def test_natural_key_matches_rows_with_other_ids(project):
+    sql(project.url("preprod"), "INSERT INTO public.plans (key, name) VALUES ('pro', 'Old pro')")
+    project.keys = {"plans": "key"}
+    result = project.run("sync-data", "--from", "prod", "--to", "preprod", "--tables", "plans", "--json")
+    assert result.code == 0, result.err
+    assert totals(result)[:2] == (2, 1)
+    assert sql(project.url("preprod"), "SELECT name FROM public.plans WHERE key = 'pro'") == [("Pro",)]
+
+
+def test_table_without_any_key_is_refused(project):
+    for env in ("prod", "preprod"):
+        sql(project.url(env), "CREATE TABLE public.loose (a int, b text)")
+    project.safe_extra = ["loose"]
+    result = project.run("sync-data", "--from", "prod", "--to", "preprod", "--tables", "loose")
+    assert result.code == 2
+    assert "no primary key" in result.err and "key.loose" in result.err
+
+
+def test_serial_sequence_is_advanced(project):
+    assert project.run("sync-data", "--from", "prod", "--to", "preprod", "--tables", "session_types").code == 0
+    sql(project.url("preprod"), "INSERT INTO public.session_types (key, name) VALUES ('new', 'New')")
+    assert sql(project.url("preprod"), "SELECT id FROM public.session_types WHERE key = 'new'") == [(4,)]
+
+
+def test_protected_target_needs_yes_without_a_terminal(project):
+    before = dump(project.url("prod"))
+    refused = project.run("sync-data", "--from", "preprod", "--to", "prod")
+    assert refused.code == 2 and "--yes" in refused.err
+    assert dump(project.url("prod")) == before
+    allowed = project.run("sync-data", "--from", "preprod", "--to", "prod", "--yes", "--tables", "plans")
+    assert allowed.code == 0, allowed.err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--from", "prod", "--to", "prod"], "two different"),
+        (["--from", "prod", "--to", "staging"], "unknown environment 'staging'"),
+        (["--from", "prod"], "--to"),
+        (["--to", "preprod"], "--from"),
+    ],
+    ids=["same-env", "unknown-env", "no-target", "no-source"],
+)
+def test_bad_arguments_exit_2(project, args, message):
+    before = dump(project.url("preprod"))
+    result = project.run("sync-data", *args)
+    assert result.code == 2
+    assert message in result.err
+    assert dump(project.url("preprod")) == before
+
+
+def test_missing_password_without_terminal_names_the_variable(project, pg):
+    from ops import localstack
+
+    localstack.set_role_password(project.url("preprod"), FAKE_DB_PASSWORD)
+    project.envs["preprod"]["db_url"] = project.url("preprod").replace("postgres@", f"{localstack.PASSWORD_ROLE}@")
+    refused = project.run("sync-data", "--from", "prod", "--to", "preprod", "--tables", "plans")
+    assert refused.code == 2
+    assert "OPS_PREPROD_DB_PASSWORD" in refused.err
+    ok = project.run("sync-data", "--from", "prod", "--to", "preprod", "--tables", "plans",
+                     env={"OPS_PREPROD_DB_PASSWORD": FAKE_DB_PASSWORD})
+    assert ok.code == 0, ok.err
+    for text in (ok.out, ok.err, refused.out, refused.err):
+        assert FAKE_DB_PASSWORD not in text
+    for path in project.files():
+        assert FAKE_DB_PASSWORD.encode() not in path.read_bytes(), path
+
+
+def test_concurrent_sync_waits_for_the_lock(project):
+    holder = psycopg.connect(project.url("preprod"), autocommit=True)
+    holder.execute("SELECT pg_advisory_lock(hashtext('ops:sync-data'))")
+    project.write()
+    import os
+
+    waiting = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "--search-root", str(REPO), "sync-data", "--from", "prod", "--to",
+         "preprod", "--tables", "plans"],
+        cwd=project.root, env={**os.environ, "OPS_ENVIRONMENTS": str(project.ini)},
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        time.sleep(3)
+        assert waiting.poll() is None, "the second sync must wait"
+        assert sql(project.url("preprod"), "SELECT count(*) FROM public.plans") == [(0,)]
+    finally:
+        holder.execute("SELECT pg_advisory_unlock_all()")
+        holder.close()
+    out, err = waiting.communicate(timeout=60)
+    assert waiting.returncode == 0, err
+    assert "waiting" in err
+    assert sql(project.url("preprod"), "SELECT count(*) FROM public.plans") == [(3,)]
