@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import FAKE_DB_PASSWORD, REPO, dump, sql
+from conftest import FAKE_DB_PASSWORD, REPO, dump, pg_tool, sql
 
 CATALOGUE = """
 CREATE TYPE public.mood AS ENUM ('happy', 'sad', 'it''s complicated');
@@ -216,7 +216,7 @@ def test_import_sql_runs_with_psql_by_hand(project, pg):
     result = project.run("sync-data", "--from", "prod", "--to", "preprod", "--dry-run", "--json")
     script = Path(json.loads(result.out)["run_dir"]) / "import.sql"
     url = project.url("preprod").replace("?sslmode=disable", "")
-    subprocess.run(["psql", "-q", "-X", url, "-f", str(script)], check=True, capture_output=True)
+    subprocess.run([pg_tool("psql"), "-q", "-X", url, "-f", str(script)], check=True, capture_output=True)
     assert dump(project.url("prod"), "public.programs", "public.plan_prices") == dump(
         project.url("preprod"), "public.programs", "public.plan_prices")
 
