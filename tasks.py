@@ -90,4 +90,96 @@ def sync_data(c, from_=None, to=None, tables=None, dry_run=False, export_only=Fa
          f"{verb} {len(result.tables)} tables in {result.seconds:.1f}s; files in {result.run_dir}")
 
 
-ns = Collection(envs, sync_data)
+
+
+@ops_task(
+    iterable=["buckets"],
+    help={
+        "from": "source environment",
+        "to": "target environment",
+        "buckets": f"only these buckets ({LIST_HELP}); default: all of [storage] buckets",
+        "dry_run": "list both sides and print the plan; copy nothing",
+        "jobs": "parallel copies (default: [storage] jobs, 4)",
+        "delete": "remove target objects absent in the source, after every copy succeeded",
+        "force": "copy every object, even identical ones",
+        "json": "print the summary as JSON",
+        "yes": "do not ask before writing to a protected environment",
+    },
+)
+def sync_storage(c, from_=None, to=None, buckets=None, dry_run=False, jobs=None, delete=False, force=False,
+                 json=False, yes=False):
+    """Copy new and changed storage objects between environments (incremental, parallel)."""
+    from ops import storage
+
+    result = storage.sync_storage(load_config(), source=from_, target=to, buckets=names(buckets) or None,
+                                  dry_run=dry_run, jobs=int(jobs) if jobs else None, delete=delete, force=force,
+                                  yes=yes)
+    headers, rows = storage.summary_rows(result)
+    emit(result.to_dict(), headers, rows, json, f"{'planned' if dry_run else 'done'} in {result.seconds:.1f}s")
+    if result.failed:
+        raise Exit(storage.failure_report(result.failures, result.rerun), code=1)
+
+
+@ops_task(
+    iterable=["buckets"],
+    help={
+        "env": "environment to back up, or 'all' (default: prod)",
+        "buckets": f"only these buckets ({LIST_HELP})",
+        "keep": "complete backups to keep per environment (default: [storage] keep, 5)",
+        "json": "print the summary as JSON",
+    },
+)
+def backup_storage(c, env=None, buckets=None, keep=None, json=False):
+    """Back up storage buckets to backups/storage/<env>-<ref>/<time>/ (incremental, keeps 5)."""
+    from ops import backup
+
+    results = backup.backup_storage(load_config(), env=env, buckets=names(buckets) or None,
+                                    keep=int(keep) if keep else None)
+    rows = [[r.env, r.objects, r.bytes, r.downloaded, r.linked, len(r.removed), r.path] for r in results]
+    emit({"backups": [vars(r) for r in results]},
+         ["env", "objects", "bytes", "downloaded", "hard-linked", "old removed", "path"], rows, json)
+
+
+@ops_task(help={"backup": "a backup folder, or 'latest' (default)", "env": "environment for 'latest' (default: prod)",
+                "json": "print the result as JSON"})
+def verify_backup(c, backup="latest", env=None, json=False):
+    """Re-hash every file of a backup against its manifest: missing, corrupt and extra files."""
+    from ops import backup as backups
+
+    result = backups.verify_backup(load_config(), backup=backup, env=env)
+    rows = [["checked", result.checked], ["missing", len(result.missing)], ["corrupt", len(result.corrupt)],
+            ["extra", len(result.extra)]]
+    problems = [f"{kind}: {item}" for kind in ("missing", "corrupt", "extra") for item in getattr(result, kind)]
+    emit(result.to_dict(), ["backup", result.path], rows, json, "\n".join(problems[:50]))
+    if not result.ok:
+        raise Exit(f"backup {result.path} does not match its manifest", code=1)
+
+
+@ops_task(
+    iterable=["buckets"],
+    help={
+        "to": "environment to restore into",
+        "backup": "a backup folder, or 'latest' (default)",
+        "env": "whose backup 'latest' means (default: prod)",
+        "buckets": f"only these buckets ({LIST_HELP})",
+        "dry_run": "print what would be uploaded; upload nothing",
+        "json": "print the summary as JSON",
+        "yes": "do not ask before writing to a protected environment",
+    },
+)
+def restore_storage(c, to=None, backup="latest", env=None, buckets=None, dry_run=False, json=False, yes=False):
+    """Upload a storage backup back into an environment (only what differs)."""
+    from ops import backup as backups
+    from ops import storage
+
+    result = backups.restore_storage(load_config(), target=to, backup=backup, env=env,
+                                     buckets=names(buckets) or None, dry_run=dry_run, yes=yes)
+    rows = [list(b.values()) for b in result.buckets]
+    emit(result.to_dict(), list(result.buckets[0]) if result.buckets else ["bucket"], rows, json,
+         f"from {result.backup}")
+    if result.failed:
+        raise Exit(storage.failure_report(result.failures, f"inv restore-storage --to {to} --backup {result.backup}"),
+                   code=1)
+
+
+ns = Collection(envs, sync_data, sync_storage, backup_storage, verify_backup, restore_storage)

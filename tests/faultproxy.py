@@ -1,0 +1,119 @@
+"""An HTTP proxy in front of a local S3 server that injects faults into a share of requests.
+
+Faults: 500 InternalError, 503 SlowDown, a connection reset before any answer, and a
+body cut short after its headers promised more. It can also serve the upstream under a
+path prefix (as Supabase's `/storage/v1/s3`) and slow every request down.
+"""
+
+from __future__ import annotations
+
+import http.client
+import random
+import socket
+import struct
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+ERROR_XML = ('<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
+             "<Message>injected fault</Message></Error>")
+FAULTS = ("500", "slowdown", "reset", "truncate")
+
+
+class FaultProxy:
+    def __init__(self, upstream_port: int, *, rate: float = 0.0, seed: int = 7, prefix: str = "",
+                 delay: float = 0.0, faults: tuple[str, ...] = FAULTS) -> None:
+        self.upstream_port, self.rate, self.prefix, self.delay, self.faults = upstream_port, rate, prefix, delay, faults
+        self.random = random.Random(seed)
+        self.lock = threading.Lock()
+        self.injected: dict[str, int] = {}
+        self.requests = 0
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def handle_any(self):
+                proxy.forward(self)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = handle_any
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}{self.prefix}"
+
+    def start(self) -> FaultProxy:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def pick_fault(self) -> str | None:
+        with self.lock:
+            self.requests += 1
+            if self.random.random() >= self.rate:
+                return None
+            fault = self.random.choice(self.faults)
+            self.injected[fault] = self.injected.get(fault, 0) + 1
+            return fault
+
+    def forward(self, handler: BaseHTTPRequestHandler) -> None:
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else None
+        if self.delay:
+            time.sleep(self.delay)
+        fault = self.pick_fault()
+        if fault == "reset":
+            # SO_LINGER 0 makes close() send a TCP reset.
+            handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            handler.connection.close()
+            handler.close_connection = True
+            return
+        if fault in ("500", "slowdown"):
+            code, status = ("InternalError", 500) if fault == "500" else ("SlowDown", 503)
+            payload = ERROR_XML.format(code=code).encode()
+            handler.send_response(status)
+            handler.send_header("Content-Type", "application/xml")
+            handler.send_header("Content-Length", str(len(payload)))
+            handler.end_headers()
+            handler.wfile.write(payload)
+            return
+        path = handler.path
+        if self.prefix:
+            if not path.startswith(self.prefix):
+                handler.send_error(404)
+                return
+            path = path[len(self.prefix):] or "/"
+        upstream = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=60)
+        headers = {k: v for k, v in handler.headers.items() if k.lower() not in ("connection",)}
+        # Signatures cover the path the client signed; the upstream checks them, so a prefix
+        # proxy must keep the upstream unaware of auth: it only strips the prefix here.
+        upstream.request(handler.command, path, body=body, headers=headers)
+        response = upstream.getresponse()
+        data = response.read()
+        handler.send_response(response.status)
+        for key, value in response.getheaders():
+            if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                handler.send_header(key, value)
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        if handler.command == "HEAD":
+            upstream.close()
+            return
+        if fault == "truncate" and len(data) > 1:
+            handler.wfile.write(data[: len(data) // 2])
+            handler.wfile.flush()
+            handler.connection.close()
+            handler.close_connection = True
+        else:
+            handler.wfile.write(data)
+        upstream.close()

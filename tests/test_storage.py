@@ -1,0 +1,216 @@
+"""`inv sync-storage` between two real S3 servers, with and without injected faults."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+
+import boto3
+import pytest
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+
+from conftest import S3_KEYS, s3_secrets
+from faultproxy import FaultProxy
+
+TRICKY_KEYS = [
+    "plain.png", "with space/my file.pdf", "ünïcödé/naïve ✓.txt", "a+b=c.txt", "100%/done%20.txt",
+    "deep/er/and/deeper/file.json", "folder/.emptyFolderPlaceholder", "zero-bytes.bin",
+]
+
+
+def contents(client, bucket: str) -> dict[str, str]:
+    """key -> sha256 of the content, read back from the server."""
+    result = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for item in page.get("Contents", []):
+            body = client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+            result[item["Key"]] = hashlib.sha256(body).hexdigest()
+    return result
+
+
+def fill(client, bucket: str, count: int = 0, size: int = 1024) -> None:
+    for i in range(count):
+        client.put_object(Bucket=bucket, Key=f"bulk/{i:04d}.bin", Body=bytes([i % 251]) * size)
+
+
+def summary(result) -> dict:
+    return {b["bucket"]: b for b in json.loads(result.out)["buckets"]}
+
+
+def test_sync_copies_tricky_keys_and_headers(project, storage):
+    src = storage["prod"].client()
+    for key in TRICKY_KEYS:
+        body = b"" if key.endswith(("zero-bytes.bin", ".emptyFolderPlaceholder")) else key.encode() * 3
+        src.put_object(Bucket="avatars", Key=key, Body=body, ContentType="image/png", CacheControl="max-age=3600",
+                       ContentDisposition='attachment; filename="x.png"', Metadata={"owner": "ada", "note": "v1"})
+    big = io.BytesIO(b"0123456789abcdef" * (17 << 16))  # 17 MiB: over the multipart threshold
+    src.upload_fileobj(big, "resource-library", "videos/intro.mp4", ExtraArgs={"ContentType": "video/mp4"})
+
+    result = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--json")
+    assert result.code == 0, result.err
+    buckets = summary(result)
+    assert buckets["avatars"]["copied"] == len(TRICKY_KEYS)
+    assert buckets["resource-library"]["copied"] == 1
+    assert buckets["group-notes"]["status"] == "empty"
+    dst = storage["preprod"].client()
+    for bucket in ("avatars", "resource-library"):
+        assert contents(src, bucket) == contents(dst, bucket)
+    head = dst.head_object(Bucket="avatars", Key="with space/my file.pdf")
+    assert head["ContentType"] == "image/png"
+    assert head["CacheControl"] == "max-age=3600"
+    assert head["ContentDisposition"] == 'attachment; filename="x.png"'
+    assert {k.lower(): v for k, v in head["Metadata"].items()} == {"owner": "ada", "note": "v1"}
+    assert dst.head_object(Bucket="resource-library", Key="videos/intro.mp4")["ContentType"] == "video/mp4"
+
+    second = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--json")
+    assert second.code == 0, second.err
+    assert sum(b["copied"] for b in summary(second).values()) == 0
+    assert summary(second)["avatars"]["identical"] == len(TRICKY_KEYS)
+
+
+def test_changed_object_of_same_size_is_copied(project, storage):
+    src, dst = storage["prod"].client(), storage["preprod"].client()
+    fill(src, "program-logos", 20)
+    assert project.run("sync-storage", "--from", "prod", "--to", "preprod").code == 0
+    src.put_object(Bucket="program-logos", Key="bulk/0007.bin", Body=b"\xff" * 1024)
+    result = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--json", "--buckets", "program-logos")
+    assert result.code == 0, result.err
+    assert summary(result)["program-logos"]["copied"] == 1
+    assert contents(src, "program-logos") == contents(dst, "program-logos")
+
+
+def test_force_copies_everything(project, storage):
+    fill(storage["prod"].client(), "email-assets", 5)
+    assert project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "email-assets").code == 0
+    forced = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "email-assets",
+                         "--force", "--json")
+    assert summary(forced)["email-assets"]["copied"] == 5
+
+
+def test_delete_only_when_asked(project, storage):
+    src, dst = storage["prod"].client(), storage["preprod"].client()
+    fill(src, "avatars", 3)
+    dst.put_object(Bucket="avatars", Key="only-in-target.txt", Body=b"keep me?")
+    kept = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "avatars", "--json")
+    assert kept.code == 0 and "only-in-target.txt" in contents(dst, "avatars")
+    dry = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "avatars", "--delete",
+                      "--dry-run", "--json")
+    assert summary(dry)["avatars"]["deleted"] == 1 and "only-in-target.txt" in contents(dst, "avatars")
+    deleted = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "avatars", "--delete",
+                          "--json")
+    assert deleted.code == 0, deleted.err
+    assert summary(deleted)["avatars"]["deleted"] == 1
+    assert contents(src, "avatars") == contents(dst, "avatars")
+
+
+def test_dry_run_copies_nothing(project, storage):
+    fill(storage["prod"].client(), "client-badges", 4)
+    result = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--dry-run", "--json")
+    assert result.code == 0, result.err
+    assert summary(result)["client-badges"]["copied"] == 4
+    assert contents(storage["preprod"].client(), "client-badges") == {}
+
+
+def test_missing_target_bucket_refused_before_copying(project, storage):
+    fill(storage["prod"].client(), "avatars", 2)
+    storage["preprod"].client().delete_bucket(Bucket="group-notes")
+    result = project.run("sync-storage", "--from", "prod", "--to", "preprod")
+    assert result.code == 2
+    assert "group-notes" in result.err and "migrations" in result.err
+    assert contents(storage["preprod"].client(), "avatars") == {}
+
+
+def test_unknown_bucket_refused(project, storage):
+    result = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "avatars,selfies")
+    assert result.code == 2 and "selfies" in result.err
+
+
+def test_missing_keys_refused(project, storage):
+    del project.secrets["OPS_PREPROD_S3_SECRET_ACCESS_KEY"]
+    result = project.run("sync-storage", "--from", "prod", "--to", "preprod")
+    assert result.code == 2 and "OPS_PREPROD_S3_SECRET_ACCESS_KEY" in result.err
+
+
+def test_protected_target_needs_yes(project, storage):
+    fill(storage["preprod"].client(), "avatars", 1)
+    result = project.run("sync-storage", "--from", "preprod", "--to", "prod")
+    assert result.code == 2 and "--yes" in result.err
+    assert contents(storage["prod"].client(), "avatars") == {}
+
+
+def moto_client(port: int, prefix: str = ""):
+    return boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}{prefix}", region_name="us-east-1",
+                        aws_access_key_id="moto", aws_secret_access_key="moto-secret",
+                        config=Config(s3={"addressing_style": "path"}, request_checksum_calculation="when_required",
+                                      response_checksum_validation="when_required"))
+
+
+@pytest.mark.parametrize("moto_side", ["prod", "preprod"], ids=["multipart-source", "multipart-target"])
+def test_multipart_objects_are_not_copied_again(project, storage, moto_port, moto_side):
+    """moto gives multipart uploads `md5-N` ETags, which never equal a plain MD5."""
+    proxy = FaultProxy(moto_port, prefix="/storage/v1/s3").start()  # a Supabase-like endpoint path
+    try:
+        moto = moto_client(moto_port)
+        bucket = "module-client-content"
+        if bucket not in [b["Name"] for b in moto.list_buckets()["Buckets"]]:
+            moto.create_bucket(Bucket=bucket)
+        for page in moto.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for item in page.get("Contents", []):
+                moto.delete_object(Bucket=bucket, Key=item["Key"])
+        project.envs[moto_side]["storage_url"] = proxy.url
+        project.secrets.update(s3_secrets(moto_side, "moto", "moto-secret"))
+        source = moto if moto_side == "prod" else storage["prod"].client()
+        source.upload_fileobj(io.BytesIO(b"m" * (12 << 20)), bucket, "lesson.bin",
+                              Config=TransferConfig(multipart_threshold=5 << 20, multipart_chunksize=5 << 20))
+        first = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", bucket, "--json")
+        assert first.code == 0, first.err
+        assert summary(first)[bucket]["copied"] == 1
+        second = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", bucket, "--json")
+        assert second.code == 0, second.err
+        assert (summary(second)[bucket]["copied"], summary(second)[bucket]["identical"]) == (0, 1)
+        target = moto if moto_side == "preprod" else storage["preprod"].client()
+        assert contents(source, bucket) == contents(target, bucket)
+    finally:
+        proxy.stop()
+
+
+def test_faults_end_with_every_object_copied_or_listed(project, storage):
+    src, dst = storage["prod"].client(), storage["preprod"].client()
+    fill(src, "avatars", 60, size=4096)
+    fill(src, "goal-resources", 40, size=2048)
+    proxy = FaultProxy(storage["preprod"].port, rate=0.2, seed=11).start()
+    try:
+        project.envs["preprod"]["storage_url"] = proxy.url
+        result = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--json",
+                             "--buckets", "avatars,goal-resources")
+        assert sum(proxy.injected.values()) > 10, proxy.injected
+    finally:
+        proxy.stop()
+    data = json.loads(result.out)
+    failed = {(f["bucket"], f["key"]) for f in data["failures"]}
+    assert result.code == (1 if failed else 0), result.err
+    if failed:
+        assert "re-run: inv sync-storage" in result.err
+    for bucket in ("avatars", "goal-resources"):
+        source, target = contents(src, bucket), contents(dst, bucket)
+        for key, digest in source.items():
+            assert target.get(key) == digest or (bucket, key) in failed, f"{bucket}/{key} neither copied nor listed"
+        assert set(target) <= set(source)
+    # A clean re-run finishes the job.
+    project.envs["preprod"]["storage_url"] = storage["preprod"].url
+    again = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "avatars,goal-resources")
+    assert again.code == 0, again.err
+    assert contents(src, "avatars") == contents(dst, "avatars")
+
+
+def test_secrets_never_printed(project, storage):
+    fill(storage["prod"].client(), "avatars", 2)
+    result = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--json")
+    assert result.code == 0, result.err
+    for key_id, secret in S3_KEYS.values():
+        assert secret not in result.out + result.err
+    for path in project.files():
+        for _, secret in S3_KEYS.values():
+            assert secret.encode() not in path.read_bytes(), path
