@@ -44,8 +44,15 @@ def complete_backups(folder: Path) -> list[Path]:
     """Complete backups, oldest first: visible folders that hold a manifest."""
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir()
-                  if p.is_dir() and not p.name.startswith(".") and (p / METADATA_FILE).is_file())
+    return sorted((p for p in folder.iterdir()
+                   if p.is_dir() and not p.name.startswith(".") and (p / METADATA_FILE).is_file()),
+                  key=_stamp_order)
+
+
+def _stamp_order(path: Path) -> tuple[str, int]:
+    # Names are UTC stamps, with -1, -2 ... for backups made within the same second.
+    base, _, n = path.name.partition("Z-")
+    return base, int(n) if n.isdigit() else 0
 
 
 def load_manifest(backup: Path) -> dict:
@@ -103,9 +110,12 @@ def backup_env(config: Config, env: Environment, buckets: list[str], keep: int) 
     previous_objects = _objects_by_bucket(load_manifest(previous)) if previous else {}
 
     stamp = utc_stamp()
-    partial, final = folder / f"{PARTIAL_PREFIX}{stamp}", folder / stamp
-    if final.exists():
-        raise OperationFailed(f"{final} already exists: wait a second and retry")
+    final = folder / stamp
+    for n in range(1, 1000):
+        if not final.exists():
+            break
+        final = folder / f"{stamp}-{n}"
+    partial = folder / f"{PARTIAL_PREFIX}{final.name}"
     partial.mkdir()
     result = BackupResult(env.name, str(final))
     manifest: dict[str, dict] = {}

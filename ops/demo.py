@@ -1,12 +1,15 @@
 """`nox -s demo`: start the local environments of environments.ini and run the toolkit between them.
 
-It starts one PostgreSQL cluster (a database per local environment), applies the app's
+It starts one PostgreSQL cluster (a database per local environment) and one S3 server
+per environment, applies the app's
 migrations with the real Supabase CLI, loads demo content into local-prod, runs the
 tasks a release person would, and stops everything again.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -24,13 +27,35 @@ def inv(*args: str) -> int:
     return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=REPO_ROOT, stdin=subprocess.DEVNULL).returncode
 
 
+def start_storage(envs: list, buckets: list[str]) -> list[localstack.LocalS3]:
+    """One S3 server per environment, with throwaway keys handed to the tasks like real ones."""
+    servers = []
+    for env in envs:
+        key_id, secret = f"DEMO{secrets.token_hex(8).upper()}", secrets.token_urlsafe(24)
+        os.environ[env.s3_key_id_var], os.environ[env.s3_secret_var] = key_id, secret
+        server = localstack.start_s3(key_id, secret, port=urlsplit(env.storage_url).port)
+        server.create_buckets(buckets)
+        servers.append(server)
+    demo = servers[0].client()
+    for i in range(12):
+        demo.put_object(Bucket="program-logos", Key=f"programs/logo-{i:02d}.svg", Body=b"<svg>%d</svg>" % i,
+                        ContentType="image/svg+xml")
+    demo.put_object(Bucket="email-assets", Key="header banner.png", Body=os.urandom(256 << 10), ContentType="image/png")
+    demo.put_object(Bucket="avatars", Key="00000000-0000-4000-8000-000000000001/avatar.png", Body=os.urandom(4096),
+                    ContentType="image/png")
+    return servers
+
+
 def main() -> int:
     config = ops_config.load(REPO_ROOT / "environments.ini")
     envs = [config.env(name) for name in LOCAL_ENVS]
     port = urlsplit(envs[0].db_url).port
     print(f"starting PostgreSQL on 127.0.0.1:{port} for {', '.join(LOCAL_ENVS)}", flush=True)
     server = localstack.start_postgres(port=port)
+    storage: list[localstack.LocalS3] = []
     try:
+        storage = start_storage(envs, config.storage.buckets)
+        print(f"S3 servers for {', '.join(LOCAL_ENVS)} at {', '.join(s.url for s in storage)}", flush=True)
         for env in envs:
             url = server.create_database(urlsplit(env.db_url).path.lstrip("/"))
             localstack.push_migrations(url)
@@ -41,6 +66,10 @@ def main() -> int:
             ("sync-data", "--from", "local-prod", "--to", "local-preprod", "--dry-run", "--tables", "plans,features,plan_features"),
             ("sync-data", "--from", "local-prod", "--to", "local-preprod"),
             ("sync-data", "--from", "local-prod", "--to", "local-preprod", "--tables", "plans,programs"),
+            ("sync-storage", "--from", "local-prod", "--to", "local-preprod"),
+            ("sync-storage", "--from", "local-prod", "--to", "local-preprod", "--buckets", "program-logos,email-assets"),
+            ("backup-storage", "--env", "local-prod"),
+            ("verify-backup", "--env", "local-prod"),
         ]
         for step in steps:
             code = inv(*step)
@@ -49,6 +78,9 @@ def main() -> int:
                 return code
         return 0
     finally:
+        for s3_server in storage:
+            s3_server.stop()
+            shutil.rmtree(s3_server.root, ignore_errors=True)
         server.stop()
         shutil.rmtree(server.datadir, ignore_errors=True)
 

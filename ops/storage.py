@@ -233,9 +233,11 @@ def sync_storage(config: Config, *, source: str | None, target: str | None, buck
         confirm_write(target_env, yes=yes, action="copy storage objects into it")
     src, dst, plans = plan_sync(config, source_env, target_env, chosen, force=force, delete=delete, jobs=jobs)
     result = StorageResult(source, target, dry_run)
-    for plan in plans:
-        if plan.status != "ok":
-            progress(f"{plan.bucket}: {'empty in source, skipped' if plan.status == 'empty' else 'not in source, skipped'}")
+    for status in ("empty", "absent"):
+        skipped = [p.bucket for p in plans if p.status == status]
+        if skipped:
+            progress(f"skipped {len(skipped)} bucket(s) {'empty' if status == 'empty' else 'missing'} in "
+                     f"{source}: {', '.join(skipped)}")
     if dry_run:
         result.buckets = [BucketResult(p.bucket, p.status, copied=len(p.copy), identical=p.identical,
                                        deleted=len(p.delete), bytes=p.copy_bytes) for p in plans]

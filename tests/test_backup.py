@@ -1,0 +1,149 @@
+"""`inv backup-storage`, `inv verify-backup` and `inv restore-storage` against a real S3 server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import REPO
+from faultproxy import FaultProxy
+from test_storage import contents, fill
+
+
+def backups(project, env: str = "prod") -> list[Path]:
+    folder = project.root / "backups" / "storage" / f"{env}-qfdztdgublwlmewobxmx"
+    return sorted(p for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def complete(project) -> list[Path]:
+    return [p for p in backups(project) if not p.name.startswith(".")]
+
+
+def run_backup(project, *args):
+    result = project.run("backup-storage", "--json", *args)
+    assert result.code == 0, result.err
+    return json.loads(result.out)["backups"][0]
+
+
+def test_backup_layout_and_manifest(project, storage):
+    src = storage["prod"].client()
+    fill(src, "avatars", 3)
+    src.put_object(Bucket="email-assets", Key="logos/main logo.svg", Body=b"<svg/>", ContentType="image/svg+xml")
+    made = run_backup(project)
+    path = Path(made["path"])
+    assert path.parent.name == "prod-qfdztdgublwlmewobxmx"
+    assert (path / "avatars" / "bulk" / "0001.bin").read_bytes() == bytes([1]) * 1024
+    metadata = json.loads((path / "_backup_metadata.json").read_text())
+    assert metadata["env"] == "prod" and metadata["ref"] == "qfdztdgublwlmewobxmx"
+    assert metadata["buckets"]["avatars"]["objects"] == 3
+    entry = metadata["buckets"]["email-assets"]["manifest"]["logos/main logo.svg"]
+    assert entry["size"] == 6 and entry["content_type"] == "image/svg+xml" and len(entry["sha256"]) == 64
+    assert "group-notes" in metadata["skipped_buckets"]
+
+
+def test_unchanged_objects_are_hard_linked(project, storage):
+    src = storage["prod"].client()
+    fill(src, "avatars", 10, size=8192)
+    first = run_backup(project)
+    assert first["downloaded"] == 10
+    src.put_object(Bucket="avatars", Key="bulk/0003.bin", Body=b"changed" * 100)
+    second = run_backup(project)
+    assert (second["downloaded"], second["linked"]) == (1, 9)
+    old, new = Path(first["path"]), Path(second["path"])
+    assert os.stat(old / "avatars/bulk/0001.bin").st_ino == os.stat(new / "avatars/bulk/0001.bin").st_ino
+    assert (new / "avatars/bulk/0003.bin").read_bytes() == b"changed" * 100
+    assert (old / "avatars/bulk/0003.bin").read_bytes() == bytes([3]) * 8192
+
+
+def test_retention_keeps_the_five_newest(project, storage):
+    fill(storage["prod"].client(), "avatars", 2)
+    made = [run_backup(project)["path"] for _ in range(7)]
+    kept = [str(p) for p in complete(project)]
+    assert kept == made[2:]
+    assert len(run_backup(project, "--keep", "2")["removed"]) == 4
+    assert len(complete(project)) == 2
+
+
+def test_failed_backup_leaves_nothing_complete_looking(project, storage):
+    fill(storage["prod"].client(), "avatars", 30)
+    run_backup(project)
+    proxy = FaultProxy(storage["prod"].port, rate=1.0, faults=("500",)).start()
+    try:
+        project.envs["prod"]["storage_url"] = proxy.url
+        result = project.run("backup-storage")
+    finally:
+        proxy.stop()
+    assert result.code == 1
+    assert len(backups(project)) == 1, "no partial folder and no new backup"
+
+
+def test_interrupted_backup_leaves_no_partial(project, storage):
+    fill(storage["prod"].client(), "avatars", 40)
+    proxy = FaultProxy(storage["prod"].port, delay=0.2).start()
+    try:
+        project.envs["prod"]["storage_url"] = proxy.url
+        project.write()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "invoke", "--search-root", str(REPO), "backup-storage"],
+            cwd=project.root, env={**os.environ, "OPS_ENVIRONMENTS": str(project.ini), **project.secrets},
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        deadline = time.monotonic() + 30
+        while not any(p.name.startswith(".partial-") for p in backups(project)):
+            assert time.monotonic() < deadline, "the backup never started"
+            time.sleep(0.1)
+        time.sleep(1)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        proxy.stop()
+    assert process.returncode != 0
+    assert backups(project) == []
+    assert not [p for p in project.root.rglob("*.part")]
+
+
+def test_verify_catches_a_flipped_byte(project, storage):
+    fill(storage["prod"].client(), "avatars", 5)
+    path = Path(run_backup(project)["path"])
+    ok = project.run("verify-backup")
+    assert ok.code == 0, ok.err + ok.out
+    victim = path / "avatars" / "bulk" / "0002.bin"
+    data = bytearray(victim.read_bytes())
+    data[100] ^= 0x01
+    victim.write_bytes(bytes(data))
+    (path / "avatars" / "stray.txt").write_text("not in the manifest")
+    (path / "avatars" / "bulk" / "0004.bin").unlink()
+    bad = project.run("verify-backup", "--backup", str(path), "--json")
+    assert bad.code == 1
+    report = json.loads(bad.out)
+    assert report["corrupt"] == ["avatars/bulk/0002.bin"]
+    assert report["missing"] == ["avatars/bulk/0004.bin"]
+    assert report["extra"] == ["avatars/stray.txt"]
+
+
+def test_restore_round_trips_a_bucket(project, storage):
+    src = storage["prod"].client()
+    fill(src, "avatars", 6)
+    src.put_object(Bucket="avatars", Key="ünï/cöde file.png", Body=b"png", ContentType="image/png")
+    expected = contents(src, "avatars")
+    run_backup(project)
+    for key in list(expected)[:4]:
+        src.delete_object(Bucket="avatars", Key=key)
+    src.put_object(Bucket="avatars", Key="bulk/0005.bin", Body=b"damaged")
+    dry = project.run("restore-storage", "--to", "prod", "--buckets", "avatars", "--dry-run", "--json")
+    assert dry.code == 0, dry.err
+    assert json.loads(dry.out)["buckets"][0]["to upload"] == 5
+    refused = project.run("restore-storage", "--to", "prod", "--buckets", "avatars")
+    assert refused.code == 2, "prod is protected"
+    restored = project.run("restore-storage", "--to", "prod", "--buckets", "avatars", "--yes", "--json")
+    assert restored.code == 0, restored.err
+    assert contents(src, "avatars") == expected
+    assert src.head_object(Bucket="avatars", Key="ünï/cöde file.png")["ContentType"] == "image/png"
+    into_preprod = project.run("restore-storage", "--to", "preprod", "--env", "prod", "--json")
+    assert into_preprod.code == 0, into_preprod.err
+    assert contents(storage["preprod"].client(), "avatars") == expected
