@@ -182,4 +182,83 @@ def restore_storage(c, to=None, backup="latest", env=None, buckets=None, dry_run
                    code=1)
 
 
-ns = Collection(envs, sync_data, sync_storage, backup_storage, verify_backup, restore_storage)
+@ops_task(
+    help={
+        "env": "environment, or 'all' for [migrations] all_order (default: prod)",
+        "dry_run": "list the pending migrations; apply nothing",
+        "include_all": "also apply pending migrations older than the newest applied one",
+        "skip_preprod_check": "push to prod even if preprod lacks a migration (critical rule 2)",
+        "json": "print the summary as JSON",
+        "yes": "do not ask before writing to a protected environment",
+    },
+)
+def push_migrations(c, env=None, dry_run=False, include_all=False, skip_preprod_check=False, json=False, yes=False):
+    """Apply pending migrations with the Supabase CLI (preprod first; 'all' stops at the first failure)."""
+    from ops import migrations
+    from ops.report import progress
+
+    result = migrations.push_migrations(load_config(), env=env, dry_run=dry_run, yes=yes, include_all=include_all,
+                                        skip_preprod_check=skip_preprod_check, show=progress if json else print)
+    emit(result.to_dict(), ["env", "status", "applied", "pending", "detail"],
+         [[r.env, r.status, r.applied, r.pending, r.detail] for r in result.rows], json)
+    if result.failed:
+        raise Exit("a migration push failed: fix the migration and re-run (applied ones are tracked)", code=1)
+
+
+@ops_task(iterable=["envs"], help={"envs": f"environments to compare ({LIST_HELP}); default: prod,preprod,sandbox",
+                                   "json": "print the table as JSON"})
+def migration_status(c, envs=None, json=False):
+    """Show every local migration as applied/pending per environment, plus remote-only versions."""
+    from ops import migrations
+
+    result = migrations.migration_status(load_config(), names(envs) or None)
+    headers = ["version", "name", *result.envs]
+    emit(result.to_dict(), headers, [[row.get(h, "") for h in headers] for row in result.rows], json,
+         "\n".join(f"{env}: unreachable ({why})" for env, why in result.unreachable.items()))
+
+
+@ops_task(
+    iterable=["only"],
+    help={
+        "env": "environment (default: prod)",
+        "only": f"only these functions ({LIST_HELP})",
+        "changed_since": "only functions changed since this git ref (including via _shared imports)",
+        "dry_run": "print what would deploy; run no deploy",
+        "jobs": "parallel deploys (default: [functions] jobs, 4)",
+        "json": "print the result as JSON",
+        "yes": "do not ask before writing to a protected environment",
+    },
+)
+def deploy_functions(c, env=None, only=None, changed_since=None, dry_run=False, jobs=None, json=False, yes=False):
+    """Deploy edge functions with --no-verify-jwt; failed ones are named with a re-run command."""
+    from ops import functions
+
+    result = functions.deploy_functions(load_config(), env=env, only=names(only) or None,
+                                        changed_since=changed_since, dry_run=dry_run,
+                                        jobs=int(jobs) if jobs else None, yes=yes)
+    if dry_run:
+        rows = [[name, "would deploy"] for name in result.functions]
+    else:
+        rows = [[name, "failed" if name in result.failed else "deployed (retried)" if name in result.retried
+                 else "deployed"] for name in result.functions]
+    emit(result.to_dict(), ["function", f"{result.env} ({result.ref})"], rows, json,
+         f"{len(result.functions)} function(s)" if result.functions else "nothing to deploy")
+    if result.failed:
+        raise Exit(f"{len(result.failed)} function(s) failed: {', '.join(result.failed)}\nre-run: {result.rerun}",
+                   code=1)
+
+
+@ops_task(help={"env": "environment, or 'all' for a matrix of every environment (default: prod)",
+                "json": "print names and digests as JSON"})
+def secrets(c, env=None, json=False):
+    """List secret names and digests per environment (never values); 'all' shows what each env lacks."""
+    from ops import secrets as ops_secrets
+
+    report = ops_secrets.secrets_report(load_config(), env)
+    headers, rows = report.rows()
+    emit(report.to_dict(), headers, rows, json,
+         "\n".join(f"{e.env}: unreachable ({e.error})" for e in report.envs if e.error))
+
+
+ns = Collection(envs, sync_data, sync_storage, backup_storage, verify_backup, restore_storage,
+                push_migrations, migration_status, deploy_functions, secrets)

@@ -83,6 +83,7 @@ class Config:
     sync_data: SyncDataSettings
     storage: StorageSettings
     migrations_all_order: list[str]
+    test_first: dict[str, str]
     functions_jobs: int
     lovable: dict[str, str]
 
@@ -175,9 +176,20 @@ def load(path: Path | str | None = None) -> Config:
             jobs=integer("storage", "jobs", 4),
         ),
         migrations_all_order=split_list(parser.get("migrations", "all_order", fallback="preprod prod sandbox")),
+        test_first=_pairs(parser.get("migrations", "test_first", fallback="prod:preprod"), path),
         functions_jobs=integer("functions", "jobs", 4),
         lovable=dict(parser["lovable"]) if parser.has_section("lovable") else {},
     )
+
+
+def _pairs(value: str, path: Path) -> dict[str, str]:
+    pairs = {}
+    for item in split_list(value):
+        target, _, first = item.partition(":")
+        if not first:
+            raise UserError(f"{path}: [migrations] test_first takes env:tested_first pairs, e.g. prod:preprod")
+        pairs[target] = first
+    return pairs
 
 
 def _refuse_secrets(parser: configparser.ConfigParser, path: Path) -> None:

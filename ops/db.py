@@ -13,18 +13,28 @@ if TYPE_CHECKING:
     import psycopg
 
 PASSWORD_HINTS = ("password authentication failed", "no password supplied", "password is required")
+_prompted: dict[str, str] = {}  # passwords typed at a prompt, kept for this process only
 
 
-def connect(env: Environment, *, autocommit: bool = False, application: str = "ops") -> psycopg.Connection:
+def password_for(env: Environment) -> str | None:
+    """The database password: its environment variable, else what the user typed this run."""
+    return env.secret(env.db_password_var) or _prompted.get(env.name)
+
+
+def connect(env: Environment, *, autocommit: bool = False, application: str = "ops",
+            timeout: int = 15) -> psycopg.Connection:
     import psycopg
 
-    password = env.secret(env.db_password_var)
+    password = password_for(env)
     url = env.require_db()
     for attempt in range(2):
         try:
-            return psycopg.connect(
-                url, password=password, autocommit=autocommit, connect_timeout=15, application_name=application
+            conn = psycopg.connect(
+                url, password=password, autocommit=autocommit, connect_timeout=timeout, application_name=application
             )
+            if password and not env.secret(env.db_password_var):
+                _prompted[env.name] = password
+            return conn
         except psycopg.OperationalError as error:
             asks_password = any(hint in str(error) for hint in PASSWORD_HINTS)
             if asks_password and password is None and attempt == 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,8 +69,12 @@ def run(
     db_password: str | None = None,
     access_token: str | None = None,
     timeout: float | None = None,
+    on_line: Callable[[str], None] | None = None,
 ) -> CliResult:
-    """Run `supabase ARGS --workdir DIR`; secrets travel only through the child's environment."""
+    """Run `supabase ARGS --workdir DIR`; secrets travel only through the child's environment.
+
+    With `on_line`, stderr is merged into stdout and every line is passed on as it comes.
+    """
     argv = [binary(), *args, "--workdir", str(workdir)]
     env = dict(os.environ)
     env.pop("PGPASSWORD", None)
@@ -78,7 +83,16 @@ def run(
     if access_token:
         env["SUPABASE_ACCESS_TOKEN"] = access_token
     env.setdefault("DO_NOT_TRACK", "1")
-    completed = subprocess.run(
-        argv, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
-    )
-    return CliResult(argv, completed.returncode, completed.stdout, completed.stderr)
+    if on_line is None:
+        completed = subprocess.run(
+            argv, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
+        return CliResult(argv, completed.returncode, completed.stdout, completed.stderr)
+    lines = []
+    with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          stdin=subprocess.DEVNULL) as process:
+        for line in process.stdout:
+            lines.append(line)
+            on_line(line.rstrip("\n"))
+        returncode = process.wait(timeout=timeout)
+    return CliResult(argv, returncode, "".join(lines), "")

@@ -86,6 +86,7 @@ class Project:
     safe_extra: list[str] = field(default_factory=list)
     keys: dict[str, str] = field(default_factory=dict)
     secrets: dict[str, str] = field(default_factory=dict)
+    supabase_dir: Path = REPO / "supabase"
 
     @property
     def ini(self) -> Path:
@@ -96,7 +97,7 @@ class Project:
 
     def write(self) -> Path:
         repo = ops_config.load(REPO / "environments.ini")
-        lines = ["[project]", f"supabase_dir = {REPO / 'supabase'}", ""]
+        lines = ["[project]", f"supabase_dir = {self.supabase_dir}", ""]
         for name, values in self.envs.items():
             lines.append(f"[{name}]")
             lines += [f"{k} = {v}" for k, v in values.items()]

@@ -1,0 +1,6 @@
+import { sendEmail } from "../_shared/email.ts";
+
+Deno.serve(async (req) => {
+  const { email } = await req.json();
+  return await sendEmail(email, "send-welcome-email", "<p>Hello</p>");
+});
