@@ -53,8 +53,9 @@ class SecretsReport:
             if len(self.envs) > 1:
                 present = {e.digests[name] for e in reachable if name in e.digests}
                 lacking = [e.env for e in reachable if name not in e.digests]
-                cells.append(f"missing in {', '.join(lacking)}" if lacking
-                             else "digests differ" if len(present) > 1 else "same")
+                notes = [f"missing in {', '.join(lacking)}"] if lacking else []
+                notes += ["digests differ"] if len(present) > 1 else []
+                cells.append("; ".join(notes) or "same")
             rows.append(cells)
         return headers, rows
 

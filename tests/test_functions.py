@@ -1,0 +1,150 @@
+"""`inv deploy-functions` and `inv secrets`: the real CLI against a local Management API stand-in."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, Project
+from mgmt_api import TOKEN, ManagementAPI
+
+PREPROD, PROD, SANDBOX = "jtzcrirqflfnagceendt", "qfdztdgublwlmewobxmx", "cezlnvdjildzxpyxyabb"
+ALL_FUNCTIONS = sorted(p.name for p in (REPO / "supabase" / "functions").iterdir() if (p / "index.ts").exists())
+EMAIL_USERS = ["send-auth-email", "send-welcome-email"]
+
+
+@pytest.fixture
+def api():
+    server = ManagementAPI()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def app(tmp_path, api, cli) -> Project:
+    """A git checkout of the demo app, and the CLI pointed at the stand-in through a profile."""
+    root = tmp_path / "app"
+    shutil.copytree(REPO / "supabase", root / "supabase", ignore=shutil.ignore_patterns(".temp"))
+    (root / "supabase" / ".temp").mkdir()
+    (root / "supabase" / ".temp" / "project-ref").write_text(SANDBOX)
+    for args in (["init", "-q"], ["add", "-A"], ["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "base"]):
+        subprocess.run(["git", *args], cwd=root, check=True)
+    home = tmp_path / "home"
+    home.mkdir()
+    log = tmp_path / "argv.log"
+    wrapper = tmp_path / "supabase-wrapper"
+    wrapper.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {log}\nexec {cli} "$@"\n')
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    project = Project(tmp_path, supabase_dir=root / "supabase")
+    project.envs = {
+        "prod": {"ref": PROD, "protected": "true"},
+        "preprod": {"ref": PREPROD, "protected": "false"},
+        "sandbox": {"ref": SANDBOX, "protected": "false"},
+    }
+    project.secrets = {"HOME": str(home), "SUPABASE_PROFILE": str(api.write_profile(tmp_path / "profile.yaml")),
+                       "SUPABASE_ACCESS_TOKEN": TOKEN, "SUPABASE_CLI": str(wrapper)}
+    project.argv_log = log
+    return project
+
+
+def test_deploys_every_function_once_without_jwt_check(app, api):
+    link = (app.supabase_dir / ".temp" / "project-ref").read_bytes()
+    result = app.run("deploy-functions", "--env", "preprod", "--json")
+    assert result.code == 0, result.err
+    assert api.deployed(PREPROD) == ALL_FUNCTIONS
+    assert all(d.metadata["verify_jwt"] is False for d in api.deploys)
+    email = next(d for d in api.deploys if d.slug == "send-auth-email")
+    assert "supabase/functions/_shared/email.ts" in email.files and "supabase/functions/_shared/cors.ts" in email.files
+    assert json.loads(result.out)["deployed"] == ALL_FUNCTIONS
+    assert "deploying" in result.err and f"/{len(ALL_FUNCTIONS)}" in result.err
+    assert (app.supabase_dir / ".temp" / "project-ref").read_bytes() == link
+    assert TOKEN not in app.argv_log.read_text() + result.out + result.err
+    assert "link" not in app.argv_log.read_text().split()
+
+
+def test_only_deploys_the_named(app, api):
+    result = app.run("deploy-functions", "--env", "preprod", "--only", "calcom-webhook", "--only", "stripe-webhook")
+    assert result.code == 0, result.err
+    assert api.deployed() == ["calcom-webhook", "stripe-webhook"]
+
+
+def test_failures_are_named_with_a_rerun_command(app, api):
+    api.fail_slugs = {"stripe-webhook", "sync-calendar"}
+    result = app.run("deploy-functions", "--env", "preprod", "--json")
+    assert result.code == 1
+    data = json.loads(result.out)
+    assert data["failed"] == ["stripe-webhook", "sync-calendar"]
+    assert "inv deploy-functions --env preprod --only stripe-webhook,sync-calendar" in result.err
+    assert api.deployed() == sorted(set(ALL_FUNCTIONS) - api.fail_slugs)
+    api.fail_slugs = set()
+    rerun = app.run("deploy-functions", "--env", "preprod", "--only", "stripe-webhook,sync-calendar")
+    assert rerun.code == 0, rerun.err
+
+
+def test_changed_since_follows_shared_imports(app, api):
+    (app.supabase_dir / "functions" / "_shared" / "email.ts").write_text(
+        (app.supabase_dir / "functions" / "_shared" / "email.ts").read_text() + "\n// tweak\n")
+    (app.supabase_dir / "functions" / "calcom-webhook" / "handler.ts").write_text("export const x = 1;\n")
+    dry = app.run("deploy-functions", "--env", "preprod", "--changed-since", "HEAD", "--dry-run", "--json")
+    assert dry.code == 0, dry.err
+    assert json.loads(dry.out)["functions"] == ["calcom-webhook", *EMAIL_USERS]
+    cors = app.supabase_dir / "functions" / "_shared" / "cors.ts"
+    subprocess.run(["git", "checkout", "-q", "--", "."], cwd=app.supabase_dir.parent, check=True)
+    (app.supabase_dir / "functions" / "calcom-webhook" / "handler.ts").unlink()
+    cors.write_text(cors.read_text() + "\n")
+    every = app.run("deploy-functions", "--env", "preprod", "--changed-since", "HEAD", "--json")
+    assert every.code == 0, every.err
+    assert api.deployed() == ALL_FUNCTIONS, "cors.ts reaches every function, directly or through email.ts"
+
+
+def test_dry_run_sends_nothing(app, api):
+    result = app.run("deploy-functions", "--env", "prod", "--dry-run")
+    assert result.code == 0, result.err
+    assert "would deploy" in result.out
+    assert api.requests == []
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [(["--only", "send-auth-email,nope"], "nope"), (["--changed-since", "no-such-ref"], "no-such-ref"),
+     (["--env", "qa"], "unknown environment")],
+    ids=["unknown-function", "unknown-ref", "unknown-env"],
+)
+def test_bad_input_exit_2_and_sends_nothing(app, api, args, message):
+    result = app.run("deploy-functions", "--env", "preprod", *args) if "--env" not in args else \
+        app.run("deploy-functions", *args)
+    assert result.code == 2
+    assert message in result.err
+    assert api.requests == []
+
+
+def test_protected_env_needs_yes(app, api):
+    refused = app.run("deploy-functions", "--env", "prod")
+    assert refused.code == 2 and "--yes" in refused.err
+    assert api.requests == []
+    allowed = app.run("deploy-functions", "--env", "prod", "--yes", "--only", "calcom-webhook")
+    assert allowed.code == 0, allowed.err
+    assert api.deployed(PROD) == ["calcom-webhook"]
+
+
+def test_secrets_names_and_matrix(app, api):
+    api.secrets = {
+        PROD: {"STRIPE_SECRET_KEY": "a" * 64, "RESEND_API_KEY": "b" * 64},
+        PREPROD: {"STRIPE_SECRET_KEY": "c" * 64, "RESEND_API_KEY": "b" * 64, "CALCOM_TOKEN": "d" * 64},
+        SANDBOX: {},
+    }
+    one = app.run("secrets", "--env", "prod", "--json")
+    assert one.code == 0, one.err
+    assert json.loads(one.out)["envs"][0]["digests"] == api.secrets[PROD]
+    matrix = app.run("secrets", "--env", "all")
+    assert matrix.code == 0, matrix.err
+    lines = {line.split("|")[1].strip(): line for line in matrix.out.splitlines() if line.startswith("| ")}
+    assert "missing in prod, sandbox" in lines["CALCOM_TOKEN"]
+    assert "digests differ" in lines["STRIPE_SECRET_KEY"]
+    assert "MISSING" in lines["RESEND_API_KEY"] and "missing in sandbox" in lines["RESEND_API_KEY"]
+    assert TOKEN not in app.argv_log.read_text()
