@@ -260,5 +260,121 @@ def secrets(c, env=None, json=False):
          "\n".join(f"{e.env}: unreachable ({e.error})" for e in report.envs if e.error))
 
 
+def finish(result, json: bool) -> None:
+    """Print a workflow's step summary; exit with its code and the command that resumes it."""
+    emit(result.to_dict(), ["step", "status", "detail"], [[s.step, s.status, s.detail] for s in result.steps], json,
+         f"resume with: {result.resume}" if result.resume else "")
+    if result.exit_code:
+        raise Exit(f"{result.workflow} stopped at a failed step; resume with: {result.resume}", code=result.exit_code)
+
+
+RESUME_HELP = "skip the steps before this one (the command printed after a failure)"
+
+
+@ops_task(
+    iterable=["only"],
+    help={"env": "environment (default: preprod)", "only": f"only these functions ({LIST_HELP})",
+          "changed_since": "only functions changed since this git ref", "dry_run": "show what each step would do",
+          "yes": "do not ask before writing to a protected environment", "resume_at": RESUME_HELP,
+          "json": "print the step summary as JSON"},
+)
+def release(c, env=None, only=None, changed_since=None, dry_run=False, yes=False, resume_at=None, json=False):
+    """After merging a PR: push migrations, then deploy the named or changed functions."""
+    from ops import workflows
+
+    finish(workflows.release(load_config(), env=env, only=names(only) or None, changed_since=changed_since,
+                             dry_run=dry_run, yes=yes, resume_at=resume_at), json)
+
+
+@ops_task(help={"from": "environment to copy from (default: prod)", "to": "environment to reset (default: preprod)",
+                "dry_run": "show what each step would do", "yes": "do not ask before writing to a protected environment",
+                "resume_at": RESUME_HELP, "json": "print the step summary as JSON"})
+def reset_env(c, from_=None, to=None, dry_run=False, yes=False, resume_at=None, json=False):
+    """Bring an environment in line with another: migrations, config data, storage, functions."""
+    from ops import workflows
+
+    finish(workflows.reset_env(load_config(), source=from_, target=to, dry_run=dry_run, yes=yes,
+                               resume_at=resume_at), json)
+
+
+@ops_task(help={"from": "environment to copy config and files from (default: prod)",
+                "sandbox": "the sandbox environment (default: sandbox)", "dry_run": "show what each step would do",
+                "yes": "do not ask before writing to a protected environment", "resume_at": RESUME_HELP,
+                "json": "print the step summary as JSON"})
+def refresh_sandbox(c, from_=None, sandbox=None, dry_run=False, yes=False, resume_at=None, json=False):
+    """Bring the Lovable sandbox up to date: code, migrations, config data, logos and email assets."""
+    from ops import workflows
+
+    finish(workflows.refresh_sandbox(load_config(), source=from_, sandbox=sandbox, dry_run=dry_run, yes=yes,
+                                     resume_at=resume_at), json)
+
+
+@ops_task(
+    iterable=["tables"],
+    help={"tables": f"config tables to promote ({LIST_HELP})", "sandbox": "default: sandbox",
+          "preprod": "default: preprod", "prod": "default: prod", "dry_run": "show what each step would do",
+          "yes": "do not ask before writing to prod", "resume_at": RESUME_HELP, "json": "print the step summary as JSON"},
+)
+def promote_config(c, tables=None, sandbox=None, preprod=None, prod=None, dry_run=False, yes=False, resume_at=None,
+                   json=False):
+    """After prototyping in Lovable: config tables sandbox -> preprod, then (confirmed) preprod -> prod."""
+    from ops import workflows
+
+    finish(workflows.promote_config(load_config(), tables=names(tables) or None, sandbox=sandbox, preprod=preprod,
+                                    prod=prod, dry_run=dry_run, yes=yes, resume_at=resume_at), json)
+
+
+@ops_task(help={"env": "environment, or 'all' (default: prod)", "keep": "snapshots to keep per environment (default 5)",
+                "resume_at": RESUME_HELP, "json": "print the step summary as JSON"})
+def backup(c, env=None, keep=None, resume_at=None, json=False):
+    """The backup routine in one snapshot: storage, config export, pg_dump, secret names, functions commit."""
+    from ops import workflows
+
+    finish(workflows.full_backup(load_config(), env=env, keep=int(keep) if keep else None, resume_at=resume_at), json)
+
+
+@ops_task(help={"diff_only": "only show which files Lovable changed; merge nothing",
+                "json": "print the result as JSON"})
+def sync_lovable(c, diff_only=False, json=False):
+    """Fetch the Lovable sandbox's branch; show what changed, or merge it into the current branch."""
+    from ops import lovable
+
+    result = lovable.sync_lovable(load_config(), diff_only=diff_only)
+    emit(result.to_dict(), ["status", "path", "added", "deleted"],
+         [[f["status"], f["path"], f["added"], f["deleted"]] for f in result.files], json, result.summary)
+
+
+@ops_task(help={"dry_run": "show what would be merged; push nothing", "json": "print the result as JSON"})
+def update_lovable(c, dry_run=False, json=False):
+    """Merge our main into the Lovable branch and push it (never a force-push)."""
+    from ops import lovable
+
+    result = lovable.update_lovable(load_config(), dry_run=dry_run)
+    emit(result.to_dict(), ["status", "path", "added", "deleted"],
+         [[f["status"], f["path"], f["added"], f["deleted"]] for f in result.files], json, result.summary)
+
+
+@ops_task(iterable=["envs"], help={"envs": f"environments ({LIST_HELP}); the first is the reference "
+                                           "(default: prod,preprod,sandbox)", "json": "print everything as JSON"})
+def status(c, envs=None, json=False):
+    """Do my environments match? Migrations, config tables, buckets, functions and secrets side by side."""
+    from ops import status as ops_status
+    from ops.report import table
+
+    report = ops_status.status(load_config(), names(envs) or None)
+    if json:
+        from ops.report import as_json
+
+        print(as_json(report.to_dict()))
+        return
+    for headers, rows in (report.overview(), report.table_rows(), report.bucket_rows()):
+        if rows:
+            print(table(rows, headers) + "\n")
+    for env in report.envs:
+        for part, why in env.errors.items():
+            print(f"{env.env}: {part} unreachable: {why}")
+
+
 ns = Collection(envs, sync_data, sync_storage, backup_storage, verify_backup, restore_storage,
-                push_migrations, migration_status, deploy_functions, secrets)
+                push_migrations, migration_status, deploy_functions, secrets,
+                release, reset_env, refresh_sandbox, promote_config, backup, sync_lovable, update_lovable, status)

@@ -15,6 +15,7 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -97,10 +98,16 @@ class BackupResult:
     seconds: float = 0.0
 
 
-def backup_env(config: Config, env: Environment, buckets: list[str], keep: int) -> BackupResult:
+def backup_env(config: Config, env: Environment, buckets: list[str], keep: int, *, series: Path | None = None,
+               extras: Callable[[Path], dict[str, str]] | None = None) -> BackupResult:
+    """Back up one environment's buckets into a new folder of `series` (default: its storage series).
+
+    `extras` may write more files into the backup before it is sealed; it returns their
+    paths (relative) with sha256, which the manifest records and verify-backup checks.
+    """
     started = time.monotonic()
     s3 = s3ops.client(env, max_pool=config.storage.jobs * 2)
-    folder = env_folder(config, env)
+    folder = series or env_folder(config, env)
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob(PARTIAL_PREFIX + "*"):
         progress(f"removing an interrupted backup: {stale}")
@@ -145,6 +152,7 @@ def backup_env(config: Config, env: Environment, buckets: list[str], keep: int) 
         failures = run_parallel(tasks, save, config.storage.jobs, f"backed up ({env.name})")
         if failures:
             raise OperationFailed(_failed_message(failures, f"backup of {env.name} incomplete; nothing was kept"))
+        artifacts = extras(partial) if extras else {}
         result.objects = sum(len(objects) for objects in manifest.values())
         result.bytes = sum(e["size"] for objects in manifest.values() for e in objects.values())
         result.seconds = round(time.monotonic() - started, 3)
@@ -159,6 +167,7 @@ def backup_env(config: Config, env: Environment, buckets: list[str], keep: int) 
                 for bucket, objects in manifest.items()
             },
             "skipped_buckets": result.skipped_buckets,
+            "artifacts": artifacts,
         }
         (partial / METADATA_FILE).write_text(json.dumps(metadata, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         partial.rename(final)
@@ -257,7 +266,8 @@ def resolve_backup(config: Config, backup: str | None, env: str | None) -> Path:
             raise UserError(f"{path} is not a complete backup (no {METADATA_FILE})")
         return path
     environment = config.env(env or "prod")
-    backups = complete_backups(env_folder(config, environment))
+    series = [env_folder(config, environment), config.full_backup_dir / env_folder(config, environment).name]
+    backups = sorted((b for folder in series for b in complete_backups(folder)), key=_stamp_order)
     if not backups:
         raise UserError(f"no complete backup of {environment.name} in {env_folder(config, environment)}: "
                         f"run `inv backup-storage --env {environment.name}` first")
@@ -278,6 +288,14 @@ def verify_backup(config: Config, *, backup: str | None, env: str | None) -> Ver
                 result.missing.append(f"{bucket}/{key}")
             elif file.stat().st_size != entry["size"] or file_digest(file) != entry["sha256"]:
                 result.corrupt.append(f"{bucket}/{key}")
+    for relative, digest in metadata.get("artifacts", {}).items():
+        file = path / relative
+        expected.add(file)
+        result.checked += 1
+        if not file.is_file():
+            result.missing.append(relative)
+        elif file_digest(file) != digest:
+            result.corrupt.append(relative)
     ignored = {path / METADATA_FILE}
     result.extra = sorted(str(p.relative_to(path)) for p in path.rglob("*")
                           if p.is_file() and p not in expected and p not in ignored)

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from ops.errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SETTINGS_SECTIONS = {"project", "sync-data", "storage", "migrations", "functions", "lovable"}
+SETTINGS_SECTIONS = {"project", "sync-data", "storage", "migrations", "functions", "lovable", "backup"}
 ENV_KEYS = {"ref", "branch", "frontend", "db_url", "storage_url", "storage_region", "protected"}
 SECRET_KEY_PATTERN = re.compile(r"password|passwd|secret|token|access_key|api_key|(^|_)key_id", re.I)
 SECRET_VALUE_PATTERN = re.compile(r"sbp_[0-9a-f]{40}|eyJ[A-Za-z0-9_-]{20,}")
@@ -84,6 +84,7 @@ class Config:
     storage: StorageSettings
     migrations_all_order: list[str]
     test_first: dict[str, str]
+    full_backup_dir: Path
     functions_jobs: int
     lovable: dict[str, str]
 
@@ -176,6 +177,7 @@ def load(path: Path | str | None = None) -> Config:
             jobs=integer("storage", "jobs", 4),
         ),
         migrations_all_order=split_list(parser.get("migrations", "all_order", fallback="preprod prod sandbox")),
+        full_backup_dir=resolve(parser.get("backup", "dir", fallback="backups/full")),
         test_first=_pairs(parser.get("migrations", "test_first", fallback="prod:preprod"), path),
         functions_jobs=integer("functions", "jobs", 4),
         lovable=dict(parser["lovable"]) if parser.has_section("lovable") else {},

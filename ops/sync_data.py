@@ -513,6 +513,19 @@ def _lock(cur: psycopg.Cursor, target: Environment) -> None:
 
 # ---------------------------------------------------------------- the task
 
+def export_env(config: Config, env: Environment, tables: list[str], folder: Path) -> dict:
+    """Export tables of an environment from one consistent, read-only snapshot."""
+    from psycopg import IsolationLevel
+
+    with connect(env, application="ops sync-data export") as conn:
+        conn.isolation_level = IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
+        with conn.transaction():
+            found = describe_all(conn, tables, env)
+            keys = {t.qualified: conflict_key(t, config.sync_data.natural_keys) for t in found}
+            return export_tables(conn, found, keys, folder, env)
+
+
 def sync_data(
     config: Config,
     *,
@@ -561,15 +574,7 @@ def sync_data(
         run_dir = new_run_dir(settings.export_dir / source_env.name)
         export_dir = run_dir
         source_label = source_env.name
-        with connect(source_env, application="ops sync-data export") as conn:
-            from psycopg import IsolationLevel
-
-            conn.isolation_level = IsolationLevel.REPEATABLE_READ
-            conn.read_only = True
-            with conn.transaction():
-                found = describe_all(conn, requested, source_env)
-                keys = {t.qualified: conflict_key(t, settings.natural_keys) for t in found}
-                manifest = export_tables(conn, found, keys, run_dir, source_env)
+        manifest = export_env(config, source_env, requested, run_dir)
 
     result = SyncResult(source=source_label, target=target, run_dir=str(run_dir),
                         dry_run=dry_run, export_only=export_only, prune=prune)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, Project
-from mgmt_api import TOKEN, ManagementAPI
+from ops.mgmt_standin import TOKEN, ManagementAPI
 
 PREPROD, PROD, SANDBOX = "jtzcrirqflfnagceendt", "qfdztdgublwlmewobxmx", "cezlnvdjildzxpyxyabb"
 ALL_FUNCTIONS = sorted(p.name for p in (REPO / "supabase" / "functions").iterdir() if (p / "index.ts").exists())

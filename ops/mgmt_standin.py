@@ -1,7 +1,8 @@
 """A local stand-in for the Supabase Management API, reached by the real CLI via a profile file.
 
-It speaks the few endpoints the CLI uses for functions and secrets, records every request,
-can fail chosen function slugs, and can answer each deploy after a delay.
+The Supabase cloud is the one part tests and the demo cannot run, so this speaks the few
+endpoints the CLI uses for functions and secrets, records every request, can fail chosen
+function slugs, and can answer each deploy after a delay (for benchmarks).
 """
 
 from __future__ import annotations
@@ -17,7 +18,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-TOKEN = "sbp_" + "0123456789abcdef" * 2 + "01234567"  # the CLI checks the shape: sbp_ + 40 hex
+TOKEN = "sbp_" + "0123456789abcdef" * 2 + "01234567"  # a fake token of the shape the CLI checks
+
+
+class QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass  # the CLI closing a kept-alive connection is not worth a traceback
 
 
 @dataclass
@@ -59,7 +67,7 @@ class ManagementAPI:
             def do_PUT(self):
                 api.handle(self, "PUT")
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = QuietServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
