@@ -75,6 +75,13 @@ def conflicted(git: Git, cwd: Path | None = None) -> list[str]:
     return git.out("diff", "--name-only", "--diff-filter=U", cwd=cwd).splitlines()
 
 
+def _why(merge: subprocess.CompletedProcess, files: list[str]) -> str:
+    if files:
+        return "conflicts in: " + ", ".join(files)
+    lines = (merge.stderr + merge.stdout).strip().splitlines()
+    return "failed: " + (lines[-1] if lines else f"git exit {merge.returncode}")
+
+
 def sync_lovable(config: Config, *, diff_only: bool) -> LovableResult:
     _, _, paths, _ = settings(config)
     git, theirs, result = fetch(config)
@@ -90,8 +97,8 @@ def sync_lovable(config: Config, *, diff_only: bool) -> LovableResult:
     if merge.returncode != 0:
         files = conflicted(git)
         git("merge", "--abort", check=False)
-        raise OperationFailed("merging Lovable's changes conflicts in: " + ", ".join(files or ["(unknown)"])
-                              + ". The merge was aborted; the repository is as it was.")
+        raise OperationFailed(f"merging Lovable's changes {_why(merge, files)}. The merge was aborted; "
+                              "the repository is as it was.")
     result.merged = True
     result.summary = f"merged {len(result.files)} changed file(s) from {result.remote}/{result.branch}"
     return result
@@ -120,8 +127,7 @@ def update_lovable(config: Config, *, dry_run: bool = False) -> LovableResult:
         if merge.returncode != 0:
             files = conflicted(git, cwd=tree)
             git("merge", "--abort", check=False, cwd=tree)
-            raise OperationFailed(f"merging {ours} into {result.branch} conflicts in: "
-                                  + ", ".join(files or ["(unknown)"]) + ". Nothing was pushed.")
+            raise OperationFailed(f"merging {ours} into {result.branch} {_why(merge, files)}. Nothing was pushed.")
         git("push", "--quiet", result.remote, f"HEAD:refs/heads/{result.branch}", cwd=tree)
     finally:
         git("worktree", "remove", "--force", str(scratch / "tree"), check=False)

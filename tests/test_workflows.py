@@ -1,0 +1,293 @@
+"""The workflow tasks against local services: every step's resulting state, and stops mid-way."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, Project, dump, new_database, pg_tool, s3_secrets, sql
+from ops import config as ops_config
+from ops import localstack
+from ops.mgmt_standin import TOKEN, ManagementAPI
+from test_storage import contents, fill
+
+REFS = {"prod": "qfdztdgublwlmewobxmx", "preprod": "jtzcrirqflfnagceendt", "sandbox": "cezlnvdjildzxpyxyabb"}
+FUNCTIONS = sorted(p.name for p in (REPO / "supabase" / "functions").iterdir() if (p / "index.ts").exists())
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *args], cwd=cwd, check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture
+def world(tmp_path, pg, cli):
+    """prod (migrated, demo data, files), preprod and sandbox (bootstrapped, empty): each with a
+    database, an S3 server and a project at the Management API stand-in; the app is a git
+    checkout whose `lovable` remote is a local bare repository."""
+    app = tmp_path / "app"
+    shutil.copytree(REPO / "supabase", app / "supabase", ignore=shutil.ignore_patterns(".temp"))
+    (app / "src").mkdir()
+    (app / "src" / "App.tsx").write_text("export const App = () => 'v1';\n")
+    git(app, "init", "-q", "-b", "main")
+    git(app, "config", "user.email", "release@example.com")
+    git(app, "config", "user.name", "Release person")
+    git(app, "add", "-A")
+    git(app, "commit", "-qm", "app v1")
+    lovable = tmp_path / "lovable.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(lovable))
+    git(app, "remote", "add", "lovable", str(lovable))
+    git(app, "push", "-q", "lovable", "main")
+
+    api = ManagementAPI()
+    home = tmp_path / "home"
+    home.mkdir()
+    project = Project(tmp_path, supabase_dir=app / "supabase")
+    project.extra = "[lovable]\nremote = lovable\nbranch = main\npaths = src supabase/functions\n"
+    project.secrets = {"HOME": str(home), "SUPABASE_PROFILE": str(api.write_profile(tmp_path / "profile.yaml")),
+                       "SUPABASE_ACCESS_TOKEN": TOKEN}
+    buckets = ops_config.load(REPO / "environments.ini").storage.buckets
+    servers = []
+    try:
+        for env, ref in REFS.items():
+            if env == "prod":
+                url = new_database(pg, "prod")
+                localstack.run_sql(url, (REPO / "sql" / "demo_prod.sql").read_text())
+            else:
+                url = pg.create_database(f"{env}_{uuid.uuid4().hex[:8]}")
+            key_id, secret = f"AKIAWORLD{env.upper()}0001", f"world-secret-{env}-4711"
+            server = localstack.start_s3(key_id, secret, root=tmp_path / f"s3-{env}")
+            servers.append(server)
+            server.create_buckets(buckets)
+            project.envs[env] = {"ref": ref, "db_url": url, "storage_url": server.url,
+                                 "storage_region": "us-east-1", "protected": str(env == "prod").lower()}
+            project.secrets.update(s3_secrets(env, key_id, secret))
+        prod_s3 = servers[0].client()
+        fill(prod_s3, "program-logos", 5)
+        fill(prod_s3, "avatars", 3)
+        prod_s3.put_object(Bucket="email-assets", Key="banner.png", Body=b"png" * 100, ContentType="image/png")
+        api.functions[REFS["prod"]] = {}
+        project.api = api
+        project.s3 = dict(zip(REFS, servers))
+        project.app = app
+        yield project
+    finally:
+        api.stop()
+        for server in servers:
+            server.stop()
+
+
+def steps(result) -> dict[str, str]:
+    return {s["step"]: s["status"] for s in json.loads(result.out)["steps"]}
+
+
+def applied(world, env) -> int:
+    if not sql(world.url(env), "SELECT to_regclass('supabase_migrations.schema_migrations')")[0][0]:
+        return 0
+    return sql(world.url(env), "SELECT count(*) FROM supabase_migrations.schema_migrations")[0][0]
+
+
+CONFIG_TABLES = ("public.plans", "public.programs", "public.assessment_questions")
+
+
+def test_release_pushes_migrations_then_deploys(world):
+    result = world.run("release", "--env", "preprod", "--json")
+    assert result.code == 0, result.err
+    assert steps(result) == {"migrations": "done", "functions": "done"}
+    assert applied(world, "preprod") == 2
+    assert world.api.deployed(REFS["preprod"]) == FUNCTIONS
+
+
+def test_release_to_prod_refuses_when_preprod_is_behind(world):
+    add = world.supabase_dir / "migrations" / "20250301000000_badges.sql"
+    add.write_text("CREATE TABLE public.badges (id int PRIMARY KEY);")
+    result = world.run("release", "--env", "prod", "--yes", "--only", "calcom-webhook", "--json")
+    assert result.code == 2
+    assert steps(result) == {"preprod-first": "failed", "migrations": "not run", "functions": "not run"}
+    assert world.api.requests == []
+    assert "20250301000000" in result.err
+
+
+def test_release_stops_after_a_failed_migration(world):
+    (world.supabase_dir / "migrations" / "20250301000000_broken.sql").write_text("CREATE TABLE oops (;")
+    result = world.run("release", "--env", "preprod", "--json")
+    assert result.code == 1
+    assert steps(result) == {"migrations": "failed", "functions": "not run"}
+    assert "inv release --env preprod --resume-at migrations" in result.out
+    assert world.api.deployed() == []
+
+
+def test_reset_env_runs_every_step(world):
+    before = world.run("status", "--envs", "prod,preprod", "--json")
+    assert before.code == 0, before.err
+    report = {e["env"]: e for e in json.loads(before.out)["envs"]}
+    assert report["preprod"]["pending"] == 2
+    result = world.run("reset-env", "--from", "prod", "--to", "preprod", "--json")
+    assert result.code == 0, result.err
+    assert steps(result) == {"migrations": "done", "config-data": "done", "storage": "done", "functions": "done"}
+    assert applied(world, "preprod") == 2
+    assert dump(world.url("prod"), *CONFIG_TABLES) == dump(world.url("preprod"), *CONFIG_TABLES)
+    assert sql(world.url("preprod"), "SELECT count(*) FROM public.profiles") == [(0,)]
+    for bucket in ("program-logos", "avatars", "email-assets"):
+        assert contents(world.s3["prod"].client(), bucket) == contents(world.s3["preprod"].client(), bucket)
+    assert world.api.deployed(REFS["preprod"]) == FUNCTIONS
+    after = world.run("status", "--envs", "prod,preprod")
+    assert after.code == 0, after.err
+    assert "all match" in after.out
+
+
+def test_reset_env_stops_at_storage_and_resumes(world):
+    world.s3["preprod"].client().delete_bucket(Bucket="client-badges")
+    result = world.run("reset-env", "--from", "prod", "--to", "preprod", "--json")
+    assert result.code == 1
+    assert steps(result) == {"migrations": "done", "config-data": "done", "storage": "failed", "functions": "not run"}
+    assert world.api.deployed() == []
+    assert contents(world.s3["preprod"].client(), "program-logos") == {}
+    resume = json.loads(result.out)["resume"]
+    assert resume == "inv reset-env --from prod --to preprod --resume-at storage"
+    world.s3["preprod"].client().create_bucket(Bucket="client-badges")
+    resumed = world.run(*resume.split()[1:], "--json")
+    assert resumed.code == 0, resumed.err
+    assert steps(resumed) == {"migrations": "skipped", "config-data": "skipped", "storage": "done", "functions": "done"}
+    assert world.api.deployed(REFS["preprod"]) == FUNCTIONS
+
+
+def lovable_clone(world, tmp_path) -> Path:
+    clone = tmp_path / "lovable-work"
+    git(tmp_path, "clone", "-q", str(tmp_path / "lovable.git"), str(clone))
+    return clone
+
+
+def test_refresh_sandbox_runs_every_step(world, tmp_path):
+    git(world.app, "commit", "-q", "--allow-empty", "-m", "main moves on")
+    result = world.run("refresh-sandbox", "--json")
+    assert result.code == 0, result.err
+    assert steps(result) == {"code": "done", "migrations": "done", "config-data": "done", "storage": "done"}
+    assert git(tmp_path, "--git-dir", str(tmp_path / "lovable.git"), "log", "-1", "--format=%s", "main") == "main moves on"
+    assert applied(world, "sandbox") == 2
+    assert dump(world.url("prod"), *CONFIG_TABLES) == dump(world.url("sandbox"), *CONFIG_TABLES)
+    sandbox = world.s3["sandbox"].client()
+    assert contents(sandbox, "program-logos") == contents(world.s3["prod"].client(), "program-logos")
+    assert list(contents(sandbox, "email-assets")) == ["banner.png"]
+    assert contents(sandbox, "avatars") == {}, "only logos and email assets go to the sandbox"
+
+
+def test_refresh_sandbox_stops_when_config_data_fails(world):
+    sql(world.url("prod"), "UPDATE public.programs SET created_by = '00000000-0000-4000-8000-000000000001'")
+    result = world.run("refresh-sandbox", "--json")
+    assert result.code == 1
+    assert steps(result) == {"code": "done", "migrations": "done", "config-data": "failed", "storage": "not run"}
+    assert contents(world.s3["sandbox"].client(), "program-logos") == {}
+    assert sql(world.url("sandbox"), "SELECT count(*) FROM public.programs") == [(0,)]
+
+
+def test_promote_config_goes_through_preprod(world):
+    for env in ("sandbox", "preprod"):
+        assert world.run("push-migrations", "--env", env).code == 0
+    assert world.run("sync-data", "--from", "prod", "--to", "sandbox", "--tables", "programs,module_types").code == 0
+    sql(world.url("sandbox"), "UPDATE public.programs SET name = 'Lovable edit' WHERE slug = 'leadership-101'")
+    refused = world.run("promote-config", "--tables", "programs")
+    assert refused.code == 2 and "--yes" in refused.err
+    assert sql(world.url("preprod"), "SELECT count(*) FROM public.programs") == [(0,)]
+    result = world.run("promote-config", "--tables", "programs", "--yes", "--json")
+    assert result.code == 0, result.err
+    assert steps(result) == {"sandbox-to-preprod": "done", "confirm": "done", "preprod-to-prod": "done"}
+    for env in ("preprod", "prod"):
+        assert sql(world.url(env), "SELECT name FROM public.programs WHERE slug = 'leadership-101'") == [("Lovable edit",)]
+
+
+def test_promote_config_stops_before_prod_when_preprod_fails(world):
+    for env in ("sandbox", "preprod"):
+        assert world.run("push-migrations", "--env", env).code == 0
+    assert world.run("sync-data", "--from", "prod", "--to", "sandbox", "--tables", "programs").code == 0
+    sql(world.url("sandbox"), "UPDATE public.programs SET name = 'Lovable edit'")
+    sql(world.url("preprod"), "ALTER TABLE public.programs ADD CONSTRAINT no_edits CHECK (name <> 'Lovable edit')")
+    prod_before = dump(world.url("prod"), "public.programs")
+    result = world.run("promote-config", "--tables", "programs", "--yes", "--json")
+    assert result.code == 1
+    assert steps(result) == {"sandbox-to-preprod": "failed", "confirm": "not run", "preprod-to-prod": "not run"}
+    assert dump(world.url("prod"), "public.programs") == prod_before
+
+
+def test_backup_snapshot_holds_everything_and_verifies(world):
+    world.api.secrets = {REFS["prod"]: {"STRIPE_SECRET_KEY": "e" * 64}}
+    result = world.run("backup", "--json")
+    assert result.code == 0, result.err
+    folder = Path(json.loads(result.out)["steps"][0]["detail"].split(" (")[0])
+    assert (folder / "program-logos" / "bulk" / "0001.bin").is_file()
+    assert (folder / "config" / "public.plans.json").is_file()
+    assert json.loads((folder / "secrets.json").read_text())["names"] == ["STRIPE_SECRET_KEY"]
+    assert json.loads((folder / "functions.json").read_text())["commit"] == git(world.app, "rev-parse", "HEAD")
+    listing = subprocess.run([pg_tool("pg_restore"), "--list", str(folder / "database.dump")], capture_output=True,
+                             text=True, check=True).stdout
+    assert "TABLE DATA public profiles" in listing
+    ok = world.run("verify-backup", "--backup", str(folder))
+    assert ok.code == 0, ok.out + ok.err
+    data = bytearray((folder / "database.dump").read_bytes())
+    data[-10] ^= 0xFF
+    (folder / "database.dump").write_bytes(bytes(data))
+    bad = world.run("verify-backup", "--backup", str(folder), "--json")
+    assert bad.code == 1 and json.loads(bad.out)["corrupt"] == ["database.dump"]
+
+
+def test_backup_all_stops_at_the_first_failing_env(world):
+    world.envs["preprod"]["db_url"] = f"postgresql://postgres@127.0.0.1:{localstack.free_port()}/x?sslmode=disable"
+    result = world.run("backup", "--env", "all", "--json")
+    assert result.code == 1
+    assert steps(result) == {"prod": "done", "preprod": "failed", "sandbox": "not run"}
+    full = world.root / "backups" / "full"
+    assert sorted(p.name for p in full.iterdir()) == ["preprod-jtzcrirqflfnagceendt", "prod-qfdztdgublwlmewobxmx"]
+    assert list((full / "preprod-jtzcrirqflfnagceendt").iterdir()) == [], "no partial snapshot is left"
+
+
+def test_sync_lovable_diff_then_merge(world, tmp_path):
+    clone = lovable_clone(world, tmp_path)
+    (clone / "src" / "App.tsx").write_text("export const App = () => 'from lovable';\n")
+    (clone / "src" / "New.tsx").write_text("export const New = 1;\n")
+    git(clone, "add", "-A")
+    git(clone, "commit", "-qm", "lovable edit")
+    git(clone, "push", "-q", "origin", "main")
+    head = git(world.app, "rev-parse", "HEAD")
+    diff = world.run("sync-lovable", "--diff-only", "--json")
+    assert diff.code == 0, diff.err
+    assert {(f["status"], f["path"]) for f in json.loads(diff.out)["files"]} == {("M", "src/App.tsx"), ("A", "src/New.tsx")}
+    assert git(world.app, "rev-parse", "HEAD") == head
+    merged = world.run("sync-lovable")
+    assert merged.code == 0, merged.err
+    assert (world.app / "src" / "New.tsx").is_file()
+    assert "from lovable" in (world.app / "src" / "App.tsx").read_text()
+
+
+def test_lovable_conflicts_leave_everything_as_it_was(world, tmp_path):
+    clone = lovable_clone(world, tmp_path)
+    (clone / "src" / "App.tsx").write_text("export const App = () => 'lovable';\n")
+    git(clone, "commit", "-qam", "lovable edit")
+    git(clone, "push", "-q", "origin", "main")
+    (world.app / "src" / "App.tsx").write_text("export const App = () => 'ours';\n")
+    git(world.app, "commit", "-qam", "our edit")
+    head = git(world.app, "rev-parse", "HEAD")
+    remote_head = git(clone, "rev-parse", "HEAD")
+    merged = world.run("sync-lovable")
+    assert merged.code == 1 and "src/App.tsx" in merged.err
+    assert git(world.app, "rev-parse", "HEAD") == head
+    assert git(world.app, "status", "--porcelain") == ""
+    pushed = world.run("update-lovable")
+    assert pushed.code == 1 and "src/App.tsx" in pushed.err
+    assert git(tmp_path, "--git-dir", str(tmp_path / "lovable.git"), "rev-parse", "main") == remote_head
+    assert git(world.app, "worktree", "list").count("\n") == 0, "the scratch worktree is gone"
+
+
+def test_status_shows_unreachable_env_without_failing(world):
+    world.envs["sandbox"]["db_url"] = f"postgresql://postgres@127.0.0.1:{localstack.free_port()}/x?sslmode=disable"
+    world.envs["sandbox"]["storage_url"] = f"http://127.0.0.1:{localstack.free_port()}"
+    result = world.run("status")
+    assert result.code == 0, result.err
+    overview = next(line for line in result.out.splitlines() if line.startswith("| sandbox"))
+    assert "unreachable" in overview
+    prod_line = next(line for line in result.out.splitlines() if line.startswith("| prod "))
+    assert "2 applied" in prod_line
