@@ -1,9 +1,10 @@
 """`nox -s demo`: start the local environments of environments.ini and run the toolkit between them.
 
-It starts one PostgreSQL cluster (a database per local environment) and one S3 server
-per environment, applies the app's
-migrations with the real Supabase CLI, loads demo content into local-prod, runs the
-tasks a release person would, and stops everything again.
+It starts one PostgreSQL cluster (a database per local environment), one S3 server per
+environment and the Management API stand-in, applies the app's migrations to local-prod
+with the real Supabase CLI and loads demo content there, then runs what a release person
+would: status, `reset-env` local-prod -> local-preprod, sync-data again (nothing left to
+change), backup and verify, status again. Everything is stopped at the end.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ import secrets
 import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from ops import config as ops_config
 from ops import localstack
 from ops.config import REPO_ROOT
+from ops.mgmt_standin import TOKEN, ManagementAPI
 
 LOCAL_ENVS = ["local-prod", "local-preprod", "local-sandbox"]
 
@@ -25,6 +29,16 @@ LOCAL_ENVS = ["local-prod", "local-preprod", "local-sandbox"]
 def inv(*args: str) -> int:
     print(f"\n$ inv {' '.join(args)}", flush=True)
     return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=REPO_ROOT, stdin=subprocess.DEVNULL).returncode
+
+
+def start_management_api(workdir: Path) -> ManagementAPI:
+    """The Supabase cloud stand-in; the real CLI reaches it through a profile file."""
+    api = ManagementAPI()
+    home = workdir / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ.update(HOME=str(home), SUPABASE_PROFILE=str(api.write_profile(workdir / "profile.yaml")),
+                      SUPABASE_ACCESS_TOKEN=TOKEN)
+    return api
 
 
 def start_storage(envs: list, buckets: list[str]) -> list[localstack.LocalS3]:
@@ -53,23 +67,25 @@ def main() -> int:
     print(f"starting PostgreSQL on 127.0.0.1:{port} for {', '.join(LOCAL_ENVS)}", flush=True)
     server = localstack.start_postgres(port=port)
     storage: list[localstack.LocalS3] = []
+    workdir = Path(tempfile.mkdtemp(prefix="ops-demo-"))
+    api = start_management_api(workdir)
     try:
         storage = start_storage(envs, config.storage.buckets)
-        print(f"S3 servers for {', '.join(LOCAL_ENVS)} at {', '.join(s.url for s in storage)}", flush=True)
+        print(f"S3 servers at {', '.join(s.url for s in storage)}; Management API stand-in at {api.url}", flush=True)
         for env in envs:
-            url = server.create_database(urlsplit(env.db_url).path.lstrip("/"))
-            localstack.push_migrations(url)
+            server.create_database(urlsplit(env.db_url).path.lstrip("/"))
+        localstack.push_migrations(envs[0].db_url)
         localstack.run_sql(envs[0].db_url, (REPO_ROOT / "sql" / "demo_prod.sql").read_text(encoding="utf-8"))
-        print("migrations applied with the Supabase CLI; demo content loaded into local-prod", flush=True)
+        print("local-prod: migrations applied with the Supabase CLI, demo content loaded; "
+              "local-preprod and local-sandbox: empty", flush=True)
         steps = [
             ("envs",),
-            ("sync-data", "--from", "local-prod", "--to", "local-preprod", "--dry-run", "--tables", "plans,features,plan_features"),
-            ("sync-data", "--from", "local-prod", "--to", "local-preprod"),
-            ("sync-data", "--from", "local-prod", "--to", "local-preprod", "--tables", "plans,programs"),
-            ("sync-storage", "--from", "local-prod", "--to", "local-preprod"),
-            ("sync-storage", "--from", "local-prod", "--to", "local-preprod", "--buckets", "program-logos,email-assets"),
+            ("status", "--envs", "local-prod,local-preprod"),
+            ("reset-env", "--from", "local-prod", "--to", "local-preprod"),
+            ("sync-data", "--from", "local-prod", "--to", "local-preprod", "--tables", "plans,programs,features"),
             ("backup-storage", "--env", "local-prod"),
             ("verify-backup", "--env", "local-prod"),
+            ("status", "--envs", "local-prod,local-preprod"),
         ]
         for step in steps:
             code = inv(*step)
@@ -78,6 +94,8 @@ def main() -> int:
                 return code
         return 0
     finally:
+        api.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
         for s3_server in storage:
             s3_server.stop()
             shutil.rmtree(s3_server.root, ignore_errors=True)

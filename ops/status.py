@@ -120,7 +120,7 @@ class StatusReport:
         all_secrets = {name for e in self.envs for name in (e.secrets or [])}
         rows = []
         for e in self.envs:
-            migrations_cell = (f"unreachable" if "migrations" in e.errors else
+            migrations_cell = ("unreachable" if "migrations" in e.errors else
                                f"{e.applied} applied, {e.pending} pending" + (f", {e.remote_only} remote-only" if e.remote_only else ""))
             if "tables" in e.errors:
                 tables_cell = "unreachable"
@@ -164,6 +164,8 @@ class StatusReport:
         names = [b for b in dict.fromkeys(b for e in self.envs for b in e.buckets)]
         rows = []
         for name in names:
+            if all(e.buckets.get(name) == (0, 0) for e in self.envs):
+                continue  # empty everywhere: nothing to compare
             row = [name]
             for e in self.envs:
                 value = e.buckets.get(name)
