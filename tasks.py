@@ -36,6 +36,16 @@ def names(values) -> list[str]:
     return [name for value in values or [] for name in split_list(value)]
 
 
+def whole(value, flag: str) -> int | None:
+    """A whole-number flag; a clear exit 2 instead of a traceback for anything else."""
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise Exit(f"error: {flag} takes a whole number, not {value!r}", code=2) from None
+
+
 def load_config():
     from ops import config
 
@@ -112,7 +122,7 @@ def sync_storage(c, from_=None, to=None, buckets=None, dry_run=False, jobs=None,
     from ops import storage
 
     result = storage.sync_storage(load_config(), source=from_, target=to, buckets=names(buckets) or None,
-                                  dry_run=dry_run, jobs=int(jobs) if jobs else None, delete=delete, force=force,
+                                  dry_run=dry_run, jobs=whole(jobs, "--jobs"), delete=delete, force=force,
                                   yes=yes)
     headers, rows = storage.summary_rows(result)
     emit(result.to_dict(), headers, rows, json, f"{'planned' if dry_run else 'done'} in {result.seconds:.1f}s")
@@ -134,7 +144,7 @@ def backup_storage(c, env=None, buckets=None, keep=None, json=False):
     from ops import backup
 
     results = backup.backup_storage(load_config(), env=env, buckets=names(buckets) or None,
-                                    keep=int(keep) if keep else None)
+                                    keep=whole(keep, "--keep"))
     rows = [[r.env, r.objects, r.bytes, r.downloaded, r.linked, len(r.removed), r.path] for r in results]
     emit({"backups": [vars(r) for r in results]},
          ["env", "objects", "bytes", "downloaded", "hard-linked", "old removed", "path"], rows, json)
@@ -235,7 +245,7 @@ def deploy_functions(c, env=None, only=None, changed_since=None, dry_run=False, 
 
     result = functions.deploy_functions(load_config(), env=env, only=names(only) or None,
                                         changed_since=changed_since, dry_run=dry_run,
-                                        jobs=int(jobs) if jobs else None, yes=yes)
+                                        jobs=whole(jobs, "--jobs"), yes=yes)
     if dry_run:
         rows = [[name, "would deploy"] for name in result.functions]
     else:
@@ -330,7 +340,7 @@ def backup(c, env=None, keep=None, resume_at=None, json=False):
     """The backup routine in one snapshot: storage, config export, pg_dump, secret names, functions commit."""
     from ops import workflows
 
-    finish(workflows.full_backup(load_config(), env=env, keep=int(keep) if keep else None, resume_at=resume_at), json)
+    finish(workflows.full_backup(load_config(), env=env, keep=whole(keep, "--keep"), resume_at=resume_at), json)
 
 
 @ops_task(help={"diff_only": "only show which files Lovable changed; merge nothing",

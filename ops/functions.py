@@ -151,7 +151,7 @@ def deploy_functions(config: Config, *, env: str | None, only: list[str] | None 
     if not environment.ref:
         raise UserError(f"environment '{environment.name}' has no ref: add the project ref to its section")
     names = select_functions(config, only, changed_since)
-    jobs = jobs or config.functions_jobs
+    jobs = config.functions_jobs if jobs is None else jobs
     if jobs < 1:
         raise UserError("--jobs must be at least 1")
     result = DeployResult(environment.name, environment.ref, names, dry_run=dry_run)

@@ -226,7 +226,7 @@ def sync_storage(config: Config, *, source: str | None, target: str | None, buck
     source_env, target_env = config.env(source), config.env(target)
     distinct(source_env, target_env)
     chosen = select_buckets(config, buckets)
-    jobs = jobs or config.storage.jobs
+    jobs = config.storage.jobs if jobs is None else jobs
     if jobs < 1:
         raise UserError("--jobs must be at least 1")
     if not dry_run:

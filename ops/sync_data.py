@@ -515,15 +515,20 @@ def _lock(cur: psycopg.Cursor, target: Environment) -> None:
 
 def export_env(config: Config, env: Environment, tables: list[str], folder: Path) -> dict:
     """Export tables of an environment from one consistent, read-only snapshot."""
-    from psycopg import IsolationLevel
+    import psycopg
 
-    with connect(env, application="ops sync-data export") as conn:
-        conn.isolation_level = IsolationLevel.REPEATABLE_READ
-        conn.read_only = True
-        with conn.transaction():
-            found = describe_all(conn, tables, env)
-            keys = {t.qualified: conflict_key(t, config.sync_data.natural_keys) for t in found}
-            return export_tables(conn, found, keys, folder, env)
+    try:
+        with connect(env, application="ops sync-data export") as conn:
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            conn.read_only = True
+            with conn.transaction():
+                found = describe_all(conn, tables, env)
+                keys = {t.qualified: conflict_key(t, config.sync_data.natural_keys) for t in found}
+                return export_tables(conn, found, keys, folder, env)
+    except psycopg.Error as error:
+        cause = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise OperationFailed(f"reading {env.name} failed: {cause}. Nothing was written to any target; "
+                              f"the partial export in {folder} is incomplete") from None
 
 
 def sync_data(
@@ -585,16 +590,23 @@ def sync_data(
         result.seconds = round(time.monotonic() - started, 3)
         return result
 
-    with connect(target_env, application="ops sync-data import") as conn:
-        targets = {t.qualified: t for t in describe_all(conn, [e["table"] for e in manifest["tables"]], target_env)}
-        conn.rollback()  # catalog reads must not hold a snapshot into the import
-        plans = plan_import(manifest, export_dir, targets, settings.natural_keys)
-        stage, write = import_steps(plans, prune)
-        write_sql(run_dir / "import.sql", source_label, target_env, stage, write)
-        progress(f"{'planning' if dry_run else 'applying'} {len(plans)} tables into {target_env.name} "
-                 f"(SQL in {run_dir / 'import.sql'})")
-        result.tables = apply(conn, plans, stage, write, target_env, dry_run=dry_run,
-                              prune=prune, before_dir=run_dir / "before")
+    import psycopg
+
+    try:
+        with connect(target_env, application="ops sync-data import") as conn:
+            tables_wanted = [e["table"] for e in manifest["tables"]]
+            targets = {t.qualified: t for t in describe_all(conn, tables_wanted, target_env)}
+            conn.rollback()  # catalog reads must not hold a snapshot into the import
+            plans = plan_import(manifest, export_dir, targets, settings.natural_keys)
+            stage, write = import_steps(plans, prune)
+            write_sql(run_dir / "import.sql", source_label, target_env, stage, write)
+            progress(f"{'planning' if dry_run else 'applying'} {len(plans)} tables into {target_env.name} "
+                     f"(SQL in {run_dir / 'import.sql'})")
+            result.tables = apply(conn, plans, stage, write, target_env, dry_run=dry_run,
+                                  prune=prune, before_dir=run_dir / "before")
+    except psycopg.Error as error:
+        cause = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise OperationFailed(f"{target_env.name}: {cause}. Nothing was committed: the target is unchanged.") from None
     result.seconds = round(time.monotonic() - started, 3)
     return result
 

@@ -24,10 +24,22 @@ TEMPLATE_DB = "app_template"
 FAKE_DB_PASSWORD = "pw-Zq81-never-print-me"
 
 
+CLI_WRAPPER = Path(__file__).resolve().parent / "supabase-argv-recorder"
+
+
 @pytest.fixture(scope="session")
 def cli() -> Path:
     """The pinned real Supabase CLI (installed from npm on first use)."""
     return supabase_cli.install_pinned()
+
+
+@pytest.fixture(autouse=True)
+def audit_secrets():
+    """After every test: no known secret in the files its tasks wrote or the CLI argv they used."""
+    PROJECTS.clear()
+    yield
+    for project in PROJECTS:
+        project.audit()
 
 
 @pytest.fixture(scope="session")
@@ -76,9 +88,17 @@ class Result:
     err: str
 
 
+SECRET_NAME_HINTS = ("PASSWORD", "SECRET", "TOKEN")
+PROJECTS: list = []  # every Project of the running test, audited for leaked secrets afterwards
+
+
 @dataclass
 class Project:
-    """A temporary environments file with real databases behind its environments."""
+    """A temporary environments file with real databases behind its environments.
+
+    Every task runs with the real CLI behind a wrapper that records its argv; after each
+    test the outputs, the files written and the recorded argv are searched for secrets.
+    """
 
     root: Path
     envs: dict[str, dict] = field(default_factory=dict)
@@ -87,6 +107,29 @@ class Project:
     keys: dict[str, str] = field(default_factory=dict)
     secrets: dict[str, str] = field(default_factory=dict)
     supabase_dir: Path = REPO / "supabase"
+
+    def __post_init__(self) -> None:
+        PROJECTS.append(self)
+
+    @property
+    def argv_log(self) -> Path:
+        return self.root / "cli-argv.log"
+
+    def known_secrets(self, env: dict | None = None) -> set[str]:
+        values = {FAKE_DB_PASSWORD}
+        for source in (self.secrets, env or {}):
+            values |= {v for k, v in source.items() if any(h in k for h in SECRET_NAME_HINTS) and v}
+        return values
+
+    def audit(self) -> None:
+        """No secret in any file we wrote (tmp/, backups/) nor in any argv the CLI was given."""
+        secrets = [s.encode() for s in self.known_secrets()]
+        written = [p for folder in ("tmp", "backups") for p in (self.root / folder).rglob("*") if p.is_file()]
+        for path in [*written, self.argv_log]:
+            if path.is_file():
+                data = path.read_bytes()
+                leaked = [s for s in secrets if s in data]
+                assert not leaked, f"a secret leaked into {path}"
 
     @property
     def ini(self) -> Path:
@@ -117,11 +160,14 @@ class Project:
 
     def run(self, *args: str, env: dict | None = None, stdin=subprocess.DEVNULL, timeout: float = 300) -> Result:
         self.write()
-        environ = {**os.environ, "OPS_ENVIRONMENTS": str(self.ini), **self.secrets, **(env or {})}
+        environ = {**os.environ, "OPS_ENVIRONMENTS": str(self.ini), "SUPABASE_CLI": str(CLI_WRAPPER),
+                   "OPS_TEST_ARGV_LOG": str(self.argv_log), **self.secrets, **(env or {})}
         completed = subprocess.run(
             [sys.executable, "-m", "invoke", "--search-root", str(REPO), *args],
             cwd=self.root, env=environ, stdin=stdin, capture_output=True, text=True, timeout=timeout,
         )
+        leaked = [s for s in self.known_secrets(env) if s in completed.stdout + completed.stderr]
+        assert not leaked, f"inv {' '.join(args)} printed a secret"
         return Result(completed.returncode, completed.stdout, completed.stderr)
 
     def files(self) -> list[Path]:

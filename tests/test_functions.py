@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import stat
 import subprocess
 from pathlib import Path
 
@@ -36,10 +35,6 @@ def app(tmp_path, api, cli) -> Project:
         subprocess.run(["git", *args], cwd=root, check=True)
     home = tmp_path / "home"
     home.mkdir()
-    log = tmp_path / "argv.log"
-    wrapper = tmp_path / "supabase-wrapper"
-    wrapper.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {log}\nexec {cli} "$@"\n')
-    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
     project = Project(tmp_path, supabase_dir=root / "supabase")
     project.envs = {
         "prod": {"ref": PROD, "protected": "true"},
@@ -47,8 +42,7 @@ def app(tmp_path, api, cli) -> Project:
         "sandbox": {"ref": SANDBOX, "protected": "false"},
     }
     project.secrets = {"HOME": str(home), "SUPABASE_PROFILE": str(api.write_profile(tmp_path / "profile.yaml")),
-                       "SUPABASE_ACCESS_TOKEN": TOKEN, "SUPABASE_CLI": str(wrapper)}
-    project.argv_log = log
+                       "SUPABASE_ACCESS_TOKEN": TOKEN}
     return project
 
 
