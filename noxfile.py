@@ -42,3 +42,10 @@ def cli(session: nox.Session) -> None:
     """Install the pinned Supabase CLI into .tools/supabase-cli."""
     session.install("-e", ".")
     session.run("python", "-c", PIN_CLI)
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Benchmark our tasks against pg_dump | psql, rclone and the CLI's own bulk deploy."""
+    install(session, "test")
+    session.run("python", "bench/run.py", *session.posargs)

@@ -1,0 +1,361 @@
+"""`nox -s bench`: our tasks against the reference tools, in the same run, on the same local services.
+
+Prints one line per comparison with the ratio and its target, and writes bench/results.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from ops import config as ops_config  # noqa: E402
+from ops import localstack, supabase_cli  # noqa: E402
+from ops.mgmt_standin import TOKEN, ManagementAPI  # noqa: E402
+
+BULK_SQL = """
+INSERT INTO public.module_types (key, label) SELECT 'type_' || g, 'Type ' || g FROM generate_series(1, 10) g;
+INSERT INTO public.plans (key, name, description, tier_level, metadata)
+  SELECT 'plan_' || g, 'Plan ' || g, repeat('d', 80), g % 5, jsonb_build_object('n', g) FROM generate_series(1, 5000) g;
+INSERT INTO public.features (key, name, config) SELECT 'feature_' || g, 'Feature ' || g, json_build_object('g', g)
+  FROM generate_series(1, 5000) g;
+INSERT INTO public.plan_features (plan_id, feature_id, limit_value)
+  SELECT p.id, f.id, 10 FROM (SELECT id, row_number() OVER () r FROM public.plans) p
+  JOIN (SELECT id, row_number() OVER () r FROM public.features) f ON f.r BETWEEN p.r AND p.r + 3;
+INSERT INTO public.plan_prices (plan_id, billing_interval, amount)
+  SELECT id, i::public.billing_interval, 9.99 FROM public.plans, unnest(ARRAY['month', 'year']) i;
+INSERT INTO public.programs (slug, name, description, tags, duration)
+  SELECT 'program-' || g, 'Program ' || g, repeat('p', 200), ARRAY['a', 'b'], '6 weeks' FROM generate_series(1, 10000) g;
+INSERT INTO public.program_modules (program_id, module_type, title, content, order_index)
+  SELECT p.id, 'type_' || (1 + g % 10), 'Module ' || g, repeat('lorem ', 40), g FROM public.programs p, generate_series(1, 6) g;
+INSERT INTO public.tracks (key, name) SELECT 'track_' || g, 'Track ' || g FROM generate_series(1, 1000) g;
+INSERT INTO public.track_features SELECT t.id, f.id FROM (SELECT id, row_number() OVER () r FROM public.tracks) t
+  JOIN (SELECT id, row_number() OVER () r FROM public.features) f ON f.r BETWEEN t.r AND t.r + 4;
+INSERT INTO public.session_types (key, name, default_price) SELECT 'st_' || g, 'Session ' || g, 50 FROM generate_series(1, 2000) g;
+INSERT INTO public.session_type_roles SELECT id, r FROM public.session_types, unnest(ARRAY['coach', 'client']) r;
+INSERT INTO public.credit_services (key, name, credit_cost) SELECT 'cs_' || g, 'Service ' || g, g % 100 FROM generate_series(1, 5000) g;
+INSERT INTO public.credit_topup_packages (name, credits, price_cents) SELECT 'Pack ' || g, g, g * 10 FROM generate_series(1, 2000) g;
+INSERT INTO public.org_credit_packages (name, credits, price) SELECT 'Org ' || g, g, g FROM generate_series(1, 2000) g;
+INSERT INTO public.org_platform_tiers (key, name, features) SELECT 'tier_' || g, 'Tier ' || g, '{"sso": true}' FROM generate_series(1, 1000) g;
+INSERT INTO public.notification_categories (key, name) SELECT 'nc_' || g, 'Cat ' || g FROM generate_series(1, 500) g;
+INSERT INTO public.notification_types (key, category_id, name)
+  SELECT 'nt_' || g, (SELECT id FROM public.notification_categories ORDER BY key LIMIT 1), 'Type ' || g FROM generate_series(1, 10000) g;
+INSERT INTO public.assessment_categories (name) SELECT 'Category ' || g FROM generate_series(1, 1000) g;
+INSERT INTO public.assessment_families (slug, name) SELECT 'family-' || g, 'Family ' || g FROM generate_series(1, 5000) g;
+INSERT INTO public.assessment_domains (family_id, name) SELECT id, 'Domain ' || g FROM public.assessment_families, generate_series(1, 4) g;
+INSERT INTO public.assessment_questions (domain_id, question_text, options, weight)
+  SELECT id, 'Question ' || g || ' about ' || name, '{"min": 1, "max": 10}', 1.5 FROM public.assessment_domains, generate_series(1, 3) g;
+INSERT INTO public.system_settings (key, value) SELECT 'setting_' || g, to_jsonb(g) FROM generate_series(1, 5000) g;
+INSERT INTO public.wheel_categories (key, name, sort_order) SELECT 'wheel_' || g, 'Wheel ' || g, g FROM generate_series(1, 5000) g;
+INSERT INTO public.platform_terms (version, title, content, effective_from) SELECT 'v' || g, 'Terms', repeat('t', 300), '2025-01-01' FROM generate_series(1, 2000) g;
+INSERT INTO public.email_templates (key, subject, html_body) SELECT 'tpl_' || g, 'Subject ' || g, repeat('<p>x</p>', 30) FROM generate_series(1, 5000) g;
+INSERT INTO public.resource_categories (key, name) SELECT 'rc_' || g, 'Resource ' || g FROM generate_series(1, 5000) g;
+"""
+
+
+class Bench:
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.results: list[dict] = []
+        self.environ = dict(os.environ)
+
+    def record(self, number: int, what: str, ours: float, reference: float, reference_name: str, target: str,
+               ok: bool, unit: str = "s") -> None:
+        ratio = ours / reference if reference else float("inf")
+        self.results.append({"n": number, "what": what, "ours": round(ours, 3), "reference": round(reference, 3),
+                             "reference_tool": reference_name, "ratio": round(ratio, 3), "target": target,
+                             "met": ok, "unit": unit})
+        print(f"{number}. {what}: ours {ours:.2f}{unit}, {reference_name} {reference:.2f}{unit}, "
+              f"ratio {ratio:.2f} (target {target}) {'OK' if ok else 'MISSED'}", flush=True)
+
+    def inv(self, *args: str) -> float:
+        started = time.perf_counter()
+        result = subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(REPO), *args],
+                                cwd=self.work, env=self.environ, capture_output=True, text=True,
+                                stdin=subprocess.DEVNULL)
+        elapsed = time.perf_counter() - started
+        if result.returncode != 0:
+            raise RuntimeError(f"inv {' '.join(args)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+        return elapsed
+
+    def inv_peak_memory(self, *args: str) -> int:
+        process = subprocess.Popen([sys.executable, "-m", "invoke", "--search-root", str(REPO), *args],
+                                   cwd=self.work, env=self.environ, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode != 0:
+            raise RuntimeError(f"inv {' '.join(args)} failed")
+        return usage.ru_maxrss  # KiB on Linux
+
+
+def timed(argv, **kwargs) -> float:
+    started = time.perf_counter()
+    subprocess.run(argv, check=True, **kwargs)
+    return time.perf_counter() - started
+
+
+def write_ini(path: Path, envs: dict[str, dict], supabase_dir: Path) -> None:
+    base = ops_config.load(REPO / "environments.ini")
+    lines = ["[project]", f"supabase_dir = {supabase_dir}", ""]
+    for name, values in envs.items():
+        lines += [f"[{name}]", *[f"{k} = {v}" for k, v in values.items()], ""]
+    lines += ["[sync-data]", "safe_tables = " + " ".join(base.sync_data.safe_tables),
+              "blocked_tables = " + " ".join(base.sync_data.blocked_tables), "",
+              "[storage]", "buckets = " + " ".join(base.storage.buckets), "jobs = 4", ""]
+    path.write_text("\n".join(lines))
+
+
+def main() -> int:
+    supabase_cli.install_pinned()
+    work = Path(tempfile.mkdtemp(prefix="ops-bench-"))
+    bench = Bench(work)
+    pg = localstack.start_postgres()
+    servers: list[localstack.LocalS3] = []
+    api = ManagementAPI(deploy_delay=1.0)
+    try:
+        bench_sync_data(bench, pg)
+        bench_storage(bench, servers)
+        bench_deploy(bench, api)
+        bench_list(bench)
+    finally:
+        api.stop()
+        for server in servers:
+            server.stop()
+        pg.stop()
+        shutil.rmtree(pg.datadir, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+    out = REPO / "bench" / "results.json"
+    out.write_text(json.dumps({"results": bench.results}, indent=2) + "\n")
+    print_table(bench.results)
+    print(f"wrote {out}")
+    return 0
+
+
+def print_table(results: list[dict]) -> None:
+    from tabulate import tabulate
+
+    rows = [[r["n"], r["what"], f"{r['ours']}{r['unit']}", f"{r['reference']}{r['unit']} ({r['reference_tool']})",
+             r["ratio"], r["target"], "yes" if r["met"] else "NO"] for r in results]
+    print(tabulate(rows, headers=["#", "benchmark", "ours", "reference", "ratio", "target", "met"], tablefmt="github"))
+
+
+# ---------------------------------------------------------------- 1-3 sync-data
+
+def bench_sync_data(bench: Bench, pg: localstack.LocalPostgres) -> None:
+    template = pg.create_database("bench_template")
+    localstack.push_migrations(template)
+    source = clone(pg, "bench_src")
+    localstack.run_sql(source, BULK_SQL)
+    rows = count_rows(source)
+    print(f"sync-data source: {rows:,} rows in 26 tables", flush=True)
+    ours_target, reference_target = clone(pg, "bench_ours"), clone(pg, "bench_ref")
+    envs = {"src": {"ref": "benchsrcxxxxxxxxxxxx", "db_url": source},
+            "ours": {"ref": "benchoursxxxxxxxxxxx", "db_url": ours_target}}
+    ini = bench.work / "environments.ini"
+    write_ini(ini, envs, REPO / "supabase")
+    bench.environ["OPS_ENVIRONMENTS"] = str(ini)
+
+    tables = [f"public.{t}" for t in ops_config.load(ini).sync_data.safe_tables]
+    pg_dump, psql = tool("pg_dump"), tool("psql")
+    dump_argv = [pg_dump, "--data-only", "--no-owner", "-d", plain(source)] + [f"-t{t}" for t in tables]
+    started = time.perf_counter()
+    dump = subprocess.Popen(dump_argv, stdout=subprocess.PIPE)
+    subprocess.run([psql, "-q", "-X", "-v", "ON_ERROR_STOP=1", "-d", plain(reference_target)], stdin=dump.stdout,
+                   check=True, stdout=subprocess.DEVNULL)
+    dump.wait()
+    reference = time.perf_counter() - started
+    fresh = bench.inv("sync-data", "--from", "src", "--to", "ours")
+    bench.record(1, f"sync-data fresh copy, {rows:,} rows", fresh, reference, "pg_dump | psql", "<= 1.5x",
+                 fresh <= 1.5 * reference)
+    again = bench.inv("sync-data", "--from", "src", "--to", "ours")
+    bench.record(2, "sync-data second run, nothing changed", again, fresh, "our fresh copy", "<= 0.5x",
+                 again <= 0.5 * fresh)
+
+    small, large = clone(pg, "bench_small"), clone(pg, "bench_large")
+    localstack.run_sql(small, "INSERT INTO public.wheel_categories (key, name, color, sort_order) "
+                              "SELECT 'w' || g, 'Wheel category ' || g, '#abcdef', g FROM generate_series(1, 100000) g")
+    localstack.run_sql(large, "INSERT INTO public.wheel_categories (key, name, color, sort_order) "
+                              "SELECT 'w' || g, 'Wheel category ' || g, '#abcdef', g FROM generate_series(1, 1000000) g")
+    envs.update({"small": {"ref": "benchsmallxxxxxxxxxx", "db_url": small},
+                 "large": {"ref": "benchlargexxxxxxxxxx", "db_url": large},
+                 "sink1": {"ref": "benchsinkaxxxxxxxxxx", "db_url": clone(pg, "bench_sink1")},
+                 "sink2": {"ref": "benchsinkbxxxxxxxxxx", "db_url": clone(pg, "bench_sink2")}})
+    write_ini(ini, envs, REPO / "supabase")
+    small_rss = bench.inv_peak_memory("sync-data", "--from", "small", "--to", "sink1", "--tables", "wheel_categories")
+    large_rss = bench.inv_peak_memory("sync-data", "--from", "large", "--to", "sink2", "--tables", "wheel_categories")
+    bench.record(3, "sync-data peak RSS, 1,000,000 vs 100,000 rows", large_rss / 1024, small_rss / 1024,
+                 "100k-row run", "<= 1.3x", large_rss <= 1.3 * small_rss, unit=" MiB")
+
+
+def clone(pg: localstack.LocalPostgres, name: str) -> str:
+    import psycopg
+
+    with psycopg.connect(pg.url(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE bench_template')
+    return pg.url(name)
+
+
+def count_rows(url: str) -> int:
+    import psycopg
+
+    tables = ops_config.load(REPO / "environments.ini").sync_data.safe_tables
+    with psycopg.connect(url) as conn:
+        return sum(conn.execute(f"SELECT count(*) FROM public.{t}").fetchone()[0] for t in tables)
+
+
+def plain(url: str) -> str:
+    return url.replace("?sslmode=disable", "")
+
+
+def tool(name: str) -> str:
+    candidate = localstack.postgres_bindir() / name
+    return str(candidate) if candidate.exists() else name
+
+
+# ---------------------------------------------------------------- 4-6 storage
+
+def bench_storage(bench: Bench, servers: list) -> None:
+    keys = {env: (f"BENCH{env.upper()}{secrets.token_hex(4).upper()}", secrets.token_urlsafe(20))
+            for env in ("s3src", "s3dst")}
+    for env, (key_id, secret) in keys.items():
+        server = localstack.start_s3(key_id, secret, root=bench.work / env)
+        server.create_buckets(["resource-library", "avatars"])
+        servers.append(server)
+        prefix = f"OPS_{env.upper()}"
+        bench.environ[f"{prefix}_S3_ACCESS_KEY_ID"], bench.environ[f"{prefix}_S3_SECRET_ACCESS_KEY"] = key_id, secret
+    src, dst = servers
+    ini = Path(bench.environ["OPS_ENVIRONMENTS"])
+    config = ini.read_text().replace("[sync-data]", f"""[s3src]
+ref = benchsthreesrcxxxxx
+storage_url = {src.url}
+
+[s3dst]
+ref = benchsthreedstxxxxx
+storage_url = {dst.url}
+
+[sync-data]""")
+    ini.write_text(config)
+    client = src.client()
+    small = os.urandom(64 << 10)
+    for i in range(1000):
+        client.put_object(Bucket="avatars", Key=f"users/{i:04d}/avatar.png", Body=small[i:] + small[:i])
+    for i in range(10):
+        client.put_object(Bucket="resource-library", Key=f"videos/{i}.mp4", Body=os.urandom(16 << 20))
+    total = 1000 * (64 << 10) + 10 * (16 << 20)
+
+    rclone_env = {**os.environ, "RCLONE_CONFIG": str(bench.work / "none.conf")}
+    for name, server in (("src", src), ("dst", dst)):
+        upper = name.upper()
+        rclone_env.update({f"RCLONE_CONFIG_{upper}_TYPE": "s3", f"RCLONE_CONFIG_{upper}_PROVIDER": "Other",
+                           f"RCLONE_CONFIG_{upper}_ENDPOINT": server.url,
+                           f"RCLONE_CONFIG_{upper}_ACCESS_KEY_ID": server.key_id,
+                           f"RCLONE_CONFIG_{upper}_SECRET_ACCESS_KEY": server.secret,
+                           f"RCLONE_CONFIG_{upper}_FORCE_PATH_STYLE": "true"})
+
+    def empty_target() -> None:
+        target = dst.client()
+        for bucket in ("avatars", "resource-library"):
+            for page in target.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+                items = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+                if items:
+                    target.delete_objects(Bucket=bucket, Delete={"Objects": items})
+
+    rclone = localstack.tool("rclone")
+    reference = sum(timed([rclone, "copy", "--transfers", "4", f"src:{b}", f"dst:{b}"], env=rclone_env)
+                    for b in ("avatars", "resource-library"))
+    empty_target()
+    full = bench.inv("sync-storage", "--from", "s3src", "--to", "s3dst", "--buckets", "avatars,resource-library",
+                     "--jobs", "4")
+    mib = total / 2**20
+    bench.record(4, f"sync-storage 1,000 x 64 KiB + 10 x 16 MiB ({mib:.0f} MiB/{reference:.1f}s rclone)", full,
+                 reference, "rclone copy --transfers 4", "<= 1.0x time (>= rclone throughput)", full <= reference)
+    again = bench.inv("sync-storage", "--from", "s3src", "--to", "s3dst", "--buckets", "avatars,resource-library")
+    bench.record(5, "sync-storage second run, nothing changed", again, full, "our full copy", "<= 0.1x",
+                 again <= 0.1 * full)
+
+    first = bench.inv("backup-storage", "--env", "s3src", "--buckets", "avatars,resource-library")
+    disk_one = du(bench.work / "backups")
+    second = bench.inv("backup-storage", "--env", "s3src", "--buckets", "avatars,resource-library")
+    disk_two = du(bench.work / "backups")
+    bench.record(6, "backup-storage second run, nothing changed", second, first, "our full backup", "<= 0.1x",
+                 second <= 0.1 * first)
+    bench.record(6, "backup-storage disk for two backups vs one", disk_two / 2**20, disk_one / 2**20,
+                 "one full backup", "<= 1.05x", disk_two <= 1.05 * disk_one, unit=" MiB")
+
+
+def du(path: Path) -> int:
+    """Bytes on disk, counting each hard-linked file once (as `du` does)."""
+    out = subprocess.run(["du", "-sb", str(path)], capture_output=True, text=True, check=True).stdout
+    return int(out.split()[0])
+
+
+# ---------------------------------------------------------------- 7 deploy-functions
+
+def bench_deploy(bench: Bench, api: ManagementAPI) -> None:
+    app = bench.work / "app"
+    functions = app / "supabase" / "functions"
+    shutil.copytree(REPO / "supabase" / "functions" / "_shared", functions / "_shared")
+    shutil.copy(REPO / "supabase" / "config.toml", app / "supabase" / "config.toml")
+    names = [f"function-{i:02d}" for i in range(76)]
+    for name in names:
+        (functions / name).mkdir(parents=True)
+        (functions / name / "index.ts").write_text(
+            'import { corsHeaders } from "../_shared/cors.ts";\n'
+            f'Deno.serve(() => new Response("{name}", {{ headers: corsHeaders }}));\n')
+    home = bench.work / "home"
+    home.mkdir()
+    ref = "benchdeployxxxxxxxxx"
+    bench.environ.update(HOME=str(home), SUPABASE_PROFILE=str(api.write_profile(bench.work / "profile.yaml")),
+                         SUPABASE_ACCESS_TOKEN=TOKEN)
+    ini = bench.work / "deploy.ini"
+    write_ini(ini, {"deploy": {"ref": ref}}, app / "supabase")
+    reference = timed([supabase_cli.binary(), "functions", "deploy", "--project-ref", ref, "--no-verify-jwt",
+                       "--use-api", "--jobs", "4", "--workdir", str(app)], env=bench.environ,
+                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    environ = bench.environ
+    bench.environ = {**environ, "OPS_ENVIRONMENTS": str(ini)}
+    ours = bench.inv("deploy-functions", "--env", "deploy", "--jobs", "4")
+    bench.record(7, "deploy-functions, 76 functions, 1 s per deploy, 4 jobs", ours, reference,
+                 "supabase functions deploy --jobs 4", "<= 1.5x", ours <= 1.5 * reference)
+    api.fail_slugs = {"function-07", "function-42"}
+    started = time.perf_counter()
+    failing = subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(REPO), "deploy-functions", "--env",
+                              "deploy", "--jobs", "4", "--json"], cwd=bench.work, env=bench.environ,
+                             capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    with_failures = time.perf_counter() - started
+    named = json.loads(failing.stdout)["failed"] if failing.stdout.strip() else []
+    bench.record(7, f"deploy-functions with 2 failing, named exactly: {named}", with_failures, reference,
+                 "supabase functions deploy --jobs 4 (names none)", "<= 1.5x and names both",
+                 with_failures <= 1.5 * reference and named == sorted(api.fail_slugs))
+    bench.environ = environ
+
+
+# ---------------------------------------------------------------- 8 inv --list
+
+def bench_list(bench: Bench) -> None:
+    bare = bench.work / "bare"
+    bare.mkdir()
+    (bare / "tasks.py").write_text("from invoke import task\n\n\n@task\ndef hello(c):\n    \"\"\"Say hello.\"\"\"\n")
+
+    def best_of(cwd: Path, runs: int = 7) -> float:
+        return min(timed([sys.executable, "-m", "invoke", "--list"], cwd=cwd, stdout=subprocess.DEVNULL)
+                   for _ in range(runs))
+
+    reference, ours = best_of(bare), best_of(REPO)
+    bench.record(8, "inv --list", ours, reference, "a bare invoke task file", "<= 1.3x", ours <= 1.3 * reference)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
