@@ -23,7 +23,7 @@ from ops.report import progress
 from ops.s3 import ObjectInfo
 from ops.safety import confirm_write, distinct
 
-SPOOL_IN_MEMORY = 8 << 20
+SPOOL_IN_MEMORY = 16 << 20  # per job: larger objects spill to an unnamed temp file
 T = TypeVar("T")
 ATTEMPTS = 4
 
@@ -130,7 +130,7 @@ def retrying(work: Callable[[], T]) -> T:
 def copy_object(src: Any, dst: Any, bucket: str, info: ObjectInfo) -> None:
     def attempt() -> None:
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
-            got = s3ops.download(src, bucket, info.key, spool, expected=info)
+            got = s3ops.download(src, bucket, info.key, spool, expected=info, sha256=False)
             s3ops.upload(dst, bucket, info.key, spool, got)
 
     retrying(attempt)
