@@ -8,6 +8,7 @@ change, which `--from-export <run>/before --prune` restores.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Iterator
@@ -128,13 +129,16 @@ def export_tables(
         query = f"COPY (SELECT to_json(r)::text FROM (SELECT {select} FROM {qident(table)} ORDER BY {order}) r) TO STDOUT"
         path = folder / f"{table.qualified}.json"
         rows = 0
+        fingerprint = hashlib.md5()
         with path.open("wb") as out, conn.cursor().copy(query) as copy:
             out.write(b"[")
             # PostgreSQL sends one CopyData message per row; COPY's text format only
             # doubles backslashes here (JSON text has no raw tabs or newlines).
             for block in copy:
+                row = bytes(block)[:-1].replace(b"\\\\", b"\\")
                 out.write(b"\n" if rows == 0 else b",\n")
-                out.write(bytes(block)[:-1].replace(b"\\\\", b"\\"))
+                out.write(row)
+                fingerprint.update(hashlib.md5(row).hexdigest().encode())
                 rows += 1
             out.write(b"\n]\n")
         entries.append(
@@ -142,6 +146,7 @@ def export_tables(
                 "table": table.qualified,
                 "file": path.name,
                 "rows": rows,
+                "fingerprint": fingerprint.hexdigest(),  # see fingerprint_query
                 "key": keys[table.qualified],
                 "columns": [{"name": c.name, "type": c.type, "json": c.is_json} for c in columns],
             }
@@ -180,6 +185,9 @@ class TablePlan:
     file: Path
     rows: int
     index: int
+    exported: list[str] = field(default_factory=list)  # the export's columns, in its order
+    export_key: list[str] = field(default_factory=list)  # the export's row order
+    fingerprint: str | None = None
 
     @property
     def raw(self) -> str:
@@ -226,6 +234,9 @@ def plan_import(manifest: dict, folder: Path, targets: dict[str, Table], natural
                 file=file,
                 rows=entry["rows"],
                 index=index,
+                exported=[c["name"] for c in entry["columns"]],
+                export_key=entry.get("key", []),
+                fingerprint=entry.get("fingerprint"),
             )
         )
     return plans
@@ -340,6 +351,21 @@ def compare_query(plan: TablePlan) -> str:
     )
 
 
+def fingerprint_query(plan: TablePlan) -> str | None:
+    """The target table rendered and hashed exactly as the export hashed the source table.
+
+    Equal fingerprints mean the target already holds exactly the exported rows, so the
+    table needs no staging, no comparison and no write.
+    """
+    if not plan.fingerprint or not plan.export_key or not set(plan.export_key) <= set(plan.exported):
+        return None
+    select = ", ".join(f"{ident(c)}::text AS {ident(c)}" if c in plan.json_columns else ident(c)
+                       for c in plan.exported)
+    order = ", ".join(f"x.{ident(k)}" for k in plan.export_key)
+    return (f"SELECT md5(coalesce(string_agg(md5(to_json(x)::text), '' ORDER BY {order}), '')) "
+            f"FROM (SELECT {select} FROM {qident(plan.target)}) x")
+
+
 def lock_step() -> Statement:
     return Statement(f"SELECT pg_advisory_xact_lock(hashtext('{LOCK_KEY}'))")
 
@@ -430,7 +456,7 @@ def _run(cur: psycopg.Cursor, step: Statement | CopyIn) -> list[tuple] | None:
 def _failure(step: Statement | CopyIn, error: Exception, target: Environment) -> OperationFailed:
     import psycopg
 
-    table = step.table if isinstance(step, Statement) else step.plan.target.qualified
+    table = _step_table(step)
     where = f" in {table}" if table else ""
     if isinstance(error, psycopg.Error) and error.diag.message_primary:
         diag = error.diag
@@ -468,9 +494,20 @@ def apply(
         with conn.transaction() as transaction, conn.cursor() as cur:
             if not dry_run:
                 _lock(cur, target)
-            for step in stage:
-                _run(cur, step)
+            cur.execute("SELECT set_config('TimeZone', 'UTC', true), set_config('IntervalStyle', 'postgres', true)")
+            identical = set()
             for plan in plans:
+                query = fingerprint_query(plan)
+                step = Statement(query or "", plan.target.qualified)
+                if query and _run(cur, step)[0][0] == plan.fingerprint:
+                    identical.add(plan.target.qualified)
+                    results[plan.target.qualified].unchanged = plan.rows
+            for step in stage:
+                if _step_table(step) not in identical:
+                    _run(cur, step)
+            for plan in plans:
+                if plan.target.qualified in identical:
+                    continue
                 step = Statement(compare_query(plan), plan.target.qualified)
                 to_insert, to_update, unchanged, only_in_target = _run(cur, step)[0]
                 result = results[plan.target.qualified]
@@ -484,6 +521,8 @@ def apply(
             keys = {plan.target.qualified: plan.key for plan in plans}
             export_tables(conn, [plan.target for plan in plans], keys, before_dir, target)
             for step in write:
+                if step.table in identical:
+                    continue
                 rows = _run(cur, step)
                 result = results.get(step.table) if isinstance(step, Statement) else None
                 if step.role == "upsert":
@@ -494,6 +533,10 @@ def apply(
     except (psycopg.Error, OSError) as error:
         raise _failure(step, error, target) from None
     return list(results.values())
+
+
+def _step_table(step: Statement | CopyIn) -> str | None:
+    return step.table if isinstance(step, Statement) else step.plan.target.qualified
 
 
 def _rows(plans: list[TablePlan], table: str) -> int:
