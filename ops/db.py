@@ -7,7 +7,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from ops.config import Environment
-from ops.errors import OperationFailed, UserError
+from ops.errors import OperationFailed, UserError, first_line
 
 if TYPE_CHECKING:
     import psycopg
@@ -42,7 +42,7 @@ def connect(env: Environment, *, autocommit: bool = False, application: str = "o
                 continue
             if asks_password:
                 raise UserError(f"{env.name}: the database refused the password from {env.db_password_var}") from None
-            raise OperationFailed(f"{env.name}: cannot connect to the database: {_first_line(error)}") from None
+            raise OperationFailed(f"{env.name}: cannot connect to the database: {first_line(error)}") from None
     raise AssertionError("unreachable")
 
 
@@ -51,6 +51,3 @@ def prompt_password(env: Environment) -> str:
         raise UserError(f"{env.name}: the database asks for a password: set {env.db_password_var}")
     return getpass.getpass(f"Database password for {env.name} ({env.db_password_var}): ")
 
-
-def _first_line(error: Exception) -> str:
-    return (str(error).strip().splitlines() or ["unknown error"])[0]

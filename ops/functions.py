@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ops import supabase_cli
 from ops.config import Config, Environment
-from ops.errors import UserError
+from ops.errors import UserError, last_line
 from ops.migrations import cli_workdir
 from ops.report import progress
 from ops.safety import confirm_write
@@ -66,7 +66,7 @@ def changed_files(config: Config, since: str) -> set[Path]:
     def git(*args: str, cwd: Path = config.supabase_dir.parent) -> list[str]:
         result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
         if result.returncode != 0:
-            last = (result.stderr.strip().splitlines() or ["not a git repository?"])[-1]
+            last = last_line(result.stderr, "not a git repository?")
             raise UserError(f"--changed-since {since}: git {args[0]} failed: {last}")
         return [line for line in result.stdout.splitlines() if line]
 

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ops.config import Config, split_list
-from ops.errors import OperationFailed, UserError
+from ops.errors import OperationFailed, UserError, last_line
 
 
 @dataclass
@@ -38,7 +38,7 @@ class Git:
         result = subprocess.run(["git", *args], cwd=cwd or self.cwd, capture_output=True, text=True,
                                 stdin=subprocess.DEVNULL)
         if check and result.returncode != 0:
-            last = (result.stderr.strip().splitlines() or [f"exit {result.returncode}"])[-1]
+            last = last_line(result.stderr, f"exit {result.returncode}")
             raise OperationFailed(f"git {' '.join(args[:2])} failed: {last}")
         return result
 
@@ -78,8 +78,7 @@ def conflicted(git: Git, cwd: Path | None = None) -> list[str]:
 def _why(merge: subprocess.CompletedProcess, files: list[str]) -> str:
     if files:
         return "conflicts in: " + ", ".join(files)
-    lines = (merge.stderr + merge.stdout).strip().splitlines()
-    return "failed: " + (lines[-1] if lines else f"git exit {merge.returncode}")
+    return "failed: " + last_line(merge.stderr + merge.stdout, f"git exit {merge.returncode}")
 
 
 def sync_lovable(config: Config, *, diff_only: bool) -> LovableResult:

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 
 from ops import supabase_cli
 from ops.config import Config, Environment
-from ops.errors import OperationFailed, UserError
+from ops.errors import OperationFailed, UserError, last_line
 from ops.migrations import cli_workdir
 
 
@@ -25,8 +25,7 @@ def list_secrets(config: Config, env: Environment) -> EnvSecrets:
     result = supabase_cli.run(["secrets", "list", "--project-ref", env.ref, "-o", "json"],
                               workdir=cli_workdir(config))
     if not result.ok:
-        last = (result.stderr.strip().splitlines() or [f"exit {result.returncode}"])[-1]
-        return EnvSecrets(env.name, error=last)
+        return EnvSecrets(env.name, error=last_line(result.stderr, f"exit {result.returncode}"))
     try:
         return EnvSecrets(env.name, {item["name"]: item.get("value", "") for item in json.loads(result.stdout)})
     except (ValueError, KeyError, TypeError):

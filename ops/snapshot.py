@@ -12,7 +12,7 @@ from ops import secrets, sync_data
 from ops.backup import file_digest
 from ops.config import Config, Environment
 from ops.db import password_for
-from ops.errors import OperationFailed
+from ops.errors import OperationFailed, last_line
 from ops.functions import functions_dir, local_functions
 
 
@@ -41,8 +41,7 @@ def dump_database(env: Environment, path: Path) -> Path:
     result = subprocess.run([pg_dump, "--format=custom", "--no-owner", "--file", str(path), "--dbname", env.require_db()],
                             env=child_env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or [f"exit {result.returncode}"])[-1]
-        raise OperationFailed(f"{env.name}: pg_dump failed: {last}")
+        raise OperationFailed(f"{env.name}: pg_dump failed: {last_line(result.stderr, f'exit {result.returncode}')}")
     return path
 
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from ops import migrations, pgcatalog, s3 as s3ops, supabase_cli, sync_data
 from ops.config import Config, Environment
 from ops.db import connect
-from ops.errors import OpsError
+from ops.errors import OpsError, first_line, last_line
 from ops.functions import local_functions
 from ops.secrets import list_secrets
 
@@ -65,7 +65,7 @@ def deployed_functions(config: Config, env: Environment) -> list[str]:
     result = supabase_cli.run(["functions", "list", "--project-ref", env.ref, "-o", "json"],
                               workdir=migrations.cli_workdir(config), timeout=60)
     if not result.ok:
-        raise OpsError((result.stderr.strip().splitlines() or ["functions list failed"])[-1])
+        raise OpsError(last_line(result.stderr, "functions list failed"))
     return sorted(f["slug"] for f in json.loads(result.stdout))
 
 
@@ -77,7 +77,7 @@ def read_env(config: Config, env: Environment) -> EnvStatus:
         try:
             work()
         except Exception as error:  # one unreadable part must not hide the others
-            status.errors[part] = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            status.errors[part] = first_line(error)
 
     def read_migrations() -> None:
         state = migrations.remote_state(env, timeout=5)

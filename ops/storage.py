@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from ops import s3 as s3ops
 from ops.config import Config, Environment
-from ops.errors import OperationFailed, UserError
+from ops.errors import OperationFailed, UserError, first_line
 from ops.report import progress
 from ops.s3 import ObjectInfo
 from ops.safety import confirm_write, distinct
@@ -168,8 +168,7 @@ def run_parallel(tasks: list[tuple[str, ObjectInfo]], work: Callable[[str, Objec
 
 
 def _describe(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}"
+    return f"{type(error).__name__}: {first_line(error)}"
 
 
 # ---------------------------------------------------------------- the task

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from ops import pgcatalog
 from ops.config import Config, Environment, SyncDataSettings
 from ops.db import connect
-from ops.errors import OperationFailed, UserError
+from ops.errors import OperationFailed, UserError, first_line
 from ops.pgcatalog import Table
 from ops.report import progress
 from ops.safety import confirm_write, distinct
@@ -467,7 +467,7 @@ def _failure(step: Statement | CopyIn, error: Exception, target: Environment) ->
             parts.append(diag.message_detail)
         cause = "; ".join(parts)
     else:
-        cause = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        cause = first_line(error)
     return OperationFailed(
         f"sync into {target.name} failed{where}: {cause}. "
         "Nothing was committed: the target is unchanged."
@@ -569,7 +569,7 @@ def export_env(config: Config, env: Environment, tables: list[str], folder: Path
                 keys = {t.qualified: conflict_key(t, config.sync_data.natural_keys) for t in found}
                 return export_tables(conn, found, keys, folder, env)
     except psycopg.Error as error:
-        cause = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        cause = first_line(error)
         raise OperationFailed(f"reading {env.name} failed: {cause}. Nothing was written to any target; "
                               f"the partial export in {folder} is incomplete") from None
 
@@ -604,7 +604,7 @@ def sync_data(
     if target_env:
         target_env.require_db()
         if not dry_run:
-            confirm_write(target_env, yes=yes, action=f"sync config data into it")
+            confirm_write(target_env, yes=yes, action="sync config data into it")
 
     if from_export:
         export_dir = Path(from_export).resolve()
@@ -648,7 +648,7 @@ def sync_data(
             result.tables = apply(conn, plans, stage, write, target_env, dry_run=dry_run,
                                   prune=prune, before_dir=run_dir / "before")
     except psycopg.Error as error:
-        cause = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        cause = first_line(error)
         raise OperationFailed(f"{target_env.name}: {cause}. Nothing was committed: the target is unchanged.") from None
     result.seconds = round(time.monotonic() - started, 3)
     return result

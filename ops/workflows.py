@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 from ops import backup, functions, migrations, snapshot, storage, sync_data
 from ops.config import Config, Environment
-from ops.errors import OperationFailed, OpsError, UserError
+from ops.errors import OperationFailed, OpsError, UserError, first_line
 from ops.report import progress
 from ops.safety import confirm_write, distinct
 
@@ -54,7 +54,7 @@ def run_steps(name: str, steps: list[Step], *, command: str, dry_run: bool, resu
         try:
             detail = step.run()
         except OpsError as error:
-            result.steps.append(StepResult(step.name, "failed", str(error).splitlines()[0]))
+            result.steps.append(StepResult(step.name, "failed", first_line(error)))
             result.steps += [StepResult(s.name, "not run") for s in steps[index + 1:]]
             result.resume = f"{command} --resume-at {step.name}"
             changed_before = any(s.status == "done" for s in result.steps) and not dry_run

@@ -8,7 +8,6 @@ import shutil
 import stat
 import subprocess
 import uuid
-from pathlib import Path
 
 import pytest
 
