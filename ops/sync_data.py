@@ -556,6 +556,17 @@ def _lock(cur: psycopg.Cursor, target: Environment) -> None:
 
 # ---------------------------------------------------------------- the task
 
+def require_tables(env: Environment, tables: list[str]) -> None:
+    """Refuse early, before reading the source, when the target lacks a table (migrations behind)."""
+    import psycopg
+
+    try:
+        with connect(env, autocommit=True, application="ops sync-data check") as conn:
+            describe_all(conn, tables, env)
+    except psycopg.Error as error:
+        raise OperationFailed(f"{env.name}: {first_line(error)}") from None
+
+
 def export_env(config: Config, env: Environment, tables: list[str], folder: Path) -> dict:
     """Export tables of an environment from one consistent, read-only snapshot."""
     import psycopg
@@ -619,6 +630,8 @@ def sync_data(
         run_dir = new_run_dir(settings.export_dir / target_env.name)
         source_label = f"export {export_dir}"
     else:
+        if target_env:
+            require_tables(target_env, requested)
         run_dir = new_run_dir(settings.export_dir / source_env.name)
         export_dir = run_dir
         source_label = source_env.name

@@ -326,3 +326,11 @@ def test_concurrent_sync_waits_for_the_lock(project):
     assert waiting.returncode == 0, err
     assert "waiting" in err
     assert sql(project.url("preprod"), "SELECT count(*) FROM public.plans") == [(3,)]
+
+
+def test_missing_target_table_is_refused_before_reading_the_source(project):
+    sql(project.url("preprod"), "DROP TABLE public.track_features")
+    result = project.run("sync-data", "--from", "prod", "--to", "preprod")
+    assert result.code == 2
+    assert "public.track_features" in result.err and "push migrations" in result.err
+    assert not (project.root / "tmp").exists(), "nothing exported for a sync that cannot happen"
