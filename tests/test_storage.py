@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 
 import boto3
 import pytest
@@ -45,7 +46,7 @@ def test_sync_copies_tricky_keys_and_headers(project, storage):
         body = b"" if key.endswith(("zero-bytes.bin", ".emptyFolderPlaceholder")) else key.encode() * 3
         src.put_object(Bucket="avatars", Key=key, Body=body, ContentType="image/png", CacheControl="max-age=3600",
                        ContentDisposition='attachment; filename="x.png"', Metadata={"owner": "ada", "note": "v1"})
-    big = io.BytesIO(b"0123456789abcdef" * (17 << 16))  # 17 MiB: over the multipart threshold
+    big = io.BytesIO(os.urandom(1 << 20) * 65)  # 65 MiB: over our multipart threshold (64 MiB)
     src.upload_fileobj(big, "resource-library", "videos/intro.mp4", ExtraArgs={"ContentType": "video/mp4"})
 
     result = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--json")
@@ -62,7 +63,9 @@ def test_sync_copies_tricky_keys_and_headers(project, storage):
     assert head["CacheControl"] == "max-age=3600"
     assert head["ContentDisposition"] == 'attachment; filename="x.png"'
     assert {k.lower(): v for k, v in head["Metadata"].items()} == {"owner": "ada", "note": "v1"}
-    assert dst.head_object(Bucket="resource-library", Key="videos/intro.mp4")["ContentType"] == "video/mp4"
+    video = dst.head_object(Bucket="resource-library", Key="videos/intro.mp4")
+    assert video["ContentType"] == "video/mp4"
+    assert "md5chksum" in {k.lower() for k in video["Metadata"]}, "a multipart upload records its MD5"
 
     second = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--json")
     assert second.code == 0, second.err
