@@ -94,9 +94,14 @@ class FaultProxy:
                 return
             path = path[len(self.prefix):] or "/"
         upstream = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=60)
+        try:
+            self.relay(handler, upstream, path, body, fault)
+        finally:
+            upstream.close()
+
+    def relay(self, handler: BaseHTTPRequestHandler, upstream: http.client.HTTPConnection, path: str,
+              body: bytes | None, fault: str | None) -> None:
         headers = {k: v for k, v in handler.headers.items() if k.lower() not in ("connection",)}
-        # Signatures cover the path the client signed; the upstream checks them, so a prefix
-        # proxy must keep the upstream unaware of auth: it only strips the prefix here.
         upstream.request(handler.command, path, body=body, headers=headers)
         response = upstream.getresponse()
         data = response.read()
@@ -107,7 +112,6 @@ class FaultProxy:
         handler.send_header("Content-Length", str(len(data)))
         handler.end_headers()
         if handler.command == "HEAD":
-            upstream.close()
             return
         if fault == "truncate" and len(data) > 1:
             handler.wfile.write(data[: len(data) // 2])
@@ -116,4 +120,3 @@ class FaultProxy:
             handler.close_connection = True
         else:
             handler.wfile.write(data)
-        upstream.close()

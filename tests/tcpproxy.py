@@ -16,6 +16,7 @@ class CuttingProxy:
         self.cuts = 0
         self.sent = {"up": 0, "down": 0}
         self.lock = threading.Lock()
+        self.sockets: list[socket.socket] = []
         threading.Thread(target=self.accept, daemon=True).start()
 
     def accept(self) -> None:
@@ -25,6 +26,8 @@ class CuttingProxy:
             except OSError:
                 return
             server = socket.create_connection(("127.0.0.1", self.upstream_port))
+            with self.lock:
+                self.sockets += [client, server]
             for direction, src, dst in (("up", client, server), ("down", server, client)):
                 threading.Thread(target=self.pump, args=(direction, src, dst, client, server), daemon=True).start()
 
@@ -53,6 +56,10 @@ class CuttingProxy:
                     sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+                sock.close()
 
     def close(self) -> None:
         self.listener.close()
+        with self.lock:
+            for sock in self.sockets:
+                sock.close()
