@@ -52,8 +52,8 @@ def complete_backups(folder: Path) -> list[Path]:
 
 def _stamp_order(path: Path) -> tuple[str, int]:
     # Names are UTC stamps, with -1, -2 ... for backups made within the same second.
-    base, _, n = path.name.partition("Z-")
-    return base, int(n) if n.isdigit() else 0
+    base, dash, n = path.name.rpartition("-")
+    return (base, int(n)) if dash and n.isdigit() and base.endswith("Z") else (path.name, 0)
 
 
 def load_manifest(backup: Path) -> dict:

@@ -147,3 +147,15 @@ def test_restore_round_trips_a_bucket(project, storage):
     into_preprod = project.run("restore-storage", "--to", "preprod", "--env", "prod", "--json")
     assert into_preprod.code == 0, into_preprod.err
     assert contents(storage["preprod"].client(), "avatars") == expected
+
+
+def test_backups_made_within_one_second_keep_their_order(tmp_path):
+    from ops.backup import METADATA_FILE, complete_backups
+
+    made = ["2026-01-01T10-00-59Z", "2026-01-01T10-01-00Z", "2026-01-01T10-01-00Z-1", "2026-01-01T10-01-00Z-2",
+            "2026-01-01T10-01-00Z-10", "2026-01-01T10-01-01Z"]
+    for name in reversed(made):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / METADATA_FILE).write_text("{}")
+    (tmp_path / ".partial-2026-01-01T10-01-02Z").mkdir()
+    assert [p.name for p in complete_backups(tmp_path)] == made
