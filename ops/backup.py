@@ -330,10 +330,8 @@ def restore_storage(config: Config, *, target: str | None, backup: str | None, e
     path = resolve_backup(config, backup, env)
     objects = _objects_by_bucket(load_manifest(path))
     if buckets:
-        unknown = [b for b in buckets if b not in config.storage.buckets]
-        if unknown:
-            select_buckets(config, buckets)
-        objects = {b: objs for b, objs in objects.items() if b in buckets}
+        chosen = select_buckets(config, buckets)
+        objects = {b: objs for b, objs in objects.items() if b in chosen}
     if not dry_run:
         confirm_write(target_env, yes=yes, action="restore storage objects into it")
     s3 = s3ops.client(target_env, max_pool=config.storage.jobs * 2)

@@ -202,7 +202,7 @@ class StorageResult:
         return asdict(self)
 
 
-def plan_sync(config: Config, source: Environment, target: Environment, buckets: list[str], *,
+def plan_sync(source: Environment, target: Environment, buckets: list[str], *,
               force: bool, delete: bool, jobs: int) -> tuple[Any, Any, list[BucketPlan]]:
     src, dst = s3ops.client(source, max_pool=jobs * 2), s3ops.client(target, max_pool=jobs * 2)
     missing = [b for b in buckets if not s3ops.bucket_exists(dst, b)]
@@ -230,7 +230,7 @@ def sync_storage(config: Config, *, source: str | None, target: str | None, buck
         raise UserError("--jobs must be at least 1")
     if not dry_run:
         confirm_write(target_env, yes=yes, action="copy storage objects into it")
-    src, dst, plans = plan_sync(config, source_env, target_env, chosen, force=force, delete=delete, jobs=jobs)
+    src, dst, plans = plan_sync(source_env, target_env, chosen, force=force, delete=delete, jobs=jobs)
     result = StorageResult(source, target, dry_run)
     for status in ("empty", "absent"):
         skipped = [p.bucket for p in plans if p.status == status]
