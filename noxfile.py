@@ -1,4 +1,4 @@
-"""Sessions: `nox -s tests` (default), `nox -s demo`, `nox -s bench`, `nox -s cli`."""
+"""Sessions: `nox -s lint tests` (default), `nox -s demo`, `nox -s bench`, `nox -s cli`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import glob
 
 import nox
 
-nox.options.sessions = ["tests"]
+nox.needs_version = ">=2025.2"
+nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
@@ -24,6 +25,14 @@ def install(session: nox.Session, *groups: str) -> None:
 
 
 @nox.session
+def lint(session: nox.Session) -> None:
+    """Ruff (rules in pyproject.toml) on everything, mypy on ops/ and tasks.py."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
+    session.run("ruff", "check", ".")
+    session.run("mypy")
+
+
+@nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite against real local PostgreSQL, S3 servers and the pinned Supabase CLI."""
     install(session, "test")
@@ -34,7 +43,7 @@ def tests(session: nox.Session) -> None:
 def demo(session: nox.Session) -> None:
     """Start local prod/preprod/sandbox environments and run the toolkit between them."""
     install(session, "test")
-    session.run("python", "-m", "ops.demo", *session.posargs)
+    session.run("python", "-m", "devstack.demo", *session.posargs)
 
 
 @nox.session(default=False)

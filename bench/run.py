@@ -18,9 +18,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ops import config as ops_config  # noqa: E402
-from ops import localstack, supabase_cli  # noqa: E402
-from ops.mgmt_standin import TOKEN, ManagementAPI  # noqa: E402
+from devstack import localstack
+from devstack.mgmt_standin import TOKEN, ManagementAPI
+from ops import config as ops_config
+from ops import supabase_cli
 
 BULK_SQL = """
 INSERT INTO public.module_types (key, label) SELECT 'type_' || g, 'Type ' || g FROM generate_series(1, 10) g;

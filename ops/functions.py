@@ -13,15 +13,16 @@ import re
 import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ops import supabase_cli
+from ops.childenv import child_env
 from ops.config import Config, Environment
-from ops.errors import UserError, last_line
-from ops.migrations import cli_workdir
-from ops.report import progress
+from ops.errors import OperationFailed, OpsError, UserError, last_line
+from ops.report import Result, Table, progress
 from ops.safety import confirm_write
+from ops.supabase_cli import cli_workdir
 
 FUNCTION_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 RELATIVE_IMPORT = re.compile(
@@ -64,7 +65,7 @@ def changed_files(config: Config, since: str) -> set[Path]:
     folder = functions_dir(config)
 
     def git(*args: str, cwd: Path = config.supabase_dir.parent) -> list[str]:
-        result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+        result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, env=child_env("git"))
         if result.returncode != 0:
             last = last_line(result.stderr, "not a git repository?")
             raise UserError(f"--changed-since {since}: git {args[0]} failed: {last}")
@@ -112,7 +113,7 @@ def select_functions(config: Config, only: list[str] | None, changed_since: str 
 # ---------------------------------------------------------------- deploy
 
 @dataclass
-class DeployResult:
+class DeployResult(Result):
     env: str
     ref: str
     functions: list[str]
@@ -123,8 +124,20 @@ class DeployResult:
     rerun: str = ""
     cli_calls: int = 0
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def rows(self) -> Table:
+        if self.dry_run:
+            return Table(["function", f"{self.env} ({self.ref})"], [[name, "would deploy"] for name in self.functions])
+        return Table(["function", f"{self.env} ({self.ref})"],
+                     [[name, "failed" if name in self.failed else "deployed (retried)" if name in self.retried
+                       else "deployed"] for name in self.functions])
+
+    def footer(self) -> str:
+        return f"{len(self.functions)} function(s)" if self.functions else "nothing to deploy"
+
+    def failure(self) -> OpsError | None:
+        if not self.failed:
+            return None
+        return OperationFailed(f"{len(self.failed)} function(s) failed: {', '.join(self.failed)}\nre-run: {self.rerun}")
 
 
 def deploy_args(names: list[str], ref: str, jobs: int) -> list[str]:
@@ -147,7 +160,7 @@ def remote_versions(config: Config, env: Environment) -> dict[str, int] | None:
 def deploy_functions(config: Config, *, env: str | None, only: list[str] | None = None,
                      changed_since: str | None = None, dry_run: bool = False, jobs: int | None = None,
                      yes: bool = False) -> DeployResult:
-    environment = config.env(env or "prod")
+    environment = config.env(env or config.workflows.prod)
     if not environment.ref:
         raise UserError(f"environment '{environment.name}' has no ref: add the project ref to its section")
     names = select_functions(config, only, changed_since)

@@ -9,15 +9,17 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from ops.config import Config, split_list
+from ops.childenv import child_env
+from ops.config import Config
 from ops.errors import OperationFailed, UserError, last_line
+from ops.report import Result, Table
 
 
 @dataclass
-class LovableResult:
+class LovableResult(Result):
     remote: str
     branch: str
     commit: str = ""
@@ -26,8 +28,12 @@ class LovableResult:
     pushed: bool = False
     summary: str = ""
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def rows(self) -> Table:
+        return Table(["status", "path", "added", "deleted"],
+                     [[f["status"], f["path"], f["added"], f["deleted"]] for f in self.files])
+
+    def footer(self) -> str:
+        return self.summary
 
 
 class Git:
@@ -36,7 +42,7 @@ class Git:
 
     def __call__(self, *args: str, check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess:
         result = subprocess.run(["git", *args], cwd=cwd or self.cwd, capture_output=True, text=True,
-                                stdin=subprocess.DEVNULL)
+                                stdin=subprocess.DEVNULL, env=child_env("git"))
         if check and result.returncode != 0:
             last = last_line(result.stderr, f"exit {result.returncode}")
             raise OperationFailed(f"git {' '.join(args[:2])} failed: {last}")
@@ -48,9 +54,9 @@ class Git:
 
 def settings(config: Config) -> tuple[str, str, list[str], str]:
     lovable = config.lovable
-    if not lovable.get("remote") or not lovable.get("branch"):
+    if not lovable.remote or not lovable.branch:
         raise UserError("configure the Lovable repository: [lovable] remote = NAME_OR_URL, branch = BRANCH")
-    return lovable["remote"], lovable["branch"], split_list(lovable.get("paths", "")), lovable.get("ours", "main")
+    return lovable.remote, lovable.branch, lovable.paths, lovable.ours
 
 
 def fetch(config: Config) -> tuple[Git, str, LovableResult]:

@@ -6,14 +6,14 @@ import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from ops import supabase_cli
 from ops.config import Config, Environment
 from ops.db import connect, password_for
-from ops.errors import OpsError, UserError
-from ops.report import progress, table
+from ops.errors import OperationFailed, OpsError, UserError
+from ops.report import Result, Table, progress, table
 from ops.safety import confirm_write
+from ops.supabase_cli import cli_workdir
 
 MIGRATION_NAME = re.compile(r"^(\d+)_(.+)\.sql$")
 
@@ -58,7 +58,7 @@ class RemoteState:
 
 def remote_state(env: Environment, *, timeout: int = 15) -> RemoteState:
     with connect(env, autocommit=True, application="ops migrations", timeout=timeout) as conn:
-        exists = conn.execute("SELECT to_regclass('supabase_migrations.schema_migrations')").fetchone()[0]
+        exists = conn.execute("SELECT to_regclass('supabase_migrations.schema_migrations')").fetchall()[0][0]
         if exists is None:
             return RemoteState(env.name)
         rows = conn.execute("SELECT version, coalesce(name, '') FROM supabase_migrations.schema_migrations").fetchall()
@@ -103,23 +103,32 @@ class PushRow:
 
 
 @dataclass
-class PushResult:
-    rows: list[PushRow]
+class PushResult(Result):
+    envs: list[PushRow]
     dry_run: bool
 
     @property
     def failed(self) -> bool:
-        return any(r.status == "failed" for r in self.rows)
+        return any(r.status == "failed" for r in self.envs)
 
     def to_dict(self) -> dict:
-        return {"dry_run": self.dry_run, "envs": [asdict(r) for r in self.rows]}
+        return {"dry_run": self.dry_run, "envs": [asdict(r) for r in self.envs]}
+
+    def rows(self) -> Table:
+        return Table(["env", "status", "applied", "pending", "detail"],
+                     [[r.env, r.status, r.applied, r.pending, r.detail] for r in self.envs])
+
+    def failure(self) -> OpsError | None:
+        if self.failed:
+            return OperationFailed("a migration push failed: fix the migration and re-run (applied ones are tracked)")
+        return None
 
 
 def push_migrations(config: Config, *, env: str | None, dry_run: bool = False, yes: bool = False,
                     include_all: bool = False, skip_preprod_check: bool = False,
                     show: Callable[[str], None] = print) -> PushResult:
     """Push pending migrations; `show` receives the pending table before anything changes."""
-    names = config.migrations_all_order if env == "all" else [env or "prod"]
+    names = config.migrations.all_order if env == "all" else [env or config.workflows.prod]
     envs = [config.env(name) for name in names]
     local = local_migrations(config)
     states = {e.name: remote_state(e) for e in envs}
@@ -173,7 +182,7 @@ def push_migrations(config: Config, *, env: str | None, dry_run: bool = False, y
 def _check_tested_first(config: Config, plan: EnvPlan, states: dict[str, RemoteState], *, pushed_before: list[str],
                         skip: bool) -> None:
     """Critical rule 2: a migration reaches prod only after preprod has it (`[migrations] test_first`)."""
-    staging = config.test_first.get(plan.env.name)
+    staging = config.migrations.test_first.get(plan.env.name)
     if skip or not staging or not plan.pending:
         return
     if staging in pushed_before:
@@ -199,27 +208,27 @@ def _push(config: Config, env: Environment, include_all: bool) -> str | None:
     return " | ".join(lines[-3:]) or f"supabase db push exited {result.returncode}"
 
 
-def cli_workdir(config: Config) -> Path:
-    """The CLI looks for `<workdir>/supabase`; our supabase_dir is that folder."""
-    if config.supabase_dir.name != "supabase":
-        raise UserError(f"the Supabase CLI needs the project folder to be named 'supabase': {config.supabase_dir}")
-    return config.supabase_dir.parent
-
-
 # ---------------------------------------------------------------- status
 
 @dataclass
-class StatusResult:
+class StatusResult(Result):
     envs: list[str]
-    rows: list[dict]
+    versions: list[dict]
     unreachable: dict[str, str]
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {"envs": self.envs, "rows": self.versions, "unreachable": self.unreachable}
+
+    def rows(self) -> Table:
+        headers = ["version", "name", *self.envs]
+        return Table(headers, [[row.get(h, "") for h in headers] for row in self.versions])
+
+    def footer(self) -> str:
+        return "\n".join(f"{env}: unreachable ({why})" for env, why in self.unreachable.items())
 
 
 def migration_status(config: Config, envs: list[str] | None) -> StatusResult:
-    names = envs or [n for n in ("prod", "preprod", "sandbox") if n in config.environments] or list(config.environments)
+    names = envs or config.default_envs()
     chosen = [config.env(n) for n in names]
     local = local_migrations(config)
     with ThreadPoolExecutor(max_workers=len(chosen) or 1) as pool:
@@ -240,5 +249,5 @@ def migration_status(config: Config, envs: list[str] | None) -> StatusResult:
             row[state.env] = ("unreachable" if not state.reachable
                               else "remote only" if version in state.applied else "-")
         rows.append(row)
-    return StatusResult(names, rows, {s.env: s.error for s in states if not s.reachable})
+    return StatusResult(names, rows, {s.env: s.error for s in states if s.error is not None})
 

@@ -38,12 +38,30 @@ class Table:
     def writable(self) -> list[Column]:
         return [c for c in self.columns if not c.generated]
 
-    def column(self, name: str) -> Column | None:
-        return next((c for c in self.columns if c.name == name), None)
+    def column(self, name: str) -> Column:
+        """The named column (callers pass names read from this table, so a miss is a bug)."""
+        found = next((c for c in self.columns if c.name == name), None)
+        if found is None:
+            raise KeyError(f"{self.qualified} has no column {name}")
+        return found
 
     @property
     def self_referencing(self) -> bool:
         return self.qualified in self.parents
+
+
+def ident(name: str) -> str:
+    """A quoted SQL identifier: every name we interpolate goes through here."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def qident(table: Table) -> str:
+    return f"{ident(table.schema)}.{ident(table.name)}"
+
+
+def literal(text: str) -> str:
+    """A SQL string literal (standard_conforming_strings is on since PostgreSQL 9.1)."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 def split_name(name: str) -> tuple[str, str]:
@@ -102,7 +120,7 @@ def describe(conn: psycopg.Connection, name: str) -> Table | None:
             (oid,),
         )
     }
-    primary = next((cols for is_primary, cols in keys if is_primary), [])
+    primary: list[str] = next((cols for is_primary, cols in keys if is_primary), [])
     return Table(schema, table, columns, primary, [cols for _, cols in keys], parents)
 
 

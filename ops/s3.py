@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from ops.config import Environment
 from ops.errors import OperationFailed, UserError
@@ -135,7 +135,7 @@ def download(s3: S3Client, bucket: str, key: str, out: BinaryIO, expected: Objec
         size += len(chunk)
     got = Download(
         size, md5.hexdigest(), digest.hexdigest() if digest else "",
-        {h: response[h] for h in COPIED_HEADERS if response.get(h)},
+        {h: value for h in COPIED_HEADERS if (value := cast(dict[str, Any], response).get(h))},
         {k: v for k, v in response.get("Metadata", {}).items() if k.lower() != MD5_METADATA},
     )
     length = response.get("ContentLength")

@@ -9,7 +9,8 @@ from dataclasses import asdict, dataclass, field
 from ops import supabase_cli
 from ops.config import Config, Environment
 from ops.errors import OperationFailed, UserError, last_line
-from ops.migrations import cli_workdir
+from ops.report import Result, Table
+from ops.supabase_cli import cli_workdir
 
 
 @dataclass
@@ -33,14 +34,14 @@ def list_secrets(config: Config, env: Environment) -> EnvSecrets:
 
 
 @dataclass
-class SecretsReport:
+class SecretsReport(Result):
     envs: list[EnvSecrets]
 
     @property
     def names(self) -> list[str]:
         return sorted({name for e in self.envs for name in e.digests})
 
-    def rows(self) -> tuple[list[str], list[list[str]]]:
+    def rows(self) -> Table:
         """One row per secret name: each env's digest prefix or 'missing', and whether they agree."""
         reachable = [e for e in self.envs if e.error is None]
         headers = ["secret", *[e.env for e in self.envs]] + (["status"] if len(self.envs) > 1 else [])
@@ -56,17 +57,20 @@ class SecretsReport:
                 notes += ["digests differ"] if len(present) > 1 else []
                 cells.append("; ".join(notes) or "same")
             rows.append(cells)
-        return headers, rows
+        return Table(headers, rows)
 
     def to_dict(self) -> dict:
         return {"envs": [asdict(e) for e in self.envs]}
+
+    def footer(self) -> str:
+        return "\n".join(f"{e.env}: unreachable ({e.error})" for e in self.envs if e.error)
 
 
 def secrets_report(config: Config, env: str | None) -> SecretsReport:
     if env == "all":
         envs = [e for e in config.environments.values() if e.ref]
     else:
-        envs = [config.env(env or "prod")]
+        envs = [config.env(env or config.workflows.prod)]
     if not envs:
         raise UserError("no environment has a project ref")
     with ThreadPoolExecutor(max_workers=len(envs)) as pool:

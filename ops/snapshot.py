@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ops import secrets, sync_data
 from ops.backup import file_digest
+from ops.childenv import child_env
 from ops.config import Config, Environment
 from ops.db import password_for
 from ops.errors import OperationFailed, last_line
@@ -18,8 +19,12 @@ from ops.functions import functions_dir, local_functions
 
 def write_artifacts(config: Config, env: Environment, folder: Path) -> dict[str, str]:
     """Write the non-storage parts of a backup into `folder`; return relative path -> sha256."""
-    written = [*export_config(config, env, folder / "config"), dump_database(env, folder / "database.dump"),
-               list_secrets(config, env, folder / "secrets.json"), functions_commit(config, folder / "functions.json")]
+    written = [
+        *export_config(config, env, folder / "config"),
+        dump_database(env, folder / "database.dump"),
+        list_secrets(config, env, folder / "secrets.json"),
+        functions_commit(config, folder / "functions.json"),
+    ]
     return {str(path.relative_to(folder)): file_digest(path) for path in written}
 
 
@@ -34,12 +39,14 @@ def dump_database(env: Environment, path: Path) -> Path:
     pg_dump = os.environ.get("OPS_PG_DUMP") or shutil.which("pg_dump")
     if not pg_dump:
         raise OperationFailed("pg_dump not found: install PostgreSQL client tools or set OPS_PG_DUMP")
-    child_env = {k: v for k, v in os.environ.items() if k != "PGPASSWORD"}
-    password = password_for(env)
-    if password:
-        child_env["PGPASSWORD"] = password
-    result = subprocess.run([pg_dump, "--format=custom", "--no-owner", "--file", str(path), "--dbname", env.require_db()],
-                            env=child_env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    environ = child_env("postgres", {"PGPASSWORD": password_for(env)})
+    result = subprocess.run(
+        [pg_dump, "--format=custom", "--no-owner", "--file", str(path), "--dbname", env.require_db()],
+        env=environ,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
     if result.returncode != 0:
         raise OperationFailed(f"{env.name}: pg_dump failed: {last_line(result.stderr, f'exit {result.returncode}')}")
     return path
@@ -47,8 +54,13 @@ def dump_database(env: Environment, path: Path) -> Path:
 
 def list_secrets(config: Config, env: Environment, path: Path) -> Path:
     found = secrets.list_secrets(config, env)
-    record = {"env": env.name, "ref": env.ref, "names": sorted(found.digests), "digests": found.digests,
-              "error": found.error}
+    record = {
+        "env": env.name,
+        "ref": env.ref,
+        "names": sorted(found.digests),
+        "digests": found.digests,
+        "error": found.error,
+    }
     path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return path
 
@@ -57,7 +69,8 @@ def functions_commit(config: Config, path: Path) -> Path:
     folder = functions_dir(config)
 
     def git(*args: str) -> str:
-        result = subprocess.run(["git", *args], cwd=config.supabase_dir.parent, capture_output=True, text=True)
+        result = subprocess.run(["git", *args], cwd=config.supabase_dir.parent, capture_output=True, text=True,
+                                env=child_env("git"))
         return result.stdout.strip() if result.returncode == 0 else ""
 
     record = {

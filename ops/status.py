@@ -8,14 +8,17 @@ rows travel.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
-from ops import migrations, pgcatalog, s3 as s3ops, supabase_cli, sync_data
+from ops import migrations, pgcatalog, supabase_cli, sync_data
+from ops import s3 as s3ops
 from ops.config import Config, Environment
 from ops.db import connect
 from ops.errors import OpsError, first_line, last_line
 from ops.functions import local_functions
+from ops.report import Result, Table
 from ops.secrets import list_secrets
 
 
@@ -43,8 +46,8 @@ def table_fingerprints(config: Config, env: Environment) -> dict[str, tuple[int,
                 continue
             row = conn.execute(
                 f"SELECT count(*), coalesce(md5(string_agg(h, '' ORDER BY h)), '') "
-                f"FROM (SELECT md5(to_jsonb(t)::text) AS h FROM {sync_data.qident(table)} t) x"
-            ).fetchone()
+                f"FROM (SELECT md5(to_jsonb(t)::text) AS h FROM {pgcatalog.qident(table)} t) x"
+            ).fetchall()[0]
             found[name] = (row[0], row[1])
     return found
 
@@ -62,8 +65,11 @@ def bucket_sizes(config: Config, env: Environment) -> dict[str, tuple[int, int] 
 
 
 def deployed_functions(config: Config, env: Environment) -> list[str]:
-    result = supabase_cli.run(["functions", "list", "--project-ref", env.ref, "-o", "json"],
-                              workdir=migrations.cli_workdir(config), timeout=60)
+    result = supabase_cli.run(
+        ["functions", "list", "--project-ref", env.ref, "-o", "json"],
+        workdir=supabase_cli.cli_workdir(config),
+        timeout=60,
+    )
     if not result.ok:
         raise OpsError(last_line(result.stderr, "functions list failed"))
     return sorted(f["slug"] for f in json.loads(result.stdout))
@@ -73,17 +79,20 @@ def read_env(config: Config, env: Environment) -> EnvStatus:
     status = EnvStatus(env.name)
     local = migrations.local_migrations(config)
 
-    def attempt(part: str, work) -> None:
+    def attempt(part: str, work: Callable[[], object]) -> None:
         try:
             work()
-        except Exception as error:  # one unreadable part must not hide the others
+        except Exception as error:  # noqa: BLE001 -- one unreadable part must not hide the others
             status.errors[part] = first_line(error)
 
     def read_migrations() -> None:
         state = migrations.remote_state(env, timeout=5)
         plan = migrations.plan_env(local, state, env)
-        status.applied, status.pending, status.remote_only = (len(state.applied) - len(plan.remote_only),
-                                                              len(plan.pending), len(plan.remote_only))
+        status.applied, status.pending, status.remote_only = (
+            len(state.applied) - len(plan.remote_only),
+            len(plan.pending),
+            len(plan.remote_only),
+        )
 
     def read_secrets() -> None:
         found = list_secrets(config, env)
@@ -108,20 +117,32 @@ def read_env(config: Config, env: Environment) -> EnvStatus:
 
 
 @dataclass
-class StatusReport:
+class StatusReport(Result):
     envs: list[EnvStatus]
     local_functions: list[str]
 
     def to_dict(self) -> dict:
         return {"envs": [asdict(e) for e in self.envs], "local_functions": self.local_functions}
 
-    def overview(self) -> tuple[list[str], list[list]]:
+    def rows(self) -> list[Table]:
+        return [self.overview(), self.table_rows(), self.bucket_rows()]
+
+    def footer(self) -> str:
+        return "\n".join(
+            f"{env.env}: {part} unreachable: {why}" for env in self.envs for part, why in env.errors.items()
+        )
+
+    def overview(self) -> Table:
         base = self.envs[0]
         all_secrets = {name for e in self.envs for name in (e.secrets or [])}
         rows = []
         for e in self.envs:
-            migrations_cell = ("unreachable" if "migrations" in e.errors else
-                               f"{e.applied} applied, {e.pending} pending" + (f", {e.remote_only} remote-only" if e.remote_only else ""))
+            migrations_cell = (
+                "unreachable"
+                if "migrations" in e.errors
+                else f"{e.applied} applied, {e.pending} pending"
+                + (f", {e.remote_only} remote-only" if e.remote_only else "")
+            )
             if "tables" in e.errors:
                 tables_cell = "unreachable"
             elif e is base:
@@ -134,15 +155,21 @@ class StatusReport:
             else:
                 present = [v for v in e.buckets.values() if v]
                 storage_cell = f"{sum(v[0] for v in present)} objects, {sum(v[1] for v in present):,} bytes"
-            functions_cell = ("unreachable" if e.functions is None else
-                              f"{len(set(e.functions) & set(self.local_functions))}/{len(self.local_functions)} deployed")
-            secrets_cell = ("unreachable" if e.secrets is None else
-                            f"{len(e.secrets)} set" + (f", lacks {', '.join(sorted(all_secrets - set(e.secrets)))}"
-                                                       if all_secrets - set(e.secrets) else ""))
+            functions_cell = (
+                "unreachable"
+                if e.functions is None
+                else f"{len(set(e.functions) & set(self.local_functions))}/{len(self.local_functions)} deployed"
+            )
+            secrets_cell = (
+                "unreachable"
+                if e.secrets is None
+                else f"{len(e.secrets)} set"
+                + (f", lacks {', '.join(sorted(all_secrets - set(e.secrets)))}" if all_secrets - set(e.secrets) else "")
+            )
             rows.append([e.env, migrations_cell, tables_cell, storage_cell, functions_cell, secrets_cell])
-        return ["env", "migrations", f"config tables vs {base.env}", "storage", "functions", "secrets"], rows
+        return Table(["env", "migrations", f"config tables vs {base.env}", "storage", "functions", "secrets"], rows)
 
-    def table_rows(self) -> tuple[list[str], list[list]]:
+    def table_rows(self) -> Table:
         base = self.envs[0]
         names = sorted({t for e in self.envs for t in e.tables})
         rows = []
@@ -158,10 +185,10 @@ class StatusReport:
                     same = e is base or value == base.tables.get(name)
                     row.append(f"{value[0]:,}" + ("" if same else " (differs)"))
             rows.append(row)
-        return ["table", *[e.env for e in self.envs]], rows
+        return Table(["table", *[e.env for e in self.envs]], rows if names else [])
 
-    def bucket_rows(self) -> tuple[list[str], list[list]]:
-        names = [b for b in dict.fromkeys(b for e in self.envs for b in e.buckets)]
+    def bucket_rows(self) -> Table:
+        names = list(dict.fromkeys(b for e in self.envs for b in e.buckets))
         rows = []
         for name in names:
             if all(e.buckets.get(name) == (0, 0) for e in self.envs):
@@ -169,14 +196,19 @@ class StatusReport:
             row = [name]
             for e in self.envs:
                 value = e.buckets.get(name)
-                row.append("unreachable" if "storage" in e.errors else "missing" if value is None
-                           else f"{value[0]} / {value[1]:,} B")
+                row.append(
+                    "unreachable"
+                    if "storage" in e.errors
+                    else "missing"
+                    if value is None
+                    else f"{value[0]} / {value[1]:,} B"
+                )
             rows.append(row)
-        return ["bucket", *[e.env for e in self.envs]], rows
+        return Table(["bucket", *[e.env for e in self.envs]], rows)
 
 
 def status(config: Config, envs: list[str] | None) -> StatusReport:
-    names = envs or [n for n in ("prod", "preprod", "sandbox") if n in config.environments]
+    names = envs or config.default_envs()
     chosen = [config.env(n) for n in names]
     with ThreadPoolExecutor(max_workers=len(chosen) or 1) as pool:
         found = list(pool.map(lambda e: read_env(config, e), chosen))

@@ -13,19 +13,20 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, TypeVar, cast
 
 from ops import s3 as s3ops
 from ops.config import Config, Environment
-from ops.errors import OperationFailed, UserError, first_line
-from ops.report import progress
+from ops.errors import OperationFailed, OpsError, UserError, first_line
+from ops.report import Result, Table, progress
 from ops.s3 import ObjectInfo
 from ops.safety import confirm_write, distinct
 
 SPOOL_IN_MEMORY = 16 << 20  # per job: larger objects spill to an unnamed temp file
 T = TypeVar("T")
 ATTEMPTS = 4
+MIN_MAX_DELETE = 10
 
 
 def select_buckets(config: Config, requested: list[str] | None) -> list[str]:
@@ -52,6 +53,7 @@ class BucketPlan:
     changed: int = 0
     identical: int = 0
     delete: list[str] = field(default_factory=list)
+    target_objects: int = 0
 
     @property
     def copy_bytes(self) -> int:
@@ -71,9 +73,13 @@ def plan_bucket(src: Any, dst: Any, bucket: str, *, force: bool, delete: bool) -
     plan = BucketPlan(bucket)
     if not s3ops.bucket_exists(src, bucket):
         plan.status = "absent"
+        if delete:  # recorded so that check_deletes can refuse it, never to act on
+            plan.delete = sorted(s3ops.list_objects(dst, bucket))
+            plan.target_objects = len(plan.delete)
         return plan
     source = s3ops.list_objects(src, bucket)
     target = s3ops.list_objects(dst, bucket)
+    plan.target_objects = len(target)
     if not source:
         plan.status = "empty"
     for key, info in source.items():
@@ -86,7 +92,7 @@ def plan_bucket(src: Any, dst: Any, bucket: str, *, force: bool, delete: bool) -
             plan.copy.append(info)
         else:
             plan.identical += 1
-    if delete and plan.status != "absent":
+    if delete:
         plan.delete = sorted(set(target) - set(source))
     return plan
 
@@ -130,8 +136,9 @@ def retrying(work: Callable[[], T]) -> T:
 def copy_object(src: Any, dst: Any, bucket: str, info: ObjectInfo) -> None:
     def attempt() -> None:
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
-            got = s3ops.download(src, bucket, info.key, spool, expected=info, sha256=False)
-            s3ops.upload(dst, bucket, info.key, spool, got)
+            stream = cast(BinaryIO, spool)
+            got = s3ops.download(src, bucket, info.key, stream, expected=info, sha256=False)
+            s3ops.upload(dst, bucket, info.key, stream, got)
 
     retrying(attempt)
 
@@ -185,7 +192,7 @@ class BucketResult:
 
 
 @dataclass
-class StorageResult:
+class StorageResult(Result):
     source: str
     target: str
     dry_run: bool
@@ -198,8 +205,18 @@ class StorageResult:
     def failed(self) -> bool:
         return bool(self.failures)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def rows(self) -> Table:
+        if self.dry_run:
+            return Table(["bucket", "status", "to copy", "identical", "to delete", "bytes to copy"],
+                         [[b.bucket, b.status, b.copied, b.identical, b.deleted, b.bytes] for b in self.buckets])
+        return Table(["bucket", "status", "copied", "identical", "deleted", "failed", "bytes"],
+                     [[b.bucket, b.status, b.copied, b.identical, b.deleted, b.failed, b.bytes] for b in self.buckets])
+
+    def footer(self) -> str:
+        return f"{'planned' if self.dry_run else 'done'} in {self.seconds:.1f}s"
+
+    def failure(self) -> OpsError | None:
+        return OperationFailed(failure_report(self.failures, rerun=self.rerun)) if self.failures else None
 
 
 def plan_sync(source: Environment, target: Environment, buckets: list[str], *,
@@ -216,9 +233,30 @@ def plan_sync(source: Environment, target: Environment, buckets: list[str], *,
     return src, dst, plans
 
 
+def default_max_delete(plans: list[BucketPlan]) -> int:
+    """Deleting more than a quarter of the target (and more than 10 objects) needs --max-delete."""
+    return max(MIN_MAX_DELETE, sum(p.target_objects for p in plans) // 4)
+
+
+def check_deletes(plans: list[BucketPlan], source: str, max_delete: int | None) -> None:
+    """Refuse, before any change, deletions that look like a wrong source rather than a cleanup."""
+    hollow = [p for p in plans if p.delete and p.status in ("empty", "absent")]
+    if hollow:
+        names = ", ".join(f"{p.bucket} ({p.status} in {source}, {len(p.delete)} to delete)" for p in hollow)
+        raise UserError(f"refusing --delete: the source lists no objects for {names}. An empty or unreadable "
+                        "source would empty the target; copy without --delete, or empty the target on purpose "
+                        "by hand. Nothing was changed.")
+    planned = sum(len(p.delete) for p in plans)
+    limit = default_max_delete(plans) if max_delete is None else max_delete
+    if planned > limit:
+        raise UserError(f"--delete would remove {planned} target objects, more than --max-delete {limit}"
+                        f"{' (default: a quarter of the target)' if max_delete is None else ''}; check the "
+                        "source, then pass a larger --max-delete. Nothing was changed.")
+
+
 def sync_storage(config: Config, *, source: str | None, target: str | None, buckets: list[str] | None = None,
                  dry_run: bool = False, jobs: int | None = None, delete: bool = False, force: bool = False,
-                 yes: bool = False) -> StorageResult:
+                 yes: bool = False, max_delete: int | None = None) -> StorageResult:
     started = time.monotonic()
     if not source or not target:
         raise UserError("name both sides: --from ENV --to ENV")
@@ -230,7 +268,11 @@ def sync_storage(config: Config, *, source: str | None, target: str | None, buck
         raise UserError("--jobs must be at least 1")
     if not dry_run:
         confirm_write(target_env, yes=yes, action="copy storage objects into it")
+    if max_delete is not None and (max_delete < 0 or not delete):
+        raise UserError("--max-delete takes a number of objects >= 0, and only goes with --delete")
     src, dst, plans = plan_sync(source_env, target_env, chosen, force=force, delete=delete, jobs=jobs)
+    if delete:
+        check_deletes(plans, source, max_delete)
     result = StorageResult(source, target, dry_run)
     for status in ("empty", "absent"):
         skipped = [p.bucket for p in plans if p.status == status]
@@ -252,7 +294,7 @@ def sync_storage(config: Config, *, source: str | None, target: str | None, buck
         result.buckets.append(BucketResult(plan.bucket, plan.status, copied=len(copied), identical=plan.identical,
                                            failed=len(failed), bytes=sum(i.size for i in copied)))
     if not failures:
-        for plan, bucket_result in zip(plans, result.buckets):
+        for plan, bucket_result in zip(plans, result.buckets, strict=False):
             bucket_result.deleted = delete_objects(dst, plan.bucket, plan.delete)
     elif any(p.delete for p in plans):
         progress("some copies failed: no target object was deleted")
@@ -276,19 +318,13 @@ def delete_objects(s3: Any, bucket: str, keys: list[str]) -> int:
     return deleted
 
 
-def summary_rows(result: StorageResult) -> tuple[list[str], list[list]]:
-    if result.dry_run:
-        return (["bucket", "status", "to copy", "identical", "to delete", "bytes to copy"],
-                [[b.bucket, b.status, b.copied, b.identical, b.deleted, b.bytes] for b in result.buckets])
-    return (["bucket", "status", "copied", "identical", "deleted", "failed", "bytes"],
-            [[b.bucket, b.status, b.copied, b.identical, b.deleted, b.failed, b.bytes] for b in result.buckets])
-
-
-def failure_report(failures: list[Failure], rerun: str) -> str:
-    lines = [f"{len(failures)} object(s) failed:"]
+def failure_report(failures: list[Failure], headline: str = "", rerun: str = "") -> str:
+    """The objects that failed, each with its reason, and the command that retries them."""
+    lines = [f"{headline + ': ' if headline else ''}{len(failures)} object(s) failed:"]
     lines += [f"  {f.bucket}/{f.key}: {f.error}" for f in failures[:50]]
     if len(failures) > 50:
         lines.append(f"  ... and {len(failures) - 50} more")
-    lines.append(f"re-run: {rerun}")
+    if rerun:
+        lines.append(f"re-run: {rerun}")
     return "\n".join(lines)
 

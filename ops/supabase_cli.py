@@ -9,7 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ops.config import REPO_ROOT
+from ops.childenv import child_env
+from ops.config import REPO_ROOT, Config
 from ops.errors import UserError
 
 PINNED_VERSION = "2.117.0"
@@ -44,10 +45,27 @@ def install_pinned(folder: Path = PINNED_DIR) -> Path:
     if not npm:
         raise UserError("npm is needed to install the Supabase CLI: install Node.js 18+")
     subprocess.run(
-        [npm, "install", "--prefix", str(folder), "--no-audit", "--no-fund", "--save-exact", f"supabase@{PINNED_VERSION}"],
-        check=True, stdout=subprocess.DEVNULL,
+        [
+            npm,
+            "install",
+            "--prefix",
+            str(folder),
+            "--no-audit",
+            "--no-fund",
+            "--save-exact",
+            f"supabase@{PINNED_VERSION}",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
     return exe
+
+
+def cli_workdir(config: Config) -> Path:
+    """The CLI looks for `<workdir>/supabase`; our supabase_dir is that folder."""
+    if config.supabase_dir.name != "supabase":
+        raise UserError(f"the Supabase CLI needs the project folder to be named 'supabase': {config.supabase_dir}")
+    return config.supabase_dir.parent
 
 
 @dataclass
@@ -76,21 +94,20 @@ def run(
     With `on_line`, stderr is merged into stdout and every line is passed on as it comes.
     """
     argv = [binary(), *args, "--workdir", str(workdir)]
-    env = dict(os.environ)
-    env.pop("PGPASSWORD", None)
-    if db_password:
-        env["PGPASSWORD"] = db_password
-    if access_token:
-        env["SUPABASE_ACCESS_TOKEN"] = access_token
-    env.setdefault("DO_NOT_TRACK", "1")
+    # The password of this one database, or the token for Management API calls: never both, never others.
+    secrets: dict[str, str | None] = {"PGPASSWORD": db_password} if db_password else {
+        "SUPABASE_ACCESS_TOKEN": access_token or os.environ.get("SUPABASE_ACCESS_TOKEN")}
+    env = {"DO_NOT_TRACK": "1", **child_env("supabase", secrets)}
     if on_line is None:
         completed = subprocess.run(
             argv, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
         )
         return CliResult(argv, completed.returncode, completed.stdout, completed.stderr)
     lines = []
-    with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          stdin=subprocess.DEVNULL) as process:
+    with subprocess.Popen(
+        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL
+    ) as process:
+        assert process.stdout is not None  # stdout=PIPE
         for line in process.stdout:
             lines.append(line)
             on_line(line.rstrip("\n"))

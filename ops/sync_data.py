@@ -12,28 +12,31 @@ import hashlib
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from ops import pgcatalog
+from ops import pgcatalog, sync_sql
 from ops.config import Config, Environment, SyncDataSettings
 from ops.db import connect
 from ops.errors import OperationFailed, UserError, first_line
 from ops.pgcatalog import Table
-from ops.report import progress
+from ops.report import Result, progress
+from ops.report import Table as Rows
 from ops.safety import confirm_write, distinct
+from ops.stamps import new_run_dir, utc_stamp
+from ops.sync_sql import CopyIn, Statement, TablePlan, compare_query, fingerprint_query, import_steps, lock_step
 
 if TYPE_CHECKING:
     import psycopg
 
-LOCK_KEY = "ops:sync-data"
 LOCK_WAIT = "10min"
 COPY_CHUNK = 1 << 20
 
 
 # ---------------------------------------------------------------- table selection
+
 
 def select_tables(settings: SyncDataSettings, requested: list[str] | None) -> list[str]:
     """The qualified tables to sync: all safe tables, or the requested ones if all are safe."""
@@ -67,9 +70,7 @@ def conflict_key(table: Table, natural_keys: dict[str, list[str]]) -> list[str]:
             f"key in environments.ini ([sync-data] key.{table.name} = col1,col2)"
         )
     if key != table.primary_key and key not in table.unique_keys:
-        raise UserError(
-            f"{table.qualified}: natural key ({', '.join(key)}) needs a unique index on those columns"
-        )
+        raise UserError(f"{table.qualified}: natural key ({', '.join(key)}) needs a unique index on those columns")
     return key
 
 
@@ -85,29 +86,6 @@ def describe_all(conn: psycopg.Connection, names: list[str], env: Environment) -
 
 # ---------------------------------------------------------------- export
 
-def ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def qident(table: Table) -> str:
-    return f"{ident(table.schema)}.{ident(table.name)}"
-
-
-def utc_stamp() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H-%M-%SZ")
-
-
-def new_run_dir(base: Path) -> Path:
-    stamp = utc_stamp()
-    for n in range(1000):
-        folder = base / (stamp if n == 0 else f"{stamp}-{n}")
-        try:
-            folder.mkdir(parents=True)
-            return folder
-        except FileExistsError:
-            continue
-    raise OperationFailed(f"cannot create a run folder under {base}")
-
 
 def export_tables(
     conn: psycopg.Connection, tables: list[Table], keys: dict[str, list[str]], folder: Path, env: Environment
@@ -119,14 +97,10 @@ def export_tables(
     """
     folder.mkdir(parents=True, exist_ok=True)
     conn.execute("SELECT set_config('TimeZone', 'UTC', true), set_config('IntervalStyle', 'postgres', true)")
-    entries = []
+    entries: list[dict[str, Any]] = []
     for table in tables:
         columns = table.writable
-        select = ", ".join(
-            f"{ident(c.name)}::text AS {ident(c.name)}" if c.is_json else ident(c.name) for c in columns
-        )
-        order = ", ".join(ident(k) for k in keys[table.qualified])
-        query = f"COPY (SELECT to_json(r)::text FROM (SELECT {select} FROM {qident(table)} ORDER BY {order}) r) TO STDOUT"
+        query = sync_sql.export_query(table, keys[table.qualified])
         path = folder / f"{table.qualified}.json"
         rows = 0
         fingerprint = hashlib.md5()
@@ -154,7 +128,7 @@ def export_tables(
     manifest = {
         "env": env.name,
         "ref": env.ref,
-        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
         "snapshot": "one REPEATABLE READ READ ONLY transaction",
         "tables": entries,
     }
@@ -176,37 +150,10 @@ def read_manifest(folder: Path) -> dict:
 
 # ---------------------------------------------------------------- import plan
 
-@dataclass
-class TablePlan:
-    target: Table
-    key: list[str]
-    columns: list[str]  # written columns, in source order
-    json_columns: set[str]
-    file: Path
-    rows: int
-    index: int
-    exported: list[str] = field(default_factory=list)  # the export's columns, in its order
-    export_key: list[str] = field(default_factory=list)  # the export's row order
-    fingerprint: str | None = None
 
-    @property
-    def raw(self) -> str:
-        return f"pg_temp._sync_raw_{self.index}"
-
-    @property
-    def stage(self) -> str:
-        return f"pg_temp._sync_{self.index}"
-
-    @property
-    def compared(self) -> list[str]:
-        """Columns whose difference makes an update (the key and identity columns cannot change)."""
-        return [
-            c for c in self.columns
-            if c not in self.key and not self.target.column(c).identity_always
-        ]
-
-
-def plan_import(manifest: dict, folder: Path, targets: dict[str, Table], natural_keys: dict[str, list[str]]) -> list[TablePlan]:
+def plan_import(
+    manifest: dict, folder: Path, targets: dict[str, Table], natural_keys: dict[str, list[str]]
+) -> list[TablePlan]:
     """Match exported tables to the target's schema, in parents-first order."""
     plans = []
     by_name = {entry["table"]: entry for entry in manifest["tables"]}
@@ -222,9 +169,7 @@ def plan_import(manifest: dict, folder: Path, targets: dict[str, Table], natural
         absent_key = [k for k in key if k not in columns]
         if absent_key:
             raise UserError(f"{target.qualified}: the export lacks key column(s) {absent_key}")
-        file = folder / entry["file"]
-        if not file.is_file():
-            raise UserError(f"export file missing: {file}")
+        file = export_file(folder, entry)
         plans.append(
             TablePlan(
                 target=target,
@@ -242,162 +187,54 @@ def plan_import(manifest: dict, folder: Path, targets: dict[str, Table], natural
     return plans
 
 
-@dataclass
-class Statement:
-    sql: str
-    table: str | None = None
-    role: str = "exec"  # exec | upsert | prune
+def export_file(folder: Path, entry: dict) -> Path:
+    """The file a manifest entry names: a bare name inside the export folder, a regular file."""
+    name = entry.get("file")
+    if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name or "\\" in name:
+        raise UserError(f"{folder / 'manifest.json'}: {entry.get('table')} names the file {name!r}; only a file "
+                        "name inside the export folder is accepted (was the manifest edited?)")
+    path = folder / name
+    if path.is_symlink() or not path.is_file():
+        raise UserError(f"export file {path} is missing or not a regular file (symlinks are not followed)")
+    return path
 
 
-@dataclass
-class CopyIn:
-    sql: str
-    plan: TablePlan
-
-
-def _distinct(left: str, right: str, plan: TablePlan) -> str:
-    """A row comparison that also works for json, which has no equality operator."""
-    def side(alias: str) -> str:
-        return ", ".join(
-            f"{alias}.{ident(c)}::text" if plan.target.column(c).type == "json" else f"{alias}.{ident(c)}"
-            for c in plan.compared
-        )
-    return f"ROW({side(left)}) IS DISTINCT FROM ROW({side(right)})"
-
-
-def _key_join(left: str, right: str, key: list[str]) -> str:
-    return " AND ".join(f"{left}.{ident(k)} = {right}.{ident(k)}" for k in key)
-
-
-def stage_steps(plan: TablePlan) -> list[Statement | CopyIn]:
-    target = plan.target
-    record = ", ".join(
-        f"{ident(c)} {'text' if c in plan.json_columns else target.column(c).type}" for c in plan.columns
-    )
-    select = ", ".join(
-        f"p.{ident(c)}::{target.column(c).type} AS {ident(c)}" if c in plan.json_columns else f"p.{ident(c)}"
-        for c in plan.columns
-    )
-    return [
-        Statement(f"CREATE TEMP TABLE {plan.raw.split('.')[1]} (doc jsonb) ON COMMIT DROP", target.qualified),
-        CopyIn(f"COPY {plan.raw} (doc) FROM STDIN", plan),
-        Statement(
-            f"CREATE TEMP TABLE {plan.stage.split('.')[1]} ON COMMIT DROP AS SELECT {select} "
-            f"FROM {plan.raw} r CROSS JOIN LATERAL jsonb_to_record(r.doc) AS p({record})",
-            target.qualified,
-        ),
-    ]
-
-
-def upsert_step(plan: TablePlan) -> Statement:
-    target = plan.target
-    columns = ", ".join(ident(c) for c in plan.columns)
-    staged = ", ".join(f"s.{ident(c)}" for c in plan.columns)
-    overriding = " OVERRIDING SYSTEM VALUE" if any(target.column(c).identity_always for c in plan.columns) else ""
-    conflict = ", ".join(ident(k) for k in plan.key)
-    if plan.compared:
-        changed = f" OR {_distinct('t', 's', plan)}"
-        sets = ", ".join(f"{ident(c)} = EXCLUDED.{ident(c)}" for c in plan.compared)
-        on_conflict = f"DO UPDATE SET {sets} WHERE {_distinct('t', 'EXCLUDED', plan)}"
-    else:
-        changed, on_conflict = "", "DO NOTHING"
-    # Only new or changed rows reach the INSERT, so unchanged rows are never locked or rewritten.
-    return Statement(
-        f"WITH upserted AS (INSERT INTO {qident(target)} AS t ({columns}){overriding} "
-        f"SELECT {staged} FROM {plan.stage} s LEFT JOIN {qident(target)} t ON {_key_join('t', 's', plan.key)} "
-        f"WHERE t.ctid IS NULL{changed} "
-        f"ON CONFLICT ({conflict}) {on_conflict} RETURNING (xmax = 0) AS inserted) "
-        f"SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM upserted",
-        target.qualified,
-        "upsert",
-    )
-
-
-def prune_step(plan: TablePlan) -> Statement:
-    target = plan.target
-    return Statement(
-        f"WITH deleted AS (DELETE FROM {qident(target)} t WHERE NOT EXISTS "
-        f"(SELECT 1 FROM {plan.stage} s WHERE {_key_join('s', 't', plan.key)}) RETURNING 1) "
-        f"SELECT count(*) FROM deleted",
-        target.qualified,
-        "prune",
-    )
-
-
-def sequence_steps(plan: TablePlan) -> list[Statement]:
-    steps = []
-    for name in plan.columns:
-        column = plan.target.column(name)
-        if column.sequence:
-            steps.append(
-                Statement(
-                    f"SELECT setval('{column.sequence}', m) FROM (SELECT max({ident(name)}) AS m FROM {qident(plan.target)}) x, "
-                    f"{column.sequence} s WHERE m > s.last_value OR (m = s.last_value AND NOT s.is_called)",
-                    plan.target.qualified,
-                )
-            )
-    return steps
-
-
-def compare_query(plan: TablePlan) -> str:
-    target = qident(plan.target)
-    changed = _distinct("t", "s", plan) if plan.compared else "false"
-    return (
-        f"SELECT count(*) FILTER (WHERE t.ctid IS NULL), "
-        f"count(*) FILTER (WHERE t.ctid IS NOT NULL AND {changed}), "
-        f"count(*) FILTER (WHERE t.ctid IS NOT NULL AND NOT ({changed})), "
-        f"(SELECT count(*) FROM {target}) - count(t.ctid) "
-        f"FROM {plan.stage} s LEFT JOIN {target} t ON {_key_join('t', 's', plan.key)}"
-    )
-
-
-def fingerprint_query(plan: TablePlan) -> str | None:
-    """The target table rendered and hashed exactly as the export hashed the source table.
-
-    Equal fingerprints mean the target already holds exactly the exported rows, so the
-    table needs no staging, no comparison and no write.
-    """
-    if not plan.fingerprint or not plan.export_key or not set(plan.export_key) <= set(plan.exported):
-        return None
-    select = ", ".join(f"{ident(c)}::text AS {ident(c)}" if c in plan.json_columns else ident(c)
-                       for c in plan.exported)
-    order = ", ".join(f"x.{ident(k)}" for k in plan.export_key)
-    return (f"SELECT md5(coalesce(string_agg(md5(to_json(x)::text), '' ORDER BY {order}), '')) "
-            f"FROM (SELECT {select} FROM {qident(plan.target)}) x")
-
-
-def lock_step() -> Statement:
-    return Statement(f"SELECT pg_advisory_xact_lock(hashtext('{LOCK_KEY}'))")
-
-
-def import_steps(plans: list[TablePlan], prune: bool) -> tuple[list, list]:
-    """The staging steps (load the export) and the writing steps, in the order they run."""
-    stage = [step for plan in plans for step in stage_steps(plan)]
-    write: list[Statement] = [upsert_step(plan) for plan in plans]
-    if prune:
-        write += [prune_step(plan) for plan in reversed(plans)]
-    write += [step for plan in plans for step in sequence_steps(plan)]
-    return stage, write
-
-
-def copy_lines(path: Path) -> Iterator[bytes]:
-    """The rows of an export file as COPY text-format lines."""
+def json_rows(path: Path) -> Iterator[bytes]:
+    """The rows of an export file, one JSON document each, as the export hashed them."""
     with path.open("rb") as rows:
         for line in rows:
             line = line.rstrip(b"\r\n")
             if line in (b"[", b"]", b""):
                 continue
-            if line.endswith(b","):
-                line = line[:-1]
-            yield line.replace(b"\\", b"\\\\") + b"\n"
+            yield line[:-1] if line.endswith(b",") else line
 
 
-def write_sql(path: Path, source: str, target: Environment, stage: list, write: list) -> None:
+def check_export_files(plans: list[TablePlan]) -> None:
+    """Every file holds exactly the rows its manifest recorded (count and fingerprint), before any write."""
+    for plan in plans:
+        digest, rows = hashlib.md5(), 0
+        for row in json_rows(plan.file):
+            digest.update(hashlib.md5(row).hexdigest().encode())
+            rows += 1
+        if rows != plan.rows or not plan.fingerprint or digest.hexdigest() != plan.fingerprint:
+            raise UserError(f"{plan.file} does not match its manifest ({rows} rows, manifest says {plan.rows}; "
+                            "fingerprint differs): the export was changed after it was written. Nothing was written.")
+
+
+def copy_lines(path: Path) -> Iterator[bytes]:
+    """The rows of an export file as COPY text-format lines."""
+    for row in json_rows(path):
+        yield row.replace(b"\\", b"\\\\") + b"\n"
+
+
+def write_sql(
+    path: Path, source: str, target: Environment, stage: list[Statement | CopyIn], write: list[Statement]
+) -> None:
     """Write the import as a script that `psql -f` runs in one transaction."""
     with path.open("wb") as out:
         header = (
             f"-- sync-data import from {source} into {target.name} ({target.ref}), written {utc_stamp()}\n"
-            f"-- Run by hand: psql \"$DATABASE_URL\" -f import.sql (one transaction: all tables or none)\n"
+            f'-- Run by hand: psql "$DATABASE_URL" -f import.sql (one transaction: all tables or none)\n'
             "\\set ON_ERROR_STOP on\nBEGIN;\n"
         )
         out.write(header.encode())
@@ -412,6 +249,7 @@ def write_sql(path: Path, source: str, target: Environment, stage: list, write: 
 
 # ---------------------------------------------------------------- apply
 
+
 @dataclass
 class TableResult:
     table: str
@@ -423,7 +261,7 @@ class TableResult:
 
 
 @dataclass
-class SyncResult:
+class SyncResult(Result):
     source: str
     target: str | None
     run_dir: str
@@ -433,8 +271,31 @@ class SyncResult:
     tables: list[TableResult] = field(default_factory=list)
     seconds: float = 0.0
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def rows(self) -> Rows:
+        if self.export_only:
+            return Rows(["table", "rows exported"], [[t.table, t.unchanged] for t in self.tables])
+        if self.dry_run:
+            headers = ["table", "to insert", "to update", "unchanged", "only in target"]
+            rows = [[t.table, t.inserted, t.updated, t.unchanged, t.only_in_target] for t in self.tables]
+            if self.prune:
+                headers.append("to delete")
+                for row, t in zip(rows, self.tables, strict=False):
+                    row.append(t.deleted)
+            return Rows(headers, rows)
+        return Rows(
+            ["table", "inserted", "updated", "unchanged", "deleted"],
+            [[t.table, t.inserted, t.updated, t.unchanged, t.deleted] for t in self.tables],
+        )
+
+    def footer(self) -> str:
+        verb = "would sync" if self.dry_run else "exported" if self.export_only else "synced"
+        return f"{verb} {len(self.tables)} tables in {self.seconds:.1f}s; files in {self.run_dir}"
+
+
+def _query(cur: psycopg.Cursor, step: Statement) -> list[tuple]:
+    """A statement that returns rows."""
+    cur.execute(step.sql)
+    return cur.fetchall()
 
 
 def _run(cur: psycopg.Cursor, step: Statement | CopyIn) -> list[tuple] | None:
@@ -460,7 +321,7 @@ def _failure(step: Statement | CopyIn, error: Exception, target: Environment) ->
     where = f" in {table}" if table else ""
     if isinstance(error, psycopg.Error) and error.diag.message_primary:
         diag = error.diag
-        parts = [diag.message_primary]
+        parts = [diag.message_primary or ""]
         if diag.constraint_name:
             parts.append(f"constraint {diag.constraint_name}")
         if diag.message_detail:
@@ -469,16 +330,15 @@ def _failure(step: Statement | CopyIn, error: Exception, target: Environment) ->
     else:
         cause = first_line(error)
     return OperationFailed(
-        f"sync into {target.name} failed{where}: {cause}. "
-        "Nothing was committed: the target is unchanged."
+        f"sync into {target.name} failed{where}: {cause}. Nothing was committed: the target is unchanged."
     )
 
 
 def apply(
     conn: psycopg.Connection,
     plans: list[TablePlan],
-    stage: list,
-    write: list,
+    stage: list[Statement | CopyIn],
+    write: list[Statement],
     target: Environment,
     *,
     dry_run: bool,
@@ -499,7 +359,7 @@ def apply(
             for plan in plans:
                 query = fingerprint_query(plan)
                 step = Statement(query or "", plan.target.qualified)
-                if query and _run(cur, step)[0][0] == plan.fingerprint:
+                if query and _query(cur, step)[0][0] == plan.fingerprint:
                     identical.add(plan.target.qualified)
                     results[plan.target.qualified].unchanged = plan.rows
             for step in stage:
@@ -509,7 +369,7 @@ def apply(
                 if plan.target.qualified in identical:
                     continue
                 step = Statement(compare_query(plan), plan.target.qualified)
-                to_insert, to_update, unchanged, only_in_target = _run(cur, step)[0]
+                to_insert, to_update, unchanged, only_in_target = _query(cur, step)[0]
                 result = results[plan.target.qualified]
                 result.inserted, result.updated, result.unchanged = to_insert, to_update, unchanged
                 result.only_in_target = only_in_target
@@ -523,13 +383,13 @@ def apply(
             for step in write:
                 if step.table in identical:
                     continue
-                rows = _run(cur, step)
-                result = results.get(step.table) if isinstance(step, Statement) else None
-                if step.role == "upsert":
+                rows = _query(cur, step) if step.role in ("upsert", "prune") else _run(cur, step)
+                if step.table and rows and step.role == "upsert":
+                    result = results[step.table]
                     result.inserted, result.updated = rows[0]
                     result.unchanged = _rows(plans, step.table) - result.inserted - result.updated
-                elif step.role == "prune":
-                    result.deleted = rows[0][0]
+                elif step.table and rows and step.role == "prune":
+                    results[step.table].deleted = rows[0][0]
     except (psycopg.Error, OSError) as error:
         raise _failure(step, error, target) from None
     return list(results.values())
@@ -545,8 +405,8 @@ def _rows(plans: list[TablePlan], table: str) -> int:
 
 def _lock(cur: psycopg.Cursor, target: Environment) -> None:
     """Two syncs into one database never interleave: the second waits for the first."""
-    cur.execute(f"SELECT pg_try_advisory_xact_lock(hashtext('{LOCK_KEY}'))")
-    if cur.fetchone()[0]:
+    cur.execute(sync_sql.try_lock_sql())
+    if cur.fetchall()[0][0]:
         return
     progress(f"another sync-data is writing to {target.name}; waiting up to {LOCK_WAIT} for it to finish")
     cur.execute(f"SET LOCAL lock_timeout = '{LOCK_WAIT}'")
@@ -555,6 +415,7 @@ def _lock(cur: psycopg.Cursor, target: Environment) -> None:
 
 
 # ---------------------------------------------------------------- the task
+
 
 def require_tables(env: Environment, tables: list[str]) -> None:
     """Refuse early, before reading the source, when the target lacks a table (migrations behind)."""
@@ -581,8 +442,10 @@ def export_env(config: Config, env: Environment, tables: list[str], folder: Path
                 return export_tables(conn, found, keys, folder, env)
     except psycopg.Error as error:
         cause = first_line(error)
-        raise OperationFailed(f"reading {env.name} failed: {cause}. Nothing was written to any target; "
-                              f"the partial export in {folder} is incomplete") from None
+        raise OperationFailed(
+            f"reading {env.name} failed: {cause}. Nothing was written to any target; "
+            f"the partial export in {folder} is incomplete"
+        ) from None
 
 
 def sync_data(
@@ -618,6 +481,7 @@ def sync_data(
             confirm_write(target_env, yes=yes, action="sync config data into it")
 
     if from_export:
+        assert target_env is not None  # --from-export always comes with --to (checked above)
         export_dir = Path(from_export).resolve()
         manifest = read_manifest(export_dir)
         exported = [entry["table"] for entry in manifest["tables"]]
@@ -630,6 +494,7 @@ def sync_data(
         run_dir = new_run_dir(settings.export_dir / target_env.name)
         source_label = f"export {export_dir}"
     else:
+        assert source_env is not None  # without --from-export there is always --from (checked above)
         if target_env:
             require_tables(target_env, requested)
         run_dir = new_run_dir(settings.export_dir / source_env.name)
@@ -637,46 +502,38 @@ def sync_data(
         source_label = source_env.name
         manifest = export_env(config, source_env, requested, run_dir)
 
-    result = SyncResult(source=source_label, target=target, run_dir=str(run_dir),
-                        dry_run=dry_run, export_only=export_only, prune=prune)
+    result = SyncResult(
+        source=source_label, target=target, run_dir=str(run_dir), dry_run=dry_run, export_only=export_only, prune=prune
+    )
     if export_only:
         result.tables = [TableResult(e["table"], inserted=0) for e in manifest["tables"]]
-        for table, entry in zip(result.tables, manifest["tables"]):
+        for table, entry in zip(result.tables, manifest["tables"], strict=False):
             table.unchanged = entry["rows"]
         result.seconds = round(time.monotonic() - started, 3)
         return result
 
     import psycopg
 
+    assert target_env is not None  # only --export-only runs without a target
     try:
         with connect(target_env, application="ops sync-data import") as conn:
             tables_wanted = [e["table"] for e in manifest["tables"]]
             targets = {t.qualified: t for t in describe_all(conn, tables_wanted, target_env)}
             conn.rollback()  # catalog reads must not hold a snapshot into the import
             plans = plan_import(manifest, export_dir, targets, settings.natural_keys)
+            if from_export or prune:  # files we read back are checked before they are trusted
+                check_export_files(plans)
             stage, write = import_steps(plans, prune)
             write_sql(run_dir / "import.sql", source_label, target_env, stage, write)
-            progress(f"{'planning' if dry_run else 'applying'} {len(plans)} tables into {target_env.name} "
-                     f"(SQL in {run_dir / 'import.sql'})")
-            result.tables = apply(conn, plans, stage, write, target_env, dry_run=dry_run,
-                                  prune=prune, before_dir=run_dir / "before")
+            progress(
+                f"{'planning' if dry_run else 'applying'} {len(plans)} tables into {target_env.name} "
+                f"(SQL in {run_dir / 'import.sql'})"
+            )
+            result.tables = apply(
+                conn, plans, stage, write, target_env, dry_run=dry_run, prune=prune, before_dir=run_dir / "before"
+            )
     except psycopg.Error as error:
         cause = first_line(error)
         raise OperationFailed(f"{target_env.name}: {cause}. Nothing was committed: the target is unchanged.") from None
     result.seconds = round(time.monotonic() - started, 3)
     return result
-
-
-def summary_rows(result: SyncResult) -> tuple[list[str], list[list]]:
-    if result.export_only:
-        return ["table", "rows exported"], [[t.table, t.unchanged] for t in result.tables]
-    if result.dry_run:
-        headers = ["table", "to insert", "to update", "unchanged", "only in target"]
-        rows = [[t.table, t.inserted, t.updated, t.unchanged, t.only_in_target] for t in result.tables]
-        if result.prune:
-            headers.append("to delete")
-            for row, t in zip(rows, result.tables):
-                row.append(t.deleted)
-        return headers, rows
-    return (["table", "inserted", "updated", "unchanged", "deleted"],
-            [[t.table, t.inserted, t.updated, t.unchanged, t.deleted] for t in result.tables])

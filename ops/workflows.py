@@ -6,14 +6,13 @@ failure, the command that resumes from the failed step (`--resume-at STEP`).
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from ops import backup, functions, migrations, snapshot, storage, sync_data
 from ops.config import Config, Environment
 from ops.errors import OperationFailed, OpsError, UserError, first_line
-from ops.report import progress
+from ops.report import Result, Table, progress
 from ops.safety import confirm_write, distinct
 
 
@@ -31,15 +30,24 @@ class StepResult:
 
 
 @dataclass
-class WorkflowResult:
+class WorkflowResult(Result):
     workflow: str
     dry_run: bool
     steps: list[StepResult] = field(default_factory=list)
     resume: str = ""
     exit_code: int = 0
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def rows(self) -> Table:
+        return Table(["step", "status", "detail"], [[s.step, s.status, s.detail] for s in self.steps])
+
+    def footer(self) -> str:
+        return f"resume with: {self.resume}" if self.resume else ""
+
+    def failure(self) -> OpsError | None:
+        if not self.exit_code:
+            return None
+        error = UserError if self.exit_code == 2 else OperationFailed
+        return error(f"{self.workflow} stopped at a failed step; resume with: {self.resume}")
 
 
 def run_steps(name: str, steps: list[Step], *, command: str, dry_run: bool, resume_at: str | None) -> WorkflowResult:
@@ -55,7 +63,7 @@ def run_steps(name: str, steps: list[Step], *, command: str, dry_run: bool, resu
             detail = step.run()
         except OpsError as error:
             result.steps.append(StepResult(step.name, "failed", first_line(error)))
-            result.steps += [StepResult(s.name, "not run") for s in steps[index + 1:]]
+            result.steps += [StepResult(s.name, "not run") for s in steps[index + 1 :]]
             result.resume = f"{command} --resume-at {step.name}"
             changed_before = any(s.status == "done" for s in result.steps) and not dry_run
             result.exit_code = 2 if isinstance(error, UserError) and not changed_before else 1
@@ -75,10 +83,11 @@ def confirm_all(envs: list[Environment], *, yes: bool, dry_run: bool, action: st
 
 # ---------------------------------------------------------------- the steps
 
+
 def push_step(config: Config, env: Environment, dry_run: bool) -> Step:
     def run() -> str:
         result = migrations.push_migrations(config, env=env.name, dry_run=dry_run, yes=True, show=progress)
-        row = result.rows[0]
+        row = result.envs[0]
         if result.failed:
             raise OperationFailed(f"{env.name}: {row.detail}")
         return f"{env.name}: {row.status}, {row.applied or row.pending} migration(s)"
@@ -87,7 +96,7 @@ def push_step(config: Config, env: Environment, dry_run: bool) -> Step:
 
 
 def tested_first_step(config: Config, env: Environment) -> Step | None:
-    staging = config.test_first.get(env.name)
+    staging = config.migrations.test_first.get(env.name)
     if not staging:
         return None
 
@@ -96,32 +105,44 @@ def tested_first_step(config: Config, env: Environment) -> Step | None:
         state = migrations.remote_state(config.env(staging))
         missing = [m.version for m in local if m.version not in state.applied]
         if missing:
-            raise UserError(f"{staging} lacks migration(s) {', '.join(missing)}: release to {staging} first "
-                            f"(inv release --env {staging})")
+            raise UserError(
+                f"{staging} lacks migration(s) {', '.join(missing)}: release to {staging} first "
+                f"(inv release --env {staging})"
+            )
         return f"{staging} has all {len(local)} migrations"
 
     return Step(f"{staging}-first", run)
 
 
-def deploy_step(config: Config, env: Environment, dry_run: bool, only: list[str] | None = None,
-                changed_since: str | None = None) -> Step:
+def deploy_step(
+    config: Config, env: Environment, dry_run: bool, only: list[str] | None = None, changed_since: str | None = None
+) -> Step:
     def run() -> str:
-        result = functions.deploy_functions(config, env=env.name, only=only, changed_since=changed_since,
-                                            dry_run=dry_run, yes=True)
+        result = functions.deploy_functions(
+            config, env=env.name, only=only, changed_since=changed_since, dry_run=dry_run, yes=True
+        )
         if result.failed:
-            raise OperationFailed(f"{len(result.failed)} function(s) failed: {', '.join(result.failed)}; "
-                                  f"re-run: {result.rerun}")
+            raise OperationFailed(
+                f"{len(result.failed)} function(s) failed: {', '.join(result.failed)}; re-run: {result.rerun}"
+            )
         verb = "would deploy" if dry_run else "deployed"
         return f"{verb} {len(result.functions)} function(s) to {env.name}"
 
     return Step("functions", run)
 
 
-def data_step(config: Config, source: Environment, target: Environment, dry_run: bool,
-              tables: list[str] | None = None, name: str = "config-data") -> Step:
+def data_step(
+    config: Config,
+    source: Environment,
+    target: Environment,
+    dry_run: bool,
+    tables: list[str] | None = None,
+    name: str = "config-data",
+) -> Step:
     def run() -> str:
-        result = sync_data.sync_data(config, source=source.name, target=target.name, tables=tables,
-                                     dry_run=dry_run, yes=True)
+        result = sync_data.sync_data(
+            config, source=source.name, target=target.name, tables=tables, dry_run=dry_run, yes=True
+        )
         inserted = sum(t.inserted for t in result.tables)
         updated = sum(t.updated for t in result.tables)
         verb = "would insert" if dry_run else "inserted"
@@ -130,11 +151,13 @@ def data_step(config: Config, source: Environment, target: Environment, dry_run:
     return Step(name, run)
 
 
-def storage_step(config: Config, source: Environment, target: Environment, dry_run: bool,
-                 buckets: list[str] | None = None) -> Step:
+def storage_step(
+    config: Config, source: Environment, target: Environment, dry_run: bool, buckets: list[str] | None = None
+) -> Step:
     def run() -> str:
-        result = storage.sync_storage(config, source=source.name, target=target.name, buckets=buckets,
-                                      dry_run=dry_run, yes=True)
+        result = storage.sync_storage(
+            config, source=source.name, target=target.name, buckets=buckets, dry_run=dry_run, yes=True
+        )
         if result.failed:
             raise OperationFailed(f"{len(result.failures)} object(s) failed; re-run: {result.rerun}")
         copied = sum(b.copied for b in result.buckets)
@@ -145,37 +168,60 @@ def storage_step(config: Config, source: Environment, target: Environment, dry_r
 
 # ---------------------------------------------------------------- the workflows
 
-def release(config: Config, *, env: str | None, only: list[str] | None, changed_since: str | None,
-            dry_run: bool, yes: bool, resume_at: str | None) -> WorkflowResult:
-    target = config.env(env or "preprod")
+
+def release(
+    config: Config,
+    *,
+    env: str | None,
+    only: list[str] | None,
+    changed_since: str | None,
+    dry_run: bool,
+    yes: bool,
+    resume_at: str | None,
+) -> WorkflowResult:
+    target = config.env(env or config.workflows.preprod)
     functions.select_functions(config, only, changed_since)  # bad names are refused before any step
     confirm_all([target], yes=yes, dry_run=dry_run, action="release to it")
     steps = [s for s in (tested_first_step(config, target),) if s]
     steps += [push_step(config, target, dry_run), deploy_step(config, target, dry_run, only, changed_since)]
-    command = f"inv release --env {target.name}" + (f" --only {','.join(only)}" if only else "") + (
-        f" --changed-since {changed_since}" if changed_since else "")
+    command = (
+        f"inv release --env {target.name}"
+        + (f" --only {','.join(only)}" if only else "")
+        + (f" --changed-since {changed_since}" if changed_since else "")
+    )
     return run_steps("release", steps, command=command, dry_run=dry_run, resume_at=resume_at)
 
 
-def reset_env(config: Config, *, source: str | None, target: str | None, dry_run: bool, yes: bool,
-              resume_at: str | None) -> WorkflowResult:
-    source_env, target_env = config.env(source or "prod"), config.env(target or "preprod")
+def reset_env(
+    config: Config, *, source: str | None, target: str | None, dry_run: bool, yes: bool, resume_at: str | None
+) -> WorkflowResult:
+    source_env, target_env = config.env(source or config.workflows.prod), config.env(target or config.workflows.preprod)
     distinct(source_env, target_env)
     confirm_all([target_env], yes=yes, dry_run=dry_run, action=f"reset it from {source_env.name}")
-    steps = [push_step(config, target_env, dry_run), data_step(config, source_env, target_env, dry_run),
-             storage_step(config, source_env, target_env, dry_run), deploy_step(config, target_env, dry_run)]
-    return run_steps("reset-env", steps, command=f"inv reset-env --from {source_env.name} --to {target_env.name}",
-                     dry_run=dry_run, resume_at=resume_at)
+    steps = [
+        push_step(config, target_env, dry_run),
+        data_step(config, source_env, target_env, dry_run),
+        storage_step(config, source_env, target_env, dry_run),
+        deploy_step(config, target_env, dry_run),
+    ]
+    return run_steps(
+        "reset-env",
+        steps,
+        command=f"inv reset-env --from {source_env.name} --to {target_env.name}",
+        dry_run=dry_run,
+        resume_at=resume_at,
+    )
 
 
-SANDBOX_BUCKETS = ["program-logos", "email-assets"]
-
-
-def refresh_sandbox(config: Config, *, source: str | None, sandbox: str | None, dry_run: bool, yes: bool,
-                    resume_at: str | None) -> WorkflowResult:
+def refresh_sandbox(
+    config: Config, *, source: str | None, sandbox: str | None, dry_run: bool, yes: bool, resume_at: str | None
+) -> WorkflowResult:
     from ops import lovable
 
-    source_env, sandbox_env = config.env(source or "prod"), config.env(sandbox or "sandbox")
+    source_env, sandbox_env = (
+        config.env(source or config.workflows.prod),
+        config.env(sandbox or config.workflows.sandbox),
+    )
     distinct(source_env, sandbox_env)
     confirm_all([sandbox_env], yes=yes, dry_run=dry_run, action="refresh it")
 
@@ -183,52 +229,79 @@ def refresh_sandbox(config: Config, *, source: str | None, sandbox: str | None, 
         result = lovable.update_lovable(config, dry_run=dry_run)
         return result.summary
 
-    steps = [Step("code", code), push_step(config, sandbox_env, dry_run),
-             data_step(config, source_env, sandbox_env, dry_run),
-             storage_step(config, source_env, sandbox_env, dry_run, SANDBOX_BUCKETS)]
+    steps = [
+        Step("code", code),
+        push_step(config, sandbox_env, dry_run),
+        data_step(config, source_env, sandbox_env, dry_run),
+        storage_step(config, source_env, sandbox_env, dry_run, config.workflows.sandbox_buckets),
+    ]
     command = f"inv refresh-sandbox --from {source_env.name} --sandbox {sandbox_env.name}"
     return run_steps("refresh-sandbox", steps, command=command, dry_run=dry_run, resume_at=resume_at)
 
 
-def promote_config(config: Config, *, tables: list[str] | None, sandbox: str | None, preprod: str | None,
-                   prod: str | None, dry_run: bool, yes: bool, resume_at: str | None) -> WorkflowResult:
+def promote_config(
+    config: Config,
+    *,
+    tables: list[str] | None,
+    sandbox: str | None,
+    preprod: str | None,
+    prod: str | None,
+    dry_run: bool,
+    yes: bool,
+    resume_at: str | None,
+) -> WorkflowResult:
     if not tables:
         raise UserError("name the tables to promote: --tables programs,program_modules")
     sync_data.select_tables(config.sync_data, tables)
-    sandbox_env, preprod_env, prod_env = (config.env(sandbox or "sandbox"), config.env(preprod or "preprod"),
-                                          config.env(prod or "prod"))
-    if prod_env.protected and not (yes or dry_run or sys.stdin.isatty()):
-        raise UserError(f"promote-config ends by writing to '{prod_env.name}', which is protected, and there is "
-                        "no terminal to confirm: pass --yes")
-
-    def confirm() -> str:
-        if dry_run:
-            return "would ask before writing to " + prod_env.name
-        confirm_write(prod_env, yes=yes, action=f"promote {', '.join(tables)} from {preprod_env.name}")
-        return "confirmed" if not yes else "--yes"
-
-    steps = [data_step(config, sandbox_env, preprod_env, dry_run, tables, name=f"{sandbox_env.name}-to-{preprod_env.name}"),
-             Step("confirm", confirm),
-             data_step(config, preprod_env, prod_env, dry_run, tables, name=f"{preprod_env.name}-to-{prod_env.name}")]
-    command = f"inv promote-config --tables {','.join(tables)}"
+    sandbox_env, preprod_env, prod_env = (
+        config.env(sandbox or config.workflows.sandbox),
+        config.env(preprod or config.workflows.preprod),
+        config.env(prod or config.workflows.prod),
+    )
+    if len({sandbox_env.name, preprod_env.name, prod_env.name}) < 3:
+        raise UserError(f"promote-config needs three different environments, not sandbox={sandbox_env.name} "
+                        f"preprod={preprod_env.name} prod={prod_env.name}")
+    # Both targets are confirmed before the first step, whatever --resume-at skips.
+    confirm_all([preprod_env, prod_env], yes=yes, dry_run=dry_run,
+                action=f"promote {', '.join(tables)} into it")
+    steps = [
+        data_step(config, sandbox_env, preprod_env, dry_run, tables, name=f"{sandbox_env.name}-to-{preprod_env.name}"),
+        data_step(config, preprod_env, prod_env, dry_run, tables, name=f"{preprod_env.name}-to-{prod_env.name}"),
+    ]
+    command = f"inv promote-config --tables {','.join(tables)}" + "".join(
+        f" --{flag} {value}" for flag, value in (("sandbox", sandbox), ("preprod", preprod), ("prod", prod)) if value)
     return run_steps("promote-config", steps, command=command, dry_run=dry_run, resume_at=resume_at)
 
 
 def full_backup(config: Config, *, env: str | None, keep: int | None, resume_at: str | None) -> WorkflowResult:
-    envs = ([e for e in config.environments.values() if e.storage_url and e.db_url] if env == "all"
-            else [config.env(env or "prod")])
+    envs = (
+        [e for e in config.environments.values() if e.storage_url and e.db_url]
+        if env == "all"
+        else [config.env(env or config.workflows.prod)]
+    )
     keep = config.storage.keep if keep is None else keep
     if keep < 1:
         raise UserError("--keep must be at least 1")
 
     def backup_one(environment: Environment) -> Step:
         def run() -> str:
-            series = config.full_backup_dir / f"{environment.name}-{environment.ref}"
-            made = backup.backup_env(config, environment, config.storage.buckets, keep, series=series,
-                                     extras=lambda folder: snapshot.write_artifacts(config, environment, folder))
+            series = config.backup.dir / f"{environment.name}-{environment.ref}"
+            made = backup.backup_env(
+                config,
+                environment,
+                config.storage.buckets,
+                keep,
+                series=series,
+                extras=lambda folder: snapshot.write_artifacts(config, environment, folder),
+            )
             return f"{made.path} ({made.objects} objects, {made.downloaded} downloaded, {made.linked} linked)"
 
         return Step(environment.name, run)
 
-    return run_steps("backup", [backup_one(e) for e in envs], command=f"inv backup --env {env or 'prod'}",
-                     dry_run=False, resume_at=resume_at)
+    return run_steps(
+        "backup",
+        [backup_one(e) for e in envs],
+        command=f"inv backup --env {env or config.workflows.prod}",
+        dry_run=False,
+        resume_at=resume_at,
+    )

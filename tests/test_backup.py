@@ -10,9 +10,10 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import REPO
-from faultproxy import FaultProxy
-from test_storage import contents, fill
+from lib.project import REPO, interruptible
+from lib.s3 import contents, fill
+
+from devstack.faultproxy import FaultProxy
 
 
 def backups(project, env: str = "prod") -> list[Path]:
@@ -92,6 +93,7 @@ def test_interrupted_backup_leaves_no_partial(project, storage):
             [sys.executable, "-m", "invoke", "--search-root", str(REPO), "backup-storage"],
             cwd=project.root, env={**os.environ, "OPS_ENVIRONMENTS": str(project.ini), **project.secrets},
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            preexec_fn=interruptible,
         )
         deadline = time.monotonic() + 30
         while not any(p.name.startswith(".partial-") for p in backups(project)):
@@ -104,7 +106,7 @@ def test_interrupted_backup_leaves_no_partial(project, storage):
         proxy.stop()
     assert process.returncode != 0
     assert backups(project) == []
-    assert not [p for p in project.root.rglob("*.part")]
+    assert not list(project.root.rglob("*.part"))
 
 
 def test_verify_catches_a_flipped_byte(project, storage):

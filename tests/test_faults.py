@@ -11,11 +11,12 @@ import time
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from lib.db import dump, sql
+from lib.project import REPO, interruptible
+from lib.s3 import contents, fill
 
-from conftest import REPO, dump, sql
-from faultproxy import FaultProxy
-from tcpproxy import CuttingProxy
-from test_storage import contents, fill
+from devstack.faultproxy import FaultProxy
+from devstack.tcpproxy import CuttingProxy
 
 BULK_MODULES = """
 INSERT INTO public.program_modules (program_id, module_type, title, content, order_index)
@@ -117,6 +118,7 @@ def test_sigint_mid_sync_leaves_no_temp_files(project, storage, tmp_path):
             cwd=project.root, env={**os.environ, "OPS_ENVIRONMENTS": str(project.ini), "TMPDIR": str(scratch),
                                    **project.secrets},
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            preexec_fn=interruptible,
         )
         time.sleep(3)
         assert process.poll() is None, "the sync ended before it could be interrupted"

@@ -7,9 +7,9 @@ import shutil
 import subprocess
 
 import pytest
+from lib.project import REPO, Project
 
-from conftest import REPO, Project
-from ops.mgmt_standin import TOKEN, ManagementAPI
+from devstack.mgmt_standin import TOKEN, ManagementAPI
 
 PREPROD, PROD, SANDBOX = "jtzcrirqflfnagceendt", "qfdztdgublwlmewobxmx", "cezlnvdjildzxpyxyabb"
 ALL_FUNCTIONS = sorted(p.name for p in (REPO / "supabase" / "functions").iterdir() if (p / "index.ts").exists())

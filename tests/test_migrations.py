@@ -10,9 +10,10 @@ import subprocess
 import uuid
 
 import pytest
+from lib.db import sql
+from lib.project import FAKE_DB_PASSWORD, REPO, Project
 
-from conftest import FAKE_DB_PASSWORD, REPO, Project, sql
-from ops import localstack
+from devstack import localstack
 
 EXTRA = "20250301000000_add_badges.sql"
 

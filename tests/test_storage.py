@@ -2,38 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
 
-import boto3
 import pytest
 from boto3.s3.transfer import TransferConfig
-from botocore.config import Config
+from lib.s3 import S3_KEYS, contents, fill, moto_client, s3_secrets
 
-from conftest import S3_KEYS, s3_secrets
-from faultproxy import FaultProxy
+from devstack.faultproxy import FaultProxy
 
 TRICKY_KEYS = [
     "plain.png", "with space/my file.pdf", "ünïcödé/naïve ✓.txt", "a+b=c.txt", "100%/done%20.txt",
     "deep/er/and/deeper/file.json", "folder/.emptyFolderPlaceholder", "zero-bytes.bin",
 ]
-
-
-def contents(client, bucket: str) -> dict[str, str]:
-    """key -> sha256 of the content, read back from the server."""
-    result = {}
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-        for item in page.get("Contents", []):
-            body = client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
-            result[item["Key"]] = hashlib.sha256(body).hexdigest()
-    return result
-
-
-def fill(client, bucket: str, count: int = 0, size: int = 1024) -> None:
-    for i in range(count):
-        client.put_object(Bucket=bucket, Key=f"bulk/{i:04d}.bin", Body=bytes([i % 251]) * size)
 
 
 def summary(result) -> dict:
@@ -143,13 +125,6 @@ def test_protected_target_needs_yes(project, storage):
     assert contents(storage["prod"].client(), "avatars") == {}
 
 
-def moto_client(port: int, prefix: str = ""):
-    return boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}{prefix}", region_name="us-east-1",
-                        aws_access_key_id="moto", aws_secret_access_key="moto-secret",
-                        config=Config(s3={"addressing_style": "path"}, request_checksum_calculation="when_required",
-                                      response_checksum_validation="when_required"))
-
-
 @pytest.mark.parametrize("moto_side", ["prod", "preprod"], ids=["multipart-source", "multipart-target"])
 def test_multipart_objects_are_not_copied_again(project, storage, moto_port, moto_side):
     """moto gives multipart uploads `md5-N` ETags, which never equal a plain MD5."""
@@ -212,7 +187,7 @@ def test_secrets_never_printed(project, storage):
     fill(storage["prod"].client(), "avatars", 2)
     result = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--json")
     assert result.code == 0, result.err
-    for key_id, secret in S3_KEYS.values():
+    for _key_id, secret in S3_KEYS.values():
         assert secret not in result.out + result.err
     for path in project.files():
         for _, secret in S3_KEYS.values():

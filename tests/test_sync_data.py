@@ -10,8 +10,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
-
-from conftest import FAKE_DB_PASSWORD, REPO, dump, pg_tool, sql
+from lib.db import dump, pg_tool, sql
+from lib.project import FAKE_DB_PASSWORD, REPO
 
 CATALOGUE = """
 CREATE TYPE public.mood AS ENUM ('happy', 'sad', 'it''s complicated');
@@ -287,7 +287,7 @@ def test_bad_arguments_exit_2(project, args, message):
 
 
 def test_missing_password_without_terminal_names_the_variable(project, pg):
-    from ops import localstack
+    from devstack import localstack
 
     localstack.set_role_password(project.url("preprod"), FAKE_DB_PASSWORD)
     project.envs["preprod"]["db_url"] = project.url("preprod").replace("postgres@", f"{localstack.PASSWORD_ROLE}@")

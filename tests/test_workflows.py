@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
+from lib.db import dump, new_database, pg_tool, sql
+from lib.project import REPO, Project
+from lib.s3 import contents, fill, s3_secrets
 
-from conftest import REPO, Project, dump, new_database, pg_tool, s3_secrets, sql
+from devstack import localstack
+from devstack.mgmt_standin import TOKEN, ManagementAPI
 from ops import config as ops_config
-from ops import localstack
-from ops.mgmt_standin import TOKEN, ManagementAPI
-from test_storage import contents, fill
 
 REFS = {"prod": "qfdztdgublwlmewobxmx", "preprod": "jtzcrirqflfnagceendt", "sandbox": "cezlnvdjildzxpyxyabb"}
 FUNCTIONS = sorted(p.name for p in (REPO / "supabase" / "functions").iterdir() if (p / "index.ts").exists())
@@ -73,7 +75,7 @@ def world(tmp_path, pg, cli):
         prod_s3.put_object(Bucket="email-assets", Key="banner.png", Body=b"png" * 100, ContentType="image/png")
         api.functions[REFS["prod"]] = {}
         project.api = api
-        project.s3 = dict(zip(REFS, servers))
+        project.s3 = dict(zip(REFS, servers, strict=False))
         project.app = app
         yield project
     finally:
@@ -196,7 +198,7 @@ def test_promote_config_goes_through_preprod(world):
     assert sql(world.url("preprod"), "SELECT count(*) FROM public.programs") == [(0,)]
     result = world.run("promote-config", "--tables", "programs", "--yes", "--json")
     assert result.code == 0, result.err
-    assert steps(result) == {"sandbox-to-preprod": "done", "confirm": "done", "preprod-to-prod": "done"}
+    assert steps(result) == {"sandbox-to-preprod": "done", "preprod-to-prod": "done"}
     for env in ("preprod", "prod"):
         assert sql(world.url(env), "SELECT name FROM public.programs WHERE slug = 'leadership-101'") == [("Lovable edit",)]
 
@@ -210,8 +212,31 @@ def test_promote_config_stops_before_prod_when_preprod_fails(world):
     prod_before = dump(world.url("prod"), "public.programs")
     result = world.run("promote-config", "--tables", "programs", "--yes", "--json")
     assert result.code == 1
-    assert steps(result) == {"sandbox-to-preprod": "failed", "confirm": "not run", "preprod-to-prod": "not run"}
+    assert steps(result) == {"sandbox-to-preprod": "failed", "preprod-to-prod": "not run"}
     assert dump(world.url("prod"), "public.programs") == prod_before
+
+
+def test_resume_at_the_prod_step_still_asks_for_prod(world):
+    """The command printed after a failure at the prod step must not skip the confirmation."""
+    for env in ("sandbox", "preprod", "prod"):
+        assert world.run("push-migrations", "--env", env, "--yes", "--skip-preprod-check").code == 0
+    assert world.run("sync-data", "--from", "prod", "--to", "preprod", "--tables", "programs").code == 0
+    sql(world.url("preprod"), "UPDATE public.programs SET name = 'Preprod edit'")
+    prod_before = dump(world.url("prod"), "public.programs")
+    args = ("promote-config", "--tables", "programs", "--resume-at", "preprod-to-prod")
+    no_terminal = world.run(*args)
+    assert no_terminal.code == 2 and "--yes" in no_terminal.err
+    controller, terminal = os.openpty()  # a person at a terminal types the wrong name
+    try:
+        os.write(controller, b"preprod\n")
+        typed_wrong = world.run(*args, stdin=terminal)
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    assert typed_wrong.code == 2 and "not confirmed" in typed_wrong.err
+    assert dump(world.url("prod"), "public.programs") == prod_before
+    same = world.run("promote-config", "--tables", "programs", "--sandbox", "preprod", "--yes")
+    assert same.code == 2 and "three different" in same.err
 
 
 def test_backup_snapshot_holds_everything_and_verifies(world):

@@ -18,10 +18,10 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from devstack import localstack
+from devstack.mgmt_standin import TOKEN, ManagementAPI
 from ops import config as ops_config
-from ops import localstack
 from ops.config import REPO_ROOT
-from ops.mgmt_standin import TOKEN, ManagementAPI
 
 LOCAL_ENVS = ["local-prod", "local-preprod", "local-sandbox"]
 

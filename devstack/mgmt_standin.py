@@ -102,9 +102,8 @@ class ManagementAPI:
             self.requests.append((method, url.path, handler.headers.get("Authorization", "")))
         if handler.headers.get("Authorization") != f"Bearer {TOKEN}":
             return self.reply(handler, 401, {"message": "Unauthorized"})
-        if match := re.fullmatch(r"/v1/projects/([a-z]{20})/functions/deploy", url.path):
-            if method == "POST":
-                return self.deploy(handler, match[1], parse_qs(url.query).get("slug", [""])[0], body)
+        if (match := re.fullmatch(r"/v1/projects/([a-z]{20})/functions/deploy", url.path)) and method == "POST":
+            return self.deploy(handler, match[1], parse_qs(url.query).get("slug", [""])[0], body)
         if match := re.fullmatch(r"/v1/projects/([a-z]{20})/functions", url.path):
             if method == "PUT":  # the CLI's bulk update that activates what it just deployed
                 return self.reply(handler, 200, {"functions": json.loads(body or b"[]")})

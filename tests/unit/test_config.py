@@ -1,0 +1,87 @@
+"""environments.ini parsing: typed sections, unknown keys, secrets refused (no services)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ops import config
+from ops.errors import UserError
+
+BASE = """
+[prod]
+ref = qfdztdgublwlmewobxmx
+db_url = postgresql://postgres.qfdztdgublwlmewobxmx@aws-0-eu-central-1.pooler.supabase.com:5432/postgres
+protected = true
+"""
+
+
+def load(tmp_path: Path, text: str) -> config.Config:
+    path = tmp_path / "environments.ini"
+    path.write_text(BASE + text)
+    return config.load(path)
+
+
+def test_defaults_when_sections_are_absent(tmp_path):
+    loaded = load(tmp_path, "")
+    assert loaded.workflows.defaults == ["prod", "preprod", "sandbox"]
+    assert loaded.workflows.sandbox_buckets == ["program-logos", "email-assets"]
+    assert loaded.backup.schemas == ["public"]
+    assert loaded.migrations.test_first == {"prod": "preprod"}
+    assert loaded.storage.keep == 5 and loaded.functions_jobs == 4
+    assert loaded.default_envs() == ["prod"]
+    assert loaded.env("prod").protected is True
+
+
+def test_workflow_names_and_buckets_come_from_the_file(tmp_path):
+    loaded = load(tmp_path, "[workflows]\nprod = live\nsandbox_buckets = avatars\n[live]\nref = x\n")
+    assert loaded.workflows.prod == "live" and loaded.workflows.sandbox_buckets == ["avatars"]
+    assert loaded.default_envs() == ["live"]
+
+
+@pytest.mark.parametrize("section", ["project", "sync-data", "storage", "migrations", "functions", "backup",
+                                     "lovable", "workflows", "prod"])
+def test_unknown_key_in_any_section_is_refused_with_the_known_ones(tmp_path, section):
+    text = f"[{section}]\nkepp = 3\n" if section != "prod" else ""
+    path = tmp_path / "environments.ini"
+    path.write_text(BASE + ("protectd = true\n" if section == "prod" else "") + text)
+    with pytest.raises(UserError, match=r"unknown keys (kepp|protectd); known: "):
+        config.load(path)
+
+
+def test_natural_keys_are_not_unknown(tmp_path):
+    loaded = load(tmp_path, "[sync-data]\nkey.plans = slug\n")
+    assert loaded.sync_data.natural_keys == {"plans": ["slug"]}
+
+
+@pytest.mark.parametrize("db_url", [
+    "postgresql://u@h/db?password=hunter2",
+    "host=h dbname=db password=hunter2",
+    "postgresql://u:hunter2@h/db",
+    "postgresql://u@h/db?sslpassword=hunter2",
+], ids=["query-password", "keyword-password", "userinfo-password", "sslpassword"])
+def test_password_in_db_url_is_refused_naming_the_variable(tmp_path, db_url):
+    path = tmp_path / "environments.ini"
+    path.write_text(f"[preprod]\nref = jtzcrirqflfnagceendt\ndb_url = {db_url}\n")
+    with pytest.raises(UserError, match="OPS_PREPROD_DB_PASSWORD|OPS_PREPROD_") as caught:
+        config.load(path)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_credentials_in_storage_url_are_refused(tmp_path):
+    path = tmp_path / "environments.ini"
+    path.write_text("[preprod]\nstorage_url = https://AKIAX:s3cret@x.storage.supabase.co/storage/v1/s3\n")
+    with pytest.raises(UserError, match="OPS_PREPROD_S3_ACCESS_KEY_ID") as caught:
+        config.load(path)
+    assert "s3cret" not in str(caught.value)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[storage]\nkeep = many\n", "whole number"),
+    ("[prod]\n", "malformed"),
+    ("[migrations]\ntest_first = prod\n", "env:tested_first"),
+], ids=["keep-not-a-number", "duplicate-section", "bad-test-first"])
+def test_bad_values_are_refused(tmp_path, text, message):
+    with pytest.raises(UserError, match=message):
+        load(tmp_path, text)

@@ -1,0 +1,57 @@
+"""Choosing tables, buckets and flags: refusals come before anything runs (no services)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from invoke import Exit
+
+import tasks
+from ops.config import StorageSettings, SyncDataSettings
+from ops.errors import UserError
+from ops.sync_data import select_tables
+
+SETTINGS = SyncDataSettings(safe_tables=["plans", "public.features"], blocked_tables=["profiles"],
+                            export_dir=Path("tmp"))
+
+
+def test_all_safe_tables_by_default_qualified():
+    assert select_tables(SETTINGS, None) == ["public.plans", "public.features"]
+
+
+def test_blocked_table_is_refused_as_user_data():
+    with pytest.raises(UserError, match="user data"):
+        select_tables(SETTINGS, ["public.profiles"])
+
+
+def test_unknown_table_points_at_safe_tables():
+    with pytest.raises(UserError, match="safe_tables"):
+        select_tables(SETTINGS, ["coupons"])
+
+
+def test_duplicates_collapse_in_request_order():
+    assert select_tables(SETTINGS, ["features", "plans", "public.features"]) == ["public.features", "public.plans"]
+
+
+def test_unknown_bucket_is_refused():
+    from ops.storage import select_buckets
+
+    class FakeConfig:
+        storage = StorageSettings(buckets=["avatars", "program-logos"], backup_dir=Path("b"))
+
+    assert select_buckets(FakeConfig(), None) == ["avatars", "program-logos"]  # type: ignore[arg-type]
+    with pytest.raises(UserError, match="selfies"):
+        select_buckets(FakeConfig(), ["selfies"])  # type: ignore[arg-type]
+
+
+def test_list_flags_accept_repeats_and_commas():
+    assert tasks.names(["a,b", "c", " d , e "]) == ["a", "b", "c", "d", "e"]
+    assert tasks.names(None) == []
+
+
+def test_whole_number_flags():
+    assert tasks.whole("4", "--jobs") == 4 and tasks.whole(None, "--jobs") is None
+    with pytest.raises(Exit) as caught:
+        tasks.whole("four", "--jobs")
+    assert caught.value.code == 2
