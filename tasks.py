@@ -327,7 +327,12 @@ def secrets(c: Context, env: str | None = None, json: bool = False) -> None:
     emit(ops_secrets.secrets_report(load_config(), env), json)
 
 
-RESUME_HELP = "skip the steps before this one (the command printed after a failure)"
+WORKFLOW_HELP = {
+    "dry_run": "show what each step would do",
+    "yes": "do not ask before writing to a protected environment (each is confirmed before the first step)",
+    "resume_at": "skip the steps before this one (the command printed after a failure)",
+    "json": "print the step summary as JSON",
+}
 
 
 @ops_task(
@@ -336,10 +341,7 @@ RESUME_HELP = "skip the steps before this one (the command printed after a failu
         "env": "environment (default: preprod)",
         "only": f"only these functions ({LIST_HELP})",
         "changed_since": "only functions changed since this git ref",
-        "dry_run": "show what each step would do",
-        "yes": "do not ask before writing to a protected environment",
-        "resume_at": RESUME_HELP,
-        "json": "print the step summary as JSON",
+        **WORKFLOW_HELP,
     },
 )
 def release(
@@ -373,10 +375,7 @@ def release(
     help={
         "from": "environment to copy from (default: prod)",
         "to": "environment to reset (default: preprod)",
-        "dry_run": "show what each step would do",
-        "yes": "do not ask before writing to a protected environment",
-        "resume_at": RESUME_HELP,
-        "json": "print the step summary as JSON",
+        **WORKFLOW_HELP,
     }
 )
 def reset_env(
@@ -400,10 +399,7 @@ def reset_env(
     help={
         "from": "environment to copy config and files from (default: prod)",
         "sandbox": "the sandbox environment (default: sandbox)",
-        "dry_run": "show what each step would do",
-        "yes": "do not ask before writing to a protected environment",
-        "resume_at": RESUME_HELP,
-        "json": "print the step summary as JSON",
+        **WORKFLOW_HELP,
     }
 )
 def refresh_sandbox(
@@ -435,7 +431,7 @@ def refresh_sandbox(
         "prod": "default: prod",
         "dry_run": "show what each step would do",
         "yes": "do not ask before writing to prod",
-        "resume_at": RESUME_HELP,
+        "resume_at": WORKFLOW_HELP["resume_at"],
         "json": "print the step summary as JSON",
     },
 )
@@ -472,7 +468,7 @@ def promote_config(
     help={
         "env": "environment, or 'all' (default: prod)",
         "keep": "snapshots to keep per environment (default 5)",
-        "resume_at": RESUME_HELP,
+        "resume_at": WORKFLOW_HELP["resume_at"],
         "json": "print the step summary as JSON",
     }
 )

@@ -19,8 +19,7 @@ from urllib.parse import urlsplit
 from ops.errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-ENV_KEYS = {"ref", "branch", "frontend", "db_url", "storage_url", "storage_region", "protected",
-            "region", "ssl_root_cert", "insecure_tls"}
+ENV_KEYS = {"ref", "branch", "frontend", "db_url", "storage_url", "storage_region", "protected"}
 SETTINGS_KEYS: dict[str, set[str]] = {
     "project": {"supabase_dir"},
     "sync-data": {"export_dir", "safe_tables", "blocked_tables"},  # plus key.<table>
@@ -47,9 +46,6 @@ class Environment:
     storage_url: str = ""
     storage_region: str = "us-east-1"
     protected: bool = False
-    region: str = ""  # the pooler's region, e.g. eu-central-1
-    ssl_root_cert: str = ""  # a CA file: verify-full instead of require
-    insecure_tls: bool = False  # allow a remote database without TLS (never for hosted Supabase)
 
     @property
     def secret_prefix(self) -> str:
@@ -227,9 +223,6 @@ def load(path: Path | str | None = None) -> Config:
             storage_url=read.text(name, "storage_url"),
             storage_region=read.text(name, "storage_region", "us-east-1"),
             protected=read.boolean(name, "protected", False),
-            region=read.text(name, "region"),
-            ssl_root_cert=str(read.path_(name, "ssl_root_cert", "")) if read.text(name, "ssl_root_cert") else "",
-            insecure_tls=read.boolean(name, "insecure_tls", False),
         )
 
     sync = dict(parser["sync-data"]) if parser.has_section("sync-data") else {}

@@ -29,8 +29,11 @@ def connect(env: Environment, *, autocommit: bool = False, application: str = "o
     url = env.require_db()
     for attempt in range(2):
         try:
+            # No prepared statements: a transaction-mode pooler (Supabase's :6543) may hand each
+            # transaction to another server connection, where the statement does not exist.
             conn = psycopg.connect(
-                url, password=password, autocommit=autocommit, connect_timeout=timeout, application_name=application
+                url, password=password, autocommit=autocommit, connect_timeout=timeout, application_name=application,
+                prepare_threshold=None,
             )
             if password and not env.secret(env.db_password_var):
                 _prompted[env.name] = password

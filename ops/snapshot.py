@@ -21,7 +21,7 @@ def write_artifacts(config: Config, env: Environment, folder: Path) -> dict[str,
     """Write the non-storage parts of a backup into `folder`; return relative path -> sha256."""
     written = [
         *export_config(config, env, folder / "config"),
-        dump_database(env, folder / "database.dump"),
+        dump_database(env, folder / "database.dump", config.backup.schemas),
         list_secrets(config, env, folder / "secrets.json"),
         functions_commit(config, folder / "functions.json"),
     ]
@@ -34,14 +34,19 @@ def export_config(config: Config, env: Environment, folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file())
 
 
-def dump_database(env: Environment, path: Path) -> Path:
-    """`pg_dump` in custom format (restore with pg_restore); the password only in PGPASSWORD."""
+def dump_database(env: Environment, path: Path, schemas: list[str]) -> Path:
+    """`pg_dump` of the app's schemas in custom format (restore with pg_restore); the password only in PGPASSWORD.
+
+    Only `[backup] schemas` (default: public): on hosted Supabase the platform's schemas
+    belong to other roles, and the connecting `postgres` role may not read them.
+    """
     pg_dump = os.environ.get("OPS_PG_DUMP") or shutil.which("pg_dump")
     if not pg_dump:
         raise OperationFailed("pg_dump not found: install PostgreSQL client tools or set OPS_PG_DUMP")
     environ = child_env("postgres", {"PGPASSWORD": password_for(env)})
     result = subprocess.run(
-        [pg_dump, "--format=custom", "--no-owner", "--file", str(path), "--dbname", env.require_db()],
+        [pg_dump, "--format=custom", "--no-owner", *(f"--schema={schema}" for schema in schemas),
+         "--file", str(path), "--dbname", env.require_db()],
         env=environ,
         capture_output=True,
         text=True,

@@ -16,7 +16,6 @@ from lib.db import dump, sql
 from lib.project import FAKE_DB_PASSWORD, REPO
 from lib.s3 import contents, empty_bucket, fill, moto_client, s3_secrets
 
-from devstack import localstack
 from devstack.faultproxy import FaultProxy
 
 PROD_REF = "qfdztdgublwlmewobxmx"
@@ -221,21 +220,19 @@ def test_table_and_sequence_names_with_quotes_sync(project):
 
 
 def test_child_processes_get_only_their_own_secret(project, tmp_path):
-    password_url = project.url("preprod")
-    localstack.set_role_password(password_url, FAKE_DB_PASSWORD)
-    project.envs["preprod"]["db_url"] = password_url.replace("postgres@", f"{localstack.PASSWORD_ROLE}@")
     recorded = tmp_path / "cli-env.json"
     fake_cli = tmp_path / "fake-supabase"
     fake_cli.write_text(f"#!{sys.executable}\nimport json, os, sys\n"
                         f"json.dump(dict(os.environ), open({str(recorded)!r}, 'w'))\n"
-                        "print('Remote database is up to date.')\n")
+                        "print('[]')\n")
     fake_cli.chmod(0o755)
     others = {"OPS_PROD_DB_PASSWORD": "prod-pw-never-to-a-child", "OPS_PROD_S3_SECRET_ACCESS_KEY": "s3-never-child",
               "SUPABASE_ACCESS_TOKEN": "sbp_" + "f" * 40, "OPS_PREPROD_DB_PASSWORD": FAKE_DB_PASSWORD}
-    project.run("push-migrations", "--env", "preprod", env={"SUPABASE_CLI": str(fake_cli), **others})
+    listed = project.run("secrets", "--env", "preprod", env={"SUPABASE_CLI": str(fake_cli), **others})
+    assert listed.code == 0, listed.err
     child = json.loads(recorded.read_text())
-    assert child.get("PGPASSWORD") == FAKE_DB_PASSWORD
-    leaked = sorted(k for k in child if k.startswith("OPS_") or k == "SUPABASE_ACCESS_TOKEN")
+    assert child.get("SUPABASE_ACCESS_TOKEN") == others["SUPABASE_ACCESS_TOKEN"]  # the one secret of this call
+    leaked = sorted(k for k in child if k.startswith("OPS_") or k == "PGPASSWORD")
     assert leaked == []
     assert "PATH" in child and "HOME" in child
 
