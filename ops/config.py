@@ -225,6 +225,8 @@ def load(path: Path | str | None = None) -> Config:
             protected=read.boolean(name, "protected", False),
         )
 
+    for environment in environments.values():
+        _check_refs(environment, path)
     sync = dict(parser["sync-data"]) if parser.has_section("sync-data") else {}
     return Config(
         path=path,
@@ -310,6 +312,38 @@ def _refuse_secrets(parser: configparser.ConfigParser, path: Path) -> None:
                     f"{path}: [{section}] {key} contains a password, key or token; keep the file "
                     f"free of secrets and set {variable} instead"
                 )
+
+
+HOSTED_DB_HOST = re.compile(r"db\.([a-z0-9]+)\.supabase\.co$")
+HOSTED_POOLER_USER = re.compile(r"[^.]+\.([a-z0-9]+)$")
+HOSTED_STORAGE_HOST = re.compile(r"([a-z0-9]+)(?:\.storage)?\.supabase\.co$")
+
+
+def hosted_refs(env: Environment) -> dict[str, str]:
+    """The project refs an environment's hosted URLs point at (direct host, pooler user, storage host)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    found: dict[str, str] = {}
+    if env.db_url:
+        params = conninfo_to_dict(env.db_url)
+        host, user = str(params.get("host") or ""), str(params.get("user") or "")
+        if match := HOSTED_DB_HOST.match(host):
+            found["db_url host"] = match[1]
+        elif host.endswith(".pooler.supabase.com") and (match := HOSTED_POOLER_USER.match(user)):
+            found["db_url user"] = match[1]
+    if env.storage_url:
+        host = urlsplit(env.storage_url).hostname or ""
+        if match := HOSTED_STORAGE_HOST.match(host):
+            found["storage_url host"] = match[1]
+    return found
+
+
+def _check_refs(env: Environment, path: Path) -> None:
+    """A section pointing at another project (a copy-paste away from writing prod) is refused."""
+    for where, ref in hosted_refs(env).items():
+        if ref != env.ref:
+            raise UserError(f"{path}: [{env.name}] {where} points at project {ref}, but its ref is "
+                            f"{env.ref or '(none)'}; fix the section so both name the same project")
 
 
 def conninfo_secrets(db_url: str, path: Path, section: str) -> str:

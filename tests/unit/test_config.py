@@ -85,3 +85,23 @@ def test_credentials_in_storage_url_are_refused(tmp_path):
 def test_bad_values_are_refused(tmp_path, text, message):
     with pytest.raises(UserError, match=message):
         load(tmp_path, text)
+
+
+@pytest.mark.parametrize("line", [
+    "db_url = postgresql://postgres@db.jtzcrirqflfnagceendt.supabase.co:5432/postgres",
+    "db_url = postgresql://postgres.jtzcrirqflfnagceendt@aws-0-eu-central-1.pooler.supabase.com:5432/postgres",
+    "storage_url = https://jtzcrirqflfnagceendt.storage.supabase.co/storage/v1/s3",
+], ids=["direct-host", "pooler-user", "storage-host"])
+def test_a_section_pointing_at_another_project_is_refused(tmp_path, line):
+    path = tmp_path / "environments.ini"
+    path.write_text(f"[preprod]\nref = cezlnvdjildzxpyxyabb\n{line}\n")
+    with pytest.raises(UserError, match="jtzcrirqflfnagceendt.*cezlnvdjildzxpyxyabb"):
+        config.load(path)
+
+
+def test_matching_refs_and_local_urls_load(tmp_path):
+    loaded = load(tmp_path, "[preprod]\nref = jtzcrirqflfnagceendt\n"
+                  "db_url = postgresql://postgres@db.jtzcrirqflfnagceendt.supabase.co:5432/postgres\n"
+                  "storage_url = https://jtzcrirqflfnagceendt.storage.supabase.co/storage/v1/s3\n"
+                  "[local]\nref = x\ndb_url = postgresql://postgres@127.0.0.1:5/x\nstorage_url = http://127.0.0.1:9\n")
+    assert set(loaded.environments) == {"prod", "preprod", "local"}
