@@ -121,16 +121,28 @@ class Progress:
 
 def retrying(work: Callable[[], T]) -> T:
     """Retry what S3's own retries do not cover: a body cut mid-stream, a bad checksum."""
+    retryable = retryable_errors()
     for attempt in range(ATTEMPTS):
         try:
             return work()
-        except (UserError, KeyboardInterrupt):
+        except UserError:
             raise
-        except Exception:
+        except retryable:
             if attempt == ATTEMPTS - 1:
                 raise
             time.sleep(0.2 * 2**attempt)
     raise AssertionError("unreachable")
+
+
+def retryable_errors() -> tuple[type[BaseException], ...]:
+    """Network and server failures, and content that arrived wrong; never a bug in our code."""
+    import http.client
+
+    import urllib3.exceptions
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return (BotoCoreError, ClientError, OSError, OperationFailed, http.client.HTTPException,
+            urllib3.exceptions.HTTPError)
 
 
 def copy_object(src: Any, dst: Any, bucket: str, info: ObjectInfo) -> None:

@@ -1,0 +1,1 @@
+"""Operations toolkit for one app running on several Supabase projects."""

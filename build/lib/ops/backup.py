@@ -1,0 +1,519 @@
+"""Local storage backups: incremental snapshots, retention, verification and restore.
+
+A backup is `<backup_dir>/<env>-<ref>/<UTC time>/<bucket>/<key>` plus `_backup_metadata.json`
+(the manifest: size, ETag, sha256 and headers of every object). It is built in a hidden
+`.partial-*` folder and renamed only when complete, so nothing incomplete looks like a
+backup. Objects unchanged since the previous backup are hard-linked from it, so each
+backup is complete by itself but costs only the changed bytes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ops import s3 as s3ops
+from ops.backup_paths import member, object_paths
+from ops.config import Config, Environment
+from ops.errors import OperationFailed, OpsError, UserError
+from ops.report import Result, Table, progress
+from ops.s3 import ObjectInfo
+from ops.safety import confirm_write
+from ops.stamps import stamp_order, unused_name
+from ops.storage import Failure, failure_report, retrying, run_parallel, select_buckets
+
+METADATA_FILE = "_backup_metadata.json"
+PARTIAL_PREFIX = ".partial-"
+LOCK_FILE = ".lock"
+SHRINK_LIMIT = 0.5  # a backup with less than half the previous one's objects or bytes never prunes
+HEADER_NAMES = {
+    "ContentType": "content_type",
+    "CacheControl": "cache_control",
+    "ContentDisposition": "content_disposition",
+    "ContentEncoding": "content_encoding",
+    "ContentLanguage": "content_language",
+}
+
+
+def env_folder(config: Config, env: Environment) -> Path:
+    return config.storage.backup_dir / f"{env.name}-{env.ref}"
+
+
+def complete_backups(folder: Path) -> list[Path]:
+    """Complete backups, oldest first: visible folders that hold a manifest."""
+    if not folder.is_dir():
+        return []
+    return sorted(
+        (p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / METADATA_FILE).is_file()),
+        key=stamp_order,
+    )
+
+
+def load_manifest(backup: Path) -> dict:
+    path = backup / METADATA_FILE
+    if not path.is_file():
+        raise UserError(f"{backup} is not a complete backup: it has no {METADATA_FILE}")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------- backup
+
+
+@dataclass
+class BackupResult:
+    env: str
+    path: str
+    objects: int = 0
+    bytes: int = 0
+    downloaded: int = 0
+    downloaded_bytes: int = 0
+    linked: int = 0
+    removed: list[str] = field(default_factory=list)
+    skipped_buckets: list[str] = field(default_factory=list)
+    kept_because: str = ""  # why retention deleted nothing
+    seconds: float = 0.0
+
+
+def backup_env(
+    config: Config,
+    env: Environment,
+    buckets: list[str],
+    keep: int,
+    *,
+    series: Path | None = None,
+    extras: Callable[[Path], dict[str, str]] | None = None,
+) -> BackupResult:
+    """Back up one environment's buckets into a new folder of `series` (default: its storage series).
+
+    `extras` may write more files into the backup before it is sealed; it returns their
+    paths (relative) with sha256, which the manifest records and verify-backup checks.
+    A backup of only some buckets is a series of its own, so it never counts against
+    (nor prunes) the full backups.
+    """
+    started = time.monotonic()
+    s3 = s3ops.client(env, max_pool=config.storage.jobs * 2)
+    folder = series or env_folder(config, env)
+    if set(buckets) != set(config.storage.buckets):
+        folder = folder.with_name(folder.name + "+" + "+".join(sorted(buckets)))
+    private_dir(folder)
+    with series_lock(folder, env):
+        return _backup_locked(config, env, s3, folder, buckets, keep, extras, started)
+
+
+def private_dir(folder: Path) -> None:
+    """Backups hold user files: every folder on the way is ours alone (whatever the umask)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
+    os.chmod(folder.parent, 0o700)
+
+
+@contextmanager
+def series_lock(folder: Path, env: Environment) -> Iterator[None]:
+    """One backup per series at a time: a second run is refused while the first holds the lock."""
+    handle = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"another backup of {env.name} is running (it holds {folder / LOCK_FILE}); "
+                            "wait for it to finish, then run this again") from None
+        # With the lock held no other run of this series is alive: its partial folders are orphans.
+        for stale in folder.glob(PARTIAL_PREFIX + "*"):
+            progress(f"removing an interrupted backup: {stale}")
+            shutil.rmtree(stale, ignore_errors=True)
+        yield
+    finally:
+        os.close(handle)  # closing releases the lock
+
+
+def _backup_locked(config: Config, env: Environment, s3: Any, folder: Path, buckets: list[str], keep: int,
+                   extras: Callable[[Path], dict[str, str]] | None, started: float) -> BackupResult:
+    history = complete_backups(folder)
+    previous = history[-1] if history else None
+    previous_metadata = load_manifest(previous) if previous else {}
+    previous_objects = _objects_by_bucket(previous_metadata)
+
+    final = folder / unused_name(folder, also=PARTIAL_PREFIX)
+    partial = folder / f"{PARTIAL_PREFIX}{final.name}"
+    partial.mkdir(mode=0o700)
+    result = BackupResult(env.name, str(final))
+    manifest: dict[str, dict] = {}
+    paths: dict[str, dict[str, str]] = {}
+    lock = threading.Lock()
+    try:
+        tasks = []
+        for bucket in buckets:
+            if not s3ops.bucket_exists(s3, bucket):
+                result.skipped_buckets.append(bucket)
+                continue
+            listing = s3ops.list_objects(s3, bucket)
+            manifest[bucket] = {}
+            paths[bucket] = object_paths(bucket, listing)
+            tasks += [(bucket, info) for info in listing.values()]
+
+        def save(bucket: str, info: ObjectInfo) -> None:
+            old = previous_objects.get(bucket, {}).get(info.key)
+            entry, linked = _save_object(s3, bucket, info, partial, paths[bucket][info.key], previous, old)
+            with lock:
+                manifest[bucket][info.key] = entry
+                result.linked += linked
+                result.downloaded += not linked
+                result.downloaded_bytes += 0 if linked else info.size
+
+        failures = run_parallel(tasks, save, config.storage.jobs, f"backed up ({env.name})")
+        if failures:
+            raise OperationFailed(failure_report(failures, f"backup of {env.name} incomplete; nothing was kept"))
+        artifacts = extras(partial) if extras else {}
+        result.objects = sum(len(objects) for objects in manifest.values())
+        result.bytes = sum(e["size"] for objects in manifest.values() for e in objects.values())
+        result.seconds = round(time.monotonic() - started, 3)
+        metadata = {
+            "time": datetime.now(UTC).isoformat(timespec="seconds"),
+            "env": env.name,
+            "ref": env.ref,
+            "duration_seconds": result.seconds,
+            "previous": previous.name if previous else None,
+            "buckets": {
+                bucket: {
+                    "objects": len(objects),
+                    "bytes": sum(e["size"] for e in objects.values()),
+                    "manifest": objects,
+                }
+                for bucket, objects in manifest.items()
+            },
+            "skipped_buckets": result.skipped_buckets,
+            "artifacts": artifacts,
+        }
+        write_private(partial / METADATA_FILE, json.dumps(metadata, indent=2, ensure_ascii=False) + "\n")
+        seal_private(partial)
+        partial.rename(final)
+    finally:
+        if partial.exists():
+            shutil.rmtree(partial, ignore_errors=True)
+    why_not = retention_blocked(result, previous_metadata)
+    if why_not:
+        result.kept_because = why_not
+        progress(f"{env.name}: old backups kept ({why_not})")
+    else:
+        result.removed = [str(p) for p in prune_backups(folder, keep, just_made=final)]
+    return result
+
+
+def retention_blocked(made: BackupResult, previous: dict) -> str:
+    """Why the backup just made must not cause older ones to be deleted ('' when it may)."""
+    if made.skipped_buckets:
+        return f"bucket(s) missing in {made.env}: {', '.join(made.skipped_buckets)}"
+    before_objects = sum(b.get("objects", 0) for b in previous.get("buckets", {}).values())
+    before_bytes = sum(b.get("bytes", 0) for b in previous.get("buckets", {}).values())
+    if before_objects and made.objects < before_objects * SHRINK_LIMIT:
+        return f"{made.objects} objects where the previous backup had {before_objects}"
+    if before_bytes and made.bytes < before_bytes * SHRINK_LIMIT:
+        return f"{made.bytes:,} bytes where the previous backup had {before_bytes:,}"
+    return ""
+
+
+def write_private(path: Path, text: str) -> None:
+    handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
+        out.write(text)
+
+
+def seal_private(folder: Path) -> None:
+    """Folders 0700 and files 0600 throughout, whatever wrote them (pg_dump, the umask)."""
+    os.chmod(folder, 0o700)
+    for root, dirs, files in os.walk(folder):
+        for name in dirs:
+            os.chmod(os.path.join(root, name), 0o700)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o600)
+
+
+def _objects_by_bucket(metadata: dict) -> dict[str, dict[str, dict]]:
+    return {bucket: data.get("manifest", {}) for bucket, data in metadata.get("buckets", {}).items()}
+
+
+def _save_object(
+    s3: Any, bucket: str, info: ObjectInfo, partial: Path, relative: str, previous: Path | None, old: dict | None
+) -> tuple[dict, bool]:
+    target = partial / relative
+    for parent in reversed(target.relative_to(partial).parents[:-1]):
+        try:
+            (partial / parent).mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+    if old and previous and old["size"] == info.size and old["etag"] == info.etag:
+        source = member(previous, old.get("path", ""), f"{METADATA_FILE} of {previous.name}")
+        if source.is_file():
+            os.link(source, target)  # fails if the path exists: never overwrites
+            return {**old, "path": relative}, True
+    # Created exclusively: a second key can never land on this file.
+    with open(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+
+        def fetch() -> s3ops.Download:
+            out.seek(0)
+            out.truncate()
+            return s3ops.download(s3, bucket, info.key, out, expected=info)
+
+        got = retrying(fetch)
+    entry = {
+        "path": relative,
+        "size": got.size,
+        "etag": info.etag,
+        "md5": got.md5,
+        "sha256": got.sha256,
+        "metadata": got.metadata,
+    }
+    entry.update({HEADER_NAMES[h]: v for h, v in got.headers.items()})
+    return entry, False
+
+
+def prune_backups(folder: Path, keep: int, just_made: Path) -> list[Path]:
+    backups = complete_backups(folder)
+    doomed = [p for p in backups[: max(0, len(backups) - keep)] if p != just_made]
+    for path in doomed:
+        shutil.rmtree(path)
+    return doomed
+
+
+@dataclass
+class BackupReport(Result):
+    backups: list[BackupResult]
+
+    def rows(self) -> Table:
+        return Table(
+            ["env", "objects", "bytes", "downloaded", "hard-linked", "old removed", "path"],
+            [[r.env, r.objects, r.bytes, r.downloaded, r.linked, len(r.removed), r.path] for r in self.backups],
+        )
+
+    def footer(self) -> str:
+        return "\n".join(f"{r.env}: no old backup removed ({r.kept_because})" for r in self.backups if r.kept_because)
+
+
+def backup_storage(config: Config, *, env: str | None, buckets: list[str] | None, keep: int | None) -> BackupReport:
+    keep = config.storage.keep if keep is None else keep
+    if keep < 1:
+        raise UserError("--keep must be at least 1 (the backup just made is always kept)")
+    chosen = select_buckets(config, buckets)
+    if env == "all":
+        envs = [e for e in config.environments.values() if e.storage_url]
+        if not envs:
+            raise UserError("no environment has a storage_url")
+    else:
+        envs = [config.env(env or config.workflows.prod)]
+    for each in envs:  # refuse before any download if a later environment lacks keys
+        s3ops.client(each)
+    return BackupReport([backup_env(config, each, chosen, keep) for each in envs])
+
+
+# ---------------------------------------------------------------- verify
+
+
+@dataclass
+class VerifyResult(Result):
+    path: str
+    checked: int = 0
+    missing: list[str] = field(default_factory=list)
+    corrupt: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.corrupt or self.extra)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "ok": self.ok}
+
+    def rows(self) -> Table:
+        return Table(
+            ["backup", self.path],
+            [
+                ["checked", self.checked],
+                ["missing", len(self.missing)],
+                ["corrupt", len(self.corrupt)],
+                ["extra", len(self.extra)],
+            ],
+        )
+
+    def footer(self) -> str:
+        problems = [f"{kind}: {item}" for kind in ("missing", "corrupt", "extra") for item in getattr(self, kind)]
+        return "\n".join(problems[:50])
+
+    def failure(self) -> OpsError | None:
+        return None if self.ok else OperationFailed(f"backup {self.path} does not match its manifest")
+
+
+def resolve_backup(config: Config, backup: str | None, env: str | None) -> Path:
+    if backup and backup != "latest":
+        path = Path(backup).resolve()
+        if not (path / METADATA_FILE).is_file():
+            raise UserError(f"{path} is not a complete backup (no {METADATA_FILE})")
+        return path
+    environment = config.env(env or config.workflows.prod)
+    series = [env_folder(config, environment), config.backup.dir / env_folder(config, environment).name]
+    backups = sorted((b for folder in series for b in complete_backups(folder)), key=stamp_order)
+    if not backups:
+        raise UserError(
+            f"no complete backup of {environment.name} in {env_folder(config, environment)}: "
+            f"run `inv backup-storage --env {environment.name}` first"
+        )
+    return backups[-1]
+
+
+def verify_backup(config: Config, *, backup: str | None, env: str | None) -> VerifyResult:
+    path = resolve_backup(config, backup, env)
+    metadata = load_manifest(path)
+    result = VerifyResult(str(path))
+    expected = set()
+    what = f"{METADATA_FILE} of {path.name}"
+    for bucket, objects in _objects_by_bucket(metadata).items():
+        for key, entry in objects.items():
+            file = member(path, entry.get("path", ""), what)
+            expected.add(file)
+            result.checked += 1
+            if not file.is_file():
+                result.missing.append(f"{bucket}/{key}")
+            elif file.stat().st_size != entry["size"] or file_digest(file) != entry["sha256"]:
+                result.corrupt.append(f"{bucket}/{key}")
+    for relative, digest in metadata.get("artifacts", {}).items():
+        file = member(path, relative, what)
+        expected.add(file)
+        result.checked += 1
+        if not file.is_file():
+            result.missing.append(relative)
+        elif file_digest(file) != digest:
+            result.corrupt.append(relative)
+    ignored = {path / METADATA_FILE}
+    result.extra = sorted(
+        str(p.relative_to(path)) for p in path.rglob("*") if p.is_file() and p not in expected and p not in ignored
+    )
+    return result
+
+
+# ---------------------------------------------------------------- restore
+
+
+@dataclass
+class RestoreResult(Result):
+    backup: str
+    target: str
+    dry_run: bool
+    buckets: list[dict] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.failures)
+
+    def rows(self) -> Table:
+        return Table(list(self.buckets[0]) if self.buckets else ["bucket"], [list(b.values()) for b in self.buckets])
+
+    def footer(self) -> str:
+        return f"from {self.backup}"
+
+    def failure(self) -> OpsError | None:
+        if not self.failures:
+            return None
+        rerun = f"inv restore-storage --to {self.target} --backup {self.backup}"
+        return OperationFailed(failure_report(self.failures, rerun=rerun))
+
+
+def restore_storage(
+    config: Config,
+    *,
+    target: str | None,
+    backup: str | None,
+    env: str | None,
+    buckets: list[str] | None,
+    dry_run: bool,
+    yes: bool,
+) -> RestoreResult:
+    started = time.monotonic()
+    if not target:
+        raise UserError("name the environment to restore into with --to ENV")
+    target_env = config.env(target)
+    # A backup goes back where it came from unless --env says, on purpose, whose backup it is.
+    source_env = config.env(env) if env else target_env
+    path = resolve_backup(config, backup, source_env.name)
+    metadata = load_manifest(path)
+    recorded = (metadata.get("env"), metadata.get("ref"))
+    if recorded[1] != source_env.ref:
+        hint = "" if env else f"; to restore another environment's backup into {target_env.name}, name it with --env"
+        raise UserError(f"{path} is a backup of {recorded[0]} ({recorded[1]}), not of {source_env.name} "
+                        f"({source_env.ref}){hint}. Nothing was restored.")
+    if source_env.name != target_env.name:
+        progress(f"restoring a backup of {source_env.name} ({source_env.ref}) into {target_env.name} "
+                 f"({target_env.ref})")
+    chosen = select_buckets(config, buckets)  # only the app's buckets, never whatever the manifest lists
+    objects = {b: objs for b, objs in _objects_by_bucket(metadata).items() if b in chosen}
+    files = {b: {key: member(path, entry.get("path", ""), f"{METADATA_FILE} of {path.name}")
+                 for key, entry in objs.items()} for b, objs in objects.items()}
+    if not dry_run:
+        confirm_write(target_env, yes=yes, action="restore storage objects into it")
+    s3 = s3ops.client(target_env, max_pool=config.storage.jobs * 2)
+    missing = [b for b in objects if not s3ops.bucket_exists(s3, b)]
+    if missing:
+        raise UserError(f"bucket(s) missing in {target_env.name}: {', '.join(missing)}; push migrations first")
+    result = RestoreResult(str(path), target_env.name, dry_run)
+    tasks = []
+    for bucket, entries in objects.items():
+        present = s3ops.list_objects(s3, bucket)
+        upload = [key for key, entry in entries.items() if not _restored(s3, bucket, present.get(key), entry)]
+        result.buckets.append(
+            {
+                "bucket": bucket,
+                "to upload" if dry_run else "uploaded": len(upload),
+                "identical": len(entries) - len(upload),
+                "bytes": sum(entries[k]["size"] for k in upload),
+            }
+        )
+        tasks += [(bucket, ObjectInfo(key, entries[key]["size"], entries[key]["etag"])) for key in upload]
+    if not dry_run:
+
+        def put(bucket: str, info: ObjectInfo) -> None:
+            entry = objects[bucket][info.key]
+            retrying(lambda: _upload_file(s3, bucket, info.key, files[bucket][info.key], entry))
+
+        result.failures = run_parallel(tasks, put, config.storage.jobs, f"restored ({target_env.name})")
+        failed: dict[str, int] = {}
+        for failure in result.failures:
+            failed[failure.bucket] = failed.get(failure.bucket, 0) + 1
+        for row in result.buckets:
+            row["failed"] = failed.get(row["bucket"], 0)
+            row["uploaded"] -= row["failed"]
+    result.seconds = round(time.monotonic() - started, 3)
+    return result
+
+
+def _restored(s3: Any, bucket: str, present: ObjectInfo | None, entry: dict) -> bool:
+    if present is None or present.size != entry["size"]:
+        return False
+    return s3ops.content_md5(s3, bucket, present) == entry["md5"]
+
+
+def _upload_file(s3: Any, bucket: str, key: str, file: Path, entry: dict) -> None:
+    if file_digest(file) != entry["sha256"]:
+        raise OperationFailed(f"{file} does not match its manifest: run inv verify-backup")
+    headers = {header: entry[name] for header, name in HEADER_NAMES.items() if entry.get(name)}
+    got = s3ops.Download(entry["size"], entry["md5"], entry["sha256"], headers, entry.get("metadata", {}))
+    with file.open("rb") as handle:
+        s3ops.upload(s3, bucket, key, handle, got)

@@ -1,0 +1,368 @@
+"""Load `environments.ini`: environments, typed settings per section, and secrets from the environment.
+
+Every section has a fixed set of keys; an unknown key (a typo) is refused with the list of
+known ones, so a misspelt setting never silently falls back to a default. The file never
+holds a secret: passwords and keys come from `OPS_<ENV>_*` variables.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from ops.errors import UserError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ENV_KEYS = {"ref", "branch", "frontend", "db_url", "storage_url", "storage_region", "protected"}
+SETTINGS_KEYS: dict[str, set[str]] = {
+    "project": {"supabase_dir"},
+    "sync-data": {"export_dir", "safe_tables", "blocked_tables"},  # plus key.<table>
+    "storage": {"buckets", "backup_dir", "keep", "jobs"},
+    "migrations": {"all_order", "test_first"},
+    "functions": {"jobs"},
+    "backup": {"dir", "schemas"},
+    "lovable": {"remote", "branch", "paths", "ours"},
+    "workflows": {"prod", "preprod", "sandbox", "sandbox_buckets"},
+}
+SECRET_KEY_PATTERN = re.compile(r"password|passwd|secret|token|access_key|api_key|(^|_)key_id", re.I)
+SECRET_VALUE_PATTERN = re.compile(r"sbp_[0-9a-f]{40}|eyJ[A-Za-z0-9_-]{20,}")
+CONNINFO_SECRETS = ("password", "sslpassword")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Environment:
+    name: str
+    ref: str = ""
+    branch: str = ""
+    frontend: str = ""
+    db_url: str = ""
+    storage_url: str = ""
+    storage_region: str = "us-east-1"
+    protected: bool = False
+
+    @property
+    def secret_prefix(self) -> str:
+        return "OPS_" + self.name.upper().replace("-", "_")
+
+    @property
+    def db_password_var(self) -> str:
+        return f"{self.secret_prefix}_DB_PASSWORD"
+
+    @property
+    def s3_key_id_var(self) -> str:
+        return f"{self.secret_prefix}_S3_ACCESS_KEY_ID"
+
+    @property
+    def s3_secret_var(self) -> str:
+        return f"{self.secret_prefix}_S3_SECRET_ACCESS_KEY"
+
+    def secret(self, var: str) -> str | None:
+        return os.environ.get(var) or None
+
+    def require_db(self) -> str:
+        if not self.db_url:
+            raise UserError(f"environment '{self.name}' has no db_url: add one to its section")
+        return self.db_url
+
+    def require_storage(self) -> str:
+        if not self.storage_url:
+            raise UserError(f"environment '{self.name}' has no storage_url: add one to its section")
+        return self.storage_url
+
+
+@dataclass(frozen=True)
+class SyncDataSettings:
+    safe_tables: list[str]
+    blocked_tables: list[str]
+    export_dir: Path
+    natural_keys: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    buckets: list[str]
+    backup_dir: Path
+    keep: int = 5
+    jobs: int = 4
+
+
+@dataclass(frozen=True)
+class MigrationSettings:
+    all_order: list[str]
+    test_first: dict[str, str]  # env -> the env that must have every migration first
+
+
+@dataclass(frozen=True)
+class BackupSettings:
+    dir: Path
+    schemas: list[str]  # what pg_dump dumps: the app's schemas (the platform's are not ours to read)
+
+
+@dataclass(frozen=True)
+class LovableSettings:
+    remote: str = ""
+    branch: str = ""
+    paths: list[str] = field(default_factory=list)
+    ours: str = "main"
+
+
+@dataclass(frozen=True)
+class WorkflowSettings:
+    """The names the workflows use when none is given on the command line."""
+
+    prod: str = "prod"
+    preprod: str = "preprod"
+    sandbox: str = "sandbox"
+    sandbox_buckets: list[str] = field(default_factory=lambda: ["program-logos", "email-assets"])
+
+    @property
+    def defaults(self) -> list[str]:
+        return [self.prod, self.preprod, self.sandbox]
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    environments: dict[str, Environment]
+    supabase_dir: Path
+    sync_data: SyncDataSettings
+    storage: StorageSettings
+    migrations: MigrationSettings
+    functions_jobs: int
+    backup: BackupSettings
+    lovable: LovableSettings
+    workflows: WorkflowSettings
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    def env(self, name: str | None) -> Environment:
+        if not name:
+            raise UserError(f"name an environment; known: {', '.join(self.environments)}")
+        if name not in self.environments:
+            raise UserError(
+                f"unknown environment '{name}'; known: {', '.join(self.environments)} "
+                f"(sections of {self.path})"
+            )
+        return self.environments[name]
+
+    def default_envs(self) -> list[str]:
+        """The workflow environments that exist here, else every environment."""
+        return [n for n in self.workflows.defaults if n in self.environments] or list(self.environments)
+
+
+def split_list(value: str) -> list[str]:
+    """Lists in the file and on the command line: spaces, commas or newlines."""
+    return [item for item in re.split(r"[\s,]+", value) if item]
+
+
+def config_path() -> Path:
+    return Path(os.environ.get("OPS_ENVIRONMENTS") or REPO_ROOT / "environments.ini").resolve()
+
+
+class _Reader:
+    """Typed reads of one file, with errors that name the file, section and key."""
+
+    def __init__(self, parser: configparser.ConfigParser, path: Path) -> None:
+        self.parser, self.path = parser, path
+
+    def text(self, section: str, key: str, default: str = "") -> str:
+        return self.parser.get(section, key, fallback=default).strip()
+
+    def list(self, section: str, key: str, default: list[str]) -> list[str]:
+        value = self.parser.get(section, key, fallback=None)
+        return split_list(value) if value is not None else list(default)
+
+    def path_(self, section: str, key: str, default: str) -> Path:
+        return (self.path.parent / self.text(section, key, default)).resolve()
+
+    def _typed(self, section: str, key: str, default: T, convert: Callable[[str, str], T], what: str) -> T:
+        try:
+            return convert(section, key) if self.parser.has_option(section, key) else default
+        except ValueError:
+            raise UserError(f"{self.path}: [{section}] {key} must be {what}") from None
+
+    def integer(self, section: str, key: str, default: int) -> int:
+        return self._typed(section, key, default, self.parser.getint, "a whole number")
+
+    def boolean(self, section: str, key: str, default: bool) -> bool:
+        return self._typed(section, key, default, self.parser.getboolean, "true or false")
+
+
+def load(path: Path | str | None = None) -> Config:
+    path = Path(path).resolve() if path else config_path()
+    if not path.is_file():
+        raise UserError(f"environments file not found: {path} (set OPS_ENVIRONMENTS or create it)")
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(path, encoding="utf-8")
+    except configparser.Error as error:
+        raise UserError(f"{path} is malformed: {error.message.splitlines()[0]}") from None
+    _refuse_secrets(parser, path)  # first: a password under a made-up key is a secret, not a typo
+    _refuse_unknown_keys(parser, path)
+    read = _Reader(parser, path)
+
+    environments = {}
+    for name in parser.sections():
+        if name in SETTINGS_KEYS:
+            continue
+        environments[name] = Environment(
+            name=name,
+            ref=read.text(name, "ref"),
+            branch=read.text(name, "branch"),
+            frontend=read.text(name, "frontend"),
+            db_url=read.text(name, "db_url"),
+            storage_url=read.text(name, "storage_url"),
+            storage_region=read.text(name, "storage_region", "us-east-1"),
+            protected=read.boolean(name, "protected", False),
+        )
+
+    for environment in environments.values():
+        _check_refs(environment, path)
+    sync = dict(parser["sync-data"]) if parser.has_section("sync-data") else {}
+    return Config(
+        path=path,
+        environments=environments,
+        supabase_dir=read.path_("project", "supabase_dir", "supabase"),
+        sync_data=SyncDataSettings(
+            safe_tables=read.list("sync-data", "safe_tables", []),
+            blocked_tables=read.list("sync-data", "blocked_tables", []),
+            export_dir=read.path_("sync-data", "export_dir", "tmp/data-sync"),
+            natural_keys={k.removeprefix("key."): split_list(v) for k, v in sync.items() if k.startswith("key.")},
+        ),
+        storage=StorageSettings(
+            buckets=read.list("storage", "buckets", []),
+            backup_dir=read.path_("storage", "backup_dir", "backups/storage"),
+            keep=read.integer("storage", "keep", 5),
+            jobs=read.integer("storage", "jobs", 4),
+        ),
+        migrations=MigrationSettings(
+            all_order=read.list("migrations", "all_order", ["preprod", "prod", "sandbox"]),
+            test_first=_pairs(read.text("migrations", "test_first", "prod:preprod"), path),
+        ),
+        functions_jobs=read.integer("functions", "jobs", 4),
+        backup=BackupSettings(dir=read.path_("backup", "dir", "backups/full"),
+                              schemas=read.list("backup", "schemas", ["public"])),
+        lovable=LovableSettings(
+            remote=read.text("lovable", "remote"),
+            branch=read.text("lovable", "branch"),
+            paths=read.list("lovable", "paths", []),
+            ours=read.text("lovable", "ours", "main"),
+        ),
+        workflows=WorkflowSettings(
+            prod=read.text("workflows", "prod", "prod"),
+            preprod=read.text("workflows", "preprod", "preprod"),
+            sandbox=read.text("workflows", "sandbox", "sandbox"),
+            sandbox_buckets=read.list("workflows", "sandbox_buckets", ["program-logos", "email-assets"]),
+        ),
+    )
+
+
+def _pairs(value: str, path: Path) -> dict[str, str]:
+    pairs = {}
+    for item in split_list(value):
+        target, _, first = item.partition(":")
+        if not first:
+            raise UserError(f"{path}: [migrations] test_first takes env:tested_first pairs, e.g. prod:preprod")
+        pairs[target] = first
+    return pairs
+
+
+def _refuse_unknown_keys(parser: configparser.ConfigParser, path: Path) -> None:
+    for section in parser.sections():
+        known = SETTINGS_KEYS.get(section, ENV_KEYS)
+        unknown = sorted(k for k in parser[section] if k not in known
+                         and not (section == "sync-data" and k.startswith("key.")))
+        if unknown:
+            extra = " and key.<table>" if section == "sync-data" else ""
+            raise UserError(f"{path}: [{section}] has unknown keys {', '.join(unknown)}; "
+                            f"known: {', '.join(sorted(known))}{extra}")
+
+
+def _refuse_secrets(parser: configparser.ConfigParser, path: Path) -> None:
+    for section in parser.sections():
+        prefix = f"OPS_{section.upper().replace('-', '_')}"
+        for key, value in parser[section].items():
+            if key.startswith("key."):
+                continue  # natural keys of tables, not credentials
+            if SECRET_KEY_PATTERN.search(key) and value.strip():
+                raise UserError(
+                    f"{path}: [{section}] {key} holds a secret; remove it and set it in the "
+                    f"environment instead (e.g. {prefix}_DB_PASSWORD)"
+                )
+            if key == "db_url" and value.strip():
+                found = conninfo_secrets(value.strip(), path, section)
+                if found:
+                    raise UserError(
+                        f"{path}: [{section}] db_url carries a {found}; remove it and set "
+                        f"{prefix}_DB_PASSWORD instead (the file must hold no secret)"
+                    )
+            if SECRET_VALUE_PATTERN.search(value) or _url_has_password(value):
+                variable = f"{prefix}_S3_ACCESS_KEY_ID and {prefix}_S3_SECRET_ACCESS_KEY" if key == "storage_url" \
+                    else f"{prefix}_*"
+                raise UserError(
+                    f"{path}: [{section}] {key} contains a password, key or token; keep the file "
+                    f"free of secrets and set {variable} instead"
+                )
+
+
+HOSTED_DB_HOST = re.compile(r"db\.([a-z0-9]+)\.supabase\.co$")
+HOSTED_POOLER_USER = re.compile(r"[^.]+\.([a-z0-9]+)$")
+HOSTED_STORAGE_HOST = re.compile(r"([a-z0-9]+)(?:\.storage)?\.supabase\.co$")
+
+
+def hosted_refs(env: Environment) -> dict[str, str]:
+    """The project refs an environment's hosted URLs point at (direct host, pooler user, storage host)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    found: dict[str, str] = {}
+    if env.db_url:
+        params = conninfo_to_dict(env.db_url)
+        host, user = str(params.get("host") or ""), str(params.get("user") or "")
+        if match := HOSTED_DB_HOST.match(host):
+            found["db_url host"] = match[1]
+        elif host.endswith(".pooler.supabase.com") and (match := HOSTED_POOLER_USER.match(user)):
+            found["db_url user"] = match[1]
+    if env.storage_url:
+        host = urlsplit(env.storage_url).hostname or ""
+        if match := HOSTED_STORAGE_HOST.match(host):
+            found["storage_url host"] = match[1]
+    return found
+
+
+def _check_refs(env: Environment, path: Path) -> None:
+    """A section pointing at another project (a copy-paste away from writing prod) is refused."""
+    for where, ref in hosted_refs(env).items():
+        if ref != env.ref:
+            raise UserError(f"{path}: [{env.name}] {where} points at project {ref}, but its ref is "
+                            f"{env.ref or '(none)'}; fix the section so both name the same project")
+
+
+def conninfo_secrets(db_url: str, path: Path, section: str) -> str:
+    """Which secret a libpq connection string carries ('' if none), read by libpq's own parser."""
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        params = conninfo_to_dict(db_url)
+    except ProgrammingError:
+        raise UserError(f"{path}: [{section}] db_url is not a valid PostgreSQL connection string") from None
+    return next((name for name in CONNINFO_SECRETS if params.get(name)), "")
+
+
+def _url_has_password(value: str) -> bool:
+    if "://" not in value:
+        return False
+    try:
+        parts = urlsplit(value.strip())
+        return parts.password is not None or (parts.scheme.startswith("http") and parts.username is not None)
+    except ValueError:
+        return False

@@ -1,0 +1,29 @@
+"""The two kinds of failure every task reports, each with its exit code."""
+
+
+class OpsError(Exception):
+    exit_code = 1
+
+
+class UserError(OpsError):
+    """Refused before anything changed: bad input, bad config or a safety rule (exit 2)."""
+
+    exit_code = 2
+
+
+class OperationFailed(OpsError):
+    """An operation started and failed; the message says what was and was not done (exit 1)."""
+
+    exit_code = 1
+
+
+def first_line(error: BaseException) -> str:
+    """An exception's first line, for one-line reports; its type name when it has no text."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def last_line(text: str, default: str) -> str:
+    """The last non-empty line a child process printed (where CLIs put the reason)."""
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else default

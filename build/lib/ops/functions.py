@@ -1,0 +1,212 @@
+"""Edge functions: which exist, which changed since a git ref, and deploying them exactly.
+
+Deploying: one bulk CLI call deploys everything in parallel (`--jobs`). CLI 2.117.0 then
+exits 1 without naming what failed, so only after a failed bulk call do we compare the
+project's function versions with those from before and redeploy the few that did not
+move, one CLI call each: fast when all goes well, exact when it does not.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ops import supabase_cli
+from ops.childenv import child_env
+from ops.config import Config, Environment
+from ops.errors import OperationFailed, OpsError, UserError, last_line
+from ops.report import Result, Table, progress
+from ops.safety import confirm_write
+from ops.supabase_cli import cli_workdir
+
+FUNCTION_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+RELATIVE_IMPORT = re.compile(
+    r"""(?:\bfrom\s*|\bimport\s*\(?\s*|\bexport\s*\*\s*from\s*)["'](\.{1,2}/[^"']+)["']"""
+)
+
+
+def functions_dir(config: Config) -> Path:
+    return config.supabase_dir / "functions"
+
+
+def local_functions(config: Config) -> list[str]:
+    """Subfolders named like a function that hold an index.ts (the CLI's own rule)."""
+    folder = functions_dir(config)
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir()
+                  if p.is_dir() and FUNCTION_NAME.match(p.name) and (p / "index.ts").is_file())
+
+
+def imported_files(entry: Path, root: Path) -> set[Path]:
+    """Every file reachable from `entry` through relative imports, staying under `root`."""
+    seen: set[Path] = set()
+    todo = [entry.resolve()]
+    while todo:
+        path = todo.pop()
+        if path in seen or not path.is_file():
+            continue
+        seen.add(path)
+        text = path.read_text(encoding="utf-8", errors="replace")
+        for target in RELATIVE_IMPORT.findall(text):
+            resolved = (path.parent / target).resolve()
+            if resolved.is_relative_to(root.resolve()):
+                todo.append(resolved)
+    return seen
+
+
+def changed_files(config: Config, since: str) -> set[Path]:
+    """Files under supabase/functions changed since a git ref, including uncommitted and new ones."""
+    folder = functions_dir(config)
+
+    def git(*args: str, cwd: Path = config.supabase_dir.parent) -> list[str]:
+        result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, env=child_env("git"))
+        if result.returncode != 0:
+            last = last_line(result.stderr, "not a git repository?")
+            raise UserError(f"--changed-since {since}: git {args[0]} failed: {last}")
+        return [line for line in result.stdout.splitlines() if line]
+
+    try:
+        git("rev-parse", "--verify", "--quiet", f"{since}^{{commit}}")
+    except UserError:
+        raise UserError(f"--changed-since: '{since}' is not a commit git knows") from None
+    top = Path(git("rev-parse", "--show-toplevel")[0])
+    names = git("diff", "--name-only", since, "--", str(folder), cwd=top)
+    names += git("ls-files", "--others", "--exclude-standard", "--", str(folder), cwd=top)
+    return {(top / name).resolve() for name in names}
+
+
+def changed_functions(config: Config, since: str) -> list[str]:
+    changed = changed_files(config, since)
+    folder = functions_dir(config).resolve()
+    affected = []
+    for name in local_functions(config):
+        own = folder / name
+        reach = imported_files(own / "index.ts", folder)
+        if any(path.is_relative_to(own) for path in changed) or reach & changed:
+            affected.append(name)
+    return affected
+
+
+def select_functions(config: Config, only: list[str] | None, changed_since: str | None) -> list[str]:
+    available = local_functions(config)
+    if only and changed_since:
+        raise UserError("use either --only or --changed-since, not both")
+    if only:
+        unknown = [name for name in only if name not in available]
+        if unknown:
+            raise UserError(
+                f"no such function(s): {', '.join(unknown)} (functions are folders of {functions_dir(config)} "
+                "with an index.ts)"
+            )
+        return list(dict.fromkeys(only))
+    if changed_since:
+        return changed_functions(config, changed_since)
+    return available
+
+
+# ---------------------------------------------------------------- deploy
+
+@dataclass
+class DeployResult(Result):
+    env: str
+    ref: str
+    functions: list[str]
+    dry_run: bool = False
+    deployed: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    retried: list[str] = field(default_factory=list)
+    rerun: str = ""
+    cli_calls: int = 0
+
+    def rows(self) -> Table:
+        if self.dry_run:
+            return Table(["function", f"{self.env} ({self.ref})"], [[name, "would deploy"] for name in self.functions])
+        return Table(["function", f"{self.env} ({self.ref})"],
+                     [[name, "failed" if name in self.failed else "deployed (retried)" if name in self.retried
+                       else "deployed"] for name in self.functions])
+
+    def footer(self) -> str:
+        return f"{len(self.functions)} function(s)" if self.functions else "nothing to deploy"
+
+    def failure(self) -> OpsError | None:
+        if not self.failed:
+            return None
+        return OperationFailed(f"{len(self.failed)} function(s) failed: {', '.join(self.failed)}\nre-run: {self.rerun}")
+
+
+def deploy_args(names: list[str], ref: str, jobs: int) -> list[str]:
+    # The functions handle auth themselves (reference card): always --no-verify-jwt.
+    return ["functions", "deploy", *names, "--project-ref", ref, "--no-verify-jwt", "--use-api", "--jobs", str(jobs)]
+
+
+def remote_versions(config: Config, env: Environment) -> dict[str, int] | None:
+    """slug -> version as the project reports them, or None when the list cannot be read."""
+    result = supabase_cli.run(["functions", "list", "--project-ref", env.ref, "-o", "json"],
+                              workdir=cli_workdir(config))
+    if not result.ok:
+        return None
+    try:
+        return {f["slug"]: int(f.get("version") or 0) for f in json.loads(result.stdout)}
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def deploy_functions(config: Config, *, env: str | None, only: list[str] | None = None,
+                     changed_since: str | None = None, dry_run: bool = False, jobs: int | None = None,
+                     yes: bool = False) -> DeployResult:
+    environment = config.env(env or config.workflows.prod)
+    if not environment.ref:
+        raise UserError(f"environment '{environment.name}' has no ref: add the project ref to its section")
+    names = select_functions(config, only, changed_since)
+    jobs = config.functions_jobs if jobs is None else jobs
+    if jobs < 1:
+        raise UserError("--jobs must be at least 1")
+    result = DeployResult(environment.name, environment.ref, names, dry_run=dry_run)
+    if dry_run or not names:
+        return result
+    confirm_write(environment, yes=yes, action=f"deploy {len(names)} function(s)")
+    workdir = cli_workdir(config)
+    before = remote_versions(config, environment)
+    result.cli_calls += 1
+    started = set()
+    lock = threading.Lock()
+
+    def show(line: str) -> None:
+        if line.startswith("Deploying Function:"):
+            with lock:
+                started.add(line.split(":", 1)[1].strip())
+                progress(f"deploying {len(started)}/{len(names)}: {line.split(':', 1)[1].strip()}")
+
+    bulk = supabase_cli.run(deploy_args(names, environment.ref, jobs), workdir=workdir, on_line=show)
+    result.cli_calls += 1
+    if bulk.ok:
+        result.deployed = list(names)
+        return result
+    # Pin down the failures: what did not get a new version is redeployed one by one.
+    after = remote_versions(config, environment)
+    result.cli_calls += 1
+    if before is None or after is None:
+        suspects = list(names)
+    else:
+        suspects = [n for n in names if after.get(n, 0) <= before.get(n, 0)]
+    result.deployed = [n for n in names if n not in suspects]
+    progress(f"bulk deploy failed; retrying {len(suspects)} function(s) one by one to find which")
+
+    def single(name: str) -> tuple[str, bool]:
+        return name, supabase_cli.run(deploy_args([name], environment.ref, 1), workdir=workdir).ok
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        for name, ok in pool.map(single, suspects):
+            result.cli_calls += 1
+            (result.retried if ok else result.failed).append(name)
+    result.deployed += result.retried
+    if result.failed:
+        result.rerun = f"inv deploy-functions --env {environment.name} --only {','.join(result.failed)}"
+    return result
+

@@ -1,0 +1,143 @@
+"""What a database says about its tables: columns, keys, foreign keys and sequences."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import psycopg
+
+JSON_TYPES = {"json", "jsonb"}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    is_json: bool = False
+    generated: bool = False
+    identity_always: bool = False
+    sequence: str | None = None
+
+
+@dataclass
+class Table:
+    schema: str
+    name: str
+    columns: list[Column]
+    primary_key: list[str]
+    unique_keys: list[list[str]] = field(default_factory=list)
+    parents: set[str] = field(default_factory=set)
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def writable(self) -> list[Column]:
+        return [c for c in self.columns if not c.generated]
+
+    def column(self, name: str) -> Column:
+        """The named column (callers pass names read from this table, so a miss is a bug)."""
+        found = next((c for c in self.columns if c.name == name), None)
+        if found is None:
+            raise KeyError(f"{self.qualified} has no column {name}")
+        return found
+
+    @property
+    def self_referencing(self) -> bool:
+        return self.qualified in self.parents
+
+
+def ident(name: str) -> str:
+    """A quoted SQL identifier: every name we interpolate goes through here."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def qident(table: Table) -> str:
+    return f"{ident(table.schema)}.{ident(table.name)}"
+
+
+def literal(text: str) -> str:
+    """A SQL string literal (standard_conforming_strings is on since PostgreSQL 9.1)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def split_name(name: str) -> tuple[str, str]:
+    schema, _, table = name.rpartition(".")
+    return schema or "public", table
+
+
+def qualify(name: str) -> str:
+    return "{}.{}".format(*split_name(name))
+
+
+def describe(conn: psycopg.Connection, name: str) -> Table | None:
+    """Describe one table, or None when it does not exist."""
+    schema, table = split_name(name)
+    row = conn.execute(
+        "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')",
+        (schema, table),
+    ).fetchone()
+    if row is None:
+        return None
+    oid = row[0]
+    columns = [
+        Column(name, type_, base in JSON_TYPES, generated, identity == "a", sequence)
+        for name, type_, base, generated, identity, sequence in conn.execute(
+            """
+            SELECT a.attname, format_type(a.atttypid, a.atttypmod),
+                   coalesce(bt.typname, t.typname), a.attgenerated <> '', a.attidentity,
+                   pg_get_serial_sequence(format('%%I.%%I', %s::text, %s::text), a.attname)
+            FROM pg_attribute a
+            JOIN pg_type t ON t.oid = a.atttypid
+            LEFT JOIN pg_type bt ON bt.oid = t.typbasetype AND t.typtype = 'd'
+            WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
+            ORDER BY a.attnum
+            """,
+            (schema, table, oid),
+        )
+    ]
+    keys = conn.execute(
+        """
+        SELECT i.indisprimary,
+               array(SELECT a.attname FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, pos)
+                     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+                     ORDER BY k.pos)
+        FROM pg_index i
+        WHERE i.indrelid = %s AND i.indisunique AND i.indpred IS NULL AND 0 <> ALL (i.indkey::int2[])
+        """,
+        (oid,),
+    ).fetchall()
+    parents = {
+        f"{schema_}.{table_}"
+        for schema_, table_ in conn.execute(
+            "SELECT n.nspname, c.relname FROM pg_constraint f "
+            "JOIN pg_class c ON c.oid = f.confrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE f.conrelid = %s AND f.contype = 'f'",
+            (oid,),
+        )
+    }
+    primary: list[str] = next((cols for is_primary, cols in keys if is_primary), [])
+    return Table(schema, table, columns, primary, [cols for _, cols in keys], parents)
+
+
+def parents_first(tables: list[Table]) -> list[Table]:
+    """Order tables so every referenced table comes before the tables that reference it.
+
+    Only foreign keys within the given set count; ties keep the given order. Cycles
+    (other than a table referencing itself) keep the given order for their members.
+    """
+    remaining = {t.qualified: t for t in tables}
+    ordered: list[Table] = []
+    while remaining:
+        ready = [
+            t for t in remaining.values()
+            if not (t.parents - {t.qualified}) & remaining.keys()
+        ] or list(remaining.values())[:1]
+        for table in ready:
+            ordered.append(table)
+            del remaining[table.qualified]
+    return ordered

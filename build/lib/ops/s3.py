@@ -1,0 +1,168 @@
+"""S3 access to an environment's storage: clients, listings, and content hashes of objects."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
+
+from ops.config import Environment
+from ops.errors import OperationFailed, UserError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+MULTIPART_THRESHOLD = 64 << 20
+PART_SIZE = 16 << 20
+READ_CHUNK = 1 << 20
+MD5_METADATA = "md5chksum"  # rclone's convention for the MD5 of a multipart upload
+COPIED_HEADERS = ("ContentType", "CacheControl", "ContentDisposition", "ContentEncoding", "ContentLanguage")
+
+
+def client(env: Environment, *, max_pool: int = 16) -> S3Client:
+    import boto3
+    from botocore.config import Config
+
+    url = env.require_storage()
+    key_id, secret = env.secret(env.s3_key_id_var), env.secret(env.s3_secret_var)
+    missing = [var for var, value in ((env.s3_key_id_var, key_id), (env.s3_secret_var, secret)) if not value]
+    if missing:
+        raise UserError(f"{env.name}: storage needs S3 keys: set {' and '.join(missing)}")
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=url,
+        region_name=env.storage_region or "us-east-1",
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
+        config=Config(
+            s3={"addressing_style": "path"},
+            # Supabase's S3 endpoint rejects Content-MD5 and the newer default checksums.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            retries={"max_attempts": 8, "mode": "standard"},
+            connect_timeout=10,
+            read_timeout=60,
+            max_pool_connections=max_pool,
+            tcp_keepalive=True,
+            parameter_validation=False,  # our calls are fixed; validation costs CPU on every request
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    etag: str
+
+    @property
+    def simple_md5(self) -> str | None:
+        """The MD5 of the content when the ETag is one (not a multipart ETag like `abc-3`)."""
+        return self.etag if len(self.etag) == 32 and "-" not in self.etag else None
+
+
+def clean_etag(etag: str) -> str:
+    return etag.strip().strip('"').lower()
+
+
+def bucket_exists(s3: S3Client, bucket: str) -> bool:
+    from botocore.exceptions import ClientError
+
+    try:
+        s3.head_bucket(Bucket=bucket)
+        return True
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket", "NotFound"):
+            return False
+        raise
+
+
+def list_objects(s3: S3Client, bucket: str) -> dict[str, ObjectInfo]:
+    objects = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for item in page.get("Contents", []):
+            objects[item["Key"]] = ObjectInfo(item["Key"], item["Size"], clean_etag(item["ETag"]))
+    return objects
+
+
+def metadata_md5(metadata: dict[str, str]) -> str | None:
+    for key, value in metadata.items():
+        if key.lower() == MD5_METADATA:
+            try:
+                return base64.b64decode(value).hex()
+            except ValueError:
+                return None
+    return None
+
+
+def content_md5(s3: S3Client, bucket: str, info: ObjectInfo, *, read_body: bool = True) -> str | None:
+    """The object's MD5: its ETag, else the md5 recorded at upload, else (read_body) by reading it."""
+    if info.simple_md5:
+        return info.simple_md5
+    head = s3.head_object(Bucket=bucket, Key=info.key)
+    recorded = metadata_md5(head.get("Metadata", {}))
+    if recorded or not read_body:
+        return recorded
+    body = s3.get_object(Bucket=bucket, Key=info.key)["Body"]
+    digest = hashlib.md5()
+    for chunk in iter(lambda: body.read(READ_CHUNK), b""):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class Download:
+    size: int
+    md5: str
+    sha256: str
+    headers: dict[str, Any]
+    metadata: dict[str, str]
+
+
+def download(s3: S3Client, bucket: str, key: str, out: BinaryIO, expected: ObjectInfo | None = None, *,
+             sha256: bool = True) -> Download:
+    """Stream an object into `out`, hashing it, and check it arrived whole (sha256 for backups only)."""
+    response = s3.get_object(Bucket=bucket, Key=key)
+    body = response["Body"]
+    md5, size = hashlib.md5(), 0
+    digest = hashlib.sha256() if sha256 else None
+    for chunk in iter(lambda: body.read(READ_CHUNK), b""):
+        out.write(chunk)
+        md5.update(chunk)
+        if digest:
+            digest.update(chunk)
+        size += len(chunk)
+    got = Download(
+        size, md5.hexdigest(), digest.hexdigest() if digest else "",
+        {h: value for h in COPIED_HEADERS if (value := cast(dict[str, Any], response).get(h))},
+        {k: v for k, v in response.get("Metadata", {}).items() if k.lower() != MD5_METADATA},
+    )
+    length = response.get("ContentLength")
+    want_md5 = clean_etag(response.get("ETag", ""))
+    if (length is not None and size != length) or (expected and size != expected.size):
+        raise OperationFailed(f"{bucket}/{key}: truncated download ({size} of {length} bytes)")
+    if len(want_md5) == 32 and "-" not in want_md5 and want_md5 != got.md5:
+        raise OperationFailed(f"{bucket}/{key}: downloaded content does not match its ETag")
+    return got
+
+
+def upload(s3: S3Client, bucket: str, key: str, source: BinaryIO, got: Download) -> None:
+    """Upload content whose MD5 we know; multipart uploads record it like rclone does."""
+    from boto3.s3.transfer import TransferConfig
+
+    extra: dict[str, Any] = dict(got.headers)
+    metadata = dict(got.metadata)
+    if got.size >= MULTIPART_THRESHOLD:
+        metadata[MD5_METADATA] = base64.b64encode(bytes.fromhex(got.md5)).decode()
+    extra["Metadata"] = metadata
+    source.seek(0)
+    if got.size < MULTIPART_THRESHOLD:
+        response = s3.put_object(Bucket=bucket, Key=key, Body=source, **extra)
+        etag = clean_etag(response.get("ETag", ""))
+        if len(etag) == 32 and etag != got.md5:
+            raise OperationFailed(f"{bucket}/{key}: the server stored different content than was sent")
+        return
+    config = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=PART_SIZE,
+                            use_threads=False)
+    s3.upload_fileobj(source, bucket, key, ExtraArgs=extra, Config=config)

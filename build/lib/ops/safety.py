@@ -1,0 +1,27 @@
+"""Guards that run before anything changes: protected environments and distinct endpoints."""
+
+from __future__ import annotations
+
+import sys
+
+from ops.config import Environment
+from ops.errors import UserError
+
+
+def confirm_write(env: Environment, *, yes: bool, action: str) -> None:
+    """Ask the user to type a protected environment's name before writing to it."""
+    if not env.protected or yes:
+        return
+    if not sys.stdin.isatty():
+        raise UserError(
+            f"'{env.name}' is protected and there is no terminal to confirm {action}: "
+            "pass --yes to confirm"
+        )
+    answer = input(f"'{env.name}' is protected. Type its name to {action}: ").strip()
+    if answer != env.name:
+        raise UserError(f"not confirmed ('{answer}' is not '{env.name}'); nothing was changed")
+
+
+def distinct(source: Environment, target: Environment) -> None:
+    if source.name == target.name:
+        raise UserError(f"--from and --to are both '{source.name}': name two different environments")

@@ -1,0 +1,88 @@
+"""What `inv backup` adds to a storage backup: config export, database dump, secret names, code commit."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from ops import secrets, sync_data
+from ops.backup import file_digest
+from ops.childenv import child_env
+from ops.config import Config, Environment
+from ops.db import password_for
+from ops.errors import OperationFailed, last_line
+from ops.functions import functions_dir, local_functions
+
+
+def write_artifacts(config: Config, env: Environment, folder: Path) -> dict[str, str]:
+    """Write the non-storage parts of a backup into `folder`; return relative path -> sha256."""
+    written = [
+        *export_config(config, env, folder / "config"),
+        dump_database(env, folder / "database.dump", config.backup.schemas),
+        list_secrets(config, env, folder / "secrets.json"),
+        functions_commit(config, folder / "functions.json"),
+    ]
+    return {str(path.relative_to(folder)): file_digest(path) for path in written}
+
+
+def export_config(config: Config, env: Environment, folder: Path) -> list[Path]:
+    tables = sync_data.select_tables(config.sync_data, None)
+    sync_data.export_env(config, env, tables, folder)
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def dump_database(env: Environment, path: Path, schemas: list[str]) -> Path:
+    """`pg_dump` of the app's schemas in custom format (restore with pg_restore); the password only in PGPASSWORD.
+
+    Only `[backup] schemas` (default: public): on hosted Supabase the platform's schemas
+    belong to other roles, and the connecting `postgres` role may not read them.
+    """
+    pg_dump = os.environ.get("OPS_PG_DUMP") or shutil.which("pg_dump")
+    if not pg_dump:
+        raise OperationFailed("pg_dump not found: install PostgreSQL client tools or set OPS_PG_DUMP")
+    environ = child_env("postgres", {"PGPASSWORD": password_for(env)})
+    result = subprocess.run(
+        [pg_dump, "--format=custom", "--no-owner", *(f"--schema={schema}" for schema in schemas),
+         "--file", str(path), "--dbname", env.require_db()],
+        env=environ,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    if result.returncode != 0:
+        raise OperationFailed(f"{env.name}: pg_dump failed: {last_line(result.stderr, f'exit {result.returncode}')}")
+    return path
+
+
+def list_secrets(config: Config, env: Environment, path: Path) -> Path:
+    found = secrets.list_secrets(config, env)
+    record = {
+        "env": env.name,
+        "ref": env.ref,
+        "names": sorted(found.digests),
+        "digests": found.digests,
+        "error": found.error,
+    }
+    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def functions_commit(config: Config, path: Path) -> Path:
+    folder = functions_dir(config)
+
+    def git(*args: str) -> str:
+        result = subprocess.run(["git", *args], cwd=config.supabase_dir.parent, capture_output=True, text=True,
+                                env=child_env("git"))
+        return result.stdout.strip() if result.returncode == 0 else ""
+
+    record = {
+        "commit": git("log", "-1", "--format=%H", "--", str(folder)) or None,
+        "head": git("rev-parse", "HEAD") or None,
+        "uncommitted_changes": bool(git("status", "--porcelain", "--", str(folder))),
+        "functions": local_functions(config),
+    }
+    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,50 @@
+"""Timestamped run folders: the one place that writes and reads their names.
+
+A name is the UTC time to the second (`2026-11-28T08-23-29Z`), with `-1`, `-2` ... for
+runs made within the same second, so sorting by `stamp_order` is the order they were made.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ops.errors import OperationFailed
+
+MAX_SAME_SECOND = 1000
+
+
+def utc_stamp() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H-%M-%SZ")
+
+
+def stamp_order(path: Path) -> tuple[str, int]:
+    """Sort key: the stamp, then the same-second counter as a number (so -10 comes after -9)."""
+    base, dash, n = path.name.rpartition("-")
+    return (base, int(n)) if dash and n.isdigit() and base.endswith("Z") else (path.name, 0)
+
+
+def candidate_names(stamp: str | None = None) -> list[str]:
+    stamp = stamp or utc_stamp()
+    return [stamp if n == 0 else f"{stamp}-{n}" for n in range(MAX_SAME_SECOND)]
+
+
+def new_run_dir(base: Path, mode: int = 0o777) -> Path:
+    """Create and return a new, empty run folder under `base` (exclusive: never reused)."""
+    for name in candidate_names():
+        folder = base / name
+        try:
+            base.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(mode=mode)
+            return folder
+        except FileExistsError:
+            continue
+    raise OperationFailed(f"cannot create a run folder under {base}")
+
+
+def unused_name(base: Path, *, also: str = "") -> str:
+    """A run name not yet taken under `base` (neither `name` nor `also + name` exists)."""
+    for name in candidate_names():
+        if not (base / name).exists() and not (also and (base / f"{also}{name}").exists()):
+            return name
+    raise OperationFailed(f"cannot find a free run name under {base}")

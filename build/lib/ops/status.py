@@ -1,0 +1,215 @@
+"""`inv status`: do my environments match? Migrations, config tables, buckets, functions, secrets.
+
+Environments are read concurrently; one that cannot be reached is shown as such and the
+others still print. Config tables are compared by a hash computed in the database, so no
+rows travel.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+
+from ops import migrations, pgcatalog, supabase_cli, sync_data
+from ops import s3 as s3ops
+from ops.config import Config, Environment
+from ops.db import connect
+from ops.errors import OpsError, first_line, last_line
+from ops.functions import local_functions
+from ops.report import Result, Table
+from ops.secrets import list_secrets
+
+
+@dataclass
+class EnvStatus:
+    env: str
+    errors: dict[str, str] = field(default_factory=dict)  # part -> why it could not be read
+    applied: int = 0
+    pending: int = 0
+    remote_only: int = 0
+    tables: dict[str, tuple[int, str] | None] = field(default_factory=dict)  # table -> (rows, hash)
+    buckets: dict[str, tuple[int, int] | None] = field(default_factory=dict)  # bucket -> (objects, bytes)
+    functions: list[str] | None = None
+    secrets: list[str] | None = None
+
+
+def table_fingerprints(config: Config, env: Environment) -> dict[str, tuple[int, str] | None]:
+    tables = sync_data.select_tables(config.sync_data, None)
+    found: dict[str, tuple[int, str] | None] = {}
+    with connect(env, autocommit=True, application="ops status", timeout=5) as conn:
+        for name in tables:
+            table = pgcatalog.describe(conn, name)
+            if table is None:
+                found[name] = None
+                continue
+            row = conn.execute(
+                f"SELECT count(*), coalesce(md5(string_agg(h, '' ORDER BY h)), '') "
+                f"FROM (SELECT md5(to_jsonb(t)::text) AS h FROM {pgcatalog.qident(table)} t) x"
+            ).fetchall()[0]
+            found[name] = (row[0], row[1])
+    return found
+
+
+def bucket_sizes(config: Config, env: Environment) -> dict[str, tuple[int, int] | None]:
+    s3 = s3ops.client(env)
+    sizes: dict[str, tuple[int, int] | None] = {}
+    for bucket in config.storage.buckets:
+        if not s3ops.bucket_exists(s3, bucket):
+            sizes[bucket] = None
+            continue
+        objects = s3ops.list_objects(s3, bucket)
+        sizes[bucket] = (len(objects), sum(o.size for o in objects.values()))
+    return sizes
+
+
+def deployed_functions(config: Config, env: Environment) -> list[str]:
+    result = supabase_cli.run(
+        ["functions", "list", "--project-ref", env.ref, "-o", "json"],
+        workdir=supabase_cli.cli_workdir(config),
+        timeout=60,
+    )
+    if not result.ok:
+        raise OpsError(last_line(result.stderr, "functions list failed"))
+    return sorted(f["slug"] for f in json.loads(result.stdout))
+
+
+def read_env(config: Config, env: Environment) -> EnvStatus:
+    status = EnvStatus(env.name)
+    local = migrations.local_migrations(config)
+
+    def attempt(part: str, work: Callable[[], object]) -> None:
+        try:
+            work()
+        except Exception as error:  # noqa: BLE001 -- one unreadable part must not hide the others
+            status.errors[part] = first_line(error)
+
+    def read_migrations() -> None:
+        state = migrations.remote_state(env, timeout=5)
+        plan = migrations.plan_env(local, state, env)
+        status.applied, status.pending, status.remote_only = (
+            len(state.applied) - len(plan.remote_only),
+            len(plan.pending),
+            len(plan.remote_only),
+        )
+
+    def read_secrets() -> None:
+        found = list_secrets(config, env)
+        if found.error:
+            raise OpsError(found.error)
+        status.secrets = sorted(found.digests)
+
+    if env.db_url:
+        attempt("migrations", read_migrations)
+        if "migrations" not in status.errors:
+            attempt("tables", lambda: status.tables.update(table_fingerprints(config, env)))
+    else:
+        status.errors["migrations"] = status.errors["tables"] = "no db_url"
+    if env.storage_url:
+        attempt("storage", lambda: status.buckets.update(bucket_sizes(config, env)))
+    else:
+        status.errors["storage"] = "no storage_url"
+    if env.ref:
+        attempt("functions", lambda: setattr(status, "functions", deployed_functions(config, env)))
+        attempt("secrets", read_secrets)
+    return status
+
+
+@dataclass
+class StatusReport(Result):
+    envs: list[EnvStatus]
+    local_functions: list[str]
+
+    def to_dict(self) -> dict:
+        return {"envs": [asdict(e) for e in self.envs], "local_functions": self.local_functions}
+
+    def rows(self) -> list[Table]:
+        return [self.overview(), self.table_rows(), self.bucket_rows()]
+
+    def footer(self) -> str:
+        return "\n".join(
+            f"{env.env}: {part} unreachable: {why}" for env in self.envs for part, why in env.errors.items()
+        )
+
+    def overview(self) -> Table:
+        base = self.envs[0]
+        all_secrets = {name for e in self.envs for name in (e.secrets or [])}
+        rows = []
+        for e in self.envs:
+            migrations_cell = (
+                "unreachable"
+                if "migrations" in e.errors
+                else f"{e.applied} applied, {e.pending} pending"
+                + (f", {e.remote_only} remote-only" if e.remote_only else "")
+            )
+            if "tables" in e.errors:
+                tables_cell = "unreachable"
+            elif e is base:
+                tables_cell = "reference"
+            else:
+                differ = [t for t in e.tables if e.tables[t] != base.tables.get(t)]
+                tables_cell = f"{len(differ)} of {len(e.tables)} differ" if differ else "all match"
+            if "storage" in e.errors:
+                storage_cell = e.errors["storage"] if e.errors["storage"].startswith("no ") else "unreachable"
+            else:
+                present = [v for v in e.buckets.values() if v]
+                storage_cell = f"{sum(v[0] for v in present)} objects, {sum(v[1] for v in present):,} bytes"
+            functions_cell = (
+                "unreachable"
+                if e.functions is None
+                else f"{len(set(e.functions) & set(self.local_functions))}/{len(self.local_functions)} deployed"
+            )
+            secrets_cell = (
+                "unreachable"
+                if e.secrets is None
+                else f"{len(e.secrets)} set"
+                + (f", lacks {', '.join(sorted(all_secrets - set(e.secrets)))}" if all_secrets - set(e.secrets) else "")
+            )
+            rows.append([e.env, migrations_cell, tables_cell, storage_cell, functions_cell, secrets_cell])
+        return Table(["env", "migrations", f"config tables vs {base.env}", "storage", "functions", "secrets"], rows)
+
+    def table_rows(self) -> Table:
+        base = self.envs[0]
+        names = sorted({t for e in self.envs for t in e.tables})
+        rows = []
+        for name in names:
+            row = [name]
+            for e in self.envs:
+                value = e.tables.get(name)
+                if "tables" in e.errors:
+                    row.append("unreachable")
+                elif value is None:
+                    row.append("missing")
+                else:
+                    same = e is base or value == base.tables.get(name)
+                    row.append(f"{value[0]:,}" + ("" if same else " (differs)"))
+            rows.append(row)
+        return Table(["table", *[e.env for e in self.envs]], rows if names else [])
+
+    def bucket_rows(self) -> Table:
+        names = list(dict.fromkeys(b for e in self.envs for b in e.buckets))
+        rows = []
+        for name in names:
+            if all(e.buckets.get(name) == (0, 0) for e in self.envs):
+                continue  # empty everywhere: nothing to compare
+            row = [name]
+            for e in self.envs:
+                value = e.buckets.get(name)
+                row.append(
+                    "unreachable"
+                    if "storage" in e.errors
+                    else "missing"
+                    if value is None
+                    else f"{value[0]} / {value[1]:,} B"
+                )
+            rows.append(row)
+        return Table(["bucket", *[e.env for e in self.envs]], rows)
+
+
+def status(config: Config, envs: list[str] | None) -> StatusReport:
+    names = envs or config.default_envs()
+    chosen = [config.env(n) for n in names]
+    with ThreadPoolExecutor(max_workers=len(chosen) or 1) as pool:
+        found = list(pool.map(lambda e: read_env(config, e), chosen))
+    return StatusReport(found, local_functions(config))

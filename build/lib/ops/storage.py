@@ -1,0 +1,330 @@
+"""Sync storage buckets between environments: plan per object, then copy in parallel.
+
+An object is copied when it is new or its content differs; identical content is never
+copied again, even when the two sides' ETags differ only because one was a multipart
+upload. Copies stream through a spooled temp file, so memory stays bounded whatever the
+object size, and the temp space disappears however the run ends.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, TypeVar, cast
+
+from ops import s3 as s3ops
+from ops.config import Config, Environment
+from ops.errors import OperationFailed, OpsError, UserError, first_line
+from ops.report import Result, Table, progress
+from ops.s3 import ObjectInfo
+from ops.safety import confirm_write, distinct
+
+SPOOL_IN_MEMORY = 16 << 20  # per job: larger objects spill to an unnamed temp file
+T = TypeVar("T")
+ATTEMPTS = 4
+MIN_MAX_DELETE = 10
+
+
+def select_buckets(config: Config, requested: list[str] | None) -> list[str]:
+    known = config.storage.buckets
+    if not requested:
+        return list(known)
+    unknown = [b for b in requested if b not in known]
+    if unknown:
+        raise UserError(
+            f"unknown bucket(s) {', '.join(unknown)}; known: {', '.join(known)} "
+            "(add new ones to [storage] buckets in environments.ini)"
+        )
+    return list(dict.fromkeys(requested))
+
+
+# ---------------------------------------------------------------- planning
+
+@dataclass
+class BucketPlan:
+    bucket: str
+    status: str = "ok"  # ok | empty | absent
+    copy: list[ObjectInfo] = field(default_factory=list)
+    new: int = 0
+    changed: int = 0
+    identical: int = 0
+    delete: list[str] = field(default_factory=list)
+    target_objects: int = 0
+
+    @property
+    def copy_bytes(self) -> int:
+        return sum(o.size for o in self.copy)
+
+
+def same_content(src: Any, dst: Any, bucket: str, a: ObjectInfo, b: ObjectInfo) -> bool:
+    if a.size != b.size:
+        return False
+    if a.simple_md5 and b.simple_md5:
+        return a.simple_md5 == b.simple_md5
+    # A multipart ETag is not an MD5: compare what each side knows, reading only if we must.
+    return s3ops.content_md5(src, bucket, a) == s3ops.content_md5(dst, bucket, b)
+
+
+def plan_bucket(src: Any, dst: Any, bucket: str, *, force: bool, delete: bool) -> BucketPlan:
+    plan = BucketPlan(bucket)
+    if not s3ops.bucket_exists(src, bucket):
+        plan.status = "absent"
+        if delete:  # recorded so that check_deletes can refuse it, never to act on
+            plan.delete = sorted(s3ops.list_objects(dst, bucket))
+            plan.target_objects = len(plan.delete)
+        return plan
+    source = s3ops.list_objects(src, bucket)
+    target = s3ops.list_objects(dst, bucket)
+    plan.target_objects = len(target)
+    if not source:
+        plan.status = "empty"
+    for key, info in source.items():
+        existing = target.get(key)
+        if existing is None:
+            plan.new += 1
+            plan.copy.append(info)
+        elif force or not same_content(src, dst, bucket, info, existing):
+            plan.changed += 1
+            plan.copy.append(info)
+        else:
+            plan.identical += 1
+    if delete:
+        plan.delete = sorted(set(target) - set(source))
+    return plan
+
+
+# ---------------------------------------------------------------- copying
+
+class Progress:
+    """Objects and bytes done, on stderr at most once a second."""
+
+    def __init__(self, objects: int, size: int, label: str) -> None:
+        self.total_objects, self.total_bytes, self.label = objects, size, label
+        self.objects = self.bytes = 0
+        self.lock = threading.Lock()
+        self.last = 0.0
+
+    def add(self, size: int) -> None:
+        with self.lock:
+            self.objects += 1
+            self.bytes += size
+            now = time.monotonic()
+            if now - self.last >= 1 or self.objects == self.total_objects:
+                self.last = now
+                progress(f"{self.label} {self.objects:,}/{self.total_objects:,} objects, "
+                         f"{self.bytes / 2**20:,.1f}/{self.total_bytes / 2**20:,.1f} MiB")
+
+
+def retrying(work: Callable[[], T]) -> T:
+    """Retry what S3's own retries do not cover: a body cut mid-stream, a bad checksum."""
+    for attempt in range(ATTEMPTS):
+        try:
+            return work()
+        except (UserError, KeyboardInterrupt):
+            raise
+        except Exception:
+            if attempt == ATTEMPTS - 1:
+                raise
+            time.sleep(0.2 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def copy_object(src: Any, dst: Any, bucket: str, info: ObjectInfo) -> None:
+    def attempt() -> None:
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
+            stream = cast(BinaryIO, spool)
+            got = s3ops.download(src, bucket, info.key, stream, expected=info, sha256=False)
+            s3ops.upload(dst, bucket, info.key, stream, got)
+
+    retrying(attempt)
+
+
+@dataclass
+class Failure:
+    bucket: str
+    key: str
+    error: str
+
+
+def run_parallel(tasks: list[tuple[str, ObjectInfo]], work: Callable[[str, ObjectInfo], None], jobs: int,
+                 label: str) -> list[Failure]:
+    """Run `work` over (bucket, object) pairs in a thread pool; return what failed."""
+    failures: list[Failure] = []
+    meter = Progress(len(tasks), sum(o.size for _, o in tasks), label)
+    if not tasks:
+        return failures
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    try:
+        futures = {pool.submit(work, bucket, info): (bucket, info) for bucket, info in tasks}
+        for future in as_completed(futures):
+            bucket, info = futures[future]
+            error = future.exception()
+            if error is None:
+                meter.add(info.size)
+            else:
+                failures.append(Failure(bucket, info.key, _describe(error)))
+    except KeyboardInterrupt:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    return failures
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {first_line(error)}"
+
+
+# ---------------------------------------------------------------- the task
+
+@dataclass
+class BucketResult:
+    bucket: str
+    status: str
+    copied: int = 0
+    identical: int = 0
+    deleted: int = 0
+    failed: int = 0
+    bytes: int = 0
+
+
+@dataclass
+class StorageResult(Result):
+    source: str
+    target: str
+    dry_run: bool
+    buckets: list[BucketResult] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    rerun: str = ""
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.failures)
+
+    def rows(self) -> Table:
+        if self.dry_run:
+            return Table(["bucket", "status", "to copy", "identical", "to delete", "bytes to copy"],
+                         [[b.bucket, b.status, b.copied, b.identical, b.deleted, b.bytes] for b in self.buckets])
+        return Table(["bucket", "status", "copied", "identical", "deleted", "failed", "bytes"],
+                     [[b.bucket, b.status, b.copied, b.identical, b.deleted, b.failed, b.bytes] for b in self.buckets])
+
+    def footer(self) -> str:
+        return f"{'planned' if self.dry_run else 'done'} in {self.seconds:.1f}s"
+
+    def failure(self) -> OpsError | None:
+        return OperationFailed(failure_report(self.failures, rerun=self.rerun)) if self.failures else None
+
+
+def plan_sync(source: Environment, target: Environment, buckets: list[str], *,
+              force: bool, delete: bool, jobs: int) -> tuple[Any, Any, list[BucketPlan]]:
+    src, dst = s3ops.client(source, max_pool=jobs * 2), s3ops.client(target, max_pool=jobs * 2)
+    missing = [b for b in buckets if not s3ops.bucket_exists(dst, b)]
+    if missing:
+        raise UserError(
+            f"bucket(s) missing in {target.name}: {', '.join(missing)}. Buckets and their policies "
+            "come from migrations: push migrations first. Nothing was copied."
+        )
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        plans = list(pool.map(lambda b: plan_bucket(src, dst, b, force=force, delete=delete), buckets))
+    return src, dst, plans
+
+
+def default_max_delete(plans: list[BucketPlan]) -> int:
+    """Deleting more than a quarter of the target (and more than 10 objects) needs --max-delete."""
+    return max(MIN_MAX_DELETE, sum(p.target_objects for p in plans) // 4)
+
+
+def check_deletes(plans: list[BucketPlan], source: str, max_delete: int | None) -> None:
+    """Refuse, before any change, deletions that look like a wrong source rather than a cleanup."""
+    hollow = [p for p in plans if p.delete and p.status in ("empty", "absent")]
+    if hollow:
+        names = ", ".join(f"{p.bucket} ({p.status} in {source}, {len(p.delete)} to delete)" for p in hollow)
+        raise UserError(f"refusing --delete: the source lists no objects for {names}. An empty or unreadable "
+                        "source would empty the target; copy without --delete, or empty the target on purpose "
+                        "by hand. Nothing was changed.")
+    planned = sum(len(p.delete) for p in plans)
+    limit = default_max_delete(plans) if max_delete is None else max_delete
+    if planned > limit:
+        raise UserError(f"--delete would remove {planned} target objects, more than --max-delete {limit}"
+                        f"{' (default: a quarter of the target)' if max_delete is None else ''}; check the "
+                        "source, then pass a larger --max-delete. Nothing was changed.")
+
+
+def sync_storage(config: Config, *, source: str | None, target: str | None, buckets: list[str] | None = None,
+                 dry_run: bool = False, jobs: int | None = None, delete: bool = False, force: bool = False,
+                 yes: bool = False, max_delete: int | None = None) -> StorageResult:
+    started = time.monotonic()
+    if not source or not target:
+        raise UserError("name both sides: --from ENV --to ENV")
+    source_env, target_env = config.env(source), config.env(target)
+    distinct(source_env, target_env)
+    chosen = select_buckets(config, buckets)
+    jobs = config.storage.jobs if jobs is None else jobs
+    if jobs < 1:
+        raise UserError("--jobs must be at least 1")
+    if not dry_run:
+        confirm_write(target_env, yes=yes, action="copy storage objects into it")
+    if max_delete is not None and (max_delete < 0 or not delete):
+        raise UserError("--max-delete takes a number of objects >= 0, and only goes with --delete")
+    src, dst, plans = plan_sync(source_env, target_env, chosen, force=force, delete=delete, jobs=jobs)
+    if delete:
+        check_deletes(plans, source, max_delete)
+    result = StorageResult(source, target, dry_run)
+    for status in ("empty", "absent"):
+        skipped = [p.bucket for p in plans if p.status == status]
+        if skipped:
+            progress(f"skipped {len(skipped)} bucket(s) {'empty' if status == 'empty' else 'missing'} in "
+                     f"{source}: {', '.join(skipped)}")
+    if dry_run:
+        result.buckets = [BucketResult(p.bucket, p.status, copied=len(p.copy), identical=p.identical,
+                                       deleted=len(p.delete), bytes=p.copy_bytes) for p in plans]
+        result.seconds = round(time.monotonic() - started, 3)
+        return result
+
+    tasks = [(p.bucket, info) for p in plans for info in p.copy]
+    failures = run_parallel(tasks, lambda b, info: copy_object(src, dst, b, info), jobs, "copied")
+    failed_keys = {(f.bucket, f.key) for f in failures}
+    for plan in plans:
+        failed = [i for i in plan.copy if (plan.bucket, i.key) in failed_keys]
+        copied = [i for i in plan.copy if (plan.bucket, i.key) not in failed_keys]
+        result.buckets.append(BucketResult(plan.bucket, plan.status, copied=len(copied), identical=plan.identical,
+                                           failed=len(failed), bytes=sum(i.size for i in copied)))
+    if not failures:
+        for plan, bucket_result in zip(plans, result.buckets, strict=False):
+            bucket_result.deleted = delete_objects(dst, plan.bucket, plan.delete)
+    elif any(p.delete for p in plans):
+        progress("some copies failed: no target object was deleted")
+    result.failures = failures
+    if failures:
+        failed_buckets = ",".join(dict.fromkeys(f.bucket for f in failures))
+        result.rerun = f"inv sync-storage --from {source} --to {target} --buckets {failed_buckets}"
+    result.seconds = round(time.monotonic() - started, 3)
+    return result
+
+
+def delete_objects(s3: Any, bucket: str, keys: list[str]) -> int:
+    deleted = 0
+    for start in range(0, len(keys), 1000):
+        batch = keys[start:start + 1000]
+        response = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True})
+        errors = response.get("Errors", [])
+        if errors:
+            raise OperationFailed(f"{bucket}: could not delete {len(errors)} object(s), e.g. {errors[0].get('Key')}")
+        deleted += len(batch)
+    return deleted
+
+
+def failure_report(failures: list[Failure], headline: str = "", rerun: str = "") -> str:
+    """The objects that failed, each with its reason, and the command that retries them."""
+    lines = [f"{headline + ': ' if headline else ''}{len(failures)} object(s) failed:"]
+    lines += [f"  {f.bucket}/{f.key}: {f.error}" for f in failures[:50]]
+    if len(failures) > 50:
+        lines.append(f"  ... and {len(failures) - 50} more")
+    if rerun:
+        lines.append(f"re-run: {rerun}")
+    return "\n".join(lines)
+

@@ -1,0 +1,115 @@
+"""The one place that runs the Supabase CLI: argv lists, secrets only in the child's environment."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ops.childenv import child_env
+from ops.config import REPO_ROOT, Config
+from ops.errors import UserError
+
+PINNED_VERSION = "2.117.0"
+PINNED_DIR = REPO_ROOT / ".tools" / "supabase-cli"
+
+
+def binary() -> str:
+    """SUPABASE_CLI, else the pinned copy the noxfile installs, else `supabase` on PATH."""
+    explicit = os.environ.get("SUPABASE_CLI")
+    if explicit:
+        return explicit
+    pinned = PINNED_DIR / "node_modules" / ".bin" / "supabase"
+    if pinned.exists():
+        return str(pinned)
+    found = shutil.which("supabase")
+    if found:
+        return found
+    raise UserError(
+        "Supabase CLI not found: run `nox -s cli` (installs the pinned "
+        f"supabase@{PINNED_VERSION}), or set SUPABASE_CLI to its path"
+    )
+
+
+def install_pinned(folder: Path = PINNED_DIR) -> Path:
+    """Install the pinned CLI from npm into a folder we own (idempotent)."""
+    exe = folder / "node_modules" / ".bin" / "supabase"
+    package = folder / "node_modules" / "supabase" / "package.json"
+    if exe.exists() and f'"version": "{PINNED_VERSION}"' in package.read_text(encoding="utf-8"):
+        return exe
+    folder.mkdir(parents=True, exist_ok=True)
+    npm = shutil.which("npm")
+    if not npm:
+        raise UserError("npm is needed to install the Supabase CLI: install Node.js 18+")
+    subprocess.run(
+        [
+            npm,
+            "install",
+            "--prefix",
+            str(folder),
+            "--no-audit",
+            "--no-fund",
+            "--save-exact",
+            f"supabase@{PINNED_VERSION}",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return exe
+
+
+def cli_workdir(config: Config) -> Path:
+    """The CLI looks for `<workdir>/supabase`; our supabase_dir is that folder."""
+    if config.supabase_dir.name != "supabase":
+        raise UserError(f"the Supabase CLI needs the project folder to be named 'supabase': {config.supabase_dir}")
+    return config.supabase_dir.parent
+
+
+@dataclass
+class CliResult:
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def run(
+    args: list[str],
+    *,
+    workdir: Path,
+    db_password: str | None = None,
+    access_token: str | None = None,
+    timeout: float | None = None,
+    on_line: Callable[[str], None] | None = None,
+) -> CliResult:
+    """Run `supabase ARGS --workdir DIR`; secrets travel only through the child's environment.
+
+    With `on_line`, stderr is merged into stdout and every line is passed on as it comes.
+    """
+    argv = [binary(), *args, "--workdir", str(workdir)]
+    # The password of this one database, or the token for Management API calls: never both, never others.
+    secrets: dict[str, str | None] = {"PGPASSWORD": db_password} if db_password else {
+        "SUPABASE_ACCESS_TOKEN": access_token or os.environ.get("SUPABASE_ACCESS_TOKEN")}
+    env = {"DO_NOT_TRACK": "1", **child_env("supabase", secrets)}
+    if on_line is None:
+        completed = subprocess.run(
+            argv, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
+        return CliResult(argv, completed.returncode, completed.stdout, completed.stderr)
+    lines = []
+    with subprocess.Popen(
+        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL
+    ) as process:
+        assert process.stdout is not None  # stdout=PIPE
+        for line in process.stdout:
+            lines.append(line)
+            on_line(line.rstrip("\n"))
+        returncode = process.wait(timeout=timeout)
+    return CliResult(argv, returncode, "".join(lines), "")

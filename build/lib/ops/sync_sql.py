@@ -1,0 +1,197 @@
+"""The SQL of a sync-data import, built from plans: pure functions, no database needed.
+
+Every name is quoted with `pgcatalog.ident`; every step is a plain statement so the same
+list runs through psycopg and is written to `import.sql` for `psql -f`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ops.pgcatalog import Table, ident, literal, qident
+
+LOCK_KEY = "ops:sync-data"
+
+
+def export_query(table: Table, key: list[str]) -> str:
+    """One JSON document per row, in key order (json/jsonb as text so JSON null stays distinct from NULL)."""
+    select = ", ".join(
+        f"{ident(c.name)}::text AS {ident(c.name)}" if c.is_json else ident(c.name) for c in table.writable
+    )
+    order = ", ".join(ident(k) for k in key)
+    return f"COPY (SELECT to_json(r)::text FROM (SELECT {select} FROM {qident(table)} ORDER BY {order}) r) TO STDOUT"
+
+
+@dataclass
+class TablePlan:
+    target: Table
+    key: list[str]
+    columns: list[str]  # written columns, in source order
+    json_columns: set[str]
+    file: Path
+    rows: int
+    index: int
+    exported: list[str] = field(default_factory=list)  # the export's columns, in its order
+    export_key: list[str] = field(default_factory=list)  # the export's row order
+    fingerprint: str | None = None
+
+    @property
+    def raw(self) -> str:
+        return f"pg_temp._sync_raw_{self.index}"
+
+    @property
+    def stage(self) -> str:
+        return f"pg_temp._sync_{self.index}"
+
+    @property
+    def compared(self) -> list[str]:
+        """Columns whose difference makes an update (the key and identity columns cannot change)."""
+        return [c for c in self.columns if c not in self.key and not self.target.column(c).identity_always]
+
+
+@dataclass
+class Statement:
+    sql: str
+    table: str | None = None
+    role: str = "exec"  # exec | upsert | prune
+
+
+@dataclass
+class CopyIn:
+    sql: str
+    plan: TablePlan
+
+
+def _distinct(left: str, right: str, plan: TablePlan) -> str:
+    """A row comparison that also works for json, which has no equality operator."""
+
+    def side(alias: str) -> str:
+        return ", ".join(
+            f"{alias}.{ident(c)}::text" if plan.target.column(c).type == "json" else f"{alias}.{ident(c)}"
+            for c in plan.compared
+        )
+
+    return f"ROW({side(left)}) IS DISTINCT FROM ROW({side(right)})"
+
+
+def _key_join(left: str, right: str, key: list[str]) -> str:
+    return " AND ".join(f"{left}.{ident(k)} = {right}.{ident(k)}" for k in key)
+
+
+def stage_steps(plan: TablePlan) -> list[Statement | CopyIn]:
+    target = plan.target
+    record = ", ".join(
+        f"{ident(c)} {'text' if c in plan.json_columns else target.column(c).type}" for c in plan.columns
+    )
+    select = ", ".join(
+        f"p.{ident(c)}::{target.column(c).type} AS {ident(c)}" if c in plan.json_columns else f"p.{ident(c)}"
+        for c in plan.columns
+    )
+    return [
+        Statement(f"CREATE TEMP TABLE {plan.raw.split('.')[1]} (doc jsonb) ON COMMIT DROP", target.qualified),
+        CopyIn(f"COPY {plan.raw} (doc) FROM STDIN", plan),
+        Statement(
+            f"CREATE TEMP TABLE {plan.stage.split('.')[1]} ON COMMIT DROP AS SELECT {select} "
+            f"FROM {plan.raw} r CROSS JOIN LATERAL jsonb_to_record(r.doc) AS p({record})",
+            target.qualified,
+        ),
+    ]
+
+
+def upsert_step(plan: TablePlan) -> Statement:
+    target = plan.target
+    columns = ", ".join(ident(c) for c in plan.columns)
+    staged = ", ".join(f"s.{ident(c)}" for c in plan.columns)
+    overriding = " OVERRIDING SYSTEM VALUE" if any(target.column(c).identity_always for c in plan.columns) else ""
+    conflict = ", ".join(ident(k) for k in plan.key)
+    if plan.compared:
+        changed = f" OR {_distinct('t', 's', plan)}"
+        sets = ", ".join(f"{ident(c)} = EXCLUDED.{ident(c)}" for c in plan.compared)
+        on_conflict = f"DO UPDATE SET {sets} WHERE {_distinct('t', 'EXCLUDED', plan)}"
+    else:
+        changed, on_conflict = "", "DO NOTHING"
+    # Only new or changed rows reach the INSERT, so unchanged rows are never locked or rewritten.
+    return Statement(
+        f"WITH upserted AS (INSERT INTO {qident(target)} AS t ({columns}){overriding} "
+        f"SELECT {staged} FROM {plan.stage} s LEFT JOIN {qident(target)} t ON {_key_join('t', 's', plan.key)} "
+        f"WHERE t.ctid IS NULL{changed} "
+        f"ON CONFLICT ({conflict}) {on_conflict} RETURNING (xmax = 0) AS inserted) "
+        f"SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM upserted",
+        target.qualified,
+        "upsert",
+    )
+
+
+def prune_step(plan: TablePlan) -> Statement:
+    target = plan.target
+    return Statement(
+        f"WITH deleted AS (DELETE FROM {qident(target)} t WHERE NOT EXISTS "
+        f"(SELECT 1 FROM {plan.stage} s WHERE {_key_join('s', 't', plan.key)}) RETURNING 1) "
+        f"SELECT count(*) FROM deleted",
+        target.qualified,
+        "prune",
+    )
+
+
+def sequence_steps(plan: TablePlan) -> list[Statement]:
+    steps = []
+    for name in plan.columns:
+        column = plan.target.column(name)
+        if column.sequence:
+            steps.append(
+                Statement(
+                    # The sequence name comes quoted from pg_get_serial_sequence; as a value it is a literal.
+                    f"SELECT setval({literal(column.sequence)}::regclass, m) "
+                    f"FROM (SELECT max({ident(name)}) AS m FROM {qident(plan.target)}) x, "
+                    f"{column.sequence} s WHERE m > s.last_value OR (m = s.last_value AND NOT s.is_called)",
+                    plan.target.qualified,
+                )
+            )
+    return steps
+
+
+def compare_query(plan: TablePlan) -> str:
+    target = qident(plan.target)
+    changed = _distinct("t", "s", plan) if plan.compared else "false"
+    return (
+        f"SELECT count(*) FILTER (WHERE t.ctid IS NULL), "
+        f"count(*) FILTER (WHERE t.ctid IS NOT NULL AND {changed}), "
+        f"count(*) FILTER (WHERE t.ctid IS NOT NULL AND NOT ({changed})), "
+        f"(SELECT count(*) FROM {target}) - count(t.ctid) "
+        f"FROM {plan.stage} s LEFT JOIN {target} t ON {_key_join('t', 's', plan.key)}"
+    )
+
+
+def fingerprint_query(plan: TablePlan) -> str | None:
+    """The target table rendered and hashed exactly as the export hashed the source table.
+
+    Equal fingerprints mean the target already holds exactly the exported rows, so the
+    table needs no staging, no comparison and no write.
+    """
+    if not plan.fingerprint or not plan.export_key or not set(plan.export_key) <= set(plan.exported):
+        return None
+    select = ", ".join(f"{ident(c)}::text AS {ident(c)}" if c in plan.json_columns else ident(c) for c in plan.exported)
+    order = ", ".join(f"x.{ident(k)}" for k in plan.export_key)
+    return (
+        f"SELECT md5(coalesce(string_agg(md5(to_json(x)::text), '' ORDER BY {order}), '')) "
+        f"FROM (SELECT {select} FROM {qident(plan.target)}) x"
+    )
+
+
+def lock_step() -> Statement:
+    return Statement(f"SELECT pg_advisory_xact_lock(hashtext({literal(LOCK_KEY)}))")
+
+
+def try_lock_sql() -> str:
+    return f"SELECT pg_try_advisory_xact_lock(hashtext({literal(LOCK_KEY)}))"
+
+
+def import_steps(plans: list[TablePlan], prune: bool) -> tuple[list[Statement | CopyIn], list[Statement]]:
+    """The staging steps (load the export) and the writing steps, in the order they run."""
+    stage = [step for plan in plans for step in stage_steps(plan)]
+    write: list[Statement] = [upsert_step(plan) for plan in plans]
+    if prune:
+        write += [prune_step(plan) for plan in reversed(plans)]
+    write += [step for plan in plans for step in sequence_steps(plan)]
+    return stage, write

@@ -1,0 +1,307 @@
+"""The reference card's common workflows as one command each: steps that stop at the first failure.
+
+Every workflow ends with a summary of every step (done / failed / not run) and, after a
+failure, the command that resumes from the failed step (`--resume-at STEP`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ops import backup, functions, migrations, snapshot, storage, sync_data
+from ops.config import Config, Environment
+from ops.errors import OperationFailed, OpsError, UserError, first_line
+from ops.report import Result, Table, progress
+from ops.safety import confirm_write, distinct
+
+
+@dataclass
+class Step:
+    name: str
+    run: Callable[[], str]  # returns a one-line account of what it did; raises OpsError on failure
+
+
+@dataclass
+class StepResult:
+    step: str
+    status: str  # done | failed | not run | skipped
+    detail: str = ""
+
+
+@dataclass
+class WorkflowResult(Result):
+    workflow: str
+    dry_run: bool
+    steps: list[StepResult] = field(default_factory=list)
+    resume: str = ""
+    exit_code: int = 0
+
+    def rows(self) -> Table:
+        return Table(["step", "status", "detail"], [[s.step, s.status, s.detail] for s in self.steps])
+
+    def footer(self) -> str:
+        return f"resume with: {self.resume}" if self.resume else ""
+
+    def failure(self) -> OpsError | None:
+        if not self.exit_code:
+            return None
+        error = UserError if self.exit_code == 2 else OperationFailed
+        return error(f"{self.workflow} stopped at a failed step; resume with: {self.resume}")
+
+
+def run_steps(name: str, steps: list[Step], *, command: str, dry_run: bool, resume_at: str | None) -> WorkflowResult:
+    names = [s.name for s in steps]
+    if resume_at and resume_at not in names:
+        raise UserError(f"--resume-at {resume_at}: {name} has the steps {', '.join(names)}")
+    result = WorkflowResult(name, dry_run)
+    start = names.index(resume_at) if resume_at else 0
+    result.steps = [StepResult(s.name, "skipped", "before --resume-at") for s in steps[:start]]
+    for index, step in enumerate(steps[start:], start):
+        progress(f"== {name} step {index + 1}/{len(steps)}: {step.name}{' (dry run)' if dry_run else ''}")
+        try:
+            detail = step.run()
+        except OpsError as error:
+            result.steps.append(StepResult(step.name, "failed", first_line(error)))
+            result.steps += [StepResult(s.name, "not run") for s in steps[index + 1 :]]
+            result.resume = f"{command} --resume-at {step.name}"
+            changed_before = any(s.status == "done" for s in result.steps) and not dry_run
+            result.exit_code = 2 if isinstance(error, UserError) and not changed_before else 1
+            progress(str(error))
+            return result
+        result.steps.append(StepResult(step.name, "done", detail))
+    return result
+
+
+def confirm_all(envs: list[Environment], *, yes: bool, dry_run: bool, action: str) -> None:
+    """Ask once, before the first step, for every protected environment the workflow writes to."""
+    if dry_run:
+        return
+    for env in dict.fromkeys(envs):
+        confirm_write(env, yes=yes, action=action)
+
+
+# ---------------------------------------------------------------- the steps
+
+
+def push_step(config: Config, env: Environment, dry_run: bool) -> Step:
+    def run() -> str:
+        result = migrations.push_migrations(config, env=env.name, dry_run=dry_run, yes=True, show=progress)
+        row = result.envs[0]
+        if result.failed:
+            raise OperationFailed(f"{env.name}: {row.detail}")
+        return f"{env.name}: {row.status}, {row.applied or row.pending} migration(s)"
+
+    return Step("migrations", run)
+
+
+def tested_first_step(config: Config, env: Environment) -> Step | None:
+    staging = config.migrations.test_first.get(env.name)
+    if not staging:
+        return None
+
+    def run() -> str:
+        local = migrations.local_migrations(config)
+        state = migrations.remote_state(config.env(staging))
+        missing = [m.version for m in local if m.version not in state.applied]
+        if missing:
+            raise UserError(
+                f"{staging} lacks migration(s) {', '.join(missing)}: release to {staging} first "
+                f"(inv release --env {staging})"
+            )
+        return f"{staging} has all {len(local)} migrations"
+
+    return Step(f"{staging}-first", run)
+
+
+def deploy_step(
+    config: Config, env: Environment, dry_run: bool, only: list[str] | None = None, changed_since: str | None = None
+) -> Step:
+    def run() -> str:
+        result = functions.deploy_functions(
+            config, env=env.name, only=only, changed_since=changed_since, dry_run=dry_run, yes=True
+        )
+        if result.failed:
+            raise OperationFailed(
+                f"{len(result.failed)} function(s) failed: {', '.join(result.failed)}; re-run: {result.rerun}"
+            )
+        verb = "would deploy" if dry_run else "deployed"
+        return f"{verb} {len(result.functions)} function(s) to {env.name}"
+
+    return Step("functions", run)
+
+
+def data_step(
+    config: Config,
+    source: Environment,
+    target: Environment,
+    dry_run: bool,
+    tables: list[str] | None = None,
+    name: str = "config-data",
+) -> Step:
+    def run() -> str:
+        result = sync_data.sync_data(
+            config, source=source.name, target=target.name, tables=tables, dry_run=dry_run, yes=True
+        )
+        inserted = sum(t.inserted for t in result.tables)
+        updated = sum(t.updated for t in result.tables)
+        verb = "would insert" if dry_run else "inserted"
+        return f"{len(result.tables)} tables {source.name} -> {target.name}: {verb} {inserted}, updated {updated}"
+
+    return Step(name, run)
+
+
+def storage_step(
+    config: Config, source: Environment, target: Environment, dry_run: bool, buckets: list[str] | None = None
+) -> Step:
+    def run() -> str:
+        result = storage.sync_storage(
+            config, source=source.name, target=target.name, buckets=buckets, dry_run=dry_run, yes=True
+        )
+        if result.failed:
+            raise OperationFailed(f"{len(result.failures)} object(s) failed; re-run: {result.rerun}")
+        copied = sum(b.copied for b in result.buckets)
+        return f"{'would copy' if dry_run else 'copied'} {copied} object(s) {source.name} -> {target.name}"
+
+    return Step("storage", run)
+
+
+# ---------------------------------------------------------------- the workflows
+
+
+def release(
+    config: Config,
+    *,
+    env: str | None,
+    only: list[str] | None,
+    changed_since: str | None,
+    dry_run: bool,
+    yes: bool,
+    resume_at: str | None,
+) -> WorkflowResult:
+    target = config.env(env or config.workflows.preprod)
+    functions.select_functions(config, only, changed_since)  # bad names are refused before any step
+    confirm_all([target], yes=yes, dry_run=dry_run, action="release to it")
+    steps = [s for s in (tested_first_step(config, target),) if s]
+    steps += [push_step(config, target, dry_run), deploy_step(config, target, dry_run, only, changed_since)]
+    command = (
+        f"inv release --env {target.name}"
+        + (f" --only {','.join(only)}" if only else "")
+        + (f" --changed-since {changed_since}" if changed_since else "")
+    )
+    return run_steps("release", steps, command=command, dry_run=dry_run, resume_at=resume_at)
+
+
+def reset_env(
+    config: Config, *, source: str | None, target: str | None, dry_run: bool, yes: bool, resume_at: str | None
+) -> WorkflowResult:
+    source_env, target_env = config.env(source or config.workflows.prod), config.env(target or config.workflows.preprod)
+    distinct(source_env, target_env)
+    confirm_all([target_env], yes=yes, dry_run=dry_run, action=f"reset it from {source_env.name}")
+    steps = [
+        push_step(config, target_env, dry_run),
+        data_step(config, source_env, target_env, dry_run),
+        storage_step(config, source_env, target_env, dry_run),
+        deploy_step(config, target_env, dry_run),
+    ]
+    return run_steps(
+        "reset-env",
+        steps,
+        command=f"inv reset-env --from {source_env.name} --to {target_env.name}",
+        dry_run=dry_run,
+        resume_at=resume_at,
+    )
+
+
+def refresh_sandbox(
+    config: Config, *, source: str | None, sandbox: str | None, dry_run: bool, yes: bool, resume_at: str | None
+) -> WorkflowResult:
+    from ops import lovable
+
+    source_env, sandbox_env = (
+        config.env(source or config.workflows.prod),
+        config.env(sandbox or config.workflows.sandbox),
+    )
+    distinct(source_env, sandbox_env)
+    confirm_all([sandbox_env], yes=yes, dry_run=dry_run, action="refresh it")
+
+    def code() -> str:
+        result = lovable.update_lovable(config, dry_run=dry_run)
+        return result.summary
+
+    steps = [
+        Step("code", code),
+        push_step(config, sandbox_env, dry_run),
+        data_step(config, source_env, sandbox_env, dry_run),
+        storage_step(config, source_env, sandbox_env, dry_run, config.workflows.sandbox_buckets),
+    ]
+    command = f"inv refresh-sandbox --from {source_env.name} --sandbox {sandbox_env.name}"
+    return run_steps("refresh-sandbox", steps, command=command, dry_run=dry_run, resume_at=resume_at)
+
+
+def promote_config(
+    config: Config,
+    *,
+    tables: list[str] | None,
+    sandbox: str | None,
+    preprod: str | None,
+    prod: str | None,
+    dry_run: bool,
+    yes: bool,
+    resume_at: str | None,
+) -> WorkflowResult:
+    if not tables:
+        raise UserError("name the tables to promote: --tables programs,program_modules")
+    sync_data.select_tables(config.sync_data, tables)
+    sandbox_env, preprod_env, prod_env = (
+        config.env(sandbox or config.workflows.sandbox),
+        config.env(preprod or config.workflows.preprod),
+        config.env(prod or config.workflows.prod),
+    )
+    if len({sandbox_env.name, preprod_env.name, prod_env.name}) < 3:
+        raise UserError(f"promote-config needs three different environments, not sandbox={sandbox_env.name} "
+                        f"preprod={preprod_env.name} prod={prod_env.name}")
+    # Both targets are confirmed before the first step, whatever --resume-at skips.
+    confirm_all([preprod_env, prod_env], yes=yes, dry_run=dry_run,
+                action=f"promote {', '.join(tables)} into it")
+    steps = [
+        data_step(config, sandbox_env, preprod_env, dry_run, tables, name=f"{sandbox_env.name}-to-{preprod_env.name}"),
+        data_step(config, preprod_env, prod_env, dry_run, tables, name=f"{preprod_env.name}-to-{prod_env.name}"),
+    ]
+    command = f"inv promote-config --tables {','.join(tables)}" + "".join(
+        f" --{flag} {value}" for flag, value in (("sandbox", sandbox), ("preprod", preprod), ("prod", prod)) if value)
+    return run_steps("promote-config", steps, command=command, dry_run=dry_run, resume_at=resume_at)
+
+
+def full_backup(config: Config, *, env: str | None, keep: int | None, resume_at: str | None) -> WorkflowResult:
+    envs = (
+        [e for e in config.environments.values() if e.storage_url and e.db_url]
+        if env == "all"
+        else [config.env(env or config.workflows.prod)]
+    )
+    keep = config.storage.keep if keep is None else keep
+    if keep < 1:
+        raise UserError("--keep must be at least 1")
+
+    def backup_one(environment: Environment) -> Step:
+        def run() -> str:
+            series = config.backup.dir / f"{environment.name}-{environment.ref}"
+            made = backup.backup_env(
+                config,
+                environment,
+                config.storage.buckets,
+                keep,
+                series=series,
+                extras=lambda folder: snapshot.write_artifacts(config, environment, folder),
+            )
+            return f"{made.path} ({made.objects} objects, {made.downloaded} downloaded, {made.linked} linked)"
+
+        return Step(environment.name, run)
+
+    return run_steps(
+        "backup",
+        [backup_one(e) for e in envs],
+        command=f"inv backup --env {env or config.workflows.prod}",
+        dry_run=False,
+        resume_at=resume_at,
+    )

@@ -1,0 +1,41 @@
+"""Object key -> backup path: one-to-one, total, and safe to read back (no services)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ops.backup_paths import HASHED_DIR, member, object_paths
+from ops.errors import UserError
+
+KEYS = ["a/../b", "a/%2E%2E/b", "a//b", "a/%00/b", "a", "a/b", "x/./y", "100%/d", "100%25/d", "z/" + "\u6f22" * 90]
+
+
+def test_distinct_keys_never_share_a_path_and_no_file_is_a_folder():
+    paths = object_paths("bucket", KEYS)
+    assert len(set(paths.values())) == len(KEYS)
+    files = set(paths.values())
+    folders = {"/".join(p.split("/")[:n]) for p in files for n in range(1, p.count("/") + 1)}
+    assert not files & folders
+    assert all(".." not in p.split("/") and "." not in p.split("/") and "" not in p.split("/") for p in files)
+
+
+def test_file_and_folder_of_the_same_name_and_long_names_are_hashed():
+    paths = object_paths("bucket", KEYS)
+    assert paths["a"].startswith(HASHED_DIR + "/bucket/") and paths["a/b"] == "bucket/a/b"
+    assert paths["z/" + "\u6f22" * 90].startswith(HASHED_DIR)
+    assert paths["a/../b"] == "bucket/a/%2E%2E/b" and paths["a/%2E%2E/b"] == "bucket/a/%252E%252E/b"
+
+
+@pytest.mark.parametrize("relative", ["/etc/passwd", "../x", "a/../../x", ""], ids=["absolute", "up", "deep-up", "empty"])
+def test_manifest_paths_outside_the_folder_are_refused(tmp_path, relative):
+    with pytest.raises(UserError):
+        member(tmp_path, relative, "manifest")
+
+
+def test_symlinks_are_not_followed(tmp_path):
+    (tmp_path / "link").symlink_to("/etc")
+    with pytest.raises(UserError, match="symlink"):
+        member(tmp_path, "link/passwd", "manifest")
+    assert member(tmp_path, "bucket/key", "manifest") == Path(tmp_path, "bucket", "key")
