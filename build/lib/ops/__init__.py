@@ -1,1 +1,0 @@
-"""Operations toolkit for one app running on several Supabase projects."""
