@@ -29,13 +29,13 @@ def candidate_names(stamp: str | None = None) -> list[str]:
     return [stamp if n == 0 else f"{stamp}-{n}" for n in range(MAX_SAME_SECOND)]
 
 
-def new_run_dir(base: Path, mode: int = 0o777) -> Path:
+def new_run_dir(base: Path) -> Path:
     """Create and return a new, empty run folder under `base` (exclusive: never reused)."""
     for name in candidate_names():
         folder = base / name
         try:
             base.mkdir(parents=True, exist_ok=True)
-            folder.mkdir(mode=mode)
+            folder.mkdir()
             return folder
         except FileExistsError:
             continue

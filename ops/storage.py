@@ -8,6 +8,7 @@ object size, and the temp space disappears however the run ends.
 
 from __future__ import annotations
 
+import functools
 import tempfile
 import threading
 import time
@@ -134,6 +135,7 @@ def retrying(work: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
+@functools.cache
 def retryable_errors() -> tuple[type[BaseException], ...]:
     """Network and server failures, and content that arrived wrong; never a bug in our code."""
     import http.client

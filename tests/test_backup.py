@@ -5,12 +5,9 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from lib.project import REPO, interruptible
 from lib.s3 import contents, fill
 
 from devstack.faultproxy import FaultProxy
@@ -89,13 +86,7 @@ def test_interrupted_backup_leaves_no_partial(project, storage):
     proxy = FaultProxy(storage["prod"].port, delay=0.2).start()
     try:
         project.envs["prod"]["storage_url"] = proxy.url
-        project.write()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "invoke", "--search-root", str(REPO), "backup-storage"],
-            cwd=project.root, env={**os.environ, "OPS_ENVIRONMENTS": str(project.ini), **project.secrets},
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            preexec_fn=interruptible,
-        )
+        process = project.start("backup-storage")
         deadline = time.monotonic() + 30
         while not any(p.name.startswith(".partial-") for p in backups(project)):
             assert time.monotonic() < deadline, "the backup never started"

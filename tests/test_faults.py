@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from lib.db import dump, sql
-from lib.project import REPO, interruptible
+from lib.project import REPO
 from lib.s3 import contents, fill
 
 from devstack.faultproxy import FaultProxy
@@ -111,15 +111,8 @@ def test_sigint_mid_sync_leaves_no_temp_files(project, storage, tmp_path):
     scratch.mkdir()
     try:
         project.envs["preprod"]["storage_url"] = proxy.url
-        project.write()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "invoke", "--search-root", str(REPO), "sync-storage", "--from", "prod", "--to",
-             "preprod", "--buckets", "resource-library"],
-            cwd=project.root, env={**os.environ, "OPS_ENVIRONMENTS": str(project.ini), "TMPDIR": str(scratch),
-                                   **project.secrets},
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            preexec_fn=interruptible,
-        )
+        process = project.start("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "resource-library",
+                                env={"TMPDIR": str(scratch)})
         time.sleep(3)
         assert process.poll() is None, "the sync ended before it could be interrupted"
         process.send_signal(signal.SIGINT)

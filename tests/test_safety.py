@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import os
 import stat
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 from lib.db import dump, sql
-from lib.project import FAKE_DB_PASSWORD, REPO
+from lib.project import FAKE_DB_PASSWORD
 from lib.s3 import contents, empty_bucket, fill, moto_client, s3_secrets
 
 from devstack.faultproxy import FaultProxy
@@ -76,11 +75,7 @@ def test_two_backups_at_once_lose_nothing(project, storage):
     proxy = FaultProxy(storage["prod"].port, delay=0.05).start()
     try:
         project.envs["prod"]["storage_url"] = proxy.url
-        project.write()
-        environ = {**os.environ, "OPS_ENVIRONMENTS": str(project.ini), **project.secrets}
-        argv = [sys.executable, "-m", "invoke", "--search-root", str(REPO), "backup-storage"]
-        first = subprocess.Popen(argv, cwd=project.root, env=environ, stdin=subprocess.DEVNULL,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        first = project.start("backup-storage")
         deadline = time.monotonic() + 30
         while not any(p.name.startswith(".partial-") for p in series(project).glob(".*")):
             assert time.monotonic() < deadline and first.poll() is None, "the first backup never started"
