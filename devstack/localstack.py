@@ -103,6 +103,18 @@ class LocalPostgres:
                   "-o", options, "start")
         return self
 
+    def enable_tls(self, cert_pem: bytes, key_pem: bytes) -> None:
+        """Serve TLS with this certificate (as hosted Supabase does); plaintext stays allowed, as there."""
+        for name, data in (("server.crt", cert_pem), ("server.key", key_pem)):
+            path = self.datadir / name
+            path.write_bytes(data)
+            path.chmod(0o600)
+            if self.user:
+                shutil.chown(path, self.user)
+        with (self.datadir / "postgresql.conf").open("a") as conf:
+            conf.write("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")
+        self._run("pg_ctl", "-D", str(self.datadir), "-w", "reload")
+
     def stop(self) -> None:
         try:
             self._run("pg_ctl", "-D", str(self.datadir), "-m", "fast", "-w", "stop")
@@ -120,6 +132,62 @@ class LocalPostgres:
         url = self.url(name)
         run_sql(url, BOOTSTRAP_SQL.read_text(encoding="utf-8"))
         return url
+
+
+@dataclass
+class LocalPgBouncer:
+    """PgBouncer in transaction mode in front of a local PostgreSQL: Supabase's pooler on port 6543.
+
+    Each transaction may run on another server connection, so prepared statements and any
+    session state (SET, temp tables outside a transaction, advisory session locks) break.
+    """
+
+    upstream_port: int
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    pool_mode: str = "transaction"
+    process: subprocess.Popen | None = None
+
+    @property
+    def url_base(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}"
+
+    def start(self) -> LocalPgBouncer:
+        binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+        if not Path(binary).exists():
+            raise RuntimeError("pgbouncer not found: install Debian's pgbouncer package (.ci/run does)")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "userlist.txt").write_text(f'"postgres" ""\n"{PASSWORD_ROLE}" ""\n')
+        (self.workdir / "pgbouncer.ini").write_text(f"""[databases]
+* = host=127.0.0.1 port={self.upstream_port}
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {self.port}
+unix_socket_dir =
+auth_type = trust
+auth_file = {self.workdir / 'userlist.txt'}
+pool_mode = {self.pool_mode}
+default_pool_size = 4
+max_client_conn = 200
+ignore_startup_parameters = extra_float_digits
+logfile = {self.workdir / 'pgbouncer.log'}
+""")
+        user = unprivileged_user()
+        if user:  # PgBouncer refuses to run as root
+            shutil.chown(self.workdir, user)
+            for path in self.workdir.iterdir():
+                shutil.chown(path, user)
+        self.process = subprocess.Popen([binary, str(self.workdir / "pgbouncer.ini")], user=user, group=user and
+                                        pwd.getpwnam(user).pw_gid, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        wait_for_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
 
 
 def set_role_password(url: str, password: str) -> None:

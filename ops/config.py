@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 from ops.errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-ENV_KEYS = {"ref", "branch", "frontend", "db_url", "storage_url", "storage_region", "protected"}
+ENV_KEYS = {"ref", "branch", "frontend", "db_url", "storage_url", "storage_region", "protected",
+            "region", "ssl_root_cert", "insecure_tls"}
 SETTINGS_KEYS: dict[str, set[str]] = {
     "project": {"supabase_dir"},
     "sync-data": {"export_dir", "safe_tables", "blocked_tables"},  # plus key.<table>
@@ -46,6 +47,9 @@ class Environment:
     storage_url: str = ""
     storage_region: str = "us-east-1"
     protected: bool = False
+    region: str = ""  # the project's AWS region: gives the session-pooler db_url when none is written
+    ssl_root_cert: str = ""  # a CA file (the Supabase CA from the dashboard): verify-full instead of require
+    insecure_tls: bool = False  # allow sslmode=disable/allow/prefer to a remote host (never for hosted Supabase)
 
     @property
     def secret_prefix(self) -> str:
@@ -159,6 +163,11 @@ class Config:
         return [n for n in self.workflows.defaults if n in self.environments] or list(self.environments)
 
 
+def session_pooler_url(ref: str, region: str) -> str:
+    """Supabase's shared pooler in session mode: IPv4, a whole session, works for every task."""
+    return f"postgresql://postgres.{ref}@aws-0-{region}.pooler.supabase.com:5432/postgres"
+
+
 def split_list(value: str) -> list[str]:
     """Lists in the file and on the command line: spaces, commas or newlines."""
     return [item for item in re.split(r"[\s,]+", value) if item]
@@ -214,15 +223,19 @@ def load(path: Path | str | None = None) -> Config:
     for name in parser.sections():
         if name in SETTINGS_KEYS:
             continue
+        ref, region = read.text(name, "ref"), read.text(name, "region")
         environments[name] = Environment(
             name=name,
-            ref=read.text(name, "ref"),
+            ref=ref,
             branch=read.text(name, "branch"),
             frontend=read.text(name, "frontend"),
-            db_url=read.text(name, "db_url"),
+            db_url=read.text(name, "db_url") or (session_pooler_url(ref, region) if ref and region else ""),
             storage_url=read.text(name, "storage_url"),
-            storage_region=read.text(name, "storage_region", "us-east-1"),
+            storage_region=read.text(name, "storage_region", region or "us-east-1"),
             protected=read.boolean(name, "protected", False),
+            region=region,
+            ssl_root_cert=str(read.path_(name, "ssl_root_cert", "")) if read.text(name, "ssl_root_cert") else "",
+            insecure_tls=read.boolean(name, "insecure_tls", False),
         )
 
     for environment in environments.values():

@@ -6,6 +6,7 @@ import getpass
 import sys
 from typing import TYPE_CHECKING
 
+from ops import dburl
 from ops.config import Environment
 from ops.errors import OperationFailed, UserError, first_line
 
@@ -26,7 +27,7 @@ def connect(env: Environment, *, autocommit: bool = False, application: str = "o
     import psycopg
 
     password = password_for(env)
-    url = env.require_db()
+    url = dburl.for_psycopg(env)
     for attempt in range(2):
         try:
             # No prepared statements: a transaction-mode pooler (Supabase's :6543) may hand each

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
-from ops import supabase_cli
+from ops import dburl, supabase_cli
 from ops.config import Config, Environment
 from ops.db import connect, password_for
 from ops.errors import OperationFailed, OpsError, UserError
@@ -130,6 +130,8 @@ def push_migrations(config: Config, *, env: str | None, dry_run: bool = False, y
     """Push pending migrations; `show` receives the pending table before anything changes."""
     names = config.migrations.all_order if env == "all" else [env or config.workflows.prod]
     envs = [config.env(name) for name in names]
+    for each in envs:  # `db push` needs a whole session: refuse a transaction pooler before connecting
+        dburl.session_params(each, "supabase db push")
     local = local_migrations(config)
     states = {e.name: remote_state(e) for e in envs}
     plans = [plan_env(local, states[e.name], e) for e in envs]
@@ -198,7 +200,7 @@ def _check_tested_first(config: Config, plan: EnvPlan, states: dict[str, RemoteS
 
 def _push(config: Config, env: Environment, include_all: bool) -> str | None:
     """Run `supabase db push`; None when it succeeded, else the CLI's last words."""
-    args = ["db", "push", "--db-url", env.require_db(), "--yes"]
+    args = ["db", "push", "--db-url", dburl.for_cli(env), "--yes"]
     if include_all:
         args.append("--include-all")
     result = supabase_cli.run(args, workdir=cli_workdir(config), db_password=password_for(env))

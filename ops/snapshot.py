@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from ops import secrets, sync_data
+from ops import dburl, secrets, sync_data
 from ops.backup import file_digest
 from ops.childenv import child_env
 from ops.config import Config, Environment
@@ -46,7 +46,7 @@ def dump_database(env: Environment, path: Path, schemas: list[str]) -> Path:
     environ = child_env("postgres", {"PGPASSWORD": password_for(env)})
     result = subprocess.run(
         [pg_dump, "--format=custom", "--no-owner", *(f"--schema={schema}" for schema in schemas),
-         "--file", str(path), "--dbname", env.require_db()],
+         "--file", str(path), "--dbname", dburl.for_pg_dump(env)],
         env=environ,
         capture_output=True,
         text=True,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ops import backup, functions, migrations, snapshot, storage, sync_data
+from ops import backup, dburl, functions, migrations, snapshot, storage, sync_data
 from ops.config import Config, Environment
 from ops.errors import OperationFailed, OpsError, UserError, first_line
 from ops.report import Result, Table, progress
@@ -282,6 +282,8 @@ def full_backup(config: Config, *, env: str | None, keep: int | None, resume_at:
     keep = config.storage.keep if keep is None else keep
     if keep < 1:
         raise UserError("--keep must be at least 1")
+    for environment in envs:  # pg_dump needs a whole session: refuse a transaction pooler before any step
+        dburl.session_params(environment, "pg_dump")
 
     def backup_one(environment: Environment) -> Step:
         def run() -> str:

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
-from lib.db import TEMPLATE_DB, new_database
+from lib.db import TEMPLATE_DB, TLS_HOST, new_database
 from lib.project import PROJECTS, REPO, Project
 from lib.s3 import S3_KEYS, s3_secrets
 
@@ -88,3 +89,26 @@ def moto_port():
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(pg):
+    """PgBouncer in transaction mode in front of the session's PostgreSQL (Supabase's :6543 pooler)."""
+    bouncer = localstack.LocalPgBouncer(pg.port, Path(tempfile.mkdtemp(prefix="ops-pgb-"))).start()
+    yield bouncer
+    bouncer.stop()
+    shutil.rmtree(bouncer.workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def tls(pg, tmp_path_factory):
+    """TLS on the session's PostgreSQL with a CA the test makes, for a remote-looking host name."""
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert(TLS_HOST)
+    pg.enable_tls(cert.cert_chain_pems[0].bytes(), cert.private_key_pem.bytes())
+    folder = tmp_path_factory.mktemp("tls")
+    ca.cert_pem.write_to_path(str(folder / "ca.crt"))
+    trustme.CA().cert_pem.write_to_path(str(folder / "other-ca.crt"))
+    return folder

@@ -10,6 +10,7 @@ import psycopg
 from devstack import localstack
 
 TEMPLATE_DB = "app_template"
+TLS_HOST = "pg.ops-test.example"  # remote-looking: reached through hostaddr=127.0.0.1
 
 
 def new_database(server: localstack.LocalPostgres, prefix: str) -> str:

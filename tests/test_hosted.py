@@ -1,0 +1,107 @@
+"""Databases the way hosted Supabase serves them: a transaction-mode pooler and TLS (issue 10)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from urllib.parse import urlsplit
+
+import psycopg
+from lib.db import TLS_HOST, dump
+from lib.project import FAKE_DB_PASSWORD
+
+from devstack import localstack
+from ops import config as ops_config
+from ops import dburl, snapshot
+
+
+def through(url: str, port: int) -> str:
+    """The same database reached on another port (the pooler's)."""
+    parts = urlsplit(url)
+    return parts._replace(netloc=f"{parts.username}@127.0.0.1:{port}").geturl()
+
+
+def test_sync_and_status_work_through_a_transaction_pooler(project, pgbouncer):
+    for env in ("prod", "preprod"):
+        project.envs[env]["db_url"] = through(project.url(env), pgbouncer.port)
+    first = project.run("sync-data", "--from", "prod", "--to", "preprod", "--json")
+    assert first.code == 0, first.err
+    again = project.run("sync-data", "--from", "prod", "--to", "preprod", "--prune", "--json")
+    assert again.code == 0, again.err
+    assert {t["inserted"] + t["updated"] + t["deleted"] for t in json.loads(again.out)["tables"]} == {0}
+    config_tables = ("public.plans", "public.programs", "public.assessment_questions", "public.email_templates")
+    assert dump(project.url("prod"), *config_tables) == dump(project.url("preprod"), *config_tables)
+    status = project.run("migration-status", "--envs", "prod,preprod", "--json")
+    assert status.code == 0, status.err
+    assert {row["preprod"] for row in json.loads(status.out)["rows"]} == {"applied"}
+    overview = project.run("status", "--envs", "prod,preprod", "--json")
+    assert overview.code == 0, overview.err
+    tables = [e["tables"] for e in json.loads(overview.out)["envs"]]
+    assert tables[0] == tables[1] and tables[0]
+
+
+def test_session_tools_refuse_a_transaction_pooler_before_connecting(project):
+    project.envs["preprod"]["db_url"] = "postgresql://postgres@127.0.0.1:6543/postgres"
+    for args in (("push-migrations", "--env", "preprod"), ("backup", "--env", "preprod")):
+        result = project.run(*args)
+        assert result.code == 2 and "session pooler" in result.err, (args, result.err)
+
+
+def tls_url(url: str, pg_port: int) -> str:
+    """The database under a remote-looking name, as the password role (hosted projects use SCRAM)."""
+    localstack.set_role_password(url, FAKE_DB_PASSWORD)
+    database = urlsplit(url).path
+    return f"postgresql://{localstack.PASSWORD_ROLE}@{TLS_HOST}:{pg_port}{database}?hostaddr=127.0.0.1"
+
+
+def test_tls_with_the_right_ca_works_for_psycopg_and_pg_dump(project, pg, tls, tmp_path, monkeypatch):
+    project.envs["prod"].update(db_url=tls_url(project.url("prod"), pg.port), ssl_root_cert=str(tls / "ca.crt"))
+    project.secrets["OPS_PROD_DB_PASSWORD"] = FAKE_DB_PASSWORD
+    exported = project.run("sync-data", "--from", "prod", "--export-only", "--tables", "plans", "--json")
+    assert exported.code == 0, exported.err
+    assert json.loads(exported.out)["tables"][0]["unchanged"] == 3
+    env = ops_config.load(project.write()).env("prod")
+    monkeypatch.setenv("OPS_PROD_DB_PASSWORD", FAKE_DB_PASSWORD)
+    snapshot.dump_database(env, tmp_path / "db.dump", ["public"])
+    assert (tmp_path / "db.dump").stat().st_size > 0
+    with psycopg.connect(dburl.for_psycopg(env), password=FAKE_DB_PASSWORD) as conn:  # the connection string the tasks use
+        assert conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone() == (True,)
+
+
+def test_tls_with_the_wrong_ca_is_refused(project, pg, tls):
+    project.envs["prod"].update(db_url=tls_url(project.url("prod"), pg.port), ssl_root_cert=str(tls / "other-ca.crt"))
+    result = project.run("sync-data", "--from", "prod", "--export-only", "--tables", "plans",
+                         env={"OPS_PROD_DB_PASSWORD": FAKE_DB_PASSWORD})
+    assert result.code == 1 and "certificate" in result.err
+
+
+def test_no_password_goes_to_a_server_without_tls(project):
+    """A remote host that answers 'no SSL' gets nothing but the SSL request: no startup, no password."""
+    received = bytearray()
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            received.extend(conn.recv(8))
+            conn.sendall(b"N")  # "this server does not do SSL"
+            conn.settimeout(2)
+            try:
+                while chunk := conn.recv(4096):
+                    received.extend(chunk)
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    port = listener.getsockname()[1]
+    project.envs["prod"]["db_url"] = f"postgresql://postgres@{TLS_HOST}:{port}/postgres?hostaddr=127.0.0.1"
+    result = project.run("sync-data", "--from", "prod", "--export-only", env={"OPS_PROD_DB_PASSWORD": FAKE_DB_PASSWORD})
+    thread.join(timeout=5)
+    listener.close()
+    assert result.code == 1 and "SSL" in result.err
+    assert bytes(received) == b"\x00\x00\x00\x08\x04\xd2\x16\x2f"  # the SSLRequest packet, nothing else
+    project.envs["prod"]["db_url"] += "&sslmode=disable"
+    refused = project.run("sync-data", "--from", "prod", "--export-only")
+    assert refused.code == 2 and "insecure_tls" in refused.err

@@ -1,0 +1,63 @@
+"""The connection string each tool gets: TLS policy, poolers, parameters kept (no services)."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict
+
+from ops import dburl
+from ops.config import Environment, session_pooler_url
+from ops.errors import UserError
+
+REF = "qfdztdgublwlmewobxmx"
+POOLER = f"postgresql://postgres.{REF}@aws-0-eu-central-1.pooler.supabase.com"
+
+
+def env(db_url: str, **kw) -> Environment:
+    return Environment("prod", ref=REF, db_url=db_url, **kw)
+
+
+def test_remote_hosts_require_tls_and_scram():
+    got = conninfo_to_dict(dburl.for_psycopg(env(f"{POOLER}:5432/postgres")))
+    assert got["sslmode"] == "require"
+    if psycopg.pq.version() >= dburl.SCRAM_LIBPQ:
+        assert got["require_auth"] == "scram-sha-256"
+
+
+def test_a_root_certificate_means_verify_full(tmp_path):
+    got = dburl.params(env(f"postgresql://postgres@db.{REF}.supabase.co:5432/postgres", ssl_root_cert="/ca.crt"))
+    assert (got["sslmode"], got["sslrootcert"]) == ("verify-full", "/ca.crt")
+
+
+@pytest.mark.parametrize("mode", ["disable", "allow", "prefer"])
+def test_plaintext_to_a_remote_host_is_refused_unless_allowed(mode):
+    url = f"postgresql://postgres@db.example.org/postgres?sslmode={mode}"
+    with pytest.raises(UserError, match="insecure_tls"):
+        dburl.params(env(url))
+    assert dburl.params(env(url, insecure_tls=True))["sslmode"] == mode
+
+
+def test_loopback_is_left_alone_and_parameters_pass_through():
+    assert "sslmode" not in dburl.params(env("postgresql://postgres@127.0.0.1:5/db"))
+    url = ("postgresql://postgres@pg.example.org:5/db?hostaddr=127.0.0.1&options=-c%20search_path%3Dpublic"
+           "&target_session_attrs=read-write&sslrootcert=/mine.crt")
+    got = dburl.params(env(url, ssl_root_cert="/other.crt"))
+    assert got["hostaddr"] == "127.0.0.1" and got["options"] == "-c search_path=public"
+    assert got["target_session_attrs"] == "read-write" and got["sslrootcert"] == "/mine.crt"
+
+
+def test_session_tools_move_from_the_transaction_pooler_to_the_session_pooler():
+    transaction = env(f"{POOLER}:6543/postgres")
+    assert conninfo_to_dict(dburl.for_pg_dump(transaction))["port"] == "5432"
+    assert dburl.for_cli(transaction) == f"{POOLER}:5432/postgres?sslmode=require"
+    assert conninfo_to_dict(dburl.for_psycopg(transaction))["port"] == "6543"  # psycopg works through it
+
+
+def test_other_transaction_poolers_are_refused_for_session_tools():
+    with pytest.raises(UserError, match="session pooler"):
+        dburl.for_pg_dump(env("postgresql://postgres@127.0.0.1:6543/postgres"))
+
+
+def test_region_gives_the_session_pooler_url():
+    assert session_pooler_url(REF, "eu-central-1") == f"{POOLER}:5432/postgres"
