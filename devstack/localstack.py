@@ -21,7 +21,22 @@ from pathlib import Path
 from ops.config import REPO_ROOT
 
 BOOTSTRAP_SQL = REPO_ROOT / "sql" / "bootstrap.sql"
-PASSWORD_ROLE = "secretive"  # the one role that must authenticate with a password
+PASSWORD_ROLE = "secretive"  # the one role that must authenticate with a password; it acts as postgres
+ADMIN_ROLE = "supabase_admin"  # the platform's superuser: bootstraps, never used by the tasks
+APP_ROLE = "postgres"  # what hosted projects hand out: owns the app's tables, is no superuser
+APP_ROLE_SQL = f"""
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{APP_ROLE}') THEN
+    CREATE ROLE {APP_ROLE} LOGIN CREATEDB CREATEROLE BYPASSRLS NOSUPERUSER;
+  END IF;
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{PASSWORD_ROLE}') THEN
+    CREATE ROLE {PASSWORD_ROLE} LOGIN NOSUPERUSER IN ROLE {APP_ROLE};
+    ALTER ROLE {PASSWORD_ROLE} SET role = '{APP_ROLE}';  -- what it creates belongs to the app role
+  END IF;
+END
+$$;
+"""
 HBA = f"""local all all trust
 host all {PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256
 host all all 127.0.0.1/32 trust
@@ -86,14 +101,17 @@ class LocalPostgres:
             argv = ["runuser", "-u", self.user, "--", *argv]
         subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
-    def url(self, database: str = "postgres", user: str = "postgres") -> str:
+    def url(self, database: str = "postgres", user: str = APP_ROLE) -> str:
         return f"postgresql://{user}@127.0.0.1:{self.port}/{database}?sslmode=disable"
+
+    def admin_url(self, database: str = "postgres") -> str:
+        return self.url(database, ADMIN_ROLE)
 
     def start(self) -> LocalPostgres:
         if self.user:
             shutil.chown(self.datadir, self.user)
         if not (self.datadir / "PG_VERSION").exists():
-            self._run("initdb", "-D", str(self.datadir), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-locale")
+            self._run("initdb", "-D", str(self.datadir), "-U", ADMIN_ROLE, "-A", "trust", "-E", "UTF8", "--no-locale")
             (self.datadir / "pg_hba.conf").write_text(HBA)
         options = (
             f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.datadir} "
@@ -101,6 +119,7 @@ class LocalPostgres:
         )
         self._run("pg_ctl", "-D", str(self.datadir), "-l", str(self.datadir / "server.log"), "-w", "-t", "60",
                   "-o", options, "start")
+        run_sql(self.admin_url(), APP_ROLE_SQL)
         return self
 
     def enable_tls(self, cert_pem: bytes, key_pem: bytes) -> None:
@@ -124,14 +143,12 @@ class LocalPostgres:
     def create_database(self, name: str) -> str:
         import psycopg
 
-        with psycopg.connect(self.url(), autocommit=True) as conn:
+        with psycopg.connect(self.admin_url(), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{name}"')
-            if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (PASSWORD_ROLE,)).fetchone():
-                conn.execute(f"CREATE ROLE {PASSWORD_ROLE} LOGIN SUPERUSER")
-        url = self.url(name)
-        run_sql(url, BOOTSTRAP_SQL.read_text(encoding="utf-8"))
-        return url
+            conn.execute(f'CREATE DATABASE "{name}" OWNER {APP_ROLE}')
+        # The platform's part (auth, storage, roles) as the superuser; the app's part is up to postgres.
+        run_sql(self.admin_url(name), BOOTSTRAP_SQL.read_text(encoding="utf-8"))
+        return self.url(name)
 
 
 @dataclass

@@ -53,7 +53,10 @@ def dump_database(env: Environment, path: Path, schemas: list[str]) -> Path:
         stdin=subprocess.DEVNULL,
     )
     if result.returncode != 0:
-        raise OperationFailed(f"{env.name}: pg_dump failed: {last_line(result.stderr, f'exit {result.returncode}')}")
+        # pg_dump prints its error, then details ("Query was: ..."): the error is what a person needs.
+        reason = next((line for line in result.stderr.splitlines() if "error:" in line), "")
+        reason = reason or last_line(result.stderr, f"exit {result.returncode}")
+        raise OperationFailed(f"{env.name}: pg_dump failed: {reason}")
     return path
 
 

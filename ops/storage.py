@@ -19,7 +19,7 @@ from typing import Any, BinaryIO, TypeVar, cast
 
 from ops import s3 as s3ops
 from ops.config import Config, Environment
-from ops.errors import OperationFailed, OpsError, UserError, first_line
+from ops.errors import OperationFailed, OpsError, UserError
 from ops.report import Result, Table, progress
 from ops.s3 import ObjectInfo
 from ops.safety import confirm_write, distinct
@@ -55,19 +55,29 @@ class BucketPlan:
     identical: int = 0
     delete: list[str] = field(default_factory=list)
     target_objects: int = 0
+    read_to_compare: int = 0  # objects whose sameness needed a download (no MD5 recorded on one side)
 
     @property
     def copy_bytes(self) -> int:
         return sum(o.size for o in self.copy)
 
 
-def same_content(src: Any, dst: Any, bucket: str, a: ObjectInfo, b: ObjectInfo) -> bool:
+def same_content(src: Any, dst: Any, bucket: str, a: ObjectInfo, b: ObjectInfo, plan: BucketPlan) -> bool:
     if a.size != b.size:
         return False
+    if a.etag == b.etag:
+        # Equal ETags mean equal content: a plain MD5, or the same parts (Storage cuts every object
+        # of 16 MiB and more into 16 MiB parts on both sides, so its `-N` ETags agree too).
+        return True
     if a.simple_md5 and b.simple_md5:
-        return a.simple_md5 == b.simple_md5
-    # A multipart ETag is not an MD5: compare what each side knows, reading only if we must.
-    return s3ops.content_md5(src, bucket, a) == s3ops.content_md5(dst, bucket, b)
+        return False
+    # A multipart ETag is not an MD5: compare what each side recorded, reading only if we must.
+    left, right = s3ops.recorded_md5(src, bucket, a), s3ops.recorded_md5(dst, bucket, b)
+    if left is None or right is None:
+        plan.read_to_compare += 1
+        left = left or s3ops.read_md5(src, bucket, a.key)
+        right = right or s3ops.read_md5(dst, bucket, b.key)
+    return left == right
 
 
 def plan_bucket(src: Any, dst: Any, bucket: str, *, force: bool, delete: bool) -> BucketPlan:
@@ -88,7 +98,7 @@ def plan_bucket(src: Any, dst: Any, bucket: str, *, force: bool, delete: bool) -
         if existing is None:
             plan.new += 1
             plan.copy.append(info)
-        elif force or not same_content(src, dst, bucket, info, existing):
+        elif force or not same_content(src, dst, bucket, info, existing, plan):
             plan.changed += 1
             plan.copy.append(info)
         else:
@@ -128,8 +138,8 @@ def retrying(work: Callable[[], T]) -> T:
             return work()
         except UserError:
             raise
-        except retryable:
-            if attempt == ATTEMPTS - 1:
+        except retryable as error:
+            if attempt == ATTEMPTS - 1 or not s3ops.worth_retrying(error):
                 raise
             time.sleep(0.2 * 2**attempt)
     raise AssertionError("unreachable")
@@ -189,7 +199,7 @@ def run_parallel(tasks: list[tuple[str, ObjectInfo]], work: Callable[[str, Objec
 
 
 def _describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {first_line(error)}"
+    return s3ops.describe(error)
 
 
 # ---------------------------------------------------------------- the task
@@ -203,6 +213,7 @@ class BucketResult:
     deleted: int = 0
     failed: int = 0
     bytes: int = 0
+    read_to_compare: int = 0
 
 
 @dataclass
@@ -221,8 +232,9 @@ class StorageResult(Result):
 
     def rows(self) -> Table:
         if self.dry_run:
-            return Table(["bucket", "status", "to copy", "identical", "to delete", "bytes to copy"],
-                         [[b.bucket, b.status, b.copied, b.identical, b.deleted, b.bytes] for b in self.buckets])
+            return Table(["bucket", "status", "to copy", "identical", "to delete", "bytes to copy", "read to compare"],
+                         [[b.bucket, b.status, b.copied, b.identical, b.deleted, b.bytes, b.read_to_compare]
+                          for b in self.buckets])
         return Table(["bucket", "status", "copied", "identical", "deleted", "failed", "bytes"],
                      [[b.bucket, b.status, b.copied, b.identical, b.deleted, b.failed, b.bytes] for b in self.buckets])
 
@@ -293,9 +305,14 @@ def sync_storage(config: Config, *, source: str | None, target: str | None, buck
         if skipped:
             progress(f"skipped {len(skipped)} bucket(s) {'empty' if status == 'empty' else 'missing'} in "
                      f"{source}: {', '.join(skipped)}")
+    unread = sum(p.read_to_compare for p in plans)
+    if unread:
+        progress(f"{unread} object(s) had no MD5 recorded on one side (a multipart ETag and no md5chksum): "
+                 "read on both sides to compare")
     if dry_run:
         result.buckets = [BucketResult(p.bucket, p.status, copied=len(p.copy), identical=p.identical,
-                                       deleted=len(p.delete), bytes=p.copy_bytes) for p in plans]
+                                       deleted=len(p.delete), bytes=p.copy_bytes, read_to_compare=p.read_to_compare)
+                          for p in plans]
         result.seconds = round(time.monotonic() - started, 3)
         return result
 

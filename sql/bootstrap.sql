@@ -71,3 +71,30 @@ CREATE TABLE IF NOT EXISTS storage.objects (
   updated_at timestamptz NOT NULL DEFAULT now(),
   UNIQUE (bucket_id, name)
 );
+
+-- A platform schema the app's role cannot read (as vault is on hosted projects): a pg_dump
+-- of every schema fails there, which is why `inv backup` dumps [backup] schemas only.
+CREATE SCHEMA IF NOT EXISTS vault;
+CREATE TABLE IF NOT EXISTS vault.secrets (id uuid PRIMARY KEY, secret text);
+
+-- As on the platform: these schemas belong to the superuser; the app's role (postgres, no
+-- superuser) may use them, keep its migration history there and reference auth.users.
+GRANT USAGE, CREATE ON SCHEMA supabase_migrations TO postgres;
+GRANT USAGE ON SCHEMA auth, storage, extensions TO postgres;
+GRANT ALL ON ALL TABLES IN SCHEMA auth, storage TO postgres;
+GRANT anon, authenticated, service_role TO postgres;
+
+-- Row level security on every table the app creates in public (the dashboard's default).
+CREATE OR REPLACE FUNCTION extensions.enable_rls_on_new_tables() RETURNS event_trigger
+LANGUAGE plpgsql AS $$
+DECLARE object record;
+BEGIN
+  FOR object IN SELECT * FROM pg_event_trigger_ddl_commands()
+                WHERE command_tag = 'CREATE TABLE' AND schema_name = 'public' LOOP
+    EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', object.object_identity);
+  END LOOP;
+END
+$$;
+DROP EVENT TRIGGER IF EXISTS enable_rls_on_new_tables;
+CREATE EVENT TRIGGER enable_rls_on_new_tables ON ddl_command_end WHEN TAG IN ('CREATE TABLE')
+  EXECUTE FUNCTION extensions.enable_rls_on_new_tables();

@@ -8,12 +8,14 @@ import threading
 from urllib.parse import urlsplit
 
 import psycopg
-from lib.db import TLS_HOST, dump
+import pytest
+from lib.db import TLS_HOST, dump, sql
 from lib.project import FAKE_DB_PASSWORD
 
 from devstack import localstack
 from ops import config as ops_config
 from ops import dburl, snapshot
+from ops.errors import OperationFailed
 
 
 def through(url: str, port: int) -> str:
@@ -65,8 +67,10 @@ def test_tls_with_the_right_ca_works_for_psycopg_and_pg_dump(project, pg, tls, t
     monkeypatch.setenv("OPS_PROD_DB_PASSWORD", FAKE_DB_PASSWORD)
     snapshot.dump_database(env, tmp_path / "db.dump", ["public"])
     assert (tmp_path / "db.dump").stat().st_size > 0
-    with psycopg.connect(dburl.for_psycopg(env), password=FAKE_DB_PASSWORD) as conn:  # the connection string the tasks use
-        assert conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone() == (True,)
+    with psycopg.connect(dburl.for_psycopg(env), password=FAKE_DB_PASSWORD) as conn:  # the tasks' connection string
+        with psycopg.connect(pg.admin_url()) as admin:  # only the superuser sees another role's TLS state
+            ssl = admin.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = %s", (conn.info.backend_pid,)).fetchone()
+        assert ssl == (True,)
 
 
 def test_tls_with_the_wrong_ca_is_refused(project, pg, tls):
@@ -105,3 +109,21 @@ def test_no_password_goes_to_a_server_without_tls(project):
     project.envs["prod"]["db_url"] += "&sslmode=disable"
     refused = project.run("sync-data", "--from", "prod", "--export-only")
     assert refused.code == 2 and "insecure_tls" in refused.err
+
+
+def test_tasks_connect_as_a_non_superuser_that_owns_the_app(project, tmp_path, monkeypatch):
+    """As on hosted projects: postgres owns the app's tables, RLS is on, platform schemas are not its own."""
+    url = project.url("prod")
+    assert sql(url, "SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user") == [("postgres", False)]
+    assert sql(url, "SELECT tableowner FROM pg_tables WHERE schemaname = 'public' GROUP BY 1") == [("postgres",)]
+    assert sql(url, "SELECT bool_and(relrowsecurity) FROM pg_class WHERE relnamespace = 'public'::regnamespace "
+                    "AND relkind = 'r'") == [(True,)]
+    assert sql(url, "SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname IN ('auth', 'storage', "
+                    "'supabase_migrations', 'vault') GROUP BY 1") == [("supabase_admin",)]
+    env = ops_config.load(project.write()).env("prod")
+    with pytest.raises(OperationFailed, match="permission denied"):
+        snapshot.dump_database(env, tmp_path / "all.dump", [])
+    snapshot.dump_database(env, tmp_path / "public.dump", ["public"])
+    assert (tmp_path / "public.dump").stat().st_size > 0
+    sync = project.run("sync-data", "--from", "prod", "--to", "preprod", "--tables", "plans,features")
+    assert sync.code == 0, sync.err

@@ -1,0 +1,103 @@
+"""Storage tasks against Supabase Storage's S3 dialect (a strictness proxy in front of moto) (issue 10)."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from lib.s3 import contents, empty_bucket, fill, moto_client, s3_secrets
+
+from devstack.storageproxy import StorageProxy
+
+BUCKET = "module-assignment-attachments"
+
+
+@pytest.fixture
+def supabase_target(project, storage, moto_port):
+    """preprod's storage is Supabase Storage (through the proxy, at /storage/v1/s3); prod stays rclone."""
+    proxy = StorageProxy(moto_port, put_limit=50 << 20).start()
+    moto = moto_client(moto_port)
+    empty_bucket(moto, BUCKET)
+    project.envs["preprod"]["storage_url"] = proxy.url
+    project.secrets.update(s3_secrets("preprod", "moto", "moto-secret"))
+    yield proxy, moto
+    proxy.stop()
+
+
+def summary(result) -> dict:
+    return {b["bucket"]: b for b in json.loads(result.out)["buckets"]}
+
+
+def test_delete_sends_an_xml_body_storage_reads(project, storage, supabase_target):
+    proxy, moto = supabase_target
+    moto.put_object(Bucket=BUCKET, Key="stale.pdf", Body=b"old")
+    fill(storage["prod"].client(), BUCKET, 2)
+    result = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", BUCKET, "--delete", "--json")
+    assert result.code == 0, result.err
+    assert summary(result)[BUCKET]["deleted"] == 1
+    assert sorted(contents(moto, BUCKET)) == ["bulk/0000.bin", "bulk/0001.bin"]
+
+
+def test_objects_over_the_upload_limit_go_multipart_and_are_never_read_again(project, storage, supabase_target):
+    proxy, moto = supabase_target
+    big = bytes(range(256)) * (55 << 12)  # 55 MiB: over the 50 MiB standard-upload limit
+    storage["prod"].client().put_object(Bucket=BUCKET, Key="recording.mp4", Body=big, ContentType="video/mp4")
+    first = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", BUCKET, "--json")
+    assert first.code == 0, first.err
+    head = moto.head_object(Bucket=BUCKET, Key="recording.mp4")
+    assert head["ContentLength"] == len(big) and "md5chksum" in head["Metadata"]
+    assert not [s for s in proxy.seen if s[2] == 413]
+    proxy.seen.clear()
+    dry = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", BUCKET, "--dry-run", "--json")
+    assert dry.code == 0, dry.err
+    planned = summary(dry)[BUCKET]
+    assert (planned["copied"], planned["identical"], planned["read_to_compare"]) == (0, 1, 0)
+    assert not [s for s in proxy.seen if s[0] == "GET" and "recording.mp4" in s[1]], "read to compare"
+
+
+def test_refused_keys_are_reported_with_the_servers_reason_and_not_retried(project, storage, supabase_target):
+    proxy, moto = supabase_target
+    src = storage["prod"].client()
+    src.put_object(Bucket=BUCKET, Key="fine.txt", Body=b"ok")
+    src.put_object(Bucket=BUCKET, Key="notes #1.txt", Body=b"hash in the name")
+    result = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", BUCKET)
+    assert result.code == 1
+    assert "notes #1.txt: 400 InvalidKey: Invalid key: notes #1.txt" in result.err
+    assert sorted(contents(moto, BUCKET)) == ["fine.txt"]
+    assert len([s for s in proxy.seen if s[2] == 400]) == 1, "a 400 is not worth a retry"
+
+
+def test_storage_errors_are_not_blank(project, storage, supabase_target):
+    proxy, moto = supabase_target
+    proxy.put_limit = 1 << 10
+    storage["prod"].client().put_object(Bucket=BUCKET, Key="two-kib.bin", Body=b"x" * 2048)
+    result = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", BUCKET)
+    assert result.code == 1
+    assert "413 EntityTooLarge: The object exceeded the maximum allowed size" in result.err
+
+
+def test_metadata_the_way_storage_keeps_it_still_backs_up_and_restores(project, storage, supabase_target):
+    proxy, moto = supabase_target
+    moto_via = io.BytesIO(b"<svg/>")
+    project.envs["prod"]["storage_url"] = proxy.url
+    project.secrets.update(s3_secrets("prod", "moto", "moto-secret"))
+    moto.upload_fileobj(moto_via, BUCKET, "logo.svg", ExtraArgs={"ContentType": "image/svg+xml",
+                                                                 "Metadata": {"Owner": "Ada"}})
+    made = project.run("backup-storage", "--buckets", BUCKET, "--json")
+    assert made.code == 0, made.err
+    path = json.loads(made.out)["backups"][0]["path"]
+    empty_bucket(moto, BUCKET)
+    restored = project.run("restore-storage", "--to", "prod", "--backup", path, "--buckets", BUCKET, "--yes")
+    assert restored.code == 0, restored.err
+    head = moto.head_object(Bucket=BUCKET, Key="logo.svg")
+    assert head["ContentType"] == "image/svg+xml" and head["Metadata"] == {"owner": "Ada"}
+
+
+def test_wrong_keys_are_an_exit_2_naming_the_environment(project, storage):
+    fill(storage["prod"].client(), "avatars", 1)
+    project.secrets["OPS_PREPROD_S3_SECRET_ACCESS_KEY"] = "not-the-secret"
+    result = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "avatars")
+    assert result.code == 2, result.err
+    assert "preprod" in result.err and "OPS_PREPROD_S3_SECRET_ACCESS_KEY" in result.err
+    assert "Traceback" not in result.err
