@@ -1,12 +1,19 @@
 """A local stand-in for the Supabase Management API, reached by the real CLI via a profile file.
 
 The Supabase cloud is the one part tests and the demo cannot run, so this speaks the few
-endpoints the CLI uses for functions and secrets, records every request, can fail chosen
-function slugs, and can answer each deploy after a delay (for benchmarks).
+endpoints the CLI uses for functions and secrets, as strictly as the platform:
+- an upload with `bundleOnly=true` changes nothing that runs: the function's active version
+  moves only when the bulk `PUT /v1/projects/{ref}/functions` lists that bundle; a single
+  deploy (no bundleOnly) activates at once;
+- 120 requests per minute per project; beyond, 429 with Retry-After;
+- every project has the platform's default secrets, with digests of its own.
+It records every request, can fail chosen function slugs, and can answer each deploy after a
+delay (for benchmarks).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
@@ -19,6 +26,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 TOKEN = "sbp_" + "0123456789abcdef" * 2 + "01234567"  # a fake token of the shape the CLI checks
+PLATFORM_SECRETS = ("SUPABASE_URL", "SUPABASE_ANON_KEY", "SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_DB_URL")
+PROJECT_PATH = re.compile(r"/v1/projects/([a-z]{20})(?:/|$)")
 
 
 class QuietServer(ThreadingHTTPServer):
@@ -44,9 +53,14 @@ class ManagementAPI:
     deploys: list[Deploy] = field(default_factory=list)
     requests: list[tuple[str, str, str]] = field(default_factory=list)  # method, path, authorization
     functions: dict[str, dict[str, dict]] = field(default_factory=dict)  # ref -> slug -> function
+    bundles: dict[str, dict[str, tuple[dict, Deploy]]] = field(default_factory=dict)  # ref -> slug -> uploaded
+    rate_limit: int = 120  # requests per project per rate_window seconds
+    rate_window: float = 60.0
+    throttled: int = 0  # 429s answered
 
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
+        self.recent: dict[str, list[float]] = {}  # ref -> times of its requests inside the window
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -102,16 +116,20 @@ class ManagementAPI:
             self.requests.append((method, url.path, handler.headers.get("Authorization", "")))
         if handler.headers.get("Authorization") != f"Bearer {TOKEN}":
             return self.reply(handler, 401, {"message": "Unauthorized"})
+        if (project := PROJECT_PATH.match(url.path)) and (wait := self.over_limit(project[1])):
+            return self.reply(handler, 429, {"message": "Too many requests"}, {"Retry-After": str(wait)})
         if (match := re.fullmatch(r"/v1/projects/([a-z]{20})/functions/deploy", url.path)) and method == "POST":
             return self.deploy(handler, match[1], parse_qs(url.query).get("slug", [""])[0], body)
         if match := re.fullmatch(r"/v1/projects/([a-z]{20})/functions", url.path):
-            if method == "PUT":  # the CLI's bulk update that activates what it just deployed
-                return self.reply(handler, 200, {"functions": json.loads(body or b"[]")})
+            if method == "PUT":  # the CLI's bulk update: activates the bundles it lists
+                return self.activate(handler, match[1], body)
             with self.lock:
                 return self.reply(handler, 200, list(self.functions.get(match[1], {}).values()))
         if match := re.fullmatch(r"/v1/projects/([a-z]{20})/secrets", url.path):
-            secrets = self.secrets.get(match[1], {})
-            return self.reply(handler, 200, [{"name": n, "value": v} for n, v in sorted(secrets.items())])
+            secrets = {name: hashlib.sha256(f"{match[1]}:{name}".encode()).hexdigest() for name in PLATFORM_SECRETS}
+            secrets.update(self.secrets.get(match[1], {}))
+            return self.reply(handler, 200, [{"name": n, "value": v, "updated_at": "2026-01-01T00:00:00Z"}
+                                             for n, v in sorted(secrets.items())])
         return self.reply(handler, 404, {"message": "Not found"})
 
     def deploy(self, handler: BaseHTTPRequestHandler, ref: str, slug: str, body: bytes) -> None:
@@ -128,21 +146,60 @@ class ManagementAPI:
                 files.append(part.get_filename())
         if slug in self.fail_slugs:
             return self.reply(handler, 400, {"message": f"injected failure for {slug}"})
+        bundle_only = parse_qs(urlsplit(handler.path).query).get("bundleOnly") == ["true"]
         with self.lock:
-            self.deploys.append(Deploy(ref, slug, metadata, files))
-            functions = self.functions.setdefault(ref, {})
-            version = functions.get(slug, {}).get("version", 0) + 1
+            upload = Deploy(ref, slug, metadata, files)
+            active = self.functions.setdefault(ref, {}).get(slug, {})
+            pending = self.bundles.setdefault(ref, {}).get(slug)
+            version = max(active.get("version", 0), pending[0]["version"] if pending else 0) + 1
             now = int(time.time() * 1000)
-            functions[slug] = {"id": f"fn-{slug}", "slug": slug, "name": slug, "status": "ACTIVE",
-                               "version": version, "created_at": now, "updated_at": now,
-                               "verify_jwt": metadata.get("verify_jwt", True)}
-            result = dict(functions[slug])
-        self.reply(handler, 201, result)
+            function = {"id": f"fn-{slug}", "slug": slug, "name": slug, "status": "ACTIVE", "version": version,
+                        "created_at": active.get("created_at", now), "updated_at": now,
+                        "verify_jwt": metadata.get("verify_jwt", True)}
+            if bundle_only:
+                self.bundles[ref][slug] = (function, upload)  # uploaded, not serving
+            else:
+                self.functions[ref][slug] = function
+                self.deploys.append(upload)
+        self.reply(handler, 201, function)
+
+    def activate(self, handler: BaseHTTPRequestHandler, ref: str, body: bytes) -> None:
+        try:
+            listed = json.loads(body or b"[]")
+            wanted = [(item["slug"], item["version"]) for item in listed]
+        except (ValueError, KeyError, TypeError):
+            return self.reply(handler, 400, {"message": "body must list functions with slug and version"})
+        with self.lock:
+            bundles = self.bundles.setdefault(ref, {})
+            unknown = [slug for slug, version in wanted if bundles.get(slug, ({}, None))[0].get("version") != version]
+            if unknown:
+                return self.reply(handler, 400, {"message": f"no uploaded bundle for {', '.join(unknown)}"})
+            for slug, _ in wanted:
+                function, upload = bundles.pop(slug)
+                self.functions.setdefault(ref, {})[slug] = function
+                self.deploys.append(upload)
+            active = [self.functions[ref][slug] for slug, _ in wanted]
+        self.reply(handler, 200, {"functions": active})
+
+    def over_limit(self, ref: str) -> int:
+        """Seconds to wait when the project used up its requests of the window, else 0."""
+        now = time.monotonic()
+        with self.lock:
+            recent = [t for t in self.recent.get(ref, []) if now - t < self.rate_window]
+            if len(recent) >= self.rate_limit:
+                self.recent[ref] = recent
+                self.throttled += 1
+                return max(1, int(self.rate_window - (now - recent[0])) + 1)
+            recent.append(now)
+            self.recent[ref] = recent
+            return 0
 
     @staticmethod
-    def reply(handler: BaseHTTPRequestHandler, status: int, payload) -> None:
+    def reply(handler: BaseHTTPRequestHandler, status: int, payload, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(payload).encode()
         handler.send_response(status)
+        for name, value in (headers or {}).items():
+            handler.send_header(name, value)
         handler.send_header("Content-Type", "application/json")
         handler.send_header("Content-Length", str(len(data)))
         handler.end_headers()

@@ -140,9 +140,24 @@ class DeployResult(Result):
         return OperationFailed(f"{len(self.failed)} function(s) failed: {', '.join(self.failed)}\nre-run: {self.rerun}")
 
 
-def deploy_args(names: list[str], ref: str, jobs: int) -> list[str]:
-    # The functions handle auth themselves (reference card): always --no-verify-jwt.
-    return ["functions", "deploy", *names, "--project-ref", ref, "--no-verify-jwt", "--use-api", "--jobs", str(jobs)]
+def deploy_args(names: list[str], ref: str, jobs: int, *, verify_jwt: bool = False) -> list[str]:
+    # The functions handle auth themselves (reference card): --no-verify-jwt, unless config.toml asks for JWTs.
+    flag = [] if verify_jwt else ["--no-verify-jwt"]
+    return ["functions", "deploy", *names, "--project-ref", ref, *flag, "--use-api", "--jobs", str(jobs)]
+
+
+def jwt_verified(config: Config) -> set[str]:
+    """Functions whose `[functions.<name>] verify_jwt = true` in supabase/config.toml overrides the card."""
+    import tomllib
+
+    path = config.supabase_dir / "config.toml"
+    if not path.is_file():
+        return set()
+    try:
+        settings = tomllib.loads(path.read_text(encoding="utf-8")).get("functions") or {}
+    except tomllib.TOMLDecodeError as error:
+        raise UserError(f"{path} is not valid TOML: {error}") from None
+    return {name for name, values in settings.items() if isinstance(values, dict) and values.get("verify_jwt") is True}
 
 
 def remote_versions(config: Config, env: Environment) -> dict[str, int] | None:
@@ -183,9 +198,16 @@ def deploy_functions(config: Config, *, env: str | None, only: list[str] | None 
                 started.add(line.split(":", 1)[1].strip())
                 progress(f"deploying {len(started)}/{len(names)}: {line.split(':', 1)[1].strip()}")
 
-    bulk = supabase_cli.run(deploy_args(names, environment.ref, jobs), workdir=workdir, on_line=show)
-    result.cli_calls += 1
-    if bulk.ok:
+    verified = jwt_verified(config)
+    bulk_ok = True
+    for verify in (False, True):  # one bulk call per JWT setting (the CLI's flag applies to all it deploys)
+        group = [n for n in names if (n in verified) == verify]
+        if group:
+            bulk = supabase_cli.run(deploy_args(group, environment.ref, jobs, verify_jwt=verify), workdir=workdir,
+                                    on_line=show)
+            result.cli_calls += 1
+            bulk_ok = bulk_ok and bulk.ok
+    if bulk_ok:
         result.deployed = list(names)
         return result
     # Pin down the failures: what did not get a new version is redeployed one by one.
@@ -199,7 +221,8 @@ def deploy_functions(config: Config, *, env: str | None, only: list[str] | None 
     progress(f"bulk deploy failed; retrying {len(suspects)} function(s) one by one to find which")
 
     def single(name: str) -> tuple[str, bool]:
-        return name, supabase_cli.run(deploy_args([name], environment.ref, 1), workdir=workdir).ok
+        args = deploy_args([name], environment.ref, 1, verify_jwt=name in verified)
+        return name, supabase_cli.run(args, workdir=workdir).ok
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         for name, ok in pool.map(single, suspects):

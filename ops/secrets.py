@@ -12,6 +12,9 @@ from ops.errors import OperationFailed, UserError, last_line
 from ops.report import Result, Table
 from ops.supabase_cli import cli_workdir
 
+# Every hosted project has these, each with its own value.
+PLATFORM_DEFAULTS = {"SUPABASE_URL", "SUPABASE_ANON_KEY", "SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_DB_URL"}
+
 
 @dataclass
 class EnvSecrets:
@@ -54,7 +57,10 @@ class SecretsReport(Result):
                 present = {e.digests[name] for e in reachable if name in e.digests}
                 lacking = [e.env for e in reachable if name not in e.digests]
                 notes = [f"missing in {', '.join(lacking)}"] if lacking else []
-                notes += ["digests differ"] if len(present) > 1 else []
+                if name in PLATFORM_DEFAULTS:  # the platform sets these per project: different by design
+                    notes.append("platform default (one per project)")
+                elif len(present) > 1:
+                    notes.append("digests differ")
                 cells.append("; ".join(notes) or "same")
             rows.append(cells)
         return Table(headers, rows)

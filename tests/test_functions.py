@@ -9,7 +9,7 @@ import subprocess
 import pytest
 from lib.project import REPO, Project
 
-from devstack.mgmt_standin import TOKEN, ManagementAPI
+from devstack.mgmt_standin import PLATFORM_SECRETS, TOKEN, ManagementAPI
 
 PREPROD, PROD, SANDBOX = "jtzcrirqflfnagceendt", "qfdztdgublwlmewobxmx", "cezlnvdjildzxpyxyabb"
 ALL_FUNCTIONS = sorted(p.name for p in (REPO / "supabase" / "functions").iterdir() if (p / "index.ts").exists())
@@ -60,6 +60,17 @@ def test_deploys_every_function_once_without_jwt_check(app, api):
     assert "link" not in app.argv_log.read_text().split()
 
 
+def test_config_toml_verify_jwt_overrides_the_card_where_set(app, api):
+    config = app.supabase_dir / "config.toml"
+    config.write_text(config.read_text() + "\n[functions.stripe-webhook]\nverify_jwt = true\n"
+                      "\n[functions.calcom-webhook]\nverify_jwt = false\n")
+    result = app.run("deploy-functions", "--env", "preprod", "--json")
+    assert result.code == 0, result.err
+    checked = {d.slug: d.metadata["verify_jwt"] for d in api.deploys}
+    assert checked.pop("stripe-webhook") is True
+    assert set(checked.values()) == {False} and len(checked) == len(ALL_FUNCTIONS) - 1
+
+
 def test_only_deploys_the_named(app, api):
     result = app.run("deploy-functions", "--env", "preprod", "--only", "calcom-webhook", "--only", "stripe-webhook")
     assert result.code == 0, result.err
@@ -77,6 +88,20 @@ def test_failures_are_named_with_a_rerun_command(app, api):
     api.fail_slugs = set()
     rerun = app.run("deploy-functions", "--env", "preprod", "--only", "stripe-webhook,sync-calendar")
     assert rerun.code == 0, rerun.err
+
+
+def test_rate_limited_deploy_names_only_the_real_failures(app, api):
+    """The platform answers 429 past its rate; bundles go live only through the bulk update."""
+    api.rate_limit, api.rate_window = 6, 2.0
+    api.fail_slugs = {"stripe-webhook", "sync-calendar"}
+    result = app.run("deploy-functions", "--env", "preprod", "--json")
+    assert result.code == 1
+    assert api.throttled > 0, "the test must actually hit the limit"
+    data = json.loads(result.out)
+    assert data["failed"] == ["stripe-webhook", "sync-calendar"]
+    live = {slug for slug, f in api.functions[PREPROD].items() if f["status"] == "ACTIVE"}
+    assert live == set(ALL_FUNCTIONS) - api.fail_slugs
+    assert not api.bundles.get(PREPROD), "every uploaded bundle was activated"
 
 
 def test_changed_since_follows_shared_imports(app, api):
@@ -133,11 +158,15 @@ def test_secrets_names_and_matrix(app, api):
     }
     one = app.run("secrets", "--env", "prod", "--json")
     assert one.code == 0, one.err
-    assert json.loads(one.out)["envs"][0]["digests"] == api.secrets[PROD]
+    digests = json.loads(one.out)["envs"][0]["digests"]
+    assert {k: digests[k] for k in api.secrets[PROD]} == api.secrets[PROD]
+    assert set(digests) - set(api.secrets[PROD]) == set(PLATFORM_SECRETS)  # every project has them
     matrix = app.run("secrets", "--env", "all")
     assert matrix.code == 0, matrix.err
     lines = {line.split("|")[1].strip(): line for line in matrix.out.splitlines() if line.startswith("| ")}
     assert "missing in prod, sandbox" in lines["CALCOM_TOKEN"]
     assert "digests differ" in lines["STRIPE_SECRET_KEY"]
     assert "MISSING" in lines["RESEND_API_KEY"] and "missing in sandbox" in lines["RESEND_API_KEY"]
+    assert "platform default" in lines["SUPABASE_SERVICE_ROLE_KEY"]
+    assert "digests differ" not in lines["SUPABASE_SERVICE_ROLE_KEY"]
     assert TOKEN not in app.argv_log.read_text()
