@@ -51,16 +51,24 @@ def whole(value: str | int | None, flag: str) -> int | None:
         raise Exit(f"error: {flag} takes a whole number, not {value!r}", code=2) from None
 
 
-def load_config() -> Config:
+def load_config(*, check_refs: bool = True) -> Config:
     from ops import config
 
-    return config.load()
+    return config.load(check_refs=check_refs)
 
 
 def emit(result: Renderable, as_json: bool) -> None:
     from ops.report import emit as render
 
     render(result, as_json)
+
+
+@ops_task(help={"env": "environment, or 'all' (default: prod)", "json": "print the checks as JSON"})
+def doctor(c: Context, env: str | None = None, json: bool = False) -> None:
+    """Run first on a new machine: config, database (TLS, role, pooler), pg_dump, storage, API token, CLI."""
+    from ops import doctor as checks
+
+    emit(checks.doctor(load_config(check_refs=False), env), json)
 
 
 @ops_task(help={"json": "print the environments as JSON"})
@@ -514,6 +522,7 @@ def status(c: Context, envs: list[str] | None = None, json: bool = False) -> Non
 
 
 ns = Collection(
+    doctor,
     envs,
     sync_data,
     sync_storage,

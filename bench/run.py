@@ -122,7 +122,7 @@ def main() -> int:
     bench = Bench(work)
     pg = localstack.start_postgres()
     servers: list[localstack.LocalS3] = []
-    api = ManagementAPI(deploy_delay=1.0)
+    api = ManagementAPI(deploy_delay=1.0, projects={"benchdeployxxxxxxxxx"})
     try:
         bench_sync_data(bench, pg)
         bench_storage(bench, servers)

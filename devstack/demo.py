@@ -33,7 +33,7 @@ def inv(*args: str) -> int:
 
 def start_management_api(workdir: Path) -> ManagementAPI:
     """The Supabase cloud stand-in; the real CLI reaches it through a profile file."""
-    api = ManagementAPI()
+    api = ManagementAPI(projects={env.ref for env in ops_config.load(REPO_ROOT / "environments.ini").environments.values()})
     home = workdir / "home"
     home.mkdir(parents=True, exist_ok=True)
     os.environ.update(HOME=str(home), SUPABASE_PROFILE=str(api.write_profile(workdir / "profile.yaml")),

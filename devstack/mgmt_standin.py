@@ -6,7 +6,8 @@ endpoints the CLI uses for functions and secrets, as strictly as the platform:
   moves only when the bulk `PUT /v1/projects/{ref}/functions` lists that bundle; a single
   deploy (no bundleOnly) activates at once;
 - 120 requests per minute per project; beyond, 429 with Retry-After;
-- every project has the platform's default secrets, with digests of its own.
+- every project has the platform's default secrets, with digests of its own;
+- a project the token cannot see (not in `projects`) is a 404, as is any unknown path.
 It records every request, can fail chosen function slugs, and can answer each deploy after a
 delay (for benchmarks).
 """
@@ -47,6 +48,7 @@ class Deploy:
 
 @dataclass
 class ManagementAPI:
+    projects: set[str] = field(default_factory=set)  # refs the token can see
     secrets: dict[str, dict[str, str]] = field(default_factory=dict)  # ref -> name -> digest
     fail_slugs: set[str] = field(default_factory=set)
     deploy_delay: float = 0.0
@@ -116,8 +118,14 @@ class ManagementAPI:
             self.requests.append((method, url.path, handler.headers.get("Authorization", "")))
         if handler.headers.get("Authorization") != f"Bearer {TOKEN}":
             return self.reply(handler, 401, {"message": "Unauthorized"})
-        if (project := PROJECT_PATH.match(url.path)) and (wait := self.over_limit(project[1])):
-            return self.reply(handler, 429, {"message": "Too many requests"}, {"Retry-After": str(wait)})
+        if project := PROJECT_PATH.match(url.path):
+            if wait := self.over_limit(project[1]):
+                return self.reply(handler, 429, {"message": "Too many requests"}, {"Retry-After": str(wait)})
+            if project[1] not in self.projects:
+                return self.reply(handler, 404, {"message": "Project not found"})
+            if re.fullmatch(r"/v1/projects/[a-z]{20}", url.path):
+                return self.reply(handler, 200, {"id": project[1], "ref": project[1], "name": project[1],
+                                                 "region": "eu-central-1", "status": "ACTIVE_HEALTHY"})
         if (match := re.fullmatch(r"/v1/projects/([a-z]{20})/functions/deploy", url.path)) and method == "POST":
             return self.deploy(handler, match[1], parse_qs(url.query).get("slug", [""])[0], body)
         if match := re.fullmatch(r"/v1/projects/([a-z]{20})/functions", url.path):

@@ -206,7 +206,9 @@ class _Reader:
         return self._typed(section, key, default, self.parser.getboolean, "true or false")
 
 
-def load(path: Path | str | None = None) -> Config:
+def load(path: Path | str | None = None, *, check_refs: bool = True) -> Config:
+    """The environments file, refused (exit 2) when it is malformed, holds a secret, or (unless
+    `check_refs` is off, for `inv doctor` to report it) points a section at another project."""
     path = Path(path).resolve() if path else config_path()
     if not path.is_file():
         raise UserError(f"environments file not found: {path} (set OPS_ENVIRONMENTS or create it)")
@@ -239,7 +241,8 @@ def load(path: Path | str | None = None) -> Config:
         )
 
     for environment in environments.values():
-        _check_refs(environment, path)
+        if check_refs:
+            check_refs_of(environment, path)
     sync = dict(parser["sync-data"]) if parser.has_section("sync-data") else {}
     return Config(
         path=path,
@@ -351,7 +354,7 @@ def hosted_refs(env: Environment) -> dict[str, str]:
     return found
 
 
-def _check_refs(env: Environment, path: Path) -> None:
+def check_refs_of(env: Environment, path: Path) -> None:
     """A section pointing at another project (a copy-paste away from writing prod) is refused."""
     for where, ref in hosted_refs(env).items():
         if ref != env.ref:

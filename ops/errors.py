@@ -17,6 +17,9 @@ class OperationFailed(OpsError):
     exit_code = 1
 
 
+CLI_NOISE = ("Try rerunning the command with --debug",)  # the Supabase CLI's closing advice
+
+
 def first_line(error: BaseException) -> str:
     """An exception's first line, for one-line reports; its type name when it has no text."""
     lines = str(error).strip().splitlines()
@@ -24,6 +27,6 @@ def first_line(error: BaseException) -> str:
 
 
 def last_line(text: str, default: str) -> str:
-    """The last non-empty line a child process printed (where CLIs put the reason)."""
-    lines = text.strip().splitlines()
+    """The last line a child process printed that says something (where CLIs put the reason)."""
+    lines = [line for line in text.strip().splitlines() if line.strip() and not line.startswith(CLI_NOISE)]
     return lines[-1] if lines else default

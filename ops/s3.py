@@ -25,7 +25,7 @@ MD5_METADATA = "md5chksum"  # rclone's convention for the MD5 of a multipart upl
 COPIED_HEADERS = ("ContentType", "CacheControl", "ContentDisposition", "ContentEncoding", "ContentLanguage")
 
 
-def client(env: Environment, *, max_pool: int = 16) -> S3Client:
+def client(env: Environment, *, max_pool: int = 16, timeout: int = 10, attempts: int = 8) -> S3Client:
     import boto3
     from botocore.config import Config
 
@@ -45,8 +45,8 @@ def client(env: Environment, *, max_pool: int = 16) -> S3Client:
             # Supabase's S3 endpoint rejects Content-MD5 and the newer default checksums.
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
-            retries={"max_attempts": 8, "mode": "standard"},
-            connect_timeout=10,
+            retries={"max_attempts": attempts, "mode": "standard"},
+            connect_timeout=timeout,
             read_timeout=60,
             max_pool_connections=max_pool,
             tcp_keepalive=True,

@@ -34,15 +34,20 @@ def export_config(config: Config, env: Environment, folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file())
 
 
+def pg_dump_binary() -> str:
+    found = os.environ.get("OPS_PG_DUMP") or shutil.which("pg_dump")
+    if not found:
+        raise OperationFailed("pg_dump not found: install PostgreSQL client tools or set OPS_PG_DUMP")
+    return found
+
+
 def dump_database(env: Environment, path: Path, schemas: list[str]) -> Path:
     """`pg_dump` of the app's schemas in custom format (restore with pg_restore); the password only in PGPASSWORD.
 
     Only `[backup] schemas` (default: public): on hosted Supabase the platform's schemas
     belong to other roles, and the connecting `postgres` role may not read them.
     """
-    pg_dump = os.environ.get("OPS_PG_DUMP") or shutil.which("pg_dump")
-    if not pg_dump:
-        raise OperationFailed("pg_dump not found: install PostgreSQL client tools or set OPS_PG_DUMP")
+    pg_dump = pg_dump_binary()
     environ = child_env("postgres", {"PGPASSWORD": password_for(env)})
     result = subprocess.run(
         [pg_dump, "--format=custom", "--no-owner", *(f"--schema={schema}" for schema in schemas),

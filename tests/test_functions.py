@@ -18,7 +18,7 @@ EMAIL_USERS = ["send-auth-email", "send-welcome-email"]
 
 @pytest.fixture
 def api():
-    server = ManagementAPI()
+    server = ManagementAPI(projects={PREPROD, PROD, SANDBOX})
     yield server
     server.stop()
 

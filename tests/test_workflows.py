@@ -46,7 +46,7 @@ def world(tmp_path, pg, cli):
     git(app, "remote", "add", "lovable", str(lovable))
     git(app, "push", "-q", "lovable", "main")
 
-    api = ManagementAPI()
+    api = ManagementAPI(projects=set(REFS.values()))
     home = tmp_path / "home"
     home.mkdir()
     project = Project(tmp_path, supabase_dir=app / "supabase")

@@ -1,0 +1,74 @@
+"""`inv doctor` against healthy and broken local environments (issue 10)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from lib.db import TLS_HOST
+from lib.project import FAKE_DB_PASSWORD
+from lib.s3 import S3_KEYS, s3_secrets
+
+from devstack import localstack
+from devstack.mgmt_standin import TOKEN, ManagementAPI
+
+PROD_REF = "qfdztdgublwlmewobxmx"
+
+
+@pytest.fixture
+def clinic(project, storage, pgbouncer, tmp_path, cli):
+    """prod healthy; five more environments, each broken in one way."""
+    api = ManagementAPI(projects={PROD_REF})
+    home = tmp_path / "home"
+    home.mkdir()
+    project.secrets.update(HOME=str(home), SUPABASE_PROFILE=str(api.write_profile(tmp_path / "profile.yaml")),
+                           SUPABASE_ACCESS_TOKEN=TOKEN)
+    prod = project.envs["prod"]
+    localstack.set_role_password(prod["db_url"], FAKE_DB_PASSWORD)
+    key_id, secret = S3_KEYS["prod"]
+    broken = {
+        "wrong-password": {"db_url": prod["db_url"].replace("postgres@", f"{localstack.PASSWORD_ROLE}@")},
+        "wrong-key": {},
+        "no-bucket": {"storage_url": project.envs["preprod"]["storage_url"]},
+        "no-tls": {"db_url": f"postgresql://postgres@{TLS_HOST}:{pgbouncer.port}/postgres?hostaddr=127.0.0.1"},
+        "ref-mismatch": {"storage_url": "https://jtzcrirqflfnagceendt.storage.supabase.co/storage/v1/s3"},
+    }
+    for name, changes in broken.items():
+        project.envs[name] = {**prod, "protected": "false", **changes}
+        project.secrets.update(s3_secrets(name, key_id, secret))
+    project.secrets["OPS_WRONG_PASSWORD_DB_PASSWORD"] = "not-the-password"
+    project.secrets["OPS_WRONG_KEY_S3_SECRET_ACCESS_KEY"] = "not-the-s3-secret"
+    project.secrets.update(s3_secrets("no-bucket", *S3_KEYS["preprod"]))
+    storage["preprod"].client().delete_bucket(Bucket="client-badges")
+    yield project
+    api.stop()
+
+
+def statuses(result) -> dict[tuple[str, str], str]:
+    return {(c["env"], c["check"]): ("ok" if c["ok"] else c["detail"]) for c in json.loads(result.out)["checks"]}
+
+
+def test_a_healthy_environment_passes_every_check(clinic):
+    result = clinic.run("doctor", "--env", "prod", "--json")
+    assert result.code == 0, result.out + result.err
+    assert set(statuses(result).values()) == {"ok"}
+    assert {check for _, check in statuses(result)} == {"config", "database", "pg_dump", "storage",
+                                                        "management api", "supabase cli"}
+    table = clinic.run("doctor", "--env", "prod")
+    assert "PostgreSQL" in table.out and "as postgres" in table.out and "all 6 checks ok" in table.out
+
+
+def test_each_broken_environment_fails_the_right_check_with_a_hint(clinic):
+    result = clinic.run("doctor", "--env", "all", "--json")
+    assert result.code == 1
+    found = statuses(result)
+    assert "password" in found[("wrong-password", "database")]
+    assert "refused" in found[("wrong-key", "storage")] and "OPS_WRONG_KEY_S3_SECRET_ACCESS_KEY" in \
+        found[("wrong-key", "storage")]
+    assert "client-badges" in found[("no-bucket", "storage")]
+    assert "SSL" in found[("no-tls", "database")]
+    assert "jtzcrirqflfnagceendt" in found[("ref-mismatch", "config")]
+    assert ("ref-mismatch", "database") not in found, "never connects where the section points elsewhere"
+    assert found[("prod", "database")] == "ok" and found[("-", "supabase cli")] == "ok"
+    failed = [c for c in json.loads(result.out)["checks"] if not c["ok"]]
+    assert all(c["fix"] for c in failed)
