@@ -79,6 +79,8 @@ def main() -> int:
         print("local-prod: migrations applied with the Supabase CLI, demo content loaded; "
               "local-preprod and local-sandbox: empty", flush=True)
         steps = [
+            ("doctor", "--env", "local-prod"),
+            ("doctor", "--env", "local-preprod"),
             ("envs",),
             ("status", "--envs", "local-prod,local-preprod"),
             ("reset-env", "--from", "local-prod", "--to", "local-preprod"),
