@@ -15,20 +15,34 @@ if TYPE_CHECKING:
 LIST_HELP = "repeat the flag or separate with commas"
 
 
-def ops_task(*args: Any, **kwargs: Any) -> Callable[[Callable[..., None]], Task]:
-    """An invoke task whose ops errors become a message and the matching exit code."""
+def ops_task(*args: Any, journal: bool = False, **kwargs: Any) -> Callable[[Callable[..., None]], Task]:
+    """An invoke task whose ops errors become a message and the matching exit code.
+
+    With `journal`, the task writes: its run is appended to the ops journal, however it ends.
+    """
 
     def wrap(function: Callable[..., None]) -> Task:
         @functools.wraps(function)
         def run(*a: Any, **kw: Any) -> None:
+            from ops import journal as ops_journal
             from ops.errors import OpsError
 
+            entry = ops_journal.begin(function.__name__.replace("_", "-"), kw) if journal else None
+            code, failure = 0, ""
             try:
                 return function(*a, **kw)
             except OpsError as error:
+                code, failure = error.exit_code, str(error)
                 raise Exit(f"error: {error}", code=error.exit_code) from None
             except KeyboardInterrupt:
+                code, failure = 130, "interrupted (Ctrl-C)"
                 raise Exit("interrupted", code=130) from None
+            except Exit as error:
+                code, failure = error.code, str(error.message or "")
+                raise
+            finally:
+                if entry is not None:
+                    ops_journal.finish(entry, code, failure)
 
         return task(*args, **kwargs)(run)
 
@@ -58,8 +72,10 @@ def load_config(*, check_refs: bool = True) -> Config:
 
 
 def emit(result: Renderable, as_json: bool) -> None:
+    from ops import journal
     from ops.report import emit as render
 
+    journal.note(result)
     render(result, as_json)
 
 
@@ -71,6 +87,38 @@ def doctor(c: Context, env: str | None = None, json: bool = False) -> None:
     emit(checks.doctor(load_config(check_refs=False), env), json)
 
 
+@ops_task(
+    help={
+        "env": "only runs that named this environment",
+        "task": "only runs of this task (e.g. deploy-functions)",
+        "since": "only runs since 7d, 24h, 30m or a date (2026-11-01)",
+        "last": "at most this many runs, newest first (default 20)",
+        "json": "print the runs as JSON",
+    }
+)
+def journal(
+    c: Context,
+    env: str | None = None,
+    task: str | None = None,
+    since: str | None = None,
+    last: str | None = None,
+    json: bool = False,
+) -> None:
+    """Who changed which environment, when, with what result (the ops journal, newest first)."""
+    from ops import journal as ops_journal
+
+    emit(
+        ops_journal.read(
+            load_config(check_refs=False).journal_path,
+            env=env,
+            task=task,
+            since=since,
+            last=whole(last, "--last") or 20,
+        ),
+        json,
+    )
+
+
 @ops_task(help={"json": "print the environments as JSON"})
 def envs(c: Context, json: bool = False) -> None:
     """List the environments, their projects and which secrets are set (never their values)."""
@@ -80,6 +128,7 @@ def envs(c: Context, json: bool = False) -> None:
 
 
 @ops_task(
+    journal=True,
     iterable=["tables"],
     help={
         "from": "source environment (e.g. prod)",
@@ -123,6 +172,7 @@ def sync_data(
 
 
 @ops_task(
+    journal=True,
     iterable=["buckets"],
     help={
         "from": "source environment",
@@ -170,6 +220,7 @@ def sync_storage(
 
 
 @ops_task(
+    journal=True,
     iterable=["buckets"],
     help={
         "env": "environment to back up, or 'all' (default: prod)",
@@ -204,6 +255,7 @@ def verify_backup(c: Context, backup: str = "latest", env: str | None = None, js
 
 
 @ops_task(
+    journal=True,
     iterable=["buckets"],
     help={
         "to": "environment to restore into",
@@ -237,6 +289,7 @@ def restore_storage(
 
 
 @ops_task(
+    journal=True,
     help={
         "env": "environment, or 'all' for [migrations] all_order (default: prod)",
         "dry_run": "list the pending migrations; apply nothing",
@@ -286,6 +339,7 @@ def migration_status(c: Context, envs: list[str] | None = None, json: bool = Fal
 
 
 @ops_task(
+    journal=True,
     iterable=["only"],
     help={
         "env": "environment (default: prod)",
@@ -344,6 +398,7 @@ WORKFLOW_HELP = {
 
 
 @ops_task(
+    journal=True,
     iterable=["only"],
     help={
         "env": "environment (default: preprod)",
@@ -380,11 +435,12 @@ def release(
 
 
 @ops_task(
+    journal=True,
     help={
         "from": "environment to copy from (default: prod)",
         "to": "environment to reset (default: preprod)",
         **WORKFLOW_HELP,
-    }
+    },
 )
 def reset_env(
     c: Context,
@@ -404,11 +460,12 @@ def reset_env(
 
 
 @ops_task(
+    journal=True,
     help={
         "from": "environment to copy config and files from (default: prod)",
         "sandbox": "the sandbox environment (default: sandbox)",
         **WORKFLOW_HELP,
-    }
+    },
 )
 def refresh_sandbox(
     c: Context,
@@ -431,6 +488,7 @@ def refresh_sandbox(
 
 
 @ops_task(
+    journal=True,
     iterable=["tables"],
     help={
         "tables": f"config tables to promote ({LIST_HELP})",
@@ -473,12 +531,13 @@ def promote_config(
 
 
 @ops_task(
+    journal=True,
     help={
         "env": "environment, or 'all' (default: prod)",
         "keep": "snapshots to keep per environment (default 5)",
         "resume_at": WORKFLOW_HELP["resume_at"],
         "json": "print the step summary as JSON",
-    }
+    },
 )
 def backup(
     c: Context, env: str | None = None, keep: str | None = None, resume_at: str | None = None, json: bool = False
@@ -490,7 +549,8 @@ def backup(
 
 
 @ops_task(
-    help={"diff_only": "only show which files Lovable changed; merge nothing", "json": "print the result as JSON"}
+    journal=True,
+    help={"diff_only": "only show which files Lovable changed; merge nothing", "json": "print the result as JSON"},
 )
 def sync_lovable(c: Context, diff_only: bool = False, json: bool = False) -> None:
     """Fetch the Lovable sandbox's branch; show what changed, or merge it into the current branch."""
@@ -499,7 +559,7 @@ def sync_lovable(c: Context, diff_only: bool = False, json: bool = False) -> Non
     emit(lovable.sync_lovable(load_config(), diff_only=diff_only), json)
 
 
-@ops_task(help={"dry_run": "show what would be merged; push nothing", "json": "print the result as JSON"})
+@ops_task(journal=True, help={"dry_run": "show what would be merged; push nothing", "json": "print the result as JSON"})
 def update_lovable(c: Context, dry_run: bool = False, json: bool = False) -> None:
     """Merge our main into the Lovable branch and push it (never a force-push)."""
     from ops import lovable
@@ -524,6 +584,7 @@ def status(c: Context, envs: list[str] | None = None, json: bool = False) -> Non
 ns = Collection(
     doctor,
     envs,
+    journal,
     sync_data,
     sync_storage,
     backup_storage,

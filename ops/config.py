@@ -30,6 +30,7 @@ SETTINGS_KEYS: dict[str, set[str]] = {
     "backup": {"dir", "schemas"},
     "lovable": {"remote", "branch", "paths", "ours"},
     "workflows": {"prod", "preprod", "sandbox", "sandbox_buckets"},
+    "journal": {"path"},
 }
 SECRET_KEY_PATTERN = re.compile(r"password|passwd|secret|token|access_key|api_key|(^|_)key_id", re.I)
 SECRET_VALUE_PATTERN = re.compile(r"sbp_[0-9a-f]{40}|eyJ[A-Za-z0-9_-]{20,}")
@@ -143,6 +144,7 @@ class Config:
     backup: BackupSettings
     lovable: LovableSettings
     workflows: WorkflowSettings
+    journal_path: Path
 
     @property
     def root(self) -> Path:
@@ -279,6 +281,7 @@ def load(path: Path | str | None = None, *, check_refs: bool = True) -> Config:
             sandbox=read.text("workflows", "sandbox", "sandbox"),
             sandbox_buckets=read.list("workflows", "sandbox_buckets", ["program-logos", "email-assets"]),
         ),
+        journal_path=read.path_("journal", "path", "ops-journal.jsonl"),
     )
 
 

@@ -1,0 +1,215 @@
+"""The ops journal: who changed which environment, when, with what result.
+
+Every task that writes appends one JSON line to `[journal] path` (default
+`ops-journal.jsonl` beside environments.ini): UTC time, user, host, task and flags (never a
+secret: secrets are never flags), environments and refs, the git commit of the working tree
+(and whether it was dirty), exit code, a one-line outcome, duration, and the run folder or
+backup it produced. A line is written even when the task fails or is interrupted; each line
+goes out in one `write` on a file opened for appending, under an exclusive lock, so lines
+never interleave or break. Failing to write the journal only warns: it never hides the
+task's own result.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import getpass
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from ops.report import Renderable, Result, Table
+
+ENV_FLAGS = ("env", "from_", "to", "sandbox", "preprod", "prod", "envs")
+PATH_KEYS = ("run_dir", "path", "backup")
+DEFAULT_NAME = "ops-journal.jsonl"
+
+
+@dataclass
+class Entry:
+    task: str
+    flags: dict[str, Any]
+    started: float = field(default_factory=time.monotonic)
+    time: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    outcome: str = ""
+    produced: list[str] = field(default_factory=list)
+    deployed_commit: str | None = None
+
+
+_current: Entry | None = None  # one task per process: the entry of the running one
+
+
+def begin(task: str, flags: dict[str, Any]) -> Entry:
+    global _current
+    _current = Entry(task, {k.rstrip("_"): v for k, v in flags.items() if v not in (None, False, [], "")})
+    return _current
+
+
+def note(result: Renderable) -> None:
+    """Take the outcome and the folders a result produced for the running task's line."""
+    if _current is None:
+        return
+    data = result.to_dict()
+    lines = [line for line in result.footer().splitlines() if line.strip()]
+    _current.outcome = lines[-1] if lines else summarize(data)
+    _current.produced = sorted(set(found_paths(data)))
+    _current.deployed_commit = data.get("commit") or _current.deployed_commit
+
+
+def summarize(data: dict[str, Any]) -> str:
+    """A one-line account from a result's counts (for results without a footer)."""
+    counts = {k: v for k, v in data.items() if isinstance(v, int) and not isinstance(v, bool)}
+    for key in ("steps", "tables", "buckets", "backups", "envs", "functions", "checks"):
+        if isinstance(data.get(key), list):
+            counts.setdefault(key, len(data[key]))
+    return ", ".join(f"{k} {v}" for k, v in counts.items())[:200]
+
+
+def found_paths(data: Any) -> list[str]:
+    if isinstance(data, dict):
+        own = [str(v) for k, v in data.items() if k in PATH_KEYS and isinstance(v, str) and v.startswith("/")]
+        return own + [p for v in data.values() for p in found_paths(v)]
+    if isinstance(data, list):
+        return [p for item in data for p in found_paths(item)]
+    return []
+
+
+def finish(entry: Entry, exit_code: int, failure: str = "") -> None:
+    """Append the task's line; on any trouble, warn on stderr and carry on."""
+    try:
+        from ops import config as ops_config
+
+        path, refs = journal_path(), {}
+        try:
+            loaded = ops_config.load(check_refs=False)
+            path = loaded.journal_path
+            refs = {name: env.ref for name, env in loaded.environments.items()}
+        except Exception:  # noqa: BLE001 -- a broken environments file still gets its line, at the default path
+            pass
+        envs = [name for key in ENV_FLAGS for value in _as_list(entry.flags.get(key.rstrip("_")))
+                for name in re.split(r"[\s,]+", value) if name]
+        commit, dirty = working_tree(path.parent)
+        line = {
+            "time": entry.time,
+            "user": user(path.parent),
+            "host": socket.gethostname(),
+            "task": entry.task,
+            "flags": entry.flags,
+            "dry_run": bool(entry.flags.get("dry_run")),
+            "envs": envs,
+            "refs": {name: refs[name] for name in envs if name in refs},
+            "commit": commit,
+            "dirty": dirty,
+            "deployed_commit": entry.deployed_commit,
+            "exit_code": exit_code,
+            "outcome": (failure or entry.outcome or ("done" if exit_code == 0 else "failed")).splitlines()[0][:300],
+            "seconds": round(time.monotonic() - entry.started, 3),
+            "produced": entry.produced,
+        }
+        append(path, json.dumps(line, ensure_ascii=False, default=str) + "\n")
+    except Exception as error:  # noqa: BLE001 -- the journal never hides the task's own result
+        print(f"warning: could not write the ops journal: {error}", file=sys.stderr)
+
+
+def _as_list(value: Any) -> list[str]:
+    if value in (None, False, True):
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
+def journal_path() -> Path:
+    from ops.config import config_path
+
+    return config_path().parent / DEFAULT_NAME
+
+
+def append(path: Path, line: str) -> None:
+    handle = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        os.write(handle, line.encode("utf-8"))
+    finally:
+        os.close(handle)
+
+
+def git_out(folder: Path, *args: str) -> str:
+    from ops.childenv import child_env
+
+    try:
+        result = subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, timeout=10,
+                                env=child_env("git"))
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return result.stdout.strip() if result.returncode == 0 else ""
+
+
+def working_tree(folder: Path) -> tuple[str | None, bool | None]:
+    commit = git_out(folder, "rev-parse", "HEAD")
+    return (commit, bool(git_out(folder, "status", "--porcelain"))) if commit else (None, None)
+
+
+def user(folder: Path) -> str:
+    return git_out(folder, "config", "user.email") or getpass.getuser()
+
+
+# ---------------------------------------------------------------- reading
+
+
+@dataclass
+class JournalReport(Result):
+    entries: list[dict[str, Any]]
+
+    def rows(self) -> Table:
+        def task(entry: dict[str, Any]) -> str:
+            return str(entry.get("task", "")) + (" (dry run)" if entry.get("dry_run") else "")
+
+        return Table(["time", "user", "task", "envs", "exit", "outcome", "seconds"],
+                     [[e.get("time"), e.get("user"), task(e), ",".join(e.get("envs", [])), e.get("exit_code"),
+                       e.get("outcome"), e.get("seconds")] for e in self.entries])
+
+    def footer(self) -> str:
+        return "" if self.entries else "no journal entries match"
+
+
+def parse_since(value: str) -> datetime:
+    """`7d`, `24h`, `30m`, or an ISO date/time (UTC)."""
+    from ops.errors import UserError
+
+    match = re.fullmatch(r"(\d+)([dhm])", value.strip())
+    if match:
+        unit = {"d": "days", "h": "hours", "m": "minutes"}[match[2]]
+        return datetime.now(UTC) - timedelta(**{unit: int(match[1])})
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise UserError(f"--since takes 7d, 24h, 30m or a date like 2026-11-01, not {value!r}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def read(path: Path, *, env: str | None = None, task: str | None = None, since: str | None = None,
+         last: int = 20) -> JournalReport:
+    """The matching lines, newest first (a damaged line is skipped, never fatal)."""
+    start = parse_since(since) if since else None
+    entries = []
+    if path.is_file():
+        for raw in path.read_text(encoding="utf-8").splitlines():
+            try:
+                entry = json.loads(raw)
+            except json.JSONDecodeError:
+                continue
+            if env and env not in entry.get("envs", []):
+                continue
+            if task and entry.get("task") != task:
+                continue
+            if start and datetime.fromisoformat(entry.get("time", "1970-01-01T00:00:00+00:00")) < start:
+                continue
+            entries.append(entry)
+    return JournalReport(list(reversed(entries))[:last])
