@@ -119,6 +119,14 @@ def journal(
     )
 
 
+@ops_task(help={"env": "environment (default: preprod)", "json": "print the checks as JSON"})
+def smoke(c: Context, env: str | None = None, json: bool = False) -> None:
+    """Is the environment serving? Its frontend and every edge function over HTTP, with latency."""
+    from ops import smoke as checks
+
+    emit(checks.smoke(load_config(), env), json)
+
+
 @ops_task(help={"json": "print the environments as JSON"})
 def envs(c: Context, json: bool = False) -> None:
     """List the environments, their projects and which secrets are set (never their values)."""
@@ -404,6 +412,7 @@ WORKFLOW_HELP = {
         "env": "environment (default: preprod)",
         "only": f"only these functions ({LIST_HELP})",
         "changed_since": "only functions changed since this git ref",
+        "smoke": "end with `inv smoke` on the environment (--no-smoke skips it)",
         **WORKFLOW_HELP,
     },
 )
@@ -416,8 +425,9 @@ def release(
     yes: bool = False,
     resume_at: str | None = None,
     json: bool = False,
+    smoke: bool = True,
 ) -> None:
-    """After merging a PR: push migrations, then deploy the named or changed functions."""
+    """After merging a PR: push migrations, deploy the named or changed functions, smoke-check."""
     from ops import workflows
 
     emit(
@@ -429,6 +439,7 @@ def release(
             dry_run=dry_run,
             yes=yes,
             resume_at=resume_at,
+            smoke=smoke,
         ),
         json,
     )
@@ -585,6 +596,7 @@ ns = Collection(
     doctor,
     envs,
     journal,
+    smoke,
     sync_data,
     sync_storage,
     backup_storage,

@@ -20,7 +20,7 @@ from ops.errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_KEYS = {"ref", "branch", "frontend", "db_url", "storage_url", "storage_region", "protected",
-            "region", "ssl_root_cert", "insecure_tls"}
+            "region", "ssl_root_cert", "insecure_tls", "functions_url"}
 SETTINGS_KEYS: dict[str, set[str]] = {
     "project": {"supabase_dir"},
     "sync-data": {"export_dir", "safe_tables", "blocked_tables"},  # plus key.<table>
@@ -31,7 +31,9 @@ SETTINGS_KEYS: dict[str, set[str]] = {
     "lovable": {"remote", "branch", "paths", "ours"},
     "workflows": {"prod", "preprod", "sandbox", "sandbox_buckets"},
     "journal": {"path"},
+    "smoke": {"urls", "timeout"},  # plus function.<slug>
 }
+PREFIXED_KEYS = {"sync-data": "key.", "smoke": "function."}
 SECRET_KEY_PATTERN = re.compile(r"password|passwd|secret|token|access_key|api_key|(^|_)key_id", re.I)
 SECRET_VALUE_PATTERN = re.compile(r"sbp_[0-9a-f]{40}|eyJ[A-Za-z0-9_-]{20,}")
 CONNINFO_SECRETS = ("password", "sslpassword")
@@ -51,6 +53,7 @@ class Environment:
     region: str = ""  # the project's AWS region: gives the session-pooler db_url when none is written
     ssl_root_cert: str = ""  # a CA file (the Supabase CA from the dashboard): verify-full instead of require
     insecure_tls: bool = False  # allow sslmode=disable/allow/prefer to a remote host (never for hosted Supabase)
+    functions_url: str = ""  # where edge functions answer (default https://<ref>.supabase.co/functions/v1)
 
     @property
     def secret_prefix(self) -> str:
@@ -119,6 +122,13 @@ class LovableSettings:
 
 
 @dataclass(frozen=True)
+class SmokeSettings:
+    urls: list[str] = field(default_factory=list)
+    timeout: float = 10.0
+    functions: dict[str, tuple[str, str, int]] = field(default_factory=dict)  # slug -> method, path, status
+
+
+@dataclass(frozen=True)
 class WorkflowSettings:
     """The names the workflows use when none is given on the command line."""
 
@@ -145,6 +155,7 @@ class Config:
     lovable: LovableSettings
     workflows: WorkflowSettings
     journal_path: Path
+    smoke: SmokeSettings
 
     @property
     def root(self) -> Path:
@@ -168,6 +179,10 @@ class Config:
 def session_pooler_url(ref: str, region: str) -> str:
     """Supabase's shared pooler in session mode: IPv4, a whole session, works for every task."""
     return f"postgresql://postgres.{ref}@aws-0-{region}.pooler.supabase.com:5432/postgres"
+
+
+def functions_url(ref: str) -> str:
+    return f"https://{ref}.supabase.co/functions/v1"
 
 
 def split_list(value: str) -> list[str]:
@@ -240,6 +255,7 @@ def load(path: Path | str | None = None, *, check_refs: bool = True) -> Config:
             region=region,
             ssl_root_cert=str(read.path_(name, "ssl_root_cert", "")) if read.text(name, "ssl_root_cert") else "",
             insecure_tls=read.boolean(name, "insecure_tls", False),
+            functions_url=read.text(name, "functions_url") or (functions_url(ref) if ref else ""),
         )
 
     for environment in environments.values():
@@ -282,7 +298,25 @@ def load(path: Path | str | None = None, *, check_refs: bool = True) -> Config:
             sandbox_buckets=read.list("workflows", "sandbox_buckets", ["program-logos", "email-assets"]),
         ),
         journal_path=read.path_("journal", "path", "ops-journal.jsonl"),
+        smoke=SmokeSettings(
+            urls=read.list("smoke", "urls", []),
+            timeout=float(read.integer("smoke", "timeout", 10)),
+            functions={k.removeprefix("function."): _function_probe(v, path) for k, v in
+                       (dict(parser["smoke"]) if parser.has_section("smoke") else {}).items()
+                       if k.startswith("function.")},
+        ),
     )
+
+
+def _function_probe(value: str, path: Path) -> tuple[str, str, int]:
+    """`[smoke] function.<slug> = METHOD [/path] STATUS`, e.g. `POST /health 200`."""
+    parts = value.split()
+    try:
+        method, status = parts[0].upper(), int(parts[-1])
+    except (IndexError, ValueError):
+        raise UserError(f"{path}: [smoke] function.<slug> takes METHOD [/path] STATUS, e.g. POST /health 200, "
+                        f"not {value!r}") from None
+    return method, parts[1] if len(parts) == 3 else "", status
 
 
 def _pairs(value: str, path: Path) -> dict[str, str]:
@@ -298,10 +332,10 @@ def _pairs(value: str, path: Path) -> dict[str, str]:
 def _refuse_unknown_keys(parser: configparser.ConfigParser, path: Path) -> None:
     for section in parser.sections():
         known = SETTINGS_KEYS.get(section, ENV_KEYS)
-        unknown = sorted(k for k in parser[section] if k not in known
-                         and not (section == "sync-data" and k.startswith("key.")))
+        prefix = PREFIXED_KEYS.get(section)
+        unknown = sorted(k for k in parser[section] if k not in known and not (prefix and k.startswith(prefix)))
         if unknown:
-            extra = " and key.<table>" if section == "sync-data" else ""
+            extra = f" and {prefix}<name>" if prefix else ""
             raise UserError(f"{path}: [{section}] has unknown keys {', '.join(unknown)}; "
                             f"known: {', '.join(sorted(known))}{extra}")
 

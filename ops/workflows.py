@@ -166,6 +166,21 @@ def storage_step(
     return Step("storage", run)
 
 
+def smoke_step(config: Config, env: Environment, dry_run: bool) -> Step:
+    def run() -> str:
+        from ops import smoke
+
+        if dry_run:
+            return f"would check {len(smoke.probes(config, env))} URL(s) of {env.name}"
+        report = smoke.smoke(config, env.name)
+        error = report.failure()
+        if error:
+            raise error
+        return report.footer()
+
+    return Step("smoke", run)
+
+
 # ---------------------------------------------------------------- the workflows
 
 
@@ -178,16 +193,20 @@ def release(
     dry_run: bool,
     yes: bool,
     resume_at: str | None,
+    smoke: bool = True,
 ) -> WorkflowResult:
     target = config.env(env or config.workflows.preprod)
     functions.select_functions(config, only, changed_since)  # bad names are refused before any step
     confirm_all([target], yes=yes, dry_run=dry_run, action="release to it")
     steps = [s for s in (tested_first_step(config, target),) if s]
     steps += [push_step(config, target, dry_run), deploy_step(config, target, dry_run, only, changed_since)]
+    if smoke:  # the card's "test on the preview URL", as the release's last step
+        steps.append(smoke_step(config, target, dry_run))
     command = (
         f"inv release --env {target.name}"
         + (f" --only {','.join(only)}" if only else "")
         + (f" --changed-since {changed_since}" if changed_since else "")
+        + ("" if smoke else " --no-smoke")
     )
     return run_steps("release", steps, command=command, dry_run=dry_run, resume_at=resume_at)
 

@@ -16,6 +16,7 @@ from lib.s3 import contents, fill, s3_secrets
 
 from devstack import localstack
 from devstack.mgmt_standin import TOKEN, ManagementAPI
+from devstack.webstub import WebStub
 from ops import config as ops_config
 
 REFS = {"prod": "qfdztdgublwlmewobxmx", "preprod": "jtzcrirqflfnagceendt", "sandbox": "cezlnvdjildzxpyxyabb"}
@@ -47,6 +48,7 @@ def world(tmp_path, pg, cli):
     git(app, "push", "-q", "lovable", "main")
 
     api = ManagementAPI(projects=set(REFS.values()))
+    web = WebStub()  # every environment's frontend and functions answer here (for the release's smoke step)
     home = tmp_path / "home"
     home.mkdir()
     project = Project(tmp_path, supabase_dir=app / "supabase")
@@ -67,7 +69,8 @@ def world(tmp_path, pg, cli):
             servers.append(server)
             server.create_buckets(buckets)
             project.envs[env] = {"ref": ref, "db_url": url, "storage_url": server.url,
-                                 "storage_region": "us-east-1", "protected": str(env == "prod").lower()}
+                                 "storage_region": "us-east-1", "protected": str(env == "prod").lower(),
+                                 "frontend": f"{web.url}/{env}/", "functions_url": f"{web.url}/{env}/functions/v1"}
             project.secrets.update(s3_secrets(env, key_id, secret))
         prod_s3 = servers[0].client()
         fill(prod_s3, "program-logos", 5)
@@ -77,9 +80,11 @@ def world(tmp_path, pg, cli):
         project.api = api
         project.s3 = dict(zip(REFS, servers, strict=False))
         project.app = app
+        project.web = web
         yield project
     finally:
         api.stop()
+        web.stop()
         for server in servers:
             server.stop()
 
@@ -100,9 +105,21 @@ CONFIG_TABLES = ("public.plans", "public.programs", "public.assessment_questions
 def test_release_pushes_migrations_then_deploys(world):
     result = world.run("release", "--env", "preprod", "--json")
     assert result.code == 0, result.err
-    assert steps(result) == {"migrations": "done", "functions": "done"}
+    assert steps(result) == {"migrations": "done", "functions": "done", "smoke": "done"}
     assert applied(world, "preprod") == 2
     assert world.api.deployed(REFS["preprod"]) == FUNCTIONS
+    assert ("OPTIONS", "/preprod/functions/v1/calcom-webhook") in world.web.seen
+    assert ("GET", "/preprod/") in world.web.seen
+
+
+def test_release_fails_when_the_environment_does_not_serve(world):
+    world.web.routes["OPTIONS /preprod/functions/v1/stripe-webhook"] = 503
+    result = world.run("release", "--env", "preprod", "--json")
+    assert result.code == 1
+    assert steps(result) == {"migrations": "done", "functions": "done", "smoke": "failed"}
+    assert "function stripe-webhook" in result.err
+    skipped = world.run("release", "--env", "preprod", "--no-smoke", "--json")
+    assert skipped.code == 0 and "smoke" not in steps(skipped)
 
 
 def test_release_to_prod_refuses_when_preprod_is_behind(world):
@@ -110,7 +127,8 @@ def test_release_to_prod_refuses_when_preprod_is_behind(world):
     add.write_text("CREATE TABLE public.badges (id int PRIMARY KEY);")
     result = world.run("release", "--env", "prod", "--yes", "--only", "calcom-webhook", "--json")
     assert result.code == 2
-    assert steps(result) == {"preprod-first": "failed", "migrations": "not run", "functions": "not run"}
+    assert steps(result) == {"preprod-first": "failed", "migrations": "not run", "functions": "not run",
+                             "smoke": "not run"}
     assert world.api.requests == []
     assert "20250301000000" in result.err
 
@@ -119,7 +137,7 @@ def test_release_stops_after_a_failed_migration(world):
     (world.supabase_dir / "migrations" / "20250301000000_broken.sql").write_text("CREATE TABLE oops (;")
     result = world.run("release", "--env", "preprod", "--json")
     assert result.code == 1
-    assert steps(result) == {"migrations": "failed", "functions": "not run"}
+    assert steps(result) == {"migrations": "failed", "functions": "not run", "smoke": "not run"}
     assert "inv release --env preprod --resume-at migrations" in result.out
     assert world.api.deployed() == []
 
