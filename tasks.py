@@ -357,6 +357,7 @@ def migration_status(c: Context, envs: list[str] | None = None, json: bool = Fal
         "jobs": "parallel deploys (default: [functions] jobs, 4)",
         "json": "print the result as JSON",
         "yes": "do not ask before writing to a protected environment",
+        "at": "deploy the functions as they were at this git ref (a rollback); the working tree is untouched",
     },
 )
 def deploy_functions(
@@ -368,6 +369,7 @@ def deploy_functions(
     jobs: str | None = None,
     json: bool = False,
     yes: bool = False,
+    at: str | None = None,
 ) -> None:
     """Deploy edge functions with --no-verify-jwt; failed ones are named with a re-run command."""
     from ops import functions
@@ -380,6 +382,7 @@ def deploy_functions(
         dry_run=dry_run,
         jobs=whole(jobs, "--jobs"),
         yes=yes,
+        at=at,
     )
     emit(result, json)
 

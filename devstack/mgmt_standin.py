@@ -44,6 +44,7 @@ class Deploy:
     slug: str
     metadata: dict
     files: list[str]
+    sources: dict[str, bytes] = field(default_factory=dict)  # file name -> content uploaded
 
 
 @dataclass
@@ -145,18 +146,19 @@ class ManagementAPI:
             time.sleep(self.deploy_delay)
         message = BytesParser(policy=HTTP).parsebytes(
             b"Content-Type: " + handler.headers["Content-Type"].encode() + b"\r\n\r\n" + body)
-        metadata, files = {}, []
+        metadata, files, sources = {}, [], {}
         for part in message.iter_parts():
             name = part.get_param("name", header="content-disposition")
             if name == "metadata":
                 metadata = json.loads(part.get_payload(decode=True))
             elif name == "file":
                 files.append(part.get_filename())
+                sources[part.get_filename()] = part.get_payload(decode=True)
         if slug in self.fail_slugs:
             return self.reply(handler, 400, {"message": f"injected failure for {slug}"})
         bundle_only = parse_qs(urlsplit(handler.path).query).get("bundleOnly") == ["true"]
         with self.lock:
-            upload = Deploy(ref, slug, metadata, files)
+            upload = Deploy(ref, slug, metadata, files, sources)
             active = self.functions.setdefault(ref, {}).get(slug, {})
             pending = self.bundles.setdefault(ref, {}).get(slug)
             version = max(active.get("version", 0), pending[0]["version"] if pending else 0) + 1

@@ -8,16 +8,19 @@ move, one CLI call each: fast when all goes well, exact when it does not.
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
 import re
-import subprocess
+import tarfile
+import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ops import git as gitrepo
 from ops import supabase_cli
-from ops.childenv import child_env
 from ops.config import Config, Environment
 from ops.errors import OperationFailed, OpsError, UserError, last_line
 from ops.report import Result, Table, progress
@@ -65,7 +68,7 @@ def changed_files(config: Config, since: str) -> set[Path]:
     folder = functions_dir(config)
 
     def git(*args: str, cwd: Path = config.supabase_dir.parent) -> list[str]:
-        result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, env=child_env("git"))
+        result = gitrepo.run(cwd, *args)
         if result.returncode != 0:
             last = last_line(result.stderr, "not a git repository?")
             raise UserError(f"--changed-since {since}: git {args[0]} failed: {last}")
@@ -123,6 +126,7 @@ class DeployResult(Result):
     retried: list[str] = field(default_factory=list)
     rerun: str = ""
     cli_calls: int = 0
+    commit: str | None = None  # the code deployed: --at's commit, else HEAD (+ "-dirty" with local changes)
 
     def rows(self) -> Table:
         if self.dry_run:
@@ -131,8 +135,15 @@ class DeployResult(Result):
                      [[name, "failed" if name in self.failed else "deployed (retried)" if name in self.retried
                        else "deployed"] for name in self.functions])
 
+    @property
+    def short_commit(self) -> str:
+        if not self.commit:
+            return ""
+        return self.commit[:12] + ("-dirty" if self.commit.endswith("-dirty") else "")
+
     def footer(self) -> str:
-        return f"{len(self.functions)} function(s)" if self.functions else "nothing to deploy"
+        at = f" from {self.short_commit}" if self.commit else ""
+        return f"{len(self.functions)} function(s){at}" if self.functions else "nothing to deploy"
 
     def failure(self) -> OpsError | None:
         if not self.failed:
@@ -174,7 +185,50 @@ def remote_versions(config: Config, env: Environment) -> dict[str, int] | None:
 
 def deploy_functions(config: Config, *, env: str | None, only: list[str] | None = None,
                      changed_since: str | None = None, dry_run: bool = False, jobs: int | None = None,
-                     yes: bool = False) -> DeployResult:
+                     yes: bool = False, at: str | None = None) -> DeployResult:
+    """Deploy the working tree's functions, or with `at` the functions as they were at that git ref."""
+    if at is None:
+        result = _deploy(config, env=env, only=only, changed_since=changed_since, dry_run=dry_run, jobs=jobs, yes=yes)
+        result.commit = working_commit(config)
+        return result
+    if changed_since:
+        raise UserError("--at deploys a past commit's functions: combine it with --only, not --changed-since")
+    with tempfile.TemporaryDirectory(prefix="ops-at-") as scratch:
+        commit, past = checkout_at(config, at, Path(scratch))
+        result = _deploy(past, env=env, only=only, changed_since=None, dry_run=dry_run, jobs=jobs, yes=yes)
+    result.commit = commit
+    if result.rerun:
+        result.rerun += f" --at {commit[:12]}"
+    return result
+
+
+def working_commit(config: Config) -> str | None:
+    top = config.supabase_dir.parent
+    head = gitrepo.out(top, "rev-parse", "HEAD")
+    if not head:
+        return None
+    dirty = gitrepo.out(top, "status", "--porcelain", "--", str(functions_dir(config)))
+    return head + ("-dirty" if dirty else "")
+
+
+def checkout_at(config: Config, ref: str, scratch: Path) -> tuple[str, Config]:
+    """The project's supabase folder as it was at `ref`, in a scratch folder (the user's tree and index untouched)."""
+    top = Path(gitrepo.out(config.supabase_dir.parent, "rev-parse", "--show-toplevel") or config.supabase_dir.parent)
+    commit = gitrepo.out(top, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    if not commit:
+        raise UserError(f"--at {ref}: not a commit git knows in {top}")
+    relative = config.supabase_dir.resolve().relative_to(top.resolve())
+    archive = gitrepo.run_bytes(top, "archive", "--format=tar", commit, "--", str(relative))
+    if archive.returncode != 0:
+        raise UserError(f"--at {ref}: {relative} does not exist at {commit[:12]}")
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(scratch, filter="data")
+    progress(f"deploying the functions of {commit[:12]} ({ref})")
+    return commit, dataclasses.replace(config, supabase_dir=scratch / relative)
+
+
+def _deploy(config: Config, *, env: str | None, only: list[str] | None, changed_since: str | None, dry_run: bool,
+            jobs: int | None, yes: bool) -> DeployResult:
     environment = config.env(env or config.workflows.prod)
     if not environment.ref:
         raise UserError(f"environment '{environment.name}' has no ref: add the project ref to its section")

@@ -18,7 +18,6 @@ import json
 import os
 import re
 import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from ops import git as gitrepo
 from ops.report import Renderable, Result, Table
 
 ENV_FLAGS = ("env", "from_", "to", "sandbox", "preprod", "prod", "envs")
@@ -140,24 +140,13 @@ def append(path: Path, line: str) -> None:
         os.close(handle)
 
 
-def git_out(folder: Path, *args: str) -> str:
-    from ops.childenv import child_env
-
-    try:
-        result = subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, timeout=10,
-                                env=child_env("git"))
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return result.stdout.strip() if result.returncode == 0 else ""
-
-
 def working_tree(folder: Path) -> tuple[str | None, bool | None]:
-    commit = git_out(folder, "rev-parse", "HEAD")
-    return (commit, bool(git_out(folder, "status", "--porcelain"))) if commit else (None, None)
+    commit = gitrepo.out(folder, "rev-parse", "HEAD")
+    return (commit, bool(gitrepo.out(folder, "status", "--porcelain"))) if commit else (None, None)
 
 
 def user(folder: Path) -> str:
-    return git_out(folder, "config", "user.email") or getpass.getuser()
+    return gitrepo.out(folder, "config", "user.email") or getpass.getuser()
 
 
 # ---------------------------------------------------------------- reading

@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ops.childenv import child_env
+from ops import git as gitrepo
 from ops.config import Config
 from ops.errors import OperationFailed, UserError, last_line
 from ops.report import Result, Table
@@ -41,8 +41,7 @@ class Git:
         self.cwd = cwd
 
     def __call__(self, *args: str, check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess:
-        result = subprocess.run(["git", *args], cwd=cwd or self.cwd, capture_output=True, text=True,
-                                stdin=subprocess.DEVNULL, env=child_env("git"))
+        result = gitrepo.run(cwd or self.cwd, *args)
         if check and result.returncode != 0:
             last = last_line(result.stderr, f"exit {result.returncode}")
             raise OperationFailed(f"git {' '.join(args[:2])} failed: {last}")

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 from ops import dburl, secrets, sync_data
+from ops import git as gitrepo
 from ops.backup import file_digest
 from ops.childenv import child_env
 from ops.config import Config, Environment
@@ -82,9 +83,7 @@ def functions_commit(config: Config, path: Path) -> Path:
     folder = functions_dir(config)
 
     def git(*args: str) -> str:
-        result = subprocess.run(["git", *args], cwd=config.supabase_dir.parent, capture_output=True, text=True,
-                                env=child_env("git"))
-        return result.stdout.strip() if result.returncode == 0 else ""
+        return gitrepo.out(config.supabase_dir.parent, *args)
 
     record = {
         "commit": git("log", "-1", "--format=%H", "--", str(folder)) or None,

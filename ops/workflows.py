@@ -36,6 +36,7 @@ class WorkflowResult(Result):
     steps: list[StepResult] = field(default_factory=list)
     resume: str = ""
     exit_code: int = 0
+    commit: str | None = None  # the functions' commit a release deployed
 
     def rows(self) -> Table:
         return Table(["step", "status", "detail"], [[s.step, s.status, s.detail] for s in self.steps])
@@ -115,18 +116,24 @@ def tested_first_step(config: Config, env: Environment) -> Step | None:
 
 
 def deploy_step(
-    config: Config, env: Environment, dry_run: bool, only: list[str] | None = None, changed_since: str | None = None
+    config: Config, env: Environment, dry_run: bool, only: list[str] | None = None, changed_since: str | None = None,
+    deployed: dict[str, str | None] | None = None,
 ) -> Step:
+    """Deploy functions; `deployed` receives the commit that went out (for the workflow's record)."""
+
     def run() -> str:
         result = functions.deploy_functions(
             config, env=env.name, only=only, changed_since=changed_since, dry_run=dry_run, yes=True
         )
+        if deployed is not None and not dry_run:
+            deployed["commit"] = result.commit
         if result.failed:
             raise OperationFailed(
                 f"{len(result.failed)} function(s) failed: {', '.join(result.failed)}; re-run: {result.rerun}"
             )
         verb = "would deploy" if dry_run else "deployed"
-        return f"{verb} {len(result.functions)} function(s) to {env.name}"
+        at = f" at {result.short_commit}" if result.commit else ""
+        return f"{verb} {len(result.functions)} function(s) to {env.name}{at}"
 
     return Step("functions", run)
 
@@ -199,7 +206,9 @@ def release(
     functions.select_functions(config, only, changed_since)  # bad names are refused before any step
     confirm_all([target], yes=yes, dry_run=dry_run, action="release to it")
     steps = [s for s in (tested_first_step(config, target),) if s]
-    steps += [push_step(config, target, dry_run), deploy_step(config, target, dry_run, only, changed_since)]
+    deployed: dict[str, str | None] = {}
+    steps += [push_step(config, target, dry_run),
+              deploy_step(config, target, dry_run, only, changed_since, deployed)]
     if smoke:  # the card's "test on the preview URL", as the release's last step
         steps.append(smoke_step(config, target, dry_run))
     command = (
@@ -208,7 +217,9 @@ def release(
         + (f" --changed-since {changed_since}" if changed_since else "")
         + ("" if smoke else " --no-smoke")
     )
-    return run_steps("release", steps, command=command, dry_run=dry_run, resume_at=resume_at)
+    result = run_steps("release", steps, command=command, dry_run=dry_run, resume_at=resume_at)
+    result.commit = deployed.get("commit")
+    return result
 
 
 def reset_env(

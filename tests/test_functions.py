@@ -170,3 +170,25 @@ def test_secrets_names_and_matrix(app, api):
     assert "platform default" in lines["SUPABASE_SERVICE_ROLE_KEY"]
     assert "digests differ" not in lines["SUPABASE_SERVICE_ROLE_KEY"]
     assert TOKEN not in app.argv_log.read_text()
+
+
+def test_at_deploys_the_functions_of_a_past_commit_and_leaves_the_tree_alone(app, api):
+    root = app.supabase_dir.parent
+    index = app.supabase_dir / "functions" / "calcom-webhook" / "index.ts"
+    old_source = index.read_bytes()
+    index.write_text("export default () => new Response('v2');\n")
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run([*git, "commit", "-qam", "v2"], cwd=root, check=True)
+    index.write_text("// work in progress, not committed\n")
+    tree_before = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True).stdout
+    head = subprocess.run(["git", "rev-parse", "HEAD~1"], cwd=root, capture_output=True, text=True).stdout.strip()
+    result = app.run("deploy-functions", "--env", "preprod", "--only", "calcom-webhook", "--at", "HEAD~1", "--json")
+    assert result.code == 0, result.err
+    (deploy,) = api.deploys
+    assert deploy.sources["supabase/functions/calcom-webhook/index.ts"] == old_source
+    assert json.loads(result.out)["commit"] == head
+    assert index.read_text() == "// work in progress, not committed\n"
+    assert subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True).stdout == \
+        tree_before
+    unknown = app.run("deploy-functions", "--env", "preprod", "--at", "no-such-ref")
+    assert unknown.code == 2 and "no-such-ref" in unknown.err

@@ -110,6 +110,10 @@ def test_release_pushes_migrations_then_deploys(world):
     assert world.api.deployed(REFS["preprod"]) == FUNCTIONS
     assert ("OPTIONS", "/preprod/functions/v1/calcom-webhook") in world.web.seen
     assert ("GET", "/preprod/") in world.web.seen
+    head = git(world.app, "rev-parse", "HEAD")
+    assert json.loads(result.out)["commit"] == head
+    (line,) = [json.loads(x) for x in (world.root / "ops-journal.jsonl").read_text().splitlines()]
+    assert line["task"] == "release" and line["deployed_commit"] == head and line["exit_code"] == 0
 
 
 def test_release_fails_when_the_environment_does_not_serve(world):
