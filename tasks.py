@@ -25,8 +25,10 @@ def ops_task(*args: Any, journal: bool = False, **kwargs: Any) -> Callable[[Call
         @functools.wraps(function)
         def run(*a: Any, **kw: Any) -> None:
             from ops import journal as ops_journal
+            from ops import report
             from ops.errors import OpsError
 
+            report.PLAIN_PROGRESS = bool(kw.get("json"))  # --json: stderr keeps plain lines, never a bar
             entry = ops_journal.begin(function.__name__.replace("_", "-"), kw) if journal else None
             code, failure = 0, ""
             try:

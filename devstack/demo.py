@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from devstack import localstack
 from devstack.mgmt_standin import TOKEN, ManagementAPI
+from devstack.webstub import WebStub
 from ops import config as ops_config
 from ops.config import REPO_ROOT
 
@@ -69,6 +70,7 @@ def main() -> int:
     storage: list[localstack.LocalS3] = []
     workdir = Path(tempfile.mkdtemp(prefix="ops-demo-"))
     api = start_management_api(workdir)
+    sites = [WebStub(port=urlsplit(env.frontend).port or 0) for env in envs]  # frontends and functions
     try:
         storage = start_storage(envs, config.storage.buckets)
         print(f"S3 servers at {', '.join(s.url for s in storage)}; Management API stand-in at {api.url}", flush=True)
@@ -85,9 +87,11 @@ def main() -> int:
             ("status", "--envs", "local-prod,local-preprod"),
             ("reset-env", "--from", "local-prod", "--to", "local-preprod"),
             ("sync-data", "--from", "local-prod", "--to", "local-preprod", "--tables", "plans,programs,features"),
+            ("smoke", "--env", "local-preprod"),
             ("backup-storage", "--env", "local-prod"),
             ("verify-backup", "--env", "local-prod"),
             ("status", "--envs", "local-prod,local-preprod"),
+            ("journal", "--last", "5"),
         ]
         for step in steps:
             code = inv(*step)
@@ -97,6 +101,8 @@ def main() -> int:
         return 0
     finally:
         api.stop()
+        for site in sites:
+            site.stop()
         shutil.rmtree(workdir, ignore_errors=True)
         for s3_server in storage:
             s3_server.stop()

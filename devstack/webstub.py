@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class WebStub:
-    def __init__(self, routes: dict[str, int] | None = None, default: int = 200) -> None:
+    def __init__(self, routes: dict[str, int] | None = None, default: int = 200, port: int = 0) -> None:
         self.routes = dict(routes or {})  # "METHOD /path" or "/path" -> status
         self.default = default
         self.seen: list[tuple[str, str]] = []
@@ -38,7 +38,7 @@ class WebStub:
 
             do_GET = do_POST = do_OPTIONS = do_HEAD = answer
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 

@@ -305,7 +305,10 @@ class BackupReport(Result):
         )
 
     def footer(self) -> str:
-        return "\n".join(f"{r.env}: no old backup removed ({r.kept_because})" for r in self.backups if r.kept_because)
+        notes = [f"{r.env}: no old backup removed ({r.kept_because})" for r in self.backups if r.kept_because]
+        made = [f"{r.env}: {r.objects} objects ({r.downloaded} downloaded, {r.linked} hard-linked) in {r.path}"
+                for r in self.backups]
+        return "\n".join(notes + made)
 
 
 def backup_storage(config: Config, *, env: str | None, buckets: list[str] | None, keep: int | None) -> BackupReport:

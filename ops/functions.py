@@ -14,7 +14,6 @@ import json
 import re
 import tarfile
 import tempfile
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from ops import git as gitrepo
 from ops import supabase_cli
 from ops.config import Config, Environment
 from ops.errors import OperationFailed, OpsError, UserError, last_line
-from ops.report import Result, Table, progress
+from ops.report import Meter, Result, Table, progress
 from ops.safety import confirm_write
 from ops.supabase_cli import cli_workdir
 
@@ -243,24 +242,21 @@ def _deploy(config: Config, *, env: str | None, only: list[str] | None, changed_
     workdir = cli_workdir(config)
     before = remote_versions(config, environment)
     result.cli_calls += 1
-    started = set()
-    lock = threading.Lock()
-
-    def show(line: str) -> None:
-        if line.startswith("Deploying Function:"):
-            with lock:
-                started.add(line.split(":", 1)[1].strip())
-                progress(f"deploying {len(started)}/{len(names)}: {line.split(':', 1)[1].strip()}")
-
     verified = jwt_verified(config)
     bulk_ok = True
-    for verify in (False, True):  # one bulk call per JWT setting (the CLI's flag applies to all it deploys)
-        group = [n for n in names if (n in verified) == verify]
-        if group:
-            bulk = supabase_cli.run(deploy_args(group, environment.ref, jobs, verify_jwt=verify), workdir=workdir,
-                                    on_line=show)
-            result.cli_calls += 1
-            bulk_ok = bulk_ok and bulk.ok
+    with Meter("deploying", len(names), "functions") as meter:
+
+        def show(line: str) -> None:
+            if line.startswith("Deploying Function:"):
+                meter.add()
+
+        for verify in (False, True):  # one bulk call per JWT setting (the CLI's flag applies to all it deploys)
+            group = [n for n in names if (n in verified) == verify]
+            if group:
+                bulk = supabase_cli.run(deploy_args(group, environment.ref, jobs, verify_jwt=verify),
+                                        workdir=workdir, on_line=show)
+                result.cli_calls += 1
+                bulk_ok = bulk_ok and bulk.ok
     if bulk_ok:
         result.deployed = list(names)
         return result

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
@@ -73,3 +75,55 @@ def dump(value: Any) -> str:
 
 def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+PLAIN_PROGRESS = False  # set for --json runs: plain lines only, whatever stderr is
+
+
+def live() -> bool:
+    """A live bar only for a person at a terminal; CI, pipes and --json get plain lines."""
+    return not PLAIN_PROGRESS and sys.stderr.isatty()
+
+
+class Meter:
+    """Progress of long work: a live bar (tqdm) on a terminal, else a plain stderr line at most once a second."""
+
+    def __init__(self, label: str, total: int, unit: str, total_bytes: int | None = None) -> None:
+        self.label, self.total, self.unit, self.total_bytes = label, total, unit, total_bytes
+        self.done = self.bytes = 0
+        self.last = 0.0
+        self.lock = threading.Lock()
+        self.bar: Any = None
+        if live() and total:
+            from tqdm import tqdm
+
+            if total_bytes:
+                self.bar = tqdm(total=total_bytes, desc=label, unit="B", unit_scale=True, unit_divisor=1024,
+                                file=sys.stderr, leave=True)
+            else:
+                self.bar = tqdm(total=total, desc=label, unit=f" {unit}", file=sys.stderr, leave=True)
+
+    def add(self, count: int = 1, size: int = 0) -> None:
+        with self.lock:
+            self.done += count
+            self.bytes += size
+            if self.bar is not None:
+                self.bar.update(size if self.total_bytes else count)
+                if self.total_bytes:
+                    self.bar.set_postfix_str(f"{self.done:,}/{self.total:,} {self.unit}", refresh=False)
+                return
+            now = time.monotonic()
+            if now - self.last >= 1 or self.done == self.total:
+                self.last = now
+                sizes = f", {self.bytes / 2**20:,.1f}/{self.total_bytes / 2**20:,.1f} MiB" if self.total_bytes else ""
+                progress(f"{self.label} {self.done:,}/{self.total:,} {self.unit}{sizes}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def __enter__(self) -> Meter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

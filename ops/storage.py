@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -20,7 +19,7 @@ from typing import Any, BinaryIO, TypeVar, cast
 from ops import s3 as s3ops
 from ops.config import Config, Environment
 from ops.errors import OperationFailed, OpsError, UserError
-from ops.report import Result, Table, progress
+from ops.report import Meter, Result, Table, progress
 from ops.s3 import ObjectInfo
 from ops.safety import confirm_write, distinct
 
@@ -110,26 +109,6 @@ def plan_bucket(src: Any, dst: Any, bucket: str, *, force: bool, delete: bool) -
 
 # ---------------------------------------------------------------- copying
 
-class Progress:
-    """Objects and bytes done, on stderr at most once a second."""
-
-    def __init__(self, objects: int, size: int, label: str) -> None:
-        self.total_objects, self.total_bytes, self.label = objects, size, label
-        self.objects = self.bytes = 0
-        self.lock = threading.Lock()
-        self.last = 0.0
-
-    def add(self, size: int) -> None:
-        with self.lock:
-            self.objects += 1
-            self.bytes += size
-            now = time.monotonic()
-            if now - self.last >= 1 or self.objects == self.total_objects:
-                self.last = now
-                progress(f"{self.label} {self.objects:,}/{self.total_objects:,} objects, "
-                         f"{self.bytes / 2**20:,.1f}/{self.total_bytes / 2**20:,.1f} MiB")
-
-
 def retrying(work: Callable[[], T]) -> T:
     """Retry what S3's own retries do not cover: a body cut mid-stream, a bad checksum."""
     retryable = retryable_errors()
@@ -178,22 +157,22 @@ def run_parallel(tasks: list[tuple[str, ObjectInfo]], work: Callable[[str, Objec
                  label: str) -> list[Failure]:
     """Run `work` over (bucket, object) pairs in a thread pool; return what failed."""
     failures: list[Failure] = []
-    meter = Progress(len(tasks), sum(o.size for _, o in tasks), label)
     if not tasks:
         return failures
     pool = ThreadPoolExecutor(max_workers=max(1, jobs))
-    try:
-        futures = {pool.submit(work, bucket, info): (bucket, info) for bucket, info in tasks}
-        for future in as_completed(futures):
-            bucket, info = futures[future]
-            error = future.exception()
-            if error is None:
-                meter.add(info.size)
-            else:
-                failures.append(Failure(bucket, info.key, _describe(error)))
-    except KeyboardInterrupt:
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
+    with Meter(label, len(tasks), "objects", sum(o.size for _, o in tasks) or None) as meter:
+        try:
+            futures = {pool.submit(work, bucket, info): (bucket, info) for bucket, info in tasks}
+            for future in as_completed(futures):
+                bucket, info = futures[future]
+                error = future.exception()
+                if error is None:
+                    meter.add(1, info.size)
+                else:
+                    failures.append(Failure(bucket, info.key, _describe(error)))
+        except KeyboardInterrupt:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
     pool.shutdown(wait=True)
     return failures
 

@@ -22,7 +22,7 @@ from ops.config import Config, Environment, SyncDataSettings
 from ops.db import connect
 from ops.errors import OperationFailed, UserError, first_line
 from ops.pgcatalog import Table
-from ops.report import Result, progress
+from ops.report import Meter, Result, progress
 from ops.report import Table as Rows
 from ops.safety import confirm_write, distinct
 from ops.stamps import new_run_dir, utc_stamp
@@ -98,6 +98,7 @@ def export_tables(
     folder.mkdir(parents=True, exist_ok=True)
     conn.execute("SELECT set_config('TimeZone', 'UTC', true), set_config('IntervalStyle', 'postgres', true)")
     entries: list[dict[str, Any]] = []
+    meter = Meter(f"exporting {env.name}", len(tables), "tables")
     for table in tables:
         columns = table.writable
         query = sync_sql.export_query(table, keys[table.qualified])
@@ -125,6 +126,7 @@ def export_tables(
                 "columns": [{"name": c.name, "type": c.type, "json": c.is_json} for c in columns],
             }
         )
+        meter.add(1)
     manifest = {
         "env": env.name,
         "ref": env.ref,
@@ -132,6 +134,7 @@ def export_tables(
         "snapshot": "one REPEATABLE READ READ ONLY transaction",
         "tables": entries,
     }
+    meter.close()
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     total = sum(entry["rows"] for entry in entries)
     progress(f"exported {len(entries)} tables ({total:,} rows) from {env.name} to {folder}")

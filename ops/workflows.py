@@ -42,7 +42,10 @@ class WorkflowResult(Result):
         return Table(["step", "status", "detail"], [[s.step, s.status, s.detail] for s in self.steps])
 
     def footer(self) -> str:
-        return f"resume with: {self.resume}" if self.resume else ""
+        if self.resume:
+            return f"resume with: {self.resume}"
+        done = sum(s.status == "done" for s in self.steps)
+        return f"{self.workflow}: {done} of {len(self.steps)} step(s) done" + (" (dry run)" if self.dry_run else "")
 
     def failure(self) -> OpsError | None:
         if not self.exit_code:

@@ -111,13 +111,14 @@ class Project:
         assert not leaked, f"inv {' '.join(args)} printed a secret"
         return Result(completed.returncode, completed.stdout, completed.stderr)
 
-    def start(self, *args: str, env: dict | None = None) -> subprocess.Popen:
+    def start(self, *args: str, env: dict | None = None, stderr: int = subprocess.PIPE) -> subprocess.Popen:
         """`inv ARGS` in the background (for interrupts and races); Ctrl-C reaches it as KeyboardInterrupt."""
         self.write()
-        environ = {**os.environ, "OPS_ENVIRONMENTS": str(self.ini), **self.secrets, **(env or {})}
+        environ = {**os.environ, "OPS_ENVIRONMENTS": str(self.ini), "SUPABASE_CLI": str(self.cli_recorder()),
+                   **self.secrets, **(env or {})}
         return subprocess.Popen([sys.executable, "-m", "invoke", "--search-root", str(REPO), *args], cwd=self.root,
                                 env=environ, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
+                                stderr=stderr, text=True, preexec_fn=interruptible)
 
     def files(self) -> list[Path]:
         return [p for p in self.root.rglob("*") if p.is_file()]
