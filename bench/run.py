@@ -123,11 +123,16 @@ def main() -> int:
     pg = localstack.start_postgres()
     servers: list[localstack.LocalS3] = []
     api = ManagementAPI(deploy_delay=1.0, projects={"benchdeployxxxxxxxxx"})
+    chosen = set(sys.argv[1:]) or {"sync-data", "storage", "deploy", "list"}  # e.g. `nox -s bench -- sync-data`
     try:
-        bench_sync_data(bench, pg)
-        bench_storage(bench, servers)
-        bench_deploy(bench, api)
-        bench_list(bench)
+        if "sync-data" in chosen:
+            bench_sync_data(bench, pg)
+        if "storage" in chosen:
+            bench_storage(bench, servers)
+        if "deploy" in chosen:
+            bench_deploy(bench, api)
+        if "list" in chosen:
+            bench_list(bench)
     finally:
         api.stop()
         for server in servers:

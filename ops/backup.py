@@ -10,7 +10,6 @@ backup is complete by itself but costs only the changed bytes.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -26,6 +25,7 @@ from typing import Any
 from ops import s3 as s3ops
 from ops.backup_paths import member, object_paths
 from ops.config import Config, Environment
+from ops.digest import file_digest
 from ops.errors import OperationFailed, OpsError, UserError
 from ops.report import Result, Table, progress
 from ops.s3 import ObjectInfo
@@ -65,14 +65,6 @@ def load_manifest(backup: Path) -> dict:
     if not path.is_file():
         raise UserError(f"{backup} is not a complete backup: it has no {METADATA_FILE}")
     return json.loads(path.read_text(encoding="utf-8"))
-
-
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------- backup

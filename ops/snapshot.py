@@ -10,10 +10,10 @@ from pathlib import Path
 
 from ops import dburl, secrets, sync_data
 from ops import git as gitrepo
-from ops.backup import file_digest
 from ops.childenv import child_env
 from ops.config import Config, Environment
 from ops.db import password_for
+from ops.digest import file_digest
 from ops.errors import OperationFailed, last_line
 from ops.functions import functions_dir, local_functions
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ops import pgcatalog, sync_sql
 from ops.config import Config, Environment, SyncDataSettings
 from ops.db import connect
+from ops.digest import file_digest
 from ops.errors import OperationFailed, UserError, first_line
 from ops.pgcatalog import Table
 from ops.report import Meter, Result, progress
@@ -116,6 +117,13 @@ def export_tables(
                 fingerprint.update(hashlib.md5(row).hexdigest().encode())
                 rows += 1
             out.write(b"\n]\n")
+        # The same rows once more in COPY text format: what the import loads, with no JSON parsing.
+        copy_path = folder / f"{table.qualified}.copy"
+        copy_digest = hashlib.sha256()
+        with copy_path.open("wb") as out, conn.cursor().copy(sync_sql.copy_out_query(table)) as copy:
+            for block in copy:
+                out.write(block)
+                copy_digest.update(block)
         entries.append(
             {
                 "table": table.qualified,
@@ -124,6 +132,8 @@ def export_tables(
                 "fingerprint": fingerprint.hexdigest(),  # see fingerprint_query
                 "key": keys[table.qualified],
                 "columns": [{"name": c.name, "type": c.type, "json": c.is_json} for c in columns],
+                "copy_file": copy_path.name,
+                "copy_sha256": copy_digest.hexdigest(),
             }
         )
         meter.add(1)
@@ -173,6 +183,7 @@ def plan_import(
         if absent_key:
             raise UserError(f"{target.qualified}: the export lacks key column(s) {absent_key}")
         file = export_file(folder, entry)
+        copy_file = export_file(folder, {**entry, "file": entry["copy_file"]}) if entry.get("copy_file") else None
         plans.append(
             TablePlan(
                 target=target,
@@ -185,6 +196,8 @@ def plan_import(
                 exported=[c["name"] for c in entry["columns"]],
                 export_key=entry.get("key", []),
                 fingerprint=entry.get("fingerprint"),
+                copy_file=copy_file,
+                copy_sha256=entry.get("copy_sha256"),
             )
         )
     return plans
@@ -222,12 +235,24 @@ def check_export_files(plans: list[TablePlan]) -> None:
         if rows != plan.rows or not plan.fingerprint or digest.hexdigest() != plan.fingerprint:
             raise UserError(f"{plan.file} does not match its manifest ({rows} rows, manifest says {plan.rows}; "
                             "fingerprint differs): the export was changed after it was written. Nothing was written.")
+        if plan.copy_file and file_digest(plan.copy_file) != plan.copy_sha256:
+            raise UserError(f"{plan.copy_file} does not match its manifest (sha256 differs): the export was "
+                            "changed after it was written. Nothing was written.")
 
 
 def copy_lines(path: Path) -> Iterator[bytes]:
     """The rows of an export file as COPY text-format lines."""
     for row in json_rows(path):
         yield row.replace(b"\\", b"\\\\") + b"\n"
+
+
+def copy_data(step: CopyIn) -> Iterator[bytes]:
+    """What a COPY step sends: the COPY text file as it is, or the JSON rows one line each."""
+    if step.text:
+        with step.source.open("rb") as data:
+            yield from iter(lambda: data.read(COPY_CHUNK), b"")
+    else:
+        yield from copy_lines(step.source)
 
 
 def write_sql(
@@ -244,8 +269,8 @@ def write_sql(
         for step in [lock_step(), *stage, *write]:
             out.write(step.sql.encode() + b";\n")
             if isinstance(step, CopyIn):
-                for line in copy_lines(step.plan.file):
-                    out.write(line)
+                for chunk in copy_data(step):
+                    out.write(chunk)
                 out.write(b"\\.\n")
         out.write(b"COMMIT;\n")
 
@@ -305,8 +330,8 @@ def _run(cur: psycopg.Cursor, step: Statement | CopyIn) -> list[tuple] | None:
     if isinstance(step, CopyIn):
         with cur.copy(step.sql) as copy:
             buffer = bytearray()
-            for line in copy_lines(step.plan.file):
-                buffer += line
+            for chunk in copy_data(step):
+                buffer += chunk
                 if len(buffer) >= COPY_CHUNK:
                     copy.write(buffer)
                     buffer.clear()
@@ -365,11 +390,18 @@ def apply(
                 if query and _query(cur, step)[0][0] == plan.fingerprint:
                     identical.add(plan.target.qualified)
                     results[plan.target.qualified].unchanged = plan.rows
+            # An empty target table takes the rows by COPY: no stage, no comparison, no upsert.
+            empty = {plan.target.qualified for plan in plans if plan.copies_directly
+                     and plan.target.qualified not in identical
+                     and _query(cur, Statement(sync_sql.is_empty_query(plan), plan.target.qualified))[0][0]}
+            for plan in plans:
+                if plan.target.qualified in empty:
+                    results[plan.target.qualified].inserted = plan.rows
             for step in stage:
-                if _step_table(step) not in identical:
+                if _step_table(step) not in identical | empty:
                     _run(cur, step)
             for plan in plans:
-                if plan.target.qualified in identical:
+                if plan.target.qualified in identical | empty:
                     continue
                 step = Statement(compare_query(plan), plan.target.qualified)
                 to_insert, to_update, unchanged, only_in_target = _query(cur, step)[0]
@@ -383,8 +415,12 @@ def apply(
                 raise psycopg.Rollback(transaction)
             keys = {plan.target.qualified: plan.key for plan in plans}
             export_tables(conn, [plan.target for plan in plans], keys, before_dir, target)
+            by_table = {plan.target.qualified: plan for plan in plans}
             for step in write:
-                if step.table in identical:
+                if step.table in identical or (step.table in empty and step.role == "prune"):
+                    continue
+                if step.table in empty and step.role == "upsert":
+                    _run(cur, sync_sql.direct_copy(by_table[step.table]))
                     continue
                 rows = _query(cur, step) if step.role in ("upsert", "prune") else _run(cur, step)
                 if step.table and rows and step.role == "upsert":

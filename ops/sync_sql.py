@@ -14,6 +14,12 @@ from ops.pgcatalog import Table, ident, literal, qident
 LOCK_KEY = "ops:sync-data"
 
 
+def copy_out_query(table: Table) -> str:
+    """The rows in COPY text format, the exact round trip pg_dump uses (any order: only loaded, never read)."""
+    columns = ", ".join(ident(c.name) for c in table.writable)
+    return f"COPY (SELECT {columns} FROM {qident(table)}) TO STDOUT"
+
+
 def export_query(table: Table, key: list[str]) -> str:
     """One JSON document per row, in key order (json/jsonb as text so JSON null stays distinct from NULL)."""
     select = ", ".join(
@@ -35,6 +41,13 @@ class TablePlan:
     exported: list[str] = field(default_factory=list)  # the export's columns, in its order
     export_key: list[str] = field(default_factory=list)  # the export's row order
     fingerprint: str | None = None
+    copy_file: Path | None = None  # the same rows in COPY text format (exports since the COPY channel)
+    copy_sha256: str | None = None
+
+    @property
+    def copies_directly(self) -> bool:
+        """The COPY text file fits the written columns as they are (no column dropped on the way)."""
+        return self.copy_file is not None and self.columns == self.exported
 
     @property
     def raw(self) -> str:
@@ -61,6 +74,11 @@ class Statement:
 class CopyIn:
     sql: str
     plan: TablePlan
+    text: bool = False  # stream the plan's COPY text file as it is, else its JSON rows
+
+    @property
+    def source(self) -> Path:
+        return self.plan.copy_file if self.text and self.plan.copy_file else self.plan.file
 
 
 def _distinct(left: str, right: str, plan: TablePlan) -> str:
@@ -80,7 +98,15 @@ def _key_join(left: str, right: str, key: list[str]) -> str:
 
 
 def stage_steps(plan: TablePlan) -> list[Statement | CopyIn]:
+    """Load the export into a typed temp table: straight from COPY text, else through jsonb."""
     target = plan.target
+    if plan.copies_directly:
+        columns = ", ".join(ident(c) for c in plan.columns)
+        return [
+            Statement(f"CREATE TEMP TABLE {plan.stage.split('.')[1]} ON COMMIT DROP AS SELECT {columns} "
+                      f"FROM {qident(target)} WITH NO DATA", target.qualified),
+            CopyIn(f"COPY {plan.stage} ({columns}) FROM STDIN", plan, text=True),
+        ]
     record = ", ".join(
         f"{ident(c)} {'text' if c in plan.json_columns else target.column(c).type}" for c in plan.columns
     )
@@ -121,6 +147,16 @@ def upsert_step(plan: TablePlan) -> Statement:
         target.qualified,
         "upsert",
     )
+
+
+def direct_copy(plan: TablePlan) -> CopyIn:
+    """Into a table that is empty: COPY the rows straight in (no stage, no upsert; identity values kept)."""
+    columns = ", ".join(ident(c) for c in plan.columns)
+    return CopyIn(f"COPY {qident(plan.target)} ({columns}) FROM STDIN", plan, text=True)
+
+
+def is_empty_query(plan: TablePlan) -> str:
+    return f"SELECT NOT EXISTS (SELECT 1 FROM {qident(plan.target)})"
 
 
 def prune_step(plan: TablePlan) -> Statement:
