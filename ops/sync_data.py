@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
+import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -364,39 +367,45 @@ def _failure(step: Statement | CopyIn, error: Exception, target: Environment) ->
 
 def apply(
     conn: psycopg.Connection,
-    plans: list[TablePlan],
-    stage: list[Statement | CopyIn],
-    write: list[Statement],
+    targets: dict[str, Table],
+    load_plans: Callable[[dict[str, Table]], tuple[list[TablePlan], list[Statement | CopyIn], list[Statement]]],
     target: Environment,
     *,
+    natural_keys: dict[str, list[str]],
     dry_run: bool,
     prune: bool,
     before_dir: Path,
 ) -> list[TableResult]:
-    """Load the export into temp tables, count, and (unless a dry run) apply in one transaction."""
+    """In one transaction: export the target's rows (before/), load the export, count, and apply.
+
+    The before/ export runs first, while the source is still being read (in another process);
+    its fingerprints and row counts tell which tables already match and which are empty.
+    before/ is kept only when something was written.
+    """
     import psycopg
 
-    results = {plan.target.qualified: TableResult(plan.target.qualified) for plan in plans}
     step: Statement | CopyIn = lock_step()
+    committed = False  # before/ is kept only when the changes it records were committed
     try:
         with conn.transaction() as transaction, conn.cursor() as cur:
             if not dry_run:
                 _lock(cur, target)
             cur.execute("SELECT set_config('TimeZone', 'UTC', true), set_config('IntervalStyle', 'postgres', true)")
-            identical = set()
+            ordered = pgcatalog.parents_first(list(targets.values()))
+            keys = {t.qualified: conflict_key(t, natural_keys) for t in ordered}
+            before = {e["table"]: e for e in export_tables(conn, ordered, keys, before_dir, target)["tables"]}
+            plans, stage, write = load_plans(targets)
+            results = {plan.target.qualified: TableResult(plan.target.qualified) for plan in plans}
+            identical, empty = set(), set()
             for plan in plans:
-                query = fingerprint_query(plan)
-                step = Statement(query or "", plan.target.qualified)
-                if query and _query(cur, step)[0][0] == plan.fingerprint:
-                    identical.add(plan.target.qualified)
-                    results[plan.target.qualified].unchanged = plan.rows
-            # An empty target table takes the rows by COPY: no stage, no comparison, no upsert.
-            empty = {plan.target.qualified for plan in plans if plan.copies_directly
-                     and plan.target.qualified not in identical
-                     and _query(cur, Statement(sync_sql.is_empty_query(plan), plan.target.qualified))[0][0]}
-            for plan in plans:
-                if plan.target.qualified in empty:
-                    results[plan.target.qualified].inserted = plan.rows
+                table, held = plan.target.qualified, before[plan.target.qualified]
+                shaped_alike = [c["name"] for c in held["columns"]] == plan.exported and held["key"] == plan.export_key
+                if same_rows(plan, held["fingerprint"] if shaped_alike else None, cur):
+                    identical.add(table)
+                    results[table].unchanged = plan.rows
+                elif held["rows"] == 0 and plan.copies_directly:
+                    empty.add(table)  # takes the rows by COPY: no stage, no comparison, no upsert
+                    results[table].inserted = plan.rows
             for step in stage:
                 if _step_table(step) not in identical | empty:
                     _run(cur, step)
@@ -413,8 +422,6 @@ def apply(
             changes = any(r.inserted or r.updated or r.deleted for r in results.values())
             if dry_run or not changes:
                 raise psycopg.Rollback(transaction)
-            keys = {plan.target.qualified: plan.key for plan in plans}
-            export_tables(conn, [plan.target for plan in plans], keys, before_dir, target)
             by_table = {plan.target.qualified: plan for plan in plans}
             for step in write:
                 if step.table in identical or (step.table in empty and step.role == "prune"):
@@ -429,9 +436,23 @@ def apply(
                     result.unchanged = _rows(plans, step.table) - result.inserted - result.updated
                 elif step.table and rows and step.role == "prune":
                     results[step.table].deleted = rows[0][0]
+            committed = True
     except (psycopg.Error, OSError) as error:
         raise _failure(step, error, target) from None
+    finally:
+        if not committed:
+            shutil.rmtree(before_dir, ignore_errors=True)  # nothing was replaced: nothing to restore
     return list(results.values())
+
+
+def same_rows(plan: TablePlan, held: str | None, cur: psycopg.Cursor) -> bool:
+    """The target already holds exactly the exported rows (the fingerprints agree)."""
+    if not plan.fingerprint:
+        return False
+    if held is not None:
+        return held == plan.fingerprint
+    query = fingerprint_query(plan)  # the target's shape differs: hash just the exported columns
+    return bool(query and _query(cur, Statement(query, plan.target.qualified))[0][1] == plan.fingerprint)
 
 
 def _step_table(step: Statement | CopyIn) -> str | None:
@@ -532,6 +553,7 @@ def sync_data(
         manifest = {**manifest, "tables": [e for e in manifest["tables"] if e["table"] in wanted]}
         run_dir = new_run_dir(settings.export_dir / target_env.name)
         source_label = f"export {export_dir}"
+        tables_wanted = wanted
     else:
         assert source_env is not None  # without --from-export there is always --from (checked above)
         if target_env:
@@ -539,7 +561,9 @@ def sync_data(
         run_dir = new_run_dir(settings.export_dir / source_env.name)
         export_dir = run_dir
         source_label = source_env.name
-        manifest = export_env(config, source_env, requested, run_dir)
+        tables_wanted = requested
+        if export_only:
+            manifest = export_env(config, source_env, requested, run_dir)
 
     result = SyncResult(
         source=source_label, target=target, run_dir=str(run_dir), dry_run=dry_run, export_only=export_only, prune=prune
@@ -554,25 +578,36 @@ def sync_data(
     import psycopg
 
     assert target_env is not None  # only --export-only runs without a target
-    try:
-        with connect(target_env, application="ops sync-data import") as conn:
-            tables_wanted = [e["table"] for e in manifest["tables"]]
-            targets = {t.qualified: t for t in describe_all(conn, tables_wanted, target_env)}
-            conn.rollback()  # catalog reads must not hold a snapshot into the import
-            plans = plan_import(manifest, export_dir, targets, settings.natural_keys)
+    # The source is read in a thread while the target, in its own transaction, exports what
+    # it holds (before/, with the fingerprints that tell unchanged and empty tables): the two
+    # databases work at the same time.
+    # A process, not a thread: both sides render rows in Python, and threads would share one GIL.
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork")) as pool:
+        source_rows: Future[dict] = Future()
+        if source_env is None:  # --from-export: the rows are already on disk
+            source_rows.set_result(manifest)
+        else:
+            source_rows = pool.submit(export_env, config, source_env, requested, run_dir)
+
+        def load_plans(targets: dict[str, Table]) -> tuple[list[TablePlan], list[Statement | CopyIn], list[Statement]]:
+            plans = plan_import(source_rows.result(), export_dir, targets, settings.natural_keys)
             if from_export or prune:  # files we read back are checked before they are trusted
                 check_export_files(plans)
             stage, write = import_steps(plans, prune)
             write_sql(run_dir / "import.sql", source_label, target_env, stage, write)
-            progress(
-                f"{'planning' if dry_run else 'applying'} {len(plans)} tables into {target_env.name} "
-                f"(SQL in {run_dir / 'import.sql'})"
-            )
-            result.tables = apply(
-                conn, plans, stage, write, target_env, dry_run=dry_run, prune=prune, before_dir=run_dir / "before"
-            )
-    except psycopg.Error as error:
-        cause = first_line(error)
-        raise OperationFailed(f"{target_env.name}: {cause}. Nothing was committed: the target is unchanged.") from None
+            progress(f"{'planning' if dry_run else 'applying'} {len(plans)} tables into {target_env.name} "
+                     f"(SQL in {run_dir / 'import.sql'})")
+            return plans, stage, write
+
+        try:
+            with connect(target_env, application="ops sync-data import") as conn:
+                targets = {t.qualified: t for t in describe_all(conn, tables_wanted, target_env)}
+                conn.rollback()  # catalog reads must not hold a snapshot into the import
+                result.tables = apply(conn, targets, load_plans, target_env, natural_keys=settings.natural_keys,
+                                      dry_run=dry_run, prune=prune, before_dir=run_dir / "before")
+        except psycopg.Error as error:
+            cause = first_line(error)
+            raise OperationFailed(f"{target_env.name}: {cause}. Nothing was committed: the target is unchanged.") \
+                from None
     result.seconds = round(time.monotonic() - started, 3)
     return result

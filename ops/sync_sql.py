@@ -199,20 +199,25 @@ def compare_query(plan: TablePlan) -> str:
     )
 
 
+def fingerprint_sql(table: Table, columns: list[str], json_columns: set[str], key: list[str]) -> str:
+    """Row count and fingerprint of a table, rendered and hashed exactly as the export hashes rows."""
+    select = ", ".join(f"{ident(c)}::text AS {ident(c)}" if c in json_columns else ident(c) for c in columns)
+    order = ", ".join(f"x.{ident(k)}" for k in key)
+    return (
+        f"SELECT count(*), md5(coalesce(string_agg(md5(to_json(x)::text), '' ORDER BY {order}), '')) "
+        f"FROM (SELECT {select} FROM {qident(table)}) x"
+    )
+
+
 def fingerprint_query(plan: TablePlan) -> str | None:
-    """The target table rendered and hashed exactly as the export hashed the source table.
+    """The target table hashed in the export's shape (its columns and order).
 
     Equal fingerprints mean the target already holds exactly the exported rows, so the
     table needs no staging, no comparison and no write.
     """
     if not plan.fingerprint or not plan.export_key or not set(plan.export_key) <= set(plan.exported):
         return None
-    select = ", ".join(f"{ident(c)}::text AS {ident(c)}" if c in plan.json_columns else ident(c) for c in plan.exported)
-    order = ", ".join(f"x.{ident(k)}" for k in plan.export_key)
-    return (
-        f"SELECT md5(coalesce(string_agg(md5(to_json(x)::text), '' ORDER BY {order}), '')) "
-        f"FROM (SELECT {select} FROM {qident(plan.target)}) x"
-    )
+    return fingerprint_sql(plan.target, plan.exported, plan.json_columns, plan.export_key)
 
 
 def lock_step() -> Statement:
