@@ -92,7 +92,8 @@ def describe_all(conn: psycopg.Connection, names: list[str], env: Environment) -
 
 
 def export_tables(
-    conn: psycopg.Connection, tables: list[Table], keys: dict[str, list[str]], folder: Path, env: Environment
+    conn: psycopg.Connection, tables: list[Table], keys: dict[str, list[str]], folder: Path, env: Environment,
+    *, copy_text: bool = True,
 ) -> dict:
     """Write each table as JSON (PostgreSQL's rendering of each value) and a manifest.
 
@@ -120,13 +121,16 @@ def export_tables(
                 fingerprint.update(hashlib.md5(row).hexdigest().encode())
                 rows += 1
             out.write(b"\n]\n")
-        # The same rows once more in COPY text format: what the import loads, with no JSON parsing.
-        copy_path = folder / f"{table.qualified}.copy"
-        copy_digest = hashlib.sha256()
-        with copy_path.open("wb") as out, conn.cursor().copy(sync_sql.copy_out_query(table)) as copy:
-            for block in copy:
-                out.write(block)
-                copy_digest.update(block)
+        entry = {}
+        if copy_text:
+            # The same rows once more in COPY text format: what the import loads, with no JSON parsing.
+            copy_path = folder / f"{table.qualified}.copy"
+            copy_digest = hashlib.sha256()
+            with copy_path.open("wb") as out, conn.cursor().copy(sync_sql.copy_out_query(table)) as copy:
+                for block in copy:
+                    out.write(block)
+                    copy_digest.update(block)
+            entry = {"copy_file": copy_path.name, "copy_sha256": copy_digest.hexdigest()}
         entries.append(
             {
                 "table": table.qualified,
@@ -135,8 +139,7 @@ def export_tables(
                 "fingerprint": fingerprint.hexdigest(),  # see fingerprint_query
                 "key": keys[table.qualified],
                 "columns": [{"name": c.name, "type": c.type, "json": c.is_json} for c in columns],
-                "copy_file": copy_path.name,
-                "copy_sha256": copy_digest.hexdigest(),
+                **entry,
             }
         )
         meter.add(1)
@@ -393,7 +396,9 @@ def apply(
             cur.execute("SELECT set_config('TimeZone', 'UTC', true), set_config('IntervalStyle', 'postgres', true)")
             ordered = pgcatalog.parents_first(list(targets.values()))
             keys = {t.qualified: conflict_key(t, natural_keys) for t in ordered}
-            before = {e["table"]: e for e in export_tables(conn, ordered, keys, before_dir, target)["tables"]}
+            # JSON only: before/ is for review and restore (--from-export reads JSON), and it must be quick.
+            before = {e["table"]: e for e in
+                      export_tables(conn, ordered, keys, before_dir, target, copy_text=False)["tables"]}
             plans, stage, write = load_plans(targets)
             results = {plan.target.qualified: TableResult(plan.target.qualified) for plan in plans}
             identical, empty = set(), set()
