@@ -100,5 +100,5 @@ def for_cli(env: Environment) -> str:
     user, host, port, dbname = (found.pop(k, "") for k in ("user", "host", "port", "dbname"))
     netloc = (quote(user, safe="") + "@" if user else "") + (f"[{host}]" if ":" in host else host)
     netloc += f":{port}" if port else ""
-    query = urlencode(found)
+    query = urlencode(found, quote_via=quote)  # %20, not "+": libpq's own URI parser reads no "+" as a space
     return f"postgresql://{netloc}/{quote(dbname, safe='')}" + (f"?{query}" if query else "")

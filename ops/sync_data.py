@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -379,11 +378,11 @@ def apply(
     prune: bool,
     before_dir: Path,
 ) -> list[TableResult]:
-    """In one transaction: export the target's rows (before/), load the export, count, and apply.
+    """In one transaction: fingerprint the target, load the export, count, and apply.
 
-    The before/ export runs first, while the source is still being read (in another process);
-    its fingerprints and row counts tell which tables already match and which are empty.
-    before/ is kept only when something was written.
+    The target's row counts and fingerprints are computed in the database while the source is
+    still being read; they tell which tables already match and which are empty. The target's
+    rows are exported to before/ only when something is about to change.
     """
     import psycopg
 
@@ -396,19 +395,19 @@ def apply(
             cur.execute("SELECT set_config('TimeZone', 'UTC', true), set_config('IntervalStyle', 'postgres', true)")
             ordered = pgcatalog.parents_first(list(targets.values()))
             keys = {t.qualified: conflict_key(t, natural_keys) for t in ordered}
-            # JSON only: before/ is for review and restore (--from-export reads JSON), and it must be quick.
-            before = {e["table"]: e for e in
-                      export_tables(conn, ordered, keys, before_dir, target, copy_text=False)["tables"]}
+            held = {t.qualified: _query(cur, Statement(sync_sql.table_fingerprint(t, keys[t.qualified]),
+                                                       t.qualified))[0] for t in ordered}
             plans, stage, write = load_plans(targets)
             results = {plan.target.qualified: TableResult(plan.target.qualified) for plan in plans}
             identical, empty = set(), set()
             for plan in plans:
-                table, held = plan.target.qualified, before[plan.target.qualified]
-                shaped_alike = [c["name"] for c in held["columns"]] == plan.exported and held["key"] == plan.export_key
-                if same_rows(plan, held["fingerprint"] if shaped_alike else None, cur):
+                table, (rows_held, fingerprint_held) = plan.target.qualified, held[plan.target.qualified]
+                shaped_alike = [c.name for c in plan.target.writable] == plan.exported \
+                    and keys[table] == plan.export_key
+                if same_rows(plan, fingerprint_held if shaped_alike else None, cur):
                     identical.add(table)
                     results[table].unchanged = plan.rows
-                elif held["rows"] == 0 and plan.copies_directly:
+                elif rows_held == 0 and plan.copies_directly:
                     empty.add(table)  # takes the rows by COPY: no stage, no comparison, no upsert
                     results[table].inserted = plan.rows
             for step in stage:
@@ -427,6 +426,8 @@ def apply(
             changes = any(r.inserted or r.updated or r.deleted for r in results.values())
             if dry_run or not changes:
                 raise psycopg.Rollback(transaction)
+            # JSON only: before/ is for review and restore (--from-export reads JSON).
+            export_tables(conn, ordered, keys, before_dir, target, copy_text=False)
             by_table = {plan.target.qualified: plan for plan in plans}
             for step in write:
                 if step.table in identical or (step.table in empty and step.role == "prune"):
@@ -586,8 +587,9 @@ def sync_data(
     # The source is read in a thread while the target, in its own transaction, exports what
     # it holds (before/, with the fingerprints that tell unchanged and empty tables): the two
     # databases work at the same time.
-    # A process, not a thread: both sides render rows in Python, and threads would share one GIL.
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork")) as pool:
+    # The source is exported in a thread (its rows pass through Python) while the target computes its
+    # fingerprints in the database (the main thread only waits on its socket): both databases work at once.
+    with ThreadPoolExecutor(max_workers=1) as pool:
         source_rows: Future[dict] = Future()
         if source_env is None:  # --from-export: the rows are already on disk
             source_rows.set_result(manifest)

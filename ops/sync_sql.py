@@ -209,6 +209,12 @@ def fingerprint_sql(table: Table, columns: list[str], json_columns: set[str], ke
     )
 
 
+def table_fingerprint(table: Table, key: list[str]) -> str:
+    """Row count and fingerprint of what the target holds now, in its own shape (asked while the source is read)."""
+    writable = table.writable
+    return fingerprint_sql(table, [c.name for c in writable], {c.name for c in writable if c.is_json}, key)
+
+
 def fingerprint_query(plan: TablePlan) -> str | None:
     """The target table hashed in the export's shape (its columns and order).
 
