@@ -27,6 +27,7 @@ def install(session: nox.Session, *groups: str) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     """Ruff (rules in pyproject.toml) on everything, mypy on ops/ and tasks.py."""
+    session.install("-e", ".")  # mypy reads the toolkit's own dependencies (httpx, psycopg, boto3...)
     session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
     session.run("ruff", "check", ".")
     session.run("mypy")

@@ -22,20 +22,15 @@ import time
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
+
+from devstack.httpserver import LocalHTTPServer
 
 TOKEN = "sbp_" + "0123456789abcdef" * 2 + "01234567"  # a fake token of the shape the CLI checks
 PLATFORM_SECRETS = ("SUPABASE_URL", "SUPABASE_ANON_KEY", "SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_DB_URL")
 PROJECT_PATH = re.compile(r"/v1/projects/([a-z]{20})(?:/|$)")
-
-
-class QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        pass  # the CLI closing a kept-alive connection is not worth a traceback
 
 
 @dataclass
@@ -48,7 +43,7 @@ class Deploy:
 
 
 @dataclass
-class ManagementAPI:
+class ManagementAPI(LocalHTTPServer):
     projects: set[str] = field(default_factory=set)  # refs the token can see
     secrets: dict[str, dict[str, str]] = field(default_factory=dict)  # ref -> name -> digest
     fail_slugs: set[str] = field(default_factory=set)
@@ -84,17 +79,7 @@ class ManagementAPI:
             def do_PUT(self):
                 api.handle(self, "PUT")
 
-        self.server = QuietServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler)
 
     def write_profile(self, path: Path) -> Path:
         path.write_text(

@@ -6,11 +6,12 @@ every request it answered.
 
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from devstack.httpserver import LocalHTTPServer
 
 
-class WebStub:
+class WebStub(LocalHTTPServer):
     def __init__(self, routes: dict[str, int] | None = None, default: int = 200, port: int = 0) -> None:
         self.routes = dict(routes or {})  # "METHOD /path" or "/path" -> status
         self.default = default
@@ -38,14 +39,4 @@ class WebStub:
 
             do_GET = do_POST = do_OPTIONS = do_HEAD = answer
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler, port)

@@ -155,10 +155,6 @@ def direct_copy(plan: TablePlan) -> CopyIn:
     return CopyIn(f"COPY {qident(plan.target)} ({columns}) FROM STDIN", plan, text=True)
 
 
-def is_empty_query(plan: TablePlan) -> str:
-    return f"SELECT NOT EXISTS (SELECT 1 FROM {qident(plan.target)})"
-
-
 def prune_step(plan: TablePlan) -> Statement:
     target = plan.target
     return Statement(
