@@ -21,6 +21,13 @@ class Column:
     sequence: str | None = None
 
 
+@dataclass(frozen=True)
+class ForeignKey:
+    name: str
+    parent: str  # the referenced table, schema-qualified
+    definition: str  # pg_get_constraintdef: re-creates it exactly (names resolve through the same search_path)
+
+
 @dataclass
 class Table:
     schema: str
@@ -29,6 +36,8 @@ class Table:
     primary_key: list[str]
     unique_keys: list[list[str]] = field(default_factory=list)
     parents: set[str] = field(default_factory=set)
+    foreign_keys: list[ForeignKey] = field(default_factory=list)  # its own, plain ones (not inherited)
+    owned: bool = False  # the connected role may ALTER it (owns it, or is a member of its owner)
 
     @property
     def qualified(self) -> str:
@@ -77,13 +86,14 @@ def describe(conn: psycopg.Connection, name: str) -> Table | None:
     """Describe one table, or None when it does not exist."""
     schema, table = split_name(name)
     row = conn.execute(
-        "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "SELECT c.oid, c.relkind = 'r' AND pg_has_role(c.relowner, 'USAGE') "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')",
         (schema, table),
     ).fetchone()
     if row is None:
         return None
-    oid = row[0]
+    oid, owned = row
     columns = [
         Column(name, type_, base in JSON_TYPES, generated, identity == "a", sequence)
         for name, type_, base, generated, identity, sequence in conn.execute(
@@ -121,7 +131,22 @@ def describe(conn: psycopg.Connection, name: str) -> Table | None:
         )
     }
     primary: list[str] = next((cols for is_primary, cols in keys if is_primary), [])
-    return Table(schema, table, columns, primary, [cols for _, cols in keys], parents)
+    return Table(schema, table, columns, primary, [cols for _, cols in keys], parents, foreign_keys(conn, oid), owned)
+
+
+def foreign_keys(conn: psycopg.Connection, oid: int) -> list[ForeignKey]:
+    """A table's own foreign keys; names in the definitions resolve as they do for this role's search_path."""
+    return [
+        ForeignKey(name, parent, definition)
+        for name, parent, definition in conn.execute(
+            "SELECT f.conname, format('%%s.%%s', n.nspname, c.relname), pg_get_constraintdef(f.oid) "
+            "FROM pg_constraint f JOIN pg_class c ON c.oid = f.confrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE f.conrelid = %s AND f.contype = 'f' AND f.conparentid = 0 AND f.coninhcount = 0 "
+            "ORDER BY f.conname",
+            (oid,),
+        )
+    ]
 
 
 def parents_first(tables: list[Table]) -> list[Table]:

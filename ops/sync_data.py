@@ -1,41 +1,54 @@
-"""Copy config tables between environments: export to JSON, plan, and apply idempotent upserts.
+"""Copy config tables between environments: stream, compare, and apply idempotent writes.
 
 A run folder holds everything one sync did: the source export (one JSON file per table,
-one row per line, plus `manifest.json`), the `import.sql` that was applied (it runs with
-`psql` by hand too), and `before/`, an export of the target's rows taken just before the
-change, which `--from-export <run>/before --prune` restores.
+one row per line, plus `manifest.json`, see `sync_export`), the `import.sql` that was
+applied (it runs with `psql` by hand too), and `before/`, an export of the target's rows
+taken just before the change, which `--from-export <run>/before --prune` restores.
+
+From a live source, each table's rows stream as COPY text from the source's snapshot
+straight into the target (and into the run folder), while a second connection on the same
+snapshot writes the JSON export: both databases work at once, and the import transaction
+commits only once the export and before/ are complete.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from ops import pgcatalog, sync_sql
+from ops import pgcatalog, sync_export, sync_sql
 from ops.config import Config, Environment, SyncDataSettings
 from ops.db import connect
-from ops.digest import file_digest
 from ops.errors import OperationFailed, UserError, first_line
-from ops.pgcatalog import Table
-from ops.report import Meter, Result, progress
+from ops.pgcatalog import Table, literal
+from ops.report import Result, progress
 from ops.report import Table as Rows
 from ops.safety import confirm_write, distinct
 from ops.stamps import new_run_dir, utc_stamp
-from ops.sync_sql import CopyIn, Statement, TablePlan, compare_query, fingerprint_query, import_steps, lock_step
+from ops.sync_sql import (
+    CopyIn,
+    Statement,
+    TablePlan,
+    closing_steps,
+    compare_query,
+    fingerprint_query,
+    lock_step,
+    table_steps,
+)
 
 if TYPE_CHECKING:
     import psycopg
 
 LOCK_WAIT = "10min"
-COPY_CHUNK = 1 << 20
+CHECK_LOCK_WAIT = "2s"  # for dropping foreign keys to check once: past it, they are checked row by row
+COPY_CHUNK = 128 << 10  # psycopg hands the libpq at most 128 KiB at once (larger writes are split and copied)
+Feed = Callable[[CopyIn], Iterator[bytes | bytearray]]
 
 
 # ---------------------------------------------------------------- table selection
@@ -87,86 +100,37 @@ def describe_all(conn: psycopg.Connection, names: list[str], env: Environment) -
     return tables
 
 
-# ---------------------------------------------------------------- export
-
-
-def export_tables(
-    conn: psycopg.Connection, tables: list[Table], keys: dict[str, list[str]], folder: Path, env: Environment,
-    *, copy_text: bool = True,
-) -> dict:
-    """Write each table as JSON (PostgreSQL's rendering of each value) and a manifest.
-
-    The caller owns the transaction, so several tables share one snapshot. json/jsonb
-    values are stored as their text so a JSON null stays distinct from SQL NULL.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    conn.execute("SELECT set_config('TimeZone', 'UTC', true), set_config('IntervalStyle', 'postgres', true)")
-    entries: list[dict[str, Any]] = []
-    meter = Meter(f"exporting {env.name}", len(tables), "tables")
-    for table in tables:
-        columns = table.writable
-        query = sync_sql.export_query(table, keys[table.qualified])
-        path = folder / f"{table.qualified}.json"
-        rows = 0
-        fingerprint = hashlib.md5()
-        with path.open("wb") as out, conn.cursor().copy(query) as copy:
-            out.write(b"[")
-            # PostgreSQL sends one CopyData message per row; COPY's text format only
-            # doubles backslashes here (JSON text has no raw tabs or newlines).
-            for block in copy:
-                row = bytes(block)[:-1].replace(b"\\\\", b"\\")
-                out.write(b"\n" if rows == 0 else b",\n")
-                out.write(row)
-                fingerprint.update(hashlib.md5(row).hexdigest().encode())
-                rows += 1
-            out.write(b"\n]\n")
-        entry = {}
-        if copy_text:
-            # The same rows once more in COPY text format: what the import loads, with no JSON parsing.
-            copy_path = folder / f"{table.qualified}.copy"
-            copy_digest = hashlib.sha256()
-            with copy_path.open("wb") as out, conn.cursor().copy(sync_sql.copy_out_query(table)) as copy:
-                for block in copy:
-                    out.write(block)
-                    copy_digest.update(block)
-            entry = {"copy_file": copy_path.name, "copy_sha256": copy_digest.hexdigest()}
-        entries.append(
-            {
-                "table": table.qualified,
-                "file": path.name,
-                "rows": rows,
-                "fingerprint": fingerprint.hexdigest(),  # see fingerprint_query
-                "key": keys[table.qualified],
-                "columns": [{"name": c.name, "type": c.type, "json": c.is_json} for c in columns],
-                **entry,
-            }
-        )
-        meter.add(1)
-    manifest = {
-        "env": env.name,
-        "ref": env.ref,
-        "time": datetime.now(UTC).isoformat(timespec="seconds"),
-        "snapshot": "one REPEATABLE READ READ ONLY transaction",
-        "tables": entries,
-    }
-    meter.close()
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    total = sum(entry["rows"] for entry in entries)
-    progress(f"exported {len(entries)} tables ({total:,} rows) from {env.name} to {folder}")
-    return manifest
-
-
-def read_manifest(folder: Path) -> dict:
-    path = folder / "manifest.json"
-    if not path.is_file():
-        raise UserError(f"{folder} is not an export: it has no manifest.json")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise UserError(f"{path} is not valid JSON: {error}") from None
-
-
 # ---------------------------------------------------------------- import plan
+
+
+def plan_table(target: Table, entry: dict, natural_keys: dict[str, list[str]], index: int) -> TablePlan:
+    """Match one exported (or streamed) table to the target's schema."""
+    target_columns = {c.name: c for c in target.columns}
+    missing = [c["name"] for c in entry["columns"] if c["name"] not in target_columns]
+    if missing:
+        cols = ", ".join(f"{target.qualified}.{name}" for name in missing)
+        raise UserError(f"target schema is behind: {cols} missing in the target; push migrations first")
+    columns = [c["name"] for c in entry["columns"] if not target_columns[c["name"]].generated]
+    key = conflict_key(target, natural_keys)
+    absent_key = [k for k in key if k not in columns]
+    if absent_key:
+        raise UserError(f"{target.qualified}: the export lacks key column(s) {absent_key}")
+    return TablePlan(
+        target=target,
+        key=key,
+        columns=columns,
+        json_columns={c["name"] for c in entry["columns"] if c.get("json")},
+        file=Path(entry.get("file") or f"{target.qualified}.json"),
+        rows=entry.get("rows", 0),
+        index=index,
+        exported=[c["name"] for c in entry["columns"]],
+        export_key=entry.get("key", []),
+        fingerprint=entry.get("fingerprint"),
+        content=entry.get("content"),
+        sha256=entry.get("sha256"),
+        copy_sha256=entry.get("copy_sha256"),
+        copy_columns=entry.get("copy_columns"),
+    )
 
 
 def plan_import(
@@ -177,111 +141,52 @@ def plan_import(
     by_name = {entry["table"]: entry for entry in manifest["tables"]}
     for index, target in enumerate(pgcatalog.parents_first(list(targets.values()))):
         entry = by_name[target.qualified]
-        target_columns = {c.name: c for c in target.columns}
-        missing = [c["name"] for c in entry["columns"] if c["name"] not in target_columns]
-        if missing:
-            cols = ", ".join(f"{target.qualified}.{name}" for name in missing)
-            raise UserError(f"target schema is behind: {cols} missing in the target; push migrations first")
-        columns = [c["name"] for c in entry["columns"] if not target_columns[c["name"]].generated]
-        key = conflict_key(target, natural_keys)
-        absent_key = [k for k in key if k not in columns]
-        if absent_key:
-            raise UserError(f"{target.qualified}: the export lacks key column(s) {absent_key}")
-        file = export_file(folder, entry)
-        copy_file = export_file(folder, {**entry, "file": entry["copy_file"]}) if entry.get("copy_file") else None
-        plans.append(
-            TablePlan(
-                target=target,
-                key=key,
-                columns=columns,
-                json_columns={c["name"] for c in entry["columns"] if c.get("json")},
-                file=file,
-                rows=entry["rows"],
-                index=index,
-                exported=[c["name"] for c in entry["columns"]],
-                export_key=entry.get("key", []),
-                fingerprint=entry.get("fingerprint"),
-                copy_file=copy_file,
-                copy_sha256=entry.get("copy_sha256"),
-            )
-        )
+        plan = plan_table(target, entry, natural_keys, index)
+        plan.file = sync_export.export_file(folder, entry)
+        plan.copy_file = sync_export.export_file(folder, entry, "copy_file") if entry.get("copy_file") else None
+        plans.append(plan)
     return plans
 
 
-def export_file(folder: Path, entry: dict) -> Path:
-    """The file a manifest entry names: a bare name inside the export folder, a regular file."""
-    name = entry.get("file")
-    if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name or "\\" in name:
-        raise UserError(f"{folder / 'manifest.json'}: {entry.get('table')} names the file {name!r}; only a file "
-                        "name inside the export folder is accepted (was the manifest edited?)")
-    path = folder / name
-    if path.is_symlink() or not path.is_file():
-        raise UserError(f"export file {path} is missing or not a regular file (symlinks are not followed)")
-    return path
-
-
-def json_rows(path: Path) -> Iterator[bytes]:
-    """The rows of an export file, one JSON document each, as the export hashed them."""
-    with path.open("rb") as rows:
-        for line in rows:
-            line = line.rstrip(b"\r\n")
-            if line in (b"[", b"]", b""):
-                continue
-            yield line[:-1] if line.endswith(b",") else line
+def plan_stream(
+    sources: list[Table], targets: dict[str, Table], natural_keys: dict[str, list[str]], run_dir: Path
+) -> list[TablePlan]:
+    """Tables read live: each streams exactly the columns it writes, into a .copy file beside the export."""
+    by_name = {t.qualified: t for t in sources}
+    plans = []
+    for index, target in enumerate(pgcatalog.parents_first(list(targets.values()))):
+        source = by_name[target.qualified]
+        entry = {"columns": sync_export.columns_of(source), "key": conflict_key(source, natural_keys)}
+        plan = plan_table(target, entry, natural_keys, index)
+        plan.copy_file = run_dir / f"{target.qualified}.copy"
+        plan.copy_columns = plan.columns
+        plans.append(plan)
+    return plans
 
 
 def check_export_files(plans: list[TablePlan]) -> None:
-    """Every file holds exactly the rows its manifest recorded (count and fingerprint), before any write."""
+    """Every file holds exactly the rows its manifest recorded, before any write."""
     for plan in plans:
-        digest, rows = hashlib.md5(), 0
-        for row in json_rows(plan.file):
-            digest.update(hashlib.md5(row).hexdigest().encode())
-            rows += 1
-        if rows != plan.rows or not plan.fingerprint or digest.hexdigest() != plan.fingerprint:
-            raise UserError(f"{plan.file} does not match its manifest ({rows} rows, manifest says {plan.rows}; "
-                            "fingerprint differs): the export was changed after it was written. Nothing was written.")
-        if plan.copy_file and file_digest(plan.copy_file) != plan.copy_sha256:
-            raise UserError(f"{plan.copy_file} does not match its manifest (sha256 differs): the export was "
-                            "changed after it was written. Nothing was written.")
+        sync_export.check_files(plan)
 
 
-def copy_lines(path: Path) -> Iterator[bytes]:
-    """The rows of an export file as COPY text-format lines."""
-    for row in json_rows(path):
-        yield row.replace(b"\\", b"\\\\") + b"\n"
+# ---------------------------------------------------------------- where rows come from
 
 
-def copy_data(step: CopyIn) -> Iterator[bytes]:
-    """What a COPY step sends: the COPY text file as it is, or the JSON rows one line each."""
+class SourceFailed(OperationFailed):
+    """Reading the source broke off: the import is abandoned, nothing is committed."""
+
+
+def file_feed(step: CopyIn) -> Iterator[bytes]:
+    """What a COPY step sends from an export: the COPY text file as it is, or the JSON rows one line each."""
     if step.text:
         with step.source.open("rb") as data:
             yield from iter(lambda: data.read(COPY_CHUNK), b"")
     else:
-        yield from copy_lines(step.source)
-
-
-def write_sql(
-    path: Path, source: str, target: Environment, stage: list[Statement | CopyIn], write: list[Statement]
-) -> None:
-    """Write the import as a script that `psql -f` runs in one transaction."""
-    with path.open("wb") as out:
-        header = (
-            f"-- sync-data import from {source} into {target.name} ({target.ref}), written {utc_stamp()}\n"
-            f'-- Run by hand: psql "$DATABASE_URL" -f import.sql (one transaction: all tables or none)\n'
-            "\\set ON_ERROR_STOP on\nBEGIN;\n"
-        )
-        out.write(header.encode())
-        for step in [lock_step(), *stage, *write]:
-            out.write(step.sql.encode() + b";\n")
-            if isinstance(step, CopyIn):
-                for chunk in copy_data(step):
-                    out.write(chunk)
-                out.write(b"\\.\n")
-        out.write(b"COMMIT;\n")
+        yield from sync_export.copy_lines(step.source)
 
 
 # ---------------------------------------------------------------- apply
-
 
 @dataclass
 class TableResult:
@@ -325,26 +230,37 @@ class SyncResult(Result):
         return f"{verb} {len(self.tables)} tables in {self.seconds:.1f}s; files in {self.run_dir}"
 
 
+
+def write_sql(path: Path, source: str, target: Environment, steps: list[Statement | CopyIn]) -> None:
+    """Write the import as a script that `psql -f` runs in one transaction."""
+    with path.open("wb") as out:
+        header = (
+            f"-- sync-data import from {source} into {target.name} ({target.ref}), written {utc_stamp()}\n"
+            f'-- Run by hand: psql "$DATABASE_URL" -f import.sql (one transaction: all tables or none)\n'
+            "\\set ON_ERROR_STOP on\nBEGIN;\n"
+        )
+        out.write(header.encode())
+        for step in [lock_step(), *steps]:
+            out.write(step.sql.encode() + b";\n")
+            if isinstance(step, CopyIn):
+                for chunk in file_feed(step):
+                    out.write(chunk)
+                out.write(b"\\.\n")
+        out.write(b"COMMIT;\n")
+
+
 def _query(cur: psycopg.Cursor, step: Statement) -> list[tuple]:
     """A statement that returns rows."""
     cur.execute(step.sql)
     return cur.fetchall()
 
 
-def _run(cur: psycopg.Cursor, step: Statement | CopyIn) -> list[tuple] | None:
-    if isinstance(step, CopyIn):
-        with cur.copy(step.sql) as copy:
-            buffer = bytearray()
-            for chunk in copy_data(step):
-                buffer += chunk
-                if len(buffer) >= COPY_CHUNK:
-                    copy.write(buffer)
-                    buffer.clear()
-            if buffer:
-                copy.write(buffer)
-        return None
-    cur.execute(step.sql)
-    return cur.fetchall() if cur.description else None
+def _copy_in(cur: psycopg.Cursor, step: CopyIn, feed: Feed) -> int:
+    """Run a COPY step with the rows `feed` gives; return the rows loaded."""
+    with cur.copy(step.sql) as copy:
+        for chunk in feed(step):
+            copy.write(chunk)
+    return cur.rowcount
 
 
 def _failure(step: Statement | CopyIn, error: Exception, target: Environment) -> OperationFailed:
@@ -367,106 +283,203 @@ def _failure(step: Statement | CopyIn, error: Exception, target: Environment) ->
     )
 
 
-def apply(
-    conn: psycopg.Connection,
-    targets: dict[str, Table],
-    load_plans: Callable[[dict[str, Table]], tuple[list[TablePlan], list[Statement | CopyIn], list[Statement]]],
-    target: Environment,
-    *,
-    natural_keys: dict[str, list[str]],
-    dry_run: bool,
-    prune: bool,
-    before_dir: Path,
-) -> list[TableResult]:
-    """In one transaction: fingerprint the target, load the export, count, and apply.
+@dataclass
+class Held:
+    """What a target table holds before the import: its row count, and whether those are the source's rows."""
 
-    The target's row counts and fingerprints are computed in the database while the source is
-    still being read; they tell which tables already match and which are empty. The target's
-    rows are exported to before/ only when something is about to change.
+    rows: int
+    identical: bool
+
+
+# How a path (live or export) tells what the target holds, table by table.
+Compare = Callable[["psycopg.Cursor", list[TablePlan]], dict[str, Held]]
+
+
+def held_like_export(cur: psycopg.Cursor, plans: list[TablePlan]) -> dict[str, Held]:
+    """Against an export: the target's content hash next to the one recorded at export time.
+
+    Exports from before content hashes are compared by their JSON rows' fingerprint;
+    exports with neither (before/) are always loaded and compared row by row.
     """
+    held = {}
+    for plan in plans:
+        table = plan.target.qualified
+        if plan.content:
+            rows, content = _query(cur, Statement(sync_sql.content_hash_sql(plan.target, plan.exported), table))[0]
+            held[table] = Held(rows, rows == plan.rows and content == plan.content)
+            continue
+        rows = _query(cur, Statement(f"SELECT count(*) FROM {pgcatalog.qident(plan.target)}", table))[0][0]
+        query = fingerprint_query(plan) if rows else None
+        same = bool(query) and _query(cur, Statement(query or "", table))[0][1] == plan.fingerprint
+        held[table] = Held(rows, same and rows == plan.rows)
+    return held
+
+
+@dataclass
+class Apply:
+    """One import transaction into the target: decide per table, load, write, and commit only when all is done."""
+
+    conn: psycopg.Connection
+    target: Environment
+    plans: list[TablePlan]
+    feed: Feed
+    compare: Compare
+    run_dir: Path
+    source_label: str
+    dry_run: bool
+    prune: bool
+    # Called before the commit (or the dry run's rollback): the source's export must be complete by then.
+    finish_source: Callable[[], None] = lambda: None
+    ran: list[Statement | CopyIn] = field(default_factory=list)  # what import.sql records, in order
+    current: Statement | CopyIn = field(default_factory=lock_step)  # the step a failure is reported in
+    before: Future | None = None  # before/ being written from the import's snapshot
+
+    def run(self) -> list[TableResult]:
+        import psycopg
+
+        before_dir = self.run_dir / "before"
+        committed = False  # before/ is kept only when the changes it records were committed
+        results = {p.target.qualified: TableResult(p.target.qualified) for p in self.plans}
+        try:
+            with ThreadPoolExecutor(max_workers=1) as pool, self.conn.transaction() as transaction, \
+                    self.conn.cursor() as cur:
+                if not self.dry_run:
+                    _lock(cur, self.target)
+                cur.execute(sync_sql.rendering_sql())
+                held = self.compare(cur, self.plans)
+                changing = [p for p in self.plans if not held[p.target.qualified].identical]
+                for plan in self.plans:
+                    if held[plan.target.qualified].identical:
+                        results[plan.target.qualified].unchanged = held[plan.target.qualified].rows
+                if changing and not self.dry_run:
+                    self.before = pool.submit(export_before, self.target, _export_snapshot(cur), changing, before_dir)
+                staged = set()
+                for plan in changing:
+                    empty = held[plan.target.qualified].rows == 0
+                    if not empty:
+                        staged.add(plan.target.qualified)
+                    self._load(cur, plan, held[plan.target.qualified].rows, results[plan.target.qualified])
+                for step in closing_steps(changing, prune=self.prune, staged=staged):
+                    self._execute(cur, step, results[step.table or ""])
+                self.current = lock_step()
+                self.finish_source()
+                write_sql(self.run_dir / "import.sql", self.source_label, self.target, self.ran)
+                changes = any(r.inserted or r.updated or r.deleted for r in results.values())
+                if self.dry_run or not changes:
+                    raise psycopg.Rollback(transaction)
+                assert self.before is not None  # something changed, so before/ was being written
+                self.before.result()
+                committed = True
+        except (psycopg.Error, OSError) as error:
+            raise _failure(self.current, error, self.target) from None
+        finally:
+            if not committed:
+                shutil.rmtree(before_dir, ignore_errors=True)  # nothing was replaced: nothing to restore
+        return list(results.values())
+
+    def _load(self, cur: psycopg.Cursor, plan: TablePlan, held: int, result: TableResult) -> None:
+        """One table: straight in when empty (its foreign keys checked once at the end where we may), else
+        staged, then its changed rows updated and its new rows inserted."""
+        empty = held == 0
+        if empty and not self.target.protected:
+            scope = {p.target.qualified for p in self.plans}
+            plan.checked_once = [fk for fk in plan.target.foreign_keys if fk.parent in scope] \
+                if plan.target.owned else []
+            if plan.checked_once and not self.dry_run and not self._drop_checks(cur, plan):
+                plan.checked_once = []
+        for step in table_steps(plan, empty=empty):
+            if isinstance(step, CopyIn) or step.role != "constraint" or self.dry_run:  # drops ran in _drop_checks
+                self._execute(cur, step, result)
+        if not empty:
+            loaded = result.unchanged
+            if self.dry_run:
+                self.current = Statement(compare_query(plan), plan.target.qualified)
+                result.inserted, result.updated, _, result.only_in_target = _query(cur, self.current)[0]
+            else:  # keys are unique: every staged row not inserted matched one of the rows held
+                result.only_in_target = held - (loaded - result.inserted)
+            result.unchanged = loaded - result.inserted - result.updated
+
+    def _drop_checks(self, cur: psycopg.Cursor, plan: TablePlan) -> bool:
+        """Drop the foreign keys checked once later; when a table is busy (its lock not free within
+        CHECK_LOCK_WAIT), keep them and check row by row instead."""
+        import psycopg
+
+        drops = sync_sql.drop_checks(plan)
+        if self.before:
+            # before/ reads under share locks that the drops would wait for (and could deadlock with).
+            self.before.result()
+        self.current = drops[0]
+        saved = _query(cur, Statement("SELECT current_setting('lock_timeout')"))[0][0]
+        try:
+            with self.conn.transaction():  # a savepoint: a lock timeout undoes only this
+                cur.execute(f"SET LOCAL lock_timeout = '{CHECK_LOCK_WAIT}'")
+                for step in drops:
+                    cur.execute(step.sql)
+        except psycopg.errors.LockNotAvailable:
+            progress(f"{plan.target.qualified} or a table it references is in use: its foreign keys are checked "
+                     "row by row")
+            return False
+        finally:
+            cur.execute("SELECT set_config('lock_timeout', %s, true)", (saved,))
+        self.ran += drops
+        return True
+
+    def _execute(self, cur: psycopg.Cursor, step: Statement | CopyIn, result: TableResult) -> None:
+        """Run one step (a dry run only stages and counts) and note what it did."""
+        self.current = step
+        self.ran.append(step)
+        if isinstance(step, CopyIn):
+            if step.direct:
+                result.inserted = self._load_directly(cur, step)
+            else:
+                result.unchanged = _copy_in(cur, step, self.feed)  # staged rows, until the writes say otherwise
+            return
+        if self.dry_run and step.role != "exec":
+            if step.role == "prune":
+                result.deleted = result.only_in_target
+            return
+        cur.execute(step.sql)
+        if step.role == "update":
+            result.updated = cur.rowcount
+        elif step.role == "insert":
+            result.inserted = cur.rowcount
+        elif step.role == "prune":
+            result.deleted = cur.rowcount
+
+    def _load_directly(self, cur: psycopg.Cursor, step: CopyIn) -> int:
+        """An empty table takes the rows by COPY (a dry run only reads them, for import.sql)."""
+        if self.dry_run:
+            return sum(chunk.count(b"\n") for chunk in self.feed(step))  # COPY text: one line per row
+        return _copy_in(cur, step, self.feed)
+
+
+def _export_snapshot(cur: psycopg.Cursor) -> str:
+    """The import transaction's view before any write, for before/ to read from another connection."""
+    return _query(cur, Statement("SELECT pg_export_snapshot()"))[0][0]
+
+
+def in_snapshot(conn: psycopg.Connection, snapshot: str) -> None:
+    """Make this connection's transaction see exactly what another one saw (its exported snapshot)."""
+    conn.execute(f"SET TRANSACTION SNAPSHOT {literal(snapshot)}")
+
+
+def export_before(target: Environment, snapshot: str, plans: list[TablePlan], folder: Path) -> dict:
+    """before/: the target's rows of the tables about to change, from the import's own snapshot (JSON only)."""
     import psycopg
 
-    step: Statement | CopyIn = lock_step()
-    committed = False  # before/ is kept only when the changes it records were committed
-    try:
-        with conn.transaction() as transaction, conn.cursor() as cur:
-            if not dry_run:
-                _lock(cur, target)
-            cur.execute("SELECT set_config('TimeZone', 'UTC', true), set_config('IntervalStyle', 'postgres', true)")
-            ordered = pgcatalog.parents_first(list(targets.values()))
-            keys = {t.qualified: conflict_key(t, natural_keys) for t in ordered}
-            held = {t.qualified: _query(cur, Statement(sync_sql.table_fingerprint(t, keys[t.qualified]),
-                                                       t.qualified))[0] for t in ordered}
-            plans, stage, write = load_plans(targets)
-            results = {plan.target.qualified: TableResult(plan.target.qualified) for plan in plans}
-            identical, empty = set(), set()
-            for plan in plans:
-                table, (rows_held, fingerprint_held) = plan.target.qualified, held[plan.target.qualified]
-                shaped_alike = [c.name for c in plan.target.writable] == plan.exported \
-                    and keys[table] == plan.export_key
-                if same_rows(plan, fingerprint_held if shaped_alike else None, cur):
-                    identical.add(table)
-                    results[table].unchanged = plan.rows
-                elif rows_held == 0 and plan.copies_directly:
-                    empty.add(table)  # takes the rows by COPY: no stage, no comparison, no upsert
-                    results[table].inserted = plan.rows
-            for step in stage:
-                if _step_table(step) not in identical | empty:
-                    _run(cur, step)
-            for plan in plans:
-                if plan.target.qualified in identical | empty:
-                    continue
-                step = Statement(compare_query(plan), plan.target.qualified)
-                to_insert, to_update, unchanged, only_in_target = _query(cur, step)[0]
-                result = results[plan.target.qualified]
-                result.inserted, result.updated, result.unchanged = to_insert, to_update, unchanged
-                result.only_in_target = only_in_target
-                if prune:
-                    result.deleted = only_in_target
-            changes = any(r.inserted or r.updated or r.deleted for r in results.values())
-            if dry_run or not changes:
-                raise psycopg.Rollback(transaction)
-            # JSON only: before/ is for review and restore (--from-export reads JSON).
-            export_tables(conn, ordered, keys, before_dir, target, copy_text=False)
-            by_table = {plan.target.qualified: plan for plan in plans}
-            for step in write:
-                if step.table in identical or (step.table in empty and step.role == "prune"):
-                    continue
-                if step.table in empty and step.role == "upsert":
-                    _run(cur, sync_sql.direct_copy(by_table[step.table]))
-                    continue
-                rows = _query(cur, step) if step.role in ("upsert", "prune") else _run(cur, step)
-                if step.table and rows and step.role == "upsert":
-                    result = results[step.table]
-                    result.inserted, result.updated = rows[0]
-                    result.unchanged = _rows(plans, step.table) - result.inserted - result.updated
-                elif step.table and rows and step.role == "prune":
-                    results[step.table].deleted = rows[0][0]
-            committed = True
-    except (psycopg.Error, OSError) as error:
-        raise _failure(step, error, target) from None
-    finally:
-        if not committed:
-            shutil.rmtree(before_dir, ignore_errors=True)  # nothing was replaced: nothing to restore
-    return list(results.values())
-
-
-def same_rows(plan: TablePlan, held: str | None, cur: psycopg.Cursor) -> bool:
-    """The target already holds exactly the exported rows (the fingerprints agree)."""
-    if not plan.fingerprint:
-        return False
-    if held is not None:
-        return held == plan.fingerprint
-    query = fingerprint_query(plan)  # the target's shape differs: hash just the exported columns
-    return bool(query and _query(cur, Statement(query, plan.target.qualified))[0][1] == plan.fingerprint)
+    with connect(target, application="ops sync-data before") as conn:
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
+        with conn.transaction():
+            in_snapshot(conn, snapshot)
+            tables = [p.target for p in plans]
+            keys = {p.target.qualified: p.key for p in plans}
+            entries = sync_export.export_tables(conn, tables, keys, folder, target, copy_text=False)
+            return sync_export.write_manifest(folder, target, entries)
 
 
 def _step_table(step: Statement | CopyIn) -> str | None:
     return step.table if isinstance(step, Statement) else step.plan.target.qualified
-
-
-def _rows(plans: list[TablePlan], table: str) -> int:
-    return next(plan.rows for plan in plans if plan.target.qualified == table)
 
 
 def _lock(cur: psycopg.Cursor, target: Environment) -> None:
@@ -480,22 +493,11 @@ def _lock(cur: psycopg.Cursor, target: Environment) -> None:
     cur.execute("SET LOCAL lock_timeout = 0")
 
 
-# ---------------------------------------------------------------- the task
-
-
-def require_tables(env: Environment, tables: list[str]) -> None:
-    """Refuse early, before reading the source, when the target lacks a table (migrations behind)."""
-    import psycopg
-
-    try:
-        with connect(env, autocommit=True, application="ops sync-data check") as conn:
-            describe_all(conn, tables, env)
-    except psycopg.Error as error:
-        raise OperationFailed(f"{env.name}: {first_line(error)}") from None
+# ---------------------------------------------------------------- the source side
 
 
 def export_env(config: Config, env: Environment, tables: list[str], folder: Path) -> dict:
-    """Export tables of an environment from one consistent, read-only snapshot."""
+    """Export tables of an environment from one consistent, read-only snapshot (JSON and COPY text)."""
     import psycopg
 
     try:
@@ -503,15 +505,135 @@ def export_env(config: Config, env: Environment, tables: list[str], folder: Path
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             conn.read_only = True
             with conn.transaction():
+                conn.execute(sync_sql.rendering_sql())
                 found = describe_all(conn, tables, env)
                 keys = {t.qualified: conflict_key(t, config.sync_data.natural_keys) for t in found}
-                return export_tables(conn, found, keys, folder, env)
+                hashes = sync_export.content_hashes(conn, found)
+                entries = sync_export.export_tables(conn, found, keys, folder, env, hashes=hashes)
+                return sync_export.write_manifest(folder, env, entries)
     except psycopg.Error as error:
-        cause = first_line(error)
         raise OperationFailed(
-            f"reading {env.name} failed: {cause}. Nothing was written to any target; "
+            f"reading {env.name} failed: {first_line(error)}. Nothing was written to any target; "
             f"the partial export in {folder} is incomplete"
         ) from None
+
+
+def export_beside(env: Environment, snapshot: str, tables: list[Table], keys: dict[str, list[str]], folder: Path,
+                  hashes: Future | None) -> list[dict]:
+    """The JSON export of a streamed sync, on its own connection in the stream's snapshot.
+
+    With `hashes`, the content hashes come first (resolved as soon as they are known: the
+    import waits on them for tables the target has rows in) and unchanged tables are then
+    linked from the newest earlier export; the others are exported.
+    """
+    import psycopg
+
+    try:
+        with connect(env, application="ops sync-data export") as conn:
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            conn.read_only = True
+            with conn.transaction():
+                in_snapshot(conn, snapshot)
+                conn.execute(sync_sql.rendering_sql())
+                found = None
+                if hashes is not None:
+                    found = sync_export.content_hashes(conn, tables)
+                    hashes.set_result(found)
+                return sync_export.export_tables(conn, tables, keys, folder, env, copy_text=False, hashes=found,
+                                                 reuse=True)
+    except psycopg.Error as error:
+        failure = SourceFailed(f"reading {env.name} failed: {first_line(error)}. Nothing was committed: the "
+                               f"target is unchanged; the partial export in {folder} is incomplete")
+        if hashes is not None and not hashes.done():
+            hashes.set_exception(failure)
+        raise failure from None
+    except BaseException as error:
+        if hashes is not None and not hashes.done():
+            hashes.set_exception(error)
+        raise
+
+
+@dataclass
+class LiveSource:
+    """The source's snapshot: streamed table by table as COPY text (kept in the run folder as it passes),
+    exported as JSON beside the stream, and compared with the target by content hashes."""
+
+    conn: psycopg.Connection
+    env: Environment
+    snapshot: str
+    tables: list[Table]
+    keys: dict[str, list[str]]
+    run_dir: Path
+    pool: ThreadPoolExecutor
+    exported: Future | None = None
+    hashes: Future | None = None  # asked only when the target holds rows (else after the loads, for the manifest)
+    streamed: dict[str, dict] = field(default_factory=dict)  # table -> its COPY file's manifest fields
+
+    def compare(self, cur: psycopg.Cursor, plans: list[TablePlan]) -> dict[str, Held]:
+        """Count the target's rows; where it has some, its content hashes next to the source's (both at once)."""
+        counts = {p.target.qualified: _query(cur, Statement(f"SELECT count(*) FROM {pgcatalog.qident(p.target)}",
+                                                              p.target.qualified))[0][0] for p in plans}
+        self.hashes = Future() if any(counts.values()) else None
+        self.exported = self.pool.submit(export_beside, self.env, self.snapshot, self.tables, self.keys,
+                                         self.run_dir, self.hashes)
+        held = {table: Held(0, False) for table in counts}
+        if self.hashes is None:
+            return held
+        mine = {p.target.qualified: _query(cur, Statement(sync_sql.content_hash_sql(p.target, p.exported),
+                                                          p.target.qualified))[0]
+                for p in plans if counts[p.target.qualified]}
+        theirs = self.hashes.result()  # computed meanwhile on the source's second connection
+        for table, (rows, content) in mine.items():
+            held[table] = Held(rows, (rows, content) == tuple(theirs[table]))
+        return held
+
+    def feed(self, step: CopyIn) -> Iterator[bytes | bytearray]:
+        import psycopg
+
+        plan = step.plan
+        assert plan.copy_file is not None  # plan_stream names one for every table
+        digest = hashlib.sha256()
+        try:
+            with plan.copy_file.open("wb") as out, \
+                    self.conn.cursor().copy(sync_sql.copy_out_query(plan.target, plan.columns)) as copy:
+                chunk = bytearray()
+                for block in copy:  # one message per row: gathered into large writes
+                    chunk += block
+                    if len(chunk) >= COPY_CHUNK:
+                        out.write(chunk)
+                        digest.update(chunk)
+                        yield chunk
+                        chunk = bytearray()  # the target's writer may still hold the last one
+                if chunk:
+                    out.write(chunk)
+                    digest.update(chunk)
+                    yield chunk
+        except psycopg.Error as error:
+            raise SourceFailed(f"reading {self.env.name} failed in {plan.target.qualified}: {first_line(error)}. "
+                               "Nothing was committed: the target is unchanged.") from None
+        self.streamed[plan.target.qualified] = {"copy_file": plan.copy_file.name, "copy_sha256": digest.hexdigest(),
+                                                "copy_columns": plan.columns}
+
+    def finish(self) -> None:
+        """Complete the export: the JSON files, the COPY files streamed, the content hashes, the manifest."""
+        import psycopg
+
+        assert self.exported is not None  # compare started it
+        entries = self.exported.result()
+        if self.hashes is None:  # the target was empty: hashed now, while the JSON export ends
+            try:
+                found = sync_export.content_hashes(self.conn, self.tables)
+            except psycopg.Error as error:
+                raise SourceFailed(f"reading {self.env.name} failed: {first_line(error)}. Nothing was committed: "
+                                   "the target is unchanged.") from None
+            for entry in entries:
+                entry["content"] = found[entry["table"]][1]
+        for entry in entries:
+            entry.update(self.streamed.get(entry["table"], {}))
+        sync_export.write_manifest(self.run_dir, self.env, entries)
+
+
+# ---------------------------------------------------------------- the task
 
 
 def sync_data(
@@ -546,10 +668,19 @@ def sync_data(
         if not dry_run:
             confirm_write(target_env, yes=yes, action="sync config data into it")
 
+    if export_only:
+        assert source_env is not None  # --export-only needs --from (checked above)
+        run_dir = new_run_dir(settings.export_dir / source_env.name)
+        manifest = export_env(config, source_env, requested, run_dir)
+        result = SyncResult(source=source_env.name, target=None, run_dir=str(run_dir), export_only=True)
+        result.tables = [TableResult(e["table"], unchanged=e["rows"]) for e in manifest["tables"]]
+        result.seconds = round(time.monotonic() - started, 3)
+        return result
+
+    assert target_env is not None  # only --export-only runs without a target
     if from_export:
-        assert target_env is not None  # --from-export always comes with --to (checked above)
         export_dir = Path(from_export).resolve()
-        manifest = read_manifest(export_dir)
+        manifest = sync_export.read_manifest(export_dir)
         exported = [entry["table"] for entry in manifest["tables"]]
         wanted = [t for t in exported if t in requested] if tables else exported
         select_tables(settings, wanted)  # an old export must not smuggle in a blocked table
@@ -558,63 +689,85 @@ def sync_data(
             raise UserError(f"{export_dir} has no export of {', '.join(sorted(unknown))}")
         manifest = {**manifest, "tables": [e for e in manifest["tables"] if e["table"] in wanted]}
         run_dir = new_run_dir(settings.export_dir / target_env.name)
-        source_label = f"export {export_dir}"
-        tables_wanted = wanted
+        result = SyncResult(source=f"export {export_dir}", target=target, run_dir=str(run_dir), dry_run=dry_run,
+                            prune=prune)
+        result.tables = import_export(config, target_env, manifest, export_dir, wanted, run_dir, result.source,
+                                      dry_run=dry_run, prune=prune)
     else:
         assert source_env is not None  # without --from-export there is always --from (checked above)
-        if target_env:
-            require_tables(target_env, requested)
-        run_dir = new_run_dir(settings.export_dir / source_env.name)
-        export_dir = run_dir
-        source_label = source_env.name
-        tables_wanted = requested
-        if export_only:
-            manifest = export_env(config, source_env, requested, run_dir)
+        result = SyncResult(source=source_env.name, target=target, run_dir="", dry_run=dry_run, prune=prune)
 
-    result = SyncResult(
-        source=source_label, target=target, run_dir=str(run_dir), dry_run=dry_run, export_only=export_only, prune=prune
-    )
-    if export_only:
-        result.tables = [TableResult(e["table"], inserted=0) for e in manifest["tables"]]
-        for table, entry in zip(result.tables, manifest["tables"], strict=False):
-            table.unchanged = entry["rows"]
-        result.seconds = round(time.monotonic() - started, 3)
-        return result
+        def run_folder() -> Path:
+            folder = new_run_dir(settings.export_dir / source_env.name)
+            result.run_dir = str(folder)
+            return folder
 
-    import psycopg
-
-    assert target_env is not None  # only --export-only runs without a target
-    # The source is read in a thread while the target, in its own transaction, exports what
-    # it holds (before/, with the fingerprints that tell unchanged and empty tables): the two
-    # databases work at the same time.
-    # The source is exported in a thread (its rows pass through Python) while the target computes its
-    # fingerprints in the database (the main thread only waits on its socket): both databases work at once.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        source_rows: Future[dict] = Future()
-        if source_env is None:  # --from-export: the rows are already on disk
-            source_rows.set_result(manifest)
-        else:
-            source_rows = pool.submit(export_env, config, source_env, requested, run_dir)
-
-        def load_plans(targets: dict[str, Table]) -> tuple[list[TablePlan], list[Statement | CopyIn], list[Statement]]:
-            plans = plan_import(source_rows.result(), export_dir, targets, settings.natural_keys)
-            if from_export or prune:  # files we read back are checked before they are trusted
-                check_export_files(plans)
-            stage, write = import_steps(plans, prune)
-            write_sql(run_dir / "import.sql", source_label, target_env, stage, write)
-            progress(f"{'planning' if dry_run else 'applying'} {len(plans)} tables into {target_env.name} "
-                     f"(SQL in {run_dir / 'import.sql'})")
-            return plans, stage, write
-
-        try:
-            with connect(target_env, application="ops sync-data import") as conn:
-                targets = {t.qualified: t for t in describe_all(conn, tables_wanted, target_env)}
-                conn.rollback()  # catalog reads must not hold a snapshot into the import
-                result.tables = apply(conn, targets, load_plans, target_env, natural_keys=settings.natural_keys,
-                                      dry_run=dry_run, prune=prune, before_dir=run_dir / "before")
-        except psycopg.Error as error:
-            cause = first_line(error)
-            raise OperationFailed(f"{target_env.name}: {cause}. Nothing was committed: the target is unchanged.") \
-                from None
+        result.tables = stream(config, source_env, target_env, requested, run_folder, dry_run=dry_run, prune=prune)
     result.seconds = round(time.monotonic() - started, 3)
     return result
+
+
+def _announce(plans: list[TablePlan], target: Environment, run_dir: Path, dry_run: bool) -> None:
+    progress(f"{'planning' if dry_run else 'applying'} {len(plans)} tables into {target.name} "
+             f"(SQL in {run_dir / 'import.sql'})")
+
+
+def import_export(config: Config, target: Environment, manifest: dict, export_dir: Path, tables: list[str],
+                  run_dir: Path, label: str, *, dry_run: bool, prune: bool) -> list[TableResult]:
+    """--from-export: the rows come from files, checked against their manifest before anything is written."""
+    import psycopg
+
+    try:
+        with connect(target, application="ops sync-data import") as conn:
+            targets = {t.qualified: t for t in describe_all(conn, tables, target)}
+            conn.rollback()  # catalog reads must not hold a snapshot into the import
+            plans = plan_import(manifest, export_dir, targets, config.sync_data.natural_keys)
+            check_export_files(plans)
+            _announce(plans, target, run_dir, dry_run)
+            return Apply(conn, target, plans, file_feed, held_like_export, run_dir, label, dry_run, prune).run()
+    except psycopg.Error as error:
+        raise OperationFailed(f"{target.name}: {first_line(error)}. Nothing was committed: the target is unchanged.") \
+            from None
+
+
+def stream(config: Config, source: Environment, target: Environment, tables: list[str],
+           run_folder: Callable[[], Path], *, dry_run: bool, prune: bool) -> list[TableResult]:
+    """From a live source: the target is checked first, then rows stream from one source snapshot into it."""
+    import psycopg
+
+    natural_keys = config.sync_data.natural_keys
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        try:
+            with connect(target, application="ops sync-data import") as conn:
+                # A target that lacks a table is refused before the source is read.
+                targets = {t.qualified: t for t in describe_all(conn, tables, target)}
+                conn.rollback()  # catalog reads must not hold a snapshot into the import
+                run_dir = run_folder()  # made only once the sync can happen
+                with connect(source, application="ops sync-data stream") as src:
+                    src.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+                    src.read_only = True
+                    with src.transaction():
+                        sources, snapshot = _open_source(src, source, tables)
+                        plans = plan_stream(sources, targets, natural_keys, run_dir)
+                        keys = {t.qualified: conflict_key(t, natural_keys) for t in sources}
+                        live = LiveSource(src, source, snapshot, sources, keys, run_dir, pool)
+                        _announce(plans, target, run_dir, dry_run)
+                        apply = Apply(conn, target, plans, live.feed, live.compare, run_dir, source.name,
+                                      dry_run, prune, live.finish)
+                        return apply.run()
+        except psycopg.Error as error:
+            raise OperationFailed(f"{target.name}: {first_line(error)}. Nothing was committed: the target is "
+                                  "unchanged.") from None
+
+
+def _open_source(src: psycopg.Connection, source: Environment, tables: list[str]) -> tuple[list[Table], str]:
+    """Describe the source's tables and export the snapshot both source connections read."""
+    import psycopg
+
+    try:
+        src.execute(sync_sql.rendering_sql())
+        sources = describe_all(src, tables, source)
+        snapshot = src.execute("SELECT pg_export_snapshot()").fetchone()[0]  # type: ignore[index]
+    except psycopg.Error as error:
+        raise SourceFailed(f"reading {source.name} failed: {first_line(error)}. Nothing was written.") from None
+    return sources, snapshot

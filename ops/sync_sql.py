@@ -9,15 +9,34 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ops.pgcatalog import Table, ident, literal, qident
+from ops.pgcatalog import ForeignKey, Table, ident, literal, qident
 
 LOCK_KEY = "ops:sync-data"
+# Every value renders the same on both sides (exports, content hashes), whatever the role's defaults.
+RENDERING = {"TimeZone": "UTC", "IntervalStyle": "postgres", "DateStyle": "ISO, MDY", "extra_float_digits": "1",
+             "bytea_output": "hex"}
 
 
-def copy_out_query(table: Table) -> str:
+def rendering_sql() -> str:
+    """Set, for this transaction only, the settings that decide how values render as text."""
+    settings = ", ".join(f"set_config({literal(name)}, {literal(value)}, true)" for name, value in RENDERING.items())
+    return f"SELECT {settings}"
+
+
+def copy_out_query(table: Table, columns: list[str] | None = None) -> str:
     """The rows in COPY text format, the exact round trip pg_dump uses (any order: only loaded, never read)."""
-    columns = ", ".join(ident(c.name) for c in table.writable)
-    return f"COPY (SELECT {columns} FROM {qident(table)}) TO STDOUT"
+    names = ", ".join(ident(c) for c in (columns if columns is not None else [c.name for c in table.writable]))
+    return f"COPY (SELECT {names} FROM {qident(table)}) TO STDOUT"
+
+
+def content_hash_sql(table: Table, columns: list[str]) -> str:
+    """Row count and an order-free 64-bit hash sum of the rows' text: equal on both sides means equal rows.
+
+    Cheap enough to ask of both databases before moving any row (no sort, no JSON); a
+    changed row moves the sum with odds of 2^-64 of landing on the old value.
+    """
+    row = f"ROW({', '.join(ident(c) for c in columns)})::text"
+    return f"SELECT count(*), coalesce(sum(hashtextextended({row}, 0)), 0)::text FROM {qident(table)}"
 
 
 def export_query(table: Table, key: list[str]) -> str:
@@ -40,14 +59,18 @@ class TablePlan:
     index: int
     exported: list[str] = field(default_factory=list)  # the export's columns, in its order
     export_key: list[str] = field(default_factory=list)  # the export's row order
-    fingerprint: str | None = None
+    fingerprint: str | None = None  # exports before content hashes: see fingerprint_sql
+    content: str | None = None  # the source's content hash at export time: see content_hash_sql
+    sha256: str | None = None  # the JSON file's digest
     copy_file: Path | None = None  # the same rows in COPY text format (exports since the COPY channel)
     copy_sha256: str | None = None
+    copy_columns: list[str] | None = None  # the COPY file's columns, when not the exported ones
+    checked_once: list[ForeignKey] = field(default_factory=list)  # foreign keys checked once, after the load
 
     @property
     def copies_directly(self) -> bool:
         """The COPY text file fits the written columns as they are (no column dropped on the way)."""
-        return self.copy_file is not None and self.columns == self.exported
+        return self.copy_file is not None and self.columns == (self.copy_columns or self.exported)
 
     @property
     def raw(self) -> str:
@@ -67,7 +90,7 @@ class TablePlan:
 class Statement:
     sql: str
     table: str | None = None
-    role: str = "exec"  # exec | upsert | prune
+    role: str = "exec"  # exec | update | insert | prune (row counts reported) | constraint (not run in a dry run)
 
 
 @dataclass
@@ -75,6 +98,7 @@ class CopyIn:
     sql: str
     plan: TablePlan
     text: bool = False  # stream the plan's COPY text file as it is, else its JSON rows
+    direct: bool = False  # into the target table itself (it was empty), not into a stage
 
     @property
     def source(self) -> Path:
@@ -125,42 +149,52 @@ def stage_steps(plan: TablePlan) -> list[Statement | CopyIn]:
     ]
 
 
-def upsert_step(plan: TablePlan) -> Statement:
+def update_step(plan: TablePlan) -> Statement | None:
+    """Rewrite only the rows whose values differ (unchanged rows are never locked or rewritten)."""
+    if not plan.compared:
+        return None
+    sets = ", ".join(f"{ident(c)} = s.{ident(c)}" for c in plan.compared)
+    return Statement(
+        f"UPDATE {qident(plan.target)} AS t SET {sets} FROM {plan.stage} s "
+        f"WHERE {_key_join('t', 's', plan.key)} AND {_distinct('t', 's', plan)}",
+        plan.target.qualified,
+        "update",
+    )
+
+
+def insert_step(plan: TablePlan) -> Statement:
+    """Insert the rows the target lacks; one probe of the key per row, ON CONFLICT only for a racing insert."""
     target = plan.target
     columns = ", ".join(ident(c) for c in plan.columns)
     staged = ", ".join(f"s.{ident(c)}" for c in plan.columns)
     overriding = " OVERRIDING SYSTEM VALUE" if any(target.column(c).identity_always for c in plan.columns) else ""
     conflict = ", ".join(ident(k) for k in plan.key)
     if plan.compared:
-        changed = f" OR {_distinct('t', 's', plan)}"
         sets = ", ".join(f"{ident(c)} = EXCLUDED.{ident(c)}" for c in plan.compared)
         on_conflict = f"DO UPDATE SET {sets} WHERE {_distinct('t', 'EXCLUDED', plan)}"
     else:
-        changed, on_conflict = "", "DO NOTHING"
-    # Only new or changed rows reach the INSERT, so unchanged rows are never locked or rewritten.
+        on_conflict = "DO NOTHING"
     return Statement(
-        f"WITH upserted AS (INSERT INTO {qident(target)} AS t ({columns}){overriding} "
-        f"SELECT {staged} FROM {plan.stage} s LEFT JOIN {qident(target)} t ON {_key_join('t', 's', plan.key)} "
-        f"WHERE t.ctid IS NULL{changed} "
-        f"ON CONFLICT ({conflict}) {on_conflict} RETURNING (xmax = 0) AS inserted) "
-        f"SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM upserted",
+        f"INSERT INTO {qident(target)} AS t ({columns}){overriding} "
+        f"SELECT {staged} FROM {plan.stage} s WHERE NOT EXISTS "
+        f"(SELECT 1 FROM {qident(target)} x WHERE {_key_join('x', 's', plan.key)}) "
+        f"ON CONFLICT ({conflict}) {on_conflict}",
         target.qualified,
-        "upsert",
+        "insert",
     )
 
 
 def direct_copy(plan: TablePlan) -> CopyIn:
     """Into a table that is empty: COPY the rows straight in (no stage, no upsert; identity values kept)."""
     columns = ", ".join(ident(c) for c in plan.columns)
-    return CopyIn(f"COPY {qident(plan.target)} ({columns}) FROM STDIN", plan, text=True)
+    return CopyIn(f"COPY {qident(plan.target)} ({columns}) FROM STDIN", plan, text=True, direct=True)
 
 
 def prune_step(plan: TablePlan) -> Statement:
     target = plan.target
     return Statement(
-        f"WITH deleted AS (DELETE FROM {qident(target)} t WHERE NOT EXISTS "
-        f"(SELECT 1 FROM {plan.stage} s WHERE {_key_join('s', 't', plan.key)}) RETURNING 1) "
-        f"SELECT count(*) FROM deleted",
+        f"DELETE FROM {qident(target)} t WHERE NOT EXISTS "
+        f"(SELECT 1 FROM {plan.stage} s WHERE {_key_join('s', 't', plan.key)})",
         target.qualified,
         "prune",
     )
@@ -205,12 +239,6 @@ def fingerprint_sql(table: Table, columns: list[str], json_columns: set[str], ke
     )
 
 
-def table_fingerprint(table: Table, key: list[str]) -> str:
-    """Row count and fingerprint of what the target holds now, in its own shape (asked while the source is read)."""
-    writable = table.writable
-    return fingerprint_sql(table, [c.name for c in writable], {c.name for c in writable if c.is_json}, key)
-
-
 def fingerprint_query(plan: TablePlan) -> str | None:
     """The target table hashed in the export's shape (its columns and order).
 
@@ -230,11 +258,30 @@ def try_lock_sql() -> str:
     return f"SELECT pg_try_advisory_xact_lock(hashtext({literal(LOCK_KEY)}))"
 
 
-def import_steps(plans: list[TablePlan], prune: bool) -> tuple[list[Statement | CopyIn], list[Statement]]:
-    """The staging steps (load the export) and the writing steps, in the order they run."""
-    stage = [step for plan in plans for step in stage_steps(plan)]
-    write: list[Statement] = [upsert_step(plan) for plan in plans]
+def table_steps(plan: TablePlan, *, empty: bool) -> list[Statement | CopyIn]:
+    """One table's load: COPY straight into an empty table, else stage, update the changed rows, insert the new."""
+    if empty and plan.copies_directly:
+        return [*drop_checks(plan), direct_copy(plan)]
+    update = update_step(plan)
+    return [*stage_steps(plan), *([update] if update else []), insert_step(plan)]
+
+
+def drop_checks(plan: TablePlan) -> list[Statement]:
+    """Drop the foreign keys to check once after the load (a row-by-row check costs a query per row)."""
+    return [Statement(f"ALTER TABLE {qident(plan.target)} DROP CONSTRAINT {ident(fk.name)}", plan.target.qualified,
+                      "constraint") for fk in plan.checked_once]
+
+
+def check_once(plan: TablePlan) -> list[Statement]:
+    """Re-create the dropped foreign keys: PostgreSQL checks every row in one join, in this transaction."""
+    return [Statement(f"ALTER TABLE {qident(plan.target)} ADD CONSTRAINT {ident(fk.name)} {fk.definition}",
+                      plan.target.qualified, "constraint") for fk in plan.checked_once]
+
+
+def closing_steps(plans: list[TablePlan], *, prune: bool, staged: set[str]) -> list[Statement]:
+    """After every table is loaded: foreign keys checked once, prune (children first, staged tables only),
+    then advance sequences."""
+    steps: list[Statement] = [step for plan in plans for step in check_once(plan)]
     if prune:
-        write += [prune_step(plan) for plan in reversed(plans)]
-    write += [step for plan in plans for step in sequence_steps(plan)]
-    return stage, write
+        steps += [prune_step(plan) for plan in reversed(plans) if plan.target.qualified in staged]
+    return steps + [step for plan in plans for step in sequence_steps(plan)]

@@ -334,3 +334,84 @@ def test_missing_target_table_is_refused_before_reading_the_source(project):
     assert result.code == 2
     assert "public.track_features" in result.err and "push migrations" in result.err
     assert not (project.root / "tmp").exists(), "nothing exported for a sync that cannot happen"
+
+
+def schema(url: str) -> str:
+    """The public schema as pg_dump prints it (without its per-run \\restrict key)."""
+    argv = [pg_tool("pg_dump"), "--schema-only", "--schema=public", "-d", url.replace("?sslmode=disable", "")]
+    out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+    return "\n".join(line for line in out.splitlines() if not line.startswith(("\\restrict", "\\unrestrict")))
+
+
+def test_empty_tables_check_their_foreign_keys_once_and_keep_them(project):
+    before = schema(project.url("preprod"))
+    result = project.run("sync-data", "--from", "prod", "--to", "preprod", "--json")
+    assert result.code == 0, result.err
+    script = (Path(json.loads(result.out)["run_dir"]) / "import.sql").read_text()
+    assert 'DROP CONSTRAINT "plan_features_plan_id_fkey"' in script
+    assert 'ADD CONSTRAINT "plan_features_plan_id_fkey" FOREIGN KEY (plan_id)' in script
+    # A key to a table outside the sync (auth.users) keeps its row-by-row check.
+    assert "programs_created_by_fkey" not in script
+    assert schema(project.url("preprod")) == before, "every constraint is back, exactly as it was"
+
+
+def test_foreign_key_checked_once_fails_cleanly(project):
+    for env in ("prod", "preprod"):
+        sql(project.url(env), """
+            CREATE TABLE public.fk_parent (id int PRIMARY KEY);
+            CREATE TABLE public.fk_child (id int PRIMARY KEY, parent_id int NOT NULL REFERENCES public.fk_parent);""")
+    sql(project.url("prod"), "INSERT INTO public.fk_parent VALUES (1), (2); INSERT INTO public.fk_child VALUES (10, 1), (20, 2)")
+    # The target's parent table silently drops row 2: the child's one check must catch it.
+    sql(project.url("preprod"), """
+        INSERT INTO public.fk_parent VALUES (1);
+        CREATE FUNCTION public.skip_two() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF NEW.id = 2 THEN RETURN NULL; END IF; RETURN NEW; END $$;
+        CREATE TRIGGER skip_two BEFORE INSERT ON public.fk_parent FOR EACH ROW EXECUTE FUNCTION public.skip_two();""")
+    before, shape = dump(project.url("preprod")), schema(project.url("preprod"))
+    project.safe_extra = ["fk_parent", "fk_child"]
+    result = project.run("sync-data", "--from", "prod", "--to", "preprod", "--tables", "fk_child,fk_parent")
+    assert result.code == 1
+    assert "public.fk_child" in result.err and "fk_child_parent_id_fkey" in result.err
+    assert "(parent_id)=(2)" in result.err and "unchanged" in result.err
+    assert dump(project.url("preprod")) == before and schema(project.url("preprod")) == shape
+
+
+def test_protected_target_keeps_row_by_row_checks(project):
+    project.envs["preprod"]["protected"] = "true"
+    result = project.run("sync-data", "--from", "prod", "--to", "preprod", "--yes", "--json")
+    assert result.code == 0, result.err
+    script = (Path(json.loads(result.out)["run_dir"]) / "import.sql").read_text()
+    assert "DROP CONSTRAINT" not in script  # no lock on a protected target's referenced tables
+
+
+def test_unchanged_tables_are_linked_from_the_previous_export(project):
+    first = project.run("sync-data", "--from", "prod", "--to", "preprod", "--json")
+    assert first.code == 0, first.err
+    sql(project.url("prod"), "UPDATE public.plans SET name = 'Pro+' WHERE key = 'pro'")
+    second = project.run("sync-data", "--from", "prod", "--to", "preprod", "--json")
+    assert second.code == 0, second.err
+    assert totals(second) == (0, 1, 0)
+    one, two = (Path(json.loads(r.out)["run_dir"]) for r in (first, second))
+    entries = {e["table"]: e for e in json.loads((two / "manifest.json").read_text())["tables"]}
+    assert entries["public.features"]["linked_from"] == one.name
+    assert (two / "public.features.json").stat().st_ino == (one / "public.features.json").stat().st_ino
+    assert "linked_from" not in entries["public.plans"]
+    assert "Pro+" in (two / "public.plans.json").read_text()
+    assert (one / "public.plans.json").read_text().count("Pro+") == 0, "the earlier export is untouched"
+
+
+def test_streamed_copy_files_replay_from_the_export(project):
+    first = project.run("sync-data", "--from", "prod", "--to", "preprod", "--tables", "plans,plan_prices", "--json")
+    assert first.code == 0, first.err
+    run_dir = Path(json.loads(first.out)["run_dir"])
+    entries = {e["table"]: e for e in json.loads((run_dir / "manifest.json").read_text())["tables"]}
+    assert entries["public.plans"]["copy_file"] == "public.plans.copy" and entries["public.plans"]["content"]
+    sql(project.url("preprod"), "TRUNCATE public.plans CASCADE")
+    replay = project.run("sync-data", "--from-export", str(run_dir), "--to", "preprod", "--json")
+    assert replay.code == 0, replay.err
+    assert totals(replay)[0] == entries["public.plans"]["rows"] + entries["public.plan_prices"]["rows"]
+    tables = ("public.plans", "public.plan_prices")
+    assert dump(project.url("prod"), *tables) == dump(project.url("preprod"), *tables)
+    again = project.run("sync-data", "--from-export", str(run_dir), "--to", "preprod", "--json")
+    assert again.code == 0, again.err
+    assert totals(again) == (0, 0, 0)  # the content hash recorded at export time says nothing changed

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ops import sync_sql
-from ops.pgcatalog import Column, Table, ident, literal, parents_first, qident
+from ops.pgcatalog import Column, ForeignKey, Table, ident, literal, parents_first, qident
 from ops.sync_sql import TablePlan
 
 
@@ -38,33 +38,57 @@ def test_sequence_name_is_a_bound_literal_not_interpolated():
     assert step.sql.count("'") % 2 == 0
 
 
-def test_upsert_overrides_identity_and_compares_json_as_text():
-    step = sync_sql.upsert_step(plan())
-    assert step.role == "upsert"
-    assert "OVERRIDING SYSTEM VALUE" in step.sql
-    assert 'ON CONFLICT ("id") DO UPDATE SET "slug" = EXCLUDED."slug", "doc" = EXCLUDED."doc"' in step.sql
-    assert 't."doc"::text' in step.sql and '"total"' not in step.sql
+def test_insert_overrides_identity_and_update_compares_json_as_text():
+    insert = sync_sql.insert_step(plan())
+    assert insert.role == "insert" and "OVERRIDING SYSTEM VALUE" in insert.sql
+    assert "WHERE NOT EXISTS" in insert.sql  # one probe per row; ON CONFLICT only for a racing insert
+    assert 'ON CONFLICT ("id") DO UPDATE SET "slug" = EXCLUDED."slug", "doc" = EXCLUDED."doc"' in insert.sql
+    update = sync_sql.update_step(plan())
+    assert update is not None and update.role == "update"
+    assert 't."doc"::text' in update.sql and '"total"' not in update.sql
+    assert "IS DISTINCT FROM" in update.sql  # unchanged rows are never rewritten
 
 
 def test_key_only_table_does_nothing_on_conflict():
     table = Table("public", "tags", [Column("name", "text")], ["name"])
     only_key = TablePlan(target=table, key=["name"], columns=["name"], json_columns=set(), file=Path("t.json"),
                          rows=1, index=1)
-    assert "DO NOTHING" in sync_sql.upsert_step(only_key).sql
+    assert sync_sql.update_step(only_key) is None
+    assert "DO NOTHING" in sync_sql.insert_step(only_key).sql
 
 
-def test_prune_runs_children_first_and_after_upserts():
+def test_prune_runs_children_first_after_the_loads():
     parent = Table("public", "plans", [Column("id", "int")], ["id"])
     child = Table("public", "plan_prices", [Column("id", "int")], ["id"], parents={"public.plans"})
     ordered = parents_first([child, parent])
     assert [t.name for t in ordered] == ["plans", "plan_prices"]
     plans = [TablePlan(target=t, key=["id"], columns=["id"], json_columns=set(), file=Path("f"), rows=1, index=i)
              for i, t in enumerate(ordered)]
-    stage, write = sync_sql.import_steps(plans, prune=True)
-    roles = [(s.role, s.table) for s in write if s.role != "exec"]
-    assert roles == [("upsert", "public.plans"), ("upsert", "public.plan_prices"),
-                     ("prune", "public.plan_prices"), ("prune", "public.plans")]
-    assert len(stage) == 3 * len(plans)
+    closing = sync_sql.closing_steps(plans, prune=True, staged={"public.plans", "public.plan_prices"})
+    assert [(s.role, s.table) for s in closing] == [("prune", "public.plan_prices"), ("prune", "public.plans")]
+    assert sync_sql.closing_steps(plans, prune=True, staged={"public.plans"})[0].table == "public.plans"
+
+
+def test_empty_table_copies_straight_in_and_checks_its_foreign_keys_once():
+    fk = ForeignKey("child_parent_fkey", "public.parent", "FOREIGN KEY (parent_id) REFERENCES parent(id)")
+    table = Table("public", "child", [Column("id", "int"), Column("parent_id", "int")], ["id"], foreign_keys=[fk])
+    empty = TablePlan(target=table, key=["id"], columns=["id", "parent_id"], json_columns=set(), file=Path("f"),
+                      rows=2, index=0, exported=["id", "parent_id"], copy_file=Path("f.copy"), checked_once=[fk])
+    steps = sync_sql.table_steps(empty, empty=True)
+    assert [getattr(s, "role", "copy") for s in steps] == ["constraint", "copy"]
+    assert steps[0].sql == 'ALTER TABLE "public"."child" DROP CONSTRAINT "child_parent_fkey"'
+    assert isinstance(steps[1], sync_sql.CopyIn) and steps[1].direct
+    (add,) = sync_sql.closing_steps([empty], prune=False, staged=set())
+    assert add.sql == ('ALTER TABLE "public"."child" ADD CONSTRAINT "child_parent_fkey" '
+                       "FOREIGN KEY (parent_id) REFERENCES parent(id)")
+    held = sync_sql.table_steps(empty, empty=False)  # rows held: staged and upserted, constraints untouched
+    assert [getattr(s, "role", "copy") for s in held] == ["exec", "copy", "update", "insert"]
+
+
+def test_content_hash_covers_the_named_columns_in_order():
+    query = sync_sql.content_hash_sql(odd_table(), ["slug", "id"])
+    assert 'hashtextextended(ROW("slug", "id")::text, 0)' in query
+    assert query.startswith("SELECT count(*)") and "ORDER BY" not in query
 
 
 def test_fingerprint_needs_the_export_key():
@@ -78,3 +102,14 @@ def test_export_query_orders_by_key_and_skips_generated_columns():
     query = sync_sql.export_query(odd_table(), ["id"])
     assert query.endswith('ORDER BY "id") r) TO STDOUT')
     assert '"doc"::text AS "doc"' in query and '"total"' not in query
+
+
+def test_json_batches_form_one_array_exactly_as_row_by_row():
+    from ops.sync_export import _json_lines
+
+    rows = [b'{"a": "x\\\\""}\n', b'{"b": 2}\n', b'{"c": null}\n']  # COPY text doubles the backslash
+    text = b"[" + _json_lines([memoryview(r) for r in rows[:2]], first=True) \
+        + _json_lines([memoryview(rows[2])], first=False) + b"\n]\n"
+    assert text == b'[\n{"a": "x\\""},\n{"b": 2},\n{"c": null}\n]\n'
+    import json
+    assert json.loads(text) == [{"a": 'x"'}, {"b": 2}, {"c": None}]

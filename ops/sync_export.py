@@ -1,0 +1,247 @@
+"""The export folder of sync-data: one JSON file per table, COPY text files, and `manifest.json`.
+
+A JSON file holds one row per line, as PostgreSQL renders it (`to_json`), in key order:
+it is for people to review and for `--from-export` to restore. A `.copy` file holds the
+same rows in COPY text format, what an import loads without parsing JSON. The manifest,
+written last, lists every table with its row count, the content hash the database gave
+(see `sync_sql.content_hash_sql`) and the files' sha256 digests. (Exports written before
+content hashes carry a `fingerprint` of their JSON rows instead: see `fingerprint_sql`.)
+
+A table whose content hash and columns equal those of the newest earlier export of the
+same project is hard-linked from it instead of being exported again (as restic or a
+backup's incremental copy would): the files are byte for byte what an export would write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ops import sync_sql
+from ops.config import Environment
+from ops.digest import file_digest
+from ops.errors import UserError
+from ops.pgcatalog import Table
+from ops.report import Meter, progress
+from ops.stamps import stamp_order
+from ops.sync_sql import TablePlan
+
+if TYPE_CHECKING:
+    import psycopg
+
+MANIFEST = "manifest.json"
+JSON_BATCH = 1000  # rows rewritten at once (bytes.replace over a batch costs a fraction of a per-row loop)
+EARLIER_RUNS_LOOKED_AT = 5
+
+
+def columns_of(table: Table) -> list[dict[str, Any]]:
+    return [{"name": c.name, "type": c.type, "json": c.is_json} for c in table.writable]
+
+
+def content_hashes(conn: psycopg.Connection, tables: list[Table]) -> dict[str, tuple[int, str]]:
+    """Row count and content hash of each table (its writable columns, in its order)."""
+    return {
+        t.qualified: conn.execute(sync_sql.content_hash_sql(t, [c.name for c in t.writable])).fetchone()  # type: ignore[misc]
+        for t in tables
+    }
+
+
+def export_json(conn: psycopg.Connection, table: Table, key: list[str], path: Path) -> tuple[int, str]:
+    """Write one table as JSON rows in key order; return its row count and the file's sha256."""
+    rows = 0
+    digest = hashlib.sha256()
+    with path.open("wb") as out, conn.cursor().copy(sync_sql.export_query(table, key)) as copy:
+
+        def write(data: bytes) -> None:
+            out.write(data)
+            digest.update(data)
+
+        write(b"[")
+        blocks: list[bytes | bytearray | memoryview] = []
+        for block in copy:  # one message per row: gathered, then rewritten a batch at a time
+            blocks.append(block)
+            if len(blocks) == JSON_BATCH:
+                write(_json_lines(blocks, first=rows == 0))
+                rows += len(blocks)
+                blocks = []
+        if blocks:
+            write(_json_lines(blocks, first=rows == 0))
+            rows += len(blocks)
+        write(b"\n]\n")
+    return rows, digest.hexdigest()
+
+
+def _json_lines(blocks: list[bytes | bytearray | memoryview], *, first: bool) -> bytes:
+    """COPY text lines of JSON documents as the lines of a JSON array (`doc,` each, no comma after the last).
+
+    COPY's text format only doubles backslashes here: JSON text has no raw tabs or newlines.
+    """
+    data = b"".join(blocks)[:-1].replace(b"\\\\", b"\\").replace(b"\n", b",\n")
+    return (b"\n" if first else b",\n") + data
+
+
+def export_copy(conn: psycopg.Connection, table: Table, path: Path) -> str:
+    """Write one table in COPY text format; return the file's sha256."""
+    digest = hashlib.sha256()
+    with path.open("wb") as out, conn.cursor().copy(sync_sql.copy_out_query(table)) as copy:
+        for block in copy:
+            out.write(block)
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def earlier_entries(folder: Path, env: Environment) -> dict[str, tuple[Path, dict]]:
+    """The newest earlier export entry of each table of this project, with the folder it is in."""
+    found: dict[str, tuple[Path, dict]] = {}
+    runs = sorted((p for p in folder.parent.iterdir() if p.is_dir() and p != folder), key=stamp_order, reverse=True)
+    for run in runs[:EARLIER_RUNS_LOOKED_AT]:
+        try:
+            manifest = json.loads((run / MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if manifest.get("env") != env.name or manifest.get("ref") != env.ref:
+            continue
+        for entry in manifest.get("tables", []):
+            if isinstance(entry, dict) and entry.get("content") and isinstance(entry.get("table"), str):
+                found.setdefault(entry["table"], (run, entry))
+    return found
+
+
+def link_earlier(entry: dict | None, earlier_run: Path | None, folder: Path, wanted: dict, *,
+                 copy_text: bool) -> dict | None:
+    """Hard-link an earlier export of a table whose content and shape are unchanged; None if it cannot be."""
+    if not entry or earlier_run is None:
+        return None
+    if any(entry.get(k) != wanted[k] for k in ("content", "columns", "key")):
+        return None
+    if not copy_text:  # the caller writes the COPY text itself, or none
+        entry = {k: v for k, v in entry.items() if not k.startswith("copy_")}
+    elif not entry.get("copy_file"):
+        return None
+    names = [entry.get("file"), entry.get("copy_file")]
+    linked: list[Path] = []
+    try:
+        for name in filter(None, names):
+            if not isinstance(name, str) or Path(name).name != name:
+                raise OSError(f"odd file name {name!r}")
+            os.link(earlier_run / name, folder / name)
+            linked.append(folder / name)
+    except OSError:  # another file system, a file removed by hand: export it instead
+        for path in linked:
+            path.unlink(missing_ok=True)
+        return None
+    return {**entry, "linked_from": earlier_run.name}
+
+
+def export_tables(
+    conn: psycopg.Connection, tables: list[Table], keys: dict[str, list[str]], folder: Path, env: Environment,
+    *, copy_text: bool = True, hashes: dict[str, tuple[int, str]] | None = None, reuse: bool = False,
+) -> list[dict]:
+    """Export each table (JSON, and COPY text unless told not to); return the manifest's table entries.
+
+    The caller owns the transaction, so several tables share one snapshot. json/jsonb
+    values are stored as their text so a JSON null stays distinct from SQL NULL. With
+    `hashes` (the tables' content hashes) and `reuse`, unchanged tables are linked from
+    the newest earlier export.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    conn.execute(sync_sql.rendering_sql())
+    earlier = earlier_entries(folder, env) if reuse and hashes else {}
+    entries: list[dict[str, Any]] = []
+    meter = Meter(f"exporting {env.name}", len(tables), "tables")
+    for table in tables:
+        wanted = {"columns": columns_of(table), "key": keys[table.qualified],
+                  "content": hashes[table.qualified][1] if hashes else None}
+        run, previous = earlier.get(table.qualified, (None, None))
+        entry = link_earlier(previous, run, folder, wanted, copy_text=copy_text)
+        if entry is None:
+            path = folder / f"{table.qualified}.json"
+            rows, digest = export_json(conn, table, keys[table.qualified], path)
+            entry = {"table": table.qualified, "file": path.name, "rows": rows, "sha256": digest, **wanted}
+            if not hashes:
+                del entry["content"]
+            if copy_text:
+                copy_path = folder / f"{table.qualified}.copy"
+                entry |= {"copy_file": copy_path.name, "copy_sha256": export_copy(conn, table, copy_path)}
+        entries.append(entry)
+        meter.add(1)
+    meter.close()
+    return entries
+
+
+def write_manifest(folder: Path, env: Environment, entries: list[dict]) -> dict:
+    """Written last: a folder with a manifest is a complete export."""
+    manifest = {
+        "env": env.name,
+        "ref": env.ref,
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        "snapshot": "one REPEATABLE READ READ ONLY transaction",
+        "tables": entries,
+    }
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    total = sum(entry["rows"] for entry in entries)
+    linked = sum(1 for entry in entries if entry.get("linked_from"))
+    note = f", {linked} unchanged since an earlier export and linked to it" if linked else ""
+    progress(f"exported {len(entries)} tables ({total:,} rows{note}) from {env.name} to {folder}")
+    return manifest
+
+
+def read_manifest(folder: Path) -> dict:
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise UserError(f"{folder} is not an export: it has no manifest.json")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise UserError(f"{path} is not valid JSON: {error}") from None
+
+
+def export_file(folder: Path, entry: dict, key: str = "file") -> Path:
+    """The file a manifest entry names: a bare name inside the export folder, a regular file."""
+    name = entry.get(key)
+    if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name or "\\" in name:
+        raise UserError(f"{folder / MANIFEST}: {entry.get('table')} names the file {name!r}; only a file "
+                        "name inside the export folder is accepted (was the manifest edited?)")
+    path = folder / name
+    if path.is_symlink() or not path.is_file():
+        raise UserError(f"export file {path} is missing or not a regular file (symlinks are not followed)")
+    return path
+
+
+def json_rows(path: Path) -> Iterator[bytes]:
+    """The rows of an export file, one JSON document each, as the export hashed them."""
+    with path.open("rb") as rows:
+        for line in rows:
+            line = line.rstrip(b"\r\n")
+            if line in (b"[", b"]", b""):
+                continue
+            yield line[:-1] if line.endswith(b",") else line
+
+
+def check_files(plan: TablePlan) -> None:
+    """The files hold exactly what the manifest recorded (digests, or the rows' fingerprint), before any write."""
+    changed = "the export was changed after it was written. Nothing was written."
+    if plan.sha256:
+        if file_digest(plan.file) != plan.sha256:
+            raise UserError(f"{plan.file} does not match its manifest (sha256 differs): {changed}")
+    else:  # an export from before the digests: its JSON rows' fingerprint
+        digest, seen = hashlib.md5(), 0
+        for row in json_rows(plan.file):
+            digest.update(hashlib.md5(row).hexdigest().encode())
+            seen += 1
+        if seen != plan.rows or not plan.fingerprint or digest.hexdigest() != plan.fingerprint:
+            raise UserError(f"{plan.file} does not match its manifest ({seen} rows, manifest says {plan.rows}; "
+                            f"fingerprint differs): {changed}")
+    if plan.copy_file and file_digest(plan.copy_file) != plan.copy_sha256:
+        raise UserError(f"{plan.copy_file} does not match its manifest (sha256 differs): {changed}")
+
+
+def copy_lines(path: Path) -> Iterator[bytes]:
+    """The rows of an export file as COPY text-format lines."""
+    for row in json_rows(path):
+        yield row.replace(b"\\", b"\\\\") + b"\n"
