@@ -129,11 +129,9 @@ def retryable_errors() -> tuple[type[BaseException], ...]:
     """Network and server failures, and content that arrived wrong; never a bug in our code."""
     import http.client
 
-    import urllib3.exceptions
-    from botocore.exceptions import BotoCoreError, ClientError
+    from ops.s3api import S3Error
 
-    return (BotoCoreError, ClientError, OSError, OperationFailed, http.client.HTTPException,
-            urllib3.exceptions.HTTPError)
+    return (S3Error, http.client.HTTPException, OSError, OperationFailed)
 
 
 def copy_object(src: Any, dst: Any, bucket: str, info: ObjectInfo) -> None:
@@ -320,8 +318,7 @@ def delete_objects(s3: Any, bucket: str, keys: list[str]) -> int:
     deleted = 0
     for start in range(0, len(keys), 1000):
         batch = keys[start:start + 1000]
-        response = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True})
-        errors = response.get("Errors", [])
+        errors = s3.delete_objects(bucket, batch)
         if errors:
             raise OperationFailed(f"{bucket}: could not delete {len(errors)} object(s), e.g. {errors[0].get('Key')}")
         deleted += len(batch)
