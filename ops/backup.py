@@ -16,6 +16,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -153,11 +154,13 @@ def _backup_locked(config: Config, env: Environment, s3: Any, folder: Path, buck
     lock = threading.Lock()
     try:
         tasks = []
-        for bucket in buckets:
-            if not s3ops.bucket_exists(s3, bucket):
+        with ThreadPoolExecutor(max_workers=max(1, min(len(buckets), config.storage.jobs))) as pool:
+            listings = list(pool.map(lambda b: s3ops.list_objects(s3, b) if s3ops.bucket_exists(s3, b) else None,
+                                     buckets))  # every bucket listed at once
+        for bucket, listing in zip(buckets, listings, strict=True):
+            if listing is None:
                 result.skipped_buckets.append(bucket)
                 continue
-            listing = s3ops.list_objects(s3, bucket)
             manifest[bucket] = {}
             paths[bucket] = object_paths(bucket, listing)
             tasks += [(bucket, info) for info in listing.values()]
@@ -171,7 +174,14 @@ def _backup_locked(config: Config, env: Environment, s3: Any, folder: Path, buck
                 result.downloaded += not linked
                 result.downloaded_bytes += 0 if linked else info.size
 
-        failures = run_parallel(tasks, save, config.storage.jobs, f"backed up ({env.name})")
+        # Unchanged objects are hard links to the previous backup: made here, no thread or network needed.
+        to_fetch = []
+        for bucket, info in tasks:
+            if _linkable(previous, previous_objects.get(bucket, {}).get(info.key), info):
+                save(bucket, info)
+            else:
+                to_fetch.append((bucket, info))
+        failures = run_parallel(to_fetch, save, config.storage.jobs, f"backed up ({env.name})")
         if failures:
             raise OperationFailed(failure_report(failures, f"backup of {env.name} incomplete; nothing was kept"))
         artifacts = extras(partial) if extras else {}
@@ -243,6 +253,14 @@ def _objects_by_bucket(metadata: dict) -> dict[str, dict[str, dict]]:
     return {bucket: data.get("manifest", {}) for bucket, data in metadata.get("buckets", {}).items()}
 
 
+def _linkable(previous: Path | None, old: dict | None, info: ObjectInfo) -> Path | None:
+    """The previous backup's file of this very object (same size and ETag), if it is still there."""
+    if not (old and previous and old["size"] == info.size and old["etag"] == info.etag):
+        return None
+    source = member(previous, old.get("path", ""), f"{METADATA_FILE} of {previous.name}")
+    return source if source.is_file() else None
+
+
 def _save_object(
     s3: Any, bucket: str, info: ObjectInfo, partial: Path, relative: str, previous: Path | None, old: dict | None
 ) -> tuple[dict, bool]:
@@ -252,11 +270,10 @@ def _save_object(
             (partial / parent).mkdir(mode=0o700)
         except FileExistsError:
             pass
-    if old and previous and old["size"] == info.size and old["etag"] == info.etag:
-        source = member(previous, old.get("path", ""), f"{METADATA_FILE} of {previous.name}")
-        if source.is_file():
-            os.link(source, target)  # fails if the path exists: never overwrites
-            return {**old, "path": relative}, True
+    source = _linkable(previous, old, info)
+    if old and source:
+        os.link(source, target)  # fails if the path exists: never overwrites
+        return {**old, "path": relative}, True
     # Created exclusively: a second key can never land on this file.
     with open(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
 

@@ -374,10 +374,10 @@ HOSTED_STORAGE_HOST = re.compile(r"([a-z0-9]+)(?:\.storage)?\.supabase\.co$")
 
 def hosted_refs(env: Environment) -> dict[str, str]:
     """The project refs an environment's hosted URLs point at (direct host, pooler user, storage host)."""
-    from psycopg.conninfo import conninfo_to_dict
-
     found: dict[str, str] = {}
     if env.db_url:
+        from psycopg.conninfo import conninfo_to_dict  # only then: storage-only tasks start quicker
+
         params = conninfo_to_dict(env.db_url)
         host, user = str(params.get("host") or ""), str(params.get("user") or "")
         if match := HOSTED_DB_HOST.match(host):

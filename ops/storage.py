@@ -9,10 +9,11 @@ object size, and the temp space disappears however the run ends.
 from __future__ import annotations
 
 import functools
+import io
 import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, TypeVar, cast
 
@@ -23,7 +24,7 @@ from ops.report import Meter, Result, Table, progress
 from ops.s3 import ObjectInfo
 from ops.safety import confirm_write, distinct
 
-SPOOL_IN_MEMORY = 16 << 20  # per job: larger objects spill to an unnamed temp file
+SPOOL_IN_MEMORY = 16 << 20  # objects below it are held in memory between download and upload, larger on disk
 T = TypeVar("T")
 ATTEMPTS = 4
 MIN_MAX_DELETE = 10
@@ -87,8 +88,10 @@ def plan_bucket(src: Any, dst: Any, bucket: str, *, force: bool, delete: bool) -
             plan.delete = sorted(s3ops.list_objects(dst, bucket))
             plan.target_objects = len(plan.delete)
         return plan
-    source = s3ops.list_objects(src, bucket)
-    target = s3ops.list_objects(dst, bucket)
+    with ThreadPoolExecutor(max_workers=1) as lister:  # both sides listed at once
+        listing = lister.submit(s3ops.list_objects, dst, bucket)
+        source = s3ops.list_objects(src, bucket)
+        target = listing.result()
     plan.target_objects = len(target)
     if not source:
         plan.status = "empty"
@@ -134,14 +137,29 @@ def retryable_errors() -> tuple[type[BaseException], ...]:
     return (S3Error, http.client.HTTPException, OSError, OperationFailed)
 
 
-def copy_object(src: Any, dst: Any, bucket: str, info: ObjectInfo) -> None:
-    def attempt() -> None:
-        with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
-            stream = cast(BinaryIO, spool)
-            got = s3ops.download(src, bucket, info.key, stream, expected=info, sha256=False)
-            s3ops.upload(dst, bucket, info.key, stream, got)
+def fetch_object(src: Any, bucket: str, info: ObjectInfo) -> tuple[BinaryIO, s3ops.Download]:
+    """Download into memory (small objects) or an unnamed temp file, checked whole."""
+    if info.size < SPOOL_IN_MEMORY:
+        spool = cast(BinaryIO, io.BytesIO())
+    else:
+        spool = cast(BinaryIO, tempfile.TemporaryFile())  # noqa: SIM115 (closed by store_object)
 
-    retrying(attempt)
+    def attempt() -> s3ops.Download:
+        spool.seek(0)
+        spool.truncate()
+        return s3ops.download(src, bucket, info.key, spool, expected=info, sha256=False)
+
+    try:
+        return spool, retrying(attempt)
+    except BaseException:
+        spool.close()
+        raise
+
+
+def store_object(dst: Any, bucket: str, info: ObjectInfo, fetched: tuple[BinaryIO, s3ops.Download]) -> None:
+    spool, got = fetched
+    with spool:
+        retrying(lambda: s3ops.upload(dst, bucket, info.key, spool, got))
 
 
 @dataclass
@@ -151,27 +169,73 @@ class Failure:
     error: str
 
 
-def run_parallel(tasks: list[tuple[str, ObjectInfo]], work: Callable[[str, ObjectInfo], None], jobs: int,
-                 label: str) -> list[Failure]:
-    """Run `work` over (bucket, object) pairs in a thread pool; return what failed."""
+def run_parallel(tasks: list[tuple[str, ObjectInfo]], work: Callable[[str, ObjectInfo], Any], jobs: int,
+                 label: str, then: Callable[[str, ObjectInfo, Any], None] | None = None) -> list[Failure]:
+    """Run `work` over (bucket, object) pairs on `jobs` threads; return what failed.
+
+    With `then`, each result of `work` is handed to `then` on `jobs` threads of its own: a copy
+    downloads the next objects while it uploads the last ones (one round trip per object and
+    direction instead of two in a row, which is what a remote link makes you wait for). At
+    most 2 x `jobs` objects are between their start and their end: `jobs` in each stage.
+    """
+    import queue
+    import threading
+
     failures: list[Failure] = []
     if not tasks:
         return failures
-    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    done: queue.Queue[tuple[str, ObjectInfo, BaseException | None]] = queue.Queue()
+    between = threading.BoundedSemaphore(2 * max(1, jobs))
+    stopping = threading.Event()
+    first = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="objects")
+    second = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="objects-then") if then else None
+
+    def finish(bucket: str, info: ObjectInfo, value: Any) -> None:
+        assert then is not None
+        try:
+            then(bucket, info, value)
+            done.put((bucket, info, None))
+        except Exception as error:  # noqa: BLE001 (reported per object, like the first stage's)
+            done.put((bucket, info, error))
+        finally:
+            between.release()
+
+    def start(bucket: str, info: ObjectInfo) -> None:
+        if then is not None:
+            while not between.acquire(timeout=0.2):
+                if stopping.is_set():
+                    return
+        try:
+            value = work(bucket, info)
+        except Exception as error:  # noqa: BLE001 (a failed object is reported, the others go on)
+            if then is not None:
+                between.release()
+            done.put((bucket, info, error))
+            return
+        if then is None or second is None:
+            done.put((bucket, info, None))
+        else:
+            second.submit(finish, bucket, info, value)
+
     with Meter(label, len(tasks), "objects", sum(o.size for _, o in tasks) or None) as meter:
         try:
-            futures = {pool.submit(work, bucket, info): (bucket, info) for bucket, info in tasks}
-            for future in as_completed(futures):
-                bucket, info = futures[future]
-                error = future.exception()
+            for bucket, info in tasks:
+                first.submit(start, bucket, info)
+            for _ in tasks:
+                bucket, info, error = done.get()
                 if error is None:
                     meter.add(1, info.size)
                 else:
                     failures.append(Failure(bucket, info.key, _describe(error)))
         except KeyboardInterrupt:
-            pool.shutdown(wait=True, cancel_futures=True)
+            stopping.set()
+            first.shutdown(wait=True, cancel_futures=True)
+            if second:
+                second.shutdown(wait=True, cancel_futures=True)
             raise
-    pool.shutdown(wait=True)
+    first.shutdown(wait=True)
+    if second:
+        second.shutdown(wait=True)
     return failures
 
 
@@ -294,7 +358,8 @@ def sync_storage(config: Config, *, source: str | None, target: str | None, buck
         return result
 
     tasks = [(p.bucket, info) for p in plans for info in p.copy]
-    failures = run_parallel(tasks, lambda b, info: copy_object(src, dst, b, info), jobs, "copied")
+    failures = run_parallel(tasks, lambda b, info: fetch_object(src, b, info), jobs, "copied",
+                            then=lambda b, info, fetched: store_object(dst, b, info, fetched))
     failed_keys = {(f.bucket, f.key) for f in failures}
     for plan in plans:
         failed = [i for i in plan.copy if (plan.bucket, i.key) in failed_keys]
