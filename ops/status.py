@@ -12,7 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
-from ops import migrations, pgcatalog, supabase_cli, sync_data
+from ops import migrations, pgcatalog, supabase_cli, sync_data, sync_sql
 from ops import s3 as s3ops
 from ops.config import Config, Environment
 from ops.db import connect
@@ -38,16 +38,15 @@ class EnvStatus:
 def table_fingerprints(config: Config, env: Environment) -> dict[str, tuple[int, str] | None]:
     tables = sync_data.select_tables(config.sync_data, None)
     found: dict[str, tuple[int, str] | None] = {}
-    with connect(env, autocommit=True, application="ops status", timeout=5) as conn:
+    with connect(env, autocommit=True, application="ops status", timeout=5) as conn, conn.transaction():
+        conn.execute(sync_sql.rendering_sql())  # values render alike in every environment compared
         for name in tables:
             table = pgcatalog.describe(conn, name)
             if table is None:
                 found[name] = None
                 continue
-            row = conn.execute(
-                f"SELECT count(*), coalesce(md5(string_agg(h, '' ORDER BY h)), '') "
-                f"FROM (SELECT md5(to_jsonb(t)::text) AS h FROM {pgcatalog.qident(table)} t) x"
-            ).fetchall()[0]
+            columns = sorted(c.name for c in table.writable)  # by name: column order may differ between envs
+            row = conn.execute(sync_sql.content_hash_sql(table, columns)).fetchall()[0]
             found[name] = (row[0], row[1])
     return found
 
