@@ -24,7 +24,9 @@ from ops.report import Meter, Result, Table, progress
 from ops.s3 import ObjectInfo
 from ops.safety import confirm_write, distinct
 
-SPOOL_IN_MEMORY = 16 << 20  # objects below it are held in memory between download and upload, larger on disk
+# Objects under 16 MiB wait in memory between download and upload, larger ones in an unnamed
+# temp file: with --jobs 4, at most 8 objects (under 128 MiB) are held at once.
+SPOOL_IN_MEMORY = 16 << 20
 T = TypeVar("T")
 ATTEMPTS = 4
 MIN_MAX_DELETE = 10
