@@ -82,6 +82,16 @@ def list_objects(s3: S3, bucket: str) -> dict[str, ObjectInfo]:
     return {item.key: ObjectInfo(item.key, item.size, clean_etag(item.etag)) for item in s3.list_objects(bucket)}
 
 
+def list_objects_if_any(s3: S3, bucket: str) -> dict[str, ObjectInfo] | None:
+    """The bucket's objects, or None when there is no such bucket."""
+    try:
+        return list_objects(s3, bucket)
+    except S3Error as error:
+        if error.status == 404 or error.code in ("NoSuchBucket", "NotFound"):
+            return None
+        raise
+
+
 def metadata_of(headers: Any) -> dict[str, str]:
     """User metadata from response headers (names lower-cased, as Storage stores them)."""
     return {name[len(META_PREFIX):].lower(): value for name, value in headers.items()

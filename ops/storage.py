@@ -84,16 +84,17 @@ def same_content(src: Any, dst: Any, bucket: str, a: ObjectInfo, b: ObjectInfo, 
 
 def plan_bucket(src: Any, dst: Any, bucket: str, *, force: bool, delete: bool) -> BucketPlan:
     plan = BucketPlan(bucket)
-    if not s3ops.bucket_exists(src, bucket):
-        plan.status = "absent"
-        if delete:  # recorded so that check_deletes can refuse it, never to act on
-            plan.delete = sorted(s3ops.list_objects(dst, bucket))
-            plan.target_objects = len(plan.delete)
-        return plan
     with ThreadPoolExecutor(max_workers=1) as lister:  # both sides listed at once
         listing = lister.submit(s3ops.list_objects, dst, bucket)
-        source = s3ops.list_objects(src, bucket)
+        found = s3ops.list_objects_if_any(src, bucket)  # a missing bucket costs no extra round trip
         target = listing.result()
+    if found is None:
+        plan.status = "absent"
+        if delete:  # recorded so that check_deletes can refuse it, never to act on
+            plan.delete = sorted(target)
+            plan.target_objects = len(plan.delete)
+        return plan
+    source = found
     plan.target_objects = len(target)
     if not source:
         plan.status = "empty"
@@ -291,7 +292,9 @@ class StorageResult(Result):
 def plan_sync(source: Environment, target: Environment, buckets: list[str], *,
               force: bool, delete: bool, jobs: int) -> tuple[Any, Any, list[BucketPlan]]:
     src, dst = s3ops.client(source, max_pool=jobs * 2), s3ops.client(target, max_pool=jobs * 2)
-    missing = [b for b in buckets if not s3ops.bucket_exists(dst, b)]
+    with ThreadPoolExecutor(max_workers=max(1, min(len(buckets), jobs))) as pool:
+        missing = [b for b, there in zip(buckets, pool.map(lambda b: s3ops.bucket_exists(dst, b), buckets),
+                                         strict=True) if not there]
     if missing:
         raise UserError(
             f"bucket(s) missing in {target.name}: {', '.join(missing)}. Buckets and their policies "
