@@ -190,8 +190,8 @@ class S3:
                 conn.request(method, target, body=body if body or method in ("PUT", "POST") else None,
                              headers=signed)
                 response = Response(conn.getresponse(), self._release)
-                if method == "HEAD":
-                    response.read()
+                if method == "HEAD" or (response.status in ok and not stream):
+                    response.read()  # an answer cut short is retried like a lost connection
             except (OSError, http.client.HTTPException):
                 self._release(False)
                 if attempt == self.attempts - 1:
@@ -199,15 +199,6 @@ class S3:
                 self._pause(attempt)
                 continue
             if response.status in ok:
-                if not stream and method != "HEAD":
-                    try:
-                        response.read()
-                    except (OSError, http.client.HTTPException):
-                        self._release(False)
-                        if attempt == self.attempts - 1:
-                            raise
-                        self._pause(attempt)
-                        continue
                 return response
             failure = self._failure(response, operation)
             if self.refused and (failure.status in (401, 403) or failure.code in AUTH_CODES):
