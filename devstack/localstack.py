@@ -260,18 +260,20 @@ class LocalS3:
     key_id: str
     secret: str
     process: subprocess.Popen | None = None
+    tls: tuple[Path, Path] | None = None  # (certificate, key): serve https, as hosted Storage does
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def start(self) -> LocalS3:
         # The keys go through rclone's environment, never its argv.
         # rclone reads list flags from the environment as CSV, hence the quotes.
         env = {**os.environ, "RCLONE_AUTH_KEY": f'"{self.key_id},{self.secret}"',
                "RCLONE_CONFIG": str(self.root / ".no-rclone.conf")}
+        serving = ["--cert", str(self.tls[0]), "--key", str(self.tls[1])] if self.tls else []
         self.process = subprocess.Popen(
-            [tool("rclone"), "serve", "s3", "--addr", f"127.0.0.1:{self.port}", str(self.root)],
+            [tool("rclone"), "serve", "s3", "--addr", f"127.0.0.1:{self.port}", *serving, str(self.root)],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         wait_for_port(self.port)
@@ -300,7 +302,8 @@ class LocalS3:
                 self.process.kill()
 
 
-def start_s3(key_id: str, secret: str, port: int | None = None, root: Path | None = None) -> LocalS3:
+def start_s3(key_id: str, secret: str, port: int | None = None, root: Path | None = None,
+             tls: tuple[Path, Path] | None = None) -> LocalS3:
     root = root or Path(tempfile.mkdtemp(prefix="ops-s3-"))
     root.mkdir(parents=True, exist_ok=True)
-    return LocalS3(root, port or free_port(), key_id, secret).start()
+    return LocalS3(root, port or free_port(), key_id, secret, tls=tls).start()

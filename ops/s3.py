@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ssl
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -39,8 +40,14 @@ def client(env: Environment, *, max_pool: int = 16, timeout: int = 10, attempts:
             f"({env.storage_region}, the region shown in the dashboard's S3 settings)"
         )
 
+    def untrusted(error: ssl.SSLCertVerificationError) -> UserError:
+        return UserError(
+            f"{env.name}: the certificate of {env.storage_url} does not verify ({error.verify_message}); for a "
+            "private CA, point SSL_CERT_FILE at its certificate"
+        )
+
     return S3(url, env.storage_region or "us-east-1", key_id, secret, max_pool=max_pool, timeout=timeout,
-              attempts=attempts, refused=refused)
+              attempts=attempts, refused=refused, untrusted=untrusted)
 
 
 def describe(error: BaseException) -> str:

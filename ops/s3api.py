@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import http.client
 import random
+import ssl
 import threading
 import time
 import xml.etree.ElementTree as ElementTree
@@ -75,6 +76,17 @@ class Listed:
     etag: str
 
 
+def tls_context() -> ssl.SSLContext:
+    """Certificates verified against certifi's roots (as boto3 did) and the system's (a company CA)."""
+    context = ssl.create_default_context()
+    try:
+        import certifi
+    except ImportError:
+        return context
+    context.load_verify_locations(cafile=certifi.where())
+    return context
+
+
 class Response:
     """An answer: status, headers (names lower-cased), and the body, read whole or streamed raw."""
 
@@ -107,7 +119,8 @@ class S3:
 
     def __init__(self, url: str, region: str, key_id: str, secret: str, *, max_pool: int = 16,
                  timeout: float = 10, attempts: int = 8,
-                 refused: Callable[[S3Error], Exception] | None = None) -> None:
+                 refused: Callable[[S3Error], Exception] | None = None,
+                 untrusted: Callable[[ssl.SSLCertVerificationError], Exception] | None = None) -> None:
         from botocore.credentials import Credentials
 
         del max_pool  # one connection per thread that calls: the thread pool is the limit
@@ -119,6 +132,7 @@ class S3:
         self.attempts = attempts
         self.connect_timeout, self.read_timeout = timeout, 60.0
         self.refused = refused  # what a refusal of the keys becomes (401, 403, a signature error)
+        self.untrusted = untrusted  # what a certificate that does not verify becomes (never retried)
         self._credentials = Credentials(key_id, secret)
         self._local = threading.local()
         self._open: list[http.client.HTTPConnection] = []
@@ -152,10 +166,8 @@ class S3:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             if self._https:
-                import ssl
-
                 conn = http.client.HTTPSConnection(self._host, self._port, timeout=self.connect_timeout,
-                                                   context=ssl.create_default_context())
+                                                   context=tls_context())
             else:
                 conn = http.client.HTTPConnection(self._host, self._port, timeout=self.connect_timeout)
             conn.connect()
@@ -192,6 +204,11 @@ class S3:
                 response = Response(conn.getresponse(), self._release)
                 if method == "HEAD" or (response.status in ok and not stream):
                     response.read()  # an answer cut short is retried like a lost connection
+            except ssl.SSLCertVerificationError as error:
+                self._release(False)
+                if self.untrusted:
+                    raise self.untrusted(error) from None
+                raise
             except (OSError, http.client.HTTPException):
                 self._release(False)
                 if attempt == self.attempts - 1:

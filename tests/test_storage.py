@@ -192,3 +192,43 @@ def test_secrets_never_printed(project, storage):
     for path in project.files():
         for _, secret in S3_KEYS.values():
             assert secret.encode() not in path.read_bytes(), path
+
+
+def test_sync_over_https_verifies_the_server(project, tmp_path):
+    """Hosted Storage is https: certificates are verified (system roots, SSL_CERT_FILE, certifi's)."""
+    import boto3
+    import trustme
+    from botocore.config import Config
+
+    from devstack import localstack
+
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1")
+    cert, key, ca_file = tmp_path / "s3.crt", tmp_path / "s3.key", tmp_path / "ca.crt"
+    issued.cert_chain_pems[0].write_to_path(str(cert))
+    issued.private_key_pem.write_to_path(str(key))
+    ca.cert_pem.write_to_path(str(ca_file))
+    servers = {env: localstack.start_s3(*S3_KEYS[env], root=tmp_path / f"s3-{env}", tls=(cert, key))
+               for env in ("prod", "preprod")}
+    try:
+        for env, server in servers.items():
+            project.envs[env].update(storage_url=server.url, storage_region="us-east-1")
+            project.secrets.update(s3_secrets(env, *S3_KEYS[env]))
+            client = boto3.client("s3", endpoint_url=server.url, region_name="us-east-1", verify=str(ca_file),
+                                  aws_access_key_id=server.key_id, aws_secret_access_key=server.secret,
+                                  config=Config(s3={"addressing_style": "path"},
+                                                request_checksum_calculation="when_required"))
+            client.create_bucket(Bucket="avatars")
+            if env == "prod":
+                client.put_object(Bucket="avatars", Key="a/b c.png", Body=b"png" * 100)
+        refused = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "avatars")
+        # An unknown CA is refused at once (no retries), before anything is copied, saying how to fix it.
+        assert refused.code == 2 and "does not verify" in refused.err and "SSL_CERT_FILE" in refused.err
+        trusted = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "avatars", "--json",
+                              env={"SSL_CERT_FILE": str(ca_file)})
+        assert trusted.code == 0, trusted.err
+        assert summary(trusted)["avatars"]["copied"] == 1
+        assert client.get_object(Bucket="avatars", Key="a/b c.png")["Body"].read() == b"png" * 100
+    finally:
+        for server in servers.values():
+            server.stop()
