@@ -189,7 +189,7 @@ def sync_data(
         "to": "target environment",
         "buckets": f"only these buckets ({LIST_HELP}); default: all of [storage] buckets",
         "dry_run": "list both sides and print the plan; copy nothing",
-        "jobs": "parallel copies (default: [storage] jobs, 4)",
+        "jobs": "objects downloading at once, as many uploading (default: [storage] jobs, 4)",
         "delete": "remove target objects absent in the source, after every copy succeeded",
         "force": "copy every object, even identical ones",
         "max_delete": "with --delete: refuse when more target objects would go (default: a quarter of the "
