@@ -36,7 +36,7 @@ class Table:
     primary_key: list[str]
     unique_keys: list[list[str]] = field(default_factory=list)
     parents: set[str] = field(default_factory=set)
-    foreign_keys: list[ForeignKey] = field(default_factory=list)  # its own, plain ones (not inherited)
+    foreign_keys: list[ForeignKey] = field(default_factory=list)  # its own, validated ones (not inherited)
     owned: bool = False  # the connected role may ALTER it (owns it, or is a member of its owner)
 
     @property
@@ -142,7 +142,9 @@ def foreign_keys(conn: psycopg.Connection, oid: int) -> list[ForeignKey]:
             "SELECT f.conname, format('%%s.%%s', n.nspname, c.relname), pg_get_constraintdef(f.oid) "
             "FROM pg_constraint f JOIN pg_class c ON c.oid = f.confrelid "
             "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            # NOT VALID keys are left out: re-created, they would skip the rows they must check.
             "WHERE f.conrelid = %s AND f.contype = 'f' AND f.conparentid = 0 AND f.coninhcount = 0 "
+            "AND f.convalidated "
             "ORDER BY f.conname",
             (oid,),
         )

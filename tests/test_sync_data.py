@@ -415,3 +415,18 @@ def test_streamed_copy_files_replay_from_the_export(project):
     again = project.run("sync-data", "--from-export", str(run_dir), "--to", "preprod", "--json")
     assert again.code == 0, again.err
     assert totals(again) == (0, 0, 0)  # the content hash recorded at export time says nothing changed
+
+
+def test_not_valid_foreign_key_keeps_checking_new_rows(project):
+    """A NOT VALID key still checks every new row: it is never dropped and re-created unchecked."""
+    for env in ("prod", "preprod"):
+        sql(project.url(env), "CREATE TABLE public.nv_parent (id int PRIMARY KEY); "
+                              "CREATE TABLE public.nv_child (id int PRIMARY KEY, parent_id int)")
+    sql(project.url("prod"), "INSERT INTO public.nv_child VALUES (1, 99)")  # no parent 99 anywhere
+    sql(project.url("preprod"), "ALTER TABLE public.nv_child ADD CONSTRAINT nv_fk FOREIGN KEY (parent_id) "
+                                "REFERENCES public.nv_parent NOT VALID")
+    project.safe_extra = ["nv_parent", "nv_child"]
+    result = project.run("sync-data", "--from", "prod", "--to", "preprod", "--tables", "nv_parent,nv_child")
+    assert result.code == 1
+    assert "nv_fk" in result.err and "(parent_id)=(99)" in result.err
+    assert sql(project.url("preprod"), "SELECT count(*) FROM public.nv_child") == [(0,)]
