@@ -165,9 +165,9 @@ def _backup_locked(config: Config, env: Environment, s3: Any, folder: Path, buck
             paths[bucket] = object_paths(bucket, listing)
             tasks += [(bucket, info) for info in listing.values()]
 
-        def save(bucket: str, info: ObjectInfo) -> None:
+        def save(bucket: str, info: ObjectInfo, link_from: Path | None = None) -> None:
             old = previous_objects.get(bucket, {}).get(info.key)
-            entry, linked = _save_object(s3, bucket, info, partial, paths[bucket][info.key], previous, old)
+            entry, linked = _save_object(s3, bucket, info, partial, paths[bucket][info.key], link_from, old)
             with lock:
                 manifest[bucket][info.key] = entry
                 result.linked += linked
@@ -177,8 +177,9 @@ def _backup_locked(config: Config, env: Environment, s3: Any, folder: Path, buck
         # Unchanged objects are hard links to the previous backup: made here, no thread or network needed.
         to_fetch = []
         for bucket, info in tasks:
-            if _linkable(previous, previous_objects.get(bucket, {}).get(info.key), info):
-                save(bucket, info)
+            source = _linkable(previous, previous_objects.get(bucket, {}).get(info.key), info)
+            if source:
+                save(bucket, info, source)
             else:
                 to_fetch.append((bucket, info))
         failures = run_parallel(to_fetch, save, config.storage.jobs, f"backed up ({env.name})")
@@ -262,17 +263,17 @@ def _linkable(previous: Path | None, old: dict | None, info: ObjectInfo) -> Path
 
 
 def _save_object(
-    s3: Any, bucket: str, info: ObjectInfo, partial: Path, relative: str, previous: Path | None, old: dict | None
+    s3: Any, bucket: str, info: ObjectInfo, partial: Path, relative: str, link_from: Path | None, old: dict | None
 ) -> tuple[dict, bool]:
+    """Hard-link the object from the previous backup (`link_from`, see _linkable), else download it."""
     target = partial / relative
     for parent in reversed(target.relative_to(partial).parents[:-1]):
         try:
             (partial / parent).mkdir(mode=0o700)
         except FileExistsError:
             pass
-    source = _linkable(previous, old, info)
-    if old and source:
-        os.link(source, target)  # fails if the path exists: never overwrites
+    if link_from and old:
+        os.link(link_from, target)  # fails if the path exists: never overwrites
         return {**old, "path": relative}, True
     # Created exclusively: a second key can never land on this file.
     with open(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:

@@ -121,34 +121,19 @@ def describe(conn: psycopg.Connection, name: str) -> Table | None:
         """,
         (oid,),
     ).fetchall()
-    parents = {
-        f"{schema_}.{table_}"
-        for schema_, table_ in conn.execute(
-            "SELECT n.nspname, c.relname FROM pg_constraint f "
-            "JOIN pg_class c ON c.oid = f.confrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE f.conrelid = %s AND f.contype = 'f'",
-            (oid,),
-        )
-    }
+    references = conn.execute(
+        "SELECT f.conname, format('%%s.%%s', n.nspname, c.relname), pg_get_constraintdef(f.oid), "
+        # Only a table's own validated keys may be re-created: a NOT VALID one would skip the rows it must check.
+        "f.conparentid = 0 AND f.coninhcount = 0 AND f.convalidated "
+        "FROM pg_constraint f JOIN pg_class c ON c.oid = f.confrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE f.conrelid = %s AND f.contype = 'f' ORDER BY f.conname",
+        (oid,),
+    ).fetchall()
+    parents = {parent for _, parent, _, _ in references}
+    # Definitions resolve names as they do for this role's search_path (the one that re-creates them).
+    own = [ForeignKey(name, parent, definition) for name, parent, definition, mine in references if mine]
     primary: list[str] = next((cols for is_primary, cols in keys if is_primary), [])
-    return Table(schema, table, columns, primary, [cols for _, cols in keys], parents, foreign_keys(conn, oid), owned)
-
-
-def foreign_keys(conn: psycopg.Connection, oid: int) -> list[ForeignKey]:
-    """A table's own foreign keys; names in the definitions resolve as they do for this role's search_path."""
-    return [
-        ForeignKey(name, parent, definition)
-        for name, parent, definition in conn.execute(
-            "SELECT f.conname, format('%%s.%%s', n.nspname, c.relname), pg_get_constraintdef(f.oid) "
-            "FROM pg_constraint f JOIN pg_class c ON c.oid = f.confrelid "
-            "JOIN pg_namespace n ON n.oid = c.relnamespace "
-            # NOT VALID keys are left out: re-created, they would skip the rows they must check.
-            "WHERE f.conrelid = %s AND f.contype = 'f' AND f.conparentid = 0 AND f.coninhcount = 0 "
-            "AND f.convalidated "
-            "ORDER BY f.conname",
-            (oid,),
-        )
-    ]
+    return Table(schema, table, columns, primary, [cols for _, cols in keys], parents, own, owned)
 
 
 def parents_first(tables: list[Table]) -> list[Table]:

@@ -18,6 +18,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -228,7 +229,6 @@ class SyncResult(Result):
     def footer(self) -> str:
         verb = "would sync" if self.dry_run else "exported" if self.export_only else "synced"
         return f"{verb} {len(self.tables)} tables in {self.seconds:.1f}s; files in {self.run_dir}"
-
 
 
 def write_sql(path: Path, source: str, target: Environment, steps: list[Statement | CopyIn]) -> None:
@@ -458,24 +458,29 @@ def _export_snapshot(cur: psycopg.Cursor) -> str:
     return _query(cur, Statement("SELECT pg_export_snapshot()"))[0][0]
 
 
-def in_snapshot(conn: psycopg.Connection, snapshot: str) -> None:
-    """Make this connection's transaction see exactly what another one saw (its exported snapshot)."""
-    conn.execute(f"SET TRANSACTION SNAPSHOT {literal(snapshot)}")
+@contextmanager
+def snapshot_reader(env: Environment, application: str, snapshot: str | None = None) -> Iterator[psycopg.Connection]:
+    """A REPEATABLE READ READ ONLY transaction (in another connection's exported `snapshot` if given),
+    its values rendered as every export renders them."""
+    import psycopg
+
+    with connect(env, application=application) as conn:
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
+        with conn.transaction():
+            if snapshot:  # must come first: the transaction then sees exactly what the other one saw
+                conn.execute(f"SET TRANSACTION SNAPSHOT {literal(snapshot)}")
+            conn.execute(sync_sql.rendering_sql())
+            yield conn
 
 
 def export_before(target: Environment, snapshot: str, plans: list[TablePlan], folder: Path) -> dict:
     """before/: the target's rows of the tables about to change, from the import's own snapshot (JSON only)."""
-    import psycopg
-
-    with connect(target, application="ops sync-data before") as conn:
-        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        conn.read_only = True
-        with conn.transaction():
-            in_snapshot(conn, snapshot)
-            tables = [p.target for p in plans]
-            keys = {p.target.qualified: p.key for p in plans}
-            entries = sync_export.export_tables(conn, tables, keys, folder, target, copy_text=False)
-            return sync_export.write_manifest(folder, target, entries)
+    with snapshot_reader(target, "ops sync-data before", snapshot) as conn:
+        tables = [p.target for p in plans]
+        keys = {p.target.qualified: p.key for p in plans}
+        entries = sync_export.export_tables(conn, tables, keys, folder, target, copy_text=False)
+        return sync_export.write_manifest(folder, target, entries)
 
 
 def _step_table(step: Statement | CopyIn) -> str | None:
@@ -501,16 +506,12 @@ def export_env(config: Config, env: Environment, tables: list[str], folder: Path
     import psycopg
 
     try:
-        with connect(env, application="ops sync-data export") as conn:
-            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-            conn.read_only = True
-            with conn.transaction():
-                conn.execute(sync_sql.rendering_sql())
-                found = describe_all(conn, tables, env)
-                keys = {t.qualified: conflict_key(t, config.sync_data.natural_keys) for t in found}
-                hashes = sync_export.content_hashes(conn, found)
-                entries = sync_export.export_tables(conn, found, keys, folder, env, hashes=hashes)
-                return sync_export.write_manifest(folder, env, entries)
+        with snapshot_reader(env, "ops sync-data export") as conn:
+            found = describe_all(conn, tables, env)
+            keys = {t.qualified: conflict_key(t, config.sync_data.natural_keys) for t in found}
+            hashes = sync_export.content_hashes(conn, found)
+            entries = sync_export.export_tables(conn, found, keys, folder, env, hashes=hashes)
+            return sync_export.write_manifest(folder, env, entries)
     except psycopg.Error as error:
         raise OperationFailed(
             f"reading {env.name} failed: {first_line(error)}. Nothing was written to any target; "
@@ -529,18 +530,13 @@ def export_beside(env: Environment, snapshot: str, tables: list[Table], keys: di
     import psycopg
 
     try:
-        with connect(env, application="ops sync-data export") as conn:
-            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-            conn.read_only = True
-            with conn.transaction():
-                in_snapshot(conn, snapshot)
-                conn.execute(sync_sql.rendering_sql())
-                found = None
-                if hashes is not None:
-                    found = sync_export.content_hashes(conn, tables)
-                    hashes.set_result(found)
-                return sync_export.export_tables(conn, tables, keys, folder, env, copy_text=False, hashes=found,
-                                                 reuse=True)
+        with snapshot_reader(env, "ops sync-data export", snapshot) as conn:
+            found = None
+            if hashes is not None:
+                found = sync_export.content_hashes(conn, tables)
+                hashes.set_result(found)
+            return sync_export.export_tables(conn, tables, keys, folder, env, copy_text=False, hashes=found,
+                                             reuse=True)
     except psycopg.Error as error:
         failure = SourceFailed(f"reading {env.name} failed: {first_line(error)}. Nothing was committed: the "
                                f"target is unchanged; the partial export in {folder} is incomplete")
@@ -743,18 +739,15 @@ def stream(config: Config, source: Environment, target: Environment, tables: lis
                 targets = {t.qualified: t for t in describe_all(conn, tables, target)}
                 conn.rollback()  # catalog reads must not hold a snapshot into the import
                 run_dir = run_folder()  # made only once the sync can happen
-                with connect(source, application="ops sync-data stream") as src:
-                    src.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-                    src.read_only = True
-                    with src.transaction():
-                        sources, snapshot = _open_source(src, source, tables)
-                        plans = plan_stream(sources, targets, natural_keys, run_dir)
-                        keys = {t.qualified: conflict_key(t, natural_keys) for t in sources}
-                        live = LiveSource(src, source, snapshot, sources, keys, run_dir, pool)
-                        _announce(plans, target, run_dir, dry_run)
-                        apply = Apply(conn, target, plans, live.feed, live.compare, run_dir, source.name,
-                                      dry_run, prune, live.finish)
-                        return apply.run()
+                with snapshot_reader(source, "ops sync-data stream") as src:
+                    sources, snapshot = _open_source(src, source, tables)
+                    plans = plan_stream(sources, targets, natural_keys, run_dir)
+                    keys = {t.qualified: conflict_key(t, natural_keys) for t in sources}
+                    live = LiveSource(src, source, snapshot, sources, keys, run_dir, pool)
+                    _announce(plans, target, run_dir, dry_run)
+                    apply = Apply(conn, target, plans, live.feed, live.compare, run_dir, source.name,
+                                  dry_run, prune, live.finish)
+                    return apply.run()
         except psycopg.Error as error:
             raise OperationFailed(f"{target.name}: {first_line(error)}. Nothing was committed: the target is "
                                   "unchanged.") from None
@@ -765,7 +758,6 @@ def _open_source(src: psycopg.Connection, source: Environment, tables: list[str]
     import psycopg
 
     try:
-        src.execute(sync_sql.rendering_sql())
         sources = describe_all(src, tables, source)
         snapshot = src.execute("SELECT pg_export_snapshot()").fetchone()[0]  # type: ignore[index]
     except psycopg.Error as error:
