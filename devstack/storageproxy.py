@@ -46,6 +46,7 @@ class StorageProxy(FaultProxy):
         self.put_limit = put_limit
         self.missing_meta: dict[tuple[str, str], int] = {}
         self.seen: list[tuple[str, str, int]] = []  # (method, path, status) of every request answered
+        self.payload_hashes: list[tuple[str, str, str]] = []  # (method, path, x-amz-content-sha256) as sent
 
     def error(self, handler: BaseHTTPRequestHandler, status: int, code: str, message: str) -> None:
         payload = (f'<?xml version="1.0" encoding="UTF-8"?><Error xmlns="{S3_NS}"><Code>{code}</Code>'
@@ -63,6 +64,8 @@ class StorageProxy(FaultProxy):
         query = parse_qs(parts.query, keep_blank_values=True)
         bucket, _, key = unquote(parts.path.lstrip("/")).partition("/")
         method, headers = handler.command, dict(handler.headers.items())
+        # Storage signs this header's value as sent and never hashes the body (signature-v4.ts).
+        self.payload_hashes.append((method, path, handler.headers.get("x-amz-content-sha256", "")))
         content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
         refusal = None
         if method == "POST" and "delete" in query and not content_type.startswith("application/xml"):

@@ -12,6 +12,7 @@ XML, error codes read whatever the XML namespace.
 from __future__ import annotations
 
 import base64
+import functools
 import http.client
 import random
 import ssl
@@ -87,6 +88,18 @@ def tls_context() -> ssl.SSLContext:
     return context
 
 
+@dataclass(frozen=True)
+class Keys:
+    """What botocore's signer reads of a set of credentials (botocore.credentials costs 50 ms to import)."""
+
+    access_key: str
+    secret_key: str
+    token: str | None = None
+
+    def __repr__(self) -> str:  # never the secret, whatever prints it
+        return f"Keys(access_key={self.access_key!r})"
+
+
 class Response:
     """An answer: status, headers (names lower-cased), and the body, read whole or streamed raw."""
 
@@ -121,19 +134,19 @@ class S3:
                  timeout: float = 10, attempts: int = 8,
                  refused: Callable[[S3Error], Exception] | None = None,
                  untrusted: Callable[[ssl.SSLCertVerificationError], Exception] | None = None) -> None:
-        from botocore.credentials import Credentials
-
         del max_pool  # one connection per thread that calls: the thread pool is the limit
         self.base = url.rstrip("/")
         parts = urlsplit(self.base)
         self._https, self._host, self._port = parts.scheme == "https", parts.hostname or "", parts.port
         self._prefix = parts.path  # Storage serves S3 under /storage/v1/s3
+        # Sent and signed as given (the signer would parse it out of every URL twice).
+        self._host_header = parts.netloc.rpartition("@")[2]
         self.region = region
         self.attempts = attempts
         self.connect_timeout, self.read_timeout = timeout, 60.0
         self.refused = refused  # what a refusal of the keys becomes (401, 403, a signature error)
         self.untrusted = untrusted  # what a certificate that does not verify becomes (never retried)
-        self._credentials = Credentials(key_id, secret)
+        self._credentials = Keys(key_id, secret)
         self._local = threading.local()
         self._open: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
@@ -154,12 +167,12 @@ class S3:
             url += "?" + "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(query.items()))
         return url
 
-    def _signed(self, method: str, url: str, headers: dict[str, str], body: bytes) -> dict[str, str]:
-        from botocore.auth import S3SigV4Auth
+    def _signed(self, method: str, url: str, headers: dict[str, str], body: bytes, *,
+                content_unsigned: bool = False) -> dict[str, str]:
         from botocore.awsrequest import AWSRequest
 
-        request = AWSRequest(method=method, url=url, headers=headers, data=body)
-        S3SigV4Auth(self._credentials, "s3", self.region).add_auth(request)
+        request = AWSRequest(method=method, url=url, headers={"Host": self._host_header, **headers}, data=body)
+        signer(content_unsigned)(self._credentials, "s3", self.region).add_auth(request)
         return dict(request.headers.items())
 
     def _connection(self) -> http.client.HTTPConnection:
@@ -187,16 +200,18 @@ class S3:
 
     def send(self, method: str, bucket: str, key: str = "", *, operation: str, query: dict[str, str] | None = None,
              headers: dict[str, str] | None = None, body: bytes = b"", stream: bool = False,
-             ok: tuple[int, ...] = (200, 204)) -> Response:
+             ok: tuple[int, ...] = (200, 204), content: bool = False) -> Response:
         """One call, retried on network failures, throttling and server errors; an S3Error otherwise.
 
         Bodies are bytes (at most one part, 16 MiB): a retry sends them again as they are.
-        With `stream`, the caller reads the answer's body and closes it.
+        With `stream`, the caller reads the answer's body and closes it. A `content` body (an
+        object's bytes) is signed as UNSIGNED-PAYLOAD: see `signer`.
         """
         url = self._url(bucket, key, query)
         target = url[len(self.base) - len(self._prefix):]  # the path and query, as signed
         for attempt in range(self.attempts):
-            signed = self._signed(method, url, dict(headers or {}), body)  # signed anew: x-amz-date moves on
+            # Signed anew on every attempt: x-amz-date moves on.
+            signed = self._signed(method, url, dict(headers or {}), body, content_unsigned=content)
             try:
                 conn = self._connection()
                 conn.request(method, target, body=body if body or method in ("PUT", "POST") else None,
@@ -289,7 +304,8 @@ class S3:
 
     def put_object(self, bucket: str, key: str, body: bytes, headers: dict[str, str]) -> str:
         """Upload in one request; returns the ETag the server gave."""
-        return self.send("PUT", bucket, key, operation="PutObject", headers=headers, body=body).headers.get("etag", "")
+        answer = self.send("PUT", bucket, key, operation="PutObject", headers=headers, body=body, content=True)
+        return answer.headers.get("etag", "")
 
     def multipart_upload(self, bucket: str, key: str, parts: Iterator[bytes], headers: dict[str, str]) -> None:
         """Upload in parts (aborted, so no part is left behind, when any step fails)."""
@@ -301,7 +317,7 @@ class S3:
         done: list[tuple[int, str]] = []
         try:
             for number, part in enumerate(parts, start=1):
-                answer = self.send("PUT", bucket, key, operation="UploadPart", body=part,
+                answer = self.send("PUT", bucket, key, operation="UploadPart", body=part, content=True,
                                    query={"partNumber": str(number), "uploadId": upload_id})
                 done.append((number, answer.headers.get("etag", "")))
             listing = "".join(f"<Part><PartNumber>{n}</PartNumber><ETag>{_xml_escape(etag)}</ETag></Part>"
@@ -330,6 +346,28 @@ class S3:
         answer = self.send("POST", bucket, operation="DeleteObjects", query={"delete": ""}, body=document,
                            headers={"Content-Type": "application/xml", "x-amz-checksum-crc32": crc})
         return list(xml_items(answer.content, "Error"))
+
+
+@functools.cache
+def signer(content_unsigned: bool) -> type:
+    """botocore's SigV4 signer for S3; with `content_unsigned`, the body's hash is UNSIGNED-PAYLOAD.
+
+    Supabase Storage puts the x-amz-content-sha256 header into the signature as sent and never
+    hashes the body (supabase/storage, src/storage/protocols/s3/signature-v4.ts, getPayloadHash),
+    and neither does rclone serve s3: an object's sha256 would cost a millisecond of CPU per MiB
+    and check nothing. What arrived is checked by its ETag instead (`ops.s3.upload`), and https
+    protects it on the way. Small XML bodies (deletes, completions) keep their hash.
+    """
+    from botocore.auth import S3SigV4Auth
+
+    if not content_unsigned:
+        return S3SigV4Auth
+
+    class UnsignedContentAuth(S3SigV4Auth):
+        def _should_sha256_sign_payload(self, request: object) -> bool:
+            return False
+
+    return UnsignedContentAuth
 
 
 def _xml_escape(text: str) -> str:

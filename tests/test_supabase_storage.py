@@ -56,6 +56,22 @@ def test_objects_over_the_upload_limit_go_multipart_and_are_never_read_again(pro
     assert not [s for s in proxy.seen if s[0] == "GET" and "recording.mp4" in s[1]], "read to compare"
 
 
+def test_object_content_is_sent_unsigned_and_xml_bodies_hashed(project, storage, supabase_target):
+    """Hashing every byte for a header Storage never checks would cost a millisecond of CPU per MiB."""
+    proxy, moto = supabase_target
+    moto.put_object(Bucket=BUCKET, Key="stale.pdf", Body=b"old")
+    src = storage["prod"].client()
+    src.put_object(Bucket=BUCKET, Key="small.pdf", Body=b"small" * 100)
+    src.put_object(Bucket=BUCKET, Key="large.mp4", Body=bytes(range(256)) * (17 << 12))  # 17 MiB: 2 parts
+    result = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", BUCKET, "--delete")
+    assert result.code == 0, result.err
+    assert sorted(contents(moto, BUCKET)) == ["large.mp4", "small.pdf"]
+    uploads = [sha for (method, path, sha) in proxy.payload_hashes if method == "PUT"]
+    assert len(uploads) == 3 and set(uploads) == {"UNSIGNED-PAYLOAD"}, uploads  # one PutObject, two UploadParts
+    xml = [sha for (method, path, sha) in proxy.payload_hashes if method == "POST" and "uploads" not in path]
+    assert len(xml) == 2 and all(len(sha) == 64 and int(sha, 16) for sha in xml), xml  # complete, delete
+
+
 def test_refused_keys_are_reported_with_the_servers_reason_and_not_retried(project, storage, supabase_target):
     proxy, moto = supabase_target
     src = storage["prod"].client()
