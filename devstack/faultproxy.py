@@ -1,8 +1,10 @@
 """An HTTP proxy in front of a local S3 server that injects faults into a share of requests.
 
 Faults: 500 InternalError, 503 SlowDown, a connection reset before any answer, and a
-body cut short after its headers promised more. It can also serve the upstream under a
-path prefix (as Supabase's `/storage/v1/s3`) and slow every request down.
+body cut short after its headers promised more; on request, "corrupt": one byte of an
+object's content changed on its way up (PUT) or down (GET), which only an MD5 can tell.
+It can also serve the upstream under a path prefix (as Supabase's `/storage/v1/s3`) and
+slow every request down.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ FAULTS = ("500", "slowdown", "reset", "truncate")
 
 class FaultProxy:
     def __init__(self, upstream_port: int, *, rate: float = 0.0, seed: int = 7, prefix: str = "",
-                 delay: float = 0.0, faults: tuple[str, ...] = FAULTS) -> None:
+                 delay: float = 0.0, faults: tuple[str, ...] = FAULTS, budget: int | None = None) -> None:
         self.upstream_port, self.rate, self.prefix, self.delay, self.faults = upstream_port, rate, prefix, delay, faults
+        self.budget = budget  # at most this many faults in all (None: no limit)
         self.random = random.Random(seed)
         self.lock = threading.Lock()
         self.injected: dict[str, int] = {}
@@ -57,12 +60,16 @@ class FaultProxy:
         self.server.shutdown()
         self.server.server_close()
 
-    def pick_fault(self) -> str | None:
+    def pick_fault(self, *, carries_content: bool) -> str | None:
         with self.lock:
             self.requests += 1
+            if self.budget is not None and sum(self.injected.values()) >= self.budget:
+                return None
             if self.random.random() >= self.rate:
                 return None
             fault = self.random.choice(self.faults)
+            if fault == "corrupt" and not carries_content:
+                return None
             self.injected[fault] = self.injected.get(fault, 0) + 1
             return fault
 
@@ -71,7 +78,10 @@ class FaultProxy:
         body = handler.rfile.read(length) if length else None
         if self.delay:
             time.sleep(self.delay)
-        fault = self.pick_fault()
+        object_request = "?" not in handler.path or "partNumber=" in handler.path
+        fault = self.pick_fault(carries_content=object_request and (handler.command == "GET" or bool(body)))
+        if fault == "corrupt" and body:
+            body = flip_byte(body)
         if fault == "reset":
             # SO_LINGER 0 makes close() send a TCP reset.
             handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -113,10 +123,17 @@ class FaultProxy:
         handler.end_headers()
         if handler.command == "HEAD":
             return
-        if fault == "truncate" and len(data) > 1:
+        if fault == "corrupt" and data:
+            handler.wfile.write(flip_byte(data))
+        elif fault == "truncate" and len(data) > 1:
             handler.wfile.write(data[: len(data) // 2])
             handler.wfile.flush()
             handler.connection.close()
             handler.close_connection = True
         else:
             handler.wfile.write(data)
+
+
+def flip_byte(data: bytes) -> bytes:
+    middle = len(data) // 2
+    return data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:]

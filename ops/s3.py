@@ -13,9 +13,11 @@ from ops.errors import OperationFailed, UserError
 from ops.s3api import S3, S3Error
 
 # Supabase caps a single PutObject by the plan's standard-upload limit (50 MiB on the sample
-# config, less on some plans): anything from 16 MiB on goes up in 16 MiB parts, Storage's own size.
-MULTIPART_THRESHOLD = 16 << 20
+# config, less on some plans): an object over 16 MiB, Storage's own part size, goes up in 16 MiB
+# parts, and one of 16 MiB or less in one PutObject (a single part would cost two more requests).
 PART_SIZE = 16 << 20
+# Storage keeps every object from 16 MiB on in parts, so its ETag is no MD5: we record the MD5.
+RECORD_MD5_FROM = 16 << 20
 READ_CHUNK = 1 << 20
 MD5_METADATA = "md5chksum"  # rclone's convention for the MD5 of a multipart upload
 META_PREFIX = "x-amz-meta-"
@@ -145,44 +147,65 @@ class Download:
 
 
 def download(s3: S3, bucket: str, key: str, out: BinaryIO, expected: ObjectInfo | None = None, *,
-             sha256: bool = True) -> Download:
-    """Stream an object into `out`, hashing it, and check it arrived whole (sha256 for backups only)."""
-    md5, size = hashlib.md5(), 0
-    digest = hashlib.sha256() if sha256 else None
+             sha256: bool = True, trust_etag: bool = False) -> Download:
+    """Stream an object into `out`, hashing it, and check it arrived whole (sha256 for backups only).
+
+    With `trust_etag`, an answer whose ETag is a plain MD5 is not hashed: that MD5 stands for
+    the content, and the target's ETag checks it end to end once uploaded (`upload`), as rclone
+    checks a copy between two servers. Any other ETag, and every object without the flag, is hashed.
+    """
+    size = 0
     with s3.get_object(bucket, key) as response:
+        headers = response.headers
+        etag_md5 = clean_etag(headers.get("etag", ""))
+        etag_md5 = etag_md5 if len(etag_md5) == 32 and "-" not in etag_md5 else ""
+        md5 = None if trust_etag and etag_md5 else hashlib.md5()
+        digest = hashlib.sha256() if sha256 else None
         # Raw bytes: an object stored gzip-encoded is copied as it is stored, never decoded.
         for chunk in response.iter_raw(READ_CHUNK):
             out.write(chunk)
-            md5.update(chunk)
+            if md5:
+                md5.update(chunk)
             if digest:
                 digest.update(chunk)
             size += len(chunk)
-        headers = response.headers
     got = Download(
-        size, md5.hexdigest(), digest.hexdigest() if digest else "",
+        size, md5.hexdigest() if md5 else etag_md5, digest.hexdigest() if digest else "",
         {name: value for name, header in COPIED_HEADERS.items() if (value := headers.get(header))},
         {k: v for k, v in metadata_of(headers).items() if k != MD5_METADATA},
     )
     length = headers.get("content-length")
-    want_md5 = clean_etag(headers.get("etag", ""))
     if (length is not None and size != int(length)) or (expected and size != expected.size):
         raise OperationFailed(f"{bucket}/{key}: truncated download ({size} of {length} bytes)")
-    if len(want_md5) == 32 and "-" not in want_md5 and want_md5 != got.md5:
+    if etag_md5 and etag_md5 != got.md5:
         raise OperationFailed(f"{bucket}/{key}: downloaded content does not match its ETag")
     return got
 
 
+class ContentMismatch(OperationFailed):
+    """The target's MD5 of what it stored is not the content's: bytes changed on the way."""
+
+
 def upload(s3: S3, bucket: str, key: str, source: BinaryIO, got: Download) -> None:
-    """Upload content whose MD5 we know; multipart uploads record it like rclone does."""
+    """Upload content whose MD5 we know, and check the target's MD5 of it wherever the target gives one.
+
+    A PutObject's ETag is the MD5 of what was stored. A multipart upload's is not, nor is Storage's
+    for 16 MiB and more (then the MD5 is recorded as metadata, like rclone does); some servers
+    report the stored object's MD5 when asked (rclone serve s3 does, Storage does not): where
+    they do, it is checked too.
+    """
     headers = {COPIED_HEADERS[name]: str(value) for name, value in got.headers.items() if name in COPIED_HEADERS}
     metadata = dict(got.metadata)
-    if got.size >= MULTIPART_THRESHOLD:
+    if got.size >= RECORD_MD5_FROM:
         metadata[MD5_METADATA] = base64.b64encode(bytes.fromhex(got.md5)).decode()
     headers |= {META_PREFIX + name: value for name, value in metadata.items()}
     source.seek(0)
-    if got.size < MULTIPART_THRESHOLD:
-        etag = clean_etag(s3.put_object(bucket, key, source.read(), headers))
-        if len(etag) == 32 and etag != got.md5:
-            raise OperationFailed(f"{bucket}/{key}: the server stored different content than was sent")
-        return
-    s3.multipart_upload(bucket, key, iter(lambda: source.read(PART_SIZE), b""), headers)
+    if got.size <= PART_SIZE:
+        etag = s3.put_object(bucket, key, source.read(), headers)
+    else:
+        etag = s3.multipart_upload(bucket, key, iter(lambda: source.read(PART_SIZE), b""), headers)
+    if got.size >= RECORD_MD5_FROM and not ObjectInfo(key, got.size, clean_etag(etag)).simple_md5:
+        etag = s3.head_object(bucket, key).get("etag", "")  # one request more, beside 16 MiB and more
+    stored = ObjectInfo(key, got.size, clean_etag(etag)).simple_md5
+    if stored and stored != got.md5:
+        raise ContentMismatch(f"{bucket}/{key}: the server stored different content than was sent")

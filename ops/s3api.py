@@ -307,8 +307,8 @@ class S3:
         answer = self.send("PUT", bucket, key, operation="PutObject", headers=headers, body=body, content=True)
         return answer.headers.get("etag", "")
 
-    def multipart_upload(self, bucket: str, key: str, parts: Iterator[bytes], headers: dict[str, str]) -> None:
-        """Upload in parts (aborted, so no part is left behind, when any step fails)."""
+    def multipart_upload(self, bucket: str, key: str, parts: Iterator[bytes], headers: dict[str, str]) -> str:
+        """Upload in parts (aborted, so no part is left behind, when any step fails); returns the final ETag."""
         created = self.send("POST", bucket, key, operation="CreateMultipartUpload", query={"uploads": ""},
                             headers=headers).content
         upload_id = xml_text(created, "UploadId")
@@ -329,6 +329,7 @@ class S3:
             if b"<Error" in answer.content[:200]:  # S3 may report a failed completion inside a 200
                 code, message = error_from_body(answer.content)
                 raise S3Error(500, code or "InternalError", message, "CompleteMultipartUpload")
+            return xml_text(answer.content, "ETag") or ""
         except BaseException:
             try:
                 self.send("DELETE", bucket, key, operation="AbortMultipartUpload", query={"uploadId": upload_id},

@@ -47,10 +47,13 @@ def select_buckets(config: Config, requested: list[str] | None) -> list[str]:
 
 # ---------------------------------------------------------------- planning
 
+NO_TARGET = "missing in target"
+
+
 @dataclass
 class BucketPlan:
     bucket: str
-    status: str = "ok"  # ok | empty | absent
+    status: str = "ok"  # ok | empty | absent (in the source) | NO_TARGET
     copy: list[ObjectInfo] = field(default_factory=list)
     new: int = 0
     changed: int = 0
@@ -85,9 +88,13 @@ def same_content(src: Any, dst: Any, bucket: str, a: ObjectInfo, b: ObjectInfo, 
 def plan_bucket(src: Any, dst: Any, bucket: str, *, force: bool, delete: bool) -> BucketPlan:
     plan = BucketPlan(bucket)
     with ThreadPoolExecutor(max_workers=1) as lister:  # both sides listed at once
-        listing = lister.submit(s3ops.list_objects, dst, bucket)
-        found = s3ops.list_objects_if_any(src, bucket)  # a missing bucket costs no extra round trip
+        # A missing bucket shows in its listing's answer: no round trip of its own to ask first.
+        listing = lister.submit(s3ops.list_objects_if_any, dst, bucket)
+        found = s3ops.list_objects_if_any(src, bucket)
         target = listing.result()
+    if target is None:
+        plan.status = NO_TARGET  # plan_sync refuses the run
+        return plan
     if found is None:
         plan.status = "absent"
         if delete:  # recorded so that check_deletes can refuse it, never to act on
@@ -115,8 +122,12 @@ def plan_bucket(src: Any, dst: Any, bucket: str, *, force: bool, delete: bool) -
 
 # ---------------------------------------------------------------- copying
 
-def retrying(work: Callable[[], T]) -> T:
-    """Retry what S3's own retries do not cover: a body cut mid-stream, a bad checksum."""
+def retrying(work: Callable[[], T], *, again: bool = True) -> T:
+    """Retry what S3's own retries do not cover: a body cut mid-stream, a bad checksum.
+
+    With `again=False`, content the target reports changed is not sent again as it is: the
+    caller fetches it anew.
+    """
     retryable = retryable_errors()
     for attempt in range(ATTEMPTS):
         try:
@@ -124,7 +135,8 @@ def retrying(work: Callable[[], T]) -> T:
         except UserError:
             raise
         except retryable as error:
-            if attempt == ATTEMPTS - 1 or not s3ops.worth_retrying(error):
+            if attempt == ATTEMPTS - 1 or not s3ops.worth_retrying(error) or (
+                    not again and isinstance(error, s3ops.ContentMismatch)):
                 raise
             time.sleep(0.2 * 2**attempt)
     raise AssertionError("unreachable")
@@ -150,7 +162,7 @@ def fetch_object(src: Any, bucket: str, info: ObjectInfo) -> tuple[BinaryIO, s3o
     def attempt() -> s3ops.Download:
         spool.seek(0)
         spool.truncate()
-        return s3ops.download(src, bucket, info.key, spool, expected=info, sha256=False)
+        return s3ops.download(src, bucket, info.key, spool, expected=info, sha256=False, trust_etag=True)
 
     try:
         return spool, retrying(attempt)
@@ -159,10 +171,23 @@ def fetch_object(src: Any, bucket: str, info: ObjectInfo) -> tuple[BinaryIO, s3o
         raise
 
 
-def store_object(dst: Any, bucket: str, info: ObjectInfo, fetched: tuple[BinaryIO, s3ops.Download]) -> None:
-    spool, got = fetched
-    with spool:
-        retrying(lambda: s3ops.upload(dst, bucket, info.key, spool, got))
+def store_object(src: Any, dst: Any, bucket: str, info: ObjectInfo,
+                 fetched: tuple[BinaryIO, s3ops.Download]) -> None:
+    """Upload what fetch_object got; when the target's MD5 shows the bytes changed, fetch and send again.
+
+    Downloads trust the source's ETag (see `s3ops.download`), so a byte changed on either leg
+    shows only here, and only a fresh download can repair it.
+    """
+    for attempt in range(ATTEMPTS):
+        spool, got = fetched
+        with spool:
+            try:
+                retrying(functools.partial(s3ops.upload, dst, bucket, info.key, spool, got), again=False)
+                return
+            except s3ops.ContentMismatch:
+                if attempt == ATTEMPTS - 1:
+                    raise
+        fetched = fetch_object(src, bucket, info)
 
 
 @dataclass
@@ -292,16 +317,14 @@ class StorageResult(Result):
 def plan_sync(source: Environment, target: Environment, buckets: list[str], *,
               force: bool, delete: bool, jobs: int) -> tuple[Any, Any, list[BucketPlan]]:
     src, dst = s3ops.client(source, max_pool=jobs * 2), s3ops.client(target, max_pool=jobs * 2)
-    with ThreadPoolExecutor(max_workers=max(1, min(len(buckets), jobs))) as pool:
-        missing = [b for b, there in zip(buckets, pool.map(lambda b: s3ops.bucket_exists(dst, b), buckets),
-                                         strict=True) if not there]
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        plans = list(pool.map(lambda b: plan_bucket(src, dst, b, force=force, delete=delete), buckets))
+    missing = [p.bucket for p in plans if p.status == NO_TARGET]
     if missing:
         raise UserError(
             f"bucket(s) missing in {target.name}: {', '.join(missing)}. Buckets and their policies "
             "come from migrations: push migrations first. Nothing was copied."
         )
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        plans = list(pool.map(lambda b: plan_bucket(src, dst, b, force=force, delete=delete), buckets))
     return src, dst, plans
 
 
@@ -364,7 +387,7 @@ def sync_storage(config: Config, *, source: str | None, target: str | None, buck
 
     tasks = [(p.bucket, info) for p in plans for info in p.copy]
     failures = run_parallel(tasks, lambda b, info: fetch_object(src, b, info), jobs, "copied",
-                            then=lambda b, info, fetched: store_object(dst, b, info, fetched))
+                            then=lambda b, info, fetched: store_object(src, dst, b, info, fetched))
     failed_keys = {(f.bucket, f.key) for f in failures}
     for plan in plans:
         failed = [i for i in plan.copy if (plan.bucket, i.key) in failed_keys]

@@ -183,6 +183,38 @@ def test_faults_end_with_every_object_copied_or_listed(project, storage):
     assert contents(src, "avatars") == contents(dst, "avatars")
 
 
+def test_content_changed_on_the_way_is_fetched_and_sent_again(project, storage):
+    """Copies are checked by the target's MD5 against the source's, not by hashing every byte here."""
+    src, dst = storage["prod"].client(), storage["preprod"].client()
+    fill(src, "avatars", 8, size=4096)
+    down = FaultProxy(storage["prod"].port, rate=0.5, seed=3, faults=("corrupt",), budget=3).start()
+    up = FaultProxy(storage["preprod"].port, rate=0.5, seed=5, faults=("corrupt",), budget=3).start()
+    try:
+        project.envs["prod"]["storage_url"], project.envs["preprod"]["storage_url"] = down.url, up.url
+        result = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "avatars")
+    finally:
+        down.stop()
+        up.stop()
+    assert result.code == 0, result.err
+    assert down.injected == {"corrupt": 3} and up.injected == {"corrupt": 3}
+    assert contents(src, "avatars") == contents(dst, "avatars")
+
+
+def test_a_part_changed_on_the_way_is_caught_where_the_target_gives_an_md5(project, storage):
+    """rclone serve s3 answers a multipart upload with the whole object's MD5: a changed part shows."""
+    src, dst = storage["prod"].client(), storage["preprod"].client()
+    src.put_object(Bucket="resource-library", Key="videos/long.mp4", Body=os.urandom(17 << 20))  # two parts
+    up = FaultProxy(storage["preprod"].port, rate=1.0, faults=("corrupt",), budget=1).start()
+    try:
+        project.envs["preprod"]["storage_url"] = up.url
+        result = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "resource-library")
+    finally:
+        up.stop()
+    assert result.code == 0, result.err
+    assert up.injected == {"corrupt": 1}
+    assert contents(src, "resource-library") == contents(dst, "resource-library")
+
+
 def test_secrets_never_printed(project, storage):
     fill(storage["prod"].client(), "avatars", 2)
     result = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--json")
