@@ -70,6 +70,19 @@ def xml_text(body: bytes, tag: str) -> str | None:
     return None
 
 
+def listing_page(body: bytes) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """A ListObjectsV2 page, parsed once: its own fields, and the fields of each of its Contents."""
+    fields: dict[str, str] = {}
+    contents: list[dict[str, str]] = []
+    for child in ElementTree.fromstring(body):
+        tag = child.tag.rpartition("}")[2]
+        if tag == "Contents":
+            contents.append({field.tag.rpartition("}")[2]: field.text or "" for field in child})
+        else:
+            fields[tag] = child.text or ""
+    return fields, contents
+
+
 @dataclass
 class Listed:
     key: str
@@ -276,17 +289,16 @@ class S3:
             query = {"list-type": "2", "max-keys": "1000", "encoding-type": "url"}
             if token:
                 query["continuation-token"] = token
-            body = self.send("GET", bucket, operation="ListObjectsV2", query=query).content
+            page = self.send("GET", bucket, operation="ListObjectsV2", query=query).content
+            fields, contents = listing_page(page)
             # Keys come URL-encoded only when the server says so (XML cannot carry every character);
             # servers write a space as "+" and a plus as %2B, so "+" decodes as botocore decodes it.
-            encoded = (xml_text(body, "EncodingType") or "").lower() == "url"
-            for item in xml_items(body, "Contents"):
+            encoded = fields.get("EncodingType", "").lower() == "url"
+            for item in contents:
                 key = unquote_plus(item.get("Key", "")) if encoded else item.get("Key", "")
                 yield Listed(key, int(item.get("Size") or 0), item.get("ETag", ""))
-            if (xml_text(body, "IsTruncated") or "").lower() != "true":
-                return
-            token = xml_text(body, "NextContinuationToken")
-            if not token:
+            token = fields.get("NextContinuationToken")
+            if fields.get("IsTruncated", "").lower() != "true" or not token:
                 return
 
     def head_object(self, bucket: str, key: str) -> dict[str, str]:
