@@ -155,8 +155,8 @@ def _backup_locked(config: Config, env: Environment, s3: Any, folder: Path, buck
     try:
         tasks = []
         with ThreadPoolExecutor(max_workers=max(1, min(len(buckets), config.storage.jobs))) as pool:
-            listings = list(pool.map(lambda b: s3ops.list_objects(s3, b) if s3ops.bucket_exists(s3, b) else None,
-                                     buckets))  # every bucket listed at once
+            # Every bucket listed at once; a missing one shows in its listing's answer.
+            listings = list(pool.map(lambda b: s3ops.list_objects_if_any(s3, b), buckets))
         for bucket, listing in zip(buckets, listings, strict=True):
             if listing is None:
                 result.skipped_buckets.append(bucket)
