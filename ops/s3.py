@@ -208,4 +208,5 @@ def upload(s3: S3, bucket: str, key: str, source: BinaryIO, got: Download) -> No
         etag = s3.head_object(bucket, key).get("etag", "")  # one request more, beside 16 MiB and more
     stored = ObjectInfo(key, got.size, clean_etag(etag)).simple_md5
     if stored and stored != got.md5:
-        raise ContentMismatch(f"{bucket}/{key}: the server stored different content than was sent")
+        raise ContentMismatch(f"{bucket}/{key}: the target's MD5 of what it stored is {stored}, not {got.md5} (the "
+                              "bytes changed on the way, or the source's content does not match its own ETag)")

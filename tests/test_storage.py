@@ -215,6 +215,20 @@ def test_a_part_changed_on_the_way_is_caught_where_the_target_gives_an_md5(proje
     assert contents(src, "resource-library") == contents(dst, "resource-library")
 
 
+def test_a_copy_that_always_arrives_changed_is_reported(project, storage):
+    fill(storage["prod"].client(), "avatars", 1, size=4096)
+    down = FaultProxy(storage["prod"].port, rate=1.0, faults=("corrupt",)).start()  # every download changed
+    try:
+        project.envs["prod"]["storage_url"] = down.url
+        result = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "avatars")
+    finally:
+        down.stop()
+    assert result.code == 1
+    assert "avatars/bulk/0000.bin: ContentMismatch" in result.err and "not" in result.err
+    assert "re-run: inv sync-storage --from prod --to preprod --buckets avatars" in result.err
+    assert down.injected["corrupt"] == 4  # one download, then three more
+
+
 def test_secrets_never_printed(project, storage):
     fill(storage["prod"].client(), "avatars", 2)
     result = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--json")
