@@ -189,7 +189,8 @@ def sync_data(
         "to": "target environment",
         "buckets": f"only these buckets ({LIST_HELP}); default: all of [storage] buckets",
         "dry_run": "list both sides and print the plan; copy nothing",
-        "jobs": "objects downloading at once, as many uploading (default: [storage] jobs, 4)",
+        "jobs": "like rclone's --transfers: 2 x jobs objects at once, each downloaded then uploaded "
+                "(default: [storage] jobs, 4)",
         "delete": "remove target objects absent in the source, after every copy succeeded",
         "force": "copy every object, even identical ones",
         "max_delete": "with --delete: refuse when more target objects would go (default: a quarter of the "

@@ -152,6 +152,7 @@ def _backup_locked(config: Config, env: Environment, s3: Any, folder: Path, buck
     manifest: dict[str, dict] = {}
     paths: dict[str, dict[str, str]] = {}
     lock = threading.Lock()
+    folders = Folders(partial)
     try:
         tasks = []
         with ThreadPoolExecutor(max_workers=max(1, min(len(buckets), config.storage.jobs))) as pool:
@@ -167,7 +168,7 @@ def _backup_locked(config: Config, env: Environment, s3: Any, folder: Path, buck
 
         def save(bucket: str, info: ObjectInfo, link_from: Path | None = None) -> None:
             old = previous_objects.get(bucket, {}).get(info.key)
-            entry, linked = _save_object(s3, bucket, info, partial, paths[bucket][info.key], link_from, old)
+            entry, linked = _save_object(s3, bucket, info, folders, paths[bucket][info.key], link_from, old)
             with lock:
                 manifest[bucket][info.key] = entry
                 result.linked += linked
@@ -262,16 +263,32 @@ def _linkable(previous: Path | None, old: dict | None, info: ObjectInfo) -> Path
     return source if source.is_file() else None
 
 
+class Folders:
+    """The folders of a backup being written, each made once, when its first object needs it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.made, self.lock = root, {""}, threading.Lock()
+
+    def make_parents(self, relative: str) -> None:
+        missing, parent = [], os.path.dirname(relative)
+        with self.lock:
+            while parent not in self.made:
+                missing.append(parent)
+                parent = os.path.dirname(parent)
+            for folder in reversed(missing):
+                try:
+                    os.mkdir(self.root / folder, 0o700)
+                except FileExistsError:
+                    pass
+                self.made.add(folder)
+
+
 def _save_object(
-    s3: Any, bucket: str, info: ObjectInfo, partial: Path, relative: str, link_from: Path | None, old: dict | None
+    s3: Any, bucket: str, info: ObjectInfo, folders: Folders, relative: str, link_from: Path | None, old: dict | None
 ) -> tuple[dict, bool]:
     """Hard-link the object from the previous backup (`link_from`, see _linkable), else download it."""
-    target = partial / relative
-    for parent in reversed(target.relative_to(partial).parents[:-1]):
-        try:
-            (partial / parent).mkdir(mode=0o700)
-        except FileExistsError:
-            pass
+    target = folders.root / relative
+    folders.make_parents(relative)
     if link_from and old:
         os.link(link_from, target)  # fails if the path exists: never overwrites
         return {**old, "path": relative}, True

@@ -105,7 +105,7 @@ def test_storage_faults_on_both_sides(project, storage):
 
 
 def test_sigint_mid_sync_leaves_no_temp_files(project, storage, tmp_path):
-    fill(storage["prod"].client(), "resource-library", 12, size=9 << 20)  # over the in-memory spool size
+    fill(storage["prod"].client(), "resource-library", 6, size=17 << 20)  # over the in-memory spool size
     proxy = FaultProxy(storage["preprod"].port, delay=1.0).start()  # keeps the copy running past the signal
     scratch = tmp_path / "scratch-tmp"
     scratch.mkdir()

@@ -49,7 +49,7 @@ def test_journal_task_filters_newest_first(project):
 
 
 def test_an_interrupted_task_is_journaled_as_such(project, storage):
-    fill(storage["prod"].client(), "avatars", 30)
+    fill(storage["prod"].client(), "avatars", 120)  # 0.3 s each on 8 workers: still copying at 3 s
     proxy = FaultProxy(storage["preprod"].port, delay=0.3).start()
     try:
         project.envs["preprod"]["storage_url"] = proxy.url

@@ -1,46 +1,77 @@
-"""Object work in two stages (download, then upload), without a server."""
+"""Copies on 2 x jobs workers, each downloading an object and then uploading it, without a server."""
 
 from __future__ import annotations
 
 import threading
+import time
 
+import pytest
+
+from ops import storage
 from ops.s3 import ObjectInfo
-from ops.storage import run_parallel
 
 
 def objects(*keys: str) -> list[tuple[str, ObjectInfo]]:
     return [("bucket", ObjectInfo(key, 1, "")) for key in keys]
 
 
-def test_the_next_download_runs_while_an_upload_waits():
+@pytest.fixture
+def copy_with(monkeypatch):
+    """copy_objects with the given download and upload in place of the S3 calls."""
+
+    def run(download, upload, keys, jobs):
+        monkeypatch.setattr(storage, "fetch_object", lambda src, bucket, info: download(info))
+        monkeypatch.setattr(storage, "store_object", lambda src, dst, bucket, info, fetched: upload(fetched))
+        return storage.copy_objects(None, None, objects(*keys), jobs)
+
+    return run
+
+
+def test_the_next_download_runs_while_an_upload_waits(copy_with):
     second_started = threading.Event()
 
-    def download(bucket: str, info: ObjectInfo) -> str:
+    def download(info: ObjectInfo) -> str:
         if info.key == "b":
             second_started.set()
         return info.key
 
-    def upload(bucket: str, info: ObjectInfo, fetched: str) -> None:
+    def upload(fetched: str) -> None:
         if fetched == "a" and not second_started.wait(5):
             raise AssertionError("b was not downloaded while a was being uploaded")
 
-    assert run_parallel(objects("a", "b"), download, 1, "copied", then=upload) == []
+    assert copy_with(download, upload, ["a", "b"], 1) == []
 
 
-def test_failures_in_either_stage_are_named_and_the_rest_complete():
+def test_at_most_two_requests_per_job_are_in_flight(copy_with):
+    lock, in_flight, peak = threading.Lock(), [0], [0]
+
+    def request(fetched: str = "") -> str:
+        with lock:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+        time.sleep(0.005)
+        with lock:
+            in_flight[0] -= 1
+        return fetched
+
+    assert copy_with(lambda info: request(info.key), request, [f"k{i}" for i in range(40)], 2) == []
+    assert peak[0] == 4
+
+
+def test_failures_in_either_direction_are_named_and_the_rest_complete(copy_with):
     uploaded = []
 
-    def download(bucket: str, info: ObjectInfo) -> str:
+    def download(info: ObjectInfo) -> str:
         if info.key == "bad-get":
             raise OSError("connection reset")
         return info.key
 
-    def upload(bucket: str, info: ObjectInfo, fetched: str) -> None:
+    def upload(fetched: str) -> None:
         if fetched == "bad-put":
             raise OSError("broken pipe")
         uploaded.append(fetched)
 
-    failures = run_parallel(objects("ok-1", "bad-get", "bad-put", "ok-2"), download, 2, "copied", then=upload)
+    failures = copy_with(download, upload, ["ok-1", "bad-get", "bad-put", "ok-2"], 2)
     assert sorted((f.key, f.error) for f in failures) == [("bad-get", "OSError: connection reset"),
                                                          ("bad-put", "OSError: broken pipe")]
     assert sorted(uploaded) == ["ok-1", "ok-2"]
