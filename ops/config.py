@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+from ops import conninfo
 from ops.errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -376,10 +377,8 @@ def hosted_refs(env: Environment) -> dict[str, str]:
     """The project refs an environment's hosted URLs point at (direct host, pooler user, storage host)."""
     found: dict[str, str] = {}
     if env.db_url:
-        from psycopg.conninfo import conninfo_to_dict  # only then: storage-only tasks start quicker
-
-        params = conninfo_to_dict(env.db_url)
-        host, user = str(params.get("host") or ""), str(params.get("user") or "")
+        params = conninfo.parse(env.db_url)
+        host, user = params.get("host", ""), params.get("user", "")
         if match := HOSTED_DB_HOST.match(host):
             found["db_url host"] = match[1]
         elif host.endswith(".pooler.supabase.com") and (match := HOSTED_POOLER_USER.match(user)):
@@ -400,14 +399,11 @@ def check_refs_of(env: Environment, path: Path) -> None:
 
 
 def conninfo_secrets(db_url: str, path: Path, section: str) -> str:
-    """Which secret a libpq connection string carries ('' if none), read by libpq's own parser."""
-    from psycopg import ProgrammingError
-    from psycopg.conninfo import conninfo_to_dict
-
+    """Which secret a libpq connection string carries ('' if none), read as libpq reads it."""
     try:
-        params = conninfo_to_dict(db_url)
-    except ProgrammingError:
-        raise UserError(f"{path}: [{section}] db_url is not a valid PostgreSQL connection string") from None
+        params = conninfo.parse(db_url)
+    except conninfo.InvalidConninfo as error:
+        raise UserError(f"{path}: [{section}] db_url is {error}") from None
     return next((name for name in CONNINFO_SECRETS if params.get(name)), "")
 
 

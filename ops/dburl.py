@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import quote, urlencode
 
+from ops import conninfo
 from ops.config import Environment
 from ops.errors import UserError
 from ops.report import progress
@@ -35,9 +36,7 @@ def is_local(host: str) -> bool:
 
 def params(env: Environment) -> dict[str, str]:
     """The environment's libpq parameters with the TLS policy applied (refusals are exit 2)."""
-    from psycopg.conninfo import conninfo_to_dict
-
-    found = {k: str(v) for k, v in conninfo_to_dict(env.require_db()).items() if v is not None}
+    found = conninfo.parse(env.require_db())
     if is_local(found.get("host", "")):
         return found
     mode = found.get("sslmode")
