@@ -76,11 +76,17 @@ class ObjectInfo:
     @property
     def simple_md5(self) -> str | None:
         """The MD5 of the content when the ETag is one (not a multipart ETag like `abc-3`)."""
-        return self.etag if len(self.etag) == 32 and "-" not in self.etag else None
+        return plain_md5(self.etag)
 
 
 def clean_etag(etag: str) -> str:
     return etag.strip().strip('"').lower()
+
+
+def plain_md5(etag: str) -> str | None:
+    """The content's MD5 when an ETag (raw or cleaned) is one, not a multipart ETag like `abc-3`."""
+    clean = clean_etag(etag)
+    return clean if len(clean) == 32 and "-" not in clean else None
 
 
 def bucket_exists(s3: S3, bucket: str) -> bool:
@@ -157,8 +163,7 @@ def download(s3: S3, bucket: str, key: str, out: BinaryIO, expected: ObjectInfo 
     size = 0
     with s3.get_object(bucket, key) as response:
         headers = response.headers
-        etag_md5 = clean_etag(headers.get("etag", ""))
-        etag_md5 = etag_md5 if len(etag_md5) == 32 and "-" not in etag_md5 else ""
+        etag_md5 = plain_md5(headers.get("etag", "")) or ""
         md5 = None if trust_etag and etag_md5 else hashlib.md5()
         digest = hashlib.sha256() if sha256 else None
         # Raw bytes: an object stored gzip-encoded is copied as it is stored, never decoded.
@@ -204,9 +209,9 @@ def upload(s3: S3, bucket: str, key: str, source: BinaryIO, got: Download) -> No
         etag = s3.put_object(bucket, key, source.read(), headers)
     else:
         etag = s3.multipart_upload(bucket, key, iter(lambda: source.read(PART_SIZE), b""), headers)
-    if got.size >= RECORD_MD5_FROM and not ObjectInfo(key, got.size, clean_etag(etag)).simple_md5:
-        etag = s3.head_object(bucket, key).get("etag", "")  # one request more, beside 16 MiB and more
-    stored = ObjectInfo(key, got.size, clean_etag(etag)).simple_md5
+    stored = plain_md5(etag)
+    if not stored and got.size >= RECORD_MD5_FROM:
+        stored = plain_md5(s3.head_object(bucket, key).get("etag", ""))  # one request more, beside 16 MiB and more
     if stored and stored != got.md5:
         raise ContentMismatch(f"{bucket}/{key}: the target's MD5 of what it stored is {stored}, not {got.md5} (the "
                               "bytes changed on the way, or the source's content does not match its own ETag)")
