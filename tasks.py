@@ -16,23 +16,28 @@ LIST_HELP = "repeat the flag or separate with commas"
 
 
 def ops_task(*args: Any, journal: bool = False, **kwargs: Any) -> Callable[[Callable[..., None]], Task]:
-    """An invoke task whose ops errors become a message and the matching exit code.
+    """An invoke task whose every failure becomes one line and the matching exit code, never a traceback.
 
-    With `journal`, the task writes: its run is appended to the ops journal, however it ends.
+    With `journal`, the task writes: its run is appended to the ops journal, however it ends
+    (an unexpected exception as `crashed: <type>: <message>`, never as done).
     """
 
     def wrap(function: Callable[..., None]) -> Task:
         @functools.wraps(function)
         def run(*a: Any, **kw: Any) -> None:
+            import os
+            import sys
+
             from ops import journal as ops_journal
             from ops import report
-            from ops.errors import OpsError
+            from ops.errors import OpsError, first_line
 
             report.PLAIN_PROGRESS = bool(kw.get("json"))  # --json: stderr keeps plain lines, never a bar
             entry = ops_journal.begin(function.__name__.replace("_", "-"), kw) if journal else None
-            code, failure = 0, ""
+            code, failure = 1, "crashed"
             try:
-                return function(*a, **kw)
+                function(*a, **kw)
+                code, failure = 0, ""
             except OpsError as error:
                 code, failure = error.exit_code, str(error)
                 raise Exit(f"error: {error}", code=error.exit_code) from None
@@ -42,6 +47,18 @@ def ops_task(*args: Any, journal: bool = False, **kwargs: Any) -> Callable[[Call
             except Exit as error:
                 code, failure = error.code, str(error.message or "")
                 raise
+            except BrokenPipeError:
+                # The reader left (`inv journal | head`): stop quietly, as git does, and let nothing
+                # write to the closed pipe again on the way out.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                code, failure = 141, "output pipe closed by the reader"
+                raise Exit(code=141) from None
+            except Exception as error:
+                code, failure = 1, f"crashed: {type(error).__name__}: {first_line(error)}"
+                if os.environ.get("OPS_DEBUG"):
+                    raise
+                raise Exit(f"error: {failure}\nThis is a bug in the toolkit: please report it with the output of "
+                           "the same command run with OPS_DEBUG=1 (which shows where it happened).", code=1) from None
             finally:
                 if entry is not None:
                     ops_journal.finish(entry, code, failure)

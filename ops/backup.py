@@ -36,8 +36,9 @@ from ops.storage import Failure, failure_report, retrying, run_parallel, select_
 
 METADATA_FILE = "_backup_metadata.json"
 PARTIAL_PREFIX = ".partial-"
+DELETING_PREFIX = ".deleting-"  # a backup being removed: renamed first, so no half-deleted one looks complete
 LOCK_FILE = ".lock"
-SHRINK_LIMIT = 0.5  # a backup with less than half the previous one's objects or bytes never prunes
+SHRINK_LIMIT = 0.5  # a backup with less than half the reference's objects or bytes is not full: it never prunes
 HEADER_NAMES = {
     "ContentType": "content_type",
     "CacheControl": "cache_control",
@@ -133,6 +134,7 @@ def series_lock(folder: Path, env: Environment) -> Iterator[None]:
         for stale in folder.glob(PARTIAL_PREFIX + "*"):
             progress(f"removing an interrupted backup: {stale}")
             shutil.rmtree(stale, ignore_errors=True)
+        clean_interrupted_removals(folder)
         yield
     finally:
         os.close(handle)  # closing releases the lock
@@ -144,6 +146,8 @@ def _backup_locked(config: Config, env: Environment, s3: Any, folder: Path, buck
     previous = history[-1] if history else None
     previous_metadata = load_manifest(previous) if previous else {}
     previous_objects = _objects_by_bucket(previous_metadata)
+    sizes = {path: backup_size(load_manifest(path)) for path in history}
+    reference = next((p for p in reversed(history) if sizes[p].full), None)
 
     final = folder / unused_name(folder, also=PARTIAL_PREFIX)
     partial = folder / f"{PARTIAL_PREFIX}{final.name}"
@@ -190,12 +194,18 @@ def _backup_locked(config: Config, env: Environment, s3: Any, folder: Path, buck
         result.objects = sum(len(objects) for objects in manifest.values())
         result.bytes = sum(e["size"] for objects in manifest.values() for e in objects.values())
         result.seconds = round(time.monotonic() - started, 3)
+        result.kept_because = retention_blocked(result, sizes[reference] if reference else None,
+                                                reference.name if reference else "")
         metadata = {
             "time": datetime.now(UTC).isoformat(timespec="seconds"),
             "env": env.name,
             "ref": env.ref,
             "duration_seconds": result.seconds,
             "previous": previous.name if previous else None,
+            # A full backup may prune older ones; one that lacks a bucket or shrank far below the
+            # last full one (a wiped project?) never does, and never becomes the reference.
+            "full": not result.kept_because,
+            "not_full_because": result.kept_because or None,
             "buckets": {
                 bucket: {
                     "objects": len(objects),
@@ -213,25 +223,45 @@ def _backup_locked(config: Config, env: Environment, s3: Any, folder: Path, buck
     finally:
         if partial.exists():
             shutil.rmtree(partial, ignore_errors=True)
-    why_not = retention_blocked(result, previous_metadata)
-    if why_not:
-        result.kept_because = why_not
-        progress(f"{env.name}: old backups kept ({why_not})")
+    if result.kept_because:
+        progress(f"warning: {env.name}: no old backup removed: {result.kept_because}")
     else:
-        result.removed = [str(p) for p in prune_backups(folder, keep, just_made=final)]
+        sizes[final] = BackupSize(result.objects, result.bytes, True)
+        result.removed = [str(p) for p in prune_backups(folder, keep, sizes)]
     return result
 
 
-def retention_blocked(made: BackupResult, previous: dict) -> str:
-    """Why the backup just made must not cause older ones to be deleted ('' when it may)."""
+@dataclass(frozen=True)
+class BackupSize:
+    objects: int
+    bytes: int
+    full: bool
+
+    def covers(self, other: BackupSize) -> bool:
+        return self.objects >= other.objects and self.bytes >= other.bytes
+
+
+def backup_size(metadata: dict) -> BackupSize:
+    buckets = metadata.get("buckets", {}).values()
+    # Manifests from before the `full` field: full unless a bucket was missing.
+    full = metadata.get("full", not metadata.get("skipped_buckets"))
+    return BackupSize(sum(b.get("objects", 0) for b in buckets), sum(b.get("bytes", 0) for b in buckets), bool(full))
+
+
+def retention_blocked(made: BackupResult, reference: BackupSize | None, name: str) -> str:
+    """Why the backup just made is not full and must not prune ('' when it is full).
+
+    It is compared with the newest *full* backup, never merely the previous run: otherwise the
+    second backup of a wiped project would find no drop against the first, and prune every full one.
+    """
     if made.skipped_buckets:
         return f"bucket(s) missing in {made.env}: {', '.join(made.skipped_buckets)}"
-    before_objects = sum(b.get("objects", 0) for b in previous.get("buckets", {}).values())
-    before_bytes = sum(b.get("bytes", 0) for b in previous.get("buckets", {}).values())
-    if before_objects and made.objects < before_objects * SHRINK_LIMIT:
-        return f"{made.objects} objects where the previous backup had {before_objects}"
-    if before_bytes and made.bytes < before_bytes * SHRINK_LIMIT:
-        return f"{made.bytes:,} bytes where the previous backup had {before_bytes:,}"
+    if reference is None:
+        return ""
+    if reference.objects and made.objects < reference.objects * SHRINK_LIMIT:
+        return f"{made.objects} objects where the last full backup ({name}) had {reference.objects}"
+    if reference.bytes and made.bytes < reference.bytes * SHRINK_LIMIT:
+        return f"{made.bytes:,} bytes where the last full backup ({name}) had {reference.bytes:,}"
     return ""
 
 
@@ -313,12 +343,49 @@ def _save_object(
     return entry, False
 
 
-def prune_backups(folder: Path, keep: int, just_made: Path) -> list[Path]:
-    backups = complete_backups(folder)
-    doomed = [p for p in backups[: max(0, len(backups) - keep)] if p != just_made]
-    for path in doomed:
-        shutil.rmtree(path)
+def prune_backups(folder: Path, keep: int, sizes: dict[Path, BackupSize]) -> list[Path]:
+    """Keep the newest `keep` full backups, and the newest `keep` of the others; never the high-water mark.
+
+    The high-water mark is the newest backup that holds at least as much as every earlier one:
+    after a slow drain it still holds what the later, smaller ones lost, until a backup as large
+    supersedes it.
+    """
+    backups = [p for p in complete_backups(folder) if p in sizes]
+    high_water, largest = None, BackupSize(0, 0, True)
+    for path in backups:
+        if sizes[path].full and sizes[path].covers(largest):
+            high_water, largest = path, sizes[path]
+        largest = BackupSize(max(largest.objects, sizes[path].objects), max(largest.bytes, sizes[path].bytes), True)
+    doomed = []
+    for full in (True, False):
+        series = [p for p in backups if sizes[p].full is full]
+        doomed += [p for p in series[: max(0, len(series) - keep)] if p != high_water]
+    for path in sorted(doomed, key=stamp_order):
+        remove_backup(path)
     return doomed
+
+
+def remove_backup(path: Path) -> None:
+    """Renamed out of sight first (one atomic step), then deleted: a kill midway leaves a hidden
+    leftover that the next run removes, never a complete-looking backup missing files."""
+    hidden = path.with_name(DELETING_PREFIX + path.name)
+    path.rename(hidden)
+    shutil.rmtree(hidden)
+
+
+def clean_interrupted_removals(folder: Path) -> None:
+    """Finish removals a kill cut short; a visible folder without a manifest is one of those too
+    (older versions deleted in place), or a backup that never sealed."""
+    leftovers = list(folder.glob(DELETING_PREFIX + "*"))
+    for path in folder.iterdir():
+        if path.is_dir() and not path.name.startswith(".") and not (path / METADATA_FILE).exists() \
+                and stamp_order(path)[0].endswith("Z"):
+            hidden = path.with_name(DELETING_PREFIX + path.name)
+            path.rename(hidden)
+            leftovers.append(hidden)
+    for path in leftovers:
+        progress(f"removing what an interrupted run left half-deleted: {path}")
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @dataclass

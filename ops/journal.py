@@ -155,6 +155,7 @@ def user(folder: Path) -> str:
 @dataclass
 class JournalReport(Result):
     entries: list[dict[str, Any]]
+    damaged: int = 0  # lines that are not a journal entry (cut short, edited, not UTF-8)
 
     def rows(self) -> Table:
         def task(entry: dict[str, Any]) -> str:
@@ -165,7 +166,10 @@ class JournalReport(Result):
                        e.get("outcome"), e.get("seconds")] for e in self.entries])
 
     def footer(self) -> str:
-        return "" if self.entries else "no journal entries match"
+        notes = [] if self.entries else ["no journal entries match"]
+        if self.damaged:
+            notes.append(f"{self.damaged} damaged line{'s' if self.damaged != 1 else ''} skipped")
+        return "\n".join(notes)
 
 
 def parse_since(value: str) -> datetime:
@@ -177,28 +181,50 @@ def parse_since(value: str) -> datetime:
         unit = {"d": "days", "h": "hours", "m": "minutes"}[match[2]]
         return datetime.now(UTC) - timedelta(**{unit: int(match[1])})
     try:
-        parsed = datetime.fromisoformat(value)
+        return aware(datetime.fromisoformat(value))
     except ValueError:
         raise UserError(f"--since takes 7d, 24h, 30m or a date like 2026-11-01, not {value!r}") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def aware(moment: datetime) -> datetime:
+    """A time written without a zone is UTC, as the journal writes every time."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def entry_of(raw: bytes) -> dict[str, Any] | None:
+    """One line as a journal entry, or None when it is damaged."""
+    try:
+        entry = json.loads(raw.decode("utf-8"))
+        if not isinstance(entry, dict):
+            return None
+        entry["_time"] = aware(datetime.fromisoformat(str(entry.get("time", ""))))
+        envs = entry.get("envs", [])
+        if not isinstance(envs, list):
+            return None
+        return entry
+    except (UnicodeDecodeError, ValueError, TypeError):
+        return None
 
 
 def read(path: Path, *, env: str | None = None, task: str | None = None, since: str | None = None,
          last: int = 20) -> JournalReport:
-    """The matching lines, newest first (a damaged line is skipped, never fatal)."""
+    """The matching lines, newest first; a damaged line is skipped and counted, never fatal."""
     start = parse_since(since) if since else None
-    entries = []
+    entries, damaged = [], 0
     if path.is_file():
-        for raw in path.read_text(encoding="utf-8").splitlines():
-            try:
-                entry = json.loads(raw)
-            except json.JSONDecodeError:
+        for raw in path.read_bytes().splitlines():
+            if not raw.strip():
                 continue
-            if env and env not in entry.get("envs", []):
+            entry = entry_of(raw)
+            if entry is None:
+                damaged += 1
+                continue
+            moment = entry.pop("_time")
+            if env and env not in [str(name) for name in entry["envs"]]:  # exact names, never substrings
                 continue
             if task and entry.get("task") != task:
                 continue
-            if start and datetime.fromisoformat(entry.get("time", "1970-01-01T00:00:00+00:00")) < start:
+            if start and moment < start:
                 continue
             entries.append(entry)
-    return JournalReport(list(reversed(entries))[:last])
+    return JournalReport(list(reversed(entries))[:last], damaged)

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from ops.config import Environment
-from ops.errors import OperationFailed, UserError
-from ops.s3api import S3, S3Error
+from ops.errors import OperationFailed, OpsError, UserError
+from ops.s3api import S3, S3Error, Unreachable
 
 # Supabase caps a single PutObject by the plan's standard-upload limit (50 MiB on the sample
 # config, less on some plans): an object over 16 MiB, Storage's own part size, goes up in 16 MiB
@@ -49,7 +49,7 @@ def client(env: Environment, *, max_pool: int = 16, timeout: int = 10, attempts:
         )
 
     return S3(url, env.storage_region or "us-east-1", key_id, secret, max_pool=max_pool, timeout=timeout,
-              attempts=attempts, refused=refused, untrusted=untrusted)
+              attempts=attempts, refused=refused, untrusted=untrusted, where=f"{env.name}: storage at {url}")
 
 
 def describe(error: BaseException) -> str:
@@ -57,6 +57,8 @@ def describe(error: BaseException) -> str:
     if isinstance(error, S3Error):
         return f"{error.status} {error.code}: {error.message}".strip()
     lines = str(error).strip().splitlines()
+    if isinstance(error, OpsError):
+        return lines[0] if lines else type(error).__name__
     return f"{type(error).__name__}: {lines[0] if lines else ''}".strip()
 
 
@@ -64,7 +66,7 @@ def worth_retrying(error: BaseException) -> bool:
     """A client error (4xx) stays an error on every attempt, except a timeout or throttling."""
     if isinstance(error, S3Error):
         return error.status >= 500 or error.status in (408, 429)
-    return True
+    return not isinstance(error, Unreachable)  # the client already tried it again and again
 
 
 @dataclass(frozen=True)

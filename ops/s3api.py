@@ -26,24 +26,31 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from urllib.parse import quote, unquote_plus, urlsplit
 
+from ops.errors import OperationFailed
+
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 AUTH_CODES = {"SignatureDoesNotMatch", "InvalidAccessKeyId", "AuthorizationHeaderMalformed", "AccessDenied",
               "InvalidSignature", "ExpiredToken"}
 RETRY_CODES = {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "Throttling"}
 BACKOFF = 0.05  # seconds before the first retry; doubles, with jitter, up to MAX_BACKOFF
 MAX_BACKOFF = 2.0
+MAX_ERROR_BODY = 64 << 10  # an error document is a few hundred bytes: never hold more of one
 
 
-class S3Error(Exception):
-    """An error answer from the server (or no answer after every attempt)."""
+class S3Error(OperationFailed):
+    """An error answer from the server: one line that names the endpoint, the call and the answer."""
 
-    def __init__(self, status: int, code: str, message: str, operation: str) -> None:
-        super().__init__(f"{status} {code}: {message}")
+    def __init__(self, status: int, code: str, message: str, operation: str, where: str = "") -> None:
+        super().__init__(f"{where + ': ' if where else ''}{operation} answered {status} {code}: {message}")
         self.status, self.code, self.message, self.operation = status, code, message, operation
 
     @property
     def retryable(self) -> bool:
         return self.status in RETRY_STATUS or self.code in RETRY_CODES
+
+
+class Unreachable(OperationFailed):
+    """No answer from the endpoint after every attempt (name not found, refused, reset, timed out)."""
 
 
 def error_from_body(body: bytes) -> tuple[str, str]:
@@ -56,25 +63,34 @@ def error_from_body(body: bytes) -> tuple[str, str]:
     return found.get("Code", ""), found.get("Message", "")
 
 
-def xml_items(body: bytes, tag: str) -> Iterator[dict[str, str]]:
+def parse_xml(body: bytes, operation: str, where: str = "") -> ElementTree.Element:
+    """An answer's XML document; a body that is none (an HTML page, a proxy's message) is an S3Error."""
+    try:
+        return ElementTree.fromstring(body)
+    except ElementTree.ParseError:
+        raise S3Error(200, "NotS3", f"the answer is not an S3 XML document ({body[:40]!r}); is this the "
+                      "S3 endpoint?", operation, where) from None
+
+
+def xml_items(body: bytes, tag: str, operation: str = "", where: str = "") -> Iterator[dict[str, str]]:
     """The children of every `tag` element, by local name (S3 answers are namespaced)."""
-    for element in ElementTree.fromstring(body).iter():
+    for element in parse_xml(body, operation, where).iter():
         if element.tag.rpartition("}")[2] == tag:
             yield {child.tag.rpartition("}")[2]: child.text or "" for child in element}
 
 
-def xml_text(body: bytes, tag: str) -> str | None:
-    for element in ElementTree.fromstring(body).iter():
+def xml_text(body: bytes, tag: str, operation: str = "", where: str = "") -> str | None:
+    for element in parse_xml(body, operation, where).iter():
         if element.tag.rpartition("}")[2] == tag:
             return element.text or ""
     return None
 
 
-def listing_page(body: bytes) -> tuple[dict[str, str], list[dict[str, str]]]:
+def listing_page(body: bytes, where: str = "") -> tuple[dict[str, str], list[dict[str, str]]]:
     """A ListObjectsV2 page, parsed once: its own fields, and the fields of each of its Contents."""
     fields: dict[str, str] = {}
     contents: list[dict[str, str]] = []
-    for child in ElementTree.fromstring(body):
+    for child in parse_xml(body, "ListObjectsV2", where):
         tag = child.tag.rpartition("}")[2]
         if tag == "Contents":
             contents.append({field.tag.rpartition("}")[2]: field.text or "" for field in child})
@@ -130,6 +146,12 @@ class Response:
         self._release(True)
         return self._content
 
+    def read_capped(self, limit: int) -> bytes:
+        """At most `limit` bytes of the body; the connection is dropped when more was left unread."""
+        self._content = self._raw.read(limit)
+        self._release(self._raw.read(1) == b"" if len(self._content) == limit else True)
+        return self._content
+
     def iter_raw(self, size: int) -> Iterator[bytes]:
         """The body as sent (never decoded); an answer cut short raises http.client.IncompleteRead."""
         while chunk := self._raw.read(size):
@@ -146,7 +168,8 @@ class S3:
     def __init__(self, url: str, region: str, key_id: str, secret: str, *, max_pool: int = 16,
                  timeout: float = 10, attempts: int = 8,
                  refused: Callable[[S3Error], Exception] | None = None,
-                 untrusted: Callable[[ssl.SSLCertVerificationError], Exception] | None = None) -> None:
+                 untrusted: Callable[[ssl.SSLCertVerificationError], Exception] | None = None,
+                 where: str = "") -> None:
         del max_pool  # one connection per thread that calls: the thread pool is the limit
         self.base = url.rstrip("/")
         parts = urlsplit(self.base)
@@ -159,6 +182,7 @@ class S3:
         self.connect_timeout, self.read_timeout = timeout, 60.0
         self.refused = refused  # what a refusal of the keys becomes (401, 403, a signature error)
         self.untrusted = untrusted  # what a certificate that does not verify becomes (never retried)
+        self.where = where or f"storage at {self.base}"  # how errors name this endpoint
         self._credentials = Keys(key_id, secret)
         self._local = threading.local()
         self._open: list[http.client.HTTPConnection] = []
@@ -237,10 +261,11 @@ class S3:
                 if self.untrusted:
                     raise self.untrusted(error) from None
                 raise
-            except (OSError, http.client.HTTPException):
+            except (OSError, http.client.HTTPException) as error:
                 self._release(False)
                 if attempt == self.attempts - 1:
-                    raise
+                    raise Unreachable(f"{self.where}: cannot reach it ({reason(error)}) after {self.attempts} "
+                                      "attempts; check storage_url and the network") from None
                 self._pause(attempt)
                 continue
             if response.status in ok:
@@ -255,7 +280,7 @@ class S3:
 
     def _failure(self, response: Response, operation: str) -> S3Error:
         try:
-            body = response.content or response.read()
+            body = response.content or response.read_capped(MAX_ERROR_BODY)
         except (OSError, http.client.HTTPException):
             self._release(False)
             body = b""
@@ -264,7 +289,7 @@ class S3:
             phrase = HTTPStatus(response.status).phrase
         except ValueError:
             phrase = "error"
-        return S3Error(response.status, code or str(response.status), message or phrase, operation)
+        return S3Error(response.status, code or str(response.status), message or phrase, operation, self.where)
 
     @staticmethod
     def _pause(attempt: int) -> None:
@@ -285,12 +310,13 @@ class S3:
     def list_objects(self, bucket: str) -> Iterator[Listed]:
         """Every object of a bucket, a page (up to 1,000 keys) at a time."""
         token = None
+        seen: set[str] = set()
         while True:
             query = {"list-type": "2", "max-keys": "1000", "encoding-type": "url"}
             if token:
                 query["continuation-token"] = token
             page = self.send("GET", bucket, operation="ListObjectsV2", query=query).content
-            fields, contents = listing_page(page)
+            fields, contents = listing_page(page, self.where)
             # Keys come URL-encoded only when the server says so (XML cannot carry every character);
             # servers write a space as "+" and a plus as %2B, so "+" decodes as botocore decodes it.
             encoded = fields.get("EncodingType", "").lower() == "url"
@@ -300,6 +326,10 @@ class S3:
             token = fields.get("NextContinuationToken")
             if fields.get("IsTruncated", "").lower() != "true" or not token:
                 return
+            if token in seen:  # a server that hands out a token twice would list forever
+                raise S3Error(200, "RepeatedToken", f"listing {bucket} returned a continuation token it had "
+                              "already given; the listing would never end", "ListObjectsV2", self.where)
+            seen.add(token)
 
     def head_object(self, bucket: str, key: str) -> dict[str, str]:
         return self.send("HEAD", bucket, key, operation="HeadObject").headers
@@ -323,9 +353,9 @@ class S3:
         """Upload in parts (aborted, so no part is left behind, when any step fails); returns the final ETag."""
         created = self.send("POST", bucket, key, operation="CreateMultipartUpload", query={"uploads": ""},
                             headers=headers).content
-        upload_id = xml_text(created, "UploadId")
+        upload_id = xml_text(created, "UploadId", "CreateMultipartUpload", self.where)
         if not upload_id:
-            raise S3Error(500, "MalformedXML", "CreateMultipartUpload answered no UploadId", "CreateMultipartUpload")
+            raise S3Error(500, "MalformedXML", "no UploadId in the answer", "CreateMultipartUpload", self.where)
         done: list[tuple[int, str]] = []
         try:
             for number, part in enumerate(parts, start=1):
@@ -340,13 +370,13 @@ class S3:
                                query={"uploadId": upload_id}, headers={"Content-Type": "application/xml"})
             if b"<Error" in answer.content[:200]:  # S3 may report a failed completion inside a 200
                 code, message = error_from_body(answer.content)
-                raise S3Error(500, code or "InternalError", message, "CompleteMultipartUpload")
-            return xml_text(answer.content, "ETag") or ""
+                raise S3Error(500, code or "InternalError", message, "CompleteMultipartUpload", self.where)
+            return xml_text(answer.content, "ETag", "CompleteMultipartUpload", self.where) or ""
         except BaseException:
             try:
                 self.send("DELETE", bucket, key, operation="AbortMultipartUpload", query={"uploadId": upload_id},
                           ok=(200, 204, 404))
-            except (S3Error, OSError, http.client.HTTPException):  # the upload's own failure is the one to report
+            except (OSError, http.client.HTTPException, OperationFailed):  # the upload's own failure is the one to report
                 pass
             raise
 
@@ -358,7 +388,7 @@ class S3:
         crc = base64.b64encode(zlib.crc32(document).to_bytes(4, "big")).decode()
         answer = self.send("POST", bucket, operation="DeleteObjects", query={"delete": ""}, body=document,
                            headers={"Content-Type": "application/xml", "x-amz-checksum-crc32": crc})
-        return list(xml_items(answer.content, "Error"))
+        return list(xml_items(answer.content, "Error", "DeleteObjects", self.where))
 
 
 @functools.cache
@@ -381,6 +411,22 @@ def signer(content_unsigned: bool) -> type:
             return False
 
     return UnsignedContentAuth
+
+
+def reason(error: BaseException) -> str:
+    """Why a connection failed, in the words a person searches for."""
+    import socket
+
+    if isinstance(error, socket.gaierror):
+        return "name not found"
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, TimeoutError):
+        return "timed out"
+    if isinstance(error, ConnectionResetError):
+        return "connection reset"
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text and text[0] else type(error).__name__
 
 
 def _xml_escape(text: str) -> str:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ops import pgcatalog, sync_export, sync_sql
+from ops import sync_undo as undo
 from ops.config import Config, Environment, SyncDataSettings
 from ops.db import connect
 from ops.errors import OperationFailed, UserError, first_line
@@ -338,7 +339,7 @@ class Apply:
         import psycopg
 
         before_dir = self.run_dir / "before"
-        committed = False  # before/ is kept only when the changes it records were committed
+        commit_sent = committed = False  # before/ is kept only when the changes it records were committed
         results = {p.target.qualified: TableResult(p.target.qualified) for p in self.plans}
         try:
             with ThreadPoolExecutor(max_workers=1) as pool, self.conn.transaction() as transaction, \
@@ -352,6 +353,7 @@ class Apply:
                     if held[plan.target.qualified].identical:
                         results[plan.target.qualified].unchanged = held[plan.target.qualified].rows
                 if changing and not self.dry_run:
+                    undo.mark_uncommitted(before_dir)  # until COMMIT returns, a kill leaves no undo that looks real
                     self.before = pool.submit(export_before, self.target, _export_snapshot(cur), changing, before_dir)
                 staged = set()
                 for plan in changing:
@@ -369,11 +371,23 @@ class Apply:
                     raise psycopg.Rollback(transaction)
                 assert self.before is not None  # something changed, so before/ was being written
                 self.before.result()
-                committed = True
+                self.current = Statement("COMMIT")
+                commit_sent = True  # leaving the block commits
+            committed = commit_sent
         except (psycopg.Error, OSError) as error:
+            if commit_sent and (self.conn.closed or not getattr(error, "sqlstate", None)):
+                # The connection went during COMMIT: the server may have committed or not. before/ is a
+                # true undo either way (restoring it where nothing changed changes nothing), so it stays.
+                undo.mark_committed(before_dir)
+                raise OperationFailed(
+                    f"sync into {self.target.name}: the connection failed during COMMIT ({first_line(error)}); the "
+                    f"import may or may not have been committed. Check {self.target.name}; the undo is kept: "
+                    f"inv sync-data --from-export {before_dir} --to {self.target.name} --prune") from None
             raise _failure(self.current, error, self.target) from None
         finally:
-            if not committed:
+            if committed:
+                undo.mark_committed(before_dir)
+            elif not commit_sent:
                 shutil.rmtree(before_dir, ignore_errors=True)  # nothing was replaced: nothing to restore
         return list(results.values())
 
@@ -663,6 +677,7 @@ def sync_data(
         target_env.require_db()
         if not dry_run:
             confirm_write(target_env, yes=yes, action="sync config data into it")
+    undo.clean_stale(settings.export_dir)
 
     if export_only:
         assert source_env is not None  # --export-only needs --from (checked above)
@@ -676,6 +691,7 @@ def sync_data(
     assert target_env is not None  # only --export-only runs without a target
     if from_export:
         export_dir = Path(from_export).resolve()
+        undo.refuse_uncommitted(export_dir)
         manifest = sync_export.read_manifest(export_dir)
         exported = [entry["table"] for entry in manifest["tables"]]
         wanted = [t for t in exported if t in requested] if tables else exported

@@ -153,3 +153,43 @@ def test_backups_made_within_one_second_keep_their_order(tmp_path):
         (tmp_path / name / METADATA_FILE).write_text("{}")
     (tmp_path / ".partial-2026-01-01T10-01-02Z").mkdir()
     assert [p.name for p in complete_backups(tmp_path)] == made
+
+
+def test_a_wiped_project_never_prunes_the_last_full_backup(project, storage):
+    src = storage["prod"].client()
+    fill(src, "avatars", 12)
+    full = Path(run_backup(project, "--keep", "2")["path"])
+    for i in range(12):
+        src.delete_object(Bucket="avatars", Key=f"bulk/{i:04d}.bin")
+    for _ in range(5):  # a nightly job against a wiped project
+        made = project.run("backup-storage", "--json", "--keep", "2")
+        assert made.code == 0, made.err
+        assert "warning" in made.err and "no old backup removed" in made.err
+        record = json.loads(made.out)["backups"][0]
+        assert record["removed"] == [] and "last full backup" in record["kept_because"]
+    assert full.is_dir()
+    assert project.run("verify-backup", "--backup", str(full)).code == 0
+    fill(src, "avatars", 12)
+    refilled = [run_backup(project, "--keep", "2")]
+    assert full.is_dir(), "the first refilled backup must not prune the only other full one"
+    refilled += [run_backup(project, "--keep", "2") for _ in range(2)]
+    assert not full.exists(), "two newer full backups supersede it"
+    kept_full = [p for p in complete(project)
+                 if json.loads((p / "_backup_metadata.json").read_text())["full"]]
+    assert [str(p) for p in kept_full] == [r["path"] for r in refilled[1:]]
+
+
+def test_a_removal_cut_short_is_finished_by_the_next_run(project, storage):
+    fill(storage["prod"].client(), "avatars", 3)
+    first = Path(run_backup(project)["path"])
+    # What a kill leaves: one backup renamed for deletion, one in-place delete that took the manifest first.
+    half_deleted = first.with_name(".deleting-2020-01-01T00-00-00Z")
+    (half_deleted / "avatars").mkdir(parents=True)
+    no_manifest = first.with_name("2020-01-01T00-00-01Z")
+    (no_manifest / "avatars").mkdir(parents=True)
+    (no_manifest / "avatars" / "x.bin").write_bytes(b"x")
+    result = project.run("backup-storage", "--json")
+    assert result.code == 0, result.err
+    assert not half_deleted.exists() and not no_manifest.exists()
+    assert "half-deleted" in result.err
+    assert first.is_dir()
