@@ -65,6 +65,14 @@ def main() -> int:
     config = ops_config.load(REPO_ROOT / "environments.ini")
     envs = [config.env(name) for name in LOCAL_ENVS]
     port = urlsplit(envs[0].db_url).port
+    wanted = [p for env in envs for p in (urlsplit(env.db_url).port, urlsplit(env.storage_url).port,
+                                           urlsplit(env.frontend).port) if p]
+    busy = sorted({p for p in wanted if localstack.port_in_use(p)})
+    if busy:
+        print(f"error: port(s) {', '.join(map(str, busy))} on 127.0.0.1 are in use (another demo still running?); "
+              "stop what listens there (e.g. `ss -ltnp`) and run the demo again. Nothing was started.",
+              file=sys.stderr)
+        return 2
     print(f"starting PostgreSQL on 127.0.0.1:{port} for {', '.join(LOCAL_ENVS)}", flush=True)
     server = localstack.start_postgres(port=port)
     storage: list[localstack.LocalS3] = []

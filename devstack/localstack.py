@@ -226,7 +226,16 @@ def start_postgres(base: Path | None = None, port: int | None = None) -> LocalPo
     # A short path under /tmp: the Unix socket path has a ~100 byte limit, and an
     # unprivileged server user must be able to reach it.
     datadir = Path(tempfile.mkdtemp(prefix="ops-pg-", dir=base or "/tmp"))
-    return LocalPostgres(datadir, port or free_port()).start()
+    try:
+        return LocalPostgres(datadir, port or free_port()).start()
+    except BaseException:
+        shutil.rmtree(datadir, ignore_errors=True)  # a server that never started leaves nothing behind
+        raise
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def push_migrations(url: str, project_root: Path = REPO_ROOT) -> None:

@@ -36,7 +36,13 @@ SETTINGS_KEYS: dict[str, set[str]] = {
 }
 PREFIXED_KEYS = {"sync-data": "key.", "smoke": "function."}
 SECRET_KEY_PATTERN = re.compile(r"password|passwd|secret|token|access_key|api_key|(^|_)key_id", re.I)
-SECRET_VALUE_PATTERN = re.compile(r"sbp_[0-9a-f]{40}|eyJ[A-Za-z0-9_-]{20,}")
+# Access tokens, JWTs (anon/service keys), Supabase's new secret keys, and credentials in a URL's query.
+SECRET_VALUE_PATTERN = re.compile(
+    r"sbp_[0-9a-f]{40}|eyJ[A-Za-z0-9_-]{20,}|sb_secret_[A-Za-z0-9_-]+"
+    r"|[?&](?:token|access_token|apikey|api_key|key|secret|signature|sig|x-amz-signature|x-amz-credential"
+    r"|x-amz-security-token)=[^&#\s]",
+    re.I,
+)
 CONNINFO_SECRETS = ("password", "sslpassword")
 T = TypeVar("T")
 
@@ -232,7 +238,14 @@ def load(path: Path | str | None = None, *, check_refs: bool = True) -> Config:
         raise UserError(f"environments file not found: {path} (set OPS_ENVIRONMENTS or create it)")
     parser = configparser.ConfigParser(interpolation=None)
     try:
-        parser.read(path, encoding="utf-8")
+        # utf-8-sig: a byte-order mark (Windows editors write one) is read as nothing, as it should be.
+        parser.read_string(path.read_bytes().decode("utf-8-sig"), source=str(path))
+    except UnicodeDecodeError as error:
+        line = path.read_bytes()[: error.start].count(b"\n") + 1
+        raise UserError(f"{path} is not UTF-8 text (byte 0x{error.object[error.start]:02x} on line {line}); "
+                        "save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
+    except OSError as error:
+        raise UserError(f"cannot read {path}: {error.strerror}") from None
     except configparser.Error as error:
         raise UserError(f"{path} is malformed: {error.message.splitlines()[0]}") from None
     _refuse_secrets(parser, path)  # first: a password under a made-up key is a secret, not a typo
@@ -378,16 +391,25 @@ def hosted_refs(env: Environment) -> dict[str, str]:
     found: dict[str, str] = {}
     if env.db_url:
         params = conninfo.parse(env.db_url)
-        host, user = params.get("host", ""), params.get("user", "")
-        if match := HOSTED_DB_HOST.match(host):
-            found["db_url host"] = match[1]
-        elif host.endswith(".pooler.supabase.com") and (match := HOSTED_POOLER_USER.match(user)):
-            found["db_url user"] = match[1]
-    if env.storage_url:
-        host = urlsplit(env.storage_url).hostname or ""
+        user = params.get("user", "").lower()
+        for host in (canonical_host(h) for h in params.get("host", "").split(",")):
+            if match := HOSTED_DB_HOST.match(host):
+                found["db_url host"] = match[1]
+            elif host.endswith(".pooler.supabase.com") and (match := HOSTED_POOLER_USER.match(user)):
+                found["db_url user"] = match[1]
+    for key, url in (("storage_url", env.storage_url), ("functions_url", env.functions_url)):
+        try:
+            host = canonical_host(urlsplit(url).hostname or "") if url else ""
+        except ValueError:
+            continue
         if match := HOSTED_STORAGE_HOST.match(host):
-            found["storage_url host"] = match[1]
+            found[f"{key} host"] = match[1]
     return found
+
+
+def canonical_host(host: str) -> str:
+    """DNS names are case-blind, and a trailing dot names the same host: compare them as one."""
+    return host.strip().lower().rstrip(".")
 
 
 def check_refs_of(env: Environment, path: Path) -> None:

@@ -24,9 +24,9 @@ SUPABASE_POOLER_SUFFIX = ".pooler.supabase.com"
 SCRAM_LIBPQ = 160000  # libpq learnt require_auth in PostgreSQL 16
 
 
-def is_local(host: str) -> bool:
-    """Loopback or a Unix socket: the only places a plaintext connection is acceptable by default."""
-    if not host or host.startswith("/") or host == "localhost":
+def is_local_host(host: str) -> bool:
+    """One host (or hostaddr) that is loopback or a Unix socket folder."""
+    if host.startswith("/") or host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -34,15 +34,33 @@ def is_local(host: str) -> bool:
         return False
 
 
+def is_local(found: dict[str, str]) -> bool:
+    """Plaintext is acceptable by default only where every place libpq may connect is this machine.
+
+    Every host of a host list and every hostaddr counts (libpq tries them in turn and connects to
+    the hostaddr, whatever the host says), and the host must be written in the file: without
+    one, libpq takes PGHOST or a default from wherever the task runs.
+    """
+    hosts = [h.strip() for h in found.get("host", "").split(",")]
+    addrs = [a.strip() for a in found.get("hostaddr", "").split(",") if a.strip()]
+    if not found.get("host") or not all(hosts):
+        return False
+    return all(is_local_host(place) for place in hosts + addrs)
+
+
+def describe_hosts(found: dict[str, str]) -> str:
+    return found.get("hostaddr") or found.get("host") or "the host from PGHOST or libpq's default"
+
+
 def params(env: Environment) -> dict[str, str]:
     """The environment's libpq parameters with the TLS policy applied (refusals are exit 2)."""
     found = conninfo.parse(env.require_db())
-    if is_local(found.get("host", "")):
+    if is_local(found):
         return found
     mode = found.get("sslmode")
     if mode in INSECURE_MODES and not env.insecure_tls:
         raise UserError(
-            f"{env.name}: sslmode={mode} would let the connection to {found['host']} go unencrypted; use "
+            f"{env.name}: sslmode={mode} would let the connection to {describe_hosts(found)} go unencrypted; use "
             "sslmode=require or verify-full (the default), or set insecure_tls = true in its section if you must"
         )
     if mode is None:
@@ -58,7 +76,7 @@ def for_psycopg(env: Environment) -> str:
     from psycopg.conninfo import make_conninfo
 
     found = params(env)
-    remote = not is_local(found.get("host", ""))
+    remote = not is_local(found)
     if remote and not env.insecure_tls and "require_auth" not in found and psycopg.pq.version() >= SCRAM_LIBPQ:
         found["require_auth"] = "scram-sha-256"
     return make_conninfo(**found)

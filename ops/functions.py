@@ -123,6 +123,7 @@ class DeployResult(Result):
     deployed: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     retried: list[str] = field(default_factory=list)
+    reasons: dict[str, str] = field(default_factory=dict)  # failed function -> the CLI's own reason
     rerun: str = ""
     cli_calls: int = 0
     commit: str | None = None  # the code deployed: --at's commit, else HEAD (+ "-dirty" with local changes)
@@ -131,8 +132,8 @@ class DeployResult(Result):
         if self.dry_run:
             return Table(["function", f"{self.env} ({self.ref})"], [[name, "would deploy"] for name in self.functions])
         return Table(["function", f"{self.env} ({self.ref})"],
-                     [[name, "failed" if name in self.failed else "deployed (retried)" if name in self.retried
-                       else "deployed"] for name in self.functions])
+                     [[name, f"failed: {self.reasons.get(name, '')}".rstrip(": ") if name in self.failed
+                       else "deployed (retried)" if name in self.retried else "deployed"] for name in self.functions])
 
     @property
     def short_commit(self) -> str:
@@ -147,7 +148,9 @@ class DeployResult(Result):
     def failure(self) -> OpsError | None:
         if not self.failed:
             return None
-        return OperationFailed(f"{len(self.failed)} function(s) failed: {', '.join(self.failed)}\nre-run: {self.rerun}")
+        why = "".join(f"\n  {name}: {self.reasons[name]}" for name in self.failed if self.reasons.get(name))
+        return OperationFailed(f"{len(self.failed)} function(s) failed: {', '.join(self.failed)}{why}\n"
+                               f"re-run: {self.rerun}")
 
 
 def deploy_args(names: list[str], ref: str, jobs: int, *, verify_jwt: bool = False) -> list[str]:
@@ -171,9 +174,15 @@ def jwt_verified(config: Config) -> set[str]:
 
 
 def remote_versions(config: Config, env: Environment) -> dict[str, int] | None:
-    """slug -> version as the project reports them, or None when the list cannot be read."""
+    """slug -> version as the project reports them, or None when the list cannot be read.
+
+    A missing or refused access token is exit 2 here, before any deploy: every deploy would fail
+    the same way, each after the CLI's own retries.
+    """
     result = supabase_cli.run(["functions", "list", "--project-ref", env.ref, "-o", "json"],
                               workdir=cli_workdir(config))
+    if not result.ok and result.token_problem:
+        raise UserError(supabase_cli.token_error(result, env.name) + ". Nothing was deployed.")
     if not result.ok:
         return None
     try:
@@ -261,7 +270,10 @@ def _deploy(config: Config, *, env: str | None, only: list[str] | None, changed_
         result.deployed = list(names)
         return result
     # Pin down the failures: what did not get a new version is redeployed one by one.
-    after = remote_versions(config, environment)
+    try:
+        after = remote_versions(config, environment)
+    except UserError:  # the token went bad mid-run: pin the failures down one by one all the same
+        after = None
     result.cli_calls += 1
     if before is None or after is None:
         suspects = list(names)
@@ -270,14 +282,16 @@ def _deploy(config: Config, *, env: str | None, only: list[str] | None, changed_
     result.deployed = [n for n in names if n not in suspects]
     progress(f"bulk deploy failed; retrying {len(suspects)} function(s) one by one to find which")
 
-    def single(name: str) -> tuple[str, bool]:
+    def single(name: str) -> tuple[str, supabase_cli.CliResult]:
         args = deploy_args([name], environment.ref, 1, verify_jwt=name in verified)
-        return name, supabase_cli.run(args, workdir=workdir).ok
+        return name, supabase_cli.run(args, workdir=workdir)
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        for name, ok in pool.map(single, suspects):
+        for name, done in pool.map(single, suspects):
             result.cli_calls += 1
-            (result.retried if ok else result.failed).append(name)
+            (result.retried if done.ok else result.failed).append(name)
+            if not done.ok:
+                result.reasons[name] = done.reason
     result.deployed += result.retried
     if result.failed:
         result.rerun = f"inv deploy-functions --env {environment.name} --only {','.join(result.failed)}"

@@ -228,6 +228,11 @@ class StatusResult(Result):
     def footer(self) -> str:
         return "\n".join(f"{env}: unreachable ({why})" for env, why in self.unreachable.items())
 
+    def failure(self) -> OpsError | None:
+        if not self.unreachable:
+            return None
+        return OperationFailed(f"could not read {', '.join(self.unreachable)}: their migrations are unknown")
+
 
 def migration_status(config: Config, envs: list[str] | None) -> StatusResult:
     names = envs or config.default_envs()

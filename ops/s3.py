@@ -92,7 +92,7 @@ def plain_md5(etag: str) -> str | None:
 
 
 def bucket_exists(s3: S3, bucket: str) -> bool:
-    return s3.head_bucket(bucket)
+    return s3.bucket_listable(bucket)
 
 
 def list_objects(s3: S3, bucket: str) -> dict[str, ObjectInfo]:

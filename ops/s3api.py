@@ -63,24 +63,28 @@ def error_from_body(body: bytes) -> tuple[str, str]:
     return found.get("Code", ""), found.get("Message", "")
 
 
-def parse_xml(body: bytes, operation: str, where: str = "") -> ElementTree.Element:
-    """An answer's XML document; a body that is none (an HTML page, a proxy's message) is an S3Error."""
+def parse_xml(body: bytes, operation: str, where: str = "", root: str = "") -> ElementTree.Element:
+    """An answer's XML document, whose root element must be `root` when given; anything else (an HTML
+    page, a proxy's message: XML or not) is an S3Error, never read as an empty answer."""
     try:
-        return ElementTree.fromstring(body)
+        document = ElementTree.fromstring(body)
     except ElementTree.ParseError:
+        document = None
+    if document is None or (root and document.tag.rpartition("}")[2] != root):
         raise S3Error(200, "NotS3", f"the answer is not an S3 XML document ({body[:40]!r}); is this the "
-                      "S3 endpoint?", operation, where) from None
+                      "S3 endpoint?", operation, where)
+    return document
 
 
-def xml_items(body: bytes, tag: str, operation: str = "", where: str = "") -> Iterator[dict[str, str]]:
+def xml_items(body: bytes, tag: str, operation: str = "", where: str = "", root: str = "") -> Iterator[dict[str, str]]:
     """The children of every `tag` element, by local name (S3 answers are namespaced)."""
-    for element in parse_xml(body, operation, where).iter():
+    for element in parse_xml(body, operation, where, root).iter():
         if element.tag.rpartition("}")[2] == tag:
             yield {child.tag.rpartition("}")[2]: child.text or "" for child in element}
 
 
-def xml_text(body: bytes, tag: str, operation: str = "", where: str = "") -> str | None:
-    for element in parse_xml(body, operation, where).iter():
+def xml_text(body: bytes, tag: str, operation: str = "", where: str = "", root: str = "") -> str | None:
+    for element in parse_xml(body, operation, where, root).iter():
         if element.tag.rpartition("}")[2] == tag:
             return element.text or ""
     return None
@@ -90,7 +94,7 @@ def listing_page(body: bytes, where: str = "") -> tuple[dict[str, str], list[dic
     """A ListObjectsV2 page, parsed once: its own fields, and the fields of each of its Contents."""
     fields: dict[str, str] = {}
     contents: list[dict[str, str]] = []
-    for child in parse_xml(body, "ListObjectsV2", where):
+    for child in parse_xml(body, "ListObjectsV2", where, "ListBucketResult"):
         tag = child.tag.rpartition("}")[2]
         if tag == "Contents":
             contents.append({field.tag.rpartition("}")[2]: field.text or "" for field in child})
@@ -298,14 +302,17 @@ class S3:
 
     # ------------------------------------------------------------ the calls
 
-    def head_bucket(self, bucket: str) -> bool:
+    def bucket_listable(self, bucket: str) -> bool:
+        """Whether the bucket exists, asked by listing one key: unlike HeadBucket's empty answer, the
+        listing's XML shows the endpoint speaks S3 (a web page answering 200 to everything does not)."""
         try:
-            self.send("HEAD", bucket, operation="HeadBucket")
-            return True
+            page = self.send("GET", bucket, operation="ListObjectsV2", query={"list-type": "2", "max-keys": "1"})
         except S3Error as error:
             if error.status == 404 or error.code in ("NoSuchBucket", "NotFound"):
                 return False
             raise
+        listing_page(page.content, self.where)
+        return True
 
     def list_objects(self, bucket: str) -> Iterator[Listed]:
         """Every object of a bucket, a page (up to 1,000 keys) at a time."""
@@ -353,7 +360,7 @@ class S3:
         """Upload in parts (aborted, so no part is left behind, when any step fails); returns the final ETag."""
         created = self.send("POST", bucket, key, operation="CreateMultipartUpload", query={"uploads": ""},
                             headers=headers).content
-        upload_id = xml_text(created, "UploadId", "CreateMultipartUpload", self.where)
+        upload_id = xml_text(created, "UploadId", "CreateMultipartUpload", self.where, "InitiateMultipartUploadResult")
         if not upload_id:
             raise S3Error(500, "MalformedXML", "no UploadId in the answer", "CreateMultipartUpload", self.where)
         done: list[tuple[int, str]] = []
@@ -371,7 +378,7 @@ class S3:
             if b"<Error" in answer.content[:200]:  # S3 may report a failed completion inside a 200
                 code, message = error_from_body(answer.content)
                 raise S3Error(500, code or "InternalError", message, "CompleteMultipartUpload", self.where)
-            return xml_text(answer.content, "ETag", "CompleteMultipartUpload", self.where) or ""
+            return xml_text(answer.content, "ETag", "CompleteMultipartUpload", self.where, "CompleteMultipartUploadResult") or ""
         except BaseException:
             try:
                 self.send("DELETE", bucket, key, operation="AbortMultipartUpload", query={"uploadId": upload_id},
@@ -388,7 +395,7 @@ class S3:
         crc = base64.b64encode(zlib.crc32(document).to_bytes(4, "big")).decode()
         answer = self.send("POST", bucket, operation="DeleteObjects", query={"delete": ""}, body=document,
                            headers={"Content-Type": "application/xml", "x-amz-checksum-crc32": crc})
-        return list(xml_items(answer.content, "Error", "DeleteObjects", self.where))
+        return list(xml_items(answer.content, "Error", "DeleteObjects", self.where, "DeleteResult"))
 
 
 @functools.cache

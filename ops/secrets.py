@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 
 from ops import supabase_cli
 from ops.config import Config, Environment
-from ops.errors import OperationFailed, UserError, last_line
+from ops.errors import OperationFailed, OpsError, UserError, last_line
 from ops.report import Result, Table
 from ops.supabase_cli import cli_workdir
 
@@ -70,6 +70,10 @@ class SecretsReport(Result):
 
     def footer(self) -> str:
         return "\n".join(f"{e.env}: unreachable ({e.error})" for e in self.envs if e.error)
+
+    def failure(self) -> OpsError | None:
+        unread = [e.env for e in self.envs if e.error]
+        return OperationFailed(f"could not list the secrets of {', '.join(unread)}") if unread else None
 
 
 def secrets_report(config: Config, env: str | None) -> SecretsReport:

@@ -16,7 +16,7 @@ from ops import migrations, pgcatalog, supabase_cli, sync_data, sync_sql
 from ops import s3 as s3ops
 from ops.config import Config, Environment
 from ops.db import connect
-from ops.errors import OpsError, first_line, last_line
+from ops.errors import OperationFailed, OpsError, first_line
 from ops.functions import local_functions
 from ops.report import Result, Table
 from ops.secrets import list_secrets
@@ -26,6 +26,7 @@ from ops.secrets import list_secrets
 class EnvStatus:
     env: str
     errors: dict[str, str] = field(default_factory=dict)  # part -> why it could not be read
+    skipped: dict[str, str] = field(default_factory=dict)  # part -> what to configure to compare it
     applied: int = 0
     pending: int = 0
     remote_only: int = 0
@@ -70,8 +71,12 @@ def deployed_functions(config: Config, env: Environment) -> list[str]:
         timeout=60,
     )
     if not result.ok:
-        raise OpsError(last_line(result.stderr, "functions list failed"))
+        raise (NotConfigured if result.token_problem == "missing" else OpsError)(result.reason)
     return sorted(f["slug"] for f in json.loads(result.stdout))
+
+
+class NotConfigured(OpsError):
+    """A part this environment is not set up to compare (no token): skipped, not a failure."""
 
 
 def read_env(config: Config, env: Environment) -> EnvStatus:
@@ -81,6 +86,8 @@ def read_env(config: Config, env: Environment) -> EnvStatus:
     def attempt(part: str, work: Callable[[], object]) -> None:
         try:
             work()
+        except NotConfigured as error:
+            status.skipped[part] = f"{first_line(error)}"
         except Exception as error:  # noqa: BLE001 -- one unreadable part must not hide the others
             status.errors[part] = first_line(error)
 
@@ -96,7 +103,7 @@ def read_env(config: Config, env: Environment) -> EnvStatus:
     def read_secrets() -> None:
         found = list_secrets(config, env)
         if found.error:
-            raise OpsError(found.error)
+            raise (NotConfigured if supabase_cli.token_problem(found.error) == "missing" else OpsError)(found.error)
         status.secrets = sorted(found.digests)
 
     if env.db_url:
@@ -104,11 +111,11 @@ def read_env(config: Config, env: Environment) -> EnvStatus:
         if "migrations" not in status.errors:
             attempt("tables", lambda: status.tables.update(table_fingerprints(config, env)))
     else:
-        status.errors["migrations"] = status.errors["tables"] = "no db_url"
+        status.skipped["migrations"] = status.skipped["tables"] = "no db_url"
     if env.storage_url:
         attempt("storage", lambda: status.buckets.update(bucket_sizes(config, env)))
     else:
-        status.errors["storage"] = "no storage_url"
+        status.skipped["storage"] = "no storage_url"
     if env.ref:
         attempt("functions", lambda: setattr(status, "functions", deployed_functions(config, env)))
         attempt("secrets", read_secrets)
@@ -127,44 +134,61 @@ class StatusReport(Result):
         return [self.overview(), self.table_rows(), self.bucket_rows()]
 
     def footer(self) -> str:
-        return "\n".join(
-            f"{env.env}: {part} unreachable: {why}" for env in self.envs for part, why in env.errors.items()
-        )
+        lines = [f"{env.env}: {part} not compared: {why}" for env in self.envs for part, why in env.skipped.items()]
+        lines += [f"{env.env}: {part} could not be read: {why}" for env in self.envs for part, why in env.errors.items()]
+        unread = self.unread()
+        if unread:
+            lines.append(f"INCOMPLETE: could not read {', '.join(unread)}; what is shown for them is unknown, "
+                         "not a match")
+        return "\n".join(lines)
+
+    def unread(self) -> list[str]:
+        return [f"{e.env} ({', '.join(e.errors)})" for e in self.envs if e.errors]
+
+    def failure(self) -> OpsError | None:
+        unread = self.unread()
+        return OperationFailed(f"status is incomplete: could not read {', '.join(unread)}") if unread else None
+
+    @staticmethod
+    def cell(e: EnvStatus, part: str) -> str:
+        """'unknown' or 'not configured' when the part was not read; '' when it was."""
+        if part in e.errors:
+            return "unknown"
+        if part in e.skipped:
+            return "not configured"
+        return ""
 
     def overview(self) -> Table:
         base = self.envs[0]
         all_secrets = {name for e in self.envs for name in (e.secrets or [])}
         rows = []
         for e in self.envs:
-            migrations_cell = (
-                "unreachable"
-                if "migrations" in e.errors
-                else f"{e.applied} applied, {e.pending} pending"
-                + (f", {e.remote_only} remote-only" if e.remote_only else "")
-            )
-            if "tables" in e.errors:
-                tables_cell = "unreachable"
+            migrations_cell = self.cell(e, "migrations") or (
+                f"{e.applied} applied, {e.pending} pending" + (f", {e.remote_only} remote-only" if e.remote_only else ""))
+            if self.cell(e, "tables"):
+                tables_cell = self.cell(e, "tables")
             elif e is base:
                 tables_cell = "reference"
+            elif self.cell(base, "tables"):
+                tables_cell = f"unknown ({base.env} not read)"
             else:
                 differ = [t for t in e.tables if e.tables[t] != base.tables.get(t)]
-                tables_cell = f"{len(differ)} of {len(e.tables)} differ" if differ else "all match"
-            if "storage" in e.errors:
-                storage_cell = e.errors["storage"] if e.errors["storage"].startswith("no ") else "unreachable"
+                absent = [t for t in e.tables if e.tables[t] is None]  # missing on both sides is no match
+                tables_cell = ", ".join(part for part in (
+                    f"{len(differ)} of {len(e.tables)} differ" if differ else "",
+                    f"{len(absent)} missing" if absent else "") if part) or "all match"
+            if self.cell(e, "storage"):
+                storage_cell = self.cell(e, "storage")
             else:
                 present = [v for v in e.buckets.values() if v]
                 storage_cell = f"{sum(v[0] for v in present)} objects, {sum(v[1] for v in present):,} bytes"
-            functions_cell = (
-                "unreachable"
-                if e.functions is None
-                else f"{len(set(e.functions) & set(self.local_functions))}/{len(self.local_functions)} deployed"
-            )
-            secrets_cell = (
-                "unreachable"
-                if e.secrets is None
+            functions_cell = self.cell(e, "functions") or (
+                "unknown" if e.functions is None
+                else f"{len(set(e.functions) & set(self.local_functions))}/{len(self.local_functions)} deployed")
+            secrets_cell = self.cell(e, "secrets") or (
+                "unknown" if e.secrets is None
                 else f"{len(e.secrets)} set"
-                + (f", lacks {', '.join(sorted(all_secrets - set(e.secrets)))}" if all_secrets - set(e.secrets) else "")
-            )
+                + (f", lacks {', '.join(sorted(all_secrets - set(e.secrets)))}" if all_secrets - set(e.secrets) else ""))
             rows.append([e.env, migrations_cell, tables_cell, storage_cell, functions_cell, secrets_cell])
         return Table(["env", "migrations", f"config tables vs {base.env}", "storage", "functions", "secrets"], rows)
 
@@ -176,8 +200,8 @@ class StatusReport(Result):
             row = [name]
             for e in self.envs:
                 value = e.tables.get(name)
-                if "tables" in e.errors:
-                    row.append("unreachable")
+                if self.cell(e, "tables"):
+                    row.append(self.cell(e, "tables"))
                 elif value is None:
                     row.append("missing")
                 else:
@@ -196,9 +220,8 @@ class StatusReport(Result):
             for e in self.envs:
                 value = e.buckets.get(name)
                 row.append(
-                    "unreachable"
-                    if "storage" in e.errors
-                    else "missing"
+                    self.cell(e, "storage")
+                    or "missing"
                     if value is None
                     else f"{value[0]} / {value[1]:,} B"
                 )

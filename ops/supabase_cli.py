@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ops.childenv import child_env
 from ops.config import REPO_ROOT, Config
-from ops.errors import UserError
+from ops.errors import UserError, last_line
 
 PINNED_VERSION = "2.117.0"
 PINNED_DIR = REPO_ROOT / ".tools" / "supabase-cli"
@@ -78,6 +78,34 @@ class CliResult:
     @property
     def ok(self) -> bool:
         return self.returncode == 0
+
+    @property
+    def reason(self) -> str:
+        """The CLI's own reason for failing: its last line that says something."""
+        return last_line(self.stderr or self.stdout, f"exit {self.returncode}")
+
+    @property
+    def token_problem(self) -> str:
+        """'missing' or 'rejected' when the failure is the access token's ('' otherwise)."""
+        return token_problem(self.stderr or self.stdout)
+
+
+def token_problem(text: str) -> str:
+    lowered = text.lower()
+    if "access token not provided" in lowered or "invalid access token format" in lowered:
+        return "missing"
+    if "status 401" in lowered or "unauthorized" in lowered:
+        return "rejected"
+    return ""
+
+
+def token_error(result: CliResult, env_name: str) -> str:
+    """One line for a missing or refused token, with the fix."""
+    if result.token_problem == "missing":
+        return (f"{env_name}: SUPABASE_ACCESS_TOKEN is missing ({result.reason}); set it to a personal access "
+                "token (sbp_...) or run `supabase login`")
+    return (f"{env_name}: SUPABASE_ACCESS_TOKEN is rejected ({result.reason}); check that the token is current "
+            "and has access to this project")
 
 
 def run(

@@ -92,14 +92,29 @@ def conflict_key(table: Table, natural_keys: dict[str, list[str]]) -> list[str]:
     return key
 
 
+class MissingTable(UserError):
+    def __init__(self, env: Environment, name: str) -> None:
+        super().__init__(f"{env.name}: table {name} does not exist (schema is behind: push migrations first)")
+        self.table = name
+
+
 def describe_all(conn: psycopg.Connection, names: list[str], env: Environment) -> list[Table]:
     tables = []
     for name in names:
         table = pgcatalog.describe(conn, name)
         if table is None:
-            raise UserError(f"{env.name}: table {name} does not exist (schema is behind: push migrations first)")
+            raise MissingTable(env, name)
         tables.append(table)
     return tables
+
+
+def missing_everywhere(missing: MissingTable, source: Environment, target: Environment) -> UserError:
+    """A table the target lacks: behind on migrations if the source has it, else a name nobody has."""
+    with connect(source, autocommit=True, application="ops sync-data check") as conn:
+        if pgcatalog.describe(conn, missing.table) is not None:
+            return missing
+    return UserError(f"table {missing.table} exists in neither {source.name} nor {target.name}: is it a typo in "
+                     "[sync-data] safe_tables of environments.ini (or --tables)? Nothing was changed.")
 
 
 # ---------------------------------------------------------------- import plan
@@ -752,7 +767,10 @@ def stream(config: Config, source: Environment, target: Environment, tables: lis
         try:
             with connect(target, application="ops sync-data import") as conn:
                 # A target that lacks a table is refused before the source is read.
-                targets = {t.qualified: t for t in describe_all(conn, tables, target)}
+                try:
+                    targets = {t.qualified: t for t in describe_all(conn, tables, target)}
+                except MissingTable as missing:
+                    raise missing_everywhere(missing, source, target) from None
                 conn.rollback()  # catalog reads must not hold a snapshot into the import
                 run_dir = run_folder()  # made only once the sync can happen
                 with snapshot_reader(source, "ops sync-data stream") as src:

@@ -192,3 +192,25 @@ def test_at_deploys_the_functions_of_a_past_commit_and_leaves_the_tree_alone(app
         tree_before
     unknown = app.run("deploy-functions", "--env", "preprod", "--at", "no-such-ref")
     assert unknown.code == 2 and "no-such-ref" in unknown.err
+
+
+@pytest.mark.parametrize("token, shown", [("", "SUPABASE_ACCESS_TOKEN is missing"),
+                                          ("sbp_" + "f" * 40, "SUPABASE_ACCESS_TOKEN is rejected")],
+                         ids=["missing", "rejected"])
+def test_a_token_problem_stops_the_deploy_at_once_with_its_reason(app, api, token, shown):
+    result = app.run("deploy-functions", "--env", "preprod", "--json", env={"SUPABASE_ACCESS_TOKEN": token})
+    assert result.code == 2, result.err
+    assert shown in result.err and "Nothing was deployed" in result.err
+    assert api.deploys == []
+    assert app.argv_log.read_text().count("functions deploy") == 0, "no deploy may be tried with a bad token"
+
+
+def test_a_failed_function_shows_the_clis_reason(app, api):
+    api.fail_slugs = {"calcom-webhook"}
+    result = app.run("deploy-functions", "--env", "preprod", "--only", "calcom-webhook,send-welcome-email", "--json")
+    assert result.code == 1
+    report = json.loads(result.out)
+    assert report["failed"] == ["calcom-webhook"]
+    reason = report["reasons"]["calcom-webhook"]
+    assert reason and "exit" not in reason.split()[0], reason
+    assert f"calcom-webhook: {reason}" in result.err

@@ -430,3 +430,11 @@ def test_not_valid_foreign_key_keeps_checking_new_rows(project):
     assert result.code == 1
     assert "nv_fk" in result.err and "(parent_id)=(99)" in result.err
     assert sql(project.url("preprod"), "SELECT count(*) FROM public.nv_child") == [(0,)]
+
+
+def test_a_safe_table_that_exists_nowhere_is_called_a_typo(project):
+    project.safe_extra = ["plan_pricez"]
+    result = project.run("sync-data", "--from", "prod", "--to", "preprod", "--tables", "plan_pricez")
+    assert result.code == 2
+    assert "exists in neither prod nor preprod" in result.err and "typo" in result.err
+    assert "push migrations" not in result.err

@@ -331,12 +331,24 @@ def test_lovable_conflicts_leave_everything_as_it_was(world, tmp_path):
     assert git(world.app, "worktree", "list").count("\n") == 0, "the scratch worktree is gone"
 
 
-def test_status_shows_unreachable_env_without_failing(world):
+def test_status_shows_an_unreachable_env_as_unknown_and_fails(world):
     world.envs["sandbox"]["db_url"] = f"postgresql://postgres@127.0.0.1:{localstack.free_port()}/x?sslmode=disable"
     world.envs["sandbox"]["storage_url"] = f"http://127.0.0.1:{localstack.free_port()}"
     result = world.run("status")
-    assert result.code == 0, result.err
+    assert result.code == 1, result.err
     overview = next(line for line in result.out.splitlines() if line.startswith("| sandbox"))
-    assert "unreachable" in overview
+    assert "unknown" in overview and "all match" not in overview
+    assert "INCOMPLETE: could not read sandbox (migrations" in result.out
+    assert "status is incomplete" in result.err
     prod_line = next(line for line in result.out.splitlines() if line.startswith("| prod "))
     assert "2 applied" in prod_line
+    migrations = world.run("migration-status")
+    assert migrations.code == 1 and "sandbox: unreachable" in migrations.out
+
+
+def test_status_never_says_all_match_when_the_reference_was_not_read(world):
+    world.envs["prod"]["db_url"] = f"postgresql://postgres@127.0.0.1:{localstack.free_port()}/x?sslmode=disable"
+    result = world.run("status", "--envs", "prod,preprod")
+    assert result.code == 1
+    preprod_line = next(line for line in result.out.splitlines() if line.startswith("| preprod"))
+    assert "unknown (prod not read)" in preprod_line and "all match" not in result.out

@@ -109,6 +109,8 @@ class Project:
         )
         leaked = [s for s in self.known_secrets(env) if s in completed.stdout + completed.stderr]
         assert not leaked, f"inv {' '.join(args)} printed a secret"
+        # Every run of every test, failures included: a routine failure is one line, never a traceback.
+        assert "Traceback" not in completed.stderr, f"inv {' '.join(args)} printed a traceback:\n{completed.stderr}"
         return Result(completed.returncode, completed.stdout, completed.stderr)
 
     def start(self, *args: str, env: dict | None = None, stderr: int = subprocess.PIPE) -> subprocess.Popen:

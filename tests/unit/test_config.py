@@ -105,3 +105,41 @@ def test_matching_refs_and_local_urls_load(tmp_path):
                   "storage_url = https://jtzcrirqflfnagceendt.storage.supabase.co/storage/v1/s3\n"
                   "[local]\nref = x\ndb_url = postgresql://postgres@127.0.0.1:5/x\nstorage_url = http://127.0.0.1:9\n")
     assert set(loaded.environments) == {"prod", "preprod", "local"}
+
+
+def test_a_file_that_is_not_utf8_is_one_clear_error(tmp_path):
+    path = tmp_path / "environments.ini"
+    path.write_bytes(BASE.encode() + "# Réglages de l'équipe\n".encode("latin-1"))
+    with pytest.raises(UserError, match=r"not UTF-8 text \(byte 0xe9 on line 6\)"):
+        config.load(path)
+
+
+def test_a_byte_order_mark_is_read_as_nothing(tmp_path):
+    path = tmp_path / "environments.ini"
+    path.write_bytes(b"\xef\xbb\xbf" + BASE.lstrip().encode())
+    assert config.load(path).env("prod").protected is True
+
+
+@pytest.mark.parametrize("host", ["DB.OTHERREFXXXXXXXXXXXXX.SUPABASE.CO", "db.otherrefxxxxxxxxxxxxx.supabase.co.",
+                                  "Db.OtherRefXxxxxxxxxxxxx.Supabase.Co."])
+def test_the_ref_guard_sees_through_case_and_trailing_dots(tmp_path, host):
+    with pytest.raises(UserError, match="points at project otherrefxxxxxxxxxxxxx"):
+        load(tmp_path, f"[preprod]\nref = jtzcrirqflfnagceendt\ndb_url = postgresql://postgres@{host}:5432/postgres\n")
+
+
+def test_the_ref_guard_reads_storage_hosts_the_same_way(tmp_path):
+    with pytest.raises(UserError, match="storage_url host points at project otherrefxxxxxxxxxxxxx"):
+        load(tmp_path, "[preprod]\nref = jtzcrirqflfnagceendt\n"
+                       "storage_url = https://OTHERREFXXXXXXXXXXXXX.storage.supabase.co./storage/v1/s3\n")
+
+
+@pytest.mark.parametrize("line", [
+    "storage_url = https://x.example.com/s3?X-Amz-Signature=abcd1234",
+    "functions_url = https://fn.example.com/v1?apikey=live_123",
+    "frontend = https://app.example.com/?token=abc",
+    "functions_url = https://fn.example.com/v1?a=1&access_token=abc",
+    "frontend = sb_secret_N7UND0UgjKTVK-Uodkm0Hg_xSvEMPvz",
+], ids=["x-amz-signature", "apikey", "token", "access_token", "sb_secret"])
+def test_secrets_in_urls_and_new_style_keys_are_refused(tmp_path, line):
+    with pytest.raises(UserError, match="contains a password, key or token"):
+        load(tmp_path, f"[preprod]\nref = jtzcrirqflfnagceendt\n{line}\n")

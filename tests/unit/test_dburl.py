@@ -61,3 +61,26 @@ def test_other_transaction_poolers_are_refused_for_session_tools():
 
 def test_region_gives_the_session_pooler_url():
     assert session_pooler_url(REF, "eu-central-1") == f"{POOLER}:5432/postgres"
+
+
+@pytest.mark.parametrize("db_url", [
+    "host=localhost hostaddr=203.0.113.5 dbname=postgres user=postgres",
+    "host=/var/run/postgresql,203.0.113.5 dbname=postgres user=postgres",
+    "postgresql://postgres@127.0.0.1,db.example.org/postgres",
+    "dbname=postgres user=postgres",  # no host: libpq would take PGHOST from wherever the task runs
+], ids=["hostaddr-remote", "socket-then-remote", "host-list", "no-host"])
+def test_only_all_local_places_count_as_local(db_url, monkeypatch):
+    monkeypatch.setenv("PGHOST", "203.0.113.5")
+    got = dburl.params(env(db_url))
+    assert got["sslmode"] == "require"
+    with pytest.raises(UserError, match="unencrypted"):
+        dburl.params(env(db_url + (" sslmode=prefer" if "://" not in db_url else "?sslmode=prefer")))
+
+
+@pytest.mark.parametrize("db_url", [
+    "postgresql://postgres@127.0.0.1:5432/postgres",
+    "host=localhost hostaddr=127.0.0.1 dbname=postgres",
+    "host=/var/run/postgresql,::1 dbname=postgres",
+], ids=["loopback", "localhost-hostaddr-loopback", "socket-and-ipv6-loopback"])
+def test_local_places_keep_their_plaintext(db_url):
+    assert "sslmode" not in dburl.params(env(db_url))
