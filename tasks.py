@@ -584,6 +584,32 @@ def backup(
 
 @ops_task(
     journal=True,
+    help={
+        "backup": "a full backup folder (from `inv backup`), or 'latest' (default)",
+        "to": "the project to restore into: a new one, or a PITR-restored one, whose public schema is empty",
+        "env": "whose backup 'latest' means (default: the --to environment's own)",
+        "force": "restore even though the target has app tables (one transaction: a clash changes nothing)",
+        "json": "print the result as JSON",
+        "yes": "do not ask before writing to a protected environment",
+    },
+)
+def restore_db(
+    c: Context,
+    to: str | None = None,
+    backup: str = "latest",
+    env: str | None = None,
+    force: bool = False,
+    json: bool = False,
+    yes: bool = False,
+) -> None:
+    """Restore a snapshot's database (roles, schema, every row incl. auth users) into an empty project."""
+    from ops import dbdump
+
+    emit(dbdump.restore_db(load_config(), backup=backup, target=to, env=env, force=force, yes=yes), json)
+
+
+@ops_task(
+    journal=True,
     help={"diff_only": "only show which files Lovable changed; merge nothing", "json": "print the result as JSON"},
 )
 def sync_lovable(c: Context, diff_only: bool = False, json: bool = False) -> None:
@@ -634,6 +660,7 @@ ns = Collection(
     refresh_sandbox,
     promote_config,
     backup,
+    restore_db,
     sync_lovable,
     update_lovable,
     status,

@@ -28,7 +28,7 @@ SETTINGS_KEYS: dict[str, set[str]] = {
     "storage": {"buckets", "backup_dir", "keep", "jobs"},
     "migrations": {"all_order", "test_first"},
     "functions": {"jobs"},
-    "backup": {"dir", "schemas"},
+    "backup": {"dir"},
     "lovable": {"remote", "branch", "paths", "ours"},
     "workflows": {"prod", "preprod", "sandbox", "sandbox_buckets"},
     "journal": {"path"},
@@ -117,7 +117,6 @@ class MigrationSettings:
 @dataclass(frozen=True)
 class BackupSettings:
     dir: Path
-    schemas: list[str]  # what pg_dump dumps: the app's schemas (the platform's are not ours to read)
 
 
 @dataclass(frozen=True)
@@ -297,8 +296,7 @@ def load(path: Path | str | None = None, *, check_refs: bool = True) -> Config:
             test_first=_pairs(read.text("migrations", "test_first", "prod:preprod"), path),
         ),
         functions_jobs=read.integer("functions", "jobs", 4),
-        backup=BackupSettings(dir=read.path_("backup", "dir", "backups/full"),
-                              schemas=read.list("backup", "schemas", ["public"])),
+        backup=BackupSettings(dir=read.path_("backup", "dir", "backups/full")),
         lovable=LovableSettings(
             remote=read.text("lovable", "remote"),
             branch=read.text("lovable", "branch"),

@@ -87,9 +87,9 @@ def database_checks(env: Environment) -> list[Check]:
                     + (" (superuser)" if superuser else ""))
 
     def pg_dump() -> str:
-        from ops.snapshot import pg_dump_binary
+        from ops.dbdump import tool
 
-        binary = pg_dump_binary()
+        binary = tool("pg_dump")
         text = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=TIMEOUT).stdout
         match = re.search(r"(\d+)(?:\.\d+)?", text)
         major = int(match[1]) if match else 0

@@ -64,13 +64,14 @@ def error_from_body(body: bytes) -> tuple[str, str]:
 
 
 def parse_xml(body: bytes, operation: str, where: str = "", root: str = "") -> ElementTree.Element:
-    """An answer's XML document, whose root element must be `root` when given; anything else (an HTML
+    """An answer's XML document, whose root element must start with `root`; anything else (an HTML
     page, a proxy's message: XML or not) is an S3Error, never read as an empty answer."""
     try:
         document = ElementTree.fromstring(body)
     except ElementTree.ParseError:
         document = None
-    if document is None or (root and document.tag.rpartition("}")[2] != root):
+    # By prefix: servers differ in the suffix (rclone answers <InitiateMultipartUpload>, AWS ...Result).
+    if document is None or not document.tag.rpartition("}")[2].startswith(root):
         raise S3Error(200, "NotS3", f"the answer is not an S3 XML document ({body[:40]!r}); is this the "
                       "S3 endpoint?", operation, where)
     return document
@@ -360,7 +361,7 @@ class S3:
         """Upload in parts (aborted, so no part is left behind, when any step fails); returns the final ETag."""
         created = self.send("POST", bucket, key, operation="CreateMultipartUpload", query={"uploads": ""},
                             headers=headers).content
-        upload_id = xml_text(created, "UploadId", "CreateMultipartUpload", self.where, "InitiateMultipartUploadResult")
+        upload_id = xml_text(created, "UploadId", "CreateMultipartUpload", self.where, "InitiateMultipartUpload")
         if not upload_id:
             raise S3Error(500, "MalformedXML", "no UploadId in the answer", "CreateMultipartUpload", self.where)
         done: list[tuple[int, str]] = []
@@ -378,7 +379,7 @@ class S3:
             if b"<Error" in answer.content[:200]:  # S3 may report a failed completion inside a 200
                 code, message = error_from_body(answer.content)
                 raise S3Error(500, code or "InternalError", message, "CompleteMultipartUpload", self.where)
-            return xml_text(answer.content, "ETag", "CompleteMultipartUpload", self.where, "CompleteMultipartUploadResult") or ""
+            return xml_text(answer.content, "ETag", "CompleteMultipartUpload", self.where, "CompleteMultipartUpload") or ""
         except BaseException:
             try:
                 self.send("DELETE", bucket, key, operation="AbortMultipartUpload", query={"uploadId": upload_id},
@@ -395,7 +396,7 @@ class S3:
         crc = base64.b64encode(zlib.crc32(document).to_bytes(4, "big")).decode()
         answer = self.send("POST", bucket, operation="DeleteObjects", query={"delete": ""}, body=document,
                            headers={"Content-Type": "application/xml", "x-amz-checksum-crc32": crc})
-        return list(xml_items(answer.content, "Error", "DeleteObjects", self.where, "DeleteResult"))
+        return list(xml_items(answer.content, "Error", "DeleteObjects", self.where, "Delete"))
 
 
 @functools.cache

@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
-from ops import dburl, secrets, sync_data
+from ops import dbdump, secrets, sync_data
 from ops import git as gitrepo
-from ops.childenv import child_env
 from ops.config import Config, Environment
-from ops.db import password_for
 from ops.digest import file_digest
-from ops.errors import OperationFailed, last_line
 from ops.functions import functions_dir, local_functions
 
 
@@ -22,7 +16,7 @@ def write_artifacts(config: Config, env: Environment, folder: Path) -> dict[str,
     """Write the non-storage parts of a backup into `folder`; return relative path -> sha256."""
     written = [
         *export_config(config, env, folder / "config"),
-        dump_database(env, folder / "database.dump", config.backup.schemas),
+        *dbdump.dump_database(env, folder / "database"),
         list_secrets(config, env, folder / "secrets.json"),
         functions_commit(config, folder / "functions.json"),
     ]
@@ -33,37 +27,6 @@ def export_config(config: Config, env: Environment, folder: Path) -> list[Path]:
     tables = sync_data.select_tables(config.sync_data, None)
     sync_data.export_env(config, env, tables, folder)
     return sorted(p for p in folder.rglob("*") if p.is_file())
-
-
-def pg_dump_binary() -> str:
-    found = os.environ.get("OPS_PG_DUMP") or shutil.which("pg_dump")
-    if not found:
-        raise OperationFailed("pg_dump not found: install PostgreSQL client tools or set OPS_PG_DUMP")
-    return found
-
-
-def dump_database(env: Environment, path: Path, schemas: list[str]) -> Path:
-    """`pg_dump` of the app's schemas in custom format (restore with pg_restore); the password only in PGPASSWORD.
-
-    Only `[backup] schemas` (default: public): on hosted Supabase the platform's schemas
-    belong to other roles, and the connecting `postgres` role may not read them.
-    """
-    pg_dump = pg_dump_binary()
-    environ = child_env("postgres", {"PGPASSWORD": password_for(env)})
-    result = subprocess.run(
-        [pg_dump, "--format=custom", "--no-owner", *(f"--schema={schema}" for schema in schemas),
-         "--file", str(path), "--dbname", dburl.for_pg_dump(env)],
-        env=environ,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-    )
-    if result.returncode != 0:
-        # pg_dump prints its error, then details ("Query was: ..."): the error is what a person needs.
-        reason = next((line for line in result.stderr.splitlines() if "error:" in line), "")
-        reason = reason or last_line(result.stderr, f"exit {result.returncode}")
-        raise OperationFailed(f"{env.name}: pg_dump failed: {reason}")
-    return path
 
 
 def list_secrets(config: Config, env: Environment, path: Path) -> Path:

@@ -83,6 +83,9 @@ GRANT USAGE, CREATE ON SCHEMA supabase_migrations TO postgres;
 GRANT USAGE ON SCHEMA auth, storage, extensions TO postgres;
 GRANT ALL ON ALL TABLES IN SCHEMA auth, storage TO postgres;
 GRANT anon, authenticated, service_role TO postgres;
+-- As on hosted projects: postgres may load data without triggers and FK checks (a restore, the
+-- migration guide's `SET session_replication_role = replica`) without being a superuser.
+GRANT SET ON PARAMETER session_replication_role TO postgres;
 
 -- Row level security on every table the app creates in public (the dashboard's default).
 CREATE OR REPLACE FUNCTION extensions.enable_rls_on_new_tables() RETURNS event_trigger

@@ -114,7 +114,8 @@ def test_sigint_mid_sync_leaves_no_temp_files(project, storage, tmp_path):
         process = project.start("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "resource-library",
                                 env={"TMPDIR": str(scratch)})
         time.sleep(3)
-        assert process.poll() is None, "the sync ended before it could be interrupted"
+        if process.poll() is not None:
+            pytest.fail(f"the sync ended before it could be interrupted: {process.communicate()[1]}")
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=120)
     finally:

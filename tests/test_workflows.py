@@ -271,16 +271,50 @@ def test_backup_snapshot_holds_everything_and_verifies(world):
     names = json.loads((folder / "secrets.json").read_text())["names"]
     assert "STRIPE_SECRET_KEY" in names and "SUPABASE_SERVICE_ROLE_KEY" in names
     assert json.loads((folder / "functions.json").read_text())["commit"] == git(world.app, "rev-parse", "HEAD")
-    listing = subprocess.run([pg_tool("pg_restore"), "--list", str(folder / "database.dump")], capture_output=True,
-                             text=True, check=True).stdout
-    assert "TABLE DATA public profiles" in listing
+    assert "COPY public.profiles" in (folder / "database" / "data.sql").read_text()
     ok = world.run("verify-backup", "--backup", str(folder))
     assert ok.code == 0, ok.out + ok.err
-    data = bytearray((folder / "database.dump").read_bytes())
+    data = bytearray((folder / "database" / "data.sql").read_bytes())
     data[-10] ^= 0xFF
-    (folder / "database.dump").write_bytes(bytes(data))
+    (folder / "database" / "data.sql").write_bytes(bytes(data))
     bad = world.run("verify-backup", "--backup", str(folder), "--json")
-    assert bad.code == 1 and json.loads(bad.out)["corrupt"] == ["database.dump"]
+    assert bad.code == 1 and json.loads(bad.out)["corrupt"] == ["database/data.sql"]
+
+
+def rows_of(url: str) -> str:
+    """Every row of every schema a restore brings back (public, auth, storage, migration history), sorted."""
+    argv = [pg_tool("pg_dump"), "--data-only", "--no-owner", "--schema=public", "--schema=auth", "--schema=storage",
+            "--schema=supabase_migrations", "-d", url.replace("?sslmode=disable", "")]
+    out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+    return "\n".join(sorted(line for line in out.splitlines()
+                            if not line.startswith(("-- Dumped", "\\restrict", "\\unrestrict"))))
+
+
+def test_a_backup_restores_into_a_new_project(world):
+    prod = world.url("prod")
+    sql(prod, "INSERT INTO public.profiles (id, full_name) SELECT id, email FROM auth.users ON CONFLICT DO NOTHING")
+    sql(prod, "INSERT INTO public.audit_log (actor_id, action) SELECT id, 'login' FROM auth.users, "
+              "generate_series(1, 20)")
+    top = sql(prod, "SELECT max(id) FROM public.audit_log")[0][0]
+    assert top >= 40
+    made = world.run("backup", "--env", "prod", "--json")
+    assert made.code == 0, made.err
+    folder = Path(json.loads(made.out)["steps"][0]["detail"].split(" (")[0])
+    fresh = world.url("preprod")  # bootstrapped as the platform makes a new project; no migrations
+    assert sql(fresh, "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'") == [(0,)]
+    restored = world.run("restore-db", "--backup", str(folder), "--to", "preprod", "--json")
+    assert restored.code == 0, restored.err
+    assert rows_of(fresh) == rows_of(prod)
+    assert sql(fresh, "SELECT count(*) FROM auth.users") == [(2,)]
+    sql(fresh, "INSERT INTO public.audit_log (action) VALUES ('after restore')")
+    assert sql(fresh, "SELECT max(id) FROM public.audit_log")[0][0] == top + 1, "sequences continue"
+    assert applied(world, "preprod") == applied(world, "prod"), "the migration history came along"
+    assert world.run("verify-backup", "--backup", str(folder)).code == 0
+    again = world.run("restore-db", "--backup", str(folder), "--to", "preprod")
+    assert again.code == 2 and "already has app tables" in again.err
+    forced = world.run("restore-db", "--backup", str(folder), "--to", "preprod", "--force")
+    assert forced.code == 1 and "nothing was committed" in forced.err
+    assert rows_of(fresh) != rows_of(prod) and "after restore" in rows_of(fresh), "a failed restore changed nothing"
 
 
 def test_backup_all_stops_at_the_first_failing_env(world):

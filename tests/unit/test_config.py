@@ -27,7 +27,6 @@ def test_defaults_when_sections_are_absent(tmp_path):
     loaded = load(tmp_path, "")
     assert loaded.workflows.defaults == ["prod", "preprod", "sandbox"]
     assert loaded.workflows.sandbox_buckets == ["program-logos", "email-assets"]
-    assert loaded.backup.schemas == ["public"]
     assert loaded.migrations.test_first == {"prod": "preprod"}
     assert loaded.storage.keep == 5 and loaded.functions_jobs == 4
     assert loaded.default_envs() == ["prod"]
