@@ -152,6 +152,7 @@ class Download:
     sha256: str
     headers: dict[str, Any]
     metadata: dict[str, str]
+    md5_hashed: bool = True  # False: `md5` is the source's ETag, taken on trust until something checks it
 
 
 def download(s3: S3, bucket: str, key: str, out: BinaryIO, expected: ObjectInfo | None = None, *,
@@ -180,6 +181,7 @@ def download(s3: S3, bucket: str, key: str, out: BinaryIO, expected: ObjectInfo 
         size, md5.hexdigest() if md5 else etag_md5, digest.hexdigest() if digest else "",
         {name: value for name, header in COPIED_HEADERS.items() if (value := headers.get(header))},
         {k: v for k, v in metadata_of(headers).items() if k != MD5_METADATA},
+        md5_hashed=md5 is not None,
     )
     length = headers.get("content-length")
     if (length is not None and size != int(length)) or (expected and size != expected.size):
@@ -193,17 +195,39 @@ class ContentMismatch(OperationFailed):
     """The target's MD5 of what it stored is not the content's: bytes changed on the way."""
 
 
+def hashed_md5(source: BinaryIO) -> str:
+    digest = hashlib.md5()
+    source.seek(0)
+    while chunk := source.read(READ_CHUNK):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_held(bucket: str, key: str, source: BinaryIO, got: Download) -> None:
+    """Hash the bytes held here when only the source's claim stands for them: what a target that
+    gives no MD5 back cannot check, and what is recorded as md5chksum, is always computed here."""
+    if got.md5_hashed:
+        return
+    actual = hashed_md5(source)
+    if actual != got.md5:
+        raise ContentMismatch(f"{bucket}/{key}: the bytes downloaded hash to {actual}, not the source's MD5 "
+                              f"{got.md5} (changed on the way down)")
+    got.md5_hashed = True
+
+
 def upload(s3: S3, bucket: str, key: str, source: BinaryIO, got: Download) -> None:
     """Upload content whose MD5 we know, and check the target's MD5 of it wherever the target gives one.
 
     A PutObject's ETag is the MD5 of what was stored. A multipart upload's is not, nor is Storage's
     for 16 MiB and more (then the MD5 is recorded as metadata, like rclone does); some servers
     report the stored object's MD5 when asked (rclone serve s3 does, Storage does not): where
-    they do, it is checked too.
+    they do, it is checked too. Where the target gives none back, the bytes are hashed here, so
+    the copy is checked at least as far as this machine, and https carries it the rest.
     """
     headers = {COPIED_HEADERS[name]: str(value) for name, value in got.headers.items() if name in COPIED_HEADERS}
     metadata = dict(got.metadata)
     if got.size >= RECORD_MD5_FROM:
+        check_held(bucket, key, source, got)  # never record an MD5 nobody computed
         metadata[MD5_METADATA] = base64.b64encode(bytes.fromhex(got.md5)).decode()
     headers |= {META_PREFIX + name: value for name, value in metadata.items()}
     source.seek(0)
@@ -214,6 +238,8 @@ def upload(s3: S3, bucket: str, key: str, source: BinaryIO, got: Download) -> No
     stored = plain_md5(etag)
     if not stored and got.size >= RECORD_MD5_FROM:
         stored = plain_md5(s3.head_object(bucket, key).get("etag", ""))  # one request more, beside 16 MiB and more
+    if stored is None:
+        check_held(bucket, key, source, got)  # an encrypted bucket, Storage's -N ETags: no MD5 comes back
     if stored and stored != got.md5:
         raise ContentMismatch(f"{bucket}/{key}: the target's MD5 of what it stored is {stored}, not {got.md5} (the "
                               "bytes changed on the way, or the source's content does not match its own ETag)")

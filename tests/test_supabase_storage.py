@@ -117,3 +117,30 @@ def test_wrong_keys_are_an_exit_2_naming_the_environment(project, storage):
     assert result.code == 2, result.err
     assert "preprod" in result.err and "OPS_PREPROD_S3_SECRET_ACCESS_KEY" in result.err
     assert "Traceback" not in result.err
+
+
+@pytest.mark.parametrize("budget", [1, None], ids=["once", "every-download"])
+def test_a_byte_changed_on_the_way_down_is_never_called_identical(project, storage, supabase_target, budget):
+    from devstack.faultproxy import FaultProxy
+
+    proxy, moto = supabase_target
+    big = bytes(range(256)) * (20 << 12)  # 20 MiB: multipart at the target, whose ETag is then no MD5
+    storage["prod"].client().put_object(Bucket=BUCKET, Key="big.bin", Body=big)
+    down = FaultProxy(storage["prod"].port, rate=1.0, faults=("corrupt",), budget=budget).start()
+    try:
+        project.envs["prod"]["storage_url"] = down.url
+        first = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", BUCKET, "--json")
+    finally:
+        down.stop()
+    assert down.injected.get("corrupt")
+    stored = moto.get_object(Bucket=BUCKET, Key="big.bin")["Body"].read() if budget else None
+    if budget:  # fetched again: the copy ends equal
+        assert first.code == 0, first.err
+        assert stored == big
+    else:  # every download changed: named, and nothing wrong was stored under the object's name
+        assert first.code == 1 and f"{BUCKET}/big.bin" in first.err
+    project.envs["prod"]["storage_url"] = storage["prod"].url
+    second = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", BUCKET, "--json")
+    assert second.code == 0, second.err
+    assert moto.get_object(Bucket=BUCKET, Key="big.bin")["Body"].read() == big
+    assert summary(second)[BUCKET]["identical"] == (1 if budget else 0)
