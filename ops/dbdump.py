@@ -53,7 +53,8 @@ def run_tool(env: Environment, argv: list[str], what: str) -> str:
     if result.returncode != 0:
         # The error line first ("ERROR:", "error:"), not the details that follow it.
         lines = [line for line in result.stderr.splitlines() if "error:" in line.lower()]
-        reason = lines[0].strip() if lines else (result.stderr.strip().splitlines() or [f"exit {result.returncode}"])[-1]
+        told = result.stderr.strip().splitlines() or [f"exit {result.returncode}"]
+        reason = lines[0].strip() if lines else told[-1]
         raise OperationFailed(f"{env.name}: {what} failed: {reason}")
     return result.stdout
 
@@ -211,7 +212,8 @@ def restore_db(config: Config, *, backup: str | None, target: str | None, env: s
     checked = verify_backup(config, backup=str(path), env=None)
     if not checked.ok:
         raise UserError(f"{path} does not match its manifest ({len(checked.missing)} missing, "
-                        f"{len(checked.corrupt)} corrupt): run inv verify-backup --backup {path}. Nothing was restored.")
+                        f"{len(checked.corrupt)} corrupt): run inv verify-backup --backup {path}. "
+                        "Nothing was restored.")
     present = app_tables(target_env)
     if present and not force:
         raise UserError(f"{target_env.name} already has app tables ({', '.join(present[:5])}"

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from ops.config import Environment
-from ops.errors import OperationFailed, OpsError, UserError
+from ops.errors import OperationFailed, UserError
 from ops.s3api import S3, S3Error, Unreachable
 
 # Supabase caps a single PutObject by the plan's standard-upload limit (50 MiB on the sample
@@ -57,8 +57,6 @@ def describe(error: BaseException) -> str:
     if isinstance(error, S3Error):
         return f"{error.status} {error.code}: {error.message}".strip()
     lines = str(error).strip().splitlines()
-    if isinstance(error, OpsError):
-        return lines[0] if lines else type(error).__name__
     return f"{type(error).__name__}: {lines[0] if lines else ''}".strip()
 
 

@@ -379,12 +379,13 @@ class S3:
             if b"<Error" in answer.content[:200]:  # S3 may report a failed completion inside a 200
                 code, message = error_from_body(answer.content)
                 raise S3Error(500, code or "InternalError", message, "CompleteMultipartUpload", self.where)
-            return xml_text(answer.content, "ETag", "CompleteMultipartUpload", self.where, "CompleteMultipartUpload") or ""
+            operation = "CompleteMultipartUpload"
+            return xml_text(answer.content, "ETag", operation, self.where, operation) or ""
         except BaseException:
             try:
                 self.send("DELETE", bucket, key, operation="AbortMultipartUpload", query={"uploadId": upload_id},
                           ok=(200, 204, 404))
-            except (OSError, http.client.HTTPException, OperationFailed):  # the upload's own failure is the one to report
+            except (OSError, http.client.HTTPException, OperationFailed):  # the upload's own failure is reported
                 pass
             raise
 

@@ -110,6 +110,8 @@ def read_env(config: Config, env: Environment) -> EnvStatus:
         attempt("migrations", read_migrations)
         if "migrations" not in status.errors:
             attempt("tables", lambda: status.tables.update(table_fingerprints(config, env)))
+        else:  # the same database: its tables are as unknown as its migrations
+            status.errors["tables"] = status.errors["migrations"]
     else:
         status.skipped["migrations"] = status.skipped["tables"] = "no db_url"
     if env.storage_url:
@@ -135,7 +137,8 @@ class StatusReport(Result):
 
     def footer(self) -> str:
         lines = [f"{env.env}: {part} not compared: {why}" for env in self.envs for part, why in env.skipped.items()]
-        lines += [f"{env.env}: {part} could not be read: {why}" for env in self.envs for part, why in env.errors.items()]
+        lines += [f"{env.env}: {part} could not be read: {why}"
+                  for env in self.envs for part, why in env.errors.items()]
         unread = self.unread()
         if unread:
             lines.append(f"INCOMPLETE: could not read {', '.join(unread)}; what is shown for them is unknown, "
@@ -164,7 +167,8 @@ class StatusReport(Result):
         rows = []
         for e in self.envs:
             migrations_cell = self.cell(e, "migrations") or (
-                f"{e.applied} applied, {e.pending} pending" + (f", {e.remote_only} remote-only" if e.remote_only else ""))
+                f"{e.applied} applied, {e.pending} pending"
+                + (f", {e.remote_only} remote-only" if e.remote_only else ""))
             if self.cell(e, "tables"):
                 tables_cell = self.cell(e, "tables")
             elif e is base:
@@ -185,10 +189,10 @@ class StatusReport(Result):
             functions_cell = self.cell(e, "functions") or (
                 "unknown" if e.functions is None
                 else f"{len(set(e.functions) & set(self.local_functions))}/{len(self.local_functions)} deployed")
+            lacking = sorted(all_secrets - set(e.secrets or []))
             secrets_cell = self.cell(e, "secrets") or (
                 "unknown" if e.secrets is None
-                else f"{len(e.secrets)} set"
-                + (f", lacks {', '.join(sorted(all_secrets - set(e.secrets)))}" if all_secrets - set(e.secrets) else ""))
+                else f"{len(e.secrets)} set" + (f", lacks {', '.join(lacking)}" if lacking else ""))
             rows.append([e.env, migrations_cell, tables_cell, storage_cell, functions_cell, secrets_cell])
         return Table(["env", "migrations", f"config tables vs {base.env}", "storage", "functions", "secrets"], rows)
 

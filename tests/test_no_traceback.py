@@ -136,5 +136,5 @@ def test_the_demo_refuses_busy_ports_and_leaves_nothing(tmp_path):
         done = subprocess.run([sys.executable, "-m", "devstack.demo"], cwd=REPO, capture_output=True, text=True,
                               timeout=120, env={**os.environ, "TMPDIR": str(tmp_path)})
     assert done.returncode == 2
-    assert "Traceback" not in done.stderr and f"port(s) {port}" in done.stderr
+    assert "Traceback" not in done.stderr and "in use" in done.stderr and port in done.stderr
     assert not [n for n in set(os.listdir("/tmp")) - before if n.startswith(("ops-pg-", "ops-demo-"))]
