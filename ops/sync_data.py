@@ -387,6 +387,8 @@ class Apply:
                 assert self.before is not None  # something changed, so before/ was being written
                 self.before.result()
                 self.current = Statement("COMMIT")
+                if self.before is not None:
+                    undo.mark_committing(before_dir)
                 commit_sent = True  # leaving the block commits
             committed = commit_sent
         except (psycopg.Error, OSError) as error:
@@ -692,6 +694,8 @@ def sync_data(
         target_env.require_db()
         if not dry_run:
             confirm_write(target_env, yes=yes, action="sync config data into it")
+    if from_export:
+        undo.refuse_uncommitted(Path(from_export).resolve())
     undo.clean_stale(settings.export_dir)
 
     if export_only:
@@ -706,7 +710,6 @@ def sync_data(
     assert target_env is not None  # only --export-only runs without a target
     if from_export:
         export_dir = Path(from_export).resolve()
-        undo.refuse_uncommitted(export_dir)
         manifest = sync_export.read_manifest(export_dir)
         exported = [entry["table"] for entry in manifest["tables"]]
         wanted = [t for t in exported if t in requested] if tables else exported

@@ -17,6 +17,7 @@ from ops.errors import UserError
 from ops.report import progress
 
 MARKER = "UNCOMMITTED"
+COMMITTING = "COMMITTING"  # COMMIT sent, its answer not yet back: the change may have landed
 
 
 def mark_uncommitted(before_dir: Path) -> None:
@@ -26,12 +27,20 @@ def mark_uncommitted(before_dir: Path) -> None:
     (before_dir / MARKER).write_text(json.dumps(record) + "\n", encoding="utf-8")
 
 
+def mark_committing(before_dir: Path) -> None:
+    """From here on a kill leaves the commit in doubt: before/ is then a true undo either way."""
+    marker = before_dir / MARKER
+    if marker.exists():
+        marker.rename(before_dir / COMMITTING)
+
+
 def mark_committed(before_dir: Path) -> None:
     (before_dir / MARKER).unlink(missing_ok=True)
+    (before_dir / COMMITTING).unlink(missing_ok=True)
 
 
 def refuse_uncommitted(folder: Path) -> None:
-    if (folder / MARKER).exists():
+    if (folder / MARKER).exists() or (folder / COMMITTING).exists():
         raise UserError(f"{folder} was written by a sync-data that never committed (it was killed or failed): the "
                         "target never changed, so there is nothing to undo. Nothing was changed.")
 
@@ -63,4 +72,10 @@ def clean_stale(export_dir: Path) -> int:
     if removed:
         progress(f"removed {removed} before/ folder(s) of earlier syncs that were cut off before their COMMIT "
                  "(their targets never changed)")
+    for marker in export_dir.glob(f"*/*/before/{COMMITTING}"):
+        if not _writer_alive(marker):
+            # Restoring it undoes the change if the commit landed, and changes nothing if it did not.
+            marker.unlink(missing_ok=True)
+            progress(f"kept {marker.parent}: a sync was cut off while committing, so its change may have landed; "
+                     f"it undoes that change either way")
     return removed

@@ -177,3 +177,71 @@ def test_bad_environments_file_is_refused(tmp_path, ini, message):
     assert result.returncode == 2
     assert message in result.stderr
     assert "hunter2" not in result.stdout + result.stderr
+
+
+AT_COMMIT = """
+CREATE FUNCTION public.at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF current_setting('application_name') = 'ops sync-data import' THEN PERFORM {action}; END IF;
+  RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER at_commit AFTER INSERT OR UPDATE ON public.plans
+  DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.at_commit();
+"""
+
+
+def before_dirs(project) -> list:
+    return sorted(project.root.glob("tmp/data-sync/*/*/before"))
+
+
+def test_a_connection_lost_during_commit_keeps_the_undo_and_says_so(project):
+    # The deferred trigger runs inside COMMIT: the server ends the session there, as a network cut would.
+    sql(project.url("preprod"), AT_COMMIT.format(action="pg_terminate_backend(pg_backend_pid())"))
+    result = project.run("sync-data", "--from", "prod", "--to", "preprod", "--tables", "plans")
+    assert result.code == 1
+    assert "may or may not have been committed" in result.err and "--from-export" in result.err
+    assert "Nothing was committed" not in result.err
+    [before] = before_dirs(project)
+    assert (before / "manifest.json").is_file() and not list(before.glob("UNCOMMITTED")) + list(
+        before.glob("COMMITTING")), "a kept undo carries no marker"
+
+
+def test_a_sync_killed_before_its_commit_leaves_no_undo_that_looks_real(project):
+    sql(project.url("preprod"), """
+        CREATE FUNCTION public.slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.2); RETURN NEW; END $$;
+        CREATE TRIGGER slow BEFORE INSERT ON public.plans FOR EACH ROW EXECUTE FUNCTION public.slow();""")
+    before_rows = dump(project.url("preprod"))
+    process = project.start("sync-data", "--from", "prod", "--to", "preprod", "--tables", "plans")
+    deadline = time.monotonic() + 30
+    while not [b for b in before_dirs(project) if (b / "manifest.json").is_file()] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.kill()  # SIGKILL: no handler runs
+    process.communicate(timeout=30)
+    [before] = before_dirs(project)
+    assert (before / "manifest.json").is_file() and (before / "UNCOMMITTED").is_file()
+    refused = project.run("sync-data", "--from-export", str(before), "--to", "preprod")
+    assert refused.code == 2 and "never committed" in refused.err
+    time.sleep(1)  # the killed client's session ends on the server
+    assert dump(project.url("preprod")) == before_rows
+    again = project.run("sync-data", "--from", "prod", "--to", "preprod", "--tables", "features", "--dry-run")
+    assert again.code == 0, again.err
+    assert not before.exists() and "cut off before their COMMIT" in again.err
+
+
+def test_a_sync_killed_while_committing_keeps_its_undo(project):
+    sql(project.url("preprod"), AT_COMMIT.format(action="pg_sleep(3)"))
+    process = project.start("sync-data", "--from", "prod", "--to", "preprod", "--tables", "plans")
+    deadline = time.monotonic() + 30
+    while not [b for b in before_dirs(project) if (b / "COMMITTING").is_file()] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.kill()
+    process.communicate(timeout=30)
+    [before] = before_dirs(project)
+    assert (before / "COMMITTING").is_file()
+    time.sleep(4)  # the server finishes the COMMIT it was sent
+    again = project.run("sync-data", "--from", "prod", "--to", "preprod", "--tables", "features", "--dry-run")
+    assert again.code == 0, again.err
+    assert (before / "manifest.json").is_file() and not (before / "COMMITTING").exists()
+    undo = project.run("sync-data", "--from-export", str(before), "--to", "preprod", "--prune", "--yes")
+    assert undo.code == 0, undo.err
+    assert sql(project.url("preprod"), "SELECT count(*) FROM public.plans") == [(0,)]
