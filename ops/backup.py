@@ -585,6 +585,7 @@ def restore_storage(
         )
         tasks += [(bucket, ObjectInfo(key, entries[key]["size"], entries[key]["etag"])) for key in upload]
     if not dry_run:
+        s3ops.abort_leftover_uploads(s3, target_env)
 
         def put(bucket: str, info: ObjectInfo) -> None:
             entry = objects[bucket][info.key]

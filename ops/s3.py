@@ -6,11 +6,14 @@ import base64
 import hashlib
 import ssl
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from ops.config import Environment
 from ops.errors import OperationFailed, UserError
+from ops.report import progress
 from ops.s3api import S3, S3Error, Unreachable
+from ops.upload_ledger import UploadLedger
 
 # Supabase caps a single PutObject by the plan's standard-upload limit (50 MiB on the sample
 # config, less on some plans): an object over 16 MiB, Storage's own part size, goes up in 16 MiB
@@ -49,7 +52,28 @@ def client(env: Environment, *, max_pool: int = 16, timeout: int = 10, attempts:
         )
 
     return S3(url, env.storage_region or "us-east-1", key_id, secret, max_pool=max_pool, timeout=timeout,
-              attempts=attempts, refused=refused, untrusted=untrusted, where=f"{env.name}: storage at {url}")
+              attempts=attempts, refused=refused, untrusted=untrusted, where=f"{env.name}: storage at {url}",
+              ledger=UploadLedger(ledger_folder(env)))
+
+
+def ledger_folder(env: Environment) -> Path:
+    from ops.config import config_path
+
+    return config_path().parent / ".ops" / "multipart" / f"{env.name}-{env.ref}"
+
+
+def abort_leftover_uploads(s3: S3, env: Environment) -> int:
+    """Abort the multipart uploads that killed runs of this toolkit left open on `env`; say how many."""
+    if s3.ledger is None:
+        return 0
+    aborted = 0
+    for upload in s3.ledger.leftovers():
+        if s3.abort_upload(upload.bucket, upload.key, upload.upload_id):
+            upload.path.unlink(missing_ok=True)
+            aborted += 1
+    if aborted:
+        progress(f"{env.name}: aborted {aborted} unfinished multipart upload(s) that an interrupted run left open")
+    return aborted
 
 
 def describe(error: BaseException) -> str:

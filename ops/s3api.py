@@ -27,6 +27,7 @@ from http import HTTPStatus
 from urllib.parse import quote, unquote_plus, urlsplit
 
 from ops.errors import OperationFailed
+from ops.upload_ledger import UploadLedger
 
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 AUTH_CODES = {"SignatureDoesNotMatch", "InvalidAccessKeyId", "AuthorizationHeaderMalformed", "AccessDenied",
@@ -174,7 +175,7 @@ class S3:
                  timeout: float = 10, attempts: int = 8,
                  refused: Callable[[S3Error], Exception] | None = None,
                  untrusted: Callable[[ssl.SSLCertVerificationError], Exception] | None = None,
-                 where: str = "") -> None:
+                 where: str = "", ledger: UploadLedger | None = None) -> None:
         del max_pool  # one connection per thread that calls: the thread pool is the limit
         self.base = url.rstrip("/")
         parts = urlsplit(self.base)
@@ -188,6 +189,7 @@ class S3:
         self.refused = refused  # what a refusal of the keys becomes (401, 403, a signature error)
         self.untrusted = untrusted  # what a certificate that does not verify becomes (never retried)
         self.where = where or f"storage at {self.base}"  # how errors name this endpoint
+        self.ledger = ledger  # where open multipart uploads are noted, for a later run to abort a killed one's
         self._credentials = Keys(key_id, secret)
         self._local = threading.local()
         self._open: list[http.client.HTTPConnection] = []
@@ -364,6 +366,8 @@ class S3:
         upload_id = xml_text(created, "UploadId", "CreateMultipartUpload", self.where, "InitiateMultipartUpload")
         if not upload_id:
             raise S3Error(500, "MalformedXML", "no UploadId in the answer", "CreateMultipartUpload", self.where)
+        if self.ledger:
+            self.ledger.started(bucket, key, upload_id)
         done: list[tuple[int, str]] = []
         try:
             for number, part in enumerate(parts, start=1):
@@ -380,14 +384,23 @@ class S3:
                 code, message = error_from_body(answer.content)
                 raise S3Error(500, code or "InternalError", message, "CompleteMultipartUpload", self.where)
             operation = "CompleteMultipartUpload"
-            return xml_text(answer.content, "ETag", operation, self.where, operation) or ""
+            etag = xml_text(answer.content, "ETag", operation, self.where, operation) or ""
         except BaseException:
-            try:
-                self.send("DELETE", bucket, key, operation="AbortMultipartUpload", query={"uploadId": upload_id},
-                          ok=(200, 204, 404))
-            except (OSError, http.client.HTTPException, OperationFailed):  # the upload's own failure is reported
-                pass
+            if self.abort_upload(bucket, key, upload_id) and self.ledger:
+                self.ledger.finished(upload_id)
             raise
+        if self.ledger:
+            self.ledger.finished(upload_id)
+        return etag
+
+    def abort_upload(self, bucket: str, key: str, upload_id: str) -> bool:
+        """Abort a multipart upload (one already gone counts as aborted); False when the server could not be told."""
+        try:
+            self.send("DELETE", bucket, key, operation="AbortMultipartUpload", query={"uploadId": upload_id},
+                      ok=(200, 204, 404))
+            return True
+        except (OSError, http.client.HTTPException, OperationFailed):  # the upload's own failure is reported
+            return False
 
     def delete_objects(self, bucket: str, keys: list[str]) -> list[dict[str, str]]:
         """Delete up to 1,000 keys in one call; returns the per-key errors."""

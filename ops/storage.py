@@ -363,6 +363,7 @@ def sync_storage(config: Config, *, source: str | None, target: str | None, buck
         result.seconds = round(time.monotonic() - started, 3)
         return result
 
+    s3ops.abort_leftover_uploads(dst, target_env)
     tasks = [(p.bucket, info) for p in plans for info in p.copy]
     failures = copy_objects(src, dst, tasks, jobs)
     failed_keys = {(f.bucket, f.key) for f in failures}

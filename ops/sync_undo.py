@@ -8,11 +8,10 @@ later run removes the leftovers of writers that are gone, never those of a sync 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
 from pathlib import Path
 
+from ops import owner
 from ops.errors import UserError
 from ops.report import progress
 
@@ -22,8 +21,7 @@ COMMITTING = "COMMITTING"  # COMMIT sent, its answer not yet back: the change ma
 
 def mark_uncommitted(before_dir: Path) -> None:
     before_dir.mkdir(parents=True, exist_ok=True)
-    record = {"pid": os.getpid(), "host": socket.gethostname(),
-              "note": "written by a sync-data whose import has not committed: not an undo"}
+    record = {**owner.stamp(), "note": "written by a sync-data whose import has not committed: not an undo"}
     (before_dir / MARKER).write_text(json.dumps(record) + "\n", encoding="utf-8")
 
 
@@ -47,19 +45,9 @@ def refuse_uncommitted(folder: Path) -> None:
 
 def _writer_alive(marker: Path) -> bool:
     try:
-        record = json.loads(marker.read_text(encoding="utf-8"))
-        pid, host = int(record["pid"]), str(record["host"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return owner.alive(json.loads(marker.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
         return False  # unreadable: written by a run cut off mid-write
-    if host != socket.gethostname():
-        return True  # another machine's run: not ours to judge
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def clean_stale(export_dir: Path) -> int:

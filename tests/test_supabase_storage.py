@@ -144,3 +144,26 @@ def test_a_byte_changed_on_the_way_down_is_never_called_identical(project, stora
     assert second.code == 0, second.err
     assert moto.get_object(Bucket=BUCKET, Key="big.bin")["Body"].read() == big
     assert summary(second)[BUCKET]["identical"] == (1 if budget else 0)
+
+
+def test_a_killed_copy_leaves_no_open_upload_after_the_next_run(project, storage, supabase_target):
+    import time
+
+    proxy, moto = supabase_target
+    big = bytes(range(256)) * (96 << 12)  # 96 MiB: six parts, a window to be killed in
+    storage["prod"].client().put_object(Bucket=BUCKET, Key="film.mp4", Body=big)
+    ledger = project.root / ".ops" / "multipart" / "preprod-jtzcrirqflfnagceendt"
+    process = project.start("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", BUCKET)
+    deadline = time.monotonic() + 60
+    while not list(ledger.glob("*.json")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.01)
+    process.kill()
+    process.communicate(timeout=30)
+    assert list(ledger.glob("*.json")), "the copy finished before it could be killed"
+    assert len(moto.list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])) == 1
+    again = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", BUCKET)
+    assert again.code == 0, again.err
+    assert "aborted 1 unfinished multipart upload(s)" in again.err
+    assert moto.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+    assert not list(ledger.glob("*.json"))
+    assert moto.get_object(Bucket=BUCKET, Key="film.mp4")["Body"].read() == big
