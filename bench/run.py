@@ -117,6 +117,16 @@ def write_ini(path: Path, envs: dict[str, dict], supabase_dir: Path) -> None:
     path.write_text("\n".join(lines))
 
 
+KILLS_PER_TASK = 25  # 100 SIGKILLs over sync-data, sync-storage, backup-storage and restore-storage
+
+
+def run_kill_loop() -> None:
+    """The kill test of the suite at full size: every kill followed by its checks; fails the bench if one fails."""
+    print(f"kill loop: {KILLS_PER_TASK} SIGKILLs per task at seeded random moments", flush=True)
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_kills.py"],
+                   cwd=REPO, check=True, env={**os.environ, "OPS_KILLS": str(KILLS_PER_TASK)})
+
+
 def main() -> int:
     supabase_cli.install_pinned()
     work = Path(tempfile.mkdtemp(prefix="ops-bench-"))
@@ -125,7 +135,7 @@ def main() -> int:
     servers: list[localstack.LocalS3] = []
     api = ManagementAPI(deploy_delay=1.0,
                         projects={"benchdeployxxxxxxxxx", "benchdeployoursxxxxx", "benchdeployfailxxxxx"})
-    chosen = set(sys.argv[1:]) or {"sync-data", "storage", "deploy", "list"}  # e.g. `nox -s bench -- sync-data`
+    chosen = set(sys.argv[1:]) or {"sync-data", "storage", "deploy", "list", "kills"}  # `nox -s bench -- sync-data`
     ini = work / "environments.ini"
     write_ini(ini, {}, REPO / "supabase")
     bench.environ["OPS_ENVIRONMENTS"] = str(ini)
@@ -140,6 +150,8 @@ def main() -> int:
             bench_deploy(bench, api)
         if "list" in chosen:
             bench_list(bench)
+        if "kills" in chosen:
+            run_kill_loop()
     finally:
         api.stop()
         for server in servers:
