@@ -428,6 +428,7 @@ def backup_storage(config: Config, *, env: str | None, buckets: list[str] | None
 class VerifyResult(Result):
     path: str
     checked: int = 0
+    bytes: int = 0
     missing: list[str] = field(default_factory=list)
     corrupt: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
@@ -440,19 +441,22 @@ class VerifyResult(Result):
         return {**asdict(self), "ok": self.ok}
 
     def rows(self) -> Table:
-        return Table(
-            ["backup", self.path],
-            [
-                ["checked", self.checked],
-                ["missing", len(self.missing)],
-                ["corrupt", len(self.corrupt)],
-                ["extra", len(self.extra)],
-            ],
-        )
+        return Table(["checked", "MiB", "missing", "corrupt", "extra"],
+                     [[self.checked, f"{self.bytes / 2**20:,.1f}", len(self.missing), len(self.corrupt),
+                       len(self.extra)]])
 
     def footer(self) -> str:
+        """The problems, then one closing line a person (or grep) reads: OK or FAILED."""
         problems = [f"{kind}: {item}" for kind in ("missing", "corrupt", "extra") for item in getattr(self, kind)]
-        return "\n".join(problems[:50])
+        lines = problems[:50] + ([f"... and {len(problems) - 50} more"] if len(problems) > 50 else [])
+        if self.ok:
+            lines.append(f"OK: {self.checked:,} files, {self.bytes / 2**20:,.1f} MiB, all match ({self.path})")
+        else:
+            counts = ", ".join(f"{len(getattr(self, kind))} {kind} ({', '.join(getattr(self, kind)[:3])}"
+                               f"{', ...' if len(getattr(self, kind)) > 3 else ''})"
+                               for kind in ("missing", "corrupt", "extra") if getattr(self, kind))
+            lines.append(f"FAILED: {counts} in {self.path}")
+        return "\n".join(lines)
 
     def failure(self) -> OpsError | None:
         return None if self.ok else OperationFailed(f"backup {self.path} does not match its manifest")
@@ -486,6 +490,7 @@ def verify_backup(config: Config, *, backup: str | None, env: str | None) -> Ver
             file = member(path, entry.get("path", ""), what)
             expected.add(file)
             result.checked += 1
+            result.bytes += entry["size"]
             if not file.is_file():
                 result.missing.append(f"{bucket}/{key}")
             elif file.stat().st_size != entry["size"] or file_digest(file) != entry["sha256"]:

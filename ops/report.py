@@ -98,7 +98,8 @@ class Meter:
             from tqdm import tqdm
 
             if total_bytes:
-                self.bar = tqdm(total=total_bytes, desc=label, unit="B", unit_scale=True, unit_divisor=1024,
+                # "iB" with powers of 1024: the bar says MiB, as every plain line does.
+                self.bar = tqdm(total=total_bytes, desc=label, unit="iB", unit_scale=True, unit_divisor=1024,
                                 file=sys.stderr, leave=True)
             else:
                 self.bar = tqdm(total=total, desc=label, unit=f" {unit}", file=sys.stderr, leave=True)

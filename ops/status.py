@@ -186,15 +186,24 @@ class StatusReport(Result):
             else:
                 present = [v for v in e.buckets.values() if v]
                 storage_cell = f"{sum(v[0] for v in present)} objects, {sum(v[1] for v in present):,} bytes"
-            functions_cell = self.cell(e, "functions") or (
-                "unknown" if e.functions is None
-                else f"{len(set(e.functions) & set(self.local_functions))}/{len(self.local_functions)} deployed")
+            functions_cell = self.cell(e, "functions") or self.functions_cell(e, base)
             lacking = sorted(all_secrets - set(e.secrets or []))
             secrets_cell = self.cell(e, "secrets") or (
                 "unknown" if e.secrets is None
                 else f"{len(e.secrets)} set" + (f", lacks {', '.join(lacking)}" if lacking else ""))
             rows.append([e.env, migrations_cell, tables_cell, storage_cell, functions_cell, secrets_cell])
         return Table(["env", "migrations", f"config tables vs {base.env}", "storage", "functions", "secrets"], rows)
+
+    @staticmethod
+    def functions_cell(e: EnvStatus, base: EnvStatus) -> str:
+        """The reference's deployed functions are the reference: the others are compared with them."""
+        if e.functions is None:
+            return "unknown"
+        if e is base or base.functions is None:
+            return f"{len(e.functions)} deployed" + (" (reference)" if e is base else "")
+        lacks, extra = sorted(set(base.functions) - set(e.functions)), sorted(set(e.functions) - set(base.functions))
+        notes = ([f"lacks {', '.join(lacks)}"] if lacks else []) + ([f"also {', '.join(extra)}"] if extra else [])
+        return f"{len(e.functions)} deployed, " + ("; ".join(notes) if notes else f"same as {base.env}")
 
     def table_rows(self) -> Table:
         base = self.envs[0]

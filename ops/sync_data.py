@@ -244,7 +244,12 @@ class SyncResult(Result):
 
     def footer(self) -> str:
         verb = "would sync" if self.dry_run else "exported" if self.export_only else "synced"
-        return f"{verb} {len(self.tables)} tables in {self.seconds:.1f}s; files in {self.run_dir}"
+        lines = [f"{verb} {len(self.tables)} tables in {self.seconds:.1f}s; files in {self.run_dir}"]
+        before = Path(self.run_dir) / "before" if self.run_dir else None
+        if before and self.target and not self.dry_run and (before / sync_export.MANIFEST).is_file():
+            # The undo snapshot: the target's rows this run replaced, as they were just before.
+            lines.insert(0, f"undo: inv sync-data --from-export {before} --to {self.target} --prune")
+        return "\n".join(lines)
 
 
 def write_sql(path: Path, source: str, target: Environment, steps: list[Statement | CopyIn]) -> None:

@@ -106,6 +106,7 @@ def test_verify_catches_a_flipped_byte(project, storage):
     path = Path(run_backup(project)["path"])
     ok = project.run("verify-backup")
     assert ok.code == 0, ok.err + ok.out
+    assert ok.out.strip().splitlines()[-1].startswith("OK: 5 files, 0.0 MiB, all match")
     victim = path / "avatars" / "bulk" / "0002.bin"
     data = bytearray(victim.read_bytes())
     data[100] ^= 0x01
@@ -118,6 +119,9 @@ def test_verify_catches_a_flipped_byte(project, storage):
     assert report["corrupt"] == ["avatars/bulk/0002.bin"]
     assert report["missing"] == ["avatars/bulk/0004.bin"]
     assert report["extra"] == ["avatars/stray.txt"]
+    text = project.run("verify-backup", "--backup", str(path))
+    assert text.out.strip().splitlines()[-1].startswith(
+        "FAILED: 1 missing (avatars/bulk/0004.bin), 1 corrupt (avatars/bulk/0002.bin), 1 extra (avatars/stray.txt)")
 
 
 def test_restore_round_trips_a_bucket(project, storage):

@@ -35,6 +35,7 @@ def test_a_terminal_gets_a_live_bar_and_everyone_else_plain_lines(project, stora
     fill(storage["prod"].client(), "avatars", 40, size=64 << 10)
     shown = on_a_terminal(project, "sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "avatars")
     assert "copied: 100%|" in shown and "40/40 objects" in shown and "/s" in shown
+    assert "MiB/s" in shown and "MB" not in shown, "one unit style: MiB, as the plain lines"
     piped = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "avatars", "--force")
     assert piped.code == 0 and "copied 40/40 objects" in piped.err and "%|" not in piped.err
     as_json = on_a_terminal(project, "sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "avatars",

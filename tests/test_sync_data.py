@@ -190,11 +190,13 @@ def test_before_export_restores_the_target(project):
         INSERT INTO public.system_settings (key, value) VALUES ('maintenance_mode', 'true');""")
     tables = ("public.module_types", "public.system_settings")
     original = dump(project.url("preprod"), *tables)
-    result = project.run("sync-data", "--from", "prod", "--to", "preprod", "--tables", "module_types,system_settings", "--json")
+    result = project.run("sync-data", "--from", "prod", "--to", "preprod", "--tables", "module_types,system_settings")
     assert result.code == 0, result.err
     assert dump(project.url("preprod"), *tables) != original
-    before_dir = Path(json.loads(result.out)["run_dir"]) / "before"
-    restore = project.run("sync-data", "--from-export", str(before_dir), "--to", "preprod", "--prune", "--json")
+    undo = next(line for line in result.out.splitlines() if line.startswith("undo: inv "))
+    before_dir = Path(undo.split("--from-export ")[1].split(" ")[0])
+    assert before_dir.name == "before" and undo.endswith("--to preprod --prune")
+    restore = project.run(*undo.removeprefix("undo: inv ").split(), "--json")
     assert restore.code == 0, restore.err
     assert dump(project.url("preprod"), *tables) == original
 

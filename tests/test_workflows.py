@@ -163,6 +163,9 @@ def test_reset_env_runs_every_step(world):
     after = world.run("status", "--envs", "prod,preprod")
     assert after.code == 0, after.err
     assert "all match" in after.out
+    lines = {line.split("|")[1].strip(): line for line in after.out.splitlines() if line.startswith("| pr")}
+    assert "0 deployed (reference)" in lines["prod"]  # prod's functions are the reference, not the repo's
+    assert f"{len(FUNCTIONS)} deployed, also " in lines["preprod"]
 
 
 def test_reset_env_stops_at_storage_and_resumes(world):
