@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -28,11 +29,14 @@ def ops_task(*args: Any, journal: bool = False, **kwargs: Any) -> Callable[[Call
             import os
             import sys
 
+            from ops import invocation, report
             from ops import journal as ops_journal
-            from ops import report
             from ops.errors import OpsError, first_line
 
             report.PLAIN_PROGRESS = bool(kw.get("json"))  # --json: stderr keeps plain lines, never a bar
+            defaults = {name: p.default for name, p in inspect.signature(function).parameters.items()}
+            invocation.record(function.__name__.replace("_", "-"),
+                              {k: v for k, v in kw.items() if v != defaults.get(k)})  # as typed: no defaults
             entry = ops_journal.begin(function.__name__.replace("_", "-"), kw) if journal else None
             code, failure = 1, "crashed"
             try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ops import backup, dburl, functions, migrations, snapshot, storage, sync_data
+from ops import backup, dburl, functions, invocation, migrations, snapshot, storage, sync_data
 from ops.config import Config, Environment
 from ops.errors import OperationFailed, OpsError, UserError, first_line
 from ops.report import Result, Table, progress
@@ -68,7 +68,9 @@ def run_steps(name: str, steps: list[Step], *, command: str, dry_run: bool, resu
         except OpsError as error:
             result.steps.append(StepResult(step.name, "failed", first_line(error)))
             result.steps += [StepResult(s.name, "not run") for s in steps[index + 1 :]]
-            result.resume = f"{command} --resume-at {step.name}"
+            # Every flag of this run is kept (--dry-run, --yes, --json...); only the step changes.
+            result.resume = invocation.command(drop=("resume_at",), add={"resume_at": step.name},
+                                               fallback=f"{command} --resume-at {step.name}")
             changed_before = any(s.status == "done" for s in result.steps) and not dry_run
             result.exit_code = 2 if isinstance(error, UserError) and not changed_before else 1
             progress(str(error))

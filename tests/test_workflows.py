@@ -142,7 +142,7 @@ def test_release_stops_after_a_failed_migration(world):
     result = world.run("release", "--env", "preprod", "--json")
     assert result.code == 1
     assert steps(result) == {"migrations": "failed", "functions": "not run", "smoke": "not run"}
-    assert "inv release --env preprod --resume-at migrations" in result.out
+    assert "inv release --env preprod --json --resume-at migrations" in result.out
     assert world.api.deployed() == []
 
 
@@ -170,15 +170,18 @@ def test_reset_env_runs_every_step(world):
 
 def test_reset_env_stops_at_storage_and_resumes(world):
     world.s3["preprod"].client().delete_bucket(Bucket="client-badges")
+    dry = world.run("reset-env", "--from", "prod", "--to", "preprod", "--dry-run")
+    assert dry.code != 0 and "resume with: inv reset-env --from prod --to preprod --dry-run --resume-at " in \
+        dry.out, "a dry run's resume hint stays a dry run"
     result = world.run("reset-env", "--from", "prod", "--to", "preprod", "--json")
     assert result.code == 1
     assert steps(result) == {"migrations": "done", "config-data": "done", "storage": "failed", "functions": "not run"}
     assert world.api.deployed() == []
     assert contents(world.s3["preprod"].client(), "program-logos") == {}
     resume = json.loads(result.out)["resume"]
-    assert resume == "inv reset-env --from prod --to preprod --resume-at storage"
+    assert resume == "inv reset-env --from prod --to preprod --json --resume-at storage"  # every flag kept
     world.s3["preprod"].client().create_bucket(Bucket="client-badges")
-    resumed = world.run(*resume.split()[1:], "--json")
+    resumed = world.run(*resume.split()[1:])
     assert resumed.code == 0, resumed.err
     assert steps(resumed) == {"migrations": "skipped", "config-data": "skipped", "storage": "done", "functions": "done"}
     assert world.api.deployed(REFS["preprod"]) == FUNCTIONS
