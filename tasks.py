@@ -9,11 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 from invoke import Collection, Context, Exit, Task, task
 
+from ops.cli import OpsTask, install
+
 if TYPE_CHECKING:
     from ops.config import Config
     from ops.report import Renderable
 
 LIST_HELP = "repeat the flag or separate with commas"
+install()  # one meaning per flag, value kinds in help, mistyped flags answered (see ops/cli.py)
 
 
 def ops_task(*args: Any, journal: bool = False, **kwargs: Any) -> Callable[[Callable[..., None]], Task]:
@@ -67,7 +70,7 @@ def ops_task(*args: Any, journal: bool = False, **kwargs: Any) -> Callable[[Call
                 if entry is not None:
                     ops_journal.finish(entry, code, failure)
 
-        return task(*args, **kwargs)(run)
+        return task(*args, klass=OpsTask, auto_shortflags=False, **kwargs)(run)
 
     return wrap
 

@@ -1,0 +1,124 @@
+"""The command line itself: one meaning per flag, help that shows each value's kind, mistyped flags
+answered with the nearest one (exit 2), and the `supabase-ops` program (the same tasks, from anywhere).
+
+Invoke derives short flags from each task's parameter names, so `-e` meant --env in one task and
+--delete in another. Here short flags come from one table, and a flag that deletes, overwrites or
+skips a confirmation has none. Invoke shows list flags as if they were booleans (`-o, --only`);
+help here says what each takes (`--only=NAME[,NAME...]`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Any
+
+from invoke import Argument, Exit, Task
+from invoke.exceptions import ParseError
+from invoke.parser import ParserContext
+from invoke.program import Program
+
+# The same letter means the same thing in every task; destructive flags (--delete, --prune,
+# --force, --yes, --include-all, --skip-preprod-check) are spelt out in full, always.
+SHORT_FLAGS = {"env": "e", "envs": "e", "from_": "f", "to": "t", "tables": "T", "buckets": "b", "only": "o",
+               "dry_run": "n", "jobs": "j", "keep": "k", "last": "l", "since": "s", "verbose": "v"}
+VALUE_KINDS = {
+    "env": "ENV[,ENV...]|all", "envs": "ENV[,ENV...]", "from_": "ENV", "to": "ENV", "sandbox": "ENV",
+    "preprod": "ENV", "prod": "ENV", "tables": "TABLE[,TABLE...]", "buckets": "BUCKET[,BUCKET...]",
+    "only": "NAME[,NAME...]", "jobs": "INT", "keep": "INT", "last": "INT", "max_delete": "INT",
+    "since": "7d|24h|30m|DATE", "backup": "FOLDER|latest", "resume_at": "STEP", "changed_since": "GITREF",
+    "at": "GITREF", "from_export": "FOLDER", "task": "TASK",
+}
+ONE_ENV_TASKS = {"smoke", "sync-data", "sync-storage", "restore-storage", "restore-db", "deploy-functions",
+                 "release", "verify-backup"}  # their --env names one environment
+
+
+class OpsTask(Task):
+    """A task whose flags follow the tables above."""
+
+    def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict[str, Any]:
+        opts = super().arg_opts(name, default, taken_names)
+        short = SHORT_FLAGS.get(name)
+        if short and short not in taken_names:
+            opts["names"] = [*opts["names"], short]
+        return opts
+
+    def get_arguments(self, ignore_unknown_help: bool | None = None) -> list[Argument]:
+        arguments = super().get_arguments(ignore_unknown_help)
+        one_env = self.name in ONE_ENV_TASKS
+        for argument in arguments:
+            key = argument.attr_name or argument.name
+            argument.value_kind = "ENV" if key == "env" and one_env else VALUE_KINDS.get(key)
+        return arguments
+
+
+def help_for(context: ParserContext, flag: str, plain: Any) -> tuple[str, str]:
+    names, text = plain(context, flag)
+    kind = getattr(context.flags[flag], "value_kind", None)
+    if not kind:
+        return names, text
+    # The kind once, on the long name: `-b, --buckets=BUCKET[,BUCKET...]`.
+    spelled = [name if len(name.strip("-")) == 1 else f"{name}={kind}" for name in context.names_for(flag)]
+    return ", ".join(sorted(spelled, key=len)), text
+
+
+def nearest(word: str, choices: list[str]) -> str:
+    found = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f"; did you mean {found[0]}?" if found else ""
+
+
+def refused(error: ParseError, program: Program) -> Exit:
+    """A command line that cannot be parsed: one line, the nearest flag or task, exit 2 (nothing ran)."""
+    message = str(error)
+    unknown = re.fullmatch(r"No idea what '(.+)' is!", message)
+    context = getattr(error, "context", None)
+    if unknown and context is not None and context.name:
+        flags = [name for name in context.flags if name.startswith("--")]
+        message = (f"{context.name}: no such flag {unknown[1]}{nearest(unknown[1], flags)} "
+                   f"(`inv --help {context.name}` lists them)")
+    elif unknown:
+        tasks = list(program.collection.task_names) if program.collection else []
+        message = f"no such task or flag {unknown[1]}{nearest(unknown[1], tasks)} (`inv --list` lists the tasks)"
+    return Exit(f"error: {message}. Nothing was run.", code=2)
+
+
+def install() -> None:
+    """Put the help and parse-error behaviour above into Invoke's parser (once, when tasks.py loads).
+
+    `inv` is Invoke's own program, which loads tasks.py before it parses the task flags: this is
+    the one place where a mistyped flag can still become exit 2 with a suggestion.
+    """
+    if getattr(ParserContext, "_ops_installed", False):
+        return
+    plain_help, plain_parse = ParserContext.help_for, Program.parse_tasks
+
+    def parse_tasks(self: Program) -> None:
+        try:
+            plain_parse(self)
+        except ParseError as error:
+            raise refused(error, self) from None
+
+    ParserContext.help_for = lambda self, flag: help_for(self, flag, plain_help)  # type: ignore[method-assign]
+    Program.parse_tasks = parse_tasks  # type: ignore[method-assign]
+    ParserContext._ops_installed = True  # type: ignore[attr-defined]
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("supabase-ops")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def main() -> None:
+    """`supabase-ops TASK ...`: the tasks of tasks.py from any folder (environments.ini is looked up)."""
+    from invoke import Collection
+
+    import tasks
+
+    install()
+    Program(namespace=Collection.from_module(tasks) if not hasattr(tasks, "ns") else tasks.ns,
+            version=version(), name="supabase-ops", binary="supabase-ops").run()

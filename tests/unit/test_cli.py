@@ -1,0 +1,62 @@
+"""The command line: one meaning per short flag, value kinds in help, mistyped flags answered (no services)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+import tasks
+from ops.cli import SHORT_FLAGS
+
+DESTRUCTIVE = {"delete", "prune", "force", "yes", "include_all", "skip_preprod_check"}
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def arguments():
+    for name, task in tasks.ns.tasks.items():
+        for argument in task.get_arguments():
+            yield name, argument
+
+
+def test_a_short_flag_means_the_same_in_every_task():
+    meaning: dict[str, set[str]] = {}
+    for _, argument in arguments():
+        key = {"envs": "env"}.get(argument.name, (argument.attr_name or argument.name).rstrip("_"))
+        for short in (n for n in argument.names if len(n) == 1):
+            meaning.setdefault(short, set()).add(key)
+    assert meaning, "no short flags at all"
+    mixed = {short: keys for short, keys in meaning.items() if len(keys) > 1}
+    assert not mixed, f"short flags with several meanings: {mixed}"
+
+
+def test_destructive_flags_have_no_short_form():
+    for task, argument in arguments():
+        if (argument.attr_name or argument.name) in DESTRUCTIVE:
+            assert [n for n in argument.names if len(n) > 1] == list(argument.names), (task, argument.names)
+    assert not DESTRUCTIVE & set(SHORT_FLAGS)
+
+
+def inv(*args: str, tmp_path) -> subprocess.CompletedProcess:
+    ini = tmp_path / "environments.ini"
+    ini.write_text("[prod]\nref = qfdztdgublwlmewobxmx\n")
+    return subprocess.run([sys.executable, "-m", "invoke", "--search-root", REPO, *args], capture_output=True,
+                          text=True, env={**os.environ, "OPS_ENVIRONMENTS": str(ini)}, cwd=tmp_path, timeout=60)
+
+
+def test_help_shows_what_each_flag_takes(tmp_path):
+    shown = inv("--help", "sync-storage", tmp_path=tmp_path).stdout
+    assert "--jobs=INT" in shown and "--buckets=BUCKET[,BUCKET...]" in shown and "-b, --buckets" in shown
+    assert "STRING" not in shown
+
+
+@pytest.mark.parametrize("args, said", [
+    (("sync-data", "--form", "prod"), "no such flag --form; did you mean --from?"),
+    (("sync-storage", "--from", "prod", "--dryrun"), "no such flag --dryrun; did you mean --dry-run?"),
+    (("sync-dat",), "did you mean sync-data?"),
+], ids=["--form", "--dryrun", "task"])
+def test_a_mistyped_flag_is_refused_with_the_nearest(tmp_path, args, said):
+    result = inv(*args, tmp_path=tmp_path)
+    assert result.returncode == 2 and said in result.stderr and "Nothing was run" in result.stderr
