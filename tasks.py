@@ -105,12 +105,13 @@ def emit(result: Renderable, as_json: bool) -> None:
     render(result, as_json)
 
 
-@ops_task(help={"env": "environment, or 'all' (default: prod)", "json": "print the checks as JSON"})
-def doctor(c: Context, env: str | None = None, json: bool = False) -> None:
+@ops_task(help={"env": "environment, a comma list, or 'all' (default: prod)", "json": "print the checks as JSON",
+                "verbose": "also show how long each check took"})
+def doctor(c: Context, env: str | None = None, verbose: bool = False, json: bool = False) -> None:
     """Run first on a new machine: config, database (TLS, role, pooler), pg_dump, storage, API token, CLI."""
     from ops import doctor as checks
 
-    emit(checks.doctor(load_config(check_refs=False), env), json)
+    emit(checks.doctor(load_config(check_refs=False), env, verbose), json)
 
 
 @ops_task(
@@ -258,7 +259,7 @@ def sync_storage(
     journal=True,
     iterable=["buckets"],
     help={
-        "env": "environment to back up, or 'all' (default: prod)",
+        "env": "environment to back up, a comma list, or 'all' (default: prod)",
         "buckets": f"only these buckets ({LIST_HELP})",
         "keep": "complete backups to keep per environment (default: [storage] keep, 5)",
         "json": "print the summary as JSON",
@@ -326,7 +327,8 @@ def restore_storage(
 @ops_task(
     journal=True,
     help={
-        "env": "environment, or 'all' for [migrations] all_order (default: prod)",
+        "env": "environment, a comma list (pushed in that order), or 'all' for [migrations] all_order "
+               "(default: prod)",
         "dry_run": "list the pending migrations; apply nothing",
         "include_all": "also apply pending migrations older than the newest applied one",
         "skip_preprod_check": "push to prod even if preprod lacks a migration (critical rule 2)",
@@ -360,17 +362,19 @@ def push_migrations(
 
 
 @ops_task(
-    iterable=["envs"],
+    iterable=["env", "envs"],
     help={
-        "envs": f"environments to compare ({LIST_HELP}); default: prod,preprod,sandbox",
+        "env": f"environments to compare ({LIST_HELP}), or 'all'; default: prod,preprod,sandbox",
+        "envs": "the same as --env (the older spelling)",
         "json": "print the table as JSON",
     },
 )
-def migration_status(c: Context, envs: list[str] | None = None, json: bool = False) -> None:
+def migration_status(c: Context, env: list[str] | None = None, envs: list[str] | None = None,
+                     json: bool = False) -> None:
     """Show every local migration as applied/pending per environment, plus remote-only versions."""
     from ops import migrations
 
-    emit(migrations.migration_status(load_config(), names(envs) or None), json)
+    emit(migrations.migration_status(load_config(), names((env or []) + (envs or [])) or None), json)
 
 
 @ops_task(
@@ -416,7 +420,7 @@ def deploy_functions(
 
 @ops_task(
     help={
-        "env": "environment, or 'all' for a matrix of every environment (default: prod)",
+        "env": "environment, a comma list or 'all' for a matrix of them (default: prod)",
         "json": "print names and digests as JSON",
     }
 )
@@ -574,7 +578,7 @@ def promote_config(
 @ops_task(
     journal=True,
     help={
-        "env": "environment, or 'all' (default: prod)",
+        "env": "environment, a comma list, or 'all' (default: prod)",
         "keep": "snapshots to keep per environment (default 5)",
         "resume_at": WORKFLOW_HELP["resume_at"],
         "json": "print the step summary as JSON",
@@ -635,17 +639,18 @@ def update_lovable(c: Context, dry_run: bool = False, json: bool = False) -> Non
 
 
 @ops_task(
-    iterable=["envs"],
+    iterable=["env", "envs"],
     help={
-        "envs": f"environments ({LIST_HELP}); the first is the reference (default: prod,preprod,sandbox)",
+        "env": f"environments ({LIST_HELP}), or 'all'; the first is the reference (default: prod,preprod,sandbox)",
+        "envs": "the same as --env (the older spelling)",
         "json": "print everything as JSON",
     },
 )
-def status(c: Context, envs: list[str] | None = None, json: bool = False) -> None:
+def status(c: Context, env: list[str] | None = None, envs: list[str] | None = None, json: bool = False) -> None:
     """Do my environments match? Migrations, config tables, buckets, functions and secrets side by side."""
     from ops import status as ops_status
 
-    emit(ops_status.status(load_config(), names(envs) or None), json)
+    emit(ops_status.status(load_config(), names((env or []) + (envs or [])) or None), json)
 
 
 ns = Collection(

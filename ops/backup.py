@@ -410,12 +410,8 @@ def backup_storage(config: Config, *, env: str | None, buckets: list[str] | None
     if keep < 1:
         raise UserError("--keep must be at least 1 (the backup just made is always kept)")
     chosen = select_buckets(config, buckets)
-    if env == "all":
-        envs = [e for e in config.environments.values() if e.storage_url]
-        if not envs:
-            raise UserError("no environment has a storage_url")
-    else:
-        envs = [config.env(env or config.workflows.prod)]
+    envs = config.envs_named(env, default=[config.workflows.prod], having=lambda e: bool(e.storage_url),
+                             needs="a storage_url")
     for each in envs:  # refuse before any download if a later environment lacks keys
         s3ops.client(each)
     return BackupReport([backup_env(config, each, chosen, keep) for each in envs])

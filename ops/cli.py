@@ -29,7 +29,7 @@ VALUE_KINDS = {
     "since": "7d|24h|30m|DATE", "backup": "FOLDER|latest", "resume_at": "STEP", "changed_since": "GITREF",
     "at": "GITREF", "from_export": "FOLDER", "task": "TASK",
 }
-ONE_ENV_TASKS = {"smoke", "sync-data", "sync-storage", "restore-storage", "restore-db", "deploy-functions",
+ONE_ENV_TASKS = {"journal", "smoke", "sync-data", "sync-storage", "restore-storage", "restore-db", "deploy-functions",
                  "release", "verify-backup"}  # their --env names one environment
 
 
@@ -47,8 +47,8 @@ class OpsTask(Task):
         arguments = super().get_arguments(ignore_unknown_help)
         one_env = self.name in ONE_ENV_TASKS
         for argument in arguments:
-            key = argument.attr_name or argument.name
-            argument.value_kind = "ENV" if key == "env" and one_env else VALUE_KINDS.get(key)
+            key = str(argument.attr_name or argument.name)
+            argument.value_kind = "ENV" if key == "env" and one_env else VALUE_KINDS.get(key)  # type: ignore[attr-defined]
         return arguments
 
 

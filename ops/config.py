@@ -177,6 +177,24 @@ class Config:
             )
         return self.environments[name]
 
+    def envs_named(self, value: str | list[str] | None, *, default: list[str], all_of: list[str] | None = None,
+                   having: Callable[[Environment], bool] | None = None, needs: str = "") -> list[Environment]:
+        """`--env` of a task that reads several: one name, a comma list, or 'all'.
+
+        'all' is `all_of` (default: every section) less those `having` rejects; a list keeps its
+        order and names each environment once. Unknown names are refused (exit 2).
+        """
+        names = split_list(",".join(value) if isinstance(value, list) else value or "") or default
+        if names == ["all"]:
+            found = [self.environments[n] for n in (all_of or list(self.environments)) if n in self.environments]
+            found = [e for e in found if having is None or having(e)]
+            if not found:
+                raise UserError(f"no environment has {needs or 'what this task needs'}")
+            return found
+        if "all" in names:
+            raise UserError("'all' stands alone: --env all, or a list of names like --env prod,preprod")
+        return [self.env(name) for name in dict.fromkeys(names)]
+
     def default_envs(self) -> list[str]:
         """The workflow environments that exist here, else every environment."""
         return [n for n in self.workflows.defaults if n in self.environments] or list(self.environments)

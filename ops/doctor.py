@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from ops import dburl, supabase_cli
 from ops.childenv import child_env
 from ops.config import Config, Environment, check_refs_of
-from ops.errors import OperationFailed, OpsError, first_line, last_line
+from ops.errors import OperationFailed, OpsError, first_line
 from ops.report import Result, Table
 
 TIMEOUT = 10  # seconds per network check
@@ -33,33 +34,80 @@ class Check:
     detail: str
     fix: str = ""
     seconds: float = 0.0
+    skipped: bool = False  # not configured (no URL, no token): not checked, and not a failure
+
+    @property
+    def failed(self) -> bool:
+        return not self.ok and not self.skipped
+
+
+MARKS = {"ok": ("✓", "ok"), "failed": ("✗", "FAIL"), "skipped": ("–", "-"), "arrow": ("→", "->")}
+
+
+def marks() -> dict[str, str]:
+    """✓ ✗ – → where the output can show them, plain ASCII where it cannot (a C locale, a log file)."""
+    encoding = getattr(sys.stdout, "encoding", None) or "ascii"
+    try:
+        "".join(fancy for fancy, _ in MARKS.values()).encode(encoding)
+        return {name: fancy for name, (fancy, _) in MARKS.items()}
+    except (UnicodeEncodeError, LookupError):
+        return {name: plain for name, (_, plain) in MARKS.items()}
 
 
 @dataclass
 class DoctorReport(Result):
     checks: list[Check] = field(default_factory=list)
+    verbose: bool = False
 
     def rows(self) -> Table:
         return Table(["env", "check", "status", "detail", "fix"],
-                     [[c.env, c.check, "ok" if c.ok else "FAIL", c.detail, c.fix] for c in self.checks])
+                     [[c.env, c.check, "ok" if c.ok else "skipped" if c.skipped else "FAIL", c.detail, c.fix]
+                      for c in self.checks])
+
+    def text(self) -> str:
+        """One line per check, grouped per environment, wrapped to the terminal (like `flutter doctor`)."""
+        import shutil
+        import textwrap
+
+        mark = marks()
+        width = max(60, shutil.get_terminal_size((100, 24)).columns)
+        env_width = max(len(c.env) for c in self.checks) if self.checks else 0
+        check_width = max(len(c.check) for c in self.checks) if self.checks else 0
+        lines, last_env = [], None
+        for c in self.checks:
+            if last_env is not None and c.env != last_env:
+                lines.append("")
+            last_env = c.env
+            state = "ok" if c.ok else "skipped" if c.skipped else "failed"
+            said = c.detail.removeprefix(f"{c.env}: ") + (f" {mark['arrow']} {c.fix}" if c.fix and not c.ok else "")
+            said += f" ({c.seconds:.2f} s)" if self.verbose else ""
+            head = f"{mark[state]} {c.env:<{env_width}}  {c.check:<{check_width}}  "
+            lines += textwrap.wrap(said, width=width, initial_indent=head, subsequent_indent=" " * len(head)) or [head]
+        return "\n".join(lines)
 
     def footer(self) -> str:
-        failed = [c for c in self.checks if not c.ok]
-        return f"{len(failed)} of {len(self.checks)} checks failed" if failed else f"all {len(self.checks)} checks ok"
+        failed = [c for c in self.checks if c.failed]
+        skipped = [c for c in self.checks if c.skipped]
+        note = f", {len(skipped)} not configured" if skipped else ""
+        checked = len(self.checks) - len(skipped)
+        return f"{len(failed)} of {checked} checks failed{note}" if failed else f"all {checked} checks ok{note}"
 
     def failure(self) -> OpsError | None:
-        failed = sorted({f"{c.env}: {c.check}" for c in self.checks if not c.ok})
+        failed = sorted({f"{c.env}: {c.check}" for c in self.checks if c.failed})
         return OperationFailed("doctor found problems: " + "; ".join(failed)) if failed else None
 
 
 def timed(env: str, name: str, work: Callable[[], str], fix: str) -> Check:
     """Run one check; any error becomes a failed check with its first line (never a traceback)."""
     started = time.monotonic()
+    skipped = False
     try:
         detail, ok = work(), True
+    except NotConfigured as error:
+        detail, ok, skipped = f"not configured: {error}", False, True
     except Exception as error:  # noqa: BLE001 -- a doctor reports every failure, whatever its kind
         detail, ok = first_line(error), False
-    return Check(env, name, ok, detail, "" if ok else fix, round(time.monotonic() - started, 2))
+    return Check(env, name, ok, detail, "" if ok else fix, round(time.monotonic() - started, 2), skipped)
 
 
 def config_check(config: Config, env: Environment) -> str:
@@ -98,7 +146,8 @@ def database_checks(env: Environment) -> list[Check]:
         return f"pg_dump {major}" + (f" >= server {found['major']}" if "major" in found else "")
 
     if not env.db_url:
-        return [Check(env.name, "database", False, "no db_url", "add db_url (or ref and region) to its section")]
+        return [Check(env.name, "database", False, "not configured", "add db_url (or ref and region) to its section",
+                      skipped=True)]
     database = timed(env.name, "database", connect,
                      f"check db_url, {env.db_password_var}, the network (IPv6-only direct hosts: use the session "
                      "pooler) and ssl_root_cert")
@@ -111,6 +160,9 @@ def storage_check(config: Config, env: Environment) -> Check:
     def work() -> str:
         from ops import s3 as s3ops
 
+        unset = [var for var in (env.s3_key_id_var, env.s3_secret_var) if not env.secret(var)]
+        if unset:
+            raise NotConfigured(f"no S3 keys ({' and '.join(unset)} unset)")
         s3 = s3ops.client(env, timeout=TIMEOUT, attempts=2)
         missing = [b for b in config.storage.buckets if not s3ops.bucket_exists(s3, b)]
         if missing:
@@ -118,7 +170,7 @@ def storage_check(config: Config, env: Environment) -> Check:
         return f"{len(config.storage.buckets)} bucket(s) present"
 
     if not env.storage_url:
-        return Check(env.name, "storage", False, "no storage_url", "add storage_url to its section")
+        return Check(env.name, "storage", False, "not configured", "add storage_url to its section", skipped=True)
     return timed(env.name, "storage", work,
                  f"check storage_url, {env.s3_key_id_var}, {env.s3_secret_var}, storage_region, and that "
                  "migrations created the buckets")
@@ -128,14 +180,21 @@ def api_check(config: Config, env: Environment) -> Check:
     def work() -> str:
         result = supabase_cli.run(["functions", "list", "--project-ref", env.ref, "-o", "json"],
                                   workdir=supabase_cli.cli_workdir(config), timeout=TIMEOUT * 3)
+        if not result.ok and result.token_problem == "missing":
+            raise NotConfigured("no access token")
         if not result.ok:
-            raise OperationFailed(last_line(result.stderr, f"exit {result.returncode}"))
+            raise OperationFailed(result.reason)
         return f"project {env.ref} visible with the token"
 
     if not env.ref:
-        return Check(env.name, "management api", False, "no ref", "add the project ref to its section")
+        return Check(env.name, "management api", False, "not configured", "add the project ref to its section",
+                     skipped=True)
     return timed(env.name, "management api", work,
                  "set SUPABASE_ACCESS_TOKEN (or run supabase login) with access to this project")
+
+
+class NotConfigured(OpsError):
+    """What a check needs is not set up: the check is skipped with its hint, not failed."""
 
 
 def cli_check() -> Check:
@@ -158,10 +217,9 @@ def examine(config: Config, env: Environment) -> list[Check]:
     return [*checks, *database_checks(env), storage_check(config, env), api_check(config, env)]
 
 
-def doctor(config: Config, env: str | None) -> DoctorReport:
-    names = list(config.environments) if env == "all" else [config.env(env or config.workflows.prod).name]
-    envs = [config.env(name) for name in names]
+def doctor(config: Config, env: str | None, verbose: bool = False) -> DoctorReport:
+    envs = config.envs_named(env, default=[config.workflows.prod])
     with ThreadPoolExecutor(max_workers=len(envs) + 1) as pool:
         cli = pool.submit(cli_check)
         per_env = list(pool.map(lambda e: examine(config, e), envs))
-    return DoctorReport([check for checks in per_env for check in checks] + [cli.result()])
+    return DoctorReport([check for checks in per_env for check in checks] + [cli.result()], verbose)

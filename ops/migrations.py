@@ -128,8 +128,7 @@ def push_migrations(config: Config, *, env: str | None, dry_run: bool = False, y
                     include_all: bool = False, skip_preprod_check: bool = False,
                     show: Callable[[str], None] = print) -> PushResult:
     """Push pending migrations; `show` receives the pending table before anything changes."""
-    names = config.migrations.all_order if env == "all" else [env or config.workflows.prod]
-    envs = [config.env(name) for name in names]
+    envs = config.envs_named(env, default=[config.workflows.prod], all_of=config.migrations.all_order)
     for each in envs:  # `db push` needs a whole session: refuse a transaction pooler before connecting
         dburl.session_params(each, "supabase db push")
     local = local_migrations(config)
@@ -235,8 +234,8 @@ class StatusResult(Result):
 
 
 def migration_status(config: Config, envs: list[str] | None) -> StatusResult:
-    names = envs or config.default_envs()
-    chosen = [config.env(n) for n in names]
+    chosen = config.envs_named(envs, default=config.default_envs(), having=lambda e: bool(e.db_url), needs="a db_url")
+    names = [e.name for e in chosen]
     local = local_migrations(config)
     with ThreadPoolExecutor(max_workers=len(chosen) or 1) as pool:
         states = list(pool.map(reachable_state, chosen))

@@ -50,6 +50,11 @@ def emit(result: Renderable, as_json: bool) -> None:
     """Print a result (a table and its footer, or JSON); raise its failure after printing."""
     if as_json:
         print(dump(result.to_dict()))
+    elif hasattr(result, "text"):  # a result that reads better as lines than as a table
+        print(result.text())
+        footer = result.footer()
+        if footer:
+            print(footer)
     else:
         tables = result.rows()
         for index, part in enumerate(tables if isinstance(tables, list) else [tables]):

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 
 from ops import supabase_cli
 from ops.config import Config, Environment
-from ops.errors import OperationFailed, OpsError, UserError, last_line
+from ops.errors import OperationFailed, OpsError, last_line
 from ops.report import Result, Table
 from ops.supabase_cli import cli_workdir
 
@@ -77,12 +77,8 @@ class SecretsReport(Result):
 
 
 def secrets_report(config: Config, env: str | None) -> SecretsReport:
-    if env == "all":
-        envs = [e for e in config.environments.values() if e.ref]
-    else:
-        envs = [config.env(env or config.workflows.prod)]
-    if not envs:
-        raise UserError("no environment has a project ref")
+    envs = config.envs_named(env, default=[config.workflows.prod], having=lambda e: bool(e.ref),
+                             needs="a project ref")
     with ThreadPoolExecutor(max_workers=len(envs)) as pool:
         report = SecretsReport(list(pool.map(lambda e: list_secrets(config, e), envs)))
     if len(envs) == 1 and report.envs[0].error:

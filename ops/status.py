@@ -243,8 +243,7 @@ class StatusReport(Result):
 
 
 def status(config: Config, envs: list[str] | None) -> StatusReport:
-    names = envs or config.default_envs()
-    chosen = [config.env(n) for n in names]
+    chosen = config.envs_named(envs, default=config.default_envs())
     with ThreadPoolExecutor(max_workers=len(chosen) or 1) as pool:
         found = list(pool.map(lambda e: read_env(config, e), chosen))
     return StatusReport(found, local_functions(config))

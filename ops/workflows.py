@@ -309,11 +309,8 @@ def promote_config(
 
 
 def full_backup(config: Config, *, env: str | None, keep: int | None, resume_at: str | None) -> WorkflowResult:
-    envs = (
-        [e for e in config.environments.values() if e.storage_url and e.db_url]
-        if env == "all"
-        else [config.env(env or config.workflows.prod)]
-    )
+    envs = config.envs_named(env, default=[config.workflows.prod], having=lambda e: bool(e.storage_url and e.db_url),
+                             needs="both a db_url and a storage_url")
     keep = config.storage.keep if keep is None else keep
     if keep < 1:
         raise UserError("--keep must be at least 1")

@@ -72,3 +72,17 @@ def test_each_broken_environment_fails_the_right_check_with_a_hint(clinic):
     assert found[("prod", "database")] == "ok" and found[("-", "supabase cli")] == "ok"
     failed = [c for c in json.loads(result.out)["checks"] if not c["ok"]]
     assert all(c["fix"] for c in failed)
+
+
+def test_doctor_prints_one_line_per_check_and_skips_what_is_not_configured(clinic):
+    clinic.envs["bare"] = {"ref": PROD_REF}  # no db_url, no storage_url
+    result = clinic.run("doctor", "--env", "prod,bare", env={"PYTHONIOENCODING": "utf-8"})
+    assert result.code == 0, result.out + result.err  # nothing failed: what is not configured is skipped
+    lines = [line for line in result.out.splitlines() if line.strip()]
+    assert any(line.startswith("✓ prod") and "database" in line and "PostgreSQL" in line for line in lines)
+    assert any(line.startswith("– bare") and "storage" in line and "add storage_url" in line for line in lines)
+    assert lines[-1].startswith("all ") and "not configured" in lines[-1]
+    ascii_only = clinic.run("doctor", "--env", "prod", env={"PYTHONIOENCODING": "ascii"})
+    assert ascii_only.code == 0 and ascii_only.out.startswith("ok prod")
+    checks = json.loads(clinic.run("doctor", "--env", "bare", "--json").out)["checks"]
+    assert {c["check"]: c["skipped"] for c in checks if c["env"] == "bare"}["storage"] is True

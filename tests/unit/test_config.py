@@ -142,3 +142,16 @@ def test_the_ref_guard_reads_storage_hosts_the_same_way(tmp_path):
 def test_secrets_in_urls_and_new_style_keys_are_refused(tmp_path, line):
     with pytest.raises(UserError, match="contains a password, key or token"):
         load(tmp_path, f"[preprod]\nref = jtzcrirqflfnagceendt\n{line}\n")
+
+
+def test_env_takes_one_name_a_list_or_all(tmp_path):
+    loaded = load(tmp_path, "[preprod]\nref = jtzcrirqflfnagceendt\n[sandbox]\nref = cezlnvdjildzxpyxyabb\n")
+    assert [e.name for e in loaded.envs_named(None, default=["prod"])] == ["prod"]
+    assert [e.name for e in loaded.envs_named("sandbox,prod", default=[])] == ["sandbox", "prod"]
+    assert [e.name for e in loaded.envs_named(["preprod", "preprod"], default=[])] == ["preprod"]
+    assert [e.name for e in loaded.envs_named("all", default=[])] == ["prod", "preprod", "sandbox"]
+    assert [e.name for e in loaded.envs_named("all", default=[], having=lambda e: e.protected)] == ["prod"]
+    with pytest.raises(UserError, match="unknown environment 'prd'"):
+        loaded.envs_named("prod,prd", default=[])
+    with pytest.raises(UserError, match="'all' stands alone"):
+        loaded.envs_named("all,prod", default=[])
