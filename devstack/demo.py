@@ -1,4 +1,4 @@
-"""`nox -s demo`: start the local environments of environments.ini and run the toolkit between them.
+"""`nox -s demo`: start the local environments of devstack/environments.ini and run the toolkit between them.
 
 It starts one PostgreSQL cluster (a database per local environment), one S3 server per
 environment and the Management API stand-in, applies the app's migrations to local-prod
@@ -25,16 +25,29 @@ from ops import config as ops_config
 from ops.config import REPO_ROOT
 
 LOCAL_ENVS = ["local-prod", "local-preprod", "local-sandbox"]
+PRICE_CHANGE = ("sql", "UPDATE public.plans SET description = 'For individual clients, now with coaching' "
+                       "WHERE key = 'pro'")  # a config change for the sync after the reset to carry
+DEMO_INI = REPO_ROOT / "devstack" / "environments.ini"  # the repository's environments.ini is the user's
+NOTES = {
+    "sync-data": "The `before/` folder named above is the undo snapshot: local-preprod's rows of the changed "
+                 "tables as they were just before this sync. The `undo:` line restores them.",
+    "backup-storage": "Unchanged objects are hard-linked from the previous backup: each backup is complete, "
+                      "but costs only what changed.",
+}
 
 
 def inv(*args: str) -> int:
     print(f"\n$ inv {' '.join(args)}", flush=True)
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=REPO_ROOT, stdin=subprocess.DEVNULL).returncode
+    code = subprocess.run([sys.executable, "-m", "invoke", *args], cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
+                          env={**os.environ, "OPS_ENVIRONMENTS": str(DEMO_INI)}).returncode
+    if code == 0 and args[0] in NOTES:
+        print(f"# {NOTES[args[0]]}", flush=True)
+    return code
 
 
 def start_management_api(workdir: Path) -> ManagementAPI:
     """The Supabase cloud stand-in; the real CLI reaches it through a profile file."""
-    api = ManagementAPI(projects={env.ref for env in ops_config.load(REPO_ROOT / "environments.ini").environments.values()})
+    api = ManagementAPI(projects={env.ref for env in ops_config.load(DEMO_INI).environments.values()})
     home = workdir / "home"
     home.mkdir(parents=True, exist_ok=True)
     os.environ.update(HOME=str(home), SUPABASE_PROFILE=str(api.write_profile(workdir / "profile.yaml")),
@@ -62,7 +75,7 @@ def start_storage(envs: list, buckets: list[str]) -> list[localstack.LocalS3]:
 
 
 def main() -> int:
-    config = ops_config.load(REPO_ROOT / "environments.ini")
+    config = ops_config.load(DEMO_INI)
     envs = [config.env(name) for name in LOCAL_ENVS]
     port = urlsplit(envs[0].db_url).port
     wanted = [p for env in envs for p in (urlsplit(env.db_url).port, urlsplit(env.storage_url).port,
@@ -92,16 +105,21 @@ def main() -> int:
             ("doctor", "--env", "local-prod"),
             ("doctor", "--env", "local-preprod"),
             ("envs",),
-            ("status", "--envs", "local-prod,local-preprod"),
+            ("status", "--env", "local-prod,local-preprod"),
             ("reset-env", "--from", "local-prod", "--to", "local-preprod"),
+            PRICE_CHANGE,
             ("sync-data", "--from", "local-prod", "--to", "local-preprod", "--tables", "plans,programs,features"),
             ("smoke", "--env", "local-preprod"),
             ("backup-storage", "--env", "local-prod"),
             ("verify-backup", "--env", "local-prod"),
-            ("status", "--envs", "local-prod,local-preprod"),
+            ("status", "--env", "local-prod,local-preprod"),
             ("journal", "--last", "5"),
         ]
         for step in steps:
+            if step is PRICE_CHANGE:
+                print(f"\n# meanwhile, in local-prod: {PRICE_CHANGE[1]}", flush=True)
+                localstack.run_sql(envs[0].db_url, PRICE_CHANGE[1])
+                continue
             code = inv(*step)
             if code != 0:
                 print(f"demo step failed with exit code {code}", file=sys.stderr)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +20,7 @@ from ops import dburl, supabase_cli
 from ops.childenv import child_env
 from ops.config import Config, Environment, check_refs_of
 from ops.errors import OperationFailed, OpsError, first_line
-from ops.report import Result, Table
+from ops.report import Result, Table, printable
 
 TIMEOUT = 10  # seconds per network check
 
@@ -45,13 +44,8 @@ MARKS = {"ok": ("✓", "ok"), "failed": ("✗", "FAIL"), "skipped": ("–", "-")
 
 
 def marks() -> dict[str, str]:
-    """✓ ✗ – → where the output can show them, plain ASCII where it cannot (a C locale, a log file)."""
-    encoding = getattr(sys.stdout, "encoding", None) or "ascii"
-    try:
-        "".join(fancy for fancy, _ in MARKS.values()).encode(encoding)
-        return {name: fancy for name, (fancy, _) in MARKS.items()}
-    except (UnicodeEncodeError, LookupError):
-        return {name: plain for name, (_, plain) in MARKS.items()}
+    """✓ ✗ – → where the output can show them, plain ASCII where it cannot."""
+    return {name: printable(fancy, plain) for name, (fancy, plain) in MARKS.items()}
 
 
 @dataclass

@@ -59,13 +59,40 @@ def emit(result: Renderable, as_json: bool) -> None:
         tables = result.rows()
         for index, part in enumerate(tables if isinstance(tables, list) else [tables]):
             if part.rows or index == 0:
-                print(("\n" if index else "") + table(part.rows, part.headers))
+                print(("\n" if index else "") + fitted(part.rows, part.headers))
         footer = result.footer()
         if footer:
             print(footer)
     error = result.failure()
     if error is not None:
         raise error
+
+
+def printable(fancy: str, plain: str) -> str:
+    """`fancy` where standard output can show it, else `plain` (a C locale, a log file in ASCII)."""
+    try:
+        fancy.encode(getattr(sys.stdout, "encoding", None) or "ascii")
+        return fancy
+    except (UnicodeEncodeError, LookupError):
+        return plain
+
+
+def fitted(rows: list[list[Any]], headers: Sequence[str]) -> str:
+    """A table, or, when it is wider than the terminal, one block per row (a field a line)."""
+    import shutil
+
+    text = table(rows, headers)
+    width = shutil.get_terminal_size((0, 0)).columns  # 0: not a terminal and no COLUMNS: no limit
+    if not width or max(map(len, text.splitlines()), default=0) <= width or not rows:
+        return text
+    label = max(len(str(h)) for h in headers)
+    blocks = []
+    for row in rows:
+        lines = [f"{str(h):<{label}}  {'' if v is None else v}" for h, v in zip(headers[1:], row[1:], strict=False)]
+        rule = printable("─", "-")
+        blocks.append(f"{rule * 2} {row[0]} " + rule * max(0, min(width, 60) - len(str(row[0])) - 4) + "\n"
+                      + "\n".join(lines))
+    return "\n\n".join(blocks)
 
 
 def table(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> str:

@@ -176,8 +176,8 @@ class StatusReport(Result):
             elif self.cell(base, "tables"):
                 tables_cell = f"unknown ({base.env} not read)"
             else:
-                differ = [t for t in e.tables if e.tables[t] != base.tables.get(t)]
                 absent = [t for t in e.tables if e.tables[t] is None]  # missing on both sides is no match
+                differ = [t for t in e.tables if e.tables[t] is not None and e.tables[t] != base.tables.get(t)]
                 tables_cell = ", ".join(part for part in (
                     f"{len(differ)} of {len(e.tables)} differ" if differ else "",
                     f"{len(absent)} missing" if absent else "") if part) or "all match"

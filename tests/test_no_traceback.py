@@ -127,7 +127,7 @@ def test_a_reader_that_closes_the_pipe_ends_the_task_quietly(project):
 def test_the_demo_refuses_busy_ports_and_leaves_nothing(tmp_path):
     from ops import config as ops_config
 
-    port = ops_config.load(REPO / "environments.ini").env("local-prod").storage_url.rsplit(":", 1)[1]
+    port = ops_config.load(REPO / "devstack" / "environments.ini").env("local-prod").storage_url.rsplit(":", 1)[1]
     with socket.socket() as busy:
         busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         busy.bind(("127.0.0.1", int(port)))
