@@ -115,10 +115,8 @@ def version() -> str:
 
 def main() -> None:
     """`supabase-ops TASK ...`: the tasks of tasks.py from any folder (environments.ini is looked up)."""
-    from invoke import Collection
-
     import tasks
 
     install()
-    Program(namespace=Collection.from_module(tasks) if not hasattr(tasks, "ns") else tasks.ns,
-            version=version(), name="supabase-ops", binary="supabase-ops").run()
+    Program(namespace=tasks.ns, version=version(), name="supabase-ops", binary="supabase-ops",
+            binary_names=["supabase-ops"]).run()

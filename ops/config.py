@@ -215,7 +215,15 @@ def split_list(value: str) -> list[str]:
 
 
 def config_path() -> Path:
-    return Path(os.environ.get("OPS_ENVIRONMENTS") or REPO_ROOT / "environments.ini").resolve()
+    """OPS_ENVIRONMENTS, else the nearest environments.ini from the current folder up (as git finds
+    .git), else the checkout's own."""
+    if os.environ.get("OPS_ENVIRONMENTS"):
+        return Path(os.environ["OPS_ENVIRONMENTS"]).resolve()
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "environments.ini").is_file():
+            return folder / "environments.ini"
+    return (REPO_ROOT / "environments.ini").resolve()
 
 
 class _Reader:

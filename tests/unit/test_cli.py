@@ -60,3 +60,22 @@ def test_help_shows_what_each_flag_takes(tmp_path):
 def test_a_mistyped_flag_is_refused_with_the_nearest(tmp_path, args, said):
     result = inv(*args, tmp_path=tmp_path)
     assert result.returncode == 2 and said in result.stderr and "Nothing was run" in result.stderr
+
+
+def test_the_console_script_runs_from_any_folder_and_finds_environments_ini_upwards(tmp_path):
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "supabase-ops"
+    assert script.exists(), "pip install -e . installs the supabase-ops console script"
+    (tmp_path / "environments.ini").write_text("[prod]\nref = qfdztdgublwlmewobxmx\n")
+    (tmp_path / "deep" / "er").mkdir(parents=True)
+    environ = {k: v for k, v in os.environ.items() if k != "OPS_ENVIRONMENTS"}
+    listed = subprocess.run([str(script), "envs", "--json"], cwd=tmp_path / "deep" / "er", env=environ,
+                            capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    assert '"ref": "qfdztdgublwlmewobxmx"' in listed.stdout
+    version = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60)
+    assert version.stdout.startswith("supabase-ops 0.")
+    completion = subprocess.run([str(script), "--print-completion-script", "bash"], capture_output=True, text=True,
+                                timeout=60)
+    assert "complete" in completion.stdout and "supabase-ops" in completion.stdout
