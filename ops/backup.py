@@ -32,7 +32,7 @@ from ops.report import Result, Table, progress
 from ops.s3 import ObjectInfo
 from ops.safety import confirm_write
 from ops.stamps import stamp_order, unused_name
-from ops.storage import Failure, failure_report, retrying, run_parallel, select_buckets
+from ops.storage import NAMED, Failure, failure_report, retrying, run_parallel, select_buckets
 
 METADATA_FILE = "_backup_metadata.json"
 PARTIAL_PREFIX = ".partial-"
@@ -517,6 +517,7 @@ class RestoreResult(Result):
     buckets: list[dict] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     seconds: float = 0.0
+    to_upload: list[str] = field(default_factory=list)  # a dry run names them all (the text, the first 50)
 
     @property
     def failed(self) -> bool:
@@ -526,7 +527,9 @@ class RestoreResult(Result):
         return Table(list(self.buckets[0]) if self.buckets else ["bucket"], [list(b.values()) for b in self.buckets])
 
     def footer(self) -> str:
-        return f"from {self.backup}"
+        lines = [f"  + {key}" for key in self.to_upload[:NAMED]]
+        lines += [f"  + ... and {len(self.to_upload) - NAMED:,} more"] if len(self.to_upload) > NAMED else []
+        return "\n".join([*lines, f"from {self.backup}"])
 
     def failure(self) -> OpsError | None:
         if not self.failures:
@@ -565,8 +568,7 @@ def restore_storage(
     objects = {b: objs for b, objs in _objects_by_bucket(metadata).items() if b in chosen}
     files = {b: {key: member(path, entry.get("path", ""), f"{METADATA_FILE} of {path.name}")
                  for key, entry in objs.items()} for b, objs in objects.items()}
-    if not dry_run:
-        confirm_write(target_env, yes=yes, action="restore storage objects into it")
+    action = "restore storage objects into it"
     s3 = s3ops.client(target_env, max_pool=config.storage.jobs * 2)
     missing = [b for b in objects if not s3ops.bucket_exists(s3, b)]
     if missing:
@@ -585,6 +587,12 @@ def restore_storage(
             }
         )
         tasks += [(bucket, ObjectInfo(key, entries[key]["size"], entries[key]["etag"])) for key in upload]
+    result.to_upload = [f"{bucket}/{info.key}" for bucket, info in tasks] if dry_run else []
+    if not dry_run and tasks:  # the plan first, then the question; nothing to upload asks nothing
+        plan = [f"plan for {target_env.name}: upload {len(tasks):,} object(s) from {path}"]
+        plan += [f"  + {bucket}/{info.key}" for bucket, info in tasks[:NAMED]]
+        plan += [f"  + ... and {len(tasks) - NAMED:,} more"] if len(tasks) > NAMED else []
+        confirm_write(target_env, yes=yes, action=action, plan="\n".join(plan))
     if not dry_run:
         s3ops.abort_leftover_uploads(s3, target_env)
 

@@ -247,7 +247,8 @@ def _deploy(config: Config, *, env: str | None, only: list[str] | None, changed_
     result = DeployResult(environment.name, environment.ref, names, dry_run=dry_run)
     if dry_run or not names:
         return result
-    confirm_write(environment, yes=yes, action=f"deploy {len(names)} function(s)")
+    plan = f"plan for {environment.name}: deploy {len(names)} function(s)" + "".join(f"\n  + {n}" for n in names)
+    confirm_write(environment, yes=yes, action=f"deploy {len(names)} function(s)", plan=plan)
     workdir = cli_workdir(config)
     before = remote_versions(config, environment)
     result.cli_calls += 1

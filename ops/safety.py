@@ -8,15 +8,23 @@ from ops.config import Environment
 from ops.errors import UserError
 
 
-def confirm_write(env: Environment, *, yes: bool, action: str) -> None:
-    """Ask the user to type a protected environment's name before writing to it."""
-    if not env.protected or yes:
+def will_ask(env: Environment, *, yes: bool) -> bool:
+    """Whether writing to `env` needs a typed confirmation (refused at once where nobody can type it)."""
+    return env.protected and not yes
+
+
+def confirm_write(env: Environment, *, yes: bool, action: str, plan: str = "") -> None:
+    """Ask the user to type a protected environment's name before writing to it, after showing `plan`
+    (what will change, computed read-only), as `supabase db push` shows its migrations first."""
+    if not will_ask(env, yes=yes):
         return
     if not sys.stdin.isatty():
         raise UserError(
             f"'{env.name}' is protected and there is no terminal to confirm {action}: "
             "pass --yes to confirm"
         )
+    if plan:
+        print(plan, flush=True)
     answer = input(f"'{env.name}' is protected. Type its name to {action}: ").strip()
     if answer != env.name:
         raise UserError(f"not confirmed ('{answer}' is not '{env.name}'); nothing was changed")

@@ -261,6 +261,29 @@ class BucketResult:
     failed: int = 0
     bytes: int = 0
     read_to_compare: int = 0
+    to_copy: list[str] = field(default_factory=list)  # a dry run names them all (the text shows the first 50)
+    to_delete: list[str] = field(default_factory=list)
+
+
+NAMED = 50  # objects named per bucket and kind in text; --json has them all
+
+
+def named(bucket: str, copy: list[str], delete: list[str]) -> list[str]:
+    """rclone -v style: every object that would be copied (+) or deleted (-), the first NAMED of each."""
+    lines = []
+    for sign, keys in (("+", copy), ("-", delete)):
+        lines += [f"  {sign} {bucket}/{key}" for key in keys[:NAMED]]
+        if len(keys) > NAMED:
+            lines.append(f"  {sign} ... and {len(keys) - NAMED:,} more in {bucket}")
+    return lines
+
+
+def plan_text(plans: list[BucketPlan], target: str) -> str:
+    lines = [f"plan for {target}: copy {sum(len(p.copy) for p in plans):,} object(s) "
+             f"({sum(p.copy_bytes for p in plans) / 2**20:,.1f} MiB), delete {sum(len(p.delete) for p in plans):,}"]
+    for plan in plans:
+        lines += named(plan.bucket, [o.key for o in plan.copy], plan.delete)
+    return "\n".join(lines)
 
 
 @dataclass
@@ -286,7 +309,8 @@ class StorageResult(Result):
                      [[b.bucket, b.status, b.copied, b.identical, b.deleted, b.failed, b.bytes] for b in self.buckets])
 
     def footer(self) -> str:
-        return f"{'planned' if self.dry_run else 'done'} in {self.seconds:.1f}s"
+        lines = [line for b in self.buckets for line in named(b.bucket, b.to_copy, b.to_delete)]
+        return "\n".join([*lines, f"{'planned' if self.dry_run else 'done'} in {self.seconds:.1f}s"])
 
     def failure(self) -> OpsError | None:
         return OperationFailed(failure_report(self.failures, rerun=self.rerun)) if self.failures else None
@@ -339,8 +363,6 @@ def sync_storage(config: Config, *, source: str | None, target: str | None, buck
     jobs = config.storage.jobs if jobs is None else jobs
     if jobs < 1:
         raise UserError("--jobs must be at least 1")
-    if not dry_run:
-        confirm_write(target_env, yes=yes, action="copy storage objects into it")
     if max_delete is not None and (max_delete < 0 or not delete):
         raise UserError("--max-delete takes a number of objects >= 0, and only goes with --delete")
     src, dst, plans = plan_sync(source_env, target_env, chosen, force=force, delete=delete, jobs=jobs)
@@ -356,12 +378,16 @@ def sync_storage(config: Config, *, source: str | None, target: str | None, buck
     if unread:
         progress(f"{unread} object(s) had no MD5 recorded on one side (a multipart ETag and no md5chksum): "
                  "read on both sides to compare")
-    if dry_run:
+    nothing = not any(p.copy or p.delete for p in plans)
+    if dry_run or nothing:  # nothing to do: done, without asking
         result.buckets = [BucketResult(p.bucket, p.status, copied=len(p.copy), identical=p.identical,
-                                       deleted=len(p.delete), bytes=p.copy_bytes, read_to_compare=p.read_to_compare)
+                                       deleted=len(p.delete), bytes=p.copy_bytes, read_to_compare=p.read_to_compare,
+                                       to_copy=[o.key for o in p.copy] if dry_run else [],
+                                       to_delete=list(p.delete) if dry_run else [])
                           for p in plans]
         result.seconds = round(time.monotonic() - started, 3)
         return result
+    confirm_write(target_env, yes=yes, action="copy storage objects into it", plan=plan_text(plans, target_env.name))
 
     s3ops.abort_leftover_uploads(dst, target_env)
     tasks = [(p.bucket, info) for p in plans for info in p.copy]

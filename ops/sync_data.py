@@ -31,7 +31,7 @@ from ops.errors import OperationFailed, UserError, first_line
 from ops.pgcatalog import Table, literal
 from ops.report import Result, progress
 from ops.report import Table as Rows
-from ops.safety import confirm_write, distinct
+from ops.safety import confirm_write, distinct, will_ask
 from ops.stamps import new_run_dir, utc_stamp
 from ops.sync_sql import (
     CopyIn,
@@ -225,6 +225,7 @@ class SyncResult(Result):
     prune: bool = False
     tables: list[TableResult] = field(default_factory=list)
     seconds: float = 0.0
+    nothing_to_do: bool = False  # a protected target's plan found nothing to change: nothing was asked
 
     def rows(self) -> Rows:
         if self.export_only:
@@ -242,7 +243,13 @@ class SyncResult(Result):
             [[t.table, t.inserted, t.updated, t.unchanged, t.deleted] for t in self.tables],
         )
 
+    def changes(self) -> int:
+        return sum(t.inserted + t.updated + (t.deleted or (t.only_in_target if self.prune else 0))
+                   for t in self.tables)
+
     def footer(self) -> str:
+        if self.nothing_to_do:
+            return f"nothing to change in {self.target}: it already matches; nothing was asked or written"
         verb = "would sync" if self.dry_run else "exported" if self.export_only else "synced"
         lines = [f"{verb} {len(self.tables)} tables in {self.seconds:.1f}s; files in {self.run_dir}"]
         before = Path(self.run_dir) / "before" if self.run_dir else None
@@ -697,8 +704,19 @@ def sync_data(
         distinct(source_env, target_env)
     if target_env:
         target_env.require_db()
-        if not dry_run:
-            confirm_write(target_env, yes=yes, action="sync config data into it")
+        if not dry_run and will_ask(target_env, yes=yes):
+            # The plan first (a dry run: read-only), then the question; nothing to change asks nothing.
+            plan = sync_data(config, source=source, target=target, tables=tables, dry_run=True, prune=prune,
+                             from_export=from_export, yes=True)
+            if not plan.changes():
+                plan.nothing_to_do = True
+                return plan
+            from ops.report import table
+
+            rows = plan.rows()
+            confirm_write(target_env, yes=False, action="sync config data into it",
+                          plan=f"plan for {target_env.name}:\n" + table(rows.rows, rows.headers))
+            yes = True
     if from_export:
         undo.refuse_uncommitted(Path(from_export).resolve())
     undo.clean_stale(settings.export_dir)

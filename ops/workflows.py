@@ -6,14 +6,15 @@ failure, the command that resumes from the failed step (`--resume-at STEP`).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ops import backup, dburl, functions, invocation, migrations, snapshot, storage, sync_data
 from ops.config import Config, Environment
 from ops.errors import OperationFailed, OpsError, UserError, first_line
-from ops.report import Result, Table, progress
-from ops.safety import confirm_write, distinct
+from ops.report import Result, Table, progress, table
+from ops.safety import confirm_write, distinct, will_ask
 
 
 @dataclass
@@ -79,12 +80,25 @@ def run_steps(name: str, steps: list[Step], *, command: str, dry_run: bool, resu
     return result
 
 
-def confirm_all(envs: list[Environment], *, yes: bool, dry_run: bool, action: str) -> None:
-    """Ask once, before the first step, for every protected environment the workflow writes to."""
-    if dry_run:
+def confirm_all(envs: list[Environment], *, yes: bool, dry_run: bool, action: str,
+                plan: Callable[[], WorkflowResult] | None = None) -> None:
+    """Ask once, before the first step, for every protected environment the workflow writes to,
+    after showing the plan: the same workflow run as a dry run (read-only)."""
+    asking = [env for env in dict.fromkeys(envs) if will_ask(env, yes=yes)]
+    if dry_run or not asking:
         return
-    for env in dict.fromkeys(envs):
-        confirm_write(env, yes=yes, action=action)
+    if not sys.stdin.isatty() or plan is None:
+        for env in asking:
+            confirm_write(env, yes=yes, action=action)  # refused at once where nobody can type the name
+        return
+    planned = plan()
+    rows = planned.rows()
+    shown = f"plan ({planned.workflow} --dry-run):\n" + table(rows.rows, rows.headers)
+    if planned.exit_code:
+        print(shown, flush=True)
+        raise UserError(f"the plan stopped at a failed step ({planned.resume}); nothing was changed or asked")
+    for index, env in enumerate(asking):
+        confirm_write(env, yes=yes, action=action, plan=shown if index == 0 else "")
 
 
 # ---------------------------------------------------------------- the steps
@@ -209,7 +223,9 @@ def release(
 ) -> WorkflowResult:
     target = config.env(env or config.workflows.preprod)
     functions.select_functions(config, only, changed_since)  # bad names are refused before any step
-    confirm_all([target], yes=yes, dry_run=dry_run, action="release to it")
+    confirm_all([target], yes=yes, dry_run=dry_run, action="release to it",
+                plan=lambda: release(config, env=env, only=only, changed_since=changed_since, dry_run=True, yes=True,
+                                     resume_at=resume_at, smoke=smoke))
     steps = [s for s in (tested_first_step(config, target),) if s]
     deployed: dict[str, str | None] = {}
     steps += [push_step(config, target, dry_run),
@@ -232,7 +248,9 @@ def reset_env(
 ) -> WorkflowResult:
     source_env, target_env = config.env(source or config.workflows.prod), config.env(target or config.workflows.preprod)
     distinct(source_env, target_env)
-    confirm_all([target_env], yes=yes, dry_run=dry_run, action=f"reset it from {source_env.name}")
+    confirm_all([target_env], yes=yes, dry_run=dry_run, action=f"reset it from {source_env.name}",
+                plan=lambda: reset_env(config, source=source, target=target, dry_run=True, yes=True,
+                                       resume_at=resume_at))
     steps = [
         push_step(config, target_env, dry_run),
         data_step(config, source_env, target_env, dry_run),
@@ -258,7 +276,9 @@ def refresh_sandbox(
         config.env(sandbox or config.workflows.sandbox),
     )
     distinct(source_env, sandbox_env)
-    confirm_all([sandbox_env], yes=yes, dry_run=dry_run, action="refresh it")
+    confirm_all([sandbox_env], yes=yes, dry_run=dry_run, action="refresh it",
+                plan=lambda: refresh_sandbox(config, source=source, sandbox=sandbox, dry_run=True, yes=True,
+                                             resume_at=resume_at))
 
     def code() -> str:
         result = lovable.update_lovable(config, dry_run=dry_run)
@@ -298,7 +318,9 @@ def promote_config(
                         f"preprod={preprod_env.name} prod={prod_env.name}")
     # Both targets are confirmed before the first step, whatever --resume-at skips.
     confirm_all([preprod_env, prod_env], yes=yes, dry_run=dry_run,
-                action=f"promote {', '.join(tables)} into it")
+                action=f"promote {', '.join(tables)} into it",
+                plan=lambda: promote_config(config, tables=tables, sandbox=sandbox, preprod=preprod, prod=prod,
+                                            dry_run=True, yes=True, resume_at=resume_at))
     steps = [
         data_step(config, sandbox_env, preprod_env, dry_run, tables, name=f"{sandbox_env.name}-to-{preprod_env.name}"),
         data_step(config, preprod_env, prod_env, dry_run, tables, name=f"{preprod_env.name}-to-{prod_env.name}"),
