@@ -45,7 +45,7 @@ class OpsTask(Task):
 
     def get_arguments(self, ignore_unknown_help: bool | None = None) -> list[Argument]:
         arguments = super().get_arguments(ignore_unknown_help)
-        one_env = self.name in ONE_ENV_TASKS
+        one_env = str(self.name).replace("_", "-") in ONE_ENV_TASKS
         for argument in arguments:
             key = str(argument.attr_name or argument.name)
             argument.value_kind = "ENV" if key == "env" and one_env else VALUE_KINDS.get(key)  # type: ignore[attr-defined]
@@ -120,3 +120,24 @@ def main() -> None:
     install()
     Program(namespace=tasks.ns, version=version(), name="supabase-ops", binary="supabase-ops",
             binary_names=["supabase-ops"]).run()
+
+
+def flag_reference() -> str:
+    """The README's flag table, from the tasks themselves (tests/unit/test_cli.py keeps them equal)."""
+    import tasks
+
+    lines = ["| task | flags |", "|---|---|"]
+    for name in sorted(tasks.ns.task_names):
+        task = tasks.ns[name]
+        flags = []
+        for argument in sorted(task.get_arguments(), key=lambda a: str(a.name)):
+            short = [f"-{n}" for n in argument.names if len(n) == 1]
+            kind = getattr(argument, "value_kind", None)
+            long = "--" + next(n for n in argument.names if len(n) > 1) + (f"={kind}" if kind else "")
+            flags.append(f"`{long}`".replace("|", "\\|") + (f" (`{short[0]}`)" if short else ""))
+        lines.append(f"| `{name}` | {', '.join(flags)} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m ops.cli: print the flag table for README.md
+    print(flag_reference())

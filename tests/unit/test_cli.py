@@ -79,3 +79,13 @@ def test_the_console_script_runs_from_any_folder_and_finds_environments_ini_upwa
     completion = subprocess.run([str(script), "--print-completion-script", "bash"], capture_output=True, text=True,
                                 timeout=60)
     assert "complete" in completion.stdout and "supabase-ops" in completion.stdout
+
+
+def test_the_readme_flag_table_is_the_tasks_own():
+    from pathlib import Path
+
+    from ops.cli import flag_reference
+
+    readme = (Path(REPO) / "README.md").read_text(encoding="utf-8")
+    written = readme.split("<!-- flags:begin -->\n", 1)[1].split("<!-- flags:end -->", 1)[0]
+    assert written.strip() == flag_reference().strip(), "README's flag table drifted: run python -m ops.cli"
