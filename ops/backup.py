@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ops import invocation
 from ops import s3 as s3ops
 from ops.backup_paths import member, object_paths
 from ops.config import Config, Environment
@@ -534,7 +535,8 @@ class RestoreResult(Result):
     def failure(self) -> OpsError | None:
         if not self.failures:
             return None
-        rerun = f"inv restore-storage --to {self.target} --backup {self.backup}"
+        rerun = invocation.command(drop=("backup",), add={"backup": self.backup},
+                                   fallback=f"inv restore-storage --to {self.target} --backup {self.backup}")
         return OperationFailed(failure_report(self.failures, rerun=rerun))
 
 

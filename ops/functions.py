@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ops import git as gitrepo
-from ops import supabase_cli
+from ops import invocation, supabase_cli
 from ops.config import Config, Environment
 from ops.errors import OperationFailed, OpsError, UserError, last_line
 from ops.report import Meter, Result, Table, progress
@@ -295,6 +295,8 @@ def _deploy(config: Config, *, env: str | None, only: list[str] | None, changed_
                 result.reasons[name] = done.reason
     result.deployed += result.retried
     if result.failed:
-        result.rerun = f"inv deploy-functions --env {environment.name} --only {','.join(result.failed)}"
+        result.rerun = invocation.command(
+            drop=("only", "changed_since"), add={"only": result.failed},
+            fallback=f"inv deploy-functions --env {environment.name} --only {','.join(result.failed)}")
     return result
 

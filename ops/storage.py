@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, TypeVar, cast
 
+from ops import invocation
 from ops import s3 as s3ops
 from ops.config import Config, Environment
 from ops.errors import OperationFailed, OpsError, UserError
@@ -406,7 +407,9 @@ def sync_storage(config: Config, *, source: str | None, target: str | None, buck
     result.failures = failures
     if failures:
         failed_buckets = ",".join(dict.fromkeys(f.bucket for f in failures))
-        result.rerun = f"inv sync-storage --from {source} --to {target} --buckets {failed_buckets}"
+        result.rerun = invocation.command(
+            drop=("buckets",), add={"buckets": failed_buckets},
+            fallback=f"inv sync-storage --from {source} --to {target} --buckets {failed_buckets}")
     result.seconds = round(time.monotonic() - started, 3)
     return result
 

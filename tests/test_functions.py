@@ -83,7 +83,7 @@ def test_failures_are_named_with_a_rerun_command(app, api):
     assert result.code == 1
     data = json.loads(result.out)
     assert data["failed"] == ["stripe-webhook", "sync-calendar"]
-    assert "inv deploy-functions --env preprod --only stripe-webhook,sync-calendar" in result.err
+    assert "inv deploy-functions --env preprod --json --only stripe-webhook,sync-calendar" in result.err  # flags kept
     assert api.deployed() == sorted(set(ALL_FUNCTIONS) - api.fail_slugs)
     api.fail_slugs = set()
     rerun = app.run("deploy-functions", "--env", "preprod", "--only", "stripe-webhook,sync-calendar")
