@@ -137,7 +137,7 @@ CATALOGUE = {
     "blocked-table": (["sync-data", "--from", "prod", "--to", "preprod", "--tables", "user_roles"], "user data"),
     "unknown-table": (["sync-data", "--from", "prod", "--to", "preprod", "--tables", "coupons"], "safe_tables"),
     "unknown-bucket": (["sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "selfies"], "selfies"),
-    "protected-no-yes": (["sync-data", "--from", "preprod", "--to", "prod"], "--yes"),
+    "protected-no-yes": (["sync-data", "--from", "preprod", "--to", "prod", "--prune"], "--yes"),
     "protected-storage": (["sync-storage", "--from", "preprod", "--to", "prod"], "--yes"),
     "unknown-function": (["deploy-functions", "--env", "preprod", "--only", "nope"], "nope"),
     "missing-s3-secret": (["sync-storage", "--from", "prod", "--to", "preprod"], "OPS_PREPROD_S3_SECRET_ACCESS_KEY"),

@@ -263,9 +263,11 @@ def test_serial_sequence_is_advanced(project):
 
 def test_protected_target_needs_yes_without_a_terminal(project):
     before = dump(project.url("prod"))
-    refused = project.run("sync-data", "--from", "preprod", "--to", "prod")
+    refused = project.run("sync-data", "--from", "preprod", "--to", "prod", "--prune")  # would empty prod's tables
     assert refused.code == 2 and "--yes" in refused.err
     assert dump(project.url("prod")) == before
+    nothing = project.run("sync-data", "--from", "preprod", "--to", "prod")  # the plan changes nothing: no question
+    assert nothing.code == 0 and "nothing to change in prod" in nothing.out
     allowed = project.run("sync-data", "--from", "preprod", "--to", "prod", "--yes", "--tables", "plans")
     assert allowed.code == 0, allowed.err
 
