@@ -87,8 +87,9 @@ class DoctorReport(Result):
         return f"{len(failed)} of {checked} checks failed{note}" if failed else f"all {checked} checks ok{note}"
 
     def failure(self) -> OpsError | None:
-        failed = sorted({f"{c.env}: {c.check}" for c in self.checks if c.failed})
-        return OperationFailed("doctor found problems: " + "; ".join(failed)) if failed else None
+        failed = [c for c in self.checks if c.failed]
+        where = ", ".join(dict.fromkeys(c.env for c in failed))
+        return OperationFailed(f"doctor: {len(failed)} check(s) failed ({where})") if failed else None
 
 
 def timed(env: str, name: str, work: Callable[[], str], fix: str) -> Check:
@@ -98,7 +99,7 @@ def timed(env: str, name: str, work: Callable[[], str], fix: str) -> Check:
     try:
         detail, ok = work(), True
     except NotConfigured as error:
-        detail, ok, skipped = f"not configured: {error}", False, True
+        detail, ok, skipped, fix = f"not configured: {error}", False, True, error.fix
     except Exception as error:  # noqa: BLE001 -- a doctor reports every failure, whatever its kind
         detail, ok = first_line(error), False
     return Check(env, name, ok, detail, "" if ok else fix, round(time.monotonic() - started, 2), skipped)
@@ -156,7 +157,7 @@ def storage_check(config: Config, env: Environment) -> Check:
 
         unset = [var for var in (env.s3_key_id_var, env.s3_secret_var) if not env.secret(var)]
         if unset:
-            raise NotConfigured(f"no S3 keys ({' and '.join(unset)} unset)")
+            raise NotConfigured("no S3 keys", f"set {' and '.join(unset)} (the dashboard's S3 access keys)")
         s3 = s3ops.client(env, timeout=TIMEOUT, attempts=2)
         missing = [b for b in config.storage.buckets if not s3ops.bucket_exists(s3, b)]
         if missing:
@@ -172,10 +173,14 @@ def storage_check(config: Config, env: Environment) -> Check:
 
 def api_check(config: Config, env: Environment) -> Check:
     def work() -> str:
+        try:
+            supabase_cli.binary()
+        except OpsError:
+            raise NotConfigured("needs the Supabase CLI", "see the supabase cli line") from None
         result = supabase_cli.run(["functions", "list", "--project-ref", env.ref, "-o", "json"],
                                   workdir=supabase_cli.cli_workdir(config), timeout=TIMEOUT * 3)
         if not result.ok and result.token_problem == "missing":
-            raise NotConfigured("no access token")
+            raise NotConfigured("no access token", "set SUPABASE_ACCESS_TOKEN (sbp_...) or run supabase login")
         if not result.ok:
             raise OperationFailed(result.reason)
         return f"project {env.ref} visible with the token"
@@ -188,12 +193,20 @@ def api_check(config: Config, env: Environment) -> Check:
 
 
 class NotConfigured(OpsError):
-    """What a check needs is not set up: the check is skipped with its hint, not failed."""
+    """What a check needs is not set up: the check is skipped with its own hint, not failed."""
+
+    def __init__(self, what: str, fix: str) -> None:
+        super().__init__(what)
+        self.fix = fix
 
 
 def cli_check() -> Check:
     def work() -> str:
-        result = subprocess.run([supabase_cli.binary(), "--version"], capture_output=True, text=True,
+        try:
+            binary = supabase_cli.binary()
+        except OpsError:
+            raise OperationFailed("not installed") from None
+        result = subprocess.run([binary, "--version"], capture_output=True, text=True,
                                 timeout=TIMEOUT * 3, env=child_env("supabase"))
         version = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "unknown"
         if version != supabase_cli.PINNED_VERSION:
