@@ -262,23 +262,24 @@ def sync_storage(
         "env": "environment to back up, a comma list, or 'all' (default: prod)",
         "buckets": f"only these buckets ({LIST_HELP})",
         "keep": "complete backups to keep per environment (default: [storage] keep, 5)",
+        "copy_to": "then copy each sealed backup to this backup target (a section with a bucket), incrementally",
         "json": "print the summary as JSON",
     },
 )
 def backup_storage(
-    c: Context, env: str | None = None, buckets: list[str] | None = None, keep: str | None = None, json: bool = False
+    c: Context, env: str | None = None, buckets: list[str] | None = None, keep: str | None = None,
+    copy_to: str | None = None, json: bool = False
 ) -> None:
     """Back up storage buckets to backups/storage/<env>-<ref>/<time>/ (incremental, keeps 5)."""
     from ops import backup
 
-    emit(
-        backup.backup_storage(load_config(), env=env, buckets=names(buckets) or None, keep=whole(keep, "--keep")), json
-    )
+    emit(backup.backup_storage(load_config(), env=env, buckets=names(buckets) or None, keep=whole(keep, "--keep"),
+                               copy_to=copy_to), json)
 
 
 @ops_task(
     help={
-        "backup": "a backup folder, or 'latest' (default)",
+        "backup": "a backup folder, 'latest' (default), or TARGET:latest / TARGET:<time> for an off-site copy",
         "env": "environment for 'latest' (default: prod)",
         "json": "print the result as JSON",
     }
@@ -295,7 +296,7 @@ def verify_backup(c: Context, backup: str = "latest", env: str | None = None, js
     iterable=["buckets"],
     help={
         "to": "environment to restore into",
-        "backup": "a backup folder, or 'latest' (default)",
+        "backup": "a backup folder, 'latest' (default), or TARGET:<time> / TARGET:latest (an off-site copy)",
         "env": "whose backup to restore (default: the --to environment's own; another env's needs this flag)",
         "buckets": f"only these buckets ({LIST_HELP})",
         "dry_run": "print what would be uploaded; upload nothing",
@@ -580,17 +581,21 @@ def promote_config(
     help={
         "env": "environment, a comma list, or 'all' (default: prod)",
         "keep": "snapshots to keep per environment (default 5)",
+        "copy_to": "then copy each sealed snapshot to this backup target (a section with a bucket), incrementally",
         "resume_at": WORKFLOW_HELP["resume_at"],
         "json": "print the step summary as JSON",
+        "yes": "accepted for scripts and CI (a backup writes to no environment, so it never asks)",
     },
 )
 def backup(
-    c: Context, env: str | None = None, keep: str | None = None, resume_at: str | None = None, json: bool = False
+    c: Context, env: str | None = None, keep: str | None = None, copy_to: str | None = None,
+    resume_at: str | None = None, json: bool = False, yes: bool = False
 ) -> None:
     """The backup routine in one snapshot: storage, config export, pg_dump, secret names, functions commit."""
     from ops import workflows
 
-    emit(workflows.full_backup(load_config(), env=env, keep=whole(keep, "--keep"), resume_at=resume_at), json)
+    emit(workflows.full_backup(load_config(), env=env, keep=whole(keep, "--keep"), resume_at=resume_at,
+                               copy_to=copy_to), json)
 
 
 @ops_task(

@@ -86,6 +86,7 @@ class BackupResult:
     skipped_buckets: list[str] = field(default_factory=list)
     kept_because: str = ""  # why retention deleted nothing
     seconds: float = 0.0
+    offsite: dict | None = None  # the off-site copy (--copy-to): where, and what was sent
 
 
 def backup_env(
@@ -406,8 +407,10 @@ class BackupReport(Result):
         return "\n".join(notes + made)
 
 
-def backup_storage(config: Config, *, env: str | None, buckets: list[str] | None, keep: int | None) -> BackupReport:
+def backup_storage(config: Config, *, env: str | None, buckets: list[str] | None, keep: int | None,
+                   copy_to: str | None = None) -> BackupReport:
     keep = config.storage.keep if keep is None else keep
+    target = config.target(copy_to) if copy_to else None  # an unknown target is refused before any download
     if keep < 1:
         raise UserError("--keep must be at least 1 (the backup just made is always kept)")
     chosen = select_buckets(config, buckets)
@@ -415,7 +418,17 @@ def backup_storage(config: Config, *, env: str | None, buckets: list[str] | None
                              needs="a storage_url")
     for each in envs:  # refuse before any download if a later environment lacks keys
         s3ops.client(each)
-    return BackupReport([backup_env(config, each, chosen, keep) for each in envs])
+    if target:
+        s3ops.client(target.store)
+    made = []
+    for each in envs:
+        result = backup_env(config, each, chosen, keep)
+        if target:
+            from ops import offsite
+
+            result.offsite = asdict(offsite.copy_backup(config, target, Path(result.path), full=False))
+        made.append(result)
+    return BackupReport(made)
 
 
 # ---------------------------------------------------------------- verify
@@ -477,6 +490,11 @@ def resolve_backup(config: Config, backup: str | None, env: str | None) -> Path:
 
 
 def verify_backup(config: Config, *, backup: str | None, env: str | None) -> VerifyResult:
+    from ops import offsite
+
+    remote = offsite.parse(config, backup)
+    if remote:
+        return offsite.verify_remote(config, remote[0], config.env(env or config.workflows.prod), remote[1])
     path = resolve_backup(config, backup, env)
     metadata = load_manifest(path)
     result = VerifyResult(str(path))
@@ -541,6 +559,35 @@ class RestoreResult(Result):
 
 
 def restore_storage(
+    config: Config,
+    *,
+    target: str | None,
+    backup: str | None,
+    env: str | None,
+    buckets: list[str] | None,
+    dry_run: bool,
+    yes: bool,
+) -> RestoreResult:
+    """Restore a local backup, or a remote one (`TARGET:<time>`, fetched into tmp/ first, then removed)."""
+    from ops import offsite
+
+    remote = offsite.parse(config, backup)
+    if not remote:
+        return _restore(config, target=target, backup=backup, env=env, buckets=buckets, dry_run=dry_run, yes=yes)
+    if not target:
+        raise UserError("name the environment to restore into with --to ENV")
+    whose = config.env(env) if env else config.env(target)
+    scratch = config.root / "tmp"
+    scratch.mkdir(parents=True, exist_ok=True)
+    fetched = offsite.download(config, remote[0], whose, remote[1], scratch)
+    try:
+        return _restore(config, target=target, backup=str(fetched), env=env, buckets=buckets, dry_run=dry_run,
+                        yes=yes)
+    finally:
+        shutil.rmtree(fetched, ignore_errors=True)
+
+
+def _restore(
     config: Config,
     *,
     target: str | None,

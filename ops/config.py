@@ -21,7 +21,8 @@ from ops.errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_KEYS = {"ref", "branch", "frontend", "db_url", "storage_url", "storage_region", "protected",
-            "region", "ssl_root_cert", "insecure_tls", "functions_url"}
+            "region", "ssl_root_cert", "insecure_tls", "functions_url", "bucket", "prefix"}
+TARGET_KEYS = {"storage_url", "storage_region", "bucket", "prefix"}  # a section with `bucket` is a backup target
 SETTINGS_KEYS: dict[str, set[str]] = {
     "project": {"supabase_dir"},
     "sync-data": {"export_dir", "safe_tables", "blocked_tables"},  # plus key.<table>
@@ -90,6 +91,16 @@ class Environment:
         if not self.storage_url:
             raise UserError(f"environment '{self.name}' has no storage_url: add one to its section")
         return self.storage_url
+
+
+@dataclass(frozen=True)
+class BackupTarget:
+    """Where backups are copied off-site: a bucket (and prefix) at any S3 endpoint, keys as any section's."""
+
+    name: str
+    bucket: str
+    prefix: str
+    store: Environment  # the endpoint, region and key variables, as an environment's storage has them
 
 
 @dataclass(frozen=True)
@@ -162,6 +173,7 @@ class Config:
     workflows: WorkflowSettings
     journal_path: Path
     smoke: SmokeSettings
+    backup_targets: dict[str, BackupTarget] = field(default_factory=dict)
 
     @property
     def root(self) -> Path:
@@ -176,6 +188,12 @@ class Config:
                 f"(sections of {self.path})"
             )
         return self.environments[name]
+
+    def target(self, name: str) -> BackupTarget:
+        if name not in self.backup_targets:
+            known = ", ".join(self.backup_targets) or "none: add a section with storage_url and bucket"
+            raise UserError(f"unknown backup target '{name}'; known: {known} (sections of {self.path} with a bucket)")
+        return self.backup_targets[name]
 
     def envs_named(self, value: str | list[str] | None, *, default: list[str], all_of: list[str] | None = None,
                    having: Callable[[Environment], bool] | None = None, needs: str = "") -> list[Environment]:
@@ -277,9 +295,19 @@ def load(path: Path | str | None = None, *, check_refs: bool = True) -> Config:
     _refuse_unknown_keys(parser, path)
     read = _Reader(parser, path)
 
-    environments = {}
+    environments, targets = {}, {}
     for name in parser.sections():
         if name in SETTINGS_KEYS:
+            continue
+        if read.text(name, "bucket"):
+            extra = sorted(set(parser[name]) - TARGET_KEYS)
+            if extra:
+                raise UserError(f"{path}: [{name}] has a bucket, so it is a backup target, which takes only "
+                                f"{', '.join(sorted(TARGET_KEYS))}; remove {', '.join(extra)}")
+            store = Environment(name=name, storage_url=read.text(name, "storage_url"),
+                                storage_region=read.text(name, "storage_region", "us-east-1"))
+            store.require_storage()
+            targets[name] = BackupTarget(name, read.text(name, "bucket"), read.text(name, "prefix").strip("/"), store)
             continue
         ref, region = read.text(name, "ref"), read.text(name, "region")
         environments[name] = Environment(
@@ -336,6 +364,7 @@ def load(path: Path | str | None = None, *, check_refs: bool = True) -> Config:
             sandbox_buckets=read.list("workflows", "sandbox_buckets", ["program-logos", "email-assets"]),
         ),
         journal_path=read.path_("journal", "path", "ops-journal.jsonl"),
+        backup_targets=targets,
         smoke=SmokeSettings(
             urls=read.list("smoke", "urls", []),
             timeout=float(read.integer("smoke", "timeout", 10)),

@@ -117,8 +117,9 @@ def bucket_exists(s3: S3, bucket: str) -> bool:
     return s3.bucket_listable(bucket)
 
 
-def list_objects(s3: S3, bucket: str) -> dict[str, ObjectInfo]:
-    return {item.key: ObjectInfo(item.key, item.size, clean_etag(item.etag)) for item in s3.list_objects(bucket)}
+def list_objects(s3: S3, bucket: str, prefix: str = "") -> dict[str, ObjectInfo]:
+    return {item.key: ObjectInfo(item.key, item.size, clean_etag(item.etag))
+            for item in s3.list_objects(bucket, prefix)}
 
 
 def list_objects_if_any(s3: S3, bucket: str) -> dict[str, ObjectInfo] | None:

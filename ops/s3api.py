@@ -317,12 +317,14 @@ class S3:
         listing_page(page.content, self.where)
         return True
 
-    def list_objects(self, bucket: str) -> Iterator[Listed]:
-        """Every object of a bucket, a page (up to 1,000 keys) at a time."""
+    def list_objects(self, bucket: str, prefix: str = "") -> Iterator[Listed]:
+        """Every object of a bucket (under `prefix`), a page (up to 1,000 keys) at a time."""
         token = None
         seen: set[str] = set()
         while True:
             query = {"list-type": "2", "max-keys": "1000", "encoding-type": "url"}
+            if prefix:
+                query["prefix"] = prefix
             if token:
                 query["continuation-token"] = token
             page = self.send("GET", bucket, operation="ListObjectsV2", query=query).content
@@ -358,6 +360,12 @@ class S3:
         """Upload in one request; returns the ETag the server gave."""
         answer = self.send("PUT", bucket, key, operation="PutObject", headers=headers, body=body, content=True)
         return answer.headers.get("etag", "")
+
+    def copy_object(self, bucket: str, key: str, source_key: str) -> str:
+        """A server-side copy within the bucket (no bytes through here); returns the new object's ETag."""
+        source = "/" + quote(bucket, safe="") + "/" + quote(source_key, safe="/~")
+        answer = self.send("PUT", bucket, key, operation="CopyObject", headers={"x-amz-copy-source": source})
+        return xml_text(answer.content, "ETag", "CopyObject", self.where, "CopyObject") or ""
 
     def multipart_upload(self, bucket: str, key: str, parts: Iterator[bytes], headers: dict[str, str]) -> str:
         """Upload in parts (aborted, so no part is left behind, when any step fails); returns the final ETag."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ops import backup, dburl, functions, invocation, migrations, snapshot, storage, sync_data
 from ops.config import Config, Environment
@@ -330,7 +331,8 @@ def promote_config(
     return run_steps("promote-config", steps, command=command, dry_run=dry_run, resume_at=resume_at)
 
 
-def full_backup(config: Config, *, env: str | None, keep: int | None, resume_at: str | None) -> WorkflowResult:
+def full_backup(config: Config, *, env: str | None, keep: int | None, resume_at: str | None,
+                copy_to: str | None = None) -> WorkflowResult:
     envs = config.envs_named(env, default=[config.workflows.prod], having=lambda e: bool(e.storage_url and e.db_url),
                              needs="both a db_url and a storage_url")
     keep = config.storage.keep if keep is None else keep
@@ -338,6 +340,7 @@ def full_backup(config: Config, *, env: str | None, keep: int | None, resume_at:
         raise UserError("--keep must be at least 1")
     for environment in envs:  # pg_dump needs a whole session: refuse a transaction pooler before any step
         dburl.session_params(environment, "pg_dump")
+    target = config.target(copy_to) if copy_to else None
 
     def backup_one(environment: Environment) -> Step:
         def run() -> str:
@@ -350,7 +353,14 @@ def full_backup(config: Config, *, env: str | None, keep: int | None, resume_at:
                 series=series,
                 extras=lambda folder: snapshot.write_artifacts(config, environment, folder),
             )
-            return f"{made.path} ({made.objects} objects, {made.downloaded} downloaded, {made.linked} linked)"
+            detail = f"{made.path} ({made.objects} objects, {made.downloaded} downloaded, {made.linked} linked)"
+            if target:
+                from ops import offsite
+
+                sent = offsite.copy_backup(config, target, Path(made.path), full=True)
+                detail += f"; off-site at {target.name}: {sent.remote} ({sent.uploaded} uploaded, " \
+                          f"{sent.copied_server_side} copied server-side)"
+            return detail
 
         return Step(environment.name, run)
 
