@@ -31,6 +31,15 @@ from devstack.httpserver import LocalHTTPServer
 TOKEN = "sbp_" + "0123456789abcdef" * 2 + "01234567"  # a fake token of the shape the CLI checks
 PLATFORM_SECRETS = ("SUPABASE_URL", "SUPABASE_ANON_KEY", "SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_DB_URL")
 PROJECT_PATH = re.compile(r"/v1/projects/([a-z]{20})(?:/|$)")
+# A new project's auth config as GET /v1/projects/{ref}/config/auth answers it (a subset of its keys,
+# secrets among them: the toolkit must never show those).
+AUTH_DEFAULTS = {
+    "site_url": "http://localhost:3000", "uri_allow_list": "", "disable_signup": False, "jwt_exp": 3600,
+    "external_email_enabled": True, "external_phone_enabled": False, "external_google_enabled": False,
+    "external_google_client_id": None, "external_google_secret": None, "external_github_enabled": False,
+    "external_github_secret": None, "mailer_autoconfirm": False, "mailer_otp_exp": 3600,
+    "smtp_host": None, "smtp_admin_email": None, "smtp_pass": None, "password_min_length": 6,
+}
 
 
 @dataclass
@@ -52,6 +61,7 @@ class ManagementAPI(LocalHTTPServer):
     requests: list[tuple[str, str, str]] = field(default_factory=list)  # method, path, authorization
     functions: dict[str, dict[str, dict]] = field(default_factory=dict)  # ref -> slug -> function
     bundles: dict[str, dict[str, tuple[dict, Deploy]]] = field(default_factory=dict)  # ref -> slug -> uploaded
+    auth: dict[str, dict] = field(default_factory=dict)  # ref -> auth config changes (over AUTH_DEFAULTS)
     rate_limit: int = 120  # requests per project per rate_window seconds
     rate_window: float = 60.0
     throttled: int = 0  # 429s answered
@@ -119,6 +129,9 @@ class ManagementAPI(LocalHTTPServer):
                 return self.activate(handler, match[1], body)
             with self.lock:
                 return self.reply(handler, 200, list(self.functions.get(match[1], {}).values()))
+        if (match := re.fullmatch(r"/v1/projects/([a-z]{20})/config/auth", url.path)) and method == "GET":
+            with self.lock:
+                return self.reply(handler, 200, {**AUTH_DEFAULTS, **self.auth.get(match[1], {})})
         if match := re.fullmatch(r"/v1/projects/([a-z]{20})/secrets", url.path):
             secrets = {name: hashlib.sha256(f"{match[1]}:{name}".encode()).hexdigest() for name in PLATFORM_SECRETS}
             secrets.update(self.secrets.get(match[1], {}))

@@ -34,6 +34,7 @@ SETTINGS_KEYS: dict[str, set[str]] = {
     "workflows": {"prod", "preprod", "sandbox", "sandbox_buckets"},
     "journal": {"path"},
     "smoke": {"urls", "timeout"},  # plus function.<slug>
+    "status": {"per_env"},
 }
 PREFIXED_KEYS = {"sync-data": "key.", "smoke": "function."}
 SECRET_KEY_PATTERN = re.compile(r"password|passwd|secret|token|access_key|api_key|(^|_)key_id", re.I)
@@ -174,6 +175,7 @@ class Config:
     journal_path: Path
     smoke: SmokeSettings
     backup_targets: dict[str, BackupTarget] = field(default_factory=dict)
+    per_env_settings: list[str] = field(default_factory=lambda: ["site_url", "uri_allow_list"])
 
     @property
     def root(self) -> Path:
@@ -365,6 +367,8 @@ def load(path: Path | str | None = None, *, check_refs: bool = True) -> Config:
         ),
         journal_path=read.path_("journal", "path", "ops-journal.jsonl"),
         backup_targets=targets,
+        # Auth settings that differ by design (each environment's own URLs): shown, never called drift.
+        per_env_settings=read.list("status", "per_env", ["site_url", "uri_allow_list"]),
         smoke=SmokeSettings(
             urls=read.list("smoke", "urls", []),
             timeout=float(read.integer("smoke", "timeout", 10)),

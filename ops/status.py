@@ -8,6 +8,8 @@ rows travel.
 from __future__ import annotations
 
 import json
+import os
+import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -34,6 +36,39 @@ class EnvStatus:
     buckets: dict[str, tuple[int, int] | None] = field(default_factory=dict)  # bucket -> (objects, bytes)
     functions: list[str] | None = None
     secrets: list[str] | None = None
+    settings: dict[str, object] = field(default_factory=dict)  # "bucket avatars: public", "auth jwt_exp" -> value
+
+
+SECRET_SETTING = re.compile(r"secret|pass|token|key|hook_.*_uri", re.I)  # never shown, never compared
+
+
+def bucket_settings(env: Environment) -> dict[str, object]:
+    """Each bucket's settings as storage.buckets holds them (managed by migrations: a difference is drift)."""
+    with connect(env, autocommit=True, application="ops status", timeout=5) as conn:
+        rows = conn.execute("SELECT id, public, file_size_limit, allowed_mime_types FROM storage.buckets").fetchall()
+    found: dict[str, object] = {}
+    for bucket, public, limit, mime in rows:
+        found[f"bucket {bucket}: public"] = public
+        found[f"bucket {bucket}: file size limit"] = limit
+        found[f"bucket {bucket}: allowed MIME types"] = ",".join(sorted(mime)) if mime else None
+    return found
+
+
+def auth_settings(env: Environment) -> dict[str, object]:
+    """The project's auth config from the Management API (where the CLI's profile points), secrets left out."""
+    import httpx
+
+    token = os.environ.get("SUPABASE_ACCESS_TOKEN")
+    if not token:
+        raise NotConfigured("no SUPABASE_ACCESS_TOKEN")
+    url = f"{supabase_cli.api_url()}/v1/projects/{env.ref}/config/auth"
+    try:
+        answer = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    except httpx.HTTPError as error:
+        raise OpsError(f"cannot reach the Management API at {supabase_cli.api_url()}: {error}") from None
+    if answer.status_code != 200:
+        raise OpsError(f"GET /v1/projects/{env.ref}/config/auth answered {answer.status_code}")
+    return {f"auth {key}": value for key, value in sorted(answer.json().items()) if not SECRET_SETTING.search(key)}
 
 
 def table_fingerprints(config: Config, env: Environment) -> dict[str, tuple[int, str] | None]:
@@ -118,9 +153,12 @@ def read_env(config: Config, env: Environment) -> EnvStatus:
         attempt("storage", lambda: status.buckets.update(bucket_sizes(config, env)))
     else:
         status.skipped["storage"] = "no storage_url"
+    if env.db_url and "migrations" not in status.errors:
+        attempt("bucket settings", lambda: status.settings.update(bucket_settings(env)))
     if env.ref:
         attempt("functions", lambda: setattr(status, "functions", deployed_functions(config, env)))
         attempt("secrets", read_secrets)
+        attempt("auth settings", lambda: status.settings.update(auth_settings(env)))
     return status
 
 
@@ -128,17 +166,44 @@ def read_env(config: Config, env: Environment) -> EnvStatus:
 class StatusReport(Result):
     envs: list[EnvStatus]
     local_functions: list[str]
+    per_env: list[str] = field(default_factory=list)  # auth settings that differ by design
 
     def to_dict(self) -> dict:
-        return {"envs": [asdict(e) for e in self.envs], "local_functions": self.local_functions}
+        drifted, per_env = self.drift()
+        return {"envs": [asdict(e) for e in self.envs], "local_functions": self.local_functions,
+                "settings_drift": drifted, "settings_per_env": per_env}
 
     def rows(self) -> list[Table]:
-        return [self.overview(), self.table_rows(), self.bucket_rows()]
+        return [self.overview(), self.table_rows(), self.bucket_rows(), self.drift_rows()]
+
+    def drift(self) -> tuple[list[str], list[str]]:
+        """Settings that differ between the environments read: (drift, per environment by design)."""
+        read = [e for e in self.envs if e.settings]
+        names = sorted({name for e in read for name in e.settings})
+        differing = [n for n in names if len({repr(e.settings.get(n)) for e in read}) > 1] if len(read) > 1 else []
+        per_env = [n for n in differing if n.removeprefix("auth ") in self.per_env]
+        return [n for n in differing if n not in per_env], per_env
+
+    def drift_rows(self) -> Table:
+        drifted, per_env = self.drift()
+        rows = [[name, *[self.setting(e, name) for e in self.envs]] for name in drifted]
+        rows += [[f"{name} (per environment)", *[self.setting(e, name) for e in self.envs]] for name in per_env]
+        return Table(["setting that differs", *[e.env for e in self.envs]], rows)
+
+    @staticmethod
+    def setting(e: EnvStatus, name: str) -> str:
+        if not e.settings:
+            return "unknown"
+        return "(absent)" if name not in e.settings else "null" if e.settings[name] is None else str(e.settings[name])
 
     def footer(self) -> str:
         lines = [f"{env.env}: {part} not compared: {why}" for env in self.envs for part, why in env.skipped.items()]
         lines += [f"{env.env}: {part} could not be read: {why}"
                   for env in self.envs for part, why in env.errors.items()]
+        drifted, _ = self.drift()
+        if drifted:
+            lines.append(f"settings drift: {len(drifted)} setting(s) differ between environments (above); bucket "
+                         "settings come from migrations, auth settings from the dashboard or the Management API")
         unread = self.unread()
         if unread:
             lines.append(f"INCOMPLETE: could not read {', '.join(unread)}; what is shown for them is unknown, "
@@ -246,4 +311,4 @@ def status(config: Config, envs: list[str] | None) -> StatusReport:
     chosen = config.envs_named(envs, default=config.default_envs())
     with ThreadPoolExecutor(max_workers=len(chosen) or 1) as pool:
         found = list(pool.map(lambda e: read_env(config, e), chosen))
-    return StatusReport(found, local_functions(config))
+    return StatusReport(found, local_functions(config), config.per_env_settings)

@@ -61,6 +61,17 @@ def install_pinned(folder: Path = PINNED_DIR) -> Path:
     return exe
 
 
+def api_url() -> str:
+    """The Management API the CLI talks to: its profile's api_url (SUPABASE_PROFILE), else the platform's."""
+    profile = os.environ.get("SUPABASE_PROFILE")
+    if profile and Path(profile).is_file():
+        for line in Path(profile).read_text(encoding="utf-8").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "api_url" and value.strip():
+                return value.strip().strip("'\"").rstrip("/")
+    return "https://api.supabase.com"
+
+
 def cli_workdir(config: Config) -> Path:
     """The CLI looks for `<workdir>/supabase`; our supabase_dir is that folder."""
     if config.supabase_dir.name != "supabase":

@@ -395,3 +395,20 @@ def test_status_never_says_all_match_when_the_reference_was_not_read(world):
     assert result.code == 1
     preprod_line = next(line for line in result.out.splitlines() if line.startswith("| preprod"))
     assert "unknown (prod not read)" in preprod_line and "all match" not in result.out
+
+
+def test_status_shows_settings_drift_and_never_a_secret(world):
+    for env, public in (("prod", "false"), ("preprod", "true")):
+        sql(world.url(env), f"INSERT INTO storage.buckets (id, name, public, file_size_limit) "
+                            f"VALUES ('avatars', 'avatars', {public}, 5242880)")
+    world.api.auth[REFS["prod"]] = {"site_url": "https://app.innotrue.com", "external_google_secret": "g-secret-1"}
+    world.api.auth[REFS["preprod"]] = {"site_url": "https://preprod.example.com", "external_google_enabled": True,
+                                       "external_google_secret": "g-secret-2"}
+    result = world.run("status", "--env", "prod,preprod", "--json")
+    assert result.code == 0, result.err
+    report = json.loads(result.out)
+    assert report["settings_drift"] == ["auth external_google_enabled", "bucket avatars: public"]
+    assert report["settings_per_env"] == ["auth site_url"]
+    text = world.run("status", "--env", "prod,preprod")
+    assert "settings drift: 2 setting(s) differ" in text.out and "auth site_url (per environment)" in text.out
+    assert "g-secret" not in result.out + text.out and "external_google_secret" not in result.out
