@@ -173,6 +173,7 @@ def envs(c: Context, json: bool = False) -> None:
         "export_only": "export the source tables as JSON and stop (no --to)",
         "prune": "also delete target rows of the synced tables that are absent in the source",
         "from_export": "import an earlier export folder (e.g. a run's before/) instead of --from",
+        "diff": "show, row by row and cell by cell, what a sync would change (read-only; --json has every cell)",
         "json": "print the summary as JSON",
         "yes": "do not ask before writing to a protected environment",
     },
@@ -186,12 +187,19 @@ def sync_data(
     export_only: bool = False,
     prune: bool = False,
     from_export: str | None = None,
+    diff: bool = False,
     json: bool = False,
     yes: bool = False,
 ) -> None:
     """Sync config tables between environments with idempotent upserts (never user data)."""
     from ops import sync_data as sync
 
+    if diff:
+        from ops import sync_diff
+
+        emit(sync_diff.diff_task(load_config(), source=from_, target=to, tables=names(tables) or None, prune=prune,
+                                 others=dry_run or export_only or bool(from_export)), json)
+        return
     result = sync.sync_data(
         load_config(),
         source=from_,

@@ -81,8 +81,19 @@ def run_steps(name: str, steps: list[Step], *, command: str, dry_run: bool, resu
     return result
 
 
+def config_diff(config: Config, pairs: list[tuple[Environment, Environment]], tables: list[str] | None) -> str:
+    """The row-level diff of each config-data step, as `sync-data --diff` prints it (read-only)."""
+    from ops import sync_diff
+
+    parts = []
+    for source, target in pairs:
+        found = sync_diff.sync_diff(config, source, target, tables, prune=False)
+        parts.append(f"config data {source.name} -> {target.name}:\n{found.footer()}")
+    return "\n".join(parts)
+
+
 def confirm_all(envs: list[Environment], *, yes: bool, dry_run: bool, action: str,
-                plan: Callable[[], WorkflowResult] | None = None) -> None:
+                plan: Callable[[], WorkflowResult] | None = None, details: Callable[[], str] | None = None) -> None:
     """Ask once, before the first step, for every protected environment the workflow writes to,
     after showing the plan: the same workflow run as a dry run (read-only)."""
     asking = [env for env in dict.fromkeys(envs) if will_ask(env, yes=yes)]
@@ -95,6 +106,8 @@ def confirm_all(envs: list[Environment], *, yes: bool, dry_run: bool, action: st
     planned = plan()
     rows = planned.rows()
     shown = f"plan ({planned.workflow} --dry-run):\n" + table(rows.rows, rows.headers)
+    if details and not planned.exit_code:
+        shown += "\n" + details()
     if planned.exit_code:
         print(shown, flush=True)
         raise UserError(f"the plan stopped at a failed step ({planned.resume}); nothing was changed or asked")
@@ -251,7 +264,8 @@ def reset_env(
     distinct(source_env, target_env)
     confirm_all([target_env], yes=yes, dry_run=dry_run, action=f"reset it from {source_env.name}",
                 plan=lambda: reset_env(config, source=source, target=target, dry_run=True, yes=True,
-                                       resume_at=resume_at))
+                                       resume_at=resume_at),
+                details=lambda: config_diff(config, [(source_env, target_env)], None))
     steps = [
         push_step(config, target_env, dry_run),
         data_step(config, source_env, target_env, dry_run),
@@ -321,7 +335,9 @@ def promote_config(
     confirm_all([preprod_env, prod_env], yes=yes, dry_run=dry_run,
                 action=f"promote {', '.join(tables)} into it",
                 plan=lambda: promote_config(config, tables=tables, sandbox=sandbox, preprod=preprod, prod=prod,
-                                            dry_run=True, yes=True, resume_at=resume_at))
+                                            dry_run=True, yes=True, resume_at=resume_at),
+                # preprod -> prod as preprod is now: the first step adds what sandbox -> preprod shows.
+                details=lambda: config_diff(config, [(sandbox_env, preprod_env), (preprod_env, prod_env)], tables))
     steps = [
         data_step(config, sandbox_env, preprod_env, dry_run, tables, name=f"{sandbox_env.name}-to-{preprod_env.name}"),
         data_step(config, preprod_env, prod_env, dry_run, tables, name=f"{preprod_env.name}-to-{prod_env.name}"),

@@ -442,3 +442,53 @@ def test_a_safe_table_that_exists_nowhere_is_called_a_typo(project):
     assert result.code == 2
     assert "exists in neither prod nor preprod" in result.err and "typo" in result.err
     assert "push migrations" not in result.err
+
+
+PROBE = """
+CREATE TABLE public.diff_probe (id int PRIMARY KEY, price numeric(10,2), tags text[], meta jsonb,
+                                starts timestamptz, note text);
+INSERT INTO public.diff_probe VALUES
+  (1, 19.00, '{a,b}', '{"limits": {"seats": 5}}', '2026-01-01 10:00+00', NULL),
+  (2, 5.50, '{x}', NULL, NULL, 'same'),
+  (3, NULL, NULL, '{"flag": true}', '2026-02-01 00:00+00', 'keep'),
+  (7, 1.00, '{}', '{}', NULL, 'only in the target');
+"""
+
+
+def probe_rows(url: str) -> dict:
+    return {row[0]: row[1] for row in sql(url, "SELECT id, to_jsonb(p) FROM public.diff_probe p")}
+
+
+def test_diff_shows_exactly_the_cells_a_sync_changes(project):
+    project.safe_extra = ["diff_probe"]
+    for env in ("prod", "preprod"):
+        sql(project.url(env), PROBE)
+    sql(project.url("preprod"), "DELETE FROM public.diff_probe WHERE id <> 7; INSERT INTO public.diff_probe "
+                                "SELECT * FROM (VALUES (1, 19.0, '{a,b}'::text[], '{\"limits\": {\"seats\": 5}}'::jsonb, "
+                                "'2026-01-01 11:00+01'::timestamptz, NULL::text)) v")  # the same values, written otherwise
+    sql(project.url("prod"), """
+        DELETE FROM public.diff_probe WHERE id = 7;
+        UPDATE public.diff_probe SET price = 24.00, meta = '{"limits": {"seats": 10}}' WHERE id = 1;
+        UPDATE public.diff_probe SET tags = '{x,y}', note = NULL WHERE id = 2;
+        INSERT INTO public.diff_probe VALUES (4, 0.10, NULL, NULL, '2026-03-01 00:00+00', 'new');""")
+    sql(project.url("preprod"), "INSERT INTO public.diff_probe VALUES (2, 5.50, '{x}', NULL, NULL, 'same'), "
+                                "(3, NULL, NULL, '{\"flag\": true}', '2026-02-01 00:00+00', 'keep')")
+    result = project.run("sync-data", "--from", "prod", "--to", "preprod", "--tables", "diff_probe", "--diff",
+                         "--prune", "--json")
+    assert result.code == 0, result.err
+    [table] = [t for t in json.loads(result.out)["tables"] if t["table"] == "public.diff_probe"]
+    cells = {(c["key"]["id"], cell["column"]) for c in table["changes"] if c["kind"] == "update" for cell in c["cells"]}
+    assert cells == {(1, "price"), (1, "meta"), (2, "tags"), (2, "note")}  # not id 1's starts: same instant
+    assert {(c["kind"], c["key"]["id"]) for c in table["changes"] if c["kind"] != "update"} == \
+        {("insert", 4), ("delete", 7)}
+    text = project.run("sync-data", "--from", "prod", "--to", "preprod", "--tables", "diff_probe", "--diff")
+    assert "~ diff_probe[1].price: 19.00 → 24.00" in text.out and "+ diff_probe[4]" in text.out
+    assert "diff_probe[7]" not in text.out, "without --prune a target-only row is kept, not shown as deleted"
+
+    before = probe_rows(project.url("preprod"))
+    assert project.run("sync-data", "--from", "prod", "--to", "preprod", "--tables", "diff_probe", "--prune").code == 0
+    after = probe_rows(project.url("preprod"))
+    changed = {(k, col) for k in before.keys() & after.keys() for col in before[k] if before[k][col] != after[k][col]}
+    assert changed == cells and set(after) - set(before) == {4} and set(before) - set(after) == {7}
+    again = project.run("sync-data", "--from", "prod", "--to", "preprod", "--tables", "diff_probe", "--diff")
+    assert "already matches" in again.out

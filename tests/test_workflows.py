@@ -265,6 +265,9 @@ def test_resume_at_the_prod_step_still_asks_for_prod(world):
     # The plan (the workflow as a dry run) comes before the question.
     assert typed_wrong.out.index("plan (promote-config --dry-run)") < typed_wrong.out.index("preprod-to-prod") \
         < typed_wrong.out.index("Type its name")
+    # ... and the rows it would change in prod, cell by cell, as sync-data --diff shows them.
+    assert typed_wrong.out.index("config data preprod -> prod:") < typed_wrong.out.index(
+        "~ programs[") < typed_wrong.out.index("].name: ") < typed_wrong.out.index("Type its name")
     assert dump(world.url("prod"), "public.programs") == prod_before
     same = world.run("promote-config", "--tables", "programs", "--sandbox", "preprod", "--yes")
     assert same.code == 2 and "three different" in same.err
