@@ -608,6 +608,43 @@ def backup(
 
 @ops_task(
     journal=True,
+    iterable=["table", "keys"],
+    help={
+        "from": "the PITR-restored project (its section has restored_from = the --to environment)",
+        "to": "the project to recover rows into",
+        "table": f"the table(s) to recover, schema-qualified for auth ({LIST_HELP}); parents go first",
+        "where": "only rows matching this one SQL condition, e.g. \"created_at > '2026-11-01'\"",
+        "keys": f"only rows with these values of a one-column key ({LIST_HELP})",
+        "prune": "also delete target rows the restore lacks (created after the restore point: kept otherwise)",
+        "dry_run": "show the rows, cell by cell, that would be recovered; change nothing",
+        "from_export": "undo a recovery: put back the before/ folder it printed",
+        "json": "print the result as JSON",
+        "yes": "do not ask (a protected target asks for its name and the table names)",
+    },
+)
+def recover_rows(
+    c: Context,
+    from_: str | None = None,
+    to: str | None = None,
+    table: list[str] | None = None,
+    where: str | None = None,
+    keys: list[str] | None = None,
+    prune: bool = False,
+    dry_run: bool = False,
+    from_export: str | None = None,
+    json: bool = False,
+    yes: bool = False,
+) -> None:
+    """Recover rows (user tables too) from a PITR-restored project into the live one, with an undo."""
+    from ops import recover
+
+    emit(recover.recover_rows(load_config(), source=from_, target=to, tables=names(table), where=where,
+                              keys=names(keys) or None, prune=prune, dry_run=dry_run, yes=yes,
+                              from_export=from_export), json)
+
+
+@ops_task(
+    journal=True,
     help={
         "backup": "a full backup folder (from `inv backup`), or 'latest' (default)",
         "to": "the project to restore into: a new one, or a PITR-restored one, whose public schema is empty",
@@ -686,6 +723,7 @@ ns = Collection(
     promote_config,
     backup,
     restore_db,
+    recover_rows,
     sync_lovable,
     update_lovable,
     status,

@@ -27,7 +27,8 @@ VALUE_KINDS = {
     "preprod": "ENV", "prod": "ENV", "tables": "TABLE[,TABLE...]", "buckets": "BUCKET[,BUCKET...]",
     "only": "NAME[,NAME...]", "jobs": "INT", "keep": "INT", "last": "INT", "max_delete": "INT",
     "since": "7d|24h|30m|DATE", "backup": "FOLDER|latest", "resume_at": "STEP", "changed_since": "GITREF",
-    "at": "GITREF", "from_export": "FOLDER", "task": "TASK",
+    "at": "GITREF", "from_export": "FOLDER", "task": "TASK", "table": "TABLE[,TABLE...]", "where": "SQL",
+    "keys": "VALUE[,VALUE...]",
 }
 ONE_ENV_TASKS = {"journal", "smoke", "sync-data", "sync-storage", "restore-storage", "restore-db", "deploy-functions",
                  "release", "verify-backup"}  # their --env names one environment

@@ -21,7 +21,7 @@ from ops.errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_KEYS = {"ref", "branch", "frontend", "db_url", "storage_url", "storage_region", "protected",
-            "region", "ssl_root_cert", "insecure_tls", "functions_url", "bucket", "prefix"}
+            "region", "ssl_root_cert", "insecure_tls", "functions_url", "bucket", "prefix", "restored_from"}
 TARGET_KEYS = {"storage_url", "storage_region", "bucket", "prefix"}  # a section with `bucket` is a backup target
 SETTINGS_KEYS: dict[str, set[str]] = {
     "project": {"supabase_dir"},
@@ -63,6 +63,7 @@ class Environment:
     ssl_root_cert: str = ""  # a CA file (the Supabase CA from the dashboard): verify-full instead of require
     insecure_tls: bool = False  # allow sslmode=disable/allow/prefer to a remote host (never for hosted Supabase)
     functions_url: str = ""  # where edge functions answer (default https://<ref>.supabase.co/functions/v1)
+    restored_from: str = ""  # a PITR-restored project: the environment it was restored from (recover-rows)
 
     @property
     def secret_prefix(self) -> str:
@@ -325,6 +326,7 @@ def load(path: Path | str | None = None, *, check_refs: bool = True) -> Config:
             ssl_root_cert=str(read.path_(name, "ssl_root_cert", "")) if read.text(name, "ssl_root_cert") else "",
             insecure_tls=read.boolean(name, "insecure_tls", False),
             functions_url=read.text(name, "functions_url") or (functions_url(ref) if ref else ""),
+            restored_from=read.text(name, "restored_from"),
         )
 
     for environment in environments.values():

@@ -111,12 +111,16 @@ def shown(value: Any) -> Any:
     return value
 
 
-def rows_of(conn: Any, table: Table, key: list[str], columns: list[str]) -> dict[tuple, dict[str, Any]]:
-    """Every row as {column: value}, keyed by the conflict key (one round trip, JSON per row)."""
+def rows_of(conn: Any, table: Table, key: list[str], columns: list[str], where: str = "",
+            params: tuple = ()) -> dict[tuple, dict[str, Any]]:
+    """Every row (matching `where`, a SQL condition with %s parameters) as {column: value}, keyed by the
+    conflict key: one round trip, JSON per row."""
     listed = ", ".join(ident(c) for c in columns)
-    query = f"SELECT row_to_json(r)::text FROM (SELECT {listed} FROM {qident(table)}) r"
+    condition = f" WHERE {where}" if where else ""
+    query = f"SELECT row_to_json(r)::text FROM (SELECT {listed} FROM {qident(table)}{condition}) r"
     found = {}
-    for (text,) in conn.execute(query).fetchall():
+    # Parameters only with a condition: without, a % in a table's name must not read as a placeholder.
+    for (text,) in conn.execute(query, params if where else None).fetchall():
         row = json.loads(text, parse_float=Decimal)
         found[tuple(json.dumps(row[k], default=str, sort_keys=True) for k in key)] = row
     return found

@@ -1,0 +1,255 @@
+"""`inv recover-rows`: bring rows back from a PITR-restored project into the live one.
+
+A PITR restore creates a new project; describe it as a section with `restored_from = prod`.
+Only from such a section, and only into the project it names, may rows of any table (user
+tables included: this is the one task that writes them) be copied. The rows to recover are
+the ones that differ (all of the table's, or those matching `--where` or `--keys`), shown cell
+by cell before the typed confirmation; one transaction writes them, parents first; the target's
+affected rows are exported to `before/` first, and `--from-export <run>/before` puts them back.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from ops import pgcatalog, sync_diff
+from ops.config import Config, Environment
+from ops.db import connect
+from ops.errors import OperationFailed, UserError, first_line
+from ops.pgcatalog import Table, ident, qident
+from ops.report import Result, progress
+from ops.report import Table as Rows
+from ops.safety import confirm_write
+from ops.stamps import new_run_dir
+from ops.sync_data import snapshot_reader
+
+BEFORE = "before"
+
+
+@dataclass
+class Recovered:
+    table: str
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    changes: list[sync_diff.Change] = field(default_factory=list)
+
+
+@dataclass
+class RecoverResult(Result):
+    source: str
+    target: str
+    dry_run: bool
+    run_dir: str = ""
+    tables: list[Recovered] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def rows(self) -> Rows:
+        verb = "to " if self.dry_run else ""
+        return Rows(["table", f"{verb}insert", f"{verb}update", f"{verb}delete"],
+                    [[t.table, t.inserted, t.updated, t.deleted] for t in self.tables])
+
+    def footer(self) -> str:
+        paint = sync_diff.colours()
+        lines = [line for t in self.tables for change in t.changes[:sync_diff.SHOWN_PER_TABLE]
+                 for line in sync_diff.describe(sync_diff.TableDiff(t.table, []), change, paint)]
+        if self.run_dir and not self.dry_run:
+            tables = ",".join(t.table for t in self.tables)
+            lines.append(f"undo: inv recover-rows --from-export {Path(self.run_dir) / BEFORE} --to {self.target} "
+                         f"--table {tables}")
+        total = sum(t.inserted + t.updated + t.deleted for t in self.tables)
+        lines.append(f"{'would recover' if self.dry_run else 'recovered'} {total} row(s) into {self.target} "
+                     f"from {self.source}")
+        return "\n".join(lines)
+
+
+def check_expression(where: str) -> str:
+    """One SQL condition, never a second statement: refused (exit 2) otherwise, before anything is read."""
+    outside_quotes = re.sub(r"'(?:[^']|'')*'", "''", where)
+    if ";" in outside_quotes or "--" in outside_quotes or "/*" in outside_quotes:
+        raise UserError(f"--where takes one SQL condition (no ';' or comments), not {where!r}. Nothing was changed.")
+    return where.replace("%", "%%")  # psycopg placeholders: a literal % is written %%
+
+
+def selection(table: Table, where: str | None, keys: list[str] | None) -> tuple[str, tuple]:
+    if where and keys:
+        raise UserError("use either --where or --keys, not both")
+    if keys:
+        if len(table.primary_key) != 1:
+            raise UserError(f"--keys takes values of a one-column key; {table.qualified}'s key is "
+                            f"({', '.join(table.primary_key)}): use --where for it")
+        return f"{ident(table.primary_key[0])}::text = ANY(%s)", (keys,)
+    return (f"({check_expression(where)})", ()) if where else ("", ())
+
+
+def jsonable(rows: list[dict[str, Any]]) -> str:
+    return json.dumps(rows, default=lambda v: str(v) if isinstance(v, Decimal) else v, ensure_ascii=False)
+
+
+def upsert_sql(table: Table, columns: list[str]) -> str:
+    listed = ", ".join(ident(c) for c in columns)
+    keyed = ", ".join(ident(c) for c in table.primary_key)
+    updates = ", ".join(f"{ident(c)} = EXCLUDED.{ident(c)}" for c in columns if c not in table.primary_key)
+    action = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
+    return (f"INSERT INTO {qident(table)} ({listed}) OVERRIDING SYSTEM VALUE SELECT {listed} FROM "
+            f"json_populate_recordset(NULL::{qident(table)}, %s::json) ON CONFLICT ({keyed}) {action}")
+
+
+def delete_sql(table: Table) -> str:
+    match = " AND ".join(f"t.{ident(c)} = d.{ident(c)}" for c in table.primary_key)
+    rows = f"json_populate_recordset(NULL::{qident(table)}, %s::json)"
+    return f"DELETE FROM {qident(table)} t USING {rows} d WHERE {match}"
+
+
+def describe_both(src: Any, dst: Any, names: list[str], source: Environment, target: Environment) -> list[Table]:
+    tables = []
+    for name in names:
+        here, there = pgcatalog.describe(dst, name), pgcatalog.describe(src, name)
+        if here is None or there is None:
+            missing = " and ".join(e.name for e, t in ((source, there), (target, here)) if t is None)
+            raise UserError(f"table {pgcatalog.qualify(name)} is not in {missing}. Nothing was changed.")
+        if not here.primary_key:
+            raise UserError(f"{here.qualified} has no primary key: rows cannot be matched. Nothing was changed.")
+        tables.append(here)
+    return pgcatalog.parents_first(tables)
+
+
+def recover_rows(config: Config, *, source: str | None, target: str | None, tables: list[str], where: str | None,
+                 keys: list[str] | None, prune: bool, dry_run: bool, yes: bool,
+                 from_export: str | None = None) -> RecoverResult:
+    started = time.monotonic()
+    if not target:
+        raise UserError("name the project to recover into with --to ENV")
+    if not tables:
+        raise UserError("name the table(s) with --table (e.g. --table auth.users,public.profiles)")
+    target_env = config.env(target)
+    if from_export:
+        if source or where or keys:
+            raise UserError("--from-export puts a recovery's before/ back: it takes no --from, --where or --keys")
+        return undo(config, target_env, Path(from_export).resolve(), tables, dry_run=dry_run, yes=yes)
+    if not source:
+        raise UserError("name the restored project with --from ENV (a section with restored_from = "
+                        f"{target_env.name})")
+    source_env = config.env(source)
+    if source_env.restored_from != target_env.name:
+        raise UserError(f"{source_env.name} is not a restore of {target_env.name} (its section has restored_from = "
+                        f"{source_env.restored_from or 'nothing'}): user data never moves between environments, "
+                        f"only from a PITR restore back into its project. Nothing was changed.")
+    result = RecoverResult(source_env.name, target_env.name, dry_run)
+    try:
+        with snapshot_reader(source_env, "ops recover-rows") as src, \
+                connect(target_env, application="ops recover-rows") as dst:
+            described = describe_both(src, dst, tables, source_env, target_env)
+            plans = []
+            for table in described:
+                columns = [c.name for c in table.writable]
+                condition, params = selection(table, where, keys)
+                wanted = sync_diff.rows_of(src, table, table.primary_key, columns, condition, params)
+                present = sync_diff.rows_of(dst, table, table.primary_key, columns, condition, params)
+                found = sync_diff.diff_table(wanted, present, table.qualified, table.primary_key, columns, prune)
+                plans.append((table, columns, wanted, present, found))
+                result.tables.append(Recovered(table.qualified, found.insert, found.update, found.delete,
+                                               found.changes))
+            dst.rollback()
+            if dry_run or not any(t.inserted or t.updated or t.deleted for t in result.tables):
+                result.seconds = round(time.monotonic() - started, 3)
+                return result
+            names = ",".join(t.qualified for t in described)
+            shown = "\n".join([f"plan for {target_env.name}:", *result.footer().splitlines()[:-1]])
+            confirm_write(target_env, yes=yes, action=f"recover rows of {names} into it", plan=shown)
+            confirm_table(target_env, names, yes=yes)
+            run_dir = new_run_dir(config.sync_data.export_dir / f"recover-{target_env.name}")
+            result.run_dir = str(run_dir)
+            write(dst, plans, run_dir / BEFORE)
+    except (UserError, OperationFailed):
+        raise
+    except Exception as error:
+        import psycopg
+
+        if not isinstance(error, psycopg.Error):
+            raise
+        raise OperationFailed(f"recovering into {target_env.name} failed: {first_line(error)}. Nothing was "
+                              "committed: the target is unchanged.") from None
+    result.seconds = round(time.monotonic() - started, 3)
+    return result
+
+
+def confirm_table(env: Environment, names: str, *, yes: bool) -> None:
+    """User data: beside the environment's name, the table names are typed too."""
+    if yes or not env.protected:
+        return
+    answer = input(f"Type the table name(s) to recover ({names}): ").strip()
+    if answer.replace(" ", "") != names:
+        raise UserError(f"not confirmed ('{answer}' is not '{names}'); nothing was changed")
+
+
+def key_of(values: dict[str, Any], key: list[str]) -> tuple:
+    """The key sync_diff.rows_of files a row under."""
+    return tuple(json.dumps(values[k], default=str, sort_keys=True) for k in key)
+
+
+def write(dst: Any, plans: list, before: Path) -> None:
+    """The undo first (the target's affected rows as the plan read them), then the rows: upserts parents
+    first, deletions children first, all in one transaction."""
+    before.mkdir(parents=True)
+    manifest = []
+    with dst.transaction():
+        for table, _, _, present, found in plans:
+            touched = [key_of(c.key, table.primary_key) for c in found.changes]
+            old_rows = [present[k] for k in touched if k in present]
+            inserted = [c.key for c in found.changes if c.kind == "insert"]
+            path = before / f"{table.qualified}.json"
+            path.write_text(jsonable(old_rows), encoding="utf-8")
+            manifest.append({"table": table.qualified, "file": path.name, "rows": len(old_rows),
+                             "inserted_keys": json.loads(jsonable(inserted))})
+        (before / "manifest.json").write_text(json.dumps({"tables": manifest}, indent=2) + "\n", encoding="utf-8")
+        for table, columns, wanted, _, found in plans:
+            rows = [wanted[key_of(c.key, table.primary_key)] for c in found.changes if c.kind != "delete"]
+            if rows:
+                dst.execute(upsert_sql(table, columns), (jsonable(rows),))
+        for table, _, _, _, found in reversed(plans):
+            gone = [c.key for c in found.changes if c.kind == "delete"]
+            if gone:
+                dst.execute(delete_sql(table), (jsonable(gone),))
+    progress(f"the target's rows as they were before are in {before}")
+
+
+def undo(config: Config, target: Environment, before: Path, tables: list[str], *, dry_run: bool,
+         yes: bool) -> RecoverResult:
+    """Put a recovery's before/ back: its inserted rows removed, its changed and deleted rows restored."""
+    manifest_path = before / "manifest.json"
+    if not manifest_path.is_file():
+        raise UserError(f"{before} is not the before/ of a recover-rows run (no manifest.json)")
+    recorded = json.loads(manifest_path.read_text(encoding="utf-8"))["tables"]
+    wanted = {pgcatalog.qualify(t) for t in tables}
+    entries = [e for e in recorded if e["table"] in wanted]
+    if {e["table"] for e in entries} != wanted:
+        raise UserError(f"{before} holds {', '.join(e['table'] for e in recorded)}; name those with --table")
+    result = RecoverResult(f"undo {before}", target.name, dry_run)
+    with connect(target, application="ops recover-rows undo") as dst:
+        described = {t.qualified: t for t in (pgcatalog.describe(dst, e["table"]) for e in entries) if t}
+        order = pgcatalog.parents_first(list(described.values()))
+        loaded = {e["table"]: (e, json.loads((before / Path(e["file"]).name).read_text(encoding="utf-8")))
+                  for e in entries}
+        for table in order:
+            entry, rows = loaded[table.qualified]
+            result.tables.append(Recovered(table.qualified, inserted=len(rows), deleted=len(entry["inserted_keys"])))
+        if dry_run:
+            return result
+        confirm_write(target, yes=yes, action=f"put back the rows of {', '.join(described)} as they were")
+        with dst.transaction():
+            for table in reversed(order):  # children before parents
+                keys = loaded[table.qualified][0]["inserted_keys"]
+                if keys:
+                    dst.execute(delete_sql(table), (json.dumps(keys),))
+            for table in order:
+                rows = loaded[table.qualified][1]
+                if rows:
+                    dst.execute(upsert_sql(table, [c.name for c in table.writable]), (json.dumps(rows),))
+    return result
