@@ -27,12 +27,15 @@ from ops.config import REPO_ROOT
 LOCAL_ENVS = ["local-prod", "local-preprod", "local-sandbox"]
 PRICE_CHANGE = ("sql", "UPDATE public.plans SET description = 'For individual clients, now with coaching' "
                        "WHERE key = 'pro'")  # a config change for the sync after the reset to carry
+BAD_MIGRATION = ("sql", "UPDATE public.profiles SET full_name = NULL")  # recover-rows brings the names back
 DEMO_INI = REPO_ROOT / "devstack" / "environments.ini"  # the repository's environments.ini is the user's
 NOTES = {
     "sync-data": "The `before/` folder named above is the undo snapshot: local-preprod's rows of the changed "
                  "tables as they were just before this sync. The `undo:` line restores them.",
-    "backup-storage": "Unchanged objects are hard-linked from the previous backup: each backup is complete, "
-                      "but costs only what changed.",
+    "backup-storage": "Later backups hard-link unchanged objects from the previous one (each is complete, but "
+                      "costs only what changed); the off-site copy sends only what the remote lacks.",
+    "recover-rows": "The names came back from local-prod-pitr (what a PITR restore would be); the `undo:` line "
+                    "puts local-prod back as it was before the recovery.",
 }
 
 
@@ -40,7 +43,7 @@ def inv(*args: str) -> int:
     print(f"\n$ inv {' '.join(args)}", flush=True)
     code = subprocess.run([sys.executable, "-m", "invoke", *args], cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
                           env={**os.environ, "OPS_ENVIRONMENTS": str(DEMO_INI)}).returncode
-    if code == 0 and args[0] in NOTES:
+    if code == 0 and args[0] in NOTES and "--diff" not in args:
         print(f"# {NOTES[args[0]]}", flush=True)
     return code
 
@@ -74,12 +77,22 @@ def start_storage(envs: list, buckets: list[str]) -> list[localstack.LocalS3]:
     return servers
 
 
+def start_offsite(config: ops_config.Config) -> localstack.LocalS3:
+    target = config.target("offsite")
+    key_id, secret = f"DEMO{secrets.token_hex(8).upper()}", secrets.token_urlsafe(24)
+    os.environ[target.store.s3_key_id_var], os.environ[target.store.s3_secret_var] = key_id, secret
+    server = localstack.start_s3(key_id, secret, port=urlsplit(target.store.storage_url).port)
+    server.create_buckets([target.bucket])
+    return server
+
+
 def main() -> int:
     config = ops_config.load(DEMO_INI)
     envs = [config.env(name) for name in LOCAL_ENVS]
     port = urlsplit(envs[0].db_url).port
     wanted = [p for env in envs for p in (urlsplit(env.db_url).port, urlsplit(env.storage_url).port,
                                            urlsplit(env.frontend).port) if p]
+    wanted.append(urlsplit(config.target("offsite").store.storage_url).port or 0)
     busy = sorted({p for p in wanted if localstack.port_in_use(p)})
     if busy:
         print(f"error: port(s) {', '.join(map(str, busy))} on 127.0.0.1 are in use (another demo still running?); "
@@ -94,11 +107,13 @@ def main() -> int:
     sites = [WebStub(port=urlsplit(env.frontend).port or 0) for env in envs]  # frontends and functions
     try:
         storage = start_storage(envs, config.storage.buckets)
+        storage.append(start_offsite(config))
         print(f"S3 servers at {', '.join(s.url for s in storage)}; Management API stand-in at {api.url}", flush=True)
         for env in envs:
             server.create_database(urlsplit(env.db_url).path.lstrip("/"))
         localstack.push_migrations(envs[0].db_url)
         localstack.run_sql(envs[0].db_url, (REPO_ROOT / "sql" / "demo_prod.sql").read_text(encoding="utf-8"))
+        server.copy_database("local_prod", "local_prod_pitr")  # the restore point of recover-rows
         print("local-prod: migrations applied with the Supabase CLI, demo content loaded; "
               "local-preprod and local-sandbox: empty", flush=True)
         steps = [
@@ -108,17 +123,21 @@ def main() -> int:
             ("status", "--env", "local-prod,local-preprod"),
             ("reset-env", "--from", "local-prod", "--to", "local-preprod"),
             PRICE_CHANGE,
+            ("sync-data", "--from", "local-prod", "--to", "local-preprod", "--tables", "plans", "--diff"),
             ("sync-data", "--from", "local-prod", "--to", "local-preprod", "--tables", "plans,programs,features"),
             ("smoke", "--env", "local-preprod"),
-            ("backup-storage", "--env", "local-prod"),
+            ("backup-storage", "--env", "local-prod", "--copy-to", "offsite"),
             ("verify-backup", "--env", "local-prod"),
+            ("verify-backup", "--backup", "offsite:latest", "--env", "local-prod"),
+            BAD_MIGRATION,
+            ("recover-rows", "--from", "local-prod-pitr", "--to", "local-prod", "--table", "public.profiles", "--yes"),
             ("status", "--env", "local-prod,local-preprod"),
             ("journal", "--last", "5"),
         ]
         for step in steps:
-            if step is PRICE_CHANGE:
-                print(f"\n# meanwhile, in local-prod: {PRICE_CHANGE[1]}", flush=True)
-                localstack.run_sql(envs[0].db_url, PRICE_CHANGE[1])
+            if step in (PRICE_CHANGE, BAD_MIGRATION):
+                print(f"\n# meanwhile, in local-prod: {step[1]}", flush=True)
+                localstack.run_sql(envs[0].db_url, step[1])
                 continue
             code = inv(*step)
             if code != 0:
@@ -138,4 +157,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (RuntimeError, subprocess.CalledProcessError, OSError) as failure:  # a service that would not start
+        print(f"error: the demo could not start its services: {failure}", file=sys.stderr)
+        sys.exit(1)

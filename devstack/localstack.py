@@ -140,6 +140,15 @@ class LocalPostgres:
         except subprocess.CalledProcessError:
             pass
 
+    def copy_database(self, source: str, name: str) -> str:
+        """A copy of a database as it is now (CREATE DATABASE ... TEMPLATE): a PITR restore's stand-in."""
+        import psycopg
+
+        with psycopg.connect(self.admin_url(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{source}" OWNER {APP_ROLE}')
+        return self.url(name)
+
     def create_database(self, name: str) -> str:
         import psycopg
 
