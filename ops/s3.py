@@ -23,6 +23,10 @@ PART_SIZE = 16 << 20
 RECORD_MD5_FROM = 16 << 20
 READ_CHUNK = 1 << 20
 MD5_METADATA = "md5chksum"  # rclone's convention for the MD5 of a multipart upload
+# The source version a copy was made from, where the source's ETag is no MD5 (Storage's `-N`): the
+# next run tells an unchanged object by it, from one HEAD, without reading either side's bytes.
+SOURCE_ETAG_METADATA = "ops-source-etag"
+OWN_METADATA = {MD5_METADATA, SOURCE_ETAG_METADATA}  # ours: never copied onward as the object's own
 META_PREFIX = "x-amz-meta-"
 # The headers an object keeps when copied, by the names backups record them under.
 COPIED_HEADERS = {"ContentType": "content-type", "CacheControl": "cache-control",
@@ -148,6 +152,11 @@ def metadata_md5(metadata: dict[str, str]) -> str | None:
     return None
 
 
+def copied_from(s3: S3, bucket: str, info: ObjectInfo) -> str | None:
+    """The source ETag a copy recorded when it was made (None if it recorded none)."""
+    return metadata_of(s3.head_object(bucket, info.key)).get(SOURCE_ETAG_METADATA)
+
+
 def recorded_md5(s3: S3, bucket: str, info: ObjectInfo) -> str | None:
     """The object's MD5 without reading it: its ETag when that is one, else the md5 recorded at upload."""
     if info.simple_md5:
@@ -176,6 +185,7 @@ class Download:
     headers: dict[str, Any]
     metadata: dict[str, str]
     md5_hashed: bool = True  # False: `md5` is the source's ETag, taken on trust until something checks it
+    source_etag: str = ""  # the source's ETag when it is no MD5: recorded on the copy (SOURCE_ETAG_METADATA)
 
 
 def download(s3: S3, bucket: str, key: str, out: BinaryIO, expected: ObjectInfo | None = None, *,
@@ -203,7 +213,7 @@ def download(s3: S3, bucket: str, key: str, out: BinaryIO, expected: ObjectInfo 
     got = Download(
         size, md5.hexdigest() if md5 else etag_md5, digest.hexdigest() if digest else "",
         {name: value for name, header in COPIED_HEADERS.items() if (value := headers.get(header))},
-        {k: v for k, v in metadata_of(headers).items() if k != MD5_METADATA},
+        {k: v for k, v in metadata_of(headers).items() if k not in OWN_METADATA},
         md5_hashed=md5 is not None,
     )
     length = headers.get("content-length")
@@ -252,6 +262,8 @@ def upload(s3: S3, bucket: str, key: str, source: BinaryIO, got: Download) -> No
     if got.size >= RECORD_MD5_FROM:
         check_held(bucket, key, source, got)  # never record an MD5 nobody computed
         metadata[MD5_METADATA] = base64.b64encode(bytes.fromhex(got.md5)).decode()
+    if got.source_etag:
+        metadata[SOURCE_ETAG_METADATA] = got.source_etag
     headers |= {META_PREFIX + name: value for name, value in metadata.items()}
     source.seek(0)
     if got.size <= PART_SIZE:

@@ -77,6 +77,8 @@ def same_content(src: Any, dst: Any, bucket: str, a: ObjectInfo, b: ObjectInfo, 
         return True
     if a.simple_md5 and b.simple_md5:
         return False
+    if not a.simple_md5 and s3ops.copied_from(dst, bucket, b) == a.etag:
+        return True  # this copy was made from this very source version: nothing read on either side
     # A multipart ETag is not an MD5: compare what each side recorded, reading only if we must.
     left, right = s3ops.recorded_md5(src, bucket, a), s3ops.recorded_md5(dst, bucket, b)
     if left is None or right is None:
@@ -166,10 +168,13 @@ def fetch_object(src: Any, bucket: str, info: ObjectInfo) -> tuple[BinaryIO, s3o
         return s3ops.download(src, bucket, info.key, spool, expected=info, sha256=False, trust_etag=True)
 
     try:
-        return spool, retrying(attempt)
+        got = retrying(attempt)
     except BaseException:
         spool.close()
         raise
+    if not info.simple_md5:
+        got.source_etag = info.etag
+    return spool, got
 
 
 def store_object(src: Any, dst: Any, bucket: str, info: ObjectInfo,

@@ -167,3 +167,29 @@ def test_a_killed_copy_leaves_no_open_upload_after_the_next_run(project, storage
     assert moto.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
     assert not list(ledger.glob("*.json"))
     assert moto.get_object(Bucket=BUCKET, Key="film.mp4")["Body"].read() == big
+
+
+def test_a_multipart_source_is_never_read_again_once_copied(project, storage, moto_port):
+    """Storage's own multipart objects (ETag `-N`, no MD5 anywhere): the copy records the source's ETag."""
+    from boto3.s3.transfer import TransferConfig
+
+    proxy = StorageProxy(moto_port, put_limit=50 << 20).start()
+    try:
+        moto = moto_client(moto_port)
+        empty_bucket(moto, BUCKET)
+        big = bytes(range(256)) * (20 << 12)
+        moto.upload_fileobj(io.BytesIO(big), BUCKET, "upload.bin",
+                            Config=TransferConfig(multipart_threshold=8 << 20, multipart_chunksize=8 << 20))
+        assert moto.head_object(Bucket=BUCKET, Key="upload.bin")["ETag"].strip('"').endswith("-3")
+        project.envs["prod"]["storage_url"] = proxy.url
+        project.secrets.update(s3_secrets("prod", "moto", "moto-secret"))
+        first = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", BUCKET, "--json")
+        assert first.code == 0, first.err
+        again = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", BUCKET, "--dry-run",
+                            "--json")
+        assert again.code == 0, again.err
+        plan = summary(again)[BUCKET]
+        assert (plan["identical"], plan["copied"], plan["read_to_compare"]) == (1, 0, 0), plan
+        assert storage["preprod"].client().get_object(Bucket=BUCKET, Key="upload.bin")["Body"].read() == big
+    finally:
+        proxy.stop()
