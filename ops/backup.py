@@ -568,46 +568,27 @@ def restore_storage(
     dry_run: bool,
     yes: bool,
 ) -> RestoreResult:
-    """Restore a local backup, or a remote one (`TARGET:<time>`, fetched into tmp/ first, then removed)."""
+    """Upload a backup (a local one, or `TARGET:<time>` fetched from off-site first) into `target`."""
     from ops import offsite
 
-    remote = offsite.parse(config, backup)
-    if not remote:
-        return _restore(config, target=target, backup=backup, env=env, buckets=buckets, dry_run=dry_run, yes=yes)
-    if not target:
-        raise UserError("name the environment to restore into with --to ENV")
-    whose = config.env(env) if env else config.env(target)
-    scratch = config.root / "tmp"
-    scratch.mkdir(parents=True, exist_ok=True)
-    fetched = offsite.download(config, remote[0], whose, remote[1], scratch)
-    try:
-        return _restore(config, target=target, backup=str(fetched), env=env, buckets=buckets, dry_run=dry_run,
-                        yes=yes)
-    finally:
-        shutil.rmtree(fetched, ignore_errors=True)
-
-
-def _restore(
-    config: Config,
-    *,
-    target: str | None,
-    backup: str | None,
-    env: str | None,
-    buckets: list[str] | None,
-    dry_run: bool,
-    yes: bool,
-) -> RestoreResult:
     started = time.monotonic()
     if not target:
         raise UserError("name the environment to restore into with --to ENV")
     target_env = config.env(target)
     # A backup goes back where it came from unless --env says, on purpose, whose backup it is.
     source_env = config.env(env) if env else target_env
-    path = resolve_backup(config, backup, source_env.name)
+    with offsite.backup_folder(config, backup, source_env) as path:
+        return _restore(config, path, target_env, source_env, env_named=bool(env), buckets=buckets,
+                        dry_run=dry_run, yes=yes, started=started)
+
+
+def _restore(config: Config, path: Path, target_env: Environment, source_env: Environment, *, env_named: bool,
+             buckets: list[str] | None, dry_run: bool, yes: bool, started: float) -> RestoreResult:
     metadata = load_manifest(path)
     recorded = (metadata.get("env"), metadata.get("ref"))
     if recorded[1] != source_env.ref:
-        hint = "" if env else f"; to restore another environment's backup into {target_env.name}, name it with --env"
+        hint = "" if env_named else f"; to restore another environment's backup into {target_env.name}, name it " \
+            "with --env"
         raise UserError(f"{path} is a backup of {recorded[0]} ({recorded[1]}), not of {source_env.name} "
                         f"({source_env.ref}){hint}. Nothing was restored.")
     if source_env.name != target_env.name:

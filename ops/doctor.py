@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from ops import dburl, supabase_cli
 from ops.childenv import child_env
 from ops.config import Config, Environment, check_refs_of
-from ops.errors import OperationFailed, OpsError, first_line
+from ops.errors import NotConfigured, OperationFailed, OpsError, first_line
 from ops.report import Result, Table, printable
 
 TIMEOUT = 10  # seconds per network check
@@ -190,14 +190,6 @@ def api_check(config: Config, env: Environment) -> Check:
                      skipped=True)
     return timed(env.name, "management api", work,
                  "set SUPABASE_ACCESS_TOKEN (or run supabase login) with access to this project")
-
-
-class NotConfigured(OpsError):
-    """What a check needs is not set up: the check is skipped with its own hint, not failed."""
-
-    def __init__(self, what: str, fix: str) -> None:
-        super().__init__(what)
-        self.fix = fix
 
 
 def cli_check() -> Check:

@@ -11,6 +11,15 @@ class UserError(OpsError):
     exit_code = 2
 
 
+class NotConfigured(OpsError):
+    """What a check or comparison needs is not set up (no URL, keys or token): it is skipped with
+    `fix` as the hint, and that is no failure."""
+
+    def __init__(self, what: str, fix: str = "") -> None:
+        super().__init__(what)
+        self.fix = fix
+
+
 class OperationFailed(OpsError):
     """An operation started and failed; the message says what was and was not done (exit 1)."""
 

@@ -17,6 +17,8 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -214,6 +216,24 @@ def verify_remote(config: Config, target: BackupTarget, env: Environment, when: 
             result.corrupt.append(relative)
     result.extra = sorted(key[len(prefix):] for key in present if key not in expected)
     return result
+
+
+@contextmanager
+def backup_folder(config: Config, backup: str | None, env: Environment) -> Iterator[Path]:
+    """The folder of a local backup, or of a remote one (`TARGET:<time>`) fetched into tmp/ and removed after."""
+    from ops.backup import resolve_backup
+
+    remote = parse(config, backup)
+    if not remote:
+        yield resolve_backup(config, backup, env.name)
+        return
+    scratch = config.root / "tmp"
+    scratch.mkdir(parents=True, exist_ok=True)
+    fetched = download(config, remote[0], env, remote[1], scratch)
+    try:
+        yield fetched
+    finally:
+        shutil.rmtree(fetched, ignore_errors=True)
 
 
 def download(config: Config, target: BackupTarget, env: Environment, when: str, into: Path) -> Path:

@@ -123,6 +123,8 @@ def describe_both(src: Any, dst: Any, names: list[str], source: Environment, tar
 def recover_rows(config: Config, *, source: str | None, target: str | None, tables: list[str], where: str | None,
                  keys: list[str] | None, prune: bool, dry_run: bool, yes: bool,
                  from_export: str | None = None) -> RecoverResult:
+    import psycopg
+
     started = time.monotonic()
     if not target:
         raise UserError("name the project to recover into with --to ENV")
@@ -167,13 +169,7 @@ def recover_rows(config: Config, *, source: str | None, target: str | None, tabl
             run_dir = new_run_dir(config.sync_data.export_dir / f"recover-{target_env.name}")
             result.run_dir = str(run_dir)
             write(dst, plans, run_dir / BEFORE)
-    except (UserError, OperationFailed):
-        raise
-    except Exception as error:
-        import psycopg
-
-        if not isinstance(error, psycopg.Error):
-            raise
+    except psycopg.Error as error:
         raise OperationFailed(f"recovering into {target_env.name} failed: {first_line(error)}. Nothing was "
                               "committed: the target is unchanged.") from None
     result.seconds = round(time.monotonic() - started, 3)

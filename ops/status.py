@@ -18,7 +18,7 @@ from ops import migrations, pgcatalog, supabase_cli, sync_data, sync_sql
 from ops import s3 as s3ops
 from ops.config import Config, Environment
 from ops.db import connect
-from ops.errors import OperationFailed, OpsError, first_line
+from ops.errors import NotConfigured, OperationFailed, OpsError, first_line
 from ops.functions import local_functions
 from ops.report import Result, Table
 from ops.secrets import list_secrets
@@ -108,10 +108,6 @@ def deployed_functions(config: Config, env: Environment) -> list[str]:
     if not result.ok:
         raise (NotConfigured if result.token_problem == "missing" else OpsError)(result.reason)
     return sorted(f["slug"] for f in json.loads(result.stdout))
-
-
-class NotConfigured(OpsError):
-    """A part this environment is not set up to compare (no token): skipped, not a failure."""
 
 
 def read_env(config: Config, env: Environment) -> EnvStatus:
