@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ops import pgcatalog, sync_diff
+from ops.backup import seal_private
 from ops.config import Config, Environment
 from ops.db import connect
 from ops.errors import OperationFailed, UserError, first_line
@@ -193,7 +194,7 @@ def key_of(values: dict[str, Any], key: list[str]) -> tuple:
 def write(dst: Any, plans: list, before: Path) -> None:
     """The undo first (the target's affected rows as the plan read them), then the rows: upserts parents
     first, deletions children first, all in one transaction."""
-    before.mkdir(parents=True)
+    before.mkdir(parents=True, mode=0o700)  # user rows: ours alone, like a backup (sealed below)
     manifest = []
     with dst.transaction():
         for table, _, _, present, found in plans:
@@ -205,6 +206,7 @@ def write(dst: Any, plans: list, before: Path) -> None:
             manifest.append({"table": table.qualified, "file": path.name, "rows": len(old_rows),
                              "inserted_keys": json.loads(jsonable(inserted))})
         (before / "manifest.json").write_text(json.dumps({"tables": manifest}, indent=2) + "\n", encoding="utf-8")
+        seal_private(before)
         for table, columns, wanted, _, found in plans:
             rows = [wanted[key_of(c.key, table.primary_key)] for c in found.changes if c.kind != "delete"]
             if rows:

@@ -66,6 +66,8 @@ def test_recover_rows_brings_back_exactly_the_damaged_rows_and_undoes(project, p
     assert recovered_profiles["00000000-0000-4000-8000-000000000002"] == "Grace"
     assert recovered_profiles["00000000-0000-4000-8000-000000000009"] == "New"
 
+    before = Path(report["run_dir"]) / "before"
+    assert all(p.stat().st_mode & 0o077 == 0 for p in [before, *before.iterdir()]), "user rows: private files"
     undo = project.run("recover-rows", "--from-export", str(Path(report["run_dir"]) / "before"), "--to", "prod",
                        "--table", TABLES, "--yes")
     assert undo.code == 0, undo.err
