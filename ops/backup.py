@@ -29,11 +29,12 @@ from ops.backup_paths import member, object_paths
 from ops.config import Config, Environment
 from ops.digest import file_digest
 from ops.errors import OperationFailed, OpsError, UserError
+from ops.parallel import NAMED, Failure, failure_report, run_parallel, until_intact
 from ops.report import Result, Table, progress
 from ops.s3 import ObjectInfo
 from ops.safety import confirm_write
 from ops.stamps import stamp_order, unused_name
-from ops.storage import NAMED, Failure, failure_report, retrying, run_parallel, select_buckets
+from ops.storage import select_buckets
 
 METADATA_FILE = "_backup_metadata.json"
 PARTIAL_PREFIX = ".partial-"
@@ -332,7 +333,7 @@ def _save_object(
             out.truncate()
             return s3ops.download(s3, bucket, info.key, out, expected=info)
 
-        got = retrying(fetch)
+        got = until_intact(fetch)
     entry = {
         "path": relative,
         "size": got.size,
@@ -628,7 +629,7 @@ def _restore(config: Config, path: Path, target_env: Environment, source_env: En
 
         def put(bucket: str, info: ObjectInfo) -> None:
             entry = objects[bucket][info.key]
-            retrying(lambda: _upload_file(s3, bucket, info.key, files[bucket][info.key], entry))
+            until_intact(lambda: _upload_file(s3, bucket, info.key, files[bucket][info.key], entry))
 
         result.failures = run_parallel(tasks, put, config.storage.jobs, f"restored ({target_env.name})")
         failed: dict[str, int] = {}

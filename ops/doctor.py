@@ -154,11 +154,12 @@ def database_checks(env: Environment) -> list[Check]:
 def storage_check(config: Config, env: Environment) -> Check:
     def work() -> str:
         from ops import s3 as s3ops
+        from ops.s3client import RetryPolicy
 
         unset = [var for var in (env.s3_key_id_var, env.s3_secret_var) if not env.secret(var)]
         if unset:
             raise NotConfigured("no S3 keys", f"set {' and '.join(unset)} (the dashboard's S3 access keys)")
-        s3 = s3ops.client(env, timeout=TIMEOUT, attempts=2)
+        s3 = s3ops.client(env, timeout=TIMEOUT, retry=RetryPolicy(attempts=2))
         missing = [b for b in config.storage.buckets if not s3ops.bucket_exists(s3, b)]
         if missing:
             raise OperationFailed(f"bucket(s) missing: {', '.join(missing)}")

@@ -22,6 +22,7 @@ from ops import git as gitrepo
 from ops import invocation, supabase_cli
 from ops.config import Config, Environment
 from ops.errors import OperationFailed, OpsError, UserError, last_line
+from ops.parallel import choose
 from ops.report import Meter, Result, Table, progress
 from ops.safety import confirm_write
 from ops.supabase_cli import cli_workdir
@@ -100,13 +101,9 @@ def select_functions(config: Config, only: list[str] | None, changed_since: str 
     if only and changed_since:
         raise UserError("use either --only or --changed-since, not both")
     if only:
-        unknown = [name for name in only if name not in available]
-        if unknown:
-            raise UserError(
-                f"no such function(s): {', '.join(unknown)} (functions are folders of {functions_dir(config)} "
-                "with an index.ts)"
-            )
-        return list(dict.fromkeys(only))
+        return choose(only, available, lambda unknown: (
+            f"no such function(s): {', '.join(unknown)} (functions are folders of {functions_dir(config)} "
+            "with an index.ts)"))
     if changed_since:
         return changed_functions(config, changed_since)
     return available

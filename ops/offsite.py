@@ -27,10 +27,10 @@ from ops.backup import METADATA_FILE, VerifyResult, complete_backups, load_manif
 from ops.backup_paths import member
 from ops.config import BackupTarget, Config, Environment
 from ops.errors import OperationFailed, UserError
+from ops.parallel import failure_report, run_parallel
 from ops.report import Result, progress
-from ops.s3api import S3
+from ops.s3client import S3
 from ops.stamps import stamp_order
-from ops.storage import failure_report, run_parallel
 
 
 def remote_base(target: BackupTarget, env_folder: str, full: bool) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -12,7 +11,7 @@ from typing import Any, BinaryIO
 from ops.config import Environment
 from ops.errors import OperationFailed, UserError
 from ops.report import progress
-from ops.s3api import S3, S3Error, Unreachable
+from ops.s3client import S3, RetryPolicy, S3Error, Untrusted
 from ops.upload_ledger import UploadLedger
 
 # Supabase caps a single PutObject by the plan's standard-upload limit (50 MiB on the sample
@@ -34,7 +33,7 @@ COPIED_HEADERS = {"ContentType": "content-type", "CacheControl": "cache-control"
                   "ContentLanguage": "content-language"}
 
 
-def client(env: Environment, *, max_pool: int = 16, timeout: int = 10, attempts: int = 8) -> S3:
+def client(env: Environment, *, max_pool: int = 16, timeout: int = 10, retry: RetryPolicy | None = None) -> S3:
     url = env.require_storage()
     key_id, secret = env.secret(env.s3_key_id_var), env.secret(env.s3_secret_var)
     missing = [var for var, value in ((env.s3_key_id_var, key_id), (env.s3_secret_var, secret)) if not value]
@@ -49,14 +48,14 @@ def client(env: Environment, *, max_pool: int = 16, timeout: int = 10, attempts:
             f"({env.storage_region}, the region shown in the dashboard's S3 settings)"
         )
 
-    def untrusted(error: ssl.SSLCertVerificationError) -> UserError:
+    def untrusted(error: Untrusted) -> UserError:
         return UserError(
-            f"{env.name}: the certificate of {env.storage_url} does not verify ({error.verify_message}); for a "
+            f"{env.name}: the certificate of {env.storage_url} does not verify ({error.detail}); for a "
             "private CA, point SSL_CERT_FILE at its certificate"
         )
 
     return S3(url, env.storage_region or "us-east-1", key_id, secret, max_pool=max_pool, timeout=timeout,
-              attempts=attempts, refused=refused, untrusted=untrusted, where=f"{env.name}: storage at {url}",
+              retry=retry, refused=refused, untrusted=untrusted, where=f"{env.name}: storage at {url}",
               ledger=UploadLedger(ledger_folder(env)))
 
 
@@ -86,13 +85,6 @@ def describe(error: BaseException) -> str:
         return f"{error.status} {error.code}: {error.message}".strip()
     lines = str(error).strip().splitlines()
     return f"{type(error).__name__}: {lines[0] if lines else ''}".strip()
-
-
-def worth_retrying(error: BaseException) -> bool:
-    """A client error (4xx) stays an error on every attempt, except a timeout or throttling."""
-    if isinstance(error, S3Error):
-        return error.status >= 500 or error.status in (408, 429)
-    return not isinstance(error, Unreachable)  # the client already tried it again and again
 
 
 @dataclass(frozen=True)
@@ -131,7 +123,7 @@ def list_objects_if_any(s3: S3, bucket: str) -> dict[str, ObjectInfo] | None:
     try:
         return list_objects(s3, bucket)
     except S3Error as error:
-        if error.status == 404 or error.code in ("NoSuchBucket", "NotFound"):
+        if error.missing:
             return None
         raise
 
@@ -177,6 +169,10 @@ def content_md5(s3: S3, bucket: str, info: ObjectInfo) -> str:
     return recorded_md5(s3, bucket, info) or read_md5(s3, bucket, info.key)
 
 
+class ContentMismatch(OperationFailed):
+    """What arrived is not the content: cut short, or bytes changed on the way. Fetching again may mend it."""
+
+
 @dataclass
 class Download:
     size: int
@@ -218,14 +214,10 @@ def download(s3: S3, bucket: str, key: str, out: BinaryIO, expected: ObjectInfo 
     )
     length = headers.get("content-length")
     if (length is not None and size != int(length)) or (expected and size != expected.size):
-        raise OperationFailed(f"{bucket}/{key}: truncated download ({size} of {length} bytes)")
+        raise ContentMismatch(f"{bucket}/{key}: truncated download ({size} of {length} bytes)")
     if etag_md5 and etag_md5 != got.md5:
-        raise OperationFailed(f"{bucket}/{key}: downloaded content does not match its ETag")
+        raise ContentMismatch(f"{bucket}/{key}: downloaded content does not match its ETag")
     return got
-
-
-class ContentMismatch(OperationFailed):
-    """The target's MD5 of what it stored is not the content's: bytes changed on the way."""
 
 
 def hashed_md5(source: BinaryIO) -> str:

@@ -8,42 +8,33 @@ object size, and the temp space disappears however the run ends.
 
 from __future__ import annotations
 
-import functools
 import io
 import tempfile
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, TypeVar, cast
+from typing import Any, BinaryIO, cast
 
 from ops import invocation
 from ops import s3 as s3ops
 from ops.config import Config, Environment
 from ops.errors import OperationFailed, OpsError, UserError
-from ops.report import Meter, Result, Table, progress
+from ops.parallel import NAMED, REFETCHES, Failure, choose, failure_report, run_parallel, until_intact
+from ops.report import Result, Table, progress
 from ops.s3 import ObjectInfo
 from ops.safety import confirm_write, distinct
 
 # Objects under 16 MiB wait in memory between download and upload, larger ones in an unnamed
 # temp file: with --jobs 4, at most 8 objects (under 128 MiB) are held at once.
 SPOOL_IN_MEMORY = 16 << 20
-T = TypeVar("T")
-ATTEMPTS = 4
 MIN_MAX_DELETE = 10
 
 
 def select_buckets(config: Config, requested: list[str] | None) -> list[str]:
     known = config.storage.buckets
-    if not requested:
-        return list(known)
-    unknown = [b for b in requested if b not in known]
-    if unknown:
-        raise UserError(
-            f"unknown bucket(s) {', '.join(unknown)}; known: {', '.join(known)} "
-            "(add new ones to [storage] buckets in environments.ini)"
-        )
-    return list(dict.fromkeys(requested))
+    return choose(requested, known, lambda unknown: (
+        f"unknown bucket(s) {', '.join(unknown)}; known: {', '.join(known)} "
+        "(add new ones to [storage] buckets in environments.ini)"))
 
 
 # ---------------------------------------------------------------- planning
@@ -125,36 +116,6 @@ def plan_bucket(src: Any, dst: Any, bucket: str, *, force: bool, delete: bool) -
 
 # ---------------------------------------------------------------- copying
 
-def retrying(work: Callable[[], T], *, again: bool = True) -> T:
-    """Retry what S3's own retries do not cover: a body cut mid-stream, a bad checksum.
-
-    With `again=False`, content the target reports changed is not sent again as it is: the
-    caller fetches it anew.
-    """
-    retryable = retryable_errors()
-    for attempt in range(ATTEMPTS):
-        try:
-            return work()
-        except UserError:
-            raise
-        except retryable as error:
-            if attempt == ATTEMPTS - 1 or not s3ops.worth_retrying(error) or (
-                    not again and isinstance(error, s3ops.ContentMismatch)):
-                raise
-            time.sleep(0.2 * 2**attempt)
-    raise AssertionError("unreachable")
-
-
-@functools.cache
-def retryable_errors() -> tuple[type[BaseException], ...]:
-    """Network and server failures, and content that arrived wrong; never a bug in our code."""
-    import http.client
-
-    from ops.s3api import S3Error
-
-    return (S3Error, http.client.HTTPException, OSError, OperationFailed)
-
-
 def fetch_object(src: Any, bucket: str, info: ObjectInfo) -> tuple[BinaryIO, s3ops.Download]:
     """Download into memory (small objects) or an unnamed temp file, checked whole."""
     if info.size < SPOOL_IN_MEMORY:
@@ -168,7 +129,7 @@ def fetch_object(src: Any, bucket: str, info: ObjectInfo) -> tuple[BinaryIO, s3o
         return s3ops.download(src, bucket, info.key, spool, expected=info, sha256=False, trust_etag=True)
 
     try:
-        got = retrying(attempt)
+        got = until_intact(attempt)
     except BaseException:
         spool.close()
         raise
@@ -184,58 +145,16 @@ def store_object(src: Any, dst: Any, bucket: str, info: ObjectInfo,
     Downloads trust the source's ETag (see `s3ops.download`), so a byte changed on either leg
     shows only here, and only a fresh download can repair it.
     """
-    for attempt in range(ATTEMPTS):
+    for attempt in range(REFETCHES):
         spool, got = fetched
         with spool:
             try:
-                retrying(functools.partial(s3ops.upload, dst, bucket, info.key, spool, got), again=False)
+                s3ops.upload(dst, bucket, info.key, spool, got)
                 return
             except s3ops.ContentMismatch:
-                if attempt == ATTEMPTS - 1:
+                if attempt == REFETCHES - 1:
                     raise
         fetched = fetch_object(src, bucket, info)
-
-
-@dataclass
-class Failure:
-    bucket: str
-    key: str
-    error: str
-
-
-def run_parallel(tasks: list[tuple[str, ObjectInfo]], work: Callable[[str, ObjectInfo], Any], workers: int,
-                 label: str) -> list[Failure]:
-    """Run `work` over (bucket, object) pairs on `workers` threads; return what failed."""
-    import queue
-
-    failures: list[Failure] = []
-    if not tasks:
-        return failures
-    done: queue.Queue[tuple[str, ObjectInfo, BaseException | None]] = queue.Queue()
-    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="objects")
-
-    def run(bucket: str, info: ObjectInfo) -> None:
-        try:
-            work(bucket, info)
-            done.put((bucket, info, None))
-        except Exception as error:  # noqa: BLE001 (a failed object is reported, the others go on)
-            done.put((bucket, info, error))
-
-    with Meter(label, len(tasks), "objects", sum(o.size for _, o in tasks) or None) as meter:
-        try:
-            for bucket, info in tasks:
-                pool.submit(run, bucket, info)
-            for _ in tasks:
-                bucket, info, error = done.get()
-                if error is None:
-                    meter.add(1, info.size)
-                else:
-                    failures.append(Failure(bucket, info.key, _describe(error)))
-        except KeyboardInterrupt:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-    pool.shutdown(wait=True)
-    return failures
 
 
 def copy_objects(src: Any, dst: Any, tasks: list[tuple[str, ObjectInfo]], jobs: int) -> list[Failure]:
@@ -249,10 +168,6 @@ def copy_objects(src: Any, dst: Any, tasks: list[tuple[str, ObjectInfo]], jobs: 
     """
     return run_parallel(tasks, lambda b, info: store_object(src, dst, b, info, fetch_object(src, b, info)),
                         2 * jobs, "copied")
-
-
-def _describe(error: BaseException) -> str:
-    return s3ops.describe(error)
 
 
 # ---------------------------------------------------------------- the task
@@ -269,9 +184,6 @@ class BucketResult:
     read_to_compare: int = 0
     to_copy: list[str] = field(default_factory=list)  # a dry run names them all (the text shows the first 50)
     to_delete: list[str] = field(default_factory=list)
-
-
-NAMED = 50  # objects named per bucket and kind in text; --json has them all
 
 
 def named(bucket: str, copy: list[str], delete: list[str]) -> list[str]:
@@ -428,15 +340,3 @@ def delete_objects(s3: Any, bucket: str, keys: list[str]) -> int:
             raise OperationFailed(f"{bucket}: could not delete {len(errors)} object(s), e.g. {errors[0].get('Key')}")
         deleted += len(batch)
     return deleted
-
-
-def failure_report(failures: list[Failure], headline: str = "", rerun: str = "") -> str:
-    """The objects that failed, each with its reason, and the command that retries them."""
-    lines = [f"{headline + ': ' if headline else ''}{len(failures)} object(s) failed:"]
-    lines += [f"  {f.bucket}/{f.key}: {f.error}" for f in failures[:50]]
-    if len(failures) > 50:
-        lines.append(f"  ... and {len(failures) - 50} more")
-    if rerun:
-        lines.append(f"re-run: {rerun}")
-    return "\n".join(lines)
-

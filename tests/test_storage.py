@@ -240,8 +240,9 @@ def test_secrets_never_printed(project, storage):
             assert secret.encode() not in path.read_bytes(), path
 
 
-def test_sync_over_https_verifies_the_server(project, tmp_path):
-    """Hosted Storage is https: certificates are verified (system roots, SSL_CERT_FILE, certifi's)."""
+@pytest.fixture
+def https_storage(project, tmp_path):
+    """Both environments' storage over https with a certificate from a CA of this test: (CA file, prod client)."""
     import boto3
     import trustme
     from botocore.config import Config
@@ -256,25 +257,57 @@ def test_sync_over_https_verifies_the_server(project, tmp_path):
     ca.cert_pem.write_to_path(str(ca_file))
     servers = {env: localstack.start_s3(*S3_KEYS[env], root=tmp_path / f"s3-{env}", tls=(cert, key))
                for env in ("prod", "preprod")}
+    clients = {}
     try:
         for env, server in servers.items():
             project.envs[env].update(storage_url=server.url, storage_region="us-east-1")
             project.secrets.update(s3_secrets(env, *S3_KEYS[env]))
-            client = boto3.client("s3", endpoint_url=server.url, region_name="us-east-1", verify=str(ca_file),
-                                  aws_access_key_id=server.key_id, aws_secret_access_key=server.secret,
-                                  config=Config(s3={"addressing_style": "path"},
-                                                request_checksum_calculation="when_required"))
-            client.create_bucket(Bucket="avatars")
-            if env == "prod":
-                client.put_object(Bucket="avatars", Key="a/b c.png", Body=b"png" * 100)
-        refused = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "avatars")
-        # An unknown CA is refused at once (no retries), before anything is copied, saying how to fix it.
-        assert refused.code == 2 and "does not verify" in refused.err and "SSL_CERT_FILE" in refused.err
-        trusted = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "avatars", "--json",
-                              env={"SSL_CERT_FILE": str(ca_file)})
-        assert trusted.code == 0, trusted.err
-        assert summary(trusted)["avatars"]["copied"] == 1
-        assert client.get_object(Bucket="avatars", Key="a/b c.png")["Body"].read() == b"png" * 100
+            clients[env] = boto3.client("s3", endpoint_url=server.url, region_name="us-east-1", verify=str(ca_file),
+                                        aws_access_key_id=server.key_id, aws_secret_access_key=server.secret,
+                                        config=Config(s3={"addressing_style": "path"},
+                                                      request_checksum_calculation="when_required"))
+            clients[env].create_bucket(Bucket="avatars")
+        yield ca_file, clients
     finally:
         for server in servers.values():
             server.stop()
+
+
+def test_sync_over_https_verifies_the_server(project, https_storage):
+    """Hosted Storage is https: certificates are verified (system roots, SSL_CERT_FILE, certifi's)."""
+    ca_file, clients = https_storage
+    clients["prod"].put_object(Bucket="avatars", Key="a/b c.png", Body=b"png" * 100)
+    refused = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "avatars")
+    # An unknown CA is refused at once (no retries), before anything is copied, saying how to fix it.
+    assert refused.code == 2 and "does not verify" in refused.err and "SSL_CERT_FILE" in refused.err
+    trusted = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "avatars", "--json",
+                          env={"SSL_CERT_FILE": str(ca_file)})
+    assert trusted.code == 0, trusted.err
+    assert summary(trusted)["avatars"]["copied"] == 1
+    assert clients["preprod"].get_object(Bucket="avatars", Key="a/b c.png")["Body"].read() == b"png" * 100
+
+
+def test_https_proxy_is_used_unless_no_proxy_names_the_host(project, https_storage):
+    """Behind a company proxy, every S3 call (listings, bodies, both sides) goes through HTTPS_PROXY."""
+    from devstack.connectproxy import ConnectProxy
+
+    ca_file, clients = https_storage
+    for i in range(3):
+        clients["prod"].put_object(Bucket="avatars", Key=f"p/{i}.bin", Body=bytes([i]) * 1000)
+    ports = {env: client.meta.endpoint_url.rpartition(":")[2] for env, client in clients.items()}
+    proxy = ConnectProxy().start()
+    try:
+        through = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "avatars", "--json",
+                              env={"SSL_CERT_FILE": str(ca_file), "HTTPS_PROXY": proxy.url, "NO_PROXY": ""})
+        assert through.code == 0, through.err
+        assert summary(through)["avatars"]["copied"] == 3
+        assert {tunnel.rpartition(":")[2] for tunnel in proxy.tunnels} == set(ports.values())
+        clients["prod"].put_object(Bucket="avatars", Key="p/new.bin", Body=b"new")
+        tunnels = len(proxy.tunnels)
+        around = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "avatars", "--json",
+                             env={"SSL_CERT_FILE": str(ca_file), "HTTPS_PROXY": proxy.url, "NO_PROXY": "127.0.0.1"})
+        assert around.code == 0, around.err
+        assert summary(around)["avatars"]["copied"] == 1
+        assert len(proxy.tunnels) == tunnels, "NO_PROXY named the host: nothing should go through the proxy"
+    finally:
+        proxy.stop()

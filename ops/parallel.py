@@ -1,0 +1,96 @@
+"""What every bulk object job shares: choosing by name, running over objects in parallel, reporting failures."""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from ops import s3 as s3ops
+from ops.errors import UserError
+from ops.report import Meter
+from ops.s3 import ObjectInfo
+
+T = TypeVar("T")
+NAMED = 50  # objects named per bucket and kind in text; --json has them all
+REFETCHES = 4  # a body that arrives cut short or changed is fetched anew; the client retries everything else
+
+
+def choose(requested: Iterable[str] | None, known: list[str], unknown: Callable[[list[str]], str]) -> list[str]:
+    """The names asked for (each once, in order), or every known one; a name not known is refused
+    with `unknown(names)`, before anything is read or written."""
+    if not requested:
+        return list(known)
+    asked = list(dict.fromkeys(requested))
+    strangers = [name for name in asked if name not in known]
+    if strangers:
+        raise UserError(unknown(strangers))
+    return asked
+
+
+def until_intact(work: Callable[[], T]) -> T:
+    """Run `work` again when what it moved did not check out (a body cut short, an MD5 mismatch).
+
+    Network failures, throttling and server errors are the client's to retry (`s3client.RetryPolicy`);
+    only content that arrived wrong is fetched again here.
+    """
+    for attempt in range(REFETCHES):
+        try:
+            return work()
+        except s3ops.ContentMismatch:
+            if attempt == REFETCHES - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class Failure:
+    bucket: str
+    key: str
+    error: str
+
+
+def run_parallel(tasks: list[tuple[str, ObjectInfo]], work: Callable[[str, ObjectInfo], Any], workers: int,
+                 label: str) -> list[Failure]:
+    """Run `work` over (bucket, object) pairs on `workers` threads; return what failed."""
+    failures: list[Failure] = []
+    if not tasks:
+        return failures
+    done: queue.Queue[tuple[str, ObjectInfo, BaseException | None]] = queue.Queue()
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="objects")
+
+    def run(bucket: str, info: ObjectInfo) -> None:
+        try:
+            work(bucket, info)
+            done.put((bucket, info, None))
+        except Exception as error:  # noqa: BLE001 (a failed object is reported, the others go on)
+            done.put((bucket, info, error))
+
+    with Meter(label, len(tasks), "objects", sum(o.size for _, o in tasks) or None) as meter:
+        try:
+            for bucket, info in tasks:
+                pool.submit(run, bucket, info)
+            for _ in tasks:
+                bucket, info, error = done.get()
+                if error is None:
+                    meter.add(1, info.size)
+                else:
+                    failures.append(Failure(bucket, info.key, s3ops.describe(error)))
+        except KeyboardInterrupt:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+    pool.shutdown(wait=True)
+    return failures
+
+
+def failure_report(failures: list[Failure], headline: str = "", rerun: str = "") -> str:
+    """The objects that failed, each with its reason, and the command that retries them."""
+    lines = [f"{headline + ': ' if headline else ''}{len(failures)} object(s) failed:"]
+    lines += [f"  {f.bucket}/{f.key}: {f.error}" for f in failures[:NAMED]]
+    if len(failures) > NAMED:
+        lines.append(f"  ... and {len(failures) - NAMED} more")
+    if rerun:
+        lines.append(f"re-run: {rerun}")
+    return "\n".join(lines)

@@ -1,0 +1,157 @@
+"""The S3 layer against a small fake server that answers what a real one may: pages, repeats, 5xx, 403, huge errors."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from ops.s3client import S3, RetryPolicy, S3Error, Unreachable
+
+LAST_MODIFIED = "Wed, 02 Dec 2026 12:00:00 GMT"
+Answer = tuple[int, dict[str, str], bytes]
+
+
+def listing(keys: list[str], token: str | None) -> bytes:
+    contents = "".join(f"<Contents><Key>{k}</Key><LastModified>2026-12-02T12:00:00.000Z</LastModified>"
+                       f'<ETag>"{i:032x}"</ETag><Size>{i}</Size></Contents>' for i, k in enumerate(keys))
+    more = f"<IsTruncated>true</IsTruncated><NextContinuationToken>{token}</NextContinuationToken>" if token else \
+        "<IsTruncated>false</IsTruncated>"
+    return (f'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+            f"<Name>b</Name><KeyCount>{len(keys)}</KeyCount><MaxKeys>1000</MaxKeys>{more}{contents}"
+            "</ListBucketResult>").encode()
+
+
+def error(code: str, message: str = "no") -> bytes:
+    return f"<?xml version='1.0'?><Error><Code>{code}</Code><Message>{message}</Message></Error>".encode()
+
+
+class FakeS3:
+    """Answers each request with `respond(method, path, query)`; counts what it was asked."""
+
+    def __init__(self, respond: Callable[[str, str, dict[str, str]], Answer | Iterator[bytes]]) -> None:
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                parts = urlsplit(self.path)
+                query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+                fake.requests.append((self.command, parts.path, query))
+                status, headers, body = respond(self.command, parts.path, query)  # type: ignore[misc]
+                self.send_response(status)
+                for name, value in {"Content-Length": str(len(body)), "Last-Modified": LAST_MODIFIED,
+                                    **headers}.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = answer
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+
+    @contextmanager
+    def running(self) -> Iterator[S3]:
+        thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield S3(self.url, "us-east-1", "AKIAFAKE", "fake-secret", retry=RetryPolicy(attempts=3, first_pause=0.01))
+        finally:
+            self.server.shutdown()
+            self.server.server_close()
+
+
+def test_a_listing_follows_every_page_over_1000_keys():
+    keys = [f"k{i:05d}" for i in range(2500)]
+
+    def respond(method: str, path: str, query: dict[str, str]) -> Answer:
+        start = int(query.get("continuation-token", "0"))
+        end = min(start + 1000, len(keys))
+        return 200, {"Content-Type": "application/xml"}, listing(keys[start:end], str(end) if end < len(keys) else None)
+
+    fake = FakeS3(respond)
+    with fake.running() as s3:
+        listed = list(s3.list_objects("b"))
+    assert [item.key for item in listed] == keys
+    assert len(fake.requests) == 3
+
+
+def test_a_repeated_continuation_token_ends_the_listing_with_an_error():
+    fake = FakeS3(lambda method, path, query: (200, {}, listing(["same"], "again")))
+    with fake.running() as s3, pytest.raises(S3Error, match="RepeatedToken"):
+        for _ in s3.list_objects("b"):
+            pass
+    assert len(fake.requests) == 2  # the second page repeated the token: stopped there, not looping
+
+
+@pytest.mark.parametrize("key", ["plain.txt", "a/../b"], ids=["obstore", "boto3"])
+def test_a_server_error_is_retried_then_the_answer_used(key):
+    answers = iter([(503, {}, error("SlowDown")), (200, {"ETag": '"5d41402abc4b2a76b9719d911017c592"'}, b"hello")])
+    fake = FakeS3(lambda method, path, query: next(answers))
+    with fake.running() as s3, s3.get_object("b", key) as body:
+        assert b"".join(body.iter_raw(1 << 20)) == b"hello"
+        assert body.headers["etag"].strip('"') == "5d41402abc4b2a76b9719d911017c592"
+    assert [method for method, _, _ in fake.requests] == ["GET", "GET"]
+
+
+def test_server_errors_past_the_policy_fail_with_the_server_code():
+    fake = FakeS3(lambda method, path, query: (500, {}, error("InternalError", "disk on fire")))
+    with fake.running() as s3, pytest.raises(S3Error) as raised:
+        s3.head_object("b", "plain.txt")
+    assert raised.value.status == 500
+    assert len(fake.requests) == 3  # RetryPolicy(attempts=3)
+
+
+@pytest.mark.parametrize("call", ["list", "get", "put"])
+def test_a_refusal_is_not_retried_and_goes_to_the_refusal_hook(call):
+    fake = FakeS3(lambda method, path, query: (403, {}, error("InvalidAccessKeyId", "unknown key")))
+    refusals: list[S3Error] = []
+
+    def refused(failure: S3Error) -> Exception:
+        refusals.append(failure)
+        return RuntimeError("refused")
+
+    with fake.running() as s3:
+        s3.refused = refused
+        with pytest.raises(RuntimeError, match="refused"):
+            if call == "list":
+                list(s3.list_objects("b"))
+            elif call == "get":
+                with s3.get_object("b", "plain.txt"):
+                    pass
+            else:
+                s3.put_object("b", "plain.txt", b"x", {})
+    assert len(fake.requests) == 1
+    assert refusals[0].status == 403 and refusals[0].code in ("InvalidAccessKeyId", "403")
+
+
+@pytest.mark.parametrize("key", ["plain.txt", "a//b"], ids=["obstore", "boto3"])
+def test_an_error_body_of_100_mib_gives_one_short_line(key):
+    huge = error("AccessDenied", "denied") + b"x" * (100 << 20)
+    fake = FakeS3(lambda method, path, query: (400, {}, huge))
+    with fake.running() as s3, pytest.raises(S3Error) as raised:
+        s3.put_object("b", key, b"x", {})
+    assert raised.value.status == 400
+    assert len(str(raised.value)) < 600
+
+
+def test_a_dead_endpoint_is_unreachable_after_the_policy_attempts():
+    fake = FakeS3(lambda method, path, query: (200, {}, b""))
+    s3 = S3(fake.url, "us-east-1", "AKIAFAKE", "fake-secret", retry=RetryPolicy(attempts=2, first_pause=0.01))
+    fake.server.server_close()  # nobody listens on the port any more
+    with pytest.raises(Unreachable, match="connection refused"):
+        s3.head_object("b", "plain.txt")
