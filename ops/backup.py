@@ -23,15 +23,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ops import invocation
-from ops import s3 as s3ops
+from ops import invocation, s3objects
 from ops.backup_paths import member, object_paths
 from ops.config import Config, Environment
 from ops.digest import file_digest
 from ops.errors import OperationFailed, OpsError, UserError
 from ops.parallel import NAMED, Failure, failure_report, run_parallel, until_intact
 from ops.report import Result, Table, progress
-from ops.s3 import ObjectInfo
+from ops.s3objects import ObjectInfo
 from ops.safety import confirm_write
 from ops.stamps import stamp_order, unused_name
 from ops.storage import select_buckets
@@ -107,7 +106,7 @@ def backup_env(
     (nor prunes) the full backups.
     """
     started = time.monotonic()
-    s3 = s3ops.client(env, max_pool=config.storage.jobs * 2)
+    s3 = s3objects.client(env, max_pool=config.storage.jobs * 2)
     folder = series or env_folder(config, env)
     if set(buckets) != set(config.storage.buckets):
         folder = folder.with_name(folder.name + "+" + "+".join(sorted(buckets)))
@@ -164,7 +163,7 @@ def _backup_locked(config: Config, env: Environment, s3: Any, folder: Path, buck
         tasks = []
         with ThreadPoolExecutor(max_workers=max(1, min(len(buckets), config.storage.jobs))) as pool:
             # Every bucket listed at once; a missing one shows in its listing's answer.
-            listings = list(pool.map(lambda b: s3ops.list_objects_if_any(s3, b), buckets))
+            listings = list(pool.map(lambda b: s3objects.list_objects_if_any(s3, b), buckets))
         for bucket, listing in zip(buckets, listings, strict=True):
             if listing is None:
                 result.skipped_buckets.append(bucket)
@@ -328,10 +327,10 @@ def _save_object(
     # Created exclusively: a second key can never land on this file.
     with open(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
 
-        def fetch() -> s3ops.Download:
+        def fetch() -> s3objects.Content:
             out.seek(0)
             out.truncate()
-            return s3ops.download(s3, bucket, info.key, out, expected=info)
+            return s3objects.download(s3, bucket, info.key, out, expected=info)
 
         got = until_intact(fetch)
     entry = {
@@ -418,9 +417,9 @@ def backup_storage(config: Config, *, env: str | None, buckets: list[str] | None
     envs = config.envs_named(env, default=[config.workflows.prod], having=lambda e: bool(e.storage_url),
                              needs="a storage_url")
     for each in envs:  # refuse before any download if a later environment lacks keys
-        s3ops.client(each)
+        s3objects.client(each)
     if target:
-        s3ops.client(target.store)
+        s3objects.client(target.store)
     made = []
     for each in envs:
         result = backup_env(config, each, chosen, keep)
@@ -600,14 +599,14 @@ def _restore(config: Config, path: Path, target_env: Environment, source_env: En
     files = {b: {key: member(path, entry.get("path", ""), f"{METADATA_FILE} of {path.name}")
                  for key, entry in objs.items()} for b, objs in objects.items()}
     action = "restore storage objects into it"
-    s3 = s3ops.client(target_env, max_pool=config.storage.jobs * 2)
-    missing = [b for b in objects if not s3ops.bucket_exists(s3, b)]
+    s3 = s3objects.client(target_env, max_pool=config.storage.jobs * 2)
+    missing = [b for b in objects if not s3objects.bucket_exists(s3, b)]
     if missing:
         raise UserError(f"bucket(s) missing in {target_env.name}: {', '.join(missing)}; push migrations first")
     result = RestoreResult(str(path), target_env.name, dry_run)
     tasks = []
     for bucket, entries in objects.items():
-        present = s3ops.list_objects(s3, bucket)
+        present = s3objects.list_objects(s3, bucket)
         upload = [key for key, entry in entries.items() if not _restored(s3, bucket, present.get(key), entry)]
         result.buckets.append(
             {
@@ -625,7 +624,7 @@ def _restore(config: Config, path: Path, target_env: Environment, source_env: En
         plan += [f"  + ... and {len(tasks) - NAMED:,} more"] if len(tasks) > NAMED else []
         confirm_write(target_env, yes=yes, action=action, plan="\n".join(plan))
     if not dry_run:
-        s3ops.abort_leftover_uploads(s3, target_env)
+        s3objects.abort_leftover_uploads(s3, target_env)
 
         def put(bucket: str, info: ObjectInfo) -> None:
             entry = objects[bucket][info.key]
@@ -645,13 +644,13 @@ def _restore(config: Config, path: Path, target_env: Environment, source_env: En
 def _restored(s3: Any, bucket: str, present: ObjectInfo | None, entry: dict) -> bool:
     if present is None or present.size != entry["size"]:
         return False
-    return s3ops.content_md5(s3, bucket, present) == entry["md5"]
+    return s3objects.content_md5(s3, bucket, present) == entry["md5"]
 
 
 def _upload_file(s3: Any, bucket: str, key: str, file: Path, entry: dict) -> None:
     if file_digest(file) != entry["sha256"]:
         raise OperationFailed(f"{file} does not match its manifest: run inv verify-backup")
     headers = {header: entry[name] for header, name in HEADER_NAMES.items() if entry.get(name)}
-    got = s3ops.Download(entry["size"], entry["md5"], entry["sha256"], headers, entry.get("metadata", {}))
+    got = s3objects.Content(entry["size"], entry["md5"], entry["sha256"], headers, entry.get("metadata", {}))
     with file.open("rb") as handle:
-        s3ops.upload(s3, bucket, key, handle, got)
+        s3objects.upload(s3, bucket, key, handle, got)

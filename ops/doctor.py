@@ -153,14 +153,14 @@ def database_checks(env: Environment) -> list[Check]:
 
 def storage_check(config: Config, env: Environment) -> Check:
     def work() -> str:
-        from ops import s3 as s3ops
+        from ops import s3objects
         from ops.s3client import RetryPolicy
 
         unset = [var for var in (env.s3_key_id_var, env.s3_secret_var) if not env.secret(var)]
         if unset:
             raise NotConfigured("no S3 keys", f"set {' and '.join(unset)} (the dashboard's S3 access keys)")
-        s3 = s3ops.client(env, timeout=TIMEOUT, retry=RetryPolicy(attempts=2))
-        missing = [b for b in config.storage.buckets if not s3ops.bucket_exists(s3, b)]
+        s3 = s3objects.client(env, timeout=TIMEOUT, retry=RetryPolicy(attempts=2))
+        missing = [b for b in config.storage.buckets if not s3objects.bucket_exists(s3, b)]
         if missing:
             raise OperationFailed(f"bucket(s) missing: {', '.join(missing)}")
         return f"{len(config.storage.buckets)} bucket(s) present"
@@ -178,8 +178,7 @@ def api_check(config: Config, env: Environment) -> Check:
             supabase_cli.binary()
         except OpsError:
             raise NotConfigured("needs the Supabase CLI", "see the supabase cli line") from None
-        result = supabase_cli.run(["functions", "list", "--project-ref", env.ref, "-o", "json"],
-                                  workdir=supabase_cli.cli_workdir(config), timeout=TIMEOUT * 3)
+        result = supabase_cli.list_functions(config, env, timeout=TIMEOUT * 3).result
         if not result.ok and result.token_problem == "missing":
             raise NotConfigured("no access token", "set SUPABASE_ACCESS_TOKEN (sbp_...) or run supabase login")
         if not result.ok:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import json
 import re
 import tarfile
 import tempfile
@@ -176,16 +175,10 @@ def remote_versions(config: Config, env: Environment) -> dict[str, int] | None:
     A missing or refused access token is exit 2 here, before any deploy: every deploy would fail
     the same way, each after the CLI's own retries.
     """
-    result = supabase_cli.run(["functions", "list", "--project-ref", env.ref, "-o", "json"],
-                              workdir=cli_workdir(config))
-    if not result.ok and result.token_problem:
-        raise UserError(supabase_cli.token_error(result, env.name) + ". Nothing was deployed.")
-    if not result.ok:
-        return None
-    try:
-        return {f["slug"]: int(f.get("version") or 0) for f in json.loads(result.stdout)}
-    except (ValueError, KeyError, TypeError):
-        return None
+    listed = supabase_cli.list_functions(config, env)
+    if not listed.result.ok and listed.result.token_problem:
+        raise UserError(supabase_cli.token_error(listed.result, env.name) + ". Nothing was deployed.")
+    return listed.versions
 
 
 def deploy_functions(config: Config, *, env: str | None, only: list[str] | None = None,

@@ -184,17 +184,25 @@ def _check_tested_first(config: Config, plan: EnvPlan, states: dict[str, RemoteS
                         skip: bool) -> None:
     """Critical rule 2: a migration reaches prod only after preprod has it (`[migrations] test_first`)."""
     staging = config.migrations.test_first.get(plan.env.name)
-    if skip or not staging or not plan.pending:
-        return
-    if staging in pushed_before:
-        return  # `all` pushes the staging environment first in this same run
-    staged = states.get(staging) or remote_state(config.env(staging))
-    untested = [m.version for m in plan.pending if m.version not in staged.applied]
+    if skip or not staging or not plan.pending or staging in pushed_before:
+        return  # in `all`, the staging environment is pushed first in this same run
+    _, untested = not_yet_tested(config, plan.env, [m.version for m in plan.pending], states.get(staging))
     if untested:
         raise UserError(
             f"{staging} first: {', '.join(untested)} not applied to {staging} yet. Push there and test "
             f"(inv push-migrations --env {staging}), or pass --skip-preprod-check"
         )
+
+
+def not_yet_tested(config: Config, env: Environment, versions: list[str],
+                   staged: RemoteState | None = None) -> tuple[str, list[str]]:
+    """Critical rule 2 (`[migrations] test_first`): the `versions` that may not reach `env` yet because
+    its staging environment lacks them, and that environment's name ("" when `env` has none)."""
+    staging = config.migrations.test_first.get(env.name)
+    if not staging:
+        return "", []
+    state = staged or remote_state(config.env(staging))
+    return staging, [version for version in versions if version not in state.applied]
 
 
 def _push(config: Config, env: Environment, include_all: bool) -> str | None:

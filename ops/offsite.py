@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ops import s3 as s3ops
+from ops import s3objects
 from ops.backup import METADATA_FILE, VerifyResult, complete_backups, load_manifest
 from ops.backup_paths import member
 from ops.config import BackupTarget, Config, Environment
@@ -40,7 +40,7 @@ def remote_base(target: BackupTarget, env_folder: str, full: bool) -> str:
 
 def sealed_remote(s3: S3, target: BackupTarget, base: str) -> list[str]:
     """Names of the remote backups under `base` that hold a manifest (sealed), oldest first."""
-    names = [key[len(base):].split("/")[0] for key in s3ops.list_objects(s3, target.bucket, base)
+    names = [key[len(base):].split("/")[0] for key in s3objects.list_objects(s3, target.bucket, base)
              if key.endswith("/" + METADATA_FILE) and key.count("/") == base.count("/") + 1]
     return sorted(names, key=lambda n: stamp_order(Path(n)))
 
@@ -68,17 +68,17 @@ def md5_of(path: Path) -> str:
 def copy_backup(config: Config, target: BackupTarget, backup: Path, *, full: bool) -> OffsiteResult:
     """Copy one sealed local backup to `target`, incrementally, the manifest last; then mirror retention."""
     started = time.monotonic()
-    s3 = s3ops.client(target.store, max_pool=config.storage.jobs * 2)
+    s3 = s3objects.client(target.store, max_pool=config.storage.jobs * 2)
     manifest = load_manifest(backup)
     base = remote_base(target, backup.parent.name, full)
     prefix = f"{base}{backup.name}/"
     result = OffsiteResult(target.name, str(backup), f"{target.bucket}/{prefix}")
-    here = s3ops.list_objects(s3, target.bucket, prefix)
+    here = s3objects.list_objects(s3, target.bucket, prefix)
     previous = manifest.get("previous")
-    before: dict[str, s3ops.ObjectInfo] = {}
-    if previous and f"{base}{previous}/{METADATA_FILE}" in s3ops.list_objects(s3, target.bucket,
+    before: dict[str, s3objects.ObjectInfo] = {}
+    if previous and f"{base}{previous}/{METADATA_FILE}" in s3objects.list_objects(s3, target.bucket,
                                                                               f"{base}{previous}/{METADATA_FILE}"):
-        before = s3ops.list_objects(s3, target.bucket, f"{base}{previous}/")
+        before = s3objects.list_objects(s3, target.bucket, f"{base}{previous}/")
     files = wanted_files(backup, manifest)
     counting = threading.Lock()
 
@@ -88,20 +88,20 @@ def copy_backup(config: Config, target: BackupTarget, backup: Path, *, full: boo
 
     def send(relative: str, md5: str) -> None:
         key, path = prefix + relative, backup / relative
-        if key in here and here[key].size == path.stat().st_size and here[key].simple_md5 == md5:
+        if key in here and here[key].size == path.stat().st_size and here[key].md5 == md5:
             count("already_there")
             return
         earlier = before.get(f"{base}{previous}/{relative}")
-        same = earlier is not None and earlier.size == path.stat().st_size and earlier.simple_md5 == md5
-        if earlier and same and s3ops.plain_md5(s3.copy_object(target.bucket, key, earlier.key)) == md5:
+        same = earlier is not None and earlier.size == path.stat().st_size and earlier.md5 == md5
+        if earlier and same and s3objects.md5_of_etag(s3.copy_object(target.bucket, key, earlier.key)) == md5:
             count("copied_server_side")  # no bytes through here
             return
-        got = s3ops.Download(path.stat().st_size, md5, "", {}, {})
+        got = s3objects.Content(path.stat().st_size, md5, "", {}, {})
         with path.open("rb") as handle:
-            s3ops.upload(s3, target.bucket, key, handle, got)
+            s3objects.upload(s3, target.bucket, key, handle, got)
         count("uploaded")
 
-    tasks = [(relative, s3ops.ObjectInfo(relative, (backup / relative).stat().st_size, md5))
+    tasks = [(relative, s3objects.ObjectInfo(relative, (backup / relative).stat().st_size, md5))
              for relative, md5 in files.items()]
     failures = run_parallel([("offsite", info) for _, info in tasks],
                             lambda _, info: send(info.key, info.etag), config.storage.jobs,
@@ -144,7 +144,7 @@ def mirror_retention(s3: S3, target: BackupTarget, base: str, series: Path) -> l
         if name in kept or stamp_order(Path(name)) >= newest:
             continue
         s3.delete_objects(target.bucket, [f"{base}{name}/{METADATA_FILE}"])  # unsealed first
-        keys = sorted(s3ops.list_objects(s3, target.bucket, f"{base}{name}/"))
+        keys = sorted(s3objects.list_objects(s3, target.bucket, f"{base}{name}/"))
         for start in range(0, len(keys), 1000):
             s3.delete_objects(target.bucket, keys[start:start + 1000])
         removed.append(f"{base}{name}")
@@ -166,7 +166,7 @@ def parse(config: Config, backup: str | None) -> tuple[BackupTarget, str] | None
 
 def locate(config: Config, target: BackupTarget, env: Environment, when: str) -> tuple[S3, str]:
     """The remote prefix of `env`'s backup `when` (a folder name, or the newest sealed with 'latest')."""
-    s3 = s3ops.client(target.store, max_pool=config.storage.jobs * 2)
+    s3 = s3objects.client(target.store, max_pool=config.storage.jobs * 2)
     folder = f"{env.name}-{env.ref}"
     found = [(name, remote_base(target, folder, full)) for full in (False, True)
              for name in sealed_remote(s3, target, remote_base(target, folder, full))]
@@ -185,7 +185,7 @@ def verify_remote(config: Config, target: BackupTarget, env: Environment, when: 
     s3, prefix = locate(config, target, env, when)
     with s3.get_object(target.bucket, prefix + METADATA_FILE) as response:
         manifest = json.loads(b"".join(response.iter_raw(1 << 20)))
-    present = s3ops.list_objects(s3, target.bucket, prefix)
+    present = s3objects.list_objects(s3, target.bucket, prefix)
     result = VerifyResult(f"{target.name}:{target.bucket}/{prefix}")
     expected = {prefix + METADATA_FILE}
     entries = [(f"{bucket}/{key}", entry["path"], entry["size"], entry["md5"])
@@ -199,7 +199,7 @@ def verify_remote(config: Config, target: BackupTarget, env: Environment, when: 
         info = present.get(key)
         if info is None:
             result.missing.append(label)
-        elif info.size != size or (s3ops.content_md5(s3, target.bucket, info) != md5):
+        elif info.size != size or (s3objects.content_md5(s3, target.bucket, info) != md5):
             result.corrupt.append(label)
     for relative, sha256 in manifest.get("artifacts", {}).items():
         key = prefix + relative
@@ -240,16 +240,16 @@ def download(config: Config, target: BackupTarget, env: Environment, when: str, 
     """Fetch a remote backup into a new folder under `into` (for restore-storage); returns it."""
     s3, prefix = locate(config, target, env, when)
     folder = Path(tempfile.mkdtemp(prefix="offsite-", dir=into))
-    keys = sorted(s3ops.list_objects(s3, target.bucket, prefix))
+    keys = sorted(s3objects.list_objects(s3, target.bucket, prefix))
 
-    def fetch(_: str, info: s3ops.ObjectInfo) -> None:
+    def fetch(_: str, info: s3objects.ObjectInfo) -> None:
         path = folder / info.key[len(prefix):]
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("wb") as out, s3.get_object(target.bucket, info.key) as response:
             for chunk in response.iter_raw(1 << 20):
                 out.write(chunk)
 
-    failures = run_parallel([("offsite", s3ops.ObjectInfo(k, 0, "")) for k in keys], fetch, config.storage.jobs,
+    failures = run_parallel([("offsite", s3objects.ObjectInfo(k, 0, "")) for k in keys], fetch, config.storage.jobs,
                             f"fetched from {target.name}")
     if failures or not (folder / METADATA_FILE).is_file():
         shutil.rmtree(folder, ignore_errors=True)

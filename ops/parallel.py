@@ -8,10 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ops import s3 as s3ops
+from ops import s3objects
 from ops.errors import UserError
 from ops.report import Meter
-from ops.s3 import ObjectInfo
+from ops.s3objects import ObjectInfo
 
 T = TypeVar("T")
 NAMED = 50  # objects named per bucket and kind in text; --json has them all
@@ -39,7 +39,7 @@ def until_intact(work: Callable[[], T]) -> T:
     for attempt in range(REFETCHES):
         try:
             return work()
-        except s3ops.ContentMismatch:
+        except s3objects.ContentMismatch:
             if attempt == REFETCHES - 1:
                 raise
     raise AssertionError("unreachable")
@@ -77,7 +77,7 @@ def run_parallel(tasks: list[tuple[str, ObjectInfo]], work: Callable[[str, Objec
                 if error is None:
                     meter.add(1, info.size)
                 else:
-                    failures.append(Failure(bucket, info.key, s3ops.describe(error)))
+                    failures.append(Failure(bucket, info.key, s3objects.describe(error)))
         except KeyboardInterrupt:
             pool.shutdown(wait=True, cancel_futures=True)
             raise

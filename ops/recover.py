@@ -28,7 +28,7 @@ from ops.report import Result, progress
 from ops.report import Table as Rows
 from ops.safety import confirm_write
 from ops.stamps import new_run_dir
-from ops.sync_data import snapshot_reader
+from ops.sync_source import snapshot_reader
 
 BEFORE = "before"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ops import dbdump, secrets, sync_data
+from ops import dbdump, secrets, sync_plan, sync_source
 from ops import git as gitrepo
 from ops.config import Config, Environment
 from ops.digest import file_digest
@@ -24,8 +24,8 @@ def write_artifacts(config: Config, env: Environment, folder: Path) -> dict[str,
 
 
 def export_config(config: Config, env: Environment, folder: Path) -> list[Path]:
-    tables = sync_data.select_tables(config.sync_data, None)
-    sync_data.export_env(config, env, tables, folder)
+    tables = sync_plan.select_tables(config.sync_data, None)
+    sync_source.export_env(config, env, tables, folder)
     return sorted(p for p in folder.rglob("*") if p.is_file())
 
 

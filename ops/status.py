@@ -7,15 +7,13 @@ rows travel.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
-from ops import migrations, pgcatalog, supabase_cli, sync_data, sync_sql
-from ops import s3 as s3ops
+from ops import migrations, pgcatalog, s3objects, supabase_cli, sync_plan, sync_sql
 from ops.config import Config, Environment
 from ops.db import connect
 from ops.errors import NotConfigured, OperationFailed, OpsError, first_line
@@ -72,7 +70,7 @@ def auth_settings(env: Environment) -> dict[str, object]:
 
 
 def table_fingerprints(config: Config, env: Environment) -> dict[str, tuple[int, str] | None]:
-    tables = sync_data.select_tables(config.sync_data, None)
+    tables = sync_plan.select_tables(config.sync_data, None)
     found: dict[str, tuple[int, str] | None] = {}
     with connect(env, autocommit=True, application="ops status", timeout=5) as conn, conn.transaction():
         conn.execute(sync_sql.rendering_sql())  # values render alike in every environment compared
@@ -88,26 +86,24 @@ def table_fingerprints(config: Config, env: Environment) -> dict[str, tuple[int,
 
 
 def bucket_sizes(config: Config, env: Environment) -> dict[str, tuple[int, int] | None]:
-    s3 = s3ops.client(env)
+    s3 = s3objects.client(env)
     sizes: dict[str, tuple[int, int] | None] = {}
     for bucket in config.storage.buckets:
-        if not s3ops.bucket_exists(s3, bucket):
+        if not s3objects.bucket_exists(s3, bucket):
             sizes[bucket] = None
             continue
-        objects = s3ops.list_objects(s3, bucket)
+        objects = s3objects.list_objects(s3, bucket)
         sizes[bucket] = (len(objects), sum(o.size for o in objects.values()))
     return sizes
 
 
 def deployed_functions(config: Config, env: Environment) -> list[str]:
-    result = supabase_cli.run(
-        ["functions", "list", "--project-ref", env.ref, "-o", "json"],
-        workdir=supabase_cli.cli_workdir(config),
-        timeout=60,
-    )
-    if not result.ok:
-        raise (NotConfigured if result.token_problem == "missing" else OpsError)(result.reason)
-    return sorted(f["slug"] for f in json.loads(result.stdout))
+    listed = supabase_cli.list_functions(config, env)
+    if listed.versions is None:
+        problem = listed.result.token_problem == "missing"
+        raise (NotConfigured if problem else OpsError)(listed.result.reason if not listed.result.ok else
+                                                      "the CLI's function list is not the JSON expected")
+    return sorted(listed.versions)
 
 
 def read_env(config: Config, env: Environment) -> EnvStatus:

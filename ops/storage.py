@@ -15,13 +15,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, cast
 
-from ops import invocation
-from ops import s3 as s3ops
+from ops import invocation, s3objects
 from ops.config import Config, Environment
 from ops.errors import OperationFailed, OpsError, UserError
 from ops.parallel import NAMED, REFETCHES, Failure, choose, failure_report, run_parallel, until_intact
 from ops.report import Result, Table, progress
-from ops.s3 import ObjectInfo
+from ops.s3objects import ObjectInfo
 from ops.safety import confirm_write, distinct
 
 # Objects under 16 MiB wait in memory between download and upload, larger ones in an unnamed
@@ -66,16 +65,16 @@ def same_content(src: Any, dst: Any, bucket: str, a: ObjectInfo, b: ObjectInfo, 
         # Equal ETags mean equal content: a plain MD5, or the same parts (Storage cuts every object
         # of 16 MiB and more into 16 MiB parts on both sides, so its `-N` ETags agree too).
         return True
-    if a.simple_md5 and b.simple_md5:
+    if a.md5 and b.md5:
         return False
-    if not a.simple_md5 and s3ops.copied_from(dst, bucket, b) == a.etag:
+    if not a.md5 and s3objects.copied_from(dst, bucket, b) == a.etag:
         return True  # this copy was made from this very source version: nothing read on either side
     # A multipart ETag is not an MD5: compare what each side recorded, reading only if we must.
-    left, right = s3ops.recorded_md5(src, bucket, a), s3ops.recorded_md5(dst, bucket, b)
+    left, right = s3objects.recorded_md5(src, bucket, a), s3objects.recorded_md5(dst, bucket, b)
     if left is None or right is None:
         plan.read_to_compare += 1
-        left = left or s3ops.read_md5(src, bucket, a.key)
-        right = right or s3ops.read_md5(dst, bucket, b.key)
+        left = left or s3objects.read_md5(src, bucket, a.key)
+        right = right or s3objects.read_md5(dst, bucket, b.key)
     return left == right
 
 
@@ -83,8 +82,8 @@ def plan_bucket(src: Any, dst: Any, bucket: str, *, force: bool, delete: bool) -
     plan = BucketPlan(bucket)
     with ThreadPoolExecutor(max_workers=1) as lister:  # both sides listed at once
         # A missing bucket shows in its listing's answer: no round trip of its own to ask first.
-        listing = lister.submit(s3ops.list_objects_if_any, dst, bucket)
-        found = s3ops.list_objects_if_any(src, bucket)
+        listing = lister.submit(s3objects.list_objects_if_any, dst, bucket)
+        found = s3objects.list_objects_if_any(src, bucket)
         target = listing.result()
     if target is None:
         plan.status = NO_TARGET  # plan_sync refuses the run
@@ -116,42 +115,42 @@ def plan_bucket(src: Any, dst: Any, bucket: str, *, force: bool, delete: bool) -
 
 # ---------------------------------------------------------------- copying
 
-def fetch_object(src: Any, bucket: str, info: ObjectInfo) -> tuple[BinaryIO, s3ops.Download]:
-    """Download into memory (small objects) or an unnamed temp file, checked whole."""
+def fetch_object(src: Any, bucket: str, info: ObjectInfo) -> tuple[BinaryIO, s3objects.Content]:
+    """Content into memory (small objects) or an unnamed temp file, checked whole."""
     if info.size < SPOOL_IN_MEMORY:
         spool = cast(BinaryIO, io.BytesIO())
     else:
         spool = cast(BinaryIO, tempfile.TemporaryFile())  # noqa: SIM115 (closed by store_object)
 
-    def attempt() -> s3ops.Download:
+    def attempt() -> s3objects.Content:
         spool.seek(0)
         spool.truncate()
-        return s3ops.download(src, bucket, info.key, spool, expected=info, sha256=False, trust_etag=True)
+        return s3objects.download(src, bucket, info.key, spool, expected=info, sha256=False, trust_etag=True)
 
     try:
         got = until_intact(attempt)
     except BaseException:
         spool.close()
         raise
-    if not info.simple_md5:
+    if not info.md5:
         got.source_etag = info.etag
     return spool, got
 
 
 def store_object(src: Any, dst: Any, bucket: str, info: ObjectInfo,
-                 fetched: tuple[BinaryIO, s3ops.Download]) -> None:
+                 fetched: tuple[BinaryIO, s3objects.Content]) -> None:
     """Upload what fetch_object got; when the target's MD5 shows the bytes changed, fetch and send again.
 
-    Downloads trust the source's ETag (see `s3ops.download`), so a byte changed on either leg
+    Downloads trust the source's ETag (see `s3objects.download`), so a byte changed on either leg
     shows only here, and only a fresh download can repair it.
     """
     for attempt in range(REFETCHES):
         spool, got = fetched
         with spool:
             try:
-                s3ops.upload(dst, bucket, info.key, spool, got)
+                s3objects.upload(dst, bucket, info.key, spool, got)
                 return
-            except s3ops.ContentMismatch:
+            except s3objects.ContentMismatch:
                 if attempt == REFETCHES - 1:
                     raise
         fetched = fetch_object(src, bucket, info)
@@ -236,7 +235,7 @@ class StorageResult(Result):
 
 def plan_sync(source: Environment, target: Environment, buckets: list[str], *,
               force: bool, delete: bool, jobs: int) -> tuple[Any, Any, list[BucketPlan]]:
-    src, dst = s3ops.client(source, max_pool=jobs * 2), s3ops.client(target, max_pool=jobs * 2)
+    src, dst = s3objects.client(source, max_pool=jobs * 2), s3objects.client(target, max_pool=jobs * 2)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         plans = list(pool.map(lambda b: plan_bucket(src, dst, b, force=force, delete=delete), buckets))
     missing = [p.bucket for p in plans if p.status == NO_TARGET]
@@ -307,7 +306,7 @@ def sync_storage(config: Config, *, source: str | None, target: str | None, buck
         return result
     confirm_write(target_env, yes=yes, action="copy storage objects into it", plan=plan_text(plans, target_env.name))
 
-    s3ops.abort_leftover_uploads(dst, target_env)
+    s3objects.abort_leftover_uploads(dst, target_env)
     tasks = [(p.bucket, info) for p in plans for info in p.copy]
     failures = copy_objects(src, dst, tasks, jobs)
     failed_keys = {(f.bucket, f.key) for f in failures}

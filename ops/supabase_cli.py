@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ops.childenv import child_env
-from ops.config import REPO_ROOT, Config
+from ops.config import REPO_ROOT, Config, Environment
 from ops.errors import UserError, last_line
 
 PINNED_VERSION = "2.117.0"
@@ -152,3 +152,27 @@ def run(
             on_line(line.rstrip("\n"))
         returncode = process.wait(timeout=timeout)
     return CliResult(argv, returncode, "".join(lines), "")
+
+
+@dataclass
+class FunctionList:
+    """`supabase functions list` of one project: the CLI's answer, and slug -> version when it gave a list."""
+
+    result: CliResult
+    versions: dict[str, int] | None
+
+
+def list_functions(config: Config, env: Environment, *, timeout: float = 60) -> FunctionList:
+    """The project's deployed functions, asked once the same way by every task that needs them."""
+    import json
+
+    result = run(["functions", "list", "--project-ref", env.ref, "-o", "json"], workdir=cli_workdir(config),
+                 timeout=timeout)
+    versions = None
+    if result.ok:
+        try:
+            versions = {f["slug"]: int(f.get("version") or 0) for f in json.loads(result.stdout)}
+        except (ValueError, KeyError, TypeError):
+            versions = None
+    return FunctionList(result, versions)
+

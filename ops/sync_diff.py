@@ -20,7 +20,8 @@ from ops.errors import OperationFailed, first_line
 from ops.pgcatalog import Table, ident, qident
 from ops.report import Result
 from ops.report import Table as Rows
-from ops.sync_data import conflict_key, describe_all, select_tables, snapshot_reader
+from ops.sync_plan import conflict_key, describe_all, select_tables
+from ops.sync_source import snapshot_reader
 
 SHOWN_PER_TABLE = 50  # text lines per table; --json has every change
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ops import backup, dburl, functions, invocation, migrations, snapshot, storage, sync_data
+from ops import backup, dburl, functions, invocation, migrations, snapshot, storage, sync_data, sync_plan
 from ops.config import Config, Environment
 from ops.errors import OperationFailed, OpsError, UserError, first_line
 from ops.report import Result, Table, progress, table
@@ -136,8 +136,7 @@ def tested_first_step(config: Config, env: Environment) -> Step | None:
 
     def run() -> str:
         local = migrations.local_migrations(config)
-        state = migrations.remote_state(config.env(staging))
-        missing = [m.version for m in local if m.version not in state.applied]
+        _, missing = migrations.not_yet_tested(config, env, [m.version for m in local])
         if missing:
             raise UserError(
                 f"{staging} lacks migration(s) {', '.join(missing)}: release to {staging} first "
@@ -322,7 +321,7 @@ def promote_config(
 ) -> WorkflowResult:
     if not tables:
         raise UserError("name the tables to promote: --tables programs,program_modules")
-    sync_data.select_tables(config.sync_data, tables)
+    sync_plan.select_tables(config.sync_data, tables)
     sandbox_env, preprod_env, prod_env = (
         config.env(sandbox or config.workflows.sandbox),
         config.env(preprod or config.workflows.preprod),

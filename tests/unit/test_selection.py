@@ -10,7 +10,7 @@ from invoke import Exit
 import tasks
 from ops.config import StorageSettings, SyncDataSettings
 from ops.errors import UserError
-from ops.sync_data import select_tables
+from ops.sync_plan import select_tables
 
 SETTINGS = SyncDataSettings(safe_tables=["plans", "public.features"], blocked_tables=["profiles"],
                             export_dir=Path("tmp"))

@@ -1,4 +1,8 @@
-"""S3 access to an environment's storage: clients, listings, and content hashes of objects."""
+"""Objects in an environment's storage: its client, listings, what identifies content, and checked copies.
+
+`s3client` speaks S3; this module knows what an object's ETag, recorded MD5 and metadata say of its
+content, and checks every download and upload against them.
+"""
 
 from __future__ import annotations
 
@@ -94,16 +98,16 @@ class ObjectInfo:
     etag: str
 
     @property
-    def simple_md5(self) -> str | None:
+    def md5(self) -> str | None:
         """The MD5 of the content when the ETag is one (not a multipart ETag like `abc-3`)."""
-        return plain_md5(self.etag)
+        return md5_of_etag(self.etag)
 
 
 def clean_etag(etag: str) -> str:
     return etag.strip().strip('"').lower()
 
 
-def plain_md5(etag: str) -> str | None:
+def md5_of_etag(etag: str) -> str | None:
     """The content's MD5 when an ETag (raw or cleaned) is one, not a multipart ETag like `abc-3`."""
     clean = clean_etag(etag)
     return clean if len(clean) == 32 and "-" not in clean else None
@@ -151,8 +155,8 @@ def copied_from(s3: S3, bucket: str, info: ObjectInfo) -> str | None:
 
 def recorded_md5(s3: S3, bucket: str, info: ObjectInfo) -> str | None:
     """The object's MD5 without reading it: its ETag when that is one, else the md5 recorded at upload."""
-    if info.simple_md5:
-        return info.simple_md5
+    if info.md5:
+        return info.md5
     return metadata_md5(metadata_of(s3.head_object(bucket, info.key)))
 
 
@@ -174,7 +178,9 @@ class ContentMismatch(OperationFailed):
 
 
 @dataclass
-class Download:
+class Content:
+    """What is known of an object's content, downloaded or about to be uploaded: its size, hashes and headers."""
+
     size: int
     md5: str
     sha256: str
@@ -185,7 +191,7 @@ class Download:
 
 
 def download(s3: S3, bucket: str, key: str, out: BinaryIO, expected: ObjectInfo | None = None, *,
-             sha256: bool = True, trust_etag: bool = False) -> Download:
+             sha256: bool = True, trust_etag: bool = False) -> Content:
     """Stream an object into `out`, hashing it, and check it arrived whole (sha256 for backups only).
 
     With `trust_etag`, an answer whose ETag is a plain MD5 is not hashed: that MD5 stands for
@@ -195,7 +201,7 @@ def download(s3: S3, bucket: str, key: str, out: BinaryIO, expected: ObjectInfo 
     size = 0
     with s3.get_object(bucket, key) as response:
         headers = response.headers
-        etag_md5 = plain_md5(headers.get("etag", "")) or ""
+        etag_md5 = md5_of_etag(headers.get("etag", "")) or ""
         md5 = None if trust_etag and etag_md5 else hashlib.md5()
         digest = hashlib.sha256() if sha256 else None
         # Raw bytes: an object stored gzip-encoded is copied as it is stored, never decoded.
@@ -206,7 +212,7 @@ def download(s3: S3, bucket: str, key: str, out: BinaryIO, expected: ObjectInfo 
             if digest:
                 digest.update(chunk)
             size += len(chunk)
-    got = Download(
+    got = Content(
         size, md5.hexdigest() if md5 else etag_md5, digest.hexdigest() if digest else "",
         {name: value for name, header in COPIED_HEADERS.items() if (value := headers.get(header))},
         {k: v for k, v in metadata_of(headers).items() if k not in OWN_METADATA},
@@ -228,7 +234,7 @@ def hashed_md5(source: BinaryIO) -> str:
     return digest.hexdigest()
 
 
-def check_held(bucket: str, key: str, source: BinaryIO, got: Download) -> None:
+def check_held(bucket: str, key: str, source: BinaryIO, got: Content) -> None:
     """Hash the bytes held here when only the source's claim stands for them: what a target that
     gives no MD5 back cannot check, and what is recorded as md5chksum, is always computed here."""
     if got.md5_hashed:
@@ -240,7 +246,7 @@ def check_held(bucket: str, key: str, source: BinaryIO, got: Download) -> None:
     got.md5_hashed = True
 
 
-def upload(s3: S3, bucket: str, key: str, source: BinaryIO, got: Download) -> None:
+def upload(s3: S3, bucket: str, key: str, source: BinaryIO, got: Content) -> None:
     """Upload content whose MD5 we know, and check the target's MD5 of it wherever the target gives one.
 
     A PutObject's ETag is the MD5 of what was stored. A multipart upload's is not, nor is Storage's
@@ -262,9 +268,9 @@ def upload(s3: S3, bucket: str, key: str, source: BinaryIO, got: Download) -> No
         etag = s3.put_object(bucket, key, source.read(), headers)
     else:
         etag = s3.multipart_upload(bucket, key, iter(lambda: source.read(PART_SIZE), b""), headers)
-    stored = plain_md5(etag)
+    stored = md5_of_etag(etag)
     if not stored and got.size >= RECORD_MD5_FROM:
-        stored = plain_md5(s3.head_object(bucket, key).get("etag", ""))  # one request more, beside 16 MiB and more
+        stored = md5_of_etag(s3.head_object(bucket, key).get("etag", ""))  # one request more, beside 16 MiB and more
     if stored is None:
         check_held(bucket, key, source, got)  # an encrypted bucket, Storage's -N ETags: no MD5 comes back
     if stored and stored != got.md5:
