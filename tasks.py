@@ -279,7 +279,7 @@ def backup_storage(
     copy_to: str | None = None, json: bool = False
 ) -> None:
     """Back up storage buckets to backups/storage/<env>-<ref>/<time>/ (incremental, keeps 5)."""
-    from ops import backup
+    from ops.backup import storage as backup
 
     emit(backup.backup_storage(load_config(), env=env, buckets=names(buckets) or None, keep=whole(keep, "--keep"),
                                copy_to=copy_to), json)
@@ -294,9 +294,9 @@ def backup_storage(
 )
 def verify_backup(c: Context, backup: str = "latest", env: str | None = None, json: bool = False) -> None:
     """Re-hash every file of a backup against its manifest: missing, corrupt and extra files."""
-    from ops import backup as backups
+    from ops.backup import verify
 
-    emit(backups.verify_backup(load_config(), backup=backup, env=env), json)
+    emit(verify.verify_backup(load_config(), backup=backup, env=env), json)
 
 
 @ops_task(
@@ -323,10 +323,10 @@ def restore_storage(
     yes: bool = False,
 ) -> None:
     """Upload a storage backup back into an environment (only what differs)."""
-    from ops import backup as backups
+    from ops.backup import restore
 
     emit(
-        backups.restore_storage(
+        restore.restore_storage(
             load_config(), target=to, backup=backup, env=env, buckets=names(buckets) or None, dry_run=dry_run, yes=yes
         ),
         json,

@@ -89,6 +89,11 @@ class Bench:
             raise RuntimeError(f"inv {' '.join(args)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
         return elapsed
 
+    def inv_measured(self, *args: str) -> tuple[float, float]:
+        """Wall seconds and peak RSS (MiB) of one run, as a user would see it."""
+        return measured([sys.executable, "-m", "invoke", "--search-root", str(REPO), *args], cwd=self.work,
+                        env=self.environ)
+
     def inv_peak_memory(self, *args: str) -> int:
         process = subprocess.Popen([sys.executable, "-m", "invoke", "--search-root", str(REPO), *args],
                                    cwd=self.work, env=self.environ, stdout=subprocess.DEVNULL,
@@ -98,6 +103,19 @@ class Bench:
         if process.returncode != 0:
             raise RuntimeError(f"inv {' '.join(args)} failed")
         return usage.ru_maxrss  # KiB on Linux
+
+
+def measured(argv: list[str], **kwargs) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of a command (its own process: servers are not counted)."""
+    started = time.perf_counter()
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                               **kwargs)
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(argv[:6])} failed: {process.stderr.read().decode()[-2000:]}")
+    process.stderr.close()
+    return elapsed, usage.ru_maxrss / 1024
 
 
 def timed(argv, **kwargs) -> float:
@@ -135,7 +153,7 @@ def main() -> int:
     servers: list[localstack.LocalS3] = []
     api = ManagementAPI(deploy_delay=1.0,
                         projects={"benchdeployxxxxxxxxx", "benchdeployoursxxxxx", "benchdeployfailxxxxx"})
-    chosen = set(sys.argv[1:]) or {"sync-data", "storage", "deploy", "list", "kills"}  # `nox -s bench -- sync-data`
+    chosen = set(sys.argv[1:]) or {"sync-data", "storage", "scale", "deploy", "list", "kills"}  # `-- sync-data`
     ini = work / "environments.ini"
     write_ini(ini, {}, REPO / "supabase")
     bench.environ["OPS_ENVIRONMENTS"] = str(ini)
@@ -146,6 +164,8 @@ def main() -> int:
             pg.stop()  # idle or vacuuming, it would take CPU from the groups after it
         if "storage" in chosen:
             bench_storage(bench, servers)
+        if "scale" in chosen:
+            bench_scale(bench, servers)
         if "deploy" in chosen:
             bench_deploy(bench, api)
         if "list" in chosen:
@@ -372,9 +392,12 @@ class Pair:
         for bucket in ("avatars", "resource-library"):
             self.rclone("delete", f"dst:{bucket}")
 
+    def sync_args(self, *extra: str) -> tuple[str, ...]:
+        return ("sync-storage", "--from", self.envs["src"], "--to", self.envs["dst"], "--buckets",
+                "avatars,resource-library", "--jobs", "4", "--yes", *extra)
+
     def ours(self, *extra: str) -> float:
-        return self.bench.inv("sync-storage", "--from", self.envs["src"], "--to", self.envs["dst"],
-                              "--buckets", "avatars,resource-library", "--jobs", "4", *extra)
+        return self.bench.inv(*self.sync_args(*extra))
 
     def stop(self) -> None:
         for proxy in self.proxies:
@@ -424,6 +447,62 @@ def bench_storage(bench: Bench, servers: list) -> None:
     bench.record(9, "sync-storage over 20 ms round trips, nothing changed", again, rclone_again,
                  "rclone copy, nothing to do, same link", "<= 0.5x", again <= 0.5 * rclone_again)
     remote.stop()
+
+
+# ---------------------------------------------------------------- 10 storage at scale
+
+SCALE = 100_000
+
+
+def bench_scale(bench: Bench, servers: list) -> None:
+    """100,000 objects: one run of each tool as a user would see it (time and peak RSS), in turn.
+
+    Each tool copies into a fresh target of its own (emptying 100,000 objects would take longer
+    than the copy): rclone's pair and ours hold the same source.
+    """
+    objects = {f"avatars/u/{i:06d}.png": 1024 for i in range(SCALE)} | \
+        {f"resource-library/v/{i}.mp4": 16 << 20 for i in range(5)}
+    theirs, ours = Pair(bench, servers, "scalercl", objects), Pair(bench, servers, "scaleops", objects)
+    what = f"{SCALE:,} x 1 KiB + 5 x 16 MiB"
+    rclone_full = measured([localstack.tool("rclone"), "copy", "--transfers", "4", "--checkers", "8", "src:", "dst:"],
+                           env=theirs.rclone_env)
+    full = bench.inv_measured(*ours.sync_args())
+    bench.record(10, f"sync-storage {what}, full copy", full[0], rclone_full[0],
+                 "rclone copy --transfers 4 --checkers 8", "<= 0.8x", full[0] <= 0.8 * rclone_full[0])
+    bench.record(10, "  peak RSS of that copy", full[1], rclone_full[1], "rclone's", "<= 1.2x",
+                 full[1] <= 1.2 * rclone_full[1], unit=" MiB")
+    rclone_again = measured([localstack.tool("rclone"), "copy", "--transfers", "4", "--checkers", "8", "src:",
+                             "dst:"], env=theirs.rclone_env)
+    again = bench.inv_measured(*ours.sync_args())
+    bench.record(10, f"sync-storage {what}, nothing changed", again[0], rclone_again[0], "rclone, nothing to do",
+                 "<= 0.3x", again[0] <= 0.3 * rclone_again[0])
+    bench.record(10, "  peak RSS of that run", again[1], rclone_again[1], "rclone's", "<= 1.0x",
+                 again[1] <= rclone_again[1], unit=" MiB")
+
+    env = ours.envs["src"]
+    buckets = ("--buckets", "avatars,resource-library")
+    backup_full = bench.inv_measured("backup-storage", "--env", env, *buckets)
+    backup_again = bench.inv_measured("backup-storage", "--env", env, *buckets)
+    bench.record(11, f"backup-storage {what}, full: peak RSS", backup_full[1], again[1],
+                 "our no-change sync", "<= 1.5x", backup_full[1] <= 1.5 * again[1], unit=" MiB")
+    bench.record(11, "backup-storage, nothing changed: peak RSS", backup_again[1], again[1],
+                 "our no-change sync", "<= 1.5x", backup_again[1] <= 1.5 * again[1], unit=" MiB")
+    bench.record(11, "backup-storage, nothing changed: time", backup_again[0], backup_full[0],
+                 "our full backup", "<= 0.15x", backup_again[0] <= 0.15 * backup_full[0])
+    newest = max((m.parent for m in (bench.work / "backups").rglob("_backup_metadata.json") if env in str(m)),
+                 key=lambda folder: folder.name)
+    verify = bench.inv_measured("verify-backup", "--backup", str(newest))
+    bench.record(11, f"verify-backup of {what}: peak RSS", verify[1], 100, "the 100 MiB ceiling", "<= 1.0x",
+                 verify[1] <= 100, unit=" MiB")
+    theirs.stop()
+    ours.stop()
+
+    tenth = Pair(bench, servers, "scaletenth", {f"avatars/u/{i:06d}.png": 1024 for i in range(SCALE // 10)}
+                 | {f"resource-library/v/{i}.mp4": 16 << 20 for i in range(5)})
+    small = bench.inv_measured(*tenth.sync_args())
+    bench.record(12, f"sync-storage peak RSS, {SCALE:,} vs {SCALE // 10:,} objects (full copy)", full[1], small[1],
+                 f"the {SCALE // 10:,}-object copy", "<= 1.5x", full[1] <= 1.5 * small[1], unit=" MiB")
+    tenth.stop()
 
 
 def du(path: Path) -> int:

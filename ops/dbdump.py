@@ -176,7 +176,7 @@ class RestoreDbResult(Result):
 
 def snapshot_folder(config: Config, backup: str | None, env: Environment) -> Path:
     """A full backup holding a database dump: the folder given, or the newest of `env`'s."""
-    from ops.backup import METADATA_FILE, complete_backups
+    from ops.backup.store import METADATA_FILE, complete_backups
 
     if backup and backup != "latest":
         path = Path(backup).resolve()
@@ -200,7 +200,8 @@ def restore_db(config: Config, *, backup: str | None, target: str | None, env: s
                yes: bool) -> RestoreDbResult:
     import json
 
-    from ops.backup import METADATA_FILE, verify_backup
+    from ops.backup.store import METADATA_FILE
+    from ops.backup.verify import verify_backup
     from ops.safety import confirm_write
 
     if not target:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ops import pgcatalog, sync_diff
-from ops.backup import seal_private
+from ops.backup.store import seal_private
 from ops.config import Config, Environment
 from ops.db import connect
 from ops.errors import OperationFailed, UserError, first_line

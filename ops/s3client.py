@@ -20,12 +20,14 @@ import functools
 import os
 import re
 import threading
+import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import unquote_plus
 
 from ops.errors import OperationFailed
 from ops.upload_ledger import UploadLedger
@@ -43,6 +45,9 @@ BOTO_PARAMS = {"content-type": "ContentType", "cache-control": "CacheControl",
                "content-disposition": "ContentDisposition", "content-encoding": "ContentEncoding",
                "content-language": "ContentLanguage"}
 META_PREFIX = "x-amz-meta-"
+LISTED = "OpsListed"  # where a listing page's objects are handed from `listing_page` to `list_objects`
+PAGING = {"IsTruncated", "NextContinuationToken", "ContinuationToken", "KeyCount", "MaxKeys", "Prefix", "Name",
+          "StartAfter", "EncodingType"}
 MAX_MESSAGE = 300  # of a server's error text in one line: an error body can be any size
 MAX_ERROR_TEXT = 64 << 10  # of an exception's text read at all
 
@@ -92,6 +97,37 @@ class Untrusted(OperationFailed):
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+
+
+@functools.cache
+def botocore_session() -> Any:
+    """One botocore session for the process: the S3 model is loaded once, whatever the number of clients."""
+    import botocore.session
+
+    return botocore.session.get_session()
+
+
+def listing_page(body: bytes) -> tuple[bytes, list[Listed]]:
+    """A ListObjectsV2 page read here, and what is left of it for botocore (the paging fields only).
+
+    Measured on 20,000 keys: botocore's parser takes 0.72-0.84 s of CPU (timestamps left unparsed),
+    ElementTree here 0.28 s; listings of 100,000 keys are read on every run. botocore still
+    sends, signs, retries, pages and reads errors.
+    """
+    fields: dict[str, str] = {}
+    listed: list[Listed] = []
+    for child in ElementTree.fromstring(body):
+        tag = child.tag.rpartition("}")[2]
+        if tag == "Contents":
+            item = {field.tag.rpartition("}")[2]: field.text or "" for field in child}
+            listed.append(Listed(item.get("Key", ""), int(item.get("Size") or 0), item.get("ETag", "")))
+        elif tag in PAGING:
+            fields[tag] = child.text or ""
+    if fields.get("EncodingType", "").lower() == "url":
+        # Servers write a space as "+" and a plus as %2B: "+" decodes as botocore decodes it.
+        listed = [Listed(unquote_plus(item.key), item.size, item.etag) for item in listed]
+    rest = "".join(f"<{tag}>{_escape(value)}</{tag}>" for tag, value in fields.items())
+    return f"<ListBucketResult>{rest}</ListBucketResult>".encode(), listed
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,19 +200,14 @@ class S3:
 
     @functools.cached_property
     def boto(self) -> Any:
-        import boto3
-        import botocore.session
         from botocore.config import Config
 
-        session = botocore.session.get_session()
-        # Listings keep LastModified as text: parsing 100,000 timestamps we never read costs seconds.
-        session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=str)
         config = Config(s3={"addressing_style": "path", "payload_signing_enabled": False}, signature_version="s3v4",
                         retries=self.retry.for_botocore(), max_pool_connections=self.max_pool,
                         connect_timeout=self.timeout, read_timeout=60, tcp_keepalive=True,
                         request_checksum_calculation="when_required", response_checksum_validation="when_required")
         with self._lock:
-            client = boto3.Session(botocore_session=session).client(
+            client = botocore_session().create_client(
                 "s3", endpoint_url=self.base, region_name=self.region, aws_access_key_id=self._keys[0],
                 aws_secret_access_key=self._keys[1], config=config, verify=os.environ.get("SSL_CERT_FILE") or None)
         client.meta.events.register("before-call.s3.DeleteObjects", _declare_xml)
@@ -185,7 +216,8 @@ class S3:
         client.meta.events.register("before-parse.s3.*", self._read_answer)
         return client
 
-    def _read_answer(self, operation_model: Any, response_dict: dict[str, Any], **_: Any) -> None:
+    def _read_answer(self, operation_model: Any, response_dict: dict[str, Any],
+                     customized_response_dict: dict[str, Any], **_: Any) -> None:
         """Before botocore parses an answer: errors made readable, a listing checked to be one.
 
         Storage's error documents are namespaced (botocore then finds no Code), and an error body
@@ -197,6 +229,9 @@ class S3:
         if not isinstance(body, bytes):  # a streamed object body: not ours to read
             return
         status = int(response_dict.get("status_code") or 0)
+        if status == 200 and operation_model.name == "ListObjectsV2" and b"<ListBucketResult" in body[:1024]:
+            response_dict["body"], customized_response_dict[LISTED] = listing_page(body)
+            return
         if status >= 300:
             code, message = error_document(body[:MAX_ERROR_TEXT].decode("utf-8", "replace"))
             if code or len(body) > MAX_ERROR_TEXT:
@@ -289,8 +324,7 @@ class S3:
         pages = self.boto.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
         with self._call("ListObjectsV2"):
             for page in pages:
-                for item in page.get("Contents", ()):
-                    yield Listed(item["Key"], int(item.get("Size") or 0), item.get("ETag", ""))
+                yield from page[LISTED]
 
     def head_object(self, bucket: str, key: str) -> dict[str, str]:
         """The object's headers: etag, content-length, the kept headers and x-amz-meta-* (names lower-cased)."""

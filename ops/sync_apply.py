@@ -242,7 +242,7 @@ class ImportTransaction:
 
 def export_snapshot(cur: psycopg.Cursor) -> str:
     """The import transaction's view before any write, for before/ to read from another connection."""
-    return query_rows(cur, Statement("SELECT pgexport_snapshot()"))[0][0]
+    return query_rows(cur, Statement("SELECT pg_export_snapshot()"))[0][0]
 
 
 def export_before(target: Environment, snapshot: str, plans: list[TablePlan], folder: Path) -> dict:

@@ -216,7 +216,7 @@ def open_source(src: psycopg.Connection, source: Environment, tables: list[str])
 
     try:
         sources = describe_all(src, tables, source)
-        snapshot = src.execute("SELECT pgexport_snapshot()").fetchone()[0]  # type: ignore[index]
+        snapshot = src.execute("SELECT pg_export_snapshot()").fetchone()[0]  # type: ignore[index]
     except psycopg.Error as error:
         raise SourceFailed(f"reading {source.name} failed: {first_line(error)}. Nothing was written.") from None
     return sources, snapshot

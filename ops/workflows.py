@@ -9,9 +9,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from ops import backup, dburl, functions, invocation, migrations, snapshot, storage, sync_data, sync_plan
+from ops import dburl, functions, invocation, migrations, storage, sync_data, sync_plan
+from ops.backup import full
 from ops.config import Config, Environment
 from ops.errors import OperationFailed, OpsError, UserError, first_line
 from ops.report import Result, Table, progress, table
@@ -358,26 +358,7 @@ def full_backup(config: Config, *, env: str | None, keep: int | None, resume_at:
     target = config.target(copy_to) if copy_to else None
 
     def backup_one(environment: Environment) -> Step:
-        def run() -> str:
-            series = config.backup.dir / f"{environment.name}-{environment.ref}"
-            made = backup.backup_env(
-                config,
-                environment,
-                config.storage.buckets,
-                keep,
-                series=series,
-                extras=lambda folder: snapshot.write_artifacts(config, environment, folder),
-            )
-            detail = f"{made.path} ({made.objects} objects, {made.downloaded} downloaded, {made.linked} linked)"
-            if target:
-                from ops import offsite
-
-                sent = offsite.copy_backup(config, target, Path(made.path), full=True)
-                detail += f"; off-site at {target.name}: {sent.remote} ({sent.uploaded} uploaded, " \
-                          f"{sent.copied_server_side} copied server-side)"
-            return detail
-
-        return Step(environment.name, run)
+        return Step(environment.name, lambda: full.back_up(config, environment, keep, target))
 
     return run_steps(
         "backup",

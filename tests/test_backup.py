@@ -148,7 +148,7 @@ def test_restore_round_trips_a_bucket(project, storage):
 
 
 def test_backups_made_within_one_second_keep_their_order(tmp_path):
-    from ops.backup import METADATA_FILE, complete_backups
+    from ops.backup.store import METADATA_FILE, complete_backups
 
     made = ["2026-01-01T10-00-59Z", "2026-01-01T10-01-00Z", "2026-01-01T10-01-00Z-1", "2026-01-01T10-01-00Z-2",
             "2026-01-01T10-01-00Z-10", "2026-01-01T10-01-01Z"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ops.backup_paths import HASHED_DIR, member, object_paths
+from ops.backup.paths import HASHED_DIR, member, object_paths
 from ops.errors import UserError
 
 KEYS = ["a/../b", "a/%2E%2E/b", "a//b", "a/%00/b", "a", "a/b", "x/./y", "100%/d", "100%25/d", "z/" + "\u6f22" * 90]

@@ -1,4 +1,5 @@
-"""What `inv backup` adds to a storage backup: config export, database dump, secret names, code commit."""
+"""`inv backup`: a storage backup of an environment plus its config export, database dump, secret names and
+functions commit, sealed as one; optionally copied off-site."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from pathlib import Path
 
 from ops import dbdump, secrets, sync_plan, sync_source
 from ops import git as gitrepo
-from ops.config import Config, Environment
+from ops.backup.storage import backup_env
+from ops.config import BackupTarget, Config, Environment
 from ops.digest import file_digest
 from ops.functions import functions_dir, local_functions
 
@@ -56,3 +58,18 @@ def functions_commit(config: Config, path: Path) -> Path:
     }
     path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return path
+
+
+def back_up(config: Config, env: Environment, keep: int, target: BackupTarget | None) -> str:
+    """One environment's full backup into its series (beside the storage-only ones); what was made, in a line."""
+    made = backup_env(config, env, config.storage.buckets, keep, series=config.backup.dir / f"{env.name}-{env.ref}",
+                      extras=lambda folder: write_artifacts(config, env, folder))
+    detail = f"{made.path} ({made.objects} objects, {made.downloaded} downloaded, {made.linked} linked)"
+    if target:
+        from ops.backup import offsite
+
+        sent = offsite.copy_backup(config, target, Path(made.path), full=True)
+        detail += f"; off-site at {target.name}: {sent.remote} ({sent.uploaded} uploaded, " \
+                  f"{sent.copied_server_side} copied server-side)"
+    return detail
+

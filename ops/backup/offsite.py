@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ops import s3objects
-from ops.backup import METADATA_FILE, VerifyResult, complete_backups, load_manifest
-from ops.backup_paths import member
+from ops.backup.paths import member
+from ops.backup.store import METADATA_FILE, complete_backups, load_manifest
+from ops.backup.verify import VerifyResult
 from ops.config import BackupTarget, Config, Environment
 from ops.errors import OperationFailed, UserError
 from ops.parallel import failure_report, run_parallel
@@ -221,7 +222,7 @@ def verify_remote(config: Config, target: BackupTarget, env: Environment, when: 
 @contextmanager
 def backup_folder(config: Config, backup: str | None, env: Environment) -> Iterator[Path]:
     """The folder of a local backup, or of a remote one (`TARGET:<time>`) fetched into tmp/ and removed after."""
-    from ops.backup import resolve_backup
+    from ops.backup.store import resolve_backup
 
     remote = parse(config, backup)
     if not remote:

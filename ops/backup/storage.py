@@ -1,0 +1,286 @@
+"""backup-storage: one environment's buckets into a new backup, unchanged objects hard-linked from the last.
+
+Objects unchanged since the previous backup are hard-linked from it, so each backup is
+complete by itself but costs only the changed bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ops import s3objects
+from ops.backup.paths import member, object_paths
+from ops.backup.store import (
+    METADATA_FILE,
+    PARTIAL_PREFIX,
+    BackupSize,
+    backup_size,
+    complete_backups,
+    env_folder,
+    load_manifest,
+    objects_by_bucket,
+    private_dir,
+    prune_backups,
+    retention_blocked,
+    seal_private,
+    series_lock,
+    write_private,
+)
+from ops.config import Config, Environment
+from ops.errors import OperationFailed, UserError
+from ops.parallel import failure_report, run_parallel, until_intact
+from ops.report import Result, Table, progress
+from ops.s3objects import ObjectInfo
+from ops.stamps import unused_name
+from ops.storage import select_buckets
+
+HEADER_NAMES = {
+    "ContentType": "content_type",
+    "CacheControl": "cache_control",
+    "ContentDisposition": "content_disposition",
+    "ContentEncoding": "content_encoding",
+    "ContentLanguage": "content_language",
+}
+
+
+@dataclass
+class BackupResult:
+    env: str
+    path: str
+    objects: int = 0
+    bytes: int = 0
+    downloaded: int = 0
+    downloaded_bytes: int = 0
+    linked: int = 0
+    removed: list[str] = field(default_factory=list)
+    skipped_buckets: list[str] = field(default_factory=list)
+    kept_because: str = ""  # why retention deleted nothing
+    seconds: float = 0.0
+    offsite: dict | None = None  # the off-site copy (--copy-to): where, and what was sent
+
+
+def backup_env(
+    config: Config,
+    env: Environment,
+    buckets: list[str],
+    keep: int,
+    *,
+    series: Path | None = None,
+    extras: Callable[[Path], dict[str, str]] | None = None,
+) -> BackupResult:
+    """Back up one environment's buckets into a new folder of `series` (default: its storage series).
+
+    `extras` may write more files into the backup before it is sealed; it returns their
+    paths (relative) with sha256, which the manifest records and verify-backup checks.
+    A backup of only some buckets is a series of its own, so it never counts against
+    (nor prunes) the full backups.
+    """
+    started = time.monotonic()
+    s3 = s3objects.client(env, max_pool=config.storage.jobs * 2)
+    folder = series or env_folder(config, env)
+    if set(buckets) != set(config.storage.buckets):
+        folder = folder.with_name(folder.name + "+" + "+".join(sorted(buckets)))
+    private_dir(folder)
+    with series_lock(folder, env):
+        return _backup_locked(config, env, s3, folder, buckets, keep, extras, started)
+
+
+def _backup_locked(config: Config, env: Environment, s3: Any, folder: Path, buckets: list[str], keep: int,
+                   extras: Callable[[Path], dict[str, str]] | None, started: float) -> BackupResult:
+    history = complete_backups(folder)
+    previous = history[-1] if history else None
+    previous_metadata = load_manifest(previous) if previous else {}
+    previous_objects = objects_by_bucket(previous_metadata)
+    sizes = {path: backup_size(load_manifest(path)) for path in history}
+    reference = next((p for p in reversed(history) if sizes[p].full), None)
+
+    final = folder / unused_name(folder, also=PARTIAL_PREFIX)
+    partial = folder / f"{PARTIAL_PREFIX}{final.name}"
+    partial.mkdir(mode=0o700)
+    result = BackupResult(env.name, str(final))
+    manifest: dict[str, dict] = {}
+    paths: dict[str, dict[str, str]] = {}
+    lock = threading.Lock()
+    folders = Folders(partial)
+    try:
+        tasks = []
+        with ThreadPoolExecutor(max_workers=max(1, min(len(buckets), config.storage.jobs))) as pool:
+            # Every bucket listed at once; a missing one shows in its listing's answer.
+            listings = list(pool.map(lambda b: s3objects.list_objects_if_any(s3, b), buckets))
+        for bucket, listing in zip(buckets, listings, strict=True):
+            if listing is None:
+                result.skipped_buckets.append(bucket)
+                continue
+            manifest[bucket] = {}
+            paths[bucket] = object_paths(bucket, listing)
+            tasks += [(bucket, info) for info in listing.values()]
+
+        def save(bucket: str, info: ObjectInfo, link_from: Path | None = None) -> None:
+            old = previous_objects.get(bucket, {}).get(info.key)
+            entry, linked = _save_object(s3, bucket, info, folders, paths[bucket][info.key], link_from, old)
+            with lock:
+                manifest[bucket][info.key] = entry
+                result.linked += linked
+                result.downloaded += not linked
+                result.downloaded_bytes += 0 if linked else info.size
+
+        # Unchanged objects are hard links to the previous backup: made here, no thread or network needed.
+        to_fetch = []
+        for bucket, info in tasks:
+            source = _linkable(previous, previous_objects.get(bucket, {}).get(info.key), info)
+            if source:
+                save(bucket, info, source)
+            else:
+                to_fetch.append((bucket, info))
+        failures = run_parallel(to_fetch, save, config.storage.jobs, f"backed up ({env.name})")
+        if failures:
+            raise OperationFailed(failure_report(failures, f"backup of {env.name} incomplete; nothing was kept"))
+        artifacts = extras(partial) if extras else {}
+        result.objects = sum(len(objects) for objects in manifest.values())
+        result.bytes = sum(e["size"] for objects in manifest.values() for e in objects.values())
+        result.seconds = round(time.monotonic() - started, 3)
+        result.kept_because = retention_blocked(env.name, BackupSize(result.objects, result.bytes, True),
+                                                result.skipped_buckets, sizes[reference] if reference else None,
+                                                reference.name if reference else "")
+        metadata = {
+            "time": datetime.now(UTC).isoformat(timespec="seconds"),
+            "env": env.name,
+            "ref": env.ref,
+            "duration_seconds": result.seconds,
+            "previous": previous.name if previous else None,
+            # A full backup may prune older ones; one that lacks a bucket or shrank far below the
+            # last full one (a wiped project?) never does, and never becomes the reference.
+            "full": not result.kept_because,
+            "not_full_because": result.kept_because or None,
+            "buckets": {
+                bucket: {
+                    "objects": len(objects),
+                    "bytes": sum(e["size"] for e in objects.values()),
+                    "manifest": objects,
+                }
+                for bucket, objects in manifest.items()
+            },
+            "skipped_buckets": result.skipped_buckets,
+            "artifacts": artifacts,
+        }
+        write_private(partial / METADATA_FILE, json.dumps(metadata, indent=2, ensure_ascii=False) + "\n")
+        seal_private(partial)
+        partial.rename(final)
+    finally:
+        if partial.exists():
+            shutil.rmtree(partial, ignore_errors=True)
+    if result.kept_because:
+        progress(f"warning: {env.name}: no old backup removed: {result.kept_because}")
+    else:
+        sizes[final] = BackupSize(result.objects, result.bytes, True)
+        result.removed = [str(p) for p in prune_backups(folder, keep, sizes)]
+    return result
+
+
+def _linkable(previous: Path | None, old: dict | None, info: ObjectInfo) -> Path | None:
+    """The previous backup's file of this very object (same size and ETag), if it is still there."""
+    if not (old and previous and old["size"] == info.size and old["etag"] == info.etag):
+        return None
+    source = member(previous, old.get("path", ""), f"{METADATA_FILE} of {previous.name}")
+    return source if source.is_file() else None
+
+
+class Folders:
+    """The folders of a backup being written, each made once, when its first object needs it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.made, self.lock = root, {""}, threading.Lock()
+
+    def make_parents(self, relative: str) -> None:
+        missing, parent = [], os.path.dirname(relative)
+        with self.lock:
+            while parent not in self.made:
+                missing.append(parent)
+                parent = os.path.dirname(parent)
+            for folder in reversed(missing):
+                try:
+                    os.mkdir(self.root / folder, 0o700)
+                except FileExistsError:
+                    pass
+                self.made.add(folder)
+
+
+def _save_object(
+    s3: Any, bucket: str, info: ObjectInfo, folders: Folders, relative: str, link_from: Path | None, old: dict | None
+) -> tuple[dict, bool]:
+    """Hard-link the object from the previous backup (`link_from`, see _linkable), else download it."""
+    target = folders.root / relative
+    folders.make_parents(relative)
+    if link_from and old:
+        os.link(link_from, target)  # fails if the path exists: never overwrites
+        return {**old, "path": relative}, True
+    # Created exclusively: a second key can never land on this file.
+    with open(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+
+        def fetch() -> s3objects.Content:
+            out.seek(0)
+            out.truncate()
+            return s3objects.download(s3, bucket, info.key, out, expected=info)
+
+        got = until_intact(fetch)
+    entry = {
+        "path": relative,
+        "size": got.size,
+        "etag": info.etag,
+        "md5": got.md5,
+        "sha256": got.sha256,
+        "metadata": got.metadata,
+    }
+    entry.update({HEADER_NAMES[h]: v for h, v in got.headers.items()})
+    return entry, False
+
+
+@dataclass
+class BackupReport(Result):
+    backups: list[BackupResult]
+
+    def rows(self) -> Table:
+        return Table(
+            ["env", "objects", "bytes", "downloaded", "hard-linked", "old removed", "path"],
+            [[r.env, r.objects, r.bytes, r.downloaded, r.linked, len(r.removed), r.path] for r in self.backups],
+        )
+
+    def footer(self) -> str:
+        notes = [f"{r.env}: no old backup removed ({r.kept_because})" for r in self.backups if r.kept_because]
+        made = [f"{r.env}: {r.objects} objects ({r.downloaded} downloaded, {r.linked} hard-linked) in {r.path}"
+                for r in self.backups]
+        return "\n".join(notes + made)
+
+
+def backup_storage(config: Config, *, env: str | None, buckets: list[str] | None, keep: int | None,
+                   copy_to: str | None = None) -> BackupReport:
+    keep = config.storage.keep if keep is None else keep
+    target = config.target(copy_to) if copy_to else None  # an unknown target is refused before any download
+    if keep < 1:
+        raise UserError("--keep must be at least 1 (the backup just made is always kept)")
+    chosen = select_buckets(config, buckets)
+    envs = config.envs_named(env, default=[config.workflows.prod], having=lambda e: bool(e.storage_url),
+                             needs="a storage_url")
+    for each in envs:  # refuse before any download if a later environment lacks keys
+        s3objects.client(each)
+    if target:
+        s3objects.client(target.store)
+    made = []
+    for each in envs:
+        result = backup_env(config, each, chosen, keep)
+        if target:
+            from ops.backup import offsite
+
+            result.offsite = asdict(offsite.copy_backup(config, target, Path(result.path), full=False))
+        made.append(result)
+    return BackupReport(made)

@@ -1,0 +1,194 @@
+"""The backup store: where backups live, how one is sealed, locked, found, read and pruned.
+
+A backup is `<backup_dir>/<env>-<ref>/<UTC time>/<bucket>/<key>` plus `_backup_metadata.json`
+(the manifest: size, ETag, sha256 and headers of every object). It is built in a hidden
+`.partial-*` folder and renamed only when complete, so nothing incomplete looks like a
+backup; one being removed is renamed out of sight first, so nothing half-deleted does either.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from ops.config import Config, Environment
+from ops.errors import UserError
+from ops.report import progress
+from ops.stamps import stamp_order
+
+METADATA_FILE = "_backup_metadata.json"
+PARTIAL_PREFIX = ".partial-"
+DELETING_PREFIX = ".deleting-"  # a backup being removed: renamed first, so no half-deleted one looks complete
+LOCK_FILE = ".lock"
+SHRINK_LIMIT = 0.5  # a backup with less than half the reference's objects or bytes is not full: it never prunes
+
+
+def env_folder(config: Config, env: Environment) -> Path:
+    return config.storage.backup_dir / f"{env.name}-{env.ref}"
+
+
+def complete_backups(folder: Path) -> list[Path]:
+    """Complete backups, oldest first: visible folders that hold a manifest."""
+    if not folder.is_dir():
+        return []
+    return sorted(
+        (p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / METADATA_FILE).is_file()),
+        key=stamp_order,
+    )
+
+
+def load_manifest(backup: Path) -> dict:
+    path = backup / METADATA_FILE
+    if not path.is_file():
+        raise UserError(f"{backup} is not a complete backup: it has no {METADATA_FILE}")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def objects_by_bucket(metadata: dict) -> dict[str, dict[str, dict]]:
+    return {bucket: data.get("manifest", {}) for bucket, data in metadata.get("buckets", {}).items()}
+
+
+def private_dir(folder: Path) -> None:
+    """Backups hold user files: every folder on the way is ours alone (whatever the umask)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
+    os.chmod(folder.parent, 0o700)
+
+
+@contextmanager
+def series_lock(folder: Path, env: Environment) -> Iterator[None]:
+    """One backup per series at a time: a second run is refused while the first holds the lock."""
+    handle = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"another backup of {env.name} is running (it holds {folder / LOCK_FILE}); "
+                            "wait for it to finish, then run this again") from None
+        # With the lock held no other run of this series is alive: its partial folders are orphans.
+        for stale in folder.glob(PARTIAL_PREFIX + "*"):
+            progress(f"removing an interrupted backup: {stale}")
+            shutil.rmtree(stale, ignore_errors=True)
+        clean_interrupted_removals(folder)
+        yield
+    finally:
+        os.close(handle)  # closing releases the lock
+
+
+@dataclass(frozen=True)
+class BackupSize:
+    objects: int
+    bytes: int
+    full: bool
+
+    def covers(self, other: BackupSize) -> bool:
+        return self.objects >= other.objects and self.bytes >= other.bytes
+
+
+def backup_size(metadata: dict) -> BackupSize:
+    buckets = metadata.get("buckets", {}).values()
+    # Manifests from before the `full` field: full unless a bucket was missing.
+    full = metadata.get("full", not metadata.get("skipped_buckets"))
+    return BackupSize(sum(b.get("objects", 0) for b in buckets), sum(b.get("bytes", 0) for b in buckets), bool(full))
+
+
+def retention_blocked(env: str, made: BackupSize, skipped_buckets: list[str], reference: BackupSize | None,
+                      name: str) -> str:
+    """Why the backup just made is not full and must not prune ('' when it is full).
+
+    It is compared with the newest *full* backup, never merely the previous run: otherwise the
+    second backup of a wiped project would find no drop against the first, and prune every full one.
+    """
+    if skipped_buckets:
+        return f"bucket(s) missing in {env}: {', '.join(skipped_buckets)}"
+    if reference is None:
+        return ""
+    if reference.objects and made.objects < reference.objects * SHRINK_LIMIT:
+        return f"{made.objects} objects where the last full backup ({name}) had {reference.objects}"
+    if reference.bytes and made.bytes < reference.bytes * SHRINK_LIMIT:
+        return f"{made.bytes:,} bytes where the last full backup ({name}) had {reference.bytes:,}"
+    return ""
+
+
+def write_private(path: Path, text: str) -> None:
+    handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
+        out.write(text)
+
+
+def seal_private(folder: Path) -> None:
+    """Folders 0700 and files 0600 throughout, whatever wrote them (pg_dump, the umask)."""
+    os.chmod(folder, 0o700)
+    for root, dirs, files in os.walk(folder):
+        for name in dirs:
+            os.chmod(os.path.join(root, name), 0o700)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o600)
+
+
+def prune_backups(folder: Path, keep: int, sizes: dict[Path, BackupSize]) -> list[Path]:
+    """Keep the newest `keep` full backups, and the newest `keep` of the others; never the high-water mark.
+
+    The high-water mark is the newest backup that holds at least as much as every earlier one:
+    after a slow drain it still holds what the later, smaller ones lost, until a backup as large
+    supersedes it.
+    """
+    backups = [p for p in complete_backups(folder) if p in sizes]
+    high_water, largest = None, BackupSize(0, 0, True)
+    for path in backups:
+        if sizes[path].full and sizes[path].covers(largest):
+            high_water, largest = path, sizes[path]
+        largest = BackupSize(max(largest.objects, sizes[path].objects), max(largest.bytes, sizes[path].bytes), True)
+    doomed = []
+    for full in (True, False):
+        series = [p for p in backups if sizes[p].full is full]
+        doomed += [p for p in series[: max(0, len(series) - keep)] if p != high_water]
+    for path in sorted(doomed, key=stamp_order):
+        remove_backup(path)
+    return doomed
+
+
+def remove_backup(path: Path) -> None:
+    """Renamed out of sight first (one atomic step), then deleted: a kill midway leaves a hidden
+    leftover that the next run removes, never a complete-looking backup missing files."""
+    hidden = path.with_name(DELETING_PREFIX + path.name)
+    path.rename(hidden)
+    shutil.rmtree(hidden)
+
+
+def clean_interrupted_removals(folder: Path) -> None:
+    """Finish removals a kill cut short; a visible folder without a manifest is one of those too
+    (older versions deleted in place), or a backup that never sealed."""
+    leftovers = list(folder.glob(DELETING_PREFIX + "*"))
+    for path in folder.iterdir():
+        if path.is_dir() and not path.name.startswith(".") and not (path / METADATA_FILE).exists() \
+                and stamp_order(path)[0].endswith("Z"):
+            hidden = path.with_name(DELETING_PREFIX + path.name)
+            path.rename(hidden)
+            leftovers.append(hidden)
+    for path in leftovers:
+        progress(f"removing what an interrupted run left half-deleted: {path}")
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def resolve_backup(config: Config, backup: str | None, env: str | None) -> Path:
+    if backup and backup != "latest":
+        path = Path(backup).resolve()
+        if not (path / METADATA_FILE).is_file():
+            raise UserError(f"{path} is not a complete backup (no {METADATA_FILE})")
+        return path
+    environment = config.env(env or config.workflows.prod)
+    series = [env_folder(config, environment), config.backup.dir / env_folder(config, environment).name]
+    backups = sorted((b for folder in series for b in complete_backups(folder)), key=stamp_order)
+    if not backups:
+        raise UserError(
+            f"no complete backup of {environment.name} in {env_folder(config, environment)}: "
+            f"run `inv backup-storage --env {environment.name}` first"
+        )
+    return backups[-1]
