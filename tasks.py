@@ -38,8 +38,9 @@ def ops_task(*args: Any, journal: bool = False, **kwargs: Any) -> Callable[[Call
 
             report.PLAIN_PROGRESS = bool(kw.get("json"))  # --json: stderr keeps plain lines, never a bar
             defaults = {name: p.default for name, p in inspect.signature(function).parameters.items()}
-            invocation.record(function.__name__.replace("_", "-"),
-                              {k: v for k, v in kw.items() if v != defaults.get(k)})  # as typed: no defaults
+            invocation.record(
+                function.__name__.replace("_", "-"), {k: v for k, v in kw.items() if v != defaults.get(k)}
+            )  # as typed: no defaults
             entry = ops_journal.begin(function.__name__.replace("_", "-"), kw) if journal else None
             code, failure = 1, "crashed"
             try:
@@ -64,8 +65,11 @@ def ops_task(*args: Any, journal: bool = False, **kwargs: Any) -> Callable[[Call
                 code, failure = 1, f"crashed: {type(error).__name__}: {first_line(error)}"
                 if os.environ.get("OPS_DEBUG"):
                     raise
-                raise Exit(f"error: {failure}\nThis is a bug in the toolkit: please report it with the output of "
-                           "the same command run with OPS_DEBUG=1 (which shows where it happened).", code=1) from None
+                raise Exit(
+                    f"error: {failure}\nThis is a bug in the toolkit: please report it with the output of "
+                    "the same command run with OPS_DEBUG=1 (which shows where it happened).",
+                    code=1,
+                ) from None
             finally:
                 if entry is not None:
                     ops_journal.finish(entry, code, failure)
@@ -105,8 +109,13 @@ def emit(result: Renderable, as_json: bool) -> None:
     render(result, as_json)
 
 
-@ops_task(help={"env": "environment, a comma list, or 'all' (default: prod)", "json": "print the checks as JSON",
-                "verbose": "also show how long each check took"})
+@ops_task(
+    help={
+        "env": "environment, a comma list, or 'all' (default: prod)",
+        "json": "print the checks as JSON",
+        "verbose": "also show how long each check took",
+    }
+)
 def doctor(c: Context, env: str | None = None, verbose: bool = False, json: bool = False) -> None:
     """Run first on a new machine: config, database (TLS, role, pooler), pg_dump, storage, API token, CLI."""
     from ops import doctor as checks
@@ -197,8 +206,17 @@ def sync_data(
     if diff:
         from ops import sync_diff
 
-        emit(sync_diff.diff_task(load_config(), source=from_, target=to, tables=names(tables) or None, prune=prune,
-                                 others=dry_run or export_only or bool(from_export)), json)
+        emit(
+            sync_diff.diff_task(
+                load_config(),
+                source=from_,
+                target=to,
+                tables=names(tables) or None,
+                prune=prune,
+                others=dry_run or export_only or bool(from_export),
+            ),
+            json,
+        )
         return
     result = sync.sync_data(
         load_config(),
@@ -223,7 +241,7 @@ def sync_data(
         "buckets": f"only these buckets ({LIST_HELP}); default: all of [storage] buckets",
         "dry_run": "list both sides and print the plan; copy nothing",
         "jobs": "like rclone's --transfers: 2 x jobs objects at once, each downloaded then uploaded "
-                "(default: [storage] jobs, 4)",
+        "(default: [storage] jobs, 4)",
         "delete": "remove target objects absent in the source, after every copy succeeded",
         "force": "copy every object, even identical ones",
         "max_delete": "with --delete: refuse when more target objects would go (default: a quarter of the "
@@ -275,14 +293,22 @@ def sync_storage(
     },
 )
 def backup_storage(
-    c: Context, env: str | None = None, buckets: list[str] | None = None, keep: str | None = None,
-    copy_to: str | None = None, json: bool = False
+    c: Context,
+    env: str | None = None,
+    buckets: list[str] | None = None,
+    keep: str | None = None,
+    copy_to: str | None = None,
+    json: bool = False,
 ) -> None:
     """Back up storage buckets to backups/storage/<env>-<ref>/<time>/ (incremental, keeps 5)."""
     from ops.backup import storage as backup
 
-    emit(backup.backup_storage(load_config(), env=env, buckets=names(buckets) or None, keep=whole(keep, "--keep"),
-                               copy_to=copy_to), json)
+    emit(
+        backup.backup_storage(
+            load_config(), env=env, buckets=names(buckets) or None, keep=whole(keep, "--keep"), copy_to=copy_to
+        ),
+        json,
+    )
 
 
 @ops_task(
@@ -336,8 +362,7 @@ def restore_storage(
 @ops_task(
     journal=True,
     help={
-        "env": "environment, a comma list (pushed in that order), or 'all' for [migrations] all_order "
-               "(default: prod)",
+        "env": "environment, a comma list (pushed in that order), or 'all' for [migrations] all_order (default: prod)",
         "dry_run": "list the pending migrations; apply nothing",
         "include_all": "also apply pending migrations older than the newest applied one",
         "skip_preprod_check": "push to prod even if preprod lacks a migration (critical rule 2)",
@@ -378,8 +403,9 @@ def push_migrations(
         "json": "print the table as JSON",
     },
 )
-def migration_status(c: Context, env: list[str] | None = None, envs: list[str] | None = None,
-                     json: bool = False) -> None:
+def migration_status(
+    c: Context, env: list[str] | None = None, envs: list[str] | None = None, json: bool = False
+) -> None:
     """Show every local migration as applied/pending per environment, plus remote-only versions."""
     from ops import migrations
 
@@ -596,14 +622,21 @@ def promote_config(
     },
 )
 def backup(
-    c: Context, env: str | None = None, keep: str | None = None, copy_to: str | None = None,
-    resume_at: str | None = None, json: bool = False, yes: bool = False
+    c: Context,
+    env: str | None = None,
+    keep: str | None = None,
+    copy_to: str | None = None,
+    resume_at: str | None = None,
+    json: bool = False,
+    yes: bool = False,
 ) -> None:
     """The backup routine in one snapshot: storage, config export, pg_dump, secret names, functions commit."""
     from ops import workflows
 
-    emit(workflows.full_backup(load_config(), env=env, keep=whole(keep, "--keep"), resume_at=resume_at,
-                               copy_to=copy_to), json)
+    emit(
+        workflows.full_backup(load_config(), env=env, keep=whole(keep, "--keep"), resume_at=resume_at, copy_to=copy_to),
+        json,
+    )
 
 
 @ops_task(
@@ -638,9 +671,21 @@ def recover_rows(
     """Recover rows (user tables too) from a PITR-restored project into the live one, with an undo."""
     from ops import recover
 
-    emit(recover.recover_rows(load_config(), source=from_, target=to, tables=names(table), where=where,
-                              keys=names(keys) or None, prune=prune, dry_run=dry_run, yes=yes,
-                              from_export=from_export), json)
+    emit(
+        recover.recover_rows(
+            load_config(),
+            source=from_,
+            target=to,
+            tables=names(table),
+            where=where,
+            keys=names(keys) or None,
+            prune=prune,
+            dry_run=dry_run,
+            yes=yes,
+            from_export=from_export,
+        ),
+        json,
+    )
 
 
 @ops_task(

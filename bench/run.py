@@ -70,20 +70,47 @@ class Bench:
         self.results: list[dict] = []
         self.environ = dict(os.environ)
 
-    def record(self, number: int, what: str, ours: float, reference: float, reference_name: str, target: str,
-               ok: bool, unit: str = "s") -> None:
+    def record(
+        self,
+        number: int,
+        what: str,
+        ours: float,
+        reference: float,
+        reference_name: str,
+        target: str,
+        ok: bool,
+        unit: str = "s",
+    ) -> None:
         ratio = ours / reference if reference else float("inf")
-        self.results.append({"n": number, "what": what, "ours": round(ours, 3), "reference": round(reference, 3),
-                             "reference_tool": reference_name, "ratio": round(ratio, 3), "target": target,
-                             "met": ok, "unit": unit})
-        print(f"{number}. {what}: ours {ours:.2f}{unit}, {reference_name} {reference:.2f}{unit}, "
-              f"ratio {ratio:.2f} (target {target}) {'OK' if ok else 'MISSED'}", flush=True)
+        self.results.append(
+            {
+                "n": number,
+                "what": what,
+                "ours": round(ours, 3),
+                "reference": round(reference, 3),
+                "reference_tool": reference_name,
+                "ratio": round(ratio, 3),
+                "target": target,
+                "met": ok,
+                "unit": unit,
+            }
+        )
+        print(
+            f"{number}. {what}: ours {ours:.2f}{unit}, {reference_name} {reference:.2f}{unit}, "
+            f"ratio {ratio:.2f} (target {target}) {'OK' if ok else 'MISSED'}",
+            flush=True,
+        )
 
     def inv(self, *args: str) -> float:
         started = time.perf_counter()
-        result = subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(REPO), *args],
-                                cwd=self.work, env=self.environ, capture_output=True, text=True,
-                                stdin=subprocess.DEVNULL)
+        result = subprocess.run(
+            [sys.executable, "-m", "invoke", "--search-root", str(REPO), *args],
+            cwd=self.work,
+            env=self.environ,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+        )
         elapsed = time.perf_counter() - started
         if result.returncode != 0:
             raise RuntimeError(f"inv {' '.join(args)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
@@ -91,13 +118,19 @@ class Bench:
 
     def inv_measured(self, *args: str) -> tuple[float, float]:
         """Wall seconds and peak RSS (MiB) of one run, as a user would see it."""
-        return measured([sys.executable, "-m", "invoke", "--search-root", str(REPO), *args], cwd=self.work,
-                        env=self.environ)
+        return measured(
+            [sys.executable, "-m", "invoke", "--search-root", str(REPO), *args], cwd=self.work, env=self.environ
+        )
 
     def inv_peak_memory(self, *args: str) -> int:
-        process = subprocess.Popen([sys.executable, "-m", "invoke", "--search-root", str(REPO), *args],
-                                   cwd=self.work, env=self.environ, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "invoke", "--search-root", str(REPO), *args],
+            cwd=self.work,
+            env=self.environ,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+        )
         _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
         if process.returncode != 0:
@@ -108,8 +141,9 @@ class Bench:
 def measured(argv: list[str], **kwargs) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of a command (its own process: servers are not counted)."""
     started = time.perf_counter()
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                               **kwargs)
+    process = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, **kwargs
+    )
     _, status, usage = os.wait4(process.pid, 0)
     elapsed = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
@@ -129,9 +163,16 @@ def write_ini(path: Path, envs: dict[str, dict], supabase_dir: Path) -> None:
     lines = ["[project]", f"supabase_dir = {supabase_dir}", ""]
     for name, values in envs.items():
         lines += [f"[{name}]", *[f"{k} = {v}" for k, v in values.items()], ""]
-    lines += ["[sync-data]", "safe_tables = " + " ".join(base.sync_data.safe_tables),
-              "blocked_tables = " + " ".join(base.sync_data.blocked_tables), "",
-              "[storage]", "buckets = " + " ".join(base.storage.buckets), "jobs = 4", ""]
+    lines += [
+        "[sync-data]",
+        "safe_tables = " + " ".join(base.sync_data.safe_tables),
+        "blocked_tables = " + " ".join(base.sync_data.blocked_tables),
+        "",
+        "[storage]",
+        "buckets = " + " ".join(base.storage.buckets),
+        "jobs = 4",
+        "",
+    ]
     path.write_text("\n".join(lines))
 
 
@@ -141,8 +182,12 @@ KILLS_PER_TASK = 25  # 100 SIGKILLs over sync-data, sync-storage, backup-storage
 def run_kill_loop() -> None:
     """The kill test of the suite at full size: every kill followed by its checks; fails the bench if one fails."""
     print(f"kill loop: {KILLS_PER_TASK} SIGKILLs per task at seeded random moments", flush=True)
-    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_kills.py"],
-                   cwd=REPO, check=True, env={**os.environ, "OPS_KILLS": str(KILLS_PER_TASK)})
+    subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_kills.py"],
+        cwd=REPO,
+        check=True,
+        env={**os.environ, "OPS_KILLS": str(KILLS_PER_TASK)},
+    )
 
 
 def main() -> int:
@@ -151,8 +196,9 @@ def main() -> int:
     bench = Bench(work)
     pg: localstack.LocalPostgres | None = None
     servers: list[localstack.LocalS3] = []
-    api = ManagementAPI(deploy_delay=1.0,
-                        projects={"benchdeployxxxxxxxxx", "benchdeployoursxxxxx", "benchdeployfailxxxxx"})
+    api = ManagementAPI(
+        deploy_delay=1.0, projects={"benchdeployxxxxxxxxx", "benchdeployoursxxxxx", "benchdeployfailxxxxx"}
+    )
     chosen = set(sys.argv[1:]) or {"sync-data", "storage", "scale", "deploy", "list", "kills"}  # `-- sync-data`
     ini = work / "environments.ini"
     write_ini(ini, {}, REPO / "supabase")
@@ -190,8 +236,18 @@ def main() -> int:
 def print_table(results: list[dict]) -> None:
     from tabulate import tabulate
 
-    rows = [[r["n"], r["what"], f"{r['ours']}{r['unit']}", f"{r['reference']}{r['unit']} ({r['reference_tool']})",
-             r["ratio"], r["target"], "yes" if r["met"] else "NO"] for r in results]
+    rows = [
+        [
+            r["n"],
+            r["what"],
+            f"{r['ours']}{r['unit']}",
+            f"{r['reference']}{r['unit']} ({r['reference_tool']})",
+            r["ratio"],
+            r["target"],
+            "yes" if r["met"] else "NO",
+        ]
+        for r in results
+    ]
     print(tabulate(rows, headers=["#", "benchmark", "ours", "reference", "ratio", "target", "met"], tablefmt="github"))
 
 
@@ -223,8 +279,10 @@ def bench_sync_data(bench: Bench, pg: localstack.LocalPostgres) -> None:
     rows = count_rows(source)
     print(f"sync-data source: {rows:,} rows in 26 tables", flush=True)
     ours_target, reference_target = clone(pg, "bench_ours"), clone(pg, "bench_ref")
-    envs = {"src": {"ref": "benchsrcxxxxxxxxxxxx", "db_url": source},
-            "ours": {"ref": "benchoursxxxxxxxxxxx", "db_url": ours_target}}
+    envs = {
+        "src": {"ref": "benchsrcxxxxxxxxxxxx", "db_url": source},
+        "ours": {"ref": "benchoursxxxxxxxxxxx", "db_url": ours_target},
+    }
     ini = bench.work / "environments.ini"
     write_ini(ini, envs, REPO / "supabase")
     bench.environ["OPS_ENVIRONMENTS"] = str(ini)
@@ -234,37 +292,74 @@ def bench_sync_data(bench: Bench, pg: localstack.LocalPostgres) -> None:
     dump_argv = [pg_dump, "--data-only", "--no-owner", "-d", plain(source)] + [f"-t{t}" for t in tables]
     started = time.perf_counter()
     dump = subprocess.Popen(dump_argv, stdout=subprocess.PIPE)
-    subprocess.run([psql, "-q", "-X", "-v", "ON_ERROR_STOP=1", "-d", plain(reference_target)], stdin=dump.stdout,
-                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [psql, "-q", "-X", "-v", "ON_ERROR_STOP=1", "-d", plain(reference_target)],
+        stdin=dump.stdout,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     dump.wait()
     reference = time.perf_counter() - started
     fresh = bench.inv("sync-data", "--from", "src", "--to", "ours")
-    bench.record(1, f"sync-data fresh copy, {rows:,} rows", fresh, reference, "pg_dump | psql", "<= 1.2x",
-                 fresh <= 1.2 * reference)
+    bench.record(
+        1,
+        f"sync-data fresh copy, {rows:,} rows",
+        fresh,
+        reference,
+        "pg_dump | psql",
+        "<= 1.2x",
+        fresh <= 1.2 * reference,
+    )
     vacuum(ours_target)
     again = bench.inv("sync-data", "--from", "src", "--to", "ours")
-    bench.record(2, "sync-data second run, nothing changed", again, fresh, "our fresh copy", "<= 0.5x",
-                 again <= 0.5 * fresh)
+    bench.record(
+        2, "sync-data second run, nothing changed", again, fresh, "our fresh copy", "<= 0.5x", again <= 0.5 * fresh
+    )
     localstack.run_sql(ours_target, EVERY_ROW_DIFFERS)
     vacuum(ours_target)  # the state a live database is in: no autovacuum landing in the timed run
     updates = bench.inv("sync-data", "--from", "src", "--to", "ours")
-    bench.record(2, "sync-data into a target whose rows all differ", updates, reference, "pg_dump | psql",
-                 "<= 1.5x", updates <= 1.5 * reference)
+    bench.record(
+        2,
+        "sync-data into a target whose rows all differ",
+        updates,
+        reference,
+        "pg_dump | psql",
+        "<= 1.5x",
+        updates <= 1.5 * reference,
+    )
 
     small, large = clone(pg, "bench_small"), clone(pg, "bench_large")
-    localstack.run_sql(small, "INSERT INTO public.wheel_categories (key, name, color, sort_order) "
-                              "SELECT 'w' || g, 'Wheel category ' || g, '#abcdef', g FROM generate_series(1, 100000) g")
-    localstack.run_sql(large, "INSERT INTO public.wheel_categories (key, name, color, sort_order) "
-                              "SELECT 'w' || g, 'Wheel category ' || g, '#abcdef', g FROM generate_series(1, 1000000) g")
-    envs.update({"small": {"ref": "benchsmallxxxxxxxxxx", "db_url": small},
-                 "large": {"ref": "benchlargexxxxxxxxxx", "db_url": large},
-                 "sink1": {"ref": "benchsinkaxxxxxxxxxx", "db_url": clone(pg, "bench_sink1")},
-                 "sink2": {"ref": "benchsinkbxxxxxxxxxx", "db_url": clone(pg, "bench_sink2")}})
+    localstack.run_sql(
+        small,
+        "INSERT INTO public.wheel_categories (key, name, color, sort_order) "
+        "SELECT 'w' || g, 'Wheel category ' || g, '#abcdef', g FROM generate_series(1, 100000) g",
+    )
+    localstack.run_sql(
+        large,
+        "INSERT INTO public.wheel_categories (key, name, color, sort_order) "
+        "SELECT 'w' || g, 'Wheel category ' || g, '#abcdef', g FROM generate_series(1, 1000000) g",
+    )
+    envs.update(
+        {
+            "small": {"ref": "benchsmallxxxxxxxxxx", "db_url": small},
+            "large": {"ref": "benchlargexxxxxxxxxx", "db_url": large},
+            "sink1": {"ref": "benchsinkaxxxxxxxxxx", "db_url": clone(pg, "bench_sink1")},
+            "sink2": {"ref": "benchsinkbxxxxxxxxxx", "db_url": clone(pg, "bench_sink2")},
+        }
+    )
     write_ini(ini, envs, REPO / "supabase")
     small_rss = bench.inv_peak_memory("sync-data", "--from", "small", "--to", "sink1", "--tables", "wheel_categories")
     large_rss = bench.inv_peak_memory("sync-data", "--from", "large", "--to", "sink2", "--tables", "wheel_categories")
-    bench.record(3, "sync-data peak RSS, 1,000,000 vs 100,000 rows", large_rss / 1024, small_rss / 1024,
-                 "100k-row run", "<= 1.3x", large_rss <= 1.3 * small_rss, unit=" MiB")
+    bench.record(
+        3,
+        "sync-data peak RSS, 1,000,000 vs 100,000 rows",
+        large_rss / 1024,
+        small_rss / 1024,
+        "100k-row run",
+        "<= 1.3x",
+        large_rss <= 1.3 * small_rss,
+        unit=" MiB",
+    )
 
 
 def vacuum(url: str) -> None:
@@ -302,6 +397,7 @@ def tool(name: str) -> str:
 
 # ---------------------------------------------------------------- 4-6 storage
 
+
 def fill_on_disk(root: Path, objects: dict[str, int], seed: int = 0) -> int:
     """Objects written straight into an S3 server's folder before it starts (key -> size); returns bytes."""
     import random
@@ -313,7 +409,7 @@ def fill_on_disk(root: Path, objects: dict[str, int], seed: int = 0) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         start = rng.randrange(len(block))
         data = (block[start:] + block[:start]) * (size // len(block) + 1)
-        path.write_bytes(rng.randbytes(16) + data[:size - 16])  # every object unique
+        path.write_bytes(rng.randbytes(16) + data[: size - 16])  # every object unique
     return sum(objects.values())
 
 
@@ -347,23 +443,38 @@ class Pair:
                 url = proxy.url
             self.urls[side] = url
             prefix = f"OPS_{env.upper()}"
-            bench.environ[f"{prefix}_S3_ACCESS_KEY_ID"], bench.environ[f"{prefix}_S3_SECRET_ACCESS_KEY"] = key_id, secret
+            bench.environ[f"{prefix}_S3_ACCESS_KEY_ID"], bench.environ[f"{prefix}_S3_SECRET_ACCESS_KEY"] = (
+                key_id,
+                secret,
+            )
         ini = Path(bench.environ["OPS_ENVIRONMENTS"])
-        sections = "".join(f"[{self.envs[side]}]\nref = {('bench' + self.envs[side] + 'x' * 20)[:20]}\n"
-                           f"storage_url = {self.urls[side]}\n\n" for side in ("src", "dst"))
+        sections = "".join(
+            f"[{self.envs[side]}]\nref = {('bench' + self.envs[side] + 'x' * 20)[:20]}\n"
+            f"storage_url = {self.urls[side]}\n\n"
+            for side in ("src", "dst")
+        )
         ini.write_text(ini.read_text().replace("[sync-data]", sections + "[sync-data]"))
         self.rclone_env = {**os.environ, "RCLONE_CONFIG": str(bench.work / "none.conf")}
         for side in ("src", "dst"):
             upper, server = side.upper(), self.servers[side]
-            self.rclone_env.update({f"RCLONE_CONFIG_{upper}_TYPE": "s3", f"RCLONE_CONFIG_{upper}_PROVIDER": "Other",
-                                    f"RCLONE_CONFIG_{upper}_ENDPOINT": self.urls[side],
-                                    f"RCLONE_CONFIG_{upper}_ACCESS_KEY_ID": server.key_id,
-                                    f"RCLONE_CONFIG_{upper}_SECRET_ACCESS_KEY": server.secret,
-                                    f"RCLONE_CONFIG_{upper}_FORCE_PATH_STYLE": "true"})
+            self.rclone_env.update(
+                {
+                    f"RCLONE_CONFIG_{upper}_TYPE": "s3",
+                    f"RCLONE_CONFIG_{upper}_PROVIDER": "Other",
+                    f"RCLONE_CONFIG_{upper}_ENDPOINT": self.urls[side],
+                    f"RCLONE_CONFIG_{upper}_ACCESS_KEY_ID": server.key_id,
+                    f"RCLONE_CONFIG_{upper}_SECRET_ACCESS_KEY": server.secret,
+                    f"RCLONE_CONFIG_{upper}_FORCE_PATH_STYLE": "true",
+                }
+            )
 
     def rclone(self, *args: str) -> float:
-        return timed([localstack.tool("rclone"), *args], env=self.rclone_env, stdout=subprocess.DEVNULL,
-                     stderr=subprocess.DEVNULL)
+        return timed(
+            [localstack.tool("rclone"), *args],
+            env=self.rclone_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def nothing_to_do(self, target: str, ours: Callable[[], float]) -> tuple[float, float]:
         """Our best and rclone's best of two runs each with nothing to copy, taken in turn."""
@@ -393,8 +504,19 @@ class Pair:
             self.rclone("delete", f"dst:{bucket}")
 
     def sync_args(self, *extra: str) -> tuple[str, ...]:
-        return ("sync-storage", "--from", self.envs["src"], "--to", self.envs["dst"], "--buckets",
-                "avatars,resource-library", "--jobs", "4", "--yes", *extra)
+        return (
+            "sync-storage",
+            "--from",
+            self.envs["src"],
+            "--to",
+            self.envs["dst"],
+            "--buckets",
+            "avatars,resource-library",
+            "--jobs",
+            "4",
+            "--yes",
+            *extra,
+        )
 
     def ours(self, *extra: str) -> float:
         return self.bench.inv(*self.sync_args(*extra))
@@ -410,11 +532,25 @@ def bench_storage(bench: Bench, servers: list) -> None:
     pair = Pair(bench, servers, "local", small | large)
     mib = pair.total / 2**20
     full, reference = pair.full_copies()
-    bench.record(4, f"sync-storage 1,000 x 64 KiB + 10 x 16 MiB ({mib:.0f} MiB/{reference:.1f}s rclone)", full,
-                 reference, "rclone copy --transfers 4", "<= 1.0x time (>= rclone throughput)", full <= reference)
+    bench.record(
+        4,
+        f"sync-storage 1,000 x 64 KiB + 10 x 16 MiB ({mib:.0f} MiB/{reference:.1f}s rclone)",
+        full,
+        reference,
+        "rclone copy --transfers 4",
+        "<= 1.0x time (>= rclone throughput)",
+        full <= reference,
+    )
     again, rclone_again = pair.nothing_to_do("dst:", pair.ours)
-    bench.record(5, "sync-storage second run, nothing changed", again, rclone_again,
-                 "rclone copy, nothing to do", "<= 1.0x", again <= rclone_again)
+    bench.record(
+        5,
+        "sync-storage second run, nothing changed",
+        again,
+        rclone_again,
+        "rclone copy, nothing to do",
+        "<= 1.0x",
+        again <= rclone_again,
+    )
 
     backup_env = pair.envs["src"]
     bench.inv("backup-storage", "--env", backup_env, "--buckets", "avatars,resource-library")
@@ -423,29 +559,72 @@ def bench_storage(bench: Bench, servers: list) -> None:
     disk_two = du(bench.work / "backups")
     local = bench.work / "rclone-local"
     pair.rclone("copy", "--transfers", "4", "src:", str(local))
-    second, rclone_local = pair.nothing_to_do(str(local), lambda: bench.inv(
-        "backup-storage", "--env", backup_env, "--buckets", "avatars,resource-library"))
-    bench.record(6, "backup-storage second run, nothing changed", second, rclone_local,
-                 "rclone copy to a local folder, nothing to do", "<= 1.0x", second <= rclone_local)
-    bench.record(6, "backup-storage disk for two backups vs one", disk_two / 2**20, disk_one / 2**20,
-                 "one full backup", "<= 1.05x", disk_two <= 1.05 * disk_one, unit=" MiB")
+    second, rclone_local = pair.nothing_to_do(
+        str(local), lambda: bench.inv("backup-storage", "--env", backup_env, "--buckets", "avatars,resource-library")
+    )
+    bench.record(
+        6,
+        "backup-storage second run, nothing changed",
+        second,
+        rclone_local,
+        "rclone copy to a local folder, nothing to do",
+        "<= 1.0x",
+        second <= rclone_local,
+    )
+    bench.record(
+        6,
+        "backup-storage disk for two backups vs one",
+        disk_two / 2**20,
+        disk_one / 2**20,
+        "one full backup",
+        "<= 1.05x",
+        disk_two <= 1.05 * disk_one,
+        unit=" MiB",
+    )
     pair.stop()
 
     many = Pair(bench, servers, "many", {f"avatars/u/{i:05d}.png": 1024 for i in range(20000)})
     full = many.ours()
     again = many.ours()
-    bench.record(5, "sync-storage, 20,000 objects, nothing changed vs our full run", again, full, "our full run",
-                 "<= 0.1x", again <= 0.1 * full)
+    bench.record(
+        5,
+        "sync-storage, 20,000 objects, nothing changed vs our full run",
+        again,
+        full,
+        "our full run",
+        "<= 0.1x",
+        again <= 0.1 * full,
+    )
     many.stop()
 
-    remote = Pair(bench, servers, "far", {f"avatars/users/{i:04d}/avatar.png": 64 << 10 for i in range(300)}
-                  | {f"resource-library/videos/{i}.mp4": 8 << 20 for i in range(4)}, one_way=0.010)
+    remote = Pair(
+        bench,
+        servers,
+        "far",
+        {f"avatars/users/{i:04d}/avatar.png": 64 << 10 for i in range(300)}
+        | {f"resource-library/videos/{i}.mp4": 8 << 20 for i in range(4)},
+        one_way=0.010,
+    )
     full, reference = remote.full_copies()
-    bench.record(9, "sync-storage over 20 ms round trips, 300 x 64 KiB + 4 x 8 MiB", full, reference,
-                 "rclone copy --transfers 4, same link", "<= 0.8x", full <= 0.8 * reference)
+    bench.record(
+        9,
+        "sync-storage over 20 ms round trips, 300 x 64 KiB + 4 x 8 MiB",
+        full,
+        reference,
+        "rclone copy --transfers 4, same link",
+        "<= 0.8x",
+        full <= 0.8 * reference,
+    )
     again, rclone_again = remote.nothing_to_do("dst:", remote.ours)
-    bench.record(9, "sync-storage over 20 ms round trips, nothing changed", again, rclone_again,
-                 "rclone copy, nothing to do, same link", "<= 0.5x", again <= 0.5 * rclone_again)
+    bench.record(
+        9,
+        "sync-storage over 20 ms round trips, nothing changed",
+        again,
+        rclone_again,
+        "rclone copy, nothing to do, same link",
+        "<= 0.5x",
+        again <= 0.5 * rclone_again,
+    )
     remote.stop()
 
 
@@ -460,48 +639,129 @@ def bench_scale(bench: Bench, servers: list) -> None:
     Each tool copies into a fresh target of its own (emptying 100,000 objects would take longer
     than the copy): rclone's pair and ours hold the same source.
     """
-    objects = {f"avatars/u/{i:06d}.png": 1024 for i in range(SCALE)} | \
-        {f"resource-library/v/{i}.mp4": 16 << 20 for i in range(5)}
+    objects = {f"avatars/u/{i:06d}.png": 1024 for i in range(SCALE)} | {
+        f"resource-library/v/{i}.mp4": 16 << 20 for i in range(5)
+    }
     theirs, ours = Pair(bench, servers, "scalercl", objects), Pair(bench, servers, "scaleops", objects)
     what = f"{SCALE:,} x 1 KiB + 5 x 16 MiB"
-    rclone_full = measured([localstack.tool("rclone"), "copy", "--transfers", "4", "--checkers", "8", "src:", "dst:"],
-                           env=theirs.rclone_env)
+    rclone_full = measured(
+        [localstack.tool("rclone"), "copy", "--transfers", "4", "--checkers", "8", "src:", "dst:"],
+        env=theirs.rclone_env,
+    )
     full = bench.inv_measured(*ours.sync_args())
-    bench.record(10, f"sync-storage {what}, full copy", full[0], rclone_full[0],
-                 "rclone copy --transfers 4 --checkers 8", "<= 0.8x", full[0] <= 0.8 * rclone_full[0])
-    bench.record(10, "  peak RSS of that copy", full[1], rclone_full[1], "rclone's", "<= 1.2x",
-                 full[1] <= 1.2 * rclone_full[1], unit=" MiB")
-    rclone_again = measured([localstack.tool("rclone"), "copy", "--transfers", "4", "--checkers", "8", "src:",
-                             "dst:"], env=theirs.rclone_env)
+    bench.record(
+        10,
+        f"sync-storage {what}, full copy",
+        full[0],
+        rclone_full[0],
+        "rclone copy --transfers 4 --checkers 8",
+        "<= 0.8x",
+        full[0] <= 0.8 * rclone_full[0],
+    )
+    bench.record(
+        10,
+        "  peak RSS of that copy",
+        full[1],
+        rclone_full[1],
+        "rclone's",
+        "<= 1.2x",
+        full[1] <= 1.2 * rclone_full[1],
+        unit=" MiB",
+    )
+    rclone_again = measured(
+        [localstack.tool("rclone"), "copy", "--transfers", "4", "--checkers", "8", "src:", "dst:"],
+        env=theirs.rclone_env,
+    )
     again = bench.inv_measured(*ours.sync_args())
-    bench.record(10, f"sync-storage {what}, nothing changed", again[0], rclone_again[0], "rclone, nothing to do",
-                 "<= 0.3x", again[0] <= 0.3 * rclone_again[0])
-    bench.record(10, "  peak RSS of that run", again[1], rclone_again[1], "rclone's", "<= 1.0x",
-                 again[1] <= rclone_again[1], unit=" MiB")
+    bench.record(
+        10,
+        f"sync-storage {what}, nothing changed",
+        again[0],
+        rclone_again[0],
+        "rclone, nothing to do",
+        "<= 0.3x",
+        again[0] <= 0.3 * rclone_again[0],
+    )
+    bench.record(
+        10,
+        "  peak RSS of that run",
+        again[1],
+        rclone_again[1],
+        "rclone's",
+        "<= 1.0x",
+        again[1] <= rclone_again[1],
+        unit=" MiB",
+    )
 
     env = ours.envs["src"]
     buckets = ("--buckets", "avatars,resource-library")
     backup_full = bench.inv_measured("backup-storage", "--env", env, *buckets)
     backup_again = bench.inv_measured("backup-storage", "--env", env, *buckets)
-    bench.record(11, f"backup-storage {what}, full: peak RSS", backup_full[1], again[1],
-                 "our no-change sync", "<= 1.5x", backup_full[1] <= 1.5 * again[1], unit=" MiB")
-    bench.record(11, "backup-storage, nothing changed: peak RSS", backup_again[1], again[1],
-                 "our no-change sync", "<= 1.5x", backup_again[1] <= 1.5 * again[1], unit=" MiB")
-    bench.record(11, "backup-storage, nothing changed: time", backup_again[0], backup_full[0],
-                 "our full backup", "<= 0.15x", backup_again[0] <= 0.15 * backup_full[0])
-    newest = max((m.parent for m in (bench.work / "backups").rglob("_backup_metadata.json") if env in str(m)),
-                 key=lambda folder: folder.name)
+    bench.record(
+        11,
+        f"backup-storage {what}, full: peak RSS",
+        backup_full[1],
+        again[1],
+        "our no-change sync",
+        "<= 1.5x",
+        backup_full[1] <= 1.5 * again[1],
+        unit=" MiB",
+    )
+    bench.record(
+        11,
+        "backup-storage, nothing changed: peak RSS",
+        backup_again[1],
+        again[1],
+        "our no-change sync",
+        "<= 1.5x",
+        backup_again[1] <= 1.5 * again[1],
+        unit=" MiB",
+    )
+    bench.record(
+        11,
+        "backup-storage, nothing changed: time",
+        backup_again[0],
+        backup_full[0],
+        "our full backup",
+        "<= 0.15x",
+        backup_again[0] <= 0.15 * backup_full[0],
+    )
+    newest = max(
+        (m.parent for m in (bench.work / "backups").rglob("_backup_metadata.json") if env in str(m)),
+        key=lambda folder: folder.name,
+    )
     verify = bench.inv_measured("verify-backup", "--backup", str(newest))
-    bench.record(11, f"verify-backup of {what}: peak RSS", verify[1], 100, "the 100 MiB ceiling", "<= 1.0x",
-                 verify[1] <= 100, unit=" MiB")
+    bench.record(
+        11,
+        f"verify-backup of {what}: peak RSS",
+        verify[1],
+        100,
+        "the 100 MiB ceiling",
+        "<= 1.0x",
+        verify[1] <= 100,
+        unit=" MiB",
+    )
     theirs.stop()
     ours.stop()
 
-    tenth = Pair(bench, servers, "scaletenth", {f"avatars/u/{i:06d}.png": 1024 for i in range(SCALE // 10)}
-                 | {f"resource-library/v/{i}.mp4": 16 << 20 for i in range(5)})
+    tenth = Pair(
+        bench,
+        servers,
+        "scaletenth",
+        {f"avatars/u/{i:06d}.png": 1024 for i in range(SCALE // 10)}
+        | {f"resource-library/v/{i}.mp4": 16 << 20 for i in range(5)},
+    )
     small = bench.inv_measured(*tenth.sync_args())
-    bench.record(12, f"sync-storage peak RSS, {SCALE:,} vs {SCALE // 10:,} objects (full copy)", full[1], small[1],
-                 f"the {SCALE // 10:,}-object copy", "<= 1.5x", full[1] <= 1.5 * small[1], unit=" MiB")
+    bench.record(
+        12,
+        f"sync-storage peak RSS, {SCALE:,} vs {SCALE // 10:,} objects (full copy)",
+        full[1],
+        small[1],
+        f"the {SCALE // 10:,}-object copy",
+        "<= 1.5x",
+        full[1] <= 1.5 * small[1],
+        unit=" MiB",
+    )
     tenth.stop()
 
 
@@ -513,6 +773,7 @@ def du(path: Path) -> int:
 
 # ---------------------------------------------------------------- 7 deploy-functions
 
+
 def bench_deploy(bench: Bench, api: ManagementAPI) -> None:
     app = bench.work / "app"
     functions = app / "supabase" / "functions"
@@ -523,46 +784,97 @@ def bench_deploy(bench: Bench, api: ManagementAPI) -> None:
         (functions / name).mkdir(parents=True)
         (functions / name / "index.ts").write_text(
             'import { corsHeaders } from "../_shared/cors.ts";\n'
-            f'Deno.serve(() => new Response("{name}", {{ headers: corsHeaders }}));\n')
+            f'Deno.serve(() => new Response("{name}", {{ headers: corsHeaders }}));\n'
+        )
     home = bench.work / "home"
     home.mkdir()
     # One project per run: each starts with a fresh rate-limit window (120 requests/min per project).
     ref, ours_ref, failing_ref = "benchdeployxxxxxxxxx", "benchdeployoursxxxxx", "benchdeployfailxxxxx"
-    bench.environ.update(HOME=str(home), SUPABASE_PROFILE=str(api.write_profile(bench.work / "profile.yaml")),
-                         SUPABASE_ACCESS_TOKEN=TOKEN)
+    bench.environ.update(
+        HOME=str(home),
+        SUPABASE_PROFILE=str(api.write_profile(bench.work / "profile.yaml")),
+        SUPABASE_ACCESS_TOKEN=TOKEN,
+    )
     ini = bench.work / "deploy.ini"
     write_ini(ini, {"deploy": {"ref": ours_ref}, "failing": {"ref": failing_ref}}, app / "supabase")
-    reference = timed([supabase_cli.binary(), "functions", "deploy", "--project-ref", ref, "--no-verify-jwt",
-                       "--use-api", "--jobs", "4", "--workdir", str(app)], env=bench.environ,
-                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    reference = timed(
+        [
+            supabase_cli.binary(),
+            "functions",
+            "deploy",
+            "--project-ref",
+            ref,
+            "--no-verify-jwt",
+            "--use-api",
+            "--jobs",
+            "4",
+            "--workdir",
+            str(app),
+        ],
+        env=bench.environ,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     environ = bench.environ
     bench.environ = {**environ, "OPS_ENVIRONMENTS": str(ini)}
     ours = bench.inv("deploy-functions", "--env", "deploy", "--jobs", "4")
-    bench.record(7, "deploy-functions, 76 functions, 1 s per deploy, 4 jobs", ours, reference,
-                 "supabase functions deploy --jobs 4", "<= 1.5x", ours <= 1.5 * reference)
+    bench.record(
+        7,
+        "deploy-functions, 76 functions, 1 s per deploy, 4 jobs",
+        ours,
+        reference,
+        "supabase functions deploy --jobs 4",
+        "<= 1.5x",
+        ours <= 1.5 * reference,
+    )
     api.fail_slugs = {"function-07", "function-42"}
     started = time.perf_counter()
-    failing = subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(REPO), "deploy-functions", "--env",
-                              "failing", "--jobs", "4", "--json"], cwd=bench.work, env=bench.environ,
-                             capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    failing = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "invoke",
+            "--search-root",
+            str(REPO),
+            "deploy-functions",
+            "--env",
+            "failing",
+            "--jobs",
+            "4",
+            "--json",
+        ],
+        cwd=bench.work,
+        env=bench.environ,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
     with_failures = time.perf_counter() - started
     named = json.loads(failing.stdout)["failed"] if failing.stdout.strip() else []
-    bench.record(7, f"deploy-functions with 2 failing, named exactly: {named}", with_failures, reference,
-                 "supabase functions deploy --jobs 4 (names none)", "<= 1.5x and names both",
-                 with_failures <= 1.5 * reference and named == sorted(api.fail_slugs))
+    bench.record(
+        7,
+        f"deploy-functions with 2 failing, named exactly: {named}",
+        with_failures,
+        reference,
+        "supabase functions deploy --jobs 4 (names none)",
+        "<= 1.5x and names both",
+        with_failures <= 1.5 * reference and named == sorted(api.fail_slugs),
+    )
     bench.environ = environ
 
 
 # ---------------------------------------------------------------- 8 inv --list
 
+
 def bench_list(bench: Bench) -> None:
     bare = bench.work / "bare"
     bare.mkdir()
-    (bare / "tasks.py").write_text("from invoke import task\n\n\n@task\ndef hello(c):\n    \"\"\"Say hello.\"\"\"\n")
+    (bare / "tasks.py").write_text('from invoke import task\n\n\n@task\ndef hello(c):\n    """Say hello."""\n')
 
     def best_of(cwd: Path, runs: int = 7) -> float:
-        return min(timed([sys.executable, "-m", "invoke", "--list"], cwd=cwd, stdout=subprocess.DEVNULL)
-                   for _ in range(runs))
+        return min(
+            timed([sys.executable, "-m", "invoke", "--list"], cwd=cwd, stdout=subprocess.DEVNULL) for _ in range(runs)
+        )
 
     reference, ours = best_of(bare), best_of(REPO)
     bench.record(8, "inv --list", ours, reference, "a bare invoke task file", "<= 1.3x", ours <= 1.3 * reference)

@@ -25,24 +25,30 @@ from ops import config as ops_config
 from ops.config import REPO_ROOT
 
 LOCAL_ENVS = ["local-prod", "local-preprod", "local-sandbox"]
-PRICE_CHANGE = ("sql", "UPDATE public.plans SET description = 'For individual clients, now with coaching' "
-                       "WHERE key = 'pro'")  # a config change for the sync after the reset to carry
+PRICE_CHANGE = (
+    "sql",
+    "UPDATE public.plans SET description = 'For individual clients, now with coaching' WHERE key = 'pro'",
+)  # a config change for the sync after the reset to carry
 BAD_MIGRATION = ("sql", "UPDATE public.profiles SET full_name = NULL")  # recover-rows brings the names back
 DEMO_INI = REPO_ROOT / "devstack" / "environments.ini"  # the repository's environments.ini is the user's
 NOTES = {
     "sync-data": "The `before/` folder named above is the undo snapshot: local-preprod's rows of the changed "
-                 "tables as they were just before this sync. The `undo:` line restores them.",
+    "tables as they were just before this sync. The `undo:` line restores them.",
     "backup-storage": "Later backups hard-link unchanged objects from the previous one (each is complete, but "
-                      "costs only what changed); the off-site copy sends only what the remote lacks.",
+    "costs only what changed); the off-site copy sends only what the remote lacks.",
     "recover-rows": "The names came back from local-prod-pitr (what a PITR restore would be); the `undo:` line "
-                    "puts local-prod back as it was before the recovery.",
+    "puts local-prod back as it was before the recovery.",
 }
 
 
 def inv(*args: str) -> int:
     print(f"\n$ inv {' '.join(args)}", flush=True)
-    code = subprocess.run([sys.executable, "-m", "invoke", *args], cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
-                          env={**os.environ, "OPS_ENVIRONMENTS": str(DEMO_INI)}).returncode
+    code = subprocess.run(
+        [sys.executable, "-m", "invoke", *args],
+        cwd=REPO_ROOT,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "OPS_ENVIRONMENTS": str(DEMO_INI)},
+    ).returncode
     if code == 0 and args[0] in NOTES and "--diff" not in args:
         print(f"# {NOTES[args[0]]}", flush=True)
     return code
@@ -53,8 +59,9 @@ def start_management_api(workdir: Path) -> ManagementAPI:
     api = ManagementAPI(projects={env.ref for env in ops_config.load(DEMO_INI).environments.values()})
     home = workdir / "home"
     home.mkdir(parents=True, exist_ok=True)
-    os.environ.update(HOME=str(home), SUPABASE_PROFILE=str(api.write_profile(workdir / "profile.yaml")),
-                      SUPABASE_ACCESS_TOKEN=TOKEN)
+    os.environ.update(
+        HOME=str(home), SUPABASE_PROFILE=str(api.write_profile(workdir / "profile.yaml")), SUPABASE_ACCESS_TOKEN=TOKEN
+    )
     return api
 
 
@@ -69,11 +76,19 @@ def start_storage(envs: list, buckets: list[str]) -> list[localstack.LocalS3]:
         servers.append(server)
     demo = servers[0].client()
     for i in range(12):
-        demo.put_object(Bucket="program-logos", Key=f"programs/logo-{i:02d}.svg", Body=b"<svg>%d</svg>" % i,
-                        ContentType="image/svg+xml")
+        demo.put_object(
+            Bucket="program-logos",
+            Key=f"programs/logo-{i:02d}.svg",
+            Body=b"<svg>%d</svg>" % i,
+            ContentType="image/svg+xml",
+        )
     demo.put_object(Bucket="email-assets", Key="header banner.png", Body=os.urandom(256 << 10), ContentType="image/png")
-    demo.put_object(Bucket="avatars", Key="00000000-0000-4000-8000-000000000001/avatar.png", Body=os.urandom(4096),
-                    ContentType="image/png")
+    demo.put_object(
+        Bucket="avatars",
+        Key="00000000-0000-4000-8000-000000000001/avatar.png",
+        Body=os.urandom(4096),
+        ContentType="image/png",
+    )
     return servers
 
 
@@ -90,14 +105,20 @@ def main() -> int:
     config = ops_config.load(DEMO_INI)
     envs = [config.env(name) for name in LOCAL_ENVS]
     port = urlsplit(envs[0].db_url).port
-    wanted = [p for env in envs for p in (urlsplit(env.db_url).port, urlsplit(env.storage_url).port,
-                                           urlsplit(env.frontend).port) if p]
+    wanted = [
+        p
+        for env in envs
+        for p in (urlsplit(env.db_url).port, urlsplit(env.storage_url).port, urlsplit(env.frontend).port)
+        if p
+    ]
     wanted.append(urlsplit(config.target("offsite").store.storage_url).port or 0)
     busy = sorted({p for p in wanted if localstack.port_in_use(p)})
     if busy:
-        print(f"error: port(s) {', '.join(map(str, busy))} on 127.0.0.1 are in use (another demo still running?); "
-              "stop what listens there (e.g. `ss -ltnp`) and run the demo again. Nothing was started.",
-              file=sys.stderr)
+        print(
+            f"error: port(s) {', '.join(map(str, busy))} on 127.0.0.1 are in use (another demo still running?); "
+            "stop what listens there (e.g. `ss -ltnp`) and run the demo again. Nothing was started.",
+            file=sys.stderr,
+        )
         return 2
     print(f"starting PostgreSQL on 127.0.0.1:{port} for {', '.join(LOCAL_ENVS)}", flush=True)
     server = localstack.start_postgres(port=port)
@@ -114,8 +135,11 @@ def main() -> int:
         localstack.push_migrations(envs[0].db_url)
         localstack.run_sql(envs[0].db_url, (REPO_ROOT / "sql" / "demo_prod.sql").read_text(encoding="utf-8"))
         server.copy_database("local_prod", "local_prod_pitr")  # the restore point of recover-rows
-        print("local-prod: migrations applied with the Supabase CLI, demo content loaded; "
-              "local-preprod and local-sandbox: empty", flush=True)
+        print(
+            "local-prod: migrations applied with the Supabase CLI, demo content loaded; "
+            "local-preprod and local-sandbox: empty",
+            flush=True,
+        )
         steps = [
             ("doctor", "--env", "local-prod"),
             ("doctor", "--env", "local-preprod"),

@@ -17,14 +17,22 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-ERROR_XML = ('<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
-             "<Message>injected fault</Message></Error>")
+ERROR_XML = '<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code><Message>injected fault</Message></Error>'
 FAULTS = ("500", "slowdown", "reset", "truncate")
 
 
 class FaultProxy:
-    def __init__(self, upstream_port: int, *, rate: float = 0.0, seed: int = 7, prefix: str = "",
-                 delay: float = 0.0, faults: tuple[str, ...] = FAULTS, budget: int | None = None) -> None:
+    def __init__(
+        self,
+        upstream_port: int,
+        *,
+        rate: float = 0.0,
+        seed: int = 7,
+        prefix: str = "",
+        delay: float = 0.0,
+        faults: tuple[str, ...] = FAULTS,
+        budget: int | None = None,
+    ) -> None:
         self.upstream_port, self.rate, self.prefix, self.delay, self.faults = upstream_port, rate, prefix, delay, faults
         self.budget = budget  # at most this many faults in all (None: no limit)
         self.random = random.Random(seed)
@@ -102,15 +110,21 @@ class FaultProxy:
             if not path.startswith(self.prefix):
                 handler.send_error(404)
                 return
-            path = path[len(self.prefix):] or "/"
+            path = path[len(self.prefix) :] or "/"
         upstream = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=60)
         try:
             self.relay(handler, upstream, path, body, fault)
         finally:
             upstream.close()
 
-    def relay(self, handler: BaseHTTPRequestHandler, upstream: http.client.HTTPConnection, path: str,
-              body: bytes | None, fault: str | None) -> None:
+    def relay(
+        self,
+        handler: BaseHTTPRequestHandler,
+        upstream: http.client.HTTPConnection,
+        path: str,
+        body: bytes | None,
+        fault: str | None,
+    ) -> None:
         headers = {k: v for k, v in handler.headers.items() if k.lower() not in ("connection",)}
         upstream.request(handler.command, path, body=body, headers=headers)
         response = upstream.getresponse()
@@ -136,4 +150,4 @@ class FaultProxy:
 
 def flip_byte(data: bytes) -> bytes:
     middle = len(data) // 2
-    return data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:]
+    return data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1 :]

@@ -117,8 +117,19 @@ class LocalPostgres:
             f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.datadir} "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100"
         )
-        self._run("pg_ctl", "-D", str(self.datadir), "-l", str(self.datadir / "server.log"), "-w", "-t", "60",
-                  "-o", options, "start")
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.datadir),
+            "-l",
+            str(self.datadir / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            options,
+            "start",
+        )
         run_sql(self.admin_url(), APP_ROLE_SQL)
         return self
 
@@ -192,21 +203,25 @@ listen_addr = 127.0.0.1
 listen_port = {self.port}
 unix_socket_dir =
 auth_type = trust
-auth_file = {self.workdir / 'userlist.txt'}
+auth_file = {self.workdir / "userlist.txt"}
 pool_mode = {self.pool_mode}
 default_pool_size = 4
 max_client_conn = 200
 ignore_startup_parameters = extra_float_digits
-logfile = {self.workdir / 'pgbouncer.log'}
+logfile = {self.workdir / "pgbouncer.log"}
 """)
         user = unprivileged_user()
         if user:  # PgBouncer refuses to run as root
             shutil.chown(self.workdir, user)
             for path in self.workdir.iterdir():
                 shutil.chown(path, user)
-        self.process = subprocess.Popen([binary, str(self.workdir / "pgbouncer.ini")], user=user, group=user and
-                                        pwd.getpwnam(user).pw_gid, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            [binary, str(self.workdir / "pgbouncer.ini")],
+            user=user,
+            group=user and pwd.getpwnam(user).pw_gid,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wait_for_port(self.port)
         return self
 
@@ -287,12 +302,17 @@ class LocalS3:
     def start(self) -> LocalS3:
         # The keys go through rclone's environment, never its argv.
         # rclone reads list flags from the environment as CSV, hence the quotes.
-        env = {**os.environ, "RCLONE_AUTH_KEY": f'"{self.key_id},{self.secret}"',
-               "RCLONE_CONFIG": str(self.root / ".no-rclone.conf")}
+        env = {
+            **os.environ,
+            "RCLONE_AUTH_KEY": f'"{self.key_id},{self.secret}"',
+            "RCLONE_CONFIG": str(self.root / ".no-rclone.conf"),
+        }
         serving = ["--cert", str(self.tls[0]), "--key", str(self.tls[1])] if self.tls else []
         self.process = subprocess.Popen(
             [tool("rclone"), "serve", "s3", "--addr", f"127.0.0.1:{self.port}", *serving, str(self.root)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wait_for_port(self.port)
         return self
@@ -301,10 +321,18 @@ class LocalS3:
         import boto3
         from botocore.config import Config
 
-        return boto3.client("s3", endpoint_url=self.url, region_name="us-east-1", aws_access_key_id=self.key_id,
-                            aws_secret_access_key=self.secret,
-                            config=Config(s3={"addressing_style": "path"}, request_checksum_calculation="when_required",
-                                          response_checksum_validation="when_required"))
+        return boto3.client(
+            "s3",
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id=self.key_id,
+            aws_secret_access_key=self.secret,
+            config=Config(
+                s3={"addressing_style": "path"},
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+            ),
+        )
 
     def create_buckets(self, names: list[str]) -> None:
         s3 = self.client()
@@ -320,8 +348,9 @@ class LocalS3:
                 self.process.kill()
 
 
-def start_s3(key_id: str, secret: str, port: int | None = None, root: Path | None = None,
-             tls: tuple[Path, Path] | None = None) -> LocalS3:
+def start_s3(
+    key_id: str, secret: str, port: int | None = None, root: Path | None = None, tls: tuple[Path, Path] | None = None
+) -> LocalS3:
     root = root or Path(tempfile.mkdtemp(prefix="ops-s3-"))
     root.mkdir(parents=True, exist_ok=True)
     return LocalS3(root, port or free_port(), key_id, secret, tls=tls).start()

@@ -34,11 +34,23 @@ PROJECT_PATH = re.compile(r"/v1/projects/([a-z]{20})(?:/|$)")
 # A new project's auth config as GET /v1/projects/{ref}/config/auth answers it (a subset of its keys,
 # secrets among them: the toolkit must never show those).
 AUTH_DEFAULTS = {
-    "site_url": "http://localhost:3000", "uri_allow_list": "", "disable_signup": False, "jwt_exp": 3600,
-    "external_email_enabled": True, "external_phone_enabled": False, "external_google_enabled": False,
-    "external_google_client_id": None, "external_google_secret": None, "external_github_enabled": False,
-    "external_github_secret": None, "mailer_autoconfirm": False, "mailer_otp_exp": 3600,
-    "smtp_host": None, "smtp_admin_email": None, "smtp_pass": None, "password_min_length": 6,
+    "site_url": "http://localhost:3000",
+    "uri_allow_list": "",
+    "disable_signup": False,
+    "jwt_exp": 3600,
+    "external_email_enabled": True,
+    "external_phone_enabled": False,
+    "external_google_enabled": False,
+    "external_google_client_id": None,
+    "external_google_secret": None,
+    "external_github_enabled": False,
+    "external_github_secret": None,
+    "mailer_autoconfirm": False,
+    "mailer_otp_exp": 3600,
+    "smtp_host": None,
+    "smtp_admin_email": None,
+    "smtp_pass": None,
+    "password_min_length": 6,
 }
 
 
@@ -93,10 +105,7 @@ class ManagementAPI(LocalHTTPServer):
 
     def write_profile(self, path: Path) -> Path:
         path.write_text(
-            "name: ops-test\n"
-            f"api_url: {self.url}\n"
-            f"dashboard_url: {self.url}/dashboard\n"
-            "project_host: supabase.test\n"
+            f"name: ops-test\napi_url: {self.url}\ndashboard_url: {self.url}/dashboard\nproject_host: supabase.test\n"
         )
         return path
 
@@ -120,8 +129,17 @@ class ManagementAPI(LocalHTTPServer):
             if project[1] not in self.projects:
                 return self.reply(handler, 404, {"message": "Project not found"})
             if re.fullmatch(r"/v1/projects/[a-z]{20}", url.path):
-                return self.reply(handler, 200, {"id": project[1], "ref": project[1], "name": project[1],
-                                                 "region": "eu-central-1", "status": "ACTIVE_HEALTHY"})
+                return self.reply(
+                    handler,
+                    200,
+                    {
+                        "id": project[1],
+                        "ref": project[1],
+                        "name": project[1],
+                        "region": "eu-central-1",
+                        "status": "ACTIVE_HEALTHY",
+                    },
+                )
         if (match := re.fullmatch(r"/v1/projects/([a-z]{20})/functions/deploy", url.path)) and method == "POST":
             return self.deploy(handler, match[1], parse_qs(url.query).get("slug", [""])[0], body)
         if match := re.fullmatch(r"/v1/projects/([a-z]{20})/functions", url.path):
@@ -135,15 +153,19 @@ class ManagementAPI(LocalHTTPServer):
         if match := re.fullmatch(r"/v1/projects/([a-z]{20})/secrets", url.path):
             secrets = {name: hashlib.sha256(f"{match[1]}:{name}".encode()).hexdigest() for name in PLATFORM_SECRETS}
             secrets.update(self.secrets.get(match[1], {}))
-            return self.reply(handler, 200, [{"name": n, "value": v, "updated_at": "2026-01-01T00:00:00Z"}
-                                             for n, v in sorted(secrets.items())])
+            return self.reply(
+                handler,
+                200,
+                [{"name": n, "value": v, "updated_at": "2026-01-01T00:00:00Z"} for n, v in sorted(secrets.items())],
+            )
         return self.reply(handler, 404, {"message": "Not found"})
 
     def deploy(self, handler: BaseHTTPRequestHandler, ref: str, slug: str, body: bytes) -> None:
         if self.deploy_delay:
             time.sleep(self.deploy_delay)
         message = BytesParser(policy=HTTP).parsebytes(
-            b"Content-Type: " + handler.headers["Content-Type"].encode() + b"\r\n\r\n" + body)
+            b"Content-Type: " + handler.headers["Content-Type"].encode() + b"\r\n\r\n" + body
+        )
         metadata, files, sources = {}, [], {}
         for part in message.iter_parts():
             name = part.get_param("name", header="content-disposition")
@@ -161,9 +183,16 @@ class ManagementAPI(LocalHTTPServer):
             pending = self.bundles.setdefault(ref, {}).get(slug)
             version = max(active.get("version", 0), pending[0]["version"] if pending else 0) + 1
             now = int(time.time() * 1000)
-            function = {"id": f"fn-{slug}", "slug": slug, "name": slug, "status": "ACTIVE", "version": version,
-                        "created_at": active.get("created_at", now), "updated_at": now,
-                        "verify_jwt": metadata.get("verify_jwt", True)}
+            function = {
+                "id": f"fn-{slug}",
+                "slug": slug,
+                "name": slug,
+                "status": "ACTIVE",
+                "version": version,
+                "created_at": active.get("created_at", now),
+                "updated_at": now,
+                "verify_jwt": metadata.get("verify_jwt", True),
+            }
             if bundle_only:
                 self.bundles[ref][slug] = (function, upload)  # uploaded, not serving
             else:

@@ -49,8 +49,10 @@ class StorageProxy(FaultProxy):
         self.payload_hashes: list[tuple[str, str, str]] = []  # (method, path, x-amz-content-sha256) as sent
 
     def error(self, handler: BaseHTTPRequestHandler, status: int, code: str, message: str) -> None:
-        payload = (f'<?xml version="1.0" encoding="UTF-8"?><Error xmlns="{S3_NS}"><Code>{code}</Code>'
-                   f"<Message>{message}</Message></Error>").encode()
+        payload = (
+            f'<?xml version="1.0" encoding="UTF-8"?><Error xmlns="{S3_NS}"><Code>{code}</Code>'
+            f"<Message>{message}</Message></Error>"
+        ).encode()
         handler.send_response(status)
         handler.send_header("Content-Type", "application/xml")
         handler.send_header("Content-Length", str(len(payload)))
@@ -58,8 +60,14 @@ class StorageProxy(FaultProxy):
         if handler.command != "HEAD":
             handler.wfile.write(payload)
 
-    def relay(self, handler: BaseHTTPRequestHandler, upstream: http.client.HTTPConnection, path: str,
-              body: bytes | None, fault: str | None) -> None:
+    def relay(
+        self,
+        handler: BaseHTTPRequestHandler,
+        upstream: http.client.HTTPConnection,
+        path: str,
+        body: bytes | None,
+        fault: str | None,
+    ) -> None:
         parts = urlsplit(path)
         query = parse_qs(parts.query, keep_blank_values=True)
         bucket, _, key = unquote(parts.path.lstrip("/")).partition("/")
@@ -72,8 +80,13 @@ class StorageProxy(FaultProxy):
             refusal = (400, "InvalidRequest", "must have required property 'Body'")
         elif key and method in ("PUT", "POST") and FORBIDDEN_KEY.search(key):
             refusal = (400, "InvalidKey", f"Invalid key: {key}")
-        elif (method == "PUT" and key and "partNumber" not in query
-              and not any(k.lower() == "x-amz-copy-source" for k in headers) and len(body or b"") > self.put_limit):
+        elif (
+            method == "PUT"
+            and key
+            and "partNumber" not in query
+            and not any(k.lower() == "x-amz-copy-source" for k in headers)
+            and len(body or b"") > self.put_limit
+        ):
             refusal = (413, "EntityTooLarge", "The object exceeded the maximum allowed size")
         if refusal:
             self.seen.append((method, path, refusal[0]))
@@ -85,14 +98,28 @@ class StorageProxy(FaultProxy):
         response = upstream.getresponse()
         data = response.read()
         self.seen.append((method, path, response.status))
-        out = {k: v for k, v in response.getheaders()
-               if k.lower() not in ("transfer-encoding", "connection", "content-length")}
+        out = {
+            k: v
+            for k, v in response.getheaders()
+            if k.lower() not in ("transfer-encoding", "connection", "content-length")
+        }
         if response.status >= 300 and data.startswith(b"<?xml") and b"<Error>" in data:
             data = data.replace(b"<Error>", f'<Error xmlns="{S3_NS}">'.encode(), 1)
         elif "list-type" in query:
-            data = re.sub(rb"<ETag>([^<]*)</ETag>(.*?)<Size>(\d+)</Size>",
-                          lambda m: b"<ETag>&quot;" + storage_etag(m[1].decode().replace("&quot;", ""), int(m[3]))
-                          .encode() + b"&quot;</ETag>" + m[2] + b"<Size>" + m[3] + b"</Size>", data, flags=re.S)
+            data = re.sub(
+                rb"<ETag>([^<]*)</ETag>(.*?)<Size>(\d+)</Size>",
+                lambda m: (
+                    b"<ETag>&quot;"
+                    + storage_etag(m[1].decode().replace("&quot;", ""), int(m[3])).encode()
+                    + b"&quot;</ETag>"
+                    + m[2]
+                    + b"<Size>"
+                    + m[3]
+                    + b"</Size>"
+                ),
+                data,
+                flags=re.S,
+            )
         else:
             etag_header = next((k for k in out if k.lower() == "etag"), None)
             size = len(body or b"") if method == "PUT" else int(response.getheader("Content-Length") or 0)

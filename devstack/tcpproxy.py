@@ -7,8 +7,9 @@ import threading
 
 
 class CuttingProxy:
-    def __init__(self, upstream_port: int, *, cut_upstream_after: int | None = None,
-                 cut_downstream_after: int | None = None) -> None:
+    def __init__(
+        self, upstream_port: int, *, cut_upstream_after: int | None = None, cut_downstream_after: int | None = None
+    ) -> None:
         self.upstream_port = upstream_port
         self.limits = {"up": cut_upstream_after, "down": cut_downstream_after}
         self.listener = socket.create_server(("127.0.0.1", 0))

@@ -20,18 +20,58 @@ from invoke.program import Program
 
 # The same letter means the same thing in every task; destructive flags (--delete, --prune,
 # --force, --yes, --include-all, --skip-preprod-check) are spelt out in full, always.
-SHORT_FLAGS = {"env": "e", "envs": "e", "from_": "f", "to": "t", "tables": "T", "buckets": "b", "only": "o",
-               "dry_run": "n", "jobs": "j", "keep": "k", "last": "l", "since": "s", "verbose": "v"}
+SHORT_FLAGS = {
+    "env": "e",
+    "envs": "e",
+    "from_": "f",
+    "to": "t",
+    "tables": "T",
+    "buckets": "b",
+    "only": "o",
+    "dry_run": "n",
+    "jobs": "j",
+    "keep": "k",
+    "last": "l",
+    "since": "s",
+    "verbose": "v",
+}
 VALUE_KINDS = {
-    "env": "ENV[,ENV...]|all", "envs": "ENV[,ENV...]", "from_": "ENV", "to": "ENV", "sandbox": "ENV",
-    "preprod": "ENV", "prod": "ENV", "tables": "TABLE[,TABLE...]", "buckets": "BUCKET[,BUCKET...]",
-    "only": "NAME[,NAME...]", "jobs": "INT", "keep": "INT", "last": "INT", "max_delete": "INT",
-    "since": "7d|24h|30m|DATE", "backup": "FOLDER|latest", "resume_at": "STEP", "changed_since": "GITREF",
-    "at": "GITREF", "from_export": "FOLDER", "task": "TASK", "table": "TABLE[,TABLE...]", "where": "SQL",
+    "env": "ENV[,ENV...]|all",
+    "envs": "ENV[,ENV...]",
+    "from_": "ENV",
+    "to": "ENV",
+    "sandbox": "ENV",
+    "preprod": "ENV",
+    "prod": "ENV",
+    "tables": "TABLE[,TABLE...]",
+    "buckets": "BUCKET[,BUCKET...]",
+    "only": "NAME[,NAME...]",
+    "jobs": "INT",
+    "keep": "INT",
+    "last": "INT",
+    "max_delete": "INT",
+    "since": "7d|24h|30m|DATE",
+    "backup": "FOLDER|latest",
+    "resume_at": "STEP",
+    "changed_since": "GITREF",
+    "at": "GITREF",
+    "from_export": "FOLDER",
+    "task": "TASK",
+    "table": "TABLE[,TABLE...]",
+    "where": "SQL",
     "keys": "VALUE[,VALUE...]",
 }
-ONE_ENV_TASKS = {"journal", "smoke", "sync-data", "sync-storage", "restore-storage", "restore-db", "deploy-functions",
-                 "release", "verify-backup"}  # their --env names one environment
+ONE_ENV_TASKS = {
+    "journal",
+    "smoke",
+    "sync-data",
+    "sync-storage",
+    "restore-storage",
+    "restore-db",
+    "deploy-functions",
+    "release",
+    "verify-backup",
+}  # their --env names one environment
 
 
 class OpsTask(Task):
@@ -75,8 +115,10 @@ def refused(error: ParseError, program: Program) -> Exit:
     context = getattr(error, "context", None)
     if unknown and context is not None and context.name:
         flags = [name for name in context.flags if name.startswith("--")]
-        message = (f"{context.name}: no such flag {unknown[1]}{nearest(unknown[1], flags)} "
-                   f"(`inv --help {context.name}` lists them)")
+        message = (
+            f"{context.name}: no such flag {unknown[1]}{nearest(unknown[1], flags)} "
+            f"(`inv --help {context.name}` lists them)"
+        )
     elif unknown:
         tasks = list(program.collection.task_names) if program.collection else []
         message = f"no such task or flag {unknown[1]}{nearest(unknown[1], tasks)} (`inv --list` lists the tasks)"
@@ -119,8 +161,9 @@ def main() -> None:
     import tasks
 
     install()
-    Program(namespace=tasks.ns, version=version(), name="supabase-ops", binary="supabase-ops",
-            binary_names=["supabase-ops"]).run()
+    Program(
+        namespace=tasks.ns, version=version(), name="supabase-ops", binary="supabase-ops", binary_names=["supabase-ops"]
+    ).run()
 
 
 def flag_reference() -> str:

@@ -20,8 +20,22 @@ from ops import conninfo
 from ops.errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-ENV_KEYS = {"ref", "branch", "frontend", "db_url", "storage_url", "storage_region", "protected",
-            "region", "ssl_root_cert", "insecure_tls", "functions_url", "bucket", "prefix", "restored_from"}
+ENV_KEYS = {
+    "ref",
+    "branch",
+    "frontend",
+    "db_url",
+    "storage_url",
+    "storage_region",
+    "protected",
+    "region",
+    "ssl_root_cert",
+    "insecure_tls",
+    "functions_url",
+    "bucket",
+    "prefix",
+    "restored_from",
+}
 TARGET_KEYS = {"storage_url", "storage_region", "bucket", "prefix"}  # a section with `bucket` is a backup target
 SETTINGS_KEYS: dict[str, set[str]] = {
     "project": {"supabase_dir"},
@@ -187,8 +201,7 @@ class Config:
             raise UserError(f"name an environment; known: {', '.join(self.environments)}")
         if name not in self.environments:
             raise UserError(
-                f"unknown environment '{name}'; known: {', '.join(self.environments)} "
-                f"(sections of {self.path})"
+                f"unknown environment '{name}'; known: {', '.join(self.environments)} (sections of {self.path})"
             )
         return self.environments[name]
 
@@ -198,8 +211,15 @@ class Config:
             raise UserError(f"unknown backup target '{name}'; known: {known} (sections of {self.path} with a bucket)")
         return self.backup_targets[name]
 
-    def envs_named(self, value: str | list[str] | None, *, default: list[str], all_of: list[str] | None = None,
-                   having: Callable[[Environment], bool] | None = None, needs: str = "") -> list[Environment]:
+    def envs_named(
+        self,
+        value: str | list[str] | None,
+        *,
+        default: list[str],
+        all_of: list[str] | None = None,
+        having: Callable[[Environment], bool] | None = None,
+        needs: str = "",
+    ) -> list[Environment]:
         """`--env` of a task that reads several: one name, a comma list, or 'all'.
 
         'all' is `all_of` (default: every section) less those `having` rejects; a list keeps its
@@ -288,8 +308,10 @@ def load(path: Path | str | None = None, *, check_refs: bool = True) -> Config:
         parser.read_string(path.read_bytes().decode("utf-8-sig"), source=str(path))
     except UnicodeDecodeError as error:
         line = path.read_bytes()[: error.start].count(b"\n") + 1
-        raise UserError(f"{path} is not UTF-8 text (byte 0x{error.object[error.start]:02x} on line {line}); "
-                        "save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
+        raise UserError(
+            f"{path} is not UTF-8 text (byte 0x{error.object[error.start]:02x} on line {line}); "
+            "save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+        ) from None
     except OSError as error:
         raise UserError(f"cannot read {path}: {error.strerror}") from None
     except configparser.Error as error:
@@ -305,10 +327,15 @@ def load(path: Path | str | None = None, *, check_refs: bool = True) -> Config:
         if read.text(name, "bucket"):
             extra = sorted(set(parser[name]) - TARGET_KEYS)
             if extra:
-                raise UserError(f"{path}: [{name}] has a bucket, so it is a backup target, which takes only "
-                                f"{', '.join(sorted(TARGET_KEYS))}; remove {', '.join(extra)}")
-            store = Environment(name=name, storage_url=read.text(name, "storage_url"),
-                                storage_region=read.text(name, "storage_region", "us-east-1"))
+                raise UserError(
+                    f"{path}: [{name}] has a bucket, so it is a backup target, which takes only "
+                    f"{', '.join(sorted(TARGET_KEYS))}; remove {', '.join(extra)}"
+                )
+            store = Environment(
+                name=name,
+                storage_url=read.text(name, "storage_url"),
+                storage_region=read.text(name, "storage_region", "us-east-1"),
+            )
             store.require_storage()
             targets[name] = BackupTarget(name, read.text(name, "bucket"), read.text(name, "prefix").strip("/"), store)
             continue
@@ -374,9 +401,11 @@ def load(path: Path | str | None = None, *, check_refs: bool = True) -> Config:
         smoke=SmokeSettings(
             urls=read.list("smoke", "urls", []),
             timeout=float(read.integer("smoke", "timeout", 10)),
-            functions={k.removeprefix("function."): _function_probe(v, path) for k, v in
-                       (dict(parser["smoke"]) if parser.has_section("smoke") else {}).items()
-                       if k.startswith("function.")},
+            functions={
+                k.removeprefix("function."): _function_probe(v, path)
+                for k, v in (dict(parser["smoke"]) if parser.has_section("smoke") else {}).items()
+                if k.startswith("function.")
+            },
         ),
     )
 
@@ -387,8 +416,9 @@ def _function_probe(value: str, path: Path) -> tuple[str, str, int]:
     try:
         method, status = parts[0].upper(), int(parts[-1])
     except (IndexError, ValueError):
-        raise UserError(f"{path}: [smoke] function.<slug> takes METHOD [/path] STATUS, e.g. POST /health 200, "
-                        f"not {value!r}") from None
+        raise UserError(
+            f"{path}: [smoke] function.<slug> takes METHOD [/path] STATUS, e.g. POST /health 200, not {value!r}"
+        ) from None
     return method, parts[1] if len(parts) == 3 else "", status
 
 
@@ -409,8 +439,9 @@ def _refuse_unknown_keys(parser: configparser.ConfigParser, path: Path) -> None:
         unknown = sorted(k for k in parser[section] if k not in known and not (prefix and k.startswith(prefix)))
         if unknown:
             extra = f" and {prefix}<name>" if prefix else ""
-            raise UserError(f"{path}: [{section}] has unknown keys {', '.join(unknown)}; "
-                            f"known: {', '.join(sorted(known))}{extra}")
+            raise UserError(
+                f"{path}: [{section}] has unknown keys {', '.join(unknown)}; known: {', '.join(sorted(known))}{extra}"
+            )
 
 
 def _refuse_secrets(parser: configparser.ConfigParser, path: Path) -> None:
@@ -432,8 +463,11 @@ def _refuse_secrets(parser: configparser.ConfigParser, path: Path) -> None:
                         f"{prefix}_DB_PASSWORD instead (the file must hold no secret)"
                     )
             if SECRET_VALUE_PATTERN.search(value) or _url_has_password(value):
-                variable = f"{prefix}_S3_ACCESS_KEY_ID and {prefix}_S3_SECRET_ACCESS_KEY" if key == "storage_url" \
+                variable = (
+                    f"{prefix}_S3_ACCESS_KEY_ID and {prefix}_S3_SECRET_ACCESS_KEY"
+                    if key == "storage_url"
                     else f"{prefix}_*"
+                )
                 raise UserError(
                     f"{path}: [{section}] {key} contains a password, key or token; keep the file "
                     f"free of secrets and set {variable} instead"
@@ -475,8 +509,10 @@ def check_refs_of(env: Environment, path: Path) -> None:
     """A section pointing at another project (a copy-paste away from writing prod) is refused."""
     for where, ref in hosted_refs(env).items():
         if ref != env.ref:
-            raise UserError(f"{path}: [{env.name}] {where} points at project {ref}, but its ref is "
-                            f"{env.ref or '(none)'}; fix the section so both name the same project")
+            raise UserError(
+                f"{path}: [{env.name}] {where} points at project {ref}, but its ref is "
+                f"{env.ref or '(none)'}; fix the section so both name the same project"
+            )
 
 
 def conninfo_secrets(db_url: str, path: Path, section: str) -> str:

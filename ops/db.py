@@ -22,8 +22,9 @@ def password_for(env: Environment) -> str | None:
     return env.secret(env.db_password_var) or _prompted.get(env.name)
 
 
-def connect(env: Environment, *, autocommit: bool = False, application: str = "ops",
-            timeout: int = 15) -> psycopg.Connection:
+def connect(
+    env: Environment, *, autocommit: bool = False, application: str = "ops", timeout: int = 15
+) -> psycopg.Connection:
     import psycopg
 
     password = password_for(env)
@@ -33,7 +34,11 @@ def connect(env: Environment, *, autocommit: bool = False, application: str = "o
             # No prepared statements: a transaction-mode pooler (Supabase's :6543) may hand each
             # transaction to another server connection, where the statement does not exist.
             conn = psycopg.connect(
-                url, password=password, autocommit=autocommit, connect_timeout=timeout, application_name=application,
+                url,
+                password=password,
+                autocommit=autocommit,
+                connect_timeout=timeout,
+                application_name=application,
                 prepare_threshold=None,
             )
             if password and not env.secret(env.db_password_var):
@@ -54,4 +59,3 @@ def prompt_password(env: Environment) -> str:
     if not sys.stdin.isatty():
         raise UserError(f"{env.name}: the database asks for a password: set {env.db_password_var}")
     return getpass.getpass(f"Database password for {env.name} ({env.db_password_var}): ")
-

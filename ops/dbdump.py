@@ -26,17 +26,55 @@ from ops.errors import OperationFailed, UserError
 from ops.report import Result, Table
 
 # Schemas the platform creates and migrates itself: never in schema.sql.
-MANAGED_SCHEMAS = ("auth", "storage", "realtime", "_realtime", "extensions", "vault", "graphql", "graphql_public",
-                   "pgsodium", "pgsodium_masks", "pgbouncer", "cron", "net", "_analytics", "supabase_functions",
-                   "supabase_migrations", "information_schema")
+MANAGED_SCHEMAS = (
+    "auth",
+    "storage",
+    "realtime",
+    "_realtime",
+    "extensions",
+    "vault",
+    "graphql",
+    "graphql_public",
+    "pgsodium",
+    "pgsodium_masks",
+    "pgbouncer",
+    "cron",
+    "net",
+    "_analytics",
+    "supabase_functions",
+    "supabase_migrations",
+    "information_schema",
+)
 MANAGED_PREFIXES = ("supabase_", "pg_")
 # Their own migration history: the platform's, never restored over a new project's.
 HISTORY_TABLES = ("auth.schema_migrations", "storage.migrations", "supabase_functions.migrations")
 # Rows that are platform state, not the project's data.
-NO_DATA_SCHEMAS = ("vault", "pgsodium", "realtime", "_realtime", "net", "cron", "_analytics", "graphql",
-                   "graphql_public", "extensions", "pgbouncer", "information_schema")
-PLATFORM_ROLES = ("postgres", "anon", "authenticated", "service_role", "authenticator", "dashboard_user",
-                  "pgbouncer", "pgsodium_keyholder", "pgsodium_keyiduser", "pgsodium_keymaker")
+NO_DATA_SCHEMAS = (
+    "vault",
+    "pgsodium",
+    "realtime",
+    "_realtime",
+    "net",
+    "cron",
+    "_analytics",
+    "graphql",
+    "graphql_public",
+    "extensions",
+    "pgbouncer",
+    "information_schema",
+)
+PLATFORM_ROLES = (
+    "postgres",
+    "anon",
+    "authenticated",
+    "service_role",
+    "authenticator",
+    "dashboard_user",
+    "pgbouncer",
+    "pgsodium_keyholder",
+    "pgsodium_keyiduser",
+    "pgsodium_keymaker",
+)
 FILES = ("roles.sql", "schema.sql", "data.sql")
 
 
@@ -72,21 +110,42 @@ class Layout:
 def read_layout(env: Environment) -> Layout:
     layout = Layout()
     with connect(env, autocommit=True, application="ops backup") as conn:
-        schemas = [r[0] for r in conn.execute(
-            "SELECT nspname FROM pg_namespace WHERE has_schema_privilege(oid, 'USAGE') ORDER BY nspname").fetchall()]
+        schemas = [
+            r[0]
+            for r in conn.execute(
+                "SELECT nspname FROM pg_namespace WHERE has_schema_privilege(oid, 'USAGE') ORDER BY nspname"
+            ).fetchall()
+        ]
         layout.schema_schemas = [s for s in schemas if s not in MANAGED_SCHEMAS and not s.startswith(MANAGED_PREFIXES)]
-        layout.data_schemas = [s for s in schemas if s not in NO_DATA_SCHEMAS and not s.startswith("pg_")
-                               and (s not in MANAGED_SCHEMAS or s in ("auth", "storage", "supabase_migrations"))]
-        layout.unreadable = [f"{r[0]}.{r[1]}" for r in conn.execute(
-            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE c.relkind IN ('r', 'p') AND n.nspname = ANY(%s) "
-            "AND NOT has_table_privilege(c.oid, 'SELECT')", (layout.data_schemas,)).fetchall()]
+        layout.data_schemas = [
+            s
+            for s in schemas
+            if s not in NO_DATA_SCHEMAS
+            and not s.startswith("pg_")
+            and (s not in MANAGED_SCHEMAS or s in ("auth", "storage", "supabase_migrations"))
+        ]
+        layout.unreadable = [
+            f"{r[0]}.{r[1]}"
+            for r in conn.execute(
+                "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.relkind IN ('r', 'p') AND n.nspname = ANY(%s) "
+                "AND NOT has_table_privilege(c.oid, 'SELECT')",
+                (layout.data_schemas,),
+            ).fetchall()
+        ]
         for name, login in conn.execute(
-                "SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname !~ '^(pg_|supabase)' "
-                "AND NOT rolsuper AND rolname <> ALL(%s) ORDER BY rolname", (list(PLATFORM_ROLES),)).fetchall():
-            member_of = [r[0] for r in conn.execute(
-                "SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid "
-                "JOIN pg_roles u ON u.oid = m.member WHERE u.rolname = %s ORDER BY 1", (name,)).fetchall()]
+            "SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname !~ '^(pg_|supabase)' "
+            "AND NOT rolsuper AND rolname <> ALL(%s) ORDER BY rolname",
+            (list(PLATFORM_ROLES),),
+        ).fetchall():
+            member_of = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid "
+                    "JOIN pg_roles u ON u.oid = m.member WHERE u.rolname = %s ORDER BY 1",
+                    (name,),
+                ).fetchall()
+            ]
             layout.roles.append((name, login, member_of))
     return layout
 
@@ -98,8 +157,11 @@ def roles_sql(layout: Layout) -> str:
     lines = ["-- The project's own roles (platform roles excluded); passwords are not backed up: set them again.\n"]
     for name, login, member_of in layout.roles:
         create = SQL("CREATE ROLE {} {}").format(Identifier(name), SQL("LOGIN" if login else "NOLOGIN"))
-        lines.append(SQL("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {}) THEN {}; END IF; "
-                         "END $$;\n").format(Literal(name), create).as_string(None))
+        lines.append(
+            SQL("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {}) THEN {}; END IF; END $$;\n")
+            .format(Literal(name), create)
+            .as_string(None)
+        )
         for group in member_of:
             lines.append(SQL("GRANT {} TO {};\n").format(Identifier(group), Identifier(name)).as_string(None))
     return "".join(lines)
@@ -113,13 +175,40 @@ def dump_database(env: Environment, folder: Path) -> list[Path]:
     pg_dump = tool("pg_dump")
     (folder / "roles.sql").write_text(roles_sql(layout), encoding="utf-8")
     schema_args = [f"--schema={s}" for s in layout.schema_schemas]
-    run_tool(env, [pg_dump, "--schema-only", "--no-owner", "--no-privileges", *schema_args,
-                   "--file", str(folder / "schema.sql"), "--dbname", target], "pg_dump (schema)")
+    run_tool(
+        env,
+        [
+            pg_dump,
+            "--schema-only",
+            "--no-owner",
+            "--no-privileges",
+            *schema_args,
+            "--file",
+            str(folder / "schema.sql"),
+            "--dbname",
+            target,
+        ],
+        "pg_dump (schema)",
+    )
     fit_for_a_new_project(folder / "schema.sql")
     skipped = [f"--exclude-table-data={t}" for t in (*HISTORY_TABLES, *layout.unreadable)]
     data_args = [f"--schema={s}" for s in layout.data_schemas]
-    run_tool(env, [pg_dump, "--data-only", "--no-owner", "--no-privileges", *data_args, *skipped,
-                   "--file", str(folder / "data.sql"), "--dbname", target], "pg_dump (data)")
+    run_tool(
+        env,
+        [
+            pg_dump,
+            "--data-only",
+            "--no-owner",
+            "--no-privileges",
+            *data_args,
+            *skipped,
+            "--file",
+            str(folder / "data.sql"),
+            "--dbname",
+            target,
+        ],
+        "pg_dump (data)",
+    )
     return [folder / name for name in FILES]
 
 
@@ -143,17 +232,35 @@ def fit_for_a_new_project(schema_file: Path) -> None:
 def app_tables(env: Environment) -> list[str]:
     """Tables in public: a project whose public schema holds any is no empty target."""
     with connect(env, autocommit=True, application="ops restore-db") as conn:
-        return [r[0] for r in conn.execute(
-            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm') ORDER BY 1").fetchall()]
+        return [
+            r[0]
+            for r in conn.execute(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm') ORDER BY 1"
+            ).fetchall()
+        ]
 
 
 def restore(env: Environment, folder: Path) -> None:
     """roles, schema, then data under session_replication_role = replica: one transaction, all or nothing."""
-    argv = [tool("psql"), "--no-psqlrc", "--quiet", "-v", "ON_ERROR_STOP=1", "--single-transaction",
-            "-f", str(folder / "roles.sql"), "-f", str(folder / "schema.sql"),
-            "-c", "SET session_replication_role = replica", "-f", str(folder / "data.sql"),
-            "--dbname", dburl.for_pg_dump(env)]
+    argv = [
+        tool("psql"),
+        "--no-psqlrc",
+        "--quiet",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "--single-transaction",
+        "-f",
+        str(folder / "roles.sql"),
+        "-f",
+        str(folder / "schema.sql"),
+        "-c",
+        "SET session_replication_role = replica",
+        "-f",
+        str(folder / "data.sql"),
+        "--dbname",
+        dburl.for_pg_dump(env),
+    ]
     run_tool(env, argv, "restoring the database (nothing was committed)")
 
 
@@ -166,12 +273,16 @@ class RestoreDbResult(Result):
     copied_rows: int = 0
 
     def footer(self) -> str:
-        return (f"restored {self.source}'s database from {self.backup} into {self.target}: roles, schema and "
-                f"{self.copied_rows:,} rows in {self.tables} tables, in one transaction")
+        return (
+            f"restored {self.source}'s database from {self.backup} into {self.target}: roles, schema and "
+            f"{self.copied_rows:,} rows in {self.tables} tables, in one transaction"
+        )
 
     def rows(self) -> Table:
-        return Table(["backup", "from", "into", "tables", "rows"],
-                     [[self.backup, self.source, self.target, self.tables, self.copied_rows]])
+        return Table(
+            ["backup", "from", "into", "tables", "rows"],
+            [[self.backup, self.source, self.target, self.tables, self.copied_rows]],
+        )
 
 
 def snapshot_folder(config: Config, backup: str | None, env: Environment) -> Path:
@@ -186,18 +297,23 @@ def snapshot_folder(config: Config, backup: str | None, env: Environment) -> Pat
         series = config.backup.dir / f"{env.name}-{env.ref}"
         found = [p for p in complete_backups(series) if (p / "database" / "data.sql").is_file()]
         if not found:
-            raise UserError(f"no full backup with a database dump of {env.name} in {series}: run "
-                            f"`inv backup --env {env.name}` first, or name one with --backup")
+            raise UserError(
+                f"no full backup with a database dump of {env.name} in {series}: run "
+                f"`inv backup --env {env.name}` first, or name one with --backup"
+            )
         path = found[-1]
     missing = [name for name in FILES if not (path / "database" / name).is_file()]
     if missing:
-        raise UserError(f"{path} holds no database dump ({', '.join(missing)} missing); snapshots made before "
-                        "restore-db existed hold database.dump: restore that with pg_restore by hand")
+        raise UserError(
+            f"{path} holds no database dump ({', '.join(missing)} missing); snapshots made before "
+            "restore-db existed hold database.dump: restore that with pg_restore by hand"
+        )
     return path
 
 
-def restore_db(config: Config, *, backup: str | None, target: str | None, env: str | None, force: bool,
-               yes: bool) -> RestoreDbResult:
+def restore_db(
+    config: Config, *, backup: str | None, target: str | None, env: str | None, force: bool, yes: bool
+) -> RestoreDbResult:
     import json
 
     from ops.backup.store import METADATA_FILE
@@ -212,15 +328,19 @@ def restore_db(config: Config, *, backup: str | None, target: str | None, env: s
     recorded = json.loads((path / METADATA_FILE).read_text(encoding="utf-8"))
     checked = verify_backup(config, backup=str(path), env=None)
     if not checked.ok:
-        raise UserError(f"{path} does not match its manifest ({len(checked.missing)} missing, "
-                        f"{len(checked.corrupt)} corrupt): run inv verify-backup --backup {path}. "
-                        "Nothing was restored.")
+        raise UserError(
+            f"{path} does not match its manifest ({len(checked.missing)} missing, "
+            f"{len(checked.corrupt)} corrupt): run inv verify-backup --backup {path}. "
+            "Nothing was restored."
+        )
     present = app_tables(target_env)
     if present and not force:
-        raise UserError(f"{target_env.name} already has app tables ({', '.join(present[:5])}"
-                        f"{', ...' if len(present) > 5 else ''}): restore-db fills a new project (or a PITR-restored "
-                        "one) whose public schema is empty. Pass --force to try anyway: the restore is one "
-                        "transaction and leaves the target as it was if anything clashes. Nothing was restored.")
+        raise UserError(
+            f"{target_env.name} already has app tables ({', '.join(present[:5])}"
+            f"{', ...' if len(present) > 5 else ''}): restore-db fills a new project (or a PITR-restored "
+            "one) whose public schema is empty. Pass --force to try anyway: the restore is one "
+            "transaction and leaves the target as it was if anything clashes. Nothing was restored."
+        )
     confirm_write(target_env, yes=yes, action=f"restore the database of {recorded.get('env')} into it")
     restore(target_env, path / "database")
     data = (path / "database" / "data.sql").read_text(encoding="utf-8")

@@ -96,8 +96,10 @@ def session_params(env: Environment, tool: str) -> dict[str, str]:
     if not is_transaction_pooler(found):
         return found
     if found.get("host", "").endswith(SUPABASE_POOLER_SUFFIX):
-        progress(f"{env.name}: {tool} needs a session: using the session pooler (port {SESSION_POOLER_PORT}) "
-                 f"instead of the transaction pooler (port {TRANSACTION_POOLER_PORT})")
+        progress(
+            f"{env.name}: {tool} needs a session: using the session pooler (port {SESSION_POOLER_PORT}) "
+            f"instead of the transaction pooler (port {TRANSACTION_POOLER_PORT})"
+        )
         return {**found, "port": SESSION_POOLER_PORT}
     raise UserError(
         f"{env.name}: {tool} cannot work through a transaction-mode pooler (port {TRANSACTION_POOLER_PORT}): "

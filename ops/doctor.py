@@ -54,9 +54,13 @@ class DoctorReport(Result):
     verbose: bool = False
 
     def rows(self) -> Table:
-        return Table(["env", "check", "status", "detail", "fix"],
-                     [[c.env, c.check, "ok" if c.ok else "skipped" if c.skipped else "FAIL", c.detail, c.fix]
-                      for c in self.checks])
+        return Table(
+            ["env", "check", "status", "detail", "fix"],
+            [
+                [c.env, c.check, "ok" if c.ok else "skipped" if c.skipped else "FAIL", c.detail, c.fix]
+                for c in self.checks
+            ],
+        )
 
     def text(self) -> str:
         """One line per check, grouped per environment, wrapped to the terminal (like `flutter doctor`)."""
@@ -119,15 +123,27 @@ def database_checks(env: Environment) -> list[Check]:
         with open_db(env, autocommit=True, application="ops doctor", timeout=TIMEOUT) as conn:
             version, user, superuser = conn.execute(
                 "SELECT current_setting('server_version_num'), current_user, "
-                "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user)").fetchall()[0]
+                "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"
+            ).fetchall()[0]
             found["major"] = str(int(version) // 10000)
             params = dburl.params(env)
-            tls = "TLS verified" if params.get("sslmode") in ("verify-full", "verify-ca") and conn.pgconn.ssl_in_use \
-                else "TLS (not verified)" if conn.pgconn.ssl_in_use else "no TLS (loopback)"
-            mode = "transaction pooler" if dburl.is_transaction_pooler(params) else \
-                "session pooler" if params.get("host", "").endswith(dburl.SUPABASE_POOLER_SUFFIX) else "direct"
-            return (f"PostgreSQL {int(version) // 10000}, {tls}, {mode}, as {user}"
-                    + (" (superuser)" if superuser else ""))
+            tls = (
+                "TLS verified"
+                if params.get("sslmode") in ("verify-full", "verify-ca") and conn.pgconn.ssl_in_use
+                else "TLS (not verified)"
+                if conn.pgconn.ssl_in_use
+                else "no TLS (loopback)"
+            )
+            mode = (
+                "transaction pooler"
+                if dburl.is_transaction_pooler(params)
+                else "session pooler"
+                if params.get("host", "").endswith(dburl.SUPABASE_POOLER_SUFFIX)
+                else "direct"
+            )
+            return f"PostgreSQL {int(version) // 10000}, {tls}, {mode}, as {user}" + (
+                " (superuser)" if superuser else ""
+            )
 
     def pg_dump() -> str:
         from ops.dbdump import tool
@@ -141,13 +157,29 @@ def database_checks(env: Environment) -> list[Check]:
         return f"pg_dump {major}" + (f" >= server {found['major']}" if "major" in found else "")
 
     if not env.db_url:
-        return [Check(env.name, "database", False, "not configured", "add db_url (or ref and region) to its section",
-                      skipped=True)]
-    database = timed(env.name, "database", connect,
-                     f"check db_url, {env.db_password_var}, the network (IPv6-only direct hosts: use the session "
-                     "pooler) and ssl_root_cert")
-    tool = timed(env.name, "pg_dump", pg_dump,
-                 "install PostgreSQL client tools of the server's major version or newer, or set OPS_PG_DUMP")
+        return [
+            Check(
+                env.name,
+                "database",
+                False,
+                "not configured",
+                "add db_url (or ref and region) to its section",
+                skipped=True,
+            )
+        ]
+    database = timed(
+        env.name,
+        "database",
+        connect,
+        f"check db_url, {env.db_password_var}, the network (IPv6-only direct hosts: use the session "
+        "pooler) and ssl_root_cert",
+    )
+    tool = timed(
+        env.name,
+        "pg_dump",
+        pg_dump,
+        "install PostgreSQL client tools of the server's major version or newer, or set OPS_PG_DUMP",
+    )
     return [database, tool]
 
 
@@ -167,9 +199,13 @@ def storage_check(config: Config, env: Environment) -> Check:
 
     if not env.storage_url:
         return Check(env.name, "storage", False, "not configured", "add storage_url to its section", skipped=True)
-    return timed(env.name, "storage", work,
-                 f"check storage_url, {env.s3_key_id_var}, {env.s3_secret_var}, storage_region, and that "
-                 "migrations created the buckets")
+    return timed(
+        env.name,
+        "storage",
+        work,
+        f"check storage_url, {env.s3_key_id_var}, {env.s3_secret_var}, storage_region, and that "
+        "migrations created the buckets",
+    )
 
 
 def api_check(config: Config, env: Environment) -> Check:
@@ -186,10 +222,15 @@ def api_check(config: Config, env: Environment) -> Check:
         return f"project {env.ref} visible with the token"
 
     if not env.ref:
-        return Check(env.name, "management api", False, "not configured", "add the project ref to its section",
-                     skipped=True)
-    return timed(env.name, "management api", work,
-                 "set SUPABASE_ACCESS_TOKEN (or run supabase login) with access to this project")
+        return Check(
+            env.name, "management api", False, "not configured", "add the project ref to its section", skipped=True
+        )
+    return timed(
+        env.name,
+        "management api",
+        work,
+        "set SUPABASE_ACCESS_TOKEN (or run supabase login) with access to this project",
+    )
 
 
 def cli_check() -> Check:
@@ -198,8 +239,9 @@ def cli_check() -> Check:
             binary = supabase_cli.binary()
         except OpsError:
             raise OperationFailed("not installed") from None
-        result = subprocess.run([binary, "--version"], capture_output=True, text=True,
-                                timeout=TIMEOUT * 3, env=child_env("supabase"))
+        result = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=TIMEOUT * 3, env=child_env("supabase")
+        )
         version = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "unknown"
         if version != supabase_cli.PINNED_VERSION:
             raise OperationFailed(f"supabase {version}, expected {supabase_cli.PINNED_VERSION}")
@@ -209,8 +251,14 @@ def cli_check() -> Check:
 
 
 def examine(config: Config, env: Environment) -> list[Check]:
-    checks = [timed(env.name, "config", lambda: config_check(config, env),
-                    "point db_url and storage_url at this section's own project (or fix its ref)")]
+    checks = [
+        timed(
+            env.name,
+            "config",
+            lambda: config_check(config, env),
+            "point db_url and storage_url at this section's own project (or fix its ref)",
+        )
+    ]
     if not checks[0].ok:
         return checks  # never connect to a project the section does not name
     return [*checks, *database_checks(env), storage_check(config, env), api_check(config, env)]

@@ -27,9 +27,7 @@ from ops.safety import confirm_write
 from ops.supabase_cli import cli_workdir
 
 FUNCTION_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
-RELATIVE_IMPORT = re.compile(
-    r"""(?:\bfrom\s*|\bimport\s*\(?\s*|\bexport\s*\*\s*from\s*)["'](\.{1,2}/[^"']+)["']"""
-)
+RELATIVE_IMPORT = re.compile(r"""(?:\bfrom\s*|\bimport\s*\(?\s*|\bexport\s*\*\s*from\s*)["'](\.{1,2}/[^"']+)["']""")
 
 
 def functions_dir(config: Config) -> Path:
@@ -41,8 +39,9 @@ def local_functions(config: Config) -> list[str]:
     folder = functions_dir(config)
     if not folder.is_dir():
         return []
-    return sorted(p.name for p in folder.iterdir()
-                  if p.is_dir() and FUNCTION_NAME.match(p.name) and (p / "index.ts").is_file())
+    return sorted(
+        p.name for p in folder.iterdir() if p.is_dir() and FUNCTION_NAME.match(p.name) and (p / "index.ts").is_file()
+    )
 
 
 def imported_files(entry: Path, root: Path) -> set[Path]:
@@ -100,15 +99,21 @@ def select_functions(config: Config, only: list[str] | None, changed_since: str 
     if only and changed_since:
         raise UserError("use either --only or --changed-since, not both")
     if only:
-        return choose(only, available, lambda unknown: (
-            f"no such function(s): {', '.join(unknown)} (functions are folders of {functions_dir(config)} "
-            "with an index.ts)"))
+        return choose(
+            only,
+            available,
+            lambda unknown: (
+                f"no such function(s): {', '.join(unknown)} (functions are folders of {functions_dir(config)} "
+                "with an index.ts)"
+            ),
+        )
     if changed_since:
         return changed_functions(config, changed_since)
     return available
 
 
 # ---------------------------------------------------------------- deploy
+
 
 @dataclass
 class DeployResult(Result):
@@ -127,9 +132,20 @@ class DeployResult(Result):
     def rows(self) -> Table:
         if self.dry_run:
             return Table(["function", f"{self.env} ({self.ref})"], [[name, "would deploy"] for name in self.functions])
-        return Table(["function", f"{self.env} ({self.ref})"],
-                     [[name, f"failed: {self.reasons.get(name, '')}".rstrip(": ") if name in self.failed
-                       else "deployed (retried)" if name in self.retried else "deployed"] for name in self.functions])
+        return Table(
+            ["function", f"{self.env} ({self.ref})"],
+            [
+                [
+                    name,
+                    f"failed: {self.reasons.get(name, '')}".rstrip(": ")
+                    if name in self.failed
+                    else "deployed (retried)"
+                    if name in self.retried
+                    else "deployed",
+                ]
+                for name in self.functions
+            ],
+        )
 
     @property
     def short_commit(self) -> str:
@@ -145,8 +161,9 @@ class DeployResult(Result):
         if not self.failed:
             return None
         why = "".join(f"\n  {name}: {self.reasons[name]}" for name in self.failed if self.reasons.get(name))
-        return OperationFailed(f"{len(self.failed)} function(s) failed: {', '.join(self.failed)}{why}\n"
-                               f"re-run: {self.rerun}")
+        return OperationFailed(
+            f"{len(self.failed)} function(s) failed: {', '.join(self.failed)}{why}\nre-run: {self.rerun}"
+        )
 
 
 def deploy_args(names: list[str], ref: str, jobs: int, *, verify_jwt: bool = False) -> list[str]:
@@ -181,9 +198,17 @@ def remote_versions(config: Config, env: Environment) -> dict[str, int] | None:
     return listed.versions
 
 
-def deploy_functions(config: Config, *, env: str | None, only: list[str] | None = None,
-                     changed_since: str | None = None, dry_run: bool = False, jobs: int | None = None,
-                     yes: bool = False, at: str | None = None) -> DeployResult:
+def deploy_functions(
+    config: Config,
+    *,
+    env: str | None,
+    only: list[str] | None = None,
+    changed_since: str | None = None,
+    dry_run: bool = False,
+    jobs: int | None = None,
+    yes: bool = False,
+    at: str | None = None,
+) -> DeployResult:
     """Deploy the working tree's functions, or with `at` the functions as they were at that git ref."""
     if at is None:
         result = _deploy(config, env=env, only=only, changed_since=changed_since, dry_run=dry_run, jobs=jobs, yes=yes)
@@ -225,8 +250,16 @@ def checkout_at(config: Config, ref: str, scratch: Path) -> tuple[str, Config]:
     return commit, dataclasses.replace(config, supabase_dir=scratch / relative)
 
 
-def _deploy(config: Config, *, env: str | None, only: list[str] | None, changed_since: str | None, dry_run: bool,
-            jobs: int | None, yes: bool) -> DeployResult:
+def _deploy(
+    config: Config,
+    *,
+    env: str | None,
+    only: list[str] | None,
+    changed_since: str | None,
+    dry_run: bool,
+    jobs: int | None,
+    yes: bool,
+) -> DeployResult:
     environment = config.env(env or config.workflows.prod)
     if not environment.ref:
         raise UserError(f"environment '{environment.name}' has no ref: add the project ref to its section")
@@ -253,8 +286,9 @@ def _deploy(config: Config, *, env: str | None, only: list[str] | None, changed_
         for verify in (False, True):  # one bulk call per JWT setting (the CLI's flag applies to all it deploys)
             group = [n for n in names if (n in verified) == verify]
             if group:
-                bulk = supabase_cli.run(deploy_args(group, environment.ref, jobs, verify_jwt=verify),
-                                        workdir=workdir, on_line=show)
+                bulk = supabase_cli.run(
+                    deploy_args(group, environment.ref, jobs, verify_jwt=verify), workdir=workdir, on_line=show
+                )
                 result.cli_calls += 1
                 bulk_ok = bulk_ok and bulk.ok
     if bulk_ok:
@@ -286,7 +320,8 @@ def _deploy(config: Config, *, env: str | None, only: list[str] | None, changed_
     result.deployed += result.retried
     if result.failed:
         result.rerun = invocation.command(
-            drop=("only", "changed_since"), add={"only": result.failed},
-            fallback=f"inv deploy-functions --env {environment.name} --only {','.join(result.failed)}")
+            drop=("only", "changed_since"),
+            add={"only": result.failed},
+            fallback=f"inv deploy-functions --env {environment.name} --only {','.join(result.failed)}",
+        )
     return result
-

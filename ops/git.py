@@ -9,14 +9,22 @@ from ops.childenv import child_env
 
 
 def run(cwd: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                          env=child_env("git"), timeout=timeout)
+    return subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        env=child_env("git"),
+        timeout=timeout,
+    )
 
 
 def run_bytes(cwd: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[bytes]:
     """For binary output (`git archive`)."""
-    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, stdin=subprocess.DEVNULL,
-                          env=child_env("git"), timeout=timeout)
+    return subprocess.run(
+        ["git", *args], cwd=cwd, capture_output=True, stdin=subprocess.DEVNULL, env=child_env("git"), timeout=timeout
+    )
 
 
 def out(cwd: Path, *args: str) -> str:

@@ -94,8 +94,13 @@ def finish(entry: Entry, exit_code: int, failure: str = "") -> None:
             refs = {name: env.ref for name, env in loaded.environments.items()}
         except Exception:  # noqa: BLE001 -- a broken environments file still gets its line, at the default path
             pass
-        envs = [name for key in ENV_FLAGS for value in _as_list(entry.flags.get(key.rstrip("_")))
-                for name in re.split(r"[\s,]+", value) if name]
+        envs = [
+            name
+            for key in ENV_FLAGS
+            for value in _as_list(entry.flags.get(key.rstrip("_")))
+            for name in re.split(r"[\s,]+", value)
+            if name
+        ]
         commit, dirty = working_tree(path.parent)
         line = {
             "time": entry.time,
@@ -161,9 +166,21 @@ class JournalReport(Result):
         def task(entry: dict[str, Any]) -> str:
             return str(entry.get("task", "")) + (" (dry run)" if entry.get("dry_run") else "")
 
-        return Table(["time", "user", "task", "envs", "exit", "outcome", "seconds"],
-                     [[e.get("time"), e.get("user"), task(e), ",".join(e.get("envs", [])), e.get("exit_code"),
-                       e.get("outcome"), e.get("seconds")] for e in self.entries])
+        return Table(
+            ["time", "user", "task", "envs", "exit", "outcome", "seconds"],
+            [
+                [
+                    e.get("time"),
+                    e.get("user"),
+                    task(e),
+                    ",".join(e.get("envs", [])),
+                    e.get("exit_code"),
+                    e.get("outcome"),
+                    e.get("seconds"),
+                ]
+                for e in self.entries
+            ],
+        )
 
     def footer(self) -> str:
         notes = [] if self.entries else ["no journal entries match"]
@@ -206,8 +223,9 @@ def entry_of(raw: bytes) -> dict[str, Any] | None:
         return None
 
 
-def read(path: Path, *, env: str | None = None, task: str | None = None, since: str | None = None,
-         last: int = 20) -> JournalReport:
+def read(
+    path: Path, *, env: str | None = None, task: str | None = None, since: str | None = None, last: int = 20
+) -> JournalReport:
     """The matching lines, newest first; a damaged line is skipped and counted, never fatal."""
     start = parse_since(since) if since else None
     entries, damaged = [], 0

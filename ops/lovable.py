@@ -29,8 +29,10 @@ class LovableResult(Result):
     summary: str = ""
 
     def rows(self) -> Table:
-        return Table(["status", "path", "added", "deleted"],
-                     [[f["status"], f["path"], f["added"], f["deleted"]] for f in self.files])
+        return Table(
+            ["status", "path", "added", "deleted"],
+            [[f["status"], f["path"], f["added"], f["deleted"]] for f in self.files],
+        )
 
     def footer(self) -> str:
         return self.summary
@@ -67,8 +69,10 @@ def fetch(config: Config) -> tuple[Git, str, LovableResult]:
 
 def changed_files(git: Git, base: str, theirs: str, paths: list[str]) -> list[dict]:
     """What Lovable's branch changed since it last met ours (a three-dot diff)."""
-    statuses = dict(line.split("\t", 1)[::-1] for line in
-                    git.out("diff", "--name-status", "--no-renames", f"{base}...{theirs}", "--", *paths).splitlines())
+    statuses = dict(
+        line.split("\t", 1)[::-1]
+        for line in git.out("diff", "--name-status", "--no-renames", f"{base}...{theirs}", "--", *paths).splitlines()
+    )
     files = []
     for line in git.out("diff", "--numstat", "--no-renames", f"{base}...{theirs}", "--", *paths).splitlines():
         added, deleted, path = line.split("\t", 2)
@@ -96,13 +100,15 @@ def sync_lovable(config: Config, *, diff_only: bool) -> LovableResult:
         return result
     if git.out("status", "--porcelain", "--untracked-files=no"):
         raise UserError("the working tree has uncommitted changes: commit or stash them before merging Lovable's")
-    merge = git("merge", "--no-ff", "--no-edit", "-m", f"Merge Lovable {result.branch} ({theirs[:12]})", theirs,
-                check=False)
+    merge = git(
+        "merge", "--no-ff", "--no-edit", "-m", f"Merge Lovable {result.branch} ({theirs[:12]})", theirs, check=False
+    )
     if merge.returncode != 0:
         files = conflicted(git)
         git("merge", "--abort", check=False)
-        raise OperationFailed(f"merging Lovable's changes {_why(merge, files)}. The merge was aborted; "
-                              "the repository is as it was.")
+        raise OperationFailed(
+            f"merging Lovable's changes {_why(merge, files)}. The merge was aborted; the repository is as it was."
+        )
     result.merged = True
     result.summary = f"merged {len(result.files)} changed file(s) from {result.remote}/{result.branch}"
     return result
@@ -126,8 +132,9 @@ def update_lovable(config: Config, *, dry_run: bool = False) -> LovableResult:
     try:
         git("worktree", "add", "--quiet", "--detach", str(scratch / "tree"), theirs)
         tree = scratch / "tree"
-        merge = git("merge", "--no-edit", "-m", f"Merge {ours} into Lovable {result.branch}", ours_commit,
-                    check=False, cwd=tree)
+        merge = git(
+            "merge", "--no-edit", "-m", f"Merge {ours} into Lovable {result.branch}", ours_commit, check=False, cwd=tree
+        )
         if merge.returncode != 0:
             files = conflicted(git, cwd=tree)
             git("merge", "--abort", check=False, cwd=tree)

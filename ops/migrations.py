@@ -82,8 +82,9 @@ class EnvPlan:
 
 def plan_env(local: list[Migration], state: RemoteState, env: Environment) -> EnvPlan:
     versions = {m.version for m in local}
-    return EnvPlan(env, [m for m in local if m.version not in state.applied],
-                   sorted(v for v in state.applied if v not in versions))
+    return EnvPlan(
+        env, [m for m in local if m.version not in state.applied], sorted(v for v in state.applied if v not in versions)
+    )
 
 
 def pending_table(plans: list[EnvPlan]) -> str:
@@ -92,6 +93,7 @@ def pending_table(plans: list[EnvPlan]) -> str:
 
 
 # ---------------------------------------------------------------- push
+
 
 @dataclass
 class PushRow:
@@ -115,8 +117,10 @@ class PushResult(Result):
         return {"dry_run": self.dry_run, "envs": [asdict(r) for r in self.envs]}
 
     def rows(self) -> Table:
-        return Table(["env", "status", "applied", "pending", "detail"],
-                     [[r.env, r.status, r.applied, r.pending, r.detail] for r in self.envs])
+        return Table(
+            ["env", "status", "applied", "pending", "detail"],
+            [[r.env, r.status, r.applied, r.pending, r.detail] for r in self.envs],
+        )
 
     def failure(self) -> OpsError | None:
         if self.failed:
@@ -124,9 +128,16 @@ class PushResult(Result):
         return None
 
 
-def push_migrations(config: Config, *, env: str | None, dry_run: bool = False, yes: bool = False,
-                    include_all: bool = False, skip_preprod_check: bool = False,
-                    show: Callable[[str], None] = print) -> PushResult:
+def push_migrations(
+    config: Config,
+    *,
+    env: str | None,
+    dry_run: bool = False,
+    yes: bool = False,
+    include_all: bool = False,
+    skip_preprod_check: bool = False,
+    show: Callable[[str], None] = print,
+) -> PushResult:
     """Push pending migrations; `show` receives the pending table before anything changes."""
     envs = config.envs_named(env, default=[config.workflows.prod], all_of=config.migrations.all_order)
     for each in envs:  # `db push` needs a whole session: refuse a transaction pooler before connecting
@@ -138,9 +149,10 @@ def push_migrations(config: Config, *, env: str | None, dry_run: bool = False, y
     if drift:
         lines = [f"{p.env.name}: {', '.join(p.remote_only)}" for p in drift]
         raise UserError(
-            "migrations applied remotely but missing locally:\n  " + "\n  ".join(lines)
+            "migrations applied remotely but missing locally:\n  "
+            + "\n  ".join(lines)
             + "\nFetch them (git pull) or mark them reverted: supabase migration repair --status reverted VERSION "
-              "--db-url URL. Nothing was pushed."
+            "--db-url URL. Nothing was pushed."
         )
     if not include_all:
         for plan in plans:
@@ -153,11 +165,14 @@ def push_migrations(config: Config, *, env: str | None, dry_run: bool = False, y
                 )
     show(pending_table(plans))
     for index, plan in enumerate(plans):
-        _check_tested_first(config, plan, states, pushed_before=[p.env.name for p in plans[:index]],
-                            skip=skip_preprod_check)
+        _check_tested_first(
+            config, plan, states, pushed_before=[p.env.name for p in plans[:index]], skip=skip_preprod_check
+        )
     if dry_run:
-        return PushResult([PushRow(p.env.name, "would apply" if p.pending else "up to date", pending=len(p.pending))
-                           for p in plans], True)
+        return PushResult(
+            [PushRow(p.env.name, "would apply" if p.pending else "up to date", pending=len(p.pending)) for p in plans],
+            True,
+        )
     for plan in plans:
         if plan.pending:
             confirm_write(plan.env, yes=yes, action=f"apply {len(plan.pending)} migration(s)")
@@ -173,15 +188,23 @@ def push_migrations(config: Config, *, env: str | None, dry_run: bool = False, y
         if detail is None and not after.pending:
             rows.append(PushRow(plan.env.name, "done", applied=applied))
             continue
-        rows.append(PushRow(plan.env.name, "failed", applied=applied, pending=len(after.pending),
-                            detail=detail or "migrations still pending after push"))
-        rows += [PushRow(p.env.name, "not run", pending=len(p.pending)) for p in plans[index + 1:]]
+        rows.append(
+            PushRow(
+                plan.env.name,
+                "failed",
+                applied=applied,
+                pending=len(after.pending),
+                detail=detail or "migrations still pending after push",
+            )
+        )
+        rows += [PushRow(p.env.name, "not run", pending=len(p.pending)) for p in plans[index + 1 :]]
         break
     return PushResult(rows, False)
 
 
-def _check_tested_first(config: Config, plan: EnvPlan, states: dict[str, RemoteState], *, pushed_before: list[str],
-                        skip: bool) -> None:
+def _check_tested_first(
+    config: Config, plan: EnvPlan, states: dict[str, RemoteState], *, pushed_before: list[str], skip: bool
+) -> None:
     """Critical rule 2: a migration reaches prod only after preprod has it (`[migrations] test_first`)."""
     staging = config.migrations.test_first.get(plan.env.name)
     if skip or not staging or not plan.pending or staging in pushed_before:
@@ -194,8 +217,9 @@ def _check_tested_first(config: Config, plan: EnvPlan, states: dict[str, RemoteS
         )
 
 
-def not_yet_tested(config: Config, env: Environment, versions: list[str],
-                   staged: RemoteState | None = None) -> tuple[str, list[str]]:
+def not_yet_tested(
+    config: Config, env: Environment, versions: list[str], staged: RemoteState | None = None
+) -> tuple[str, list[str]]:
     """Critical rule 2 (`[migrations] test_first`): the `versions` that may not reach `env` yet because
     its staging environment lacks them, and that environment's name ("" when `env` has none)."""
     staging = config.migrations.test_first.get(env.name)
@@ -218,6 +242,7 @@ def _push(config: Config, env: Environment, include_all: bool) -> str | None:
 
 
 # ---------------------------------------------------------------- status
+
 
 @dataclass
 class StatusResult(Result):
@@ -251,17 +276,20 @@ def migration_status(config: Config, envs: list[str] | None) -> StatusResult:
     for migration in local:
         row = {"version": migration.version, "name": migration.name}
         for state in states:
-            row[state.env] = ("unreachable" if not state.reachable
-                              else "applied" if migration.version in state.applied else "pending")
+            row[state.env] = (
+                "unreachable" if not state.reachable else "applied" if migration.version in state.applied else "pending"
+            )
         rows.append(row)
     local_versions = {m.version for m in local}
     remote_only = sorted({v for s in states for v in s.applied if v not in local_versions}, key=int)
     for version in remote_only:
-        row = {"version": version, "name": next(s.applied[version] for s in states if version in s.applied)
-               + " (remote only)"}
+        row = {
+            "version": version,
+            "name": next(s.applied[version] for s in states if version in s.applied) + " (remote only)",
+        }
         for state in states:
-            row[state.env] = ("unreachable" if not state.reachable
-                              else "remote only" if version in state.applied else "-")
+            row[state.env] = (
+                "unreachable" if not state.reachable else "remote only" if version in state.applied else "-"
+            )
         rows.append(row)
     return StatusResult(names, rows, {s.env: s.error for s in states if s.error is not None})
-

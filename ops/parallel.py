@@ -52,8 +52,9 @@ class Failure:
     error: str
 
 
-def run_parallel(tasks: list[tuple[str, ObjectInfo]], work: Callable[[str, ObjectInfo], Any], workers: int,
-                 label: str) -> list[Failure]:
+def run_parallel(
+    tasks: list[tuple[str, ObjectInfo]], work: Callable[[str, ObjectInfo], Any], workers: int, label: str
+) -> list[Failure]:
     """Run `work` over (bucket, object) pairs on `workers` threads; return what failed."""
     failures: list[Failure] = []
     if not tasks:

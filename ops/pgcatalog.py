@@ -145,10 +145,9 @@ def parents_first(tables: list[Table]) -> list[Table]:
     remaining = {t.qualified: t for t in tables}
     ordered: list[Table] = []
     while remaining:
-        ready = [
-            t for t in remaining.values()
-            if not (t.parents - {t.qualified}) & remaining.keys()
-        ] or list(remaining.values())[:1]
+        ready = [t for t in remaining.values() if not (t.parents - {t.qualified}) & remaining.keys()] or list(
+            remaining.values()
+        )[:1]
         for table in ready:
             ordered.append(table)
             del remaining[table.qualified]

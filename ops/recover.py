@@ -53,20 +53,29 @@ class RecoverResult(Result):
 
     def rows(self) -> Rows:
         verb = "to " if self.dry_run else ""
-        return Rows(["table", f"{verb}insert", f"{verb}update", f"{verb}delete"],
-                    [[t.table, t.inserted, t.updated, t.deleted] for t in self.tables])
+        return Rows(
+            ["table", f"{verb}insert", f"{verb}update", f"{verb}delete"],
+            [[t.table, t.inserted, t.updated, t.deleted] for t in self.tables],
+        )
 
     def footer(self) -> str:
         paint = sync_diff.colours()
-        lines = [line for t in self.tables for change in t.changes[:sync_diff.SHOWN_PER_TABLE]
-                 for line in sync_diff.describe(sync_diff.TableDiff(t.table, []), change, paint)]
+        lines = [
+            line
+            for t in self.tables
+            for change in t.changes[: sync_diff.SHOWN_PER_TABLE]
+            for line in sync_diff.describe(sync_diff.TableDiff(t.table, []), change, paint)
+        ]
         if self.run_dir and not self.dry_run:
             tables = ",".join(t.table for t in self.tables)
-            lines.append(f"undo: inv recover-rows --from-export {Path(self.run_dir) / BEFORE} --to {self.target} "
-                         f"--table {tables}")
+            lines.append(
+                f"undo: inv recover-rows --from-export {Path(self.run_dir) / BEFORE} --to {self.target} "
+                f"--table {tables}"
+            )
         total = sum(t.inserted + t.updated + t.deleted for t in self.tables)
-        lines.append(f"{'would recover' if self.dry_run else 'recovered'} {total} row(s) into {self.target} "
-                     f"from {self.source}")
+        lines.append(
+            f"{'would recover' if self.dry_run else 'recovered'} {total} row(s) into {self.target} from {self.source}"
+        )
         return "\n".join(lines)
 
 
@@ -83,8 +92,10 @@ def selection(table: Table, where: str | None, keys: list[str] | None) -> tuple[
         raise UserError("use either --where or --keys, not both")
     if keys:
         if len(table.primary_key) != 1:
-            raise UserError(f"--keys takes values of a one-column key; {table.qualified}'s key is "
-                            f"({', '.join(table.primary_key)}): use --where for it")
+            raise UserError(
+                f"--keys takes values of a one-column key; {table.qualified}'s key is "
+                f"({', '.join(table.primary_key)}): use --where for it"
+            )
         return f"{ident(table.primary_key[0])}::text = ANY(%s)", (keys,)
     return (f"({check_expression(where)})", ()) if where else ("", ())
 
@@ -98,8 +109,10 @@ def upsert_sql(table: Table, columns: list[str]) -> str:
     keyed = ", ".join(ident(c) for c in table.primary_key)
     updates = ", ".join(f"{ident(c)} = EXCLUDED.{ident(c)}" for c in columns if c not in table.primary_key)
     action = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
-    return (f"INSERT INTO {qident(table)} ({listed}) OVERRIDING SYSTEM VALUE SELECT {listed} FROM "
-            f"json_populate_recordset(NULL::{qident(table)}, %s::json) ON CONFLICT ({keyed}) {action}")
+    return (
+        f"INSERT INTO {qident(table)} ({listed}) OVERRIDING SYSTEM VALUE SELECT {listed} FROM "
+        f"json_populate_recordset(NULL::{qident(table)}, %s::json) ON CONFLICT ({keyed}) {action}"
+    )
 
 
 def delete_sql(table: Table) -> str:
@@ -121,9 +134,19 @@ def describe_both(src: Any, dst: Any, names: list[str], source: Environment, tar
     return pgcatalog.parents_first(tables)
 
 
-def recover_rows(config: Config, *, source: str | None, target: str | None, tables: list[str], where: str | None,
-                 keys: list[str] | None, prune: bool, dry_run: bool, yes: bool,
-                 from_export: str | None = None) -> RecoverResult:
+def recover_rows(
+    config: Config,
+    *,
+    source: str | None,
+    target: str | None,
+    tables: list[str],
+    where: str | None,
+    keys: list[str] | None,
+    prune: bool,
+    dry_run: bool,
+    yes: bool,
+    from_export: str | None = None,
+) -> RecoverResult:
     import psycopg
 
     started = time.monotonic()
@@ -137,17 +160,20 @@ def recover_rows(config: Config, *, source: str | None, target: str | None, tabl
             raise UserError("--from-export puts a recovery's before/ back: it takes no --from, --where or --keys")
         return undo(config, target_env, Path(from_export).resolve(), tables, dry_run=dry_run, yes=yes)
     if not source:
-        raise UserError("name the restored project with --from ENV (a section with restored_from = "
-                        f"{target_env.name})")
+        raise UserError(f"name the restored project with --from ENV (a section with restored_from = {target_env.name})")
     source_env = config.env(source)
     if source_env.restored_from != target_env.name:
-        raise UserError(f"{source_env.name} is not a restore of {target_env.name} (its section has restored_from = "
-                        f"{source_env.restored_from or 'nothing'}): user data never moves between environments, "
-                        f"only from a PITR restore back into its project. Nothing was changed.")
+        raise UserError(
+            f"{source_env.name} is not a restore of {target_env.name} (its section has restored_from = "
+            f"{source_env.restored_from or 'nothing'}): user data never moves between environments, "
+            f"only from a PITR restore back into its project. Nothing was changed."
+        )
     result = RecoverResult(source_env.name, target_env.name, dry_run)
     try:
-        with snapshot_reader(source_env, "ops recover-rows") as src, \
-                connect(target_env, application="ops recover-rows") as dst:
+        with (
+            snapshot_reader(source_env, "ops recover-rows") as src,
+            connect(target_env, application="ops recover-rows") as dst,
+        ):
             described = describe_both(src, dst, tables, source_env, target_env)
             plans = []
             for table in described:
@@ -157,8 +183,9 @@ def recover_rows(config: Config, *, source: str | None, target: str | None, tabl
                 present = sync_diff.rows_of(dst, table, table.primary_key, columns, condition, params)
                 found = sync_diff.diff_table(wanted, present, table.qualified, table.primary_key, columns, prune)
                 plans.append((table, columns, wanted, present, found))
-                result.tables.append(Recovered(table.qualified, found.insert, found.update, found.delete,
-                                               found.changes))
+                result.tables.append(
+                    Recovered(table.qualified, found.insert, found.update, found.delete, found.changes)
+                )
             dst.rollback()
             if dry_run or not any(t.inserted or t.updated or t.deleted for t in result.tables):
                 result.seconds = round(time.monotonic() - started, 3)
@@ -171,8 +198,10 @@ def recover_rows(config: Config, *, source: str | None, target: str | None, tabl
             result.run_dir = str(run_dir)
             write(dst, plans, run_dir / BEFORE)
     except psycopg.Error as error:
-        raise OperationFailed(f"recovering into {target_env.name} failed: {first_line(error)}. Nothing was "
-                              "committed: the target is unchanged.") from None
+        raise OperationFailed(
+            f"recovering into {target_env.name} failed: {first_line(error)}. Nothing was "
+            "committed: the target is unchanged."
+        ) from None
     result.seconds = round(time.monotonic() - started, 3)
     return result
 
@@ -203,8 +232,14 @@ def write(dst: Any, plans: list, before: Path) -> None:
             inserted = [c.key for c in found.changes if c.kind == "insert"]
             path = before / f"{table.qualified}.json"
             path.write_text(jsonable(old_rows), encoding="utf-8")
-            manifest.append({"table": table.qualified, "file": path.name, "rows": len(old_rows),
-                             "inserted_keys": json.loads(jsonable(inserted))})
+            manifest.append(
+                {
+                    "table": table.qualified,
+                    "file": path.name,
+                    "rows": len(old_rows),
+                    "inserted_keys": json.loads(jsonable(inserted)),
+                }
+            )
         (before / "manifest.json").write_text(json.dumps({"tables": manifest}, indent=2) + "\n", encoding="utf-8")
         seal_private(before)
         for table, columns, wanted, _, found in plans:
@@ -218,8 +253,9 @@ def write(dst: Any, plans: list, before: Path) -> None:
     progress(f"the target's rows as they were before are in {before}")
 
 
-def undo(config: Config, target: Environment, before: Path, tables: list[str], *, dry_run: bool,
-         yes: bool) -> RecoverResult:
+def undo(
+    config: Config, target: Environment, before: Path, tables: list[str], *, dry_run: bool, yes: bool
+) -> RecoverResult:
     """Put a recovery's before/ back: its inserted rows removed, its changed and deleted rows restored."""
     manifest_path = before / "manifest.json"
     if not manifest_path.is_file():
@@ -233,8 +269,9 @@ def undo(config: Config, target: Environment, before: Path, tables: list[str], *
     with connect(target, application="ops recover-rows undo") as dst:
         described = {t.qualified: t for t in (pgcatalog.describe(dst, e["table"]) for e in entries) if t}
         order = pgcatalog.parents_first(list(described.values()))
-        loaded = {e["table"]: (e, json.loads((before / Path(e["file"]).name).read_text(encoding="utf-8")))
-                  for e in entries}
+        loaded = {
+            e["table"]: (e, json.loads((before / Path(e["file"]).name).read_text(encoding="utf-8"))) for e in entries
+        }
         for table in order:
             entry, rows = loaded[table.qualified]
             result.tables.append(Recovered(table.qualified, inserted=len(rows), deleted=len(entry["inserted_keys"])))

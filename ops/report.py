@@ -90,8 +90,9 @@ def fitted(rows: list[list[Any]], headers: Sequence[str]) -> str:
     for row in rows:
         lines = [f"{str(h):<{label}}  {'' if v is None else v}" for h, v in zip(headers[1:], row[1:], strict=False)]
         rule = printable("─", "-")
-        blocks.append(f"{rule * 2} {row[0]} " + rule * max(0, min(width, 60) - len(str(row[0])) - 4) + "\n"
-                      + "\n".join(lines))
+        blocks.append(
+            f"{rule * 2} {row[0]} " + rule * max(0, min(width, 60) - len(str(row[0])) - 4) + "\n" + "\n".join(lines)
+        )
     return "\n\n".join(blocks)
 
 
@@ -131,8 +132,15 @@ class Meter:
 
             if total_bytes:
                 # "iB" with powers of 1024: the bar says MiB, as every plain line does.
-                self.bar = tqdm(total=total_bytes, desc=label, unit="iB", unit_scale=True, unit_divisor=1024,
-                                file=sys.stderr, leave=True)
+                self.bar = tqdm(
+                    total=total_bytes,
+                    desc=label,
+                    unit="iB",
+                    unit_scale=True,
+                    unit_divisor=1024,
+                    file=sys.stderr,
+                    leave=True,
+                )
             else:
                 self.bar = tqdm(total=total, desc=label, unit=f" {unit}", file=sys.stderr, leave=True)
 

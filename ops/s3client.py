@@ -35,19 +35,42 @@ from ops.upload_ledger import UploadLedger
 if TYPE_CHECKING:
     from obstore.store import S3Store
 
-AUTH_CODES = {"SignatureDoesNotMatch", "InvalidAccessKeyId", "AuthorizationHeaderMalformed", "AccessDenied",
-              "InvalidSignature", "ExpiredToken"}
+AUTH_CODES = {
+    "SignatureDoesNotMatch",
+    "InvalidAccessKeyId",
+    "AuthorizationHeaderMalformed",
+    "AccessDenied",
+    "InvalidSignature",
+    "ExpiredToken",
+}
 # The headers an object keeps, as S3 names them and as obstore's attributes do.
-ATTRIBUTES = {"content-type": "Content-Type", "cache-control": "Cache-Control",
-              "content-disposition": "Content-Disposition", "content-encoding": "Content-Encoding",
-              "content-language": "Content-Language"}
-BOTO_PARAMS = {"content-type": "ContentType", "cache-control": "CacheControl",
-               "content-disposition": "ContentDisposition", "content-encoding": "ContentEncoding",
-               "content-language": "ContentLanguage"}
+ATTRIBUTES = {
+    "content-type": "Content-Type",
+    "cache-control": "Cache-Control",
+    "content-disposition": "Content-Disposition",
+    "content-encoding": "Content-Encoding",
+    "content-language": "Content-Language",
+}
+BOTO_PARAMS = {
+    "content-type": "ContentType",
+    "cache-control": "CacheControl",
+    "content-disposition": "ContentDisposition",
+    "content-encoding": "ContentEncoding",
+    "content-language": "ContentLanguage",
+}
 META_PREFIX = "x-amz-meta-"
 LISTED = "OpsListed"  # where a listing page's objects are handed from `listing_page` to `list_objects`
-PAGING = {"IsTruncated", "NextContinuationToken", "ContinuationToken", "KeyCount", "MaxKeys", "Prefix", "Name",
-          "StartAfter", "EncodingType"}
+PAGING = {
+    "IsTruncated",
+    "NextContinuationToken",
+    "ContinuationToken",
+    "KeyCount",
+    "MaxKeys",
+    "Prefix",
+    "Name",
+    "StartAfter",
+    "EncodingType",
+}
 MAX_MESSAGE = 300  # of a server's error text in one line: an error body can be any size
 MAX_ERROR_TEXT = 64 << 10  # of an exception's text read at all
 
@@ -67,9 +90,15 @@ class RetryPolicy:
     give_up_after: float = 120.0
 
     def for_obstore(self) -> dict[str, Any]:
-        return {"max_retries": self.attempts - 1, "retry_timeout": timedelta(seconds=self.give_up_after),
-                "backoff": {"init_backoff": timedelta(seconds=self.first_pause),
-                            "max_backoff": timedelta(seconds=self.max_pause), "base": 2}}
+        return {
+            "max_retries": self.attempts - 1,
+            "retry_timeout": timedelta(seconds=self.give_up_after),
+            "backoff": {
+                "init_backoff": timedelta(seconds=self.first_pause),
+                "max_backoff": timedelta(seconds=self.max_pause),
+                "base": 2,
+            },
+        }
 
     def for_botocore(self) -> Any:  # botocore's _RetryDict
         return {"mode": "standard", "total_max_attempts": self.attempts}
@@ -147,8 +176,12 @@ class Body(Protocol):
 
 def addressable(key: str) -> bool:
     """Whether obstore names this key exactly (its paths have no empty, `.` or `..` segment, no edge `/`)."""
-    return bool(key) and not key.startswith("/") and not key.endswith("/") and not any(
-        part in ("", ".", "..") for part in key.split("/"))
+    return (
+        bool(key)
+        and not key.startswith("/")
+        and not key.endswith("/")
+        and not any(part in ("", ".", "..") for part in key.split("/"))
+    )
 
 
 def one_line(text: str) -> str:
@@ -173,11 +206,21 @@ def phrase(status: int) -> str:
 class S3:
     """One S3 endpoint with one set of keys; thread-safe."""
 
-    def __init__(self, url: str, region: str, key_id: str, secret: str, *, max_pool: int = 16,
-                 timeout: float = 10, retry: RetryPolicy | None = None,
-                 refused: Callable[[S3Error], Exception] | None = None,
-                 untrusted: Callable[[Untrusted], Exception] | None = None,
-                 where: str = "", ledger: UploadLedger | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        region: str,
+        key_id: str,
+        secret: str,
+        *,
+        max_pool: int = 16,
+        timeout: float = 10,
+        retry: RetryPolicy | None = None,
+        refused: Callable[[S3Error], Exception] | None = None,
+        untrusted: Callable[[Untrusted], Exception] | None = None,
+        where: str = "",
+        ledger: UploadLedger | None = None,
+    ) -> None:
         self.base = url.rstrip("/")
         self.region = region
         self.max_pool, self.timeout = max_pool, timeout
@@ -202,22 +245,36 @@ class S3:
     def boto(self) -> Any:
         from botocore.config import Config
 
-        config = Config(s3={"addressing_style": "path", "payload_signing_enabled": False}, signature_version="s3v4",
-                        retries=self.retry.for_botocore(), max_pool_connections=self.max_pool,
-                        connect_timeout=self.timeout, read_timeout=60, tcp_keepalive=True,
-                        request_checksum_calculation="when_required", response_checksum_validation="when_required")
+        config = Config(
+            s3={"addressing_style": "path", "payload_signing_enabled": False},
+            signature_version="s3v4",
+            retries=self.retry.for_botocore(),
+            max_pool_connections=self.max_pool,
+            connect_timeout=self.timeout,
+            read_timeout=60,
+            tcp_keepalive=True,
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        )
         with self._lock:
             client = botocore_session().create_client(
-                "s3", endpoint_url=self.base, region_name=self.region, aws_access_key_id=self._keys[0],
-                aws_secret_access_key=self._keys[1], config=config, verify=os.environ.get("SSL_CERT_FILE") or None)
+                "s3",
+                endpoint_url=self.base,
+                region_name=self.region,
+                aws_access_key_id=self._keys[0],
+                aws_secret_access_key=self._keys[1],
+                config=config,
+                verify=os.environ.get("SSL_CERT_FILE") or None,
+            )
         client.meta.events.register("before-call.s3.DeleteObjects", _declare_xml)
         for operation in ("DeleteObjects", "CompleteMultipartUpload"):
             client.meta.events.register(f"before-sign.s3.{operation}", _sign_body)
         client.meta.events.register("before-parse.s3.*", self._read_answer)
         return client
 
-    def _read_answer(self, operation_model: Any, response_dict: dict[str, Any],
-                     customized_response_dict: dict[str, Any], **_: Any) -> None:
+    def _read_answer(
+        self, operation_model: Any, response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any
+    ) -> None:
         """Before botocore parses an answer: errors made readable, a listing checked to be one.
 
         Storage's error documents are namespaced (botocore then finds no Code), and an error body
@@ -235,11 +292,17 @@ class S3:
         if status >= 300:
             code, message = error_document(body[:MAX_ERROR_TEXT].decode("utf-8", "replace"))
             if code or len(body) > MAX_ERROR_TEXT:
-                response_dict["body"] = (f"<Error><Code>{_escape(code or str(status))}</Code>"
-                                         f"<Message>{_escape(message)}</Message></Error>").encode()
+                response_dict["body"] = (
+                    f"<Error><Code>{_escape(code or str(status))}</Code><Message>{_escape(message)}</Message></Error>"
+                ).encode()
         elif operation_model.name == "ListObjectsV2" and b"<ListBucketResult" not in body[:1024]:
-            raise S3Error(status, "NotS3", f"the answer is not an S3 XML document ({body[:40]!r}); is this the S3 "
-                          "endpoint?", operation_model.name, self.where)
+            raise S3Error(
+                status,
+                "NotS3",
+                f"the answer is not an S3 XML document ({body[:40]!r}); is this the S3 endpoint?",
+                operation_model.name,
+                self.where,
+            )
 
     def store(self, bucket: str) -> S3Store:
         with self._lock:
@@ -248,13 +311,22 @@ class S3:
                 from obstore.store import S3Store
 
                 found = self._stores[bucket] = S3Store(
-                    bucket, endpoint=self.base, region=self.region, access_key_id=self._keys[0],
-                    secret_access_key=self._keys[1], virtual_hosted_style_request=False, unsigned_payload=True,
-                    skip_signature=False, retry_config=self.retry.for_obstore(),  # type: ignore[arg-type]
-                    client_options={"allow_http": self.base.startswith("http://"),
-                                    "connect_timeout": timedelta(seconds=self.timeout),
-                                    "timeout": timedelta(seconds=300),
-                                    "pool_max_idle_per_host": str(self.max_pool)})
+                    bucket,
+                    endpoint=self.base,
+                    region=self.region,
+                    access_key_id=self._keys[0],
+                    secret_access_key=self._keys[1],
+                    virtual_hosted_style_request=False,
+                    unsigned_payload=True,
+                    skip_signature=False,
+                    retry_config=self.retry.for_obstore(),  # type: ignore[arg-type]
+                    client_options={
+                        "allow_http": self.base.startswith("http://"),
+                        "connect_timeout": timedelta(seconds=self.timeout),
+                        "timeout": timedelta(seconds=300),
+                        "pool_max_idle_per_host": str(self.max_pool),
+                    },
+                )
         return found
 
     # ------------------------------------------------------------ errors
@@ -272,15 +344,21 @@ class S3:
             status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
             code, message = str(answer.get("Code") or status), str(answer.get("Message") or "")
         elif isinstance(error, PaginationError):
-            status, code, message = 200, "RepeatedToken", ("the listing handed out a continuation token it had "
-                                                           "already given; it would never end")
+            status, code, message = (
+                200,
+                "RepeatedToken",
+                ("the listing handed out a continuation token it had already given; it would never end"),
+            )
         elif isinstance(error, SSLError) or (not status and "certificate" in text.lower()):
             untrusted = Untrusted(one_line(text.split("Debug source")[0]))
             return self.untrusted(untrusted) if self.untrusted else untrusted
-        elif isinstance(error, LostConnection | HTTPClientError) or (not status and not isinstance(
-                error, FileNotFoundError)):
-            return Unreachable(f"{self.where}: cannot reach it ({reason(text, error)}) after {self.retry.attempts} "
-                               "attempts; check storage_url and the network")
+        elif isinstance(error, LostConnection | HTTPClientError) or (
+            not status and not isinstance(error, FileNotFoundError)
+        ):
+            return Unreachable(
+                f"{self.where}: cannot reach it ({reason(text, error)}) after {self.retry.attempts} "
+                "attempts; check storage_url and the network"
+            )
         else:
             code, message = error_document(text)
             status = status or 404  # FileNotFoundError: obstore's word for 404
@@ -347,8 +425,10 @@ class S3:
                 close: Callable[[], None] = lambda: None  # noqa: E731 (dropped with the answer)
             else:
                 answer = self.boto.get_object(Bucket=bucket, Key=key)
-                body, close = _BotoBody(dict(answer["ResponseMetadata"]["HTTPHeaders"]), answer["Body"]), \
-                    answer["Body"].close
+                body, close = (
+                    _BotoBody(dict(answer["ResponseMetadata"]["HTTPHeaders"]), answer["Body"]),
+                    answer["Body"].close,
+                )
         try:
             yield body
         finally:
@@ -361,10 +441,10 @@ class S3:
                 import obstore
 
                 attributes = {ATTRIBUTES[name]: value for name, value in headers.items() if name in ATTRIBUTES}
-                attributes |= {name[len(META_PREFIX):]: value for name, value in headers.items()
-                               if name.startswith(META_PREFIX)}
-                answer = obstore.put(self.store(bucket), key, body, attributes=attributes,
-                                     use_multipart=False)
+                attributes |= {
+                    name[len(META_PREFIX) :]: value for name, value in headers.items() if name.startswith(META_PREFIX)
+                }
+                answer = obstore.put(self.store(bucket), key, body, attributes=attributes, use_multipart=False)
                 return answer["e_tag"] or ""
             return str(self.boto.put_object(Bucket=bucket, Key=key, Body=body, **_boto_params(headers))["ETag"])
 
@@ -387,12 +467,16 @@ class S3:
         try:
             for number, part in enumerate(parts, start=1):
                 with self._call("UploadPart"):
-                    answer = self.boto.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number,
-                                                   Body=part)
+                    answer = self.boto.upload_part(
+                        Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=part
+                    )
                 done.append({"PartNumber": number, "ETag": answer["ETag"]})
             with self._call("CompleteMultipartUpload"):
-                etag = str(self.boto.complete_multipart_upload(
-                    Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": done}).get("ETag", ""))
+                etag = str(
+                    self.boto.complete_multipart_upload(
+                        Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": done}
+                    ).get("ETag", "")
+                )
         except BaseException:
             if self.abort_upload(bucket, key, upload_id) and self.ledger:
                 self.ledger.finished(upload_id)
@@ -415,10 +499,13 @@ class S3:
     def delete_objects(self, bucket: str, keys: list[str]) -> list[dict[str, str]]:
         """Delete up to 1,000 keys in one call; returns the per-key errors."""
         with self._call("DeleteObjects"):
-            answer = self.boto.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys],
-                                                                     "Quiet": True})
-        return [{"Key": str(e.get("Key", "")), "Code": str(e.get("Code", "")), "Message": str(e.get("Message", ""))}
-                for e in answer.get("Errors", ())]
+            answer = self.boto.delete_objects(
+                Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True}
+            )
+        return [
+            {"Key": str(e.get("Key", "")), "Code": str(e.get("Code", "")), "Message": str(e.get("Message", ""))}
+            for e in answer.get("Errors", ())
+        ]
 
 
 class _ObstoreBody:
@@ -452,7 +539,7 @@ def _obstore_headers(answer: Any) -> dict[str, str]:
 
 def _boto_params(headers: dict[str, str]) -> dict[str, Any]:
     params: dict[str, Any] = {BOTO_PARAMS[name]: value for name, value in headers.items() if name in BOTO_PARAMS}
-    metadata = {name[len(META_PREFIX):]: value for name, value in headers.items() if name.startswith(META_PREFIX)}
+    metadata = {name[len(META_PREFIX) :]: value for name, value in headers.items() if name.startswith(META_PREFIX)}
     if metadata:
         params["Metadata"] = metadata
     return params
@@ -485,9 +572,15 @@ def _obstore_status(text: str) -> int:
 
 def reason(text: str, error: BaseException) -> str:
     """Why a connection failed, in the words a person searches for."""
-    for needle, words in (("dns error", "name not found"), ("Name or service not known", "name not found"),
-                          ("ConnectionRefused", "connection refused"), ("Connection refused", "connection refused"),
-                          ("timed out", "timed out"), ("TimedOut", "timed out"), ("reset", "connection reset")):
+    for needle, words in (
+        ("dns error", "name not found"),
+        ("Name or service not known", "name not found"),
+        ("ConnectionRefused", "connection refused"),
+        ("Connection refused", "connection refused"),
+        ("timed out", "timed out"),
+        ("TimedOut", "timed out"),
+        ("reset", "connection reset"),
+    ):
         if needle in text:
             return words
     lines = text.strip().splitlines()

@@ -32,9 +32,13 @@ SOURCE_ETAG_METADATA = "ops-source-etag"
 OWN_METADATA = {MD5_METADATA, SOURCE_ETAG_METADATA}  # ours: never copied onward as the object's own
 META_PREFIX = "x-amz-meta-"
 # The headers an object keeps when copied, by the names backups record them under.
-COPIED_HEADERS = {"ContentType": "content-type", "CacheControl": "cache-control",
-                  "ContentDisposition": "content-disposition", "ContentEncoding": "content-encoding",
-                  "ContentLanguage": "content-language"}
+COPIED_HEADERS = {
+    "ContentType": "content-type",
+    "CacheControl": "cache-control",
+    "ContentDisposition": "content-disposition",
+    "ContentEncoding": "content-encoding",
+    "ContentLanguage": "content-language",
+}
 
 
 def client(env: Environment, *, max_pool: int = 16, timeout: int = 10, retry: RetryPolicy | None = None) -> S3:
@@ -58,9 +62,19 @@ def client(env: Environment, *, max_pool: int = 16, timeout: int = 10, retry: Re
             "private CA, point SSL_CERT_FILE at its certificate"
         )
 
-    return S3(url, env.storage_region or "us-east-1", key_id, secret, max_pool=max_pool, timeout=timeout,
-              retry=retry, refused=refused, untrusted=untrusted, where=f"{env.name}: storage at {url}",
-              ledger=UploadLedger(ledger_folder(env)))
+    return S3(
+        url,
+        env.storage_region or "us-east-1",
+        key_id,
+        secret,
+        max_pool=max_pool,
+        timeout=timeout,
+        retry=retry,
+        refused=refused,
+        untrusted=untrusted,
+        where=f"{env.name}: storage at {url}",
+        ledger=UploadLedger(ledger_folder(env)),
+    )
 
 
 def ledger_folder(env: Environment) -> Path:
@@ -118,8 +132,9 @@ def bucket_exists(s3: S3, bucket: str) -> bool:
 
 
 def list_objects(s3: S3, bucket: str, prefix: str = "") -> dict[str, ObjectInfo]:
-    return {item.key: ObjectInfo(item.key, item.size, clean_etag(item.etag))
-            for item in s3.list_objects(bucket, prefix)}
+    return {
+        item.key: ObjectInfo(item.key, item.size, clean_etag(item.etag)) for item in s3.list_objects(bucket, prefix)
+    }
 
 
 def list_objects_if_any(s3: S3, bucket: str) -> dict[str, ObjectInfo] | None:
@@ -134,8 +149,11 @@ def list_objects_if_any(s3: S3, bucket: str) -> dict[str, ObjectInfo] | None:
 
 def metadata_of(headers: Any) -> dict[str, str]:
     """User metadata from response headers (names lower-cased, as Storage stores them)."""
-    return {name[len(META_PREFIX):].lower(): value for name, value in headers.items()
-            if name.lower().startswith(META_PREFIX)}
+    return {
+        name[len(META_PREFIX) :].lower(): value
+        for name, value in headers.items()
+        if name.lower().startswith(META_PREFIX)
+    }
 
 
 def metadata_md5(metadata: dict[str, str]) -> str | None:
@@ -190,8 +208,16 @@ class Content:
     source_etag: str = ""  # the source's ETag when it is no MD5: recorded on the copy (SOURCE_ETAG_METADATA)
 
 
-def download(s3: S3, bucket: str, key: str, out: BinaryIO, expected: ObjectInfo | None = None, *,
-             sha256: bool = True, trust_etag: bool = False) -> Content:
+def download(
+    s3: S3,
+    bucket: str,
+    key: str,
+    out: BinaryIO,
+    expected: ObjectInfo | None = None,
+    *,
+    sha256: bool = True,
+    trust_etag: bool = False,
+) -> Content:
     """Stream an object into `out`, hashing it, and check it arrived whole (sha256 for backups only).
 
     With `trust_etag`, an answer whose ETag is a plain MD5 is not hashed: that MD5 stands for
@@ -213,7 +239,9 @@ def download(s3: S3, bucket: str, key: str, out: BinaryIO, expected: ObjectInfo 
                 digest.update(chunk)
             size += len(chunk)
     got = Content(
-        size, md5.hexdigest() if md5 else etag_md5, digest.hexdigest() if digest else "",
+        size,
+        md5.hexdigest() if md5 else etag_md5,
+        digest.hexdigest() if digest else "",
         {name: value for name, header in COPIED_HEADERS.items() if (value := headers.get(header))},
         {k: v for k, v in metadata_of(headers).items() if k not in OWN_METADATA},
         md5_hashed=md5 is not None,
@@ -241,8 +269,10 @@ def check_held(bucket: str, key: str, source: BinaryIO, got: Content) -> None:
         return
     actual = hashed_md5(source)
     if actual != got.md5:
-        raise ContentMismatch(f"{bucket}/{key}: the bytes downloaded hash to {actual}, not the source's MD5 "
-                              f"{got.md5} (changed on the way down)")
+        raise ContentMismatch(
+            f"{bucket}/{key}: the bytes downloaded hash to {actual}, not the source's MD5 "
+            f"{got.md5} (changed on the way down)"
+        )
     got.md5_hashed = True
 
 
@@ -274,5 +304,7 @@ def upload(s3: S3, bucket: str, key: str, source: BinaryIO, got: Content) -> Non
     if stored is None:
         check_held(bucket, key, source, got)  # an encrypted bucket, Storage's -N ETags: no MD5 comes back
     if stored and stored != got.md5:
-        raise ContentMismatch(f"{bucket}/{key}: the target's MD5 of what it stored is {stored}, not {got.md5} (the "
-                              "bytes changed on the way, or the source's content does not match its own ETag)")
+        raise ContentMismatch(
+            f"{bucket}/{key}: the target's MD5 of what it stored is {stored}, not {got.md5} (the "
+            "bytes changed on the way, or the source's content does not match its own ETag)"
+        )

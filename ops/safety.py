@@ -20,8 +20,7 @@ def confirm_write(env: Environment, *, yes: bool, action: str, plan: str = "") -
         return
     if not sys.stdin.isatty():
         raise UserError(
-            f"'{env.name}' is protected and there is no terminal to confirm {action}: "
-            "pass --yes to confirm"
+            f"'{env.name}' is protected and there is no terminal to confirm {action}: pass --yes to confirm"
         )
     if plan:
         print(plan, flush=True)

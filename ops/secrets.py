@@ -26,8 +26,7 @@ class EnvSecrets:
 def list_secrets(config: Config, env: Environment) -> EnvSecrets:
     if not env.ref:
         return EnvSecrets(env.name, error="no project ref configured")
-    result = supabase_cli.run(["secrets", "list", "--project-ref", env.ref, "-o", "json"],
-                              workdir=cli_workdir(config))
+    result = supabase_cli.run(["secrets", "list", "--project-ref", env.ref, "-o", "json"], workdir=cli_workdir(config))
     if not result.ok:
         return EnvSecrets(env.name, error=last_line(result.stderr, f"exit {result.returncode}"))
     try:
@@ -77,8 +76,7 @@ class SecretsReport(Result):
 
 
 def secrets_report(config: Config, env: str | None) -> SecretsReport:
-    envs = config.envs_named(env, default=[config.workflows.prod], having=lambda e: bool(e.ref),
-                             needs="a project ref")
+    envs = config.envs_named(env, default=[config.workflows.prod], having=lambda e: bool(e.ref), needs="a project ref")
     with ThreadPoolExecutor(max_workers=len(envs)) as pool:
         report = SecretsReport(list(pool.map(lambda e: list_secrets(config, e), envs)))
     if len(envs) == 1 and report.envs[0].error:

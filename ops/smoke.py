@@ -49,9 +49,18 @@ class SmokeReport(Result):
     outcomes: list[Outcome] = field(default_factory=list)
 
     def rows(self) -> Table:
-        return Table(["check", "status", "latency", "detail"],
-                     [[o.check, ("ok " if o.ok else "FAIL ") + str(o.status or "-"), f"{o.latency_ms:.0f} ms",
-                       o.detail or o.url] for o in self.outcomes])
+        return Table(
+            ["check", "status", "latency", "detail"],
+            [
+                [
+                    o.check,
+                    ("ok " if o.ok else "FAIL ") + str(o.status or "-"),
+                    f"{o.latency_ms:.0f} ms",
+                    o.detail or o.url,
+                ]
+                for o in self.outcomes
+            ],
+        )
 
     @property
     def failed(self) -> list[str]:
@@ -97,9 +106,12 @@ def run_probe(client: object, probe: Probe, timeout: float) -> Outcome:
     for attempt in range(2):  # one retry: a cold function or a dropped connection gets a second chance
         started = time.monotonic()
         try:
-            response = client.request(probe.method, probe.url, timeout=timeout,
-                                      headers={"Origin": "https://ops-smoke.invalid",
-                                               "Access-Control-Request-Method": "POST"})
+            response = client.request(
+                probe.method,
+                probe.url,
+                timeout=timeout,
+                headers={"Origin": "https://ops-smoke.invalid", "Access-Control-Request-Method": "POST"},
+            )
             status, detail = response.status_code, ""
             if probe.passes(status) or status < 500:
                 break
@@ -111,7 +123,8 @@ def run_probe(client: object, probe: Probe, timeout: float) -> Outcome:
     ok = status is not None and probe.passes(status)
     if not ok and not detail:
         detail = f"{probe.method} {probe.url} answered {status}" + (
-            f", expected {probe.expected}" if probe.expected is not None else "")
+            f", expected {probe.expected}" if probe.expected is not None else ""
+        )
     return Outcome(probe.check, probe.url, ok, status, round(latency, 1), detail)
 
 
@@ -121,8 +134,7 @@ def smoke(config: Config, env: str | None) -> SmokeReport:
     environment = config.env(env or config.workflows.preprod)
     checks = probes(config, environment)
     if not checks:
-        raise UserError(f"nothing to check on {environment.name}: give it a frontend URL, functions, or "
-                        "[smoke] urls")
+        raise UserError(f"nothing to check on {environment.name}: give it a frontend URL, functions, or [smoke] urls")
     with httpx.Client(follow_redirects=False) as client, ThreadPoolExecutor(max_workers=8) as pool:
         outcomes = list(pool.map(lambda p: run_probe(client, p, config.smoke.timeout), checks))
     return SmokeReport(environment.name, outcomes)

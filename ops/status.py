@@ -101,8 +101,9 @@ def deployed_functions(config: Config, env: Environment) -> list[str]:
     listed = supabase_cli.list_functions(config, env)
     if listed.versions is None:
         problem = listed.result.token_problem == "missing"
-        raise (NotConfigured if problem else OpsError)(listed.result.reason if not listed.result.ok else
-                                                      "the CLI's function list is not the JSON expected")
+        raise (NotConfigured if problem else OpsError)(
+            listed.result.reason if not listed.result.ok else "the CLI's function list is not the JSON expected"
+        )
     return sorted(listed.versions)
 
 
@@ -162,8 +163,12 @@ class StatusReport(Result):
 
     def to_dict(self) -> dict:
         drifted, per_env = self.drift()
-        return {"envs": [asdict(e) for e in self.envs], "local_functions": self.local_functions,
-                "settings_drift": drifted, "settings_per_env": per_env}
+        return {
+            "envs": [asdict(e) for e in self.envs],
+            "local_functions": self.local_functions,
+            "settings_drift": drifted,
+            "settings_per_env": per_env,
+        }
 
     def rows(self) -> list[Table]:
         return [self.overview(), self.table_rows(), self.bucket_rows(), self.drift_rows()]
@@ -190,16 +195,20 @@ class StatusReport(Result):
 
     def footer(self) -> str:
         lines = [f"{env.env}: {part} not compared: {why}" for env in self.envs for part, why in env.skipped.items()]
-        lines += [f"{env.env}: {part} could not be read: {why}"
-                  for env in self.envs for part, why in env.errors.items()]
+        lines += [
+            f"{env.env}: {part} could not be read: {why}" for env in self.envs for part, why in env.errors.items()
+        ]
         drifted, _ = self.drift()
         if drifted:
-            lines.append(f"settings drift: {len(drifted)} setting(s) differ between environments (above); bucket "
-                         "settings come from migrations, auth settings from the dashboard or the Management API")
+            lines.append(
+                f"settings drift: {len(drifted)} setting(s) differ between environments (above); bucket "
+                "settings come from migrations, auth settings from the dashboard or the Management API"
+            )
         unread = self.unread()
         if unread:
-            lines.append(f"INCOMPLETE: could not read {', '.join(unread)}; what is shown for them is unknown, "
-                         "not a match")
+            lines.append(
+                f"INCOMPLETE: could not read {', '.join(unread)}; what is shown for them is unknown, not a match"
+            )
         return "\n".join(lines)
 
     def unread(self) -> list[str]:
@@ -225,7 +234,8 @@ class StatusReport(Result):
         for e in self.envs:
             migrations_cell = self.cell(e, "migrations") or (
                 f"{e.applied} applied, {e.pending} pending"
-                + (f", {e.remote_only} remote-only" if e.remote_only else ""))
+                + (f", {e.remote_only} remote-only" if e.remote_only else "")
+            )
             if self.cell(e, "tables"):
                 tables_cell = self.cell(e, "tables")
             elif e is base:
@@ -235,9 +245,17 @@ class StatusReport(Result):
             else:
                 absent = [t for t in e.tables if e.tables[t] is None]  # missing on both sides is no match
                 differ = [t for t in e.tables if e.tables[t] is not None and e.tables[t] != base.tables.get(t)]
-                tables_cell = ", ".join(part for part in (
-                    f"{len(differ)} of {len(e.tables)} differ" if differ else "",
-                    f"{len(absent)} missing" if absent else "") if part) or "all match"
+                tables_cell = (
+                    ", ".join(
+                        part
+                        for part in (
+                            f"{len(differ)} of {len(e.tables)} differ" if differ else "",
+                            f"{len(absent)} missing" if absent else "",
+                        )
+                        if part
+                    )
+                    or "all match"
+                )
             if self.cell(e, "storage"):
                 storage_cell = self.cell(e, "storage")
             else:
@@ -246,8 +264,10 @@ class StatusReport(Result):
             functions_cell = self.cell(e, "functions") or self.functions_cell(e, base)
             lacking = sorted(all_secrets - set(e.secrets or []))
             secrets_cell = self.cell(e, "secrets") or (
-                "unknown" if e.secrets is None
-                else f"{len(e.secrets)} set" + (f", lacks {', '.join(lacking)}" if lacking else ""))
+                "unknown"
+                if e.secrets is None
+                else f"{len(e.secrets)} set" + (f", lacks {', '.join(lacking)}" if lacking else "")
+            )
             rows.append([e.env, migrations_cell, tables_cell, storage_cell, functions_cell, secrets_cell])
         return Table(["env", "migrations", f"config tables vs {base.env}", "storage", "functions", "secrets"], rows)
 
@@ -289,12 +309,7 @@ class StatusReport(Result):
             row = [name]
             for e in self.envs:
                 value = e.buckets.get(name)
-                row.append(
-                    self.cell(e, "storage")
-                    or "missing"
-                    if value is None
-                    else f"{value[0]} / {value[1]:,} B"
-                )
+                row.append(self.cell(e, "storage") or "missing" if value is None else f"{value[0]} / {value[1]:,} B")
             rows.append(row)
         return Table(["bucket", *[e.env for e in self.envs]], rows)
 

@@ -31,9 +31,14 @@ MIN_MAX_DELETE = 10
 
 def select_buckets(config: Config, requested: list[str] | None) -> list[str]:
     known = config.storage.buckets
-    return choose(requested, known, lambda unknown: (
-        f"unknown bucket(s) {', '.join(unknown)}; known: {', '.join(known)} "
-        "(add new ones to [storage] buckets in environments.ini)"))
+    return choose(
+        requested,
+        known,
+        lambda unknown: (
+            f"unknown bucket(s) {', '.join(unknown)}; known: {', '.join(known)} "
+            "(add new ones to [storage] buckets in environments.ini)"
+        ),
+    )
 
 
 # ---------------------------------------------------------------- planning
@@ -115,6 +120,7 @@ def plan_bucket(src: Any, dst: Any, bucket: str, *, force: bool, delete: bool) -
 
 # ---------------------------------------------------------------- copying
 
+
 def fetch_object(src: Any, bucket: str, info: ObjectInfo) -> tuple[BinaryIO, s3objects.Content]:
     """Content into memory (small objects) or an unnamed temp file, checked whole."""
     if info.size < SPOOL_IN_MEMORY:
@@ -137,8 +143,9 @@ def fetch_object(src: Any, bucket: str, info: ObjectInfo) -> tuple[BinaryIO, s3o
     return spool, got
 
 
-def store_object(src: Any, dst: Any, bucket: str, info: ObjectInfo,
-                 fetched: tuple[BinaryIO, s3objects.Content]) -> None:
+def store_object(
+    src: Any, dst: Any, bucket: str, info: ObjectInfo, fetched: tuple[BinaryIO, s3objects.Content]
+) -> None:
     """Upload what fetch_object got; when the target's MD5 shows the bytes changed, fetch and send again.
 
     Downloads trust the source's ETag (see `s3objects.download`), so a byte changed on either leg
@@ -165,11 +172,13 @@ def copy_objects(src: Any, dst: Any, tasks: list[tuple[str, ObjectInfo]], jobs: 
     costs one round trip per direction; on a busy machine, the slower side gets the workers
     (measured: 8 % faster than fixed stages, where uploads were the bottleneck).
     """
-    return run_parallel(tasks, lambda b, info: store_object(src, dst, b, info, fetch_object(src, b, info)),
-                        2 * jobs, "copied")
+    return run_parallel(
+        tasks, lambda b, info: store_object(src, dst, b, info, fetch_object(src, b, info)), 2 * jobs, "copied"
+    )
 
 
 # ---------------------------------------------------------------- the task
+
 
 @dataclass
 class BucketResult:
@@ -196,8 +205,10 @@ def named(bucket: str, copy: list[str], delete: list[str]) -> list[str]:
 
 
 def plan_text(plans: list[BucketPlan], target: str) -> str:
-    lines = [f"plan for {target}: copy {sum(len(p.copy) for p in plans):,} object(s) "
-             f"({sum(p.copy_bytes for p in plans) / 2**20:,.1f} MiB), delete {sum(len(p.delete) for p in plans):,}"]
+    lines = [
+        f"plan for {target}: copy {sum(len(p.copy) for p in plans):,} object(s) "
+        f"({sum(p.copy_bytes for p in plans) / 2**20:,.1f} MiB), delete {sum(len(p.delete) for p in plans):,}"
+    ]
     for plan in plans:
         lines += named(plan.bucket, [o.key for o in plan.copy], plan.delete)
     return "\n".join(lines)
@@ -219,11 +230,17 @@ class StorageResult(Result):
 
     def rows(self) -> Table:
         if self.dry_run:
-            return Table(["bucket", "status", "to copy", "identical", "to delete", "bytes to copy", "read to compare"],
-                         [[b.bucket, b.status, b.copied, b.identical, b.deleted, b.bytes, b.read_to_compare]
-                          for b in self.buckets])
-        return Table(["bucket", "status", "copied", "identical", "deleted", "failed", "bytes"],
-                     [[b.bucket, b.status, b.copied, b.identical, b.deleted, b.failed, b.bytes] for b in self.buckets])
+            return Table(
+                ["bucket", "status", "to copy", "identical", "to delete", "bytes to copy", "read to compare"],
+                [
+                    [b.bucket, b.status, b.copied, b.identical, b.deleted, b.bytes, b.read_to_compare]
+                    for b in self.buckets
+                ],
+            )
+        return Table(
+            ["bucket", "status", "copied", "identical", "deleted", "failed", "bytes"],
+            [[b.bucket, b.status, b.copied, b.identical, b.deleted, b.failed, b.bytes] for b in self.buckets],
+        )
 
     def footer(self) -> str:
         lines = [line for b in self.buckets for line in named(b.bucket, b.to_copy, b.to_delete)]
@@ -233,8 +250,9 @@ class StorageResult(Result):
         return OperationFailed(failure_report(self.failures, rerun=self.rerun)) if self.failures else None
 
 
-def plan_sync(source: Environment, target: Environment, buckets: list[str], *,
-              force: bool, delete: bool, jobs: int) -> tuple[Any, Any, list[BucketPlan]]:
+def plan_sync(
+    source: Environment, target: Environment, buckets: list[str], *, force: bool, delete: bool, jobs: int
+) -> tuple[Any, Any, list[BucketPlan]]:
     src, dst = s3objects.client(source, max_pool=jobs * 2), s3objects.client(target, max_pool=jobs * 2)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         plans = list(pool.map(lambda b: plan_bucket(src, dst, b, force=force, delete=delete), buckets))
@@ -257,20 +275,34 @@ def check_deletes(plans: list[BucketPlan], source: str, max_delete: int | None) 
     hollow = [p for p in plans if p.delete and p.status in ("empty", "absent")]
     if hollow:
         names = ", ".join(f"{p.bucket} ({p.status} in {source}, {len(p.delete)} to delete)" for p in hollow)
-        raise UserError(f"refusing --delete: the source lists no objects for {names}. An empty or unreadable "
-                        "source would empty the target; copy without --delete, or empty the target on purpose "
-                        "by hand. Nothing was changed.")
+        raise UserError(
+            f"refusing --delete: the source lists no objects for {names}. An empty or unreadable "
+            "source would empty the target; copy without --delete, or empty the target on purpose "
+            "by hand. Nothing was changed."
+        )
     planned = sum(len(p.delete) for p in plans)
     limit = default_max_delete(plans) if max_delete is None else max_delete
     if planned > limit:
-        raise UserError(f"--delete would remove {planned} target objects, more than --max-delete {limit}"
-                        f"{' (default: a quarter of the target)' if max_delete is None else ''}; check the "
-                        "source, then pass a larger --max-delete. Nothing was changed.")
+        raise UserError(
+            f"--delete would remove {planned} target objects, more than --max-delete {limit}"
+            f"{' (default: a quarter of the target)' if max_delete is None else ''}; check the "
+            "source, then pass a larger --max-delete. Nothing was changed."
+        )
 
 
-def sync_storage(config: Config, *, source: str | None, target: str | None, buckets: list[str] | None = None,
-                 dry_run: bool = False, jobs: int | None = None, delete: bool = False, force: bool = False,
-                 yes: bool = False, max_delete: int | None = None) -> StorageResult:
+def sync_storage(
+    config: Config,
+    *,
+    source: str | None,
+    target: str | None,
+    buckets: list[str] | None = None,
+    dry_run: bool = False,
+    jobs: int | None = None,
+    delete: bool = False,
+    force: bool = False,
+    yes: bool = False,
+    max_delete: int | None = None,
+) -> StorageResult:
     started = time.monotonic()
     if not source or not target:
         raise UserError("name both sides: --from ENV --to ENV")
@@ -289,19 +321,32 @@ def sync_storage(config: Config, *, source: str | None, target: str | None, buck
     for status in ("empty", "absent"):
         skipped = [p.bucket for p in plans if p.status == status]
         if skipped:
-            progress(f"skipped {len(skipped)} bucket(s) {'empty' if status == 'empty' else 'missing'} in "
-                     f"{source}: {', '.join(skipped)}")
+            progress(
+                f"skipped {len(skipped)} bucket(s) {'empty' if status == 'empty' else 'missing'} in "
+                f"{source}: {', '.join(skipped)}"
+            )
     unread = sum(p.read_to_compare for p in plans)
     if unread:
-        progress(f"{unread} object(s) had no MD5 recorded on one side (a multipart ETag and no md5chksum): "
-                 "read on both sides to compare")
+        progress(
+            f"{unread} object(s) had no MD5 recorded on one side (a multipart ETag and no md5chksum): "
+            "read on both sides to compare"
+        )
     nothing = not any(p.copy or p.delete for p in plans)
     if dry_run or nothing:  # nothing to do: done, without asking
-        result.buckets = [BucketResult(p.bucket, p.status, copied=len(p.copy), identical=p.identical,
-                                       deleted=len(p.delete), bytes=p.copy_bytes, read_to_compare=p.read_to_compare,
-                                       to_copy=[o.key for o in p.copy] if dry_run else [],
-                                       to_delete=list(p.delete) if dry_run else [])
-                          for p in plans]
+        result.buckets = [
+            BucketResult(
+                p.bucket,
+                p.status,
+                copied=len(p.copy),
+                identical=p.identical,
+                deleted=len(p.delete),
+                bytes=p.copy_bytes,
+                read_to_compare=p.read_to_compare,
+                to_copy=[o.key for o in p.copy] if dry_run else [],
+                to_delete=list(p.delete) if dry_run else [],
+            )
+            for p in plans
+        ]
         result.seconds = round(time.monotonic() - started, 3)
         return result
     confirm_write(target_env, yes=yes, action="copy storage objects into it", plan=plan_text(plans, target_env.name))
@@ -313,8 +358,16 @@ def sync_storage(config: Config, *, source: str | None, target: str | None, buck
     for plan in plans:
         failed = [i for i in plan.copy if (plan.bucket, i.key) in failed_keys]
         copied = [i for i in plan.copy if (plan.bucket, i.key) not in failed_keys]
-        result.buckets.append(BucketResult(plan.bucket, plan.status, copied=len(copied), identical=plan.identical,
-                                           failed=len(failed), bytes=sum(i.size for i in copied)))
+        result.buckets.append(
+            BucketResult(
+                plan.bucket,
+                plan.status,
+                copied=len(copied),
+                identical=plan.identical,
+                failed=len(failed),
+                bytes=sum(i.size for i in copied),
+            )
+        )
     if not failures:
         for plan, bucket_result in zip(plans, result.buckets, strict=False):
             bucket_result.deleted = delete_objects(dst, plan.bucket, plan.delete)
@@ -324,8 +377,10 @@ def sync_storage(config: Config, *, source: str | None, target: str | None, buck
     if failures:
         failed_buckets = ",".join(dict.fromkeys(f.bucket for f in failures))
         result.rerun = invocation.command(
-            drop=("buckets",), add={"buckets": failed_buckets},
-            fallback=f"inv sync-storage --from {source} --to {target} --buckets {failed_buckets}")
+            drop=("buckets",),
+            add={"buckets": failed_buckets},
+            fallback=f"inv sync-storage --from {source} --to {target} --buckets {failed_buckets}",
+        )
     result.seconds = round(time.monotonic() - started, 3)
     return result
 
@@ -333,7 +388,7 @@ def sync_storage(config: Config, *, source: str | None, target: str | None, buck
 def delete_objects(s3: Any, bucket: str, keys: list[str]) -> int:
     deleted = 0
     for start in range(0, len(keys), 1000):
-        batch = keys[start:start + 1000]
+        batch = keys[start : start + 1000]
         errors = s3.delete_objects(bucket, batch)
         if errors:
             raise OperationFailed(f"{bucket}: could not delete {len(errors)} object(s), e.g. {errors[0].get('Key')}")

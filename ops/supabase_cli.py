@@ -113,10 +113,14 @@ def token_problem(text: str) -> str:
 def token_error(result: CliResult, env_name: str) -> str:
     """One line for a missing or refused token, with the fix."""
     if result.token_problem == "missing":
-        return (f"{env_name}: SUPABASE_ACCESS_TOKEN is missing ({result.reason}); set it to a personal access "
-                "token (sbp_...) or run `supabase login`")
-    return (f"{env_name}: SUPABASE_ACCESS_TOKEN is rejected ({result.reason}); check that the token is current "
-            "and has access to this project")
+        return (
+            f"{env_name}: SUPABASE_ACCESS_TOKEN is missing ({result.reason}); set it to a personal access "
+            "token (sbp_...) or run `supabase login`"
+        )
+    return (
+        f"{env_name}: SUPABASE_ACCESS_TOKEN is rejected ({result.reason}); check that the token is current "
+        "and has access to this project"
+    )
 
 
 def run(
@@ -134,8 +138,11 @@ def run(
     """
     argv = [binary(), *args, "--workdir", str(workdir)]
     # The password of this one database, or the token for Management API calls: never both, never others.
-    secrets: dict[str, str | None] = {"PGPASSWORD": db_password} if db_password else {
-        "SUPABASE_ACCESS_TOKEN": access_token or os.environ.get("SUPABASE_ACCESS_TOKEN")}
+    secrets: dict[str, str | None] = (
+        {"PGPASSWORD": db_password}
+        if db_password
+        else {"SUPABASE_ACCESS_TOKEN": access_token or os.environ.get("SUPABASE_ACCESS_TOKEN")}
+    )
     env = {"DO_NOT_TRACK": "1", **child_env("supabase", secrets)}
     if on_line is None:
         completed = subprocess.run(
@@ -166,8 +173,9 @@ def list_functions(config: Config, env: Environment, *, timeout: float = 60) -> 
     """The project's deployed functions, asked once the same way by every task that needs them."""
     import json
 
-    result = run(["functions", "list", "--project-ref", env.ref, "-o", "json"], workdir=cli_workdir(config),
-                 timeout=timeout)
+    result = run(
+        ["functions", "list", "--project-ref", env.ref, "-o", "json"], workdir=cli_workdir(config), timeout=timeout
+    )
     versions = None
     if result.ok:
         try:
@@ -175,4 +183,3 @@ def list_functions(config: Config, env: Environment, *, timeout: float = 60) -> 
         except (ValueError, KeyError, TypeError):
             versions = None
     return FunctionList(result, versions)
-

@@ -113,8 +113,11 @@ class ImportTransaction:
         commit_sent = committed = False  # before/ is kept only when the changes it records were committed
         results = {p.target.qualified: TableResult(p.target.qualified) for p in self.plans}
         try:
-            with ThreadPoolExecutor(max_workers=1) as pool, self.conn.transaction() as transaction, \
-                    self.conn.cursor() as cur:
+            with (
+                ThreadPoolExecutor(max_workers=1) as pool,
+                self.conn.transaction() as transaction,
+                self.conn.cursor() as cur,
+            ):
                 if not self.dry_run:
                     _lock(cur, self.target)
                 cur.execute(sync_sql.rendering_sql())
@@ -155,7 +158,8 @@ class ImportTransaction:
                 raise OperationFailed(
                     f"sync into {self.target.name}: the connection failed during COMMIT ({first_line(error)}); the "
                     f"import may or may not have been committed. Check {self.target.name}; the undo is kept: "
-                    f"inv sync-data --from-export {before_dir} --to {self.target.name} --prune") from None
+                    f"inv sync-data --from-export {before_dir} --to {self.target.name} --prune"
+                ) from None
             raise _failure(self.current, error, self.target) from None
         finally:
             if committed:
@@ -170,8 +174,9 @@ class ImportTransaction:
         empty = held == 0
         if empty and not self.target.protected:
             scope = {p.target.qualified for p in self.plans}
-            plan.checked_once = [fk for fk in plan.target.foreign_keys if fk.parent in scope] \
-                if plan.target.owned else []
+            plan.checked_once = (
+                [fk for fk in plan.target.foreign_keys if fk.parent in scope] if plan.target.owned else []
+            )
             if plan.checked_once and not self.dry_run and not self._drop_checks(cur, plan):
                 plan.checked_once = []
         for step in table_steps(plan, empty=empty):
@@ -203,8 +208,9 @@ class ImportTransaction:
                 for step in drops:
                     cur.execute(step.sql)
         except psycopg.errors.LockNotAvailable:
-            progress(f"{plan.target.qualified} or a table it references is in use: its foreign keys are checked "
-                     "row by row")
+            progress(
+                f"{plan.target.qualified} or a table it references is in use: its foreign keys are checked row by row"
+            )
             return False
         finally:
             cur.execute("SELECT set_config('lock_timeout', %s, true)", (saved,))

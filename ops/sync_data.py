@@ -72,8 +72,7 @@ class SyncResult(Result):
         )
 
     def changes(self) -> int:
-        return sum(t.inserted + t.updated + (t.deleted or (t.only_in_target if self.prune else 0))
-                   for t in self.tables)
+        return sum(t.inserted + t.updated + (t.deleted or (t.only_in_target if self.prune else 0)) for t in self.tables)
 
     def footer(self) -> str:
         if self.nothing_to_do:
@@ -121,16 +120,28 @@ def sync_data(
         target_env.require_db()
         if not dry_run and will_ask(target_env, yes=yes):
             # The plan first (a dry run: read-only), then the question; nothing to change asks nothing.
-            plan = sync_data(config, source=source, target=target, tables=tables, dry_run=True, prune=prune,
-                             from_export=from_export, yes=True)
+            plan = sync_data(
+                config,
+                source=source,
+                target=target,
+                tables=tables,
+                dry_run=True,
+                prune=prune,
+                from_export=from_export,
+                yes=True,
+            )
             if not plan.changes():
                 plan.nothing_to_do = True
                 return plan
             from ops.report import table
 
             rows = plan.rows()
-            confirm_write(target_env, yes=False, action="sync config data into it",
-                          plan=f"plan for {target_env.name}:\n" + table(rows.rows, rows.headers))
+            confirm_write(
+                target_env,
+                yes=False,
+                action="sync config data into it",
+                plan=f"plan for {target_env.name}:\n" + table(rows.rows, rows.headers),
+            )
             yes = True
     if from_export:
         undo.refuse_uncommitted(Path(from_export).resolve())
@@ -140,8 +151,9 @@ def sync_data(
         result = export_only_run(config, source_env, requested)
     elif from_export:
         assert target_env is not None  # only --export-only runs without a target
-        result = sync_from_export(config, Path(from_export).resolve(), target_env, requested, bool(tables),
-                                  dry_run=dry_run, prune=prune)
+        result = sync_from_export(
+            config, Path(from_export).resolve(), target_env, requested, bool(tables), dry_run=dry_run, prune=prune
+        )
     else:
         assert source_env is not None and target_env is not None  # checked above
         result = sync_live(config, source_env, target_env, requested, dry_run=dry_run, prune=prune)
@@ -158,8 +170,16 @@ def export_only_run(config: Config, source: Environment, tables: list[str]) -> S
     return result
 
 
-def sync_from_export(config: Config, export_dir: Path, target: Environment, requested: list[str], named: bool, *,
-                     dry_run: bool, prune: bool) -> SyncResult:
+def sync_from_export(
+    config: Config,
+    export_dir: Path,
+    target: Environment,
+    requested: list[str],
+    named: bool,
+    *,
+    dry_run: bool,
+    prune: bool,
+) -> SyncResult:
     """--from-export: an earlier export's tables (those `requested`, when tables were `named`) into the target."""
     manifest = sync_export.read_manifest(export_dir)
     exported = [entry["table"] for entry in manifest["tables"]]
@@ -170,15 +190,18 @@ def sync_from_export(config: Config, export_dir: Path, target: Environment, requ
         raise UserError(f"{export_dir} has no export of {', '.join(sorted(unknown))}")
     manifest = {**manifest, "tables": [e for e in manifest["tables"] if e["table"] in wanted]}
     run_dir = new_run_dir(config.sync_data.export_dir / target.name)
-    result = SyncResult(source=f"export {export_dir}", target=target.name, run_dir=str(run_dir), dry_run=dry_run,
-                        prune=prune)
-    result.tables = import_export(config, target, manifest, export_dir, wanted, run_dir, result.source,
-                                  dry_run=dry_run, prune=prune)
+    result = SyncResult(
+        source=f"export {export_dir}", target=target.name, run_dir=str(run_dir), dry_run=dry_run, prune=prune
+    )
+    result.tables = import_export(
+        config, target, manifest, export_dir, wanted, run_dir, result.source, dry_run=dry_run, prune=prune
+    )
     return result
 
 
-def sync_live(config: Config, source: Environment, target: Environment, tables: list[str], *,
-              dry_run: bool, prune: bool) -> SyncResult:
+def sync_live(
+    config: Config, source: Environment, target: Environment, tables: list[str], *, dry_run: bool, prune: bool
+) -> SyncResult:
     """--from ENV: rows stream from the source's snapshot into the target; the run folder is made once it can happen."""
     result = SyncResult(source=source.name, target=target.name, run_dir="", dry_run=dry_run, prune=prune)
 
@@ -192,12 +215,24 @@ def sync_live(config: Config, source: Environment, target: Environment, tables: 
 
 
 def _announce(plans: list[TablePlan], target: Environment, run_dir: Path, dry_run: bool) -> None:
-    progress(f"{'planning' if dry_run else 'applying'} {len(plans)} tables into {target.name} "
-             f"(SQL in {run_dir / 'import.sql'})")
+    progress(
+        f"{'planning' if dry_run else 'applying'} {len(plans)} tables into {target.name} "
+        f"(SQL in {run_dir / 'import.sql'})"
+    )
 
 
-def import_export(config: Config, target: Environment, manifest: dict, export_dir: Path, tables: list[str],
-                  run_dir: Path, label: str, *, dry_run: bool, prune: bool) -> list[TableResult]:
+def import_export(
+    config: Config,
+    target: Environment,
+    manifest: dict,
+    export_dir: Path,
+    tables: list[str],
+    run_dir: Path,
+    label: str,
+    *,
+    dry_run: bool,
+    prune: bool,
+) -> list[TableResult]:
     """--from-export: the rows come from files, checked against their manifest before anything is written."""
     import psycopg
 
@@ -208,15 +243,25 @@ def import_export(config: Config, target: Environment, manifest: dict, export_di
             plans = plan_import(manifest, export_dir, targets, config.sync_data.natural_keys)
             check_export_files(plans)
             _announce(plans, target, run_dir, dry_run)
-            return ImportTransaction(conn, target, plans, file_feed, compare_with_export, run_dir, label, dry_run,
-                                     prune).run()
+            return ImportTransaction(
+                conn, target, plans, file_feed, compare_with_export, run_dir, label, dry_run, prune
+            ).run()
     except psycopg.Error as error:
-        raise OperationFailed(f"{target.name}: {first_line(error)}. Nothing was committed: the target is unchanged.") \
-            from None
+        raise OperationFailed(
+            f"{target.name}: {first_line(error)}. Nothing was committed: the target is unchanged."
+        ) from None
 
 
-def stream(config: Config, source: Environment, target: Environment, tables: list[str],
-           run_folder: Callable[[], Path], *, dry_run: bool, prune: bool) -> list[TableResult]:
+def stream(
+    config: Config,
+    source: Environment,
+    target: Environment,
+    tables: list[str],
+    run_folder: Callable[[], Path],
+    *,
+    dry_run: bool,
+    prune: bool,
+) -> list[TableResult]:
     """From a live source: the target is checked first, then rows stream from one source snapshot into it."""
     import psycopg
 
@@ -237,9 +282,11 @@ def stream(config: Config, source: Environment, target: Environment, tables: lis
                     keys = {t.qualified: conflict_key(t, natural_keys) for t in sources}
                     live = LiveSource(src, source, snapshot, sources, keys, run_dir, pool)
                     _announce(plans, target, run_dir, dry_run)
-                    apply = ImportTransaction(conn, target, plans, live.feed, live.compare, run_dir, source.name,
-                                  dry_run, prune, live.finish)
+                    apply = ImportTransaction(
+                        conn, target, plans, live.feed, live.compare, run_dir, source.name, dry_run, prune, live.finish
+                    )
                     return apply.run()
         except psycopg.Error as error:
-            raise OperationFailed(f"{target.name}: {first_line(error)}. Nothing was committed: the target is "
-                                  "unchanged.") from None
+            raise OperationFailed(
+                f"{target.name}: {first_line(error)}. Nothing was committed: the target is unchanged."
+            ) from None

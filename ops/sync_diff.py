@@ -52,9 +52,14 @@ class DiffResult(Result):
     tables: list[TableDiff] = field(default_factory=list)
 
     def rows(self) -> Rows:
-        return Rows(["table", "to insert", "to update", "to delete" if self.prune else "only in target (kept)"],
-                    [[t.table, t.insert, t.update, t.delete if self.prune else t.only_in_target]
-                     for t in self.tables if t.insert or t.update or t.delete or t.only_in_target])
+        return Rows(
+            ["table", "to insert", "to update", "to delete" if self.prune else "only in target (kept)"],
+            [
+                [t.table, t.insert, t.update, t.delete if self.prune else t.only_in_target]
+                for t in self.tables
+                if t.insert or t.update or t.delete or t.only_in_target
+            ],
+        )
 
     def footer(self) -> str:
         paint = colours()
@@ -65,8 +70,11 @@ class DiffResult(Result):
             if len(shown) > SHOWN_PER_TABLE:
                 lines.append(f"  ... and {len(shown) - SHOWN_PER_TABLE:,} more lines for {t.table} (--json has all)")
         total = sum(t.insert + t.update + t.delete for t in self.tables)
-        lines.append(f"{total:,} row(s) would change in {self.target}" if total else
-                     f"{self.target} already matches {self.source} in these tables")
+        lines.append(
+            f"{total:,} row(s) would change in {self.target}"
+            if total
+            else f"{self.target} already matches {self.source} in these tables"
+        )
         return "\n".join(lines)
 
 
@@ -112,8 +120,9 @@ def shown(value: Any) -> Any:
     return value
 
 
-def rows_of(conn: Any, table: Table, key: list[str], columns: list[str], where: str = "",
-            params: tuple = ()) -> dict[tuple, dict[str, Any]]:
+def rows_of(
+    conn: Any, table: Table, key: list[str], columns: list[str], where: str = "", params: tuple = ()
+) -> dict[tuple, dict[str, Any]]:
     """Every row (matching `where`, a SQL condition with %s parameters) as {column: value}, keyed by the
     conflict key: one round trip, JSON per row."""
     listed = ", ".join(ident(c) for c in columns)
@@ -127,16 +136,20 @@ def rows_of(conn: Any, table: Table, key: list[str], columns: list[str], where: 
     return found
 
 
-def diff_table(source: dict[tuple, dict], target: dict[tuple, dict], table: str, key: list[str],
-               columns: list[str], prune: bool) -> TableDiff:
+def diff_table(
+    source: dict[tuple, dict], target: dict[tuple, dict], table: str, key: list[str], columns: list[str], prune: bool
+) -> TableDiff:
     result = TableDiff(table, key)
     for k, row in source.items():
         there = target.get(k)
         keyed = {c: row[c] for c in key}
         if there is None:
             result.insert += 1
-            result.changes.append(Change(keyed, "insert", [{"column": c, "old": None, "new": row[c]}
-                                                           for c in columns if row[c] is not None]))
+            result.changes.append(
+                Change(
+                    keyed, "insert", [{"column": c, "old": None, "new": row[c]} for c in columns if row[c] is not None]
+                )
+            )
             continue
         cells = [{"column": c, "old": there[c], "new": row[c]} for c in columns if there[c] != row[c]]
         if cells:
@@ -151,8 +164,9 @@ def diff_table(source: dict[tuple, dict], target: dict[tuple, dict], table: str,
     return result
 
 
-def sync_diff(config: Config, source: Environment, target: Environment, tables: list[str] | None,
-              prune: bool) -> DiffResult:
+def sync_diff(
+    config: Config, source: Environment, target: Environment, tables: list[str] | None, prune: bool
+) -> DiffResult:
     import psycopg
 
     requested = select_tables(config.sync_data, tables)
@@ -164,22 +178,32 @@ def sync_diff(config: Config, source: Environment, target: Environment, tables: 
                 there = targets[table.qualified]
                 columns = [c.name for c in table.writable if c.name in {x.name for x in there.writable}]
                 key = conflict_key(table, config.sync_data.natural_keys)
-                result.tables.append(diff_table(rows_of(src, table, key, columns), rows_of(dst, there, key, columns),
-                                                table.qualified, key, columns, prune))
+                result.tables.append(
+                    diff_table(
+                        rows_of(src, table, key, columns),
+                        rows_of(dst, there, key, columns),
+                        table.qualified,
+                        key,
+                        columns,
+                        prune,
+                    )
+                )
     except psycopg.Error as error:
         raise OperationFailed(f"reading for the diff failed: {first_line(error)}. Nothing was written.") from None
     return result
 
 
-
-def diff_task(config: Config, *, source: str | None, target: str | None, tables: list[str] | None, prune: bool,
-              others: bool) -> DiffResult:
+def diff_task(
+    config: Config, *, source: str | None, target: str | None, tables: list[str] | None, prune: bool, others: bool
+) -> DiffResult:
     from ops.errors import UserError
     from ops.safety import distinct
 
     if others:
-        raise UserError("--diff reads both sides and changes nothing: it goes with --from, --to, --tables and --prune "
-                        "only (not --dry-run, --export-only or --from-export)")
+        raise UserError(
+            "--diff reads both sides and changes nothing: it goes with --from, --to, --tables and --prune "
+            "only (not --dry-run, --export-only or --from-export)"
+        )
     if not source or not target:
         raise UserError("--diff compares two environments: name both with --from ENV --to ENV")
     source_env, target_env = config.env(source), config.env(target)

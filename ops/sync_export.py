@@ -112,8 +112,9 @@ def earlier_entries(folder: Path, env: Environment) -> dict[str, tuple[Path, dic
     return found
 
 
-def link_earlier(entry: dict | None, earlier_run: Path | None, folder: Path, wanted: dict, *,
-                 copy_text: bool) -> dict | None:
+def link_earlier(
+    entry: dict | None, earlier_run: Path | None, folder: Path, wanted: dict, *, copy_text: bool
+) -> dict | None:
     """Hard-link an earlier export of a table whose content and shape are unchanged; None if it cannot be."""
     if not entry or earlier_run is None:
         return None
@@ -139,8 +140,15 @@ def link_earlier(entry: dict | None, earlier_run: Path | None, folder: Path, wan
 
 
 def export_tables(
-    conn: psycopg.Connection, tables: list[Table], keys: dict[str, list[str]], folder: Path, env: Environment,
-    *, copy_text: bool = True, hashes: dict[str, tuple[int, str]] | None = None, reuse: bool = False,
+    conn: psycopg.Connection,
+    tables: list[Table],
+    keys: dict[str, list[str]],
+    folder: Path,
+    env: Environment,
+    *,
+    copy_text: bool = True,
+    hashes: dict[str, tuple[int, str]] | None = None,
+    reuse: bool = False,
 ) -> list[dict]:
     """Export each table (JSON, and COPY text unless told not to); return the manifest's table entries.
 
@@ -155,8 +163,11 @@ def export_tables(
     entries: list[dict[str, Any]] = []
     meter = Meter(f"exporting {env.name}", len(tables), "tables")
     for table in tables:
-        wanted = {"columns": columns_of(table), "key": keys[table.qualified],
-                  "content": hashes[table.qualified][1] if hashes else None}
+        wanted = {
+            "columns": columns_of(table),
+            "key": keys[table.qualified],
+            "content": hashes[table.qualified][1] if hashes else None,
+        }
         run, previous = earlier.get(table.qualified, (None, None))
         entry = link_earlier(previous, run, folder, wanted, copy_text=copy_text)
         if entry is None:
@@ -205,8 +216,10 @@ def export_file(folder: Path, entry: dict, key: str = "file") -> Path:
     """The file a manifest entry names: a bare name inside the export folder, a regular file."""
     name = entry.get(key)
     if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name or "\\" in name:
-        raise UserError(f"{folder / MANIFEST}: {entry.get('table')} names the file {name!r}; only a file "
-                        "name inside the export folder is accepted (was the manifest edited?)")
+        raise UserError(
+            f"{folder / MANIFEST}: {entry.get('table')} names the file {name!r}; only a file "
+            "name inside the export folder is accepted (was the manifest edited?)"
+        )
     path = folder / name
     if path.is_symlink() or not path.is_file():
         raise UserError(f"export file {path} is missing or not a regular file (symlinks are not followed)")
@@ -235,8 +248,10 @@ def check_files(plan: TablePlan) -> None:
             digest.update(hashlib.md5(row).hexdigest().encode())
             seen += 1
         if seen != plan.rows or not plan.fingerprint or digest.hexdigest() != plan.fingerprint:
-            raise UserError(f"{plan.file} does not match its manifest ({seen} rows, manifest says {plan.rows}; "
-                            f"fingerprint differs): {changed}")
+            raise UserError(
+                f"{plan.file} does not match its manifest ({seen} rows, manifest says {plan.rows}; "
+                f"fingerprint differs): {changed}"
+            )
     if plan.copy_file and file_digest(plan.copy_file) != plan.copy_sha256:
         raise UserError(f"{plan.copy_file} does not match its manifest (sha256 differs): {changed}")
 

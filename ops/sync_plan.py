@@ -79,8 +79,10 @@ def missing_everywhere(missing: MissingTable, source: Environment, target: Envir
     with connect(source, autocommit=True, application="ops sync-data check") as conn:
         if pgcatalog.describe(conn, missing.table) is not None:
             return missing
-    return UserError(f"table {missing.table} exists in neither {source.name} nor {target.name}: is it a typo in "
-                     "[sync-data] safe_tables of environments.ini (or --tables)? Nothing was changed.")
+    return UserError(
+        f"table {missing.table} exists in neither {source.name} nor {target.name}: is it a typo in "
+        "[sync-data] safe_tables of environments.ini (or --tables)? Nothing was changed."
+    )
 
 
 def plan_table(target: Table, entry: dict, natural_keys: dict[str, list[str]], index: int) -> TablePlan:
@@ -156,8 +158,6 @@ class TargetContent:
 
     rows: int
     identical: bool
-
-
 
 
 # How a sync tells what the target holds, table by table (from an export's hashes, or the live source's).

@@ -100,8 +100,14 @@ def export_env(config: Config, env: Environment, tables: list[str], folder: Path
         ) from None
 
 
-def export_beside(env: Environment, snapshot: str, tables: list[Table], keys: dict[str, list[str]], folder: Path,
-                  hashes: Future | None) -> list[dict]:
+def export_beside(
+    env: Environment,
+    snapshot: str,
+    tables: list[Table],
+    keys: dict[str, list[str]],
+    folder: Path,
+    hashes: Future | None,
+) -> list[dict]:
     """The JSON export of a streamed sync, on its own connection in the stream's snapshot.
 
     With `hashes`, the content hashes come first (resolved as soon as they are known: the
@@ -116,11 +122,12 @@ def export_beside(env: Environment, snapshot: str, tables: list[Table], keys: di
             if hashes is not None:
                 found = sync_export.content_hashes(conn, tables)
                 hashes.set_result(found)
-            return sync_export.export_tables(conn, tables, keys, folder, env, copy_text=False, hashes=found,
-                                             reuse=True)
+            return sync_export.export_tables(conn, tables, keys, folder, env, copy_text=False, hashes=found, reuse=True)
     except psycopg.Error as error:
-        failure = SourceFailed(f"reading {env.name} failed: {first_line(error)}. Nothing was committed: the "
-                               f"target is unchanged; the partial export in {folder} is incomplete")
+        failure = SourceFailed(
+            f"reading {env.name} failed: {first_line(error)}. Nothing was committed: the "
+            f"target is unchanged; the partial export in {folder} is incomplete"
+        )
         if hashes is not None and not hashes.done():
             hashes.set_exception(failure)
         raise failure from None
@@ -148,17 +155,26 @@ class LiveSource:
 
     def compare(self, cur: psycopg.Cursor, plans: list[TablePlan]) -> dict[str, TargetContent]:
         """Count the target's rows; where it has some, its content hashes next to the source's (both at once)."""
-        counts = {p.target.qualified: query_rows(cur, Statement(f"SELECT count(*) FROM {pgcatalog.qident(p.target)}",
-                                                              p.target.qualified))[0][0] for p in plans}
+        counts = {
+            p.target.qualified: query_rows(
+                cur, Statement(f"SELECT count(*) FROM {pgcatalog.qident(p.target)}", p.target.qualified)
+            )[0][0]
+            for p in plans
+        }
         self.hashes = Future() if any(counts.values()) else None
-        self.exported = self.pool.submit(export_beside, self.env, self.snapshot, self.tables, self.keys,
-                                         self.run_dir, self.hashes)
+        self.exported = self.pool.submit(
+            export_beside, self.env, self.snapshot, self.tables, self.keys, self.run_dir, self.hashes
+        )
         held = {table: TargetContent(0, False) for table in counts}
         if self.hashes is None:
             return held
-        mine = {p.target.qualified: query_rows(cur, Statement(sync_sql.content_hash_sql(p.target, p.exported),
-                                                          p.target.qualified))[0]
-                for p in plans if counts[p.target.qualified]}
+        mine = {
+            p.target.qualified: query_rows(
+                cur, Statement(sync_sql.content_hash_sql(p.target, p.exported), p.target.qualified)
+            )[0]
+            for p in plans
+            if counts[p.target.qualified]
+        }
         theirs = self.hashes.result()  # computed meanwhile on the source's second connection
         for table, (rows, content) in mine.items():
             held[table] = TargetContent(rows, (rows, content) == tuple(theirs[table]))
@@ -171,8 +187,10 @@ class LiveSource:
         assert plan.copy_file is not None  # plan_stream names one for every table
         digest = hashlib.sha256()
         try:
-            with plan.copy_file.open("wb") as out, \
-                    self.conn.cursor().copy(sync_sql.copy_out_query(plan.target, plan.columns)) as copy:
+            with (
+                plan.copy_file.open("wb") as out,
+                self.conn.cursor().copy(sync_sql.copy_out_query(plan.target, plan.columns)) as copy,
+            ):
                 chunk = bytearray()
                 for block in copy:  # one message per row: gathered into large writes
                     chunk += block
@@ -186,10 +204,15 @@ class LiveSource:
                     digest.update(chunk)
                     yield chunk
         except psycopg.Error as error:
-            raise SourceFailed(f"reading {self.env.name} failed in {plan.target.qualified}: {first_line(error)}. "
-                               "Nothing was committed: the target is unchanged.") from None
-        self.streamed[plan.target.qualified] = {"copy_file": plan.copy_file.name, "copy_sha256": digest.hexdigest(),
-                                                "copy_columns": plan.columns}
+            raise SourceFailed(
+                f"reading {self.env.name} failed in {plan.target.qualified}: {first_line(error)}. "
+                "Nothing was committed: the target is unchanged."
+            ) from None
+        self.streamed[plan.target.qualified] = {
+            "copy_file": plan.copy_file.name,
+            "copy_sha256": digest.hexdigest(),
+            "copy_columns": plan.columns,
+        }
 
     def finish(self) -> None:
         """Complete the export: the JSON files, the COPY files streamed, the content hashes, the manifest."""
@@ -201,8 +224,10 @@ class LiveSource:
             try:
                 found = sync_export.content_hashes(self.conn, self.tables)
             except psycopg.Error as error:
-                raise SourceFailed(f"reading {self.env.name} failed: {first_line(error)}. Nothing was committed: "
-                                   "the target is unchanged.") from None
+                raise SourceFailed(
+                    f"reading {self.env.name} failed: {first_line(error)}. Nothing was committed: "
+                    "the target is unchanged."
+                ) from None
             for entry in entries:
                 entry["content"] = found[entry["table"]][1]
         for entry in entries:

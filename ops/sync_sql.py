@@ -13,8 +13,13 @@ from ops.pgcatalog import ForeignKey, Table, ident, literal, qident
 
 LOCK_KEY = "ops:sync-data"
 # Every value renders the same on both sides (exports, content hashes), whatever the role's defaults.
-RENDERING = {"TimeZone": "UTC", "IntervalStyle": "postgres", "DateStyle": "ISO, MDY", "extra_float_digits": "1",
-             "bytea_output": "hex"}
+RENDERING = {
+    "TimeZone": "UTC",
+    "IntervalStyle": "postgres",
+    "DateStyle": "ISO, MDY",
+    "extra_float_digits": "1",
+    "bytea_output": "hex",
+}
 
 
 def rendering_sql() -> str:
@@ -127,8 +132,11 @@ def stage_steps(plan: TablePlan) -> list[Statement | CopyIn]:
     if plan.copies_directly:
         columns = ", ".join(ident(c) for c in plan.columns)
         return [
-            Statement(f"CREATE TEMP TABLE {plan.stage.split('.')[1]} ON COMMIT DROP AS SELECT {columns} "
-                      f"FROM {qident(target)} WITH NO DATA", target.qualified),
+            Statement(
+                f"CREATE TEMP TABLE {plan.stage.split('.')[1]} ON COMMIT DROP AS SELECT {columns} "
+                f"FROM {qident(target)} WITH NO DATA",
+                target.qualified,
+            ),
             CopyIn(f"COPY {plan.stage} ({columns}) FROM STDIN", plan, text=True),
         ]
     record = ", ".join(
@@ -268,14 +276,24 @@ def table_steps(plan: TablePlan, *, empty: bool) -> list[Statement | CopyIn]:
 
 def drop_checks(plan: TablePlan) -> list[Statement]:
     """Drop the foreign keys to check once after the load (a row-by-row check costs a query per row)."""
-    return [Statement(f"ALTER TABLE {qident(plan.target)} DROP CONSTRAINT {ident(fk.name)}", plan.target.qualified,
-                      "constraint") for fk in plan.checked_once]
+    return [
+        Statement(
+            f"ALTER TABLE {qident(plan.target)} DROP CONSTRAINT {ident(fk.name)}", plan.target.qualified, "constraint"
+        )
+        for fk in plan.checked_once
+    ]
 
 
 def check_once(plan: TablePlan) -> list[Statement]:
     """Re-create the dropped foreign keys: PostgreSQL checks every row in one join, in this transaction."""
-    return [Statement(f"ALTER TABLE {qident(plan.target)} ADD CONSTRAINT {ident(fk.name)} {fk.definition}",
-                      plan.target.qualified, "constraint") for fk in plan.checked_once]
+    return [
+        Statement(
+            f"ALTER TABLE {qident(plan.target)} ADD CONSTRAINT {ident(fk.name)} {fk.definition}",
+            plan.target.qualified,
+            "constraint",
+        )
+        for fk in plan.checked_once
+    ]
 
 
 def closing_steps(plans: list[TablePlan], *, prune: bool, staged: set[str]) -> list[Statement]:

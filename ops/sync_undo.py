@@ -39,8 +39,10 @@ def mark_committed(before_dir: Path) -> None:
 
 def refuse_uncommitted(folder: Path) -> None:
     if (folder / MARKER).exists() or (folder / COMMITTING).exists():
-        raise UserError(f"{folder} was written by a sync-data that never committed (it was killed or failed): the "
-                        "target never changed, so there is nothing to undo. Nothing was changed.")
+        raise UserError(
+            f"{folder} was written by a sync-data that never committed (it was killed or failed): the "
+            "target never changed, so there is nothing to undo. Nothing was changed."
+        )
 
 
 def _writer_alive(marker: Path) -> bool:
@@ -58,12 +60,16 @@ def clean_stale(export_dir: Path) -> int:
             shutil.rmtree(marker.parent, ignore_errors=True)
             removed += 1
     if removed:
-        progress(f"removed {removed} before/ folder(s) of earlier syncs that were cut off before their COMMIT "
-                 "(their targets never changed)")
+        progress(
+            f"removed {removed} before/ folder(s) of earlier syncs that were cut off before their COMMIT "
+            "(their targets never changed)"
+        )
     for marker in export_dir.glob(f"*/*/before/{COMMITTING}"):
         if not _writer_alive(marker):
             # Restoring it undoes the change if the commit landed, and changes nothing if it did not.
             marker.unlink(missing_ok=True)
-            progress(f"kept {marker.parent}: a sync was cut off while committing, so its change may have landed; "
-                     f"it undoes that change either way")
+            progress(
+                f"kept {marker.parent}: a sync was cut off while committing, so its change may have landed; "
+                f"it undoes that change either way"
+            )
     return removed

@@ -71,8 +71,9 @@ def run_steps(name: str, steps: list[Step], *, command: str, dry_run: bool, resu
             result.steps.append(StepResult(step.name, "failed", first_line(error)))
             result.steps += [StepResult(s.name, "not run") for s in steps[index + 1 :]]
             # Every flag of this run is kept (--dry-run, --yes, --json...); only the step changes.
-            result.resume = invocation.command(drop=("resume_at",), add={"resume_at": step.name},
-                                               fallback=f"{command} --resume-at {step.name}")
+            result.resume = invocation.command(
+                drop=("resume_at",), add={"resume_at": step.name}, fallback=f"{command} --resume-at {step.name}"
+            )
             changed_before = any(s.status == "done" for s in result.steps) and not dry_run
             result.exit_code = 2 if isinstance(error, UserError) and not changed_before else 1
             progress(str(error))
@@ -92,8 +93,15 @@ def config_diff(config: Config, pairs: list[tuple[Environment, Environment]], ta
     return "\n".join(parts)
 
 
-def confirm_all(envs: list[Environment], *, yes: bool, dry_run: bool, action: str,
-                plan: Callable[[], WorkflowResult] | None = None, details: Callable[[], str] | None = None) -> None:
+def confirm_all(
+    envs: list[Environment],
+    *,
+    yes: bool,
+    dry_run: bool,
+    action: str,
+    plan: Callable[[], WorkflowResult] | None = None,
+    details: Callable[[], str] | None = None,
+) -> None:
     """Ask once, before the first step, for every protected environment the workflow writes to,
     after showing the plan: the same workflow run as a dry run (read-only)."""
     asking = [env for env in dict.fromkeys(envs) if will_ask(env, yes=yes)]
@@ -148,7 +156,11 @@ def tested_first_step(config: Config, env: Environment) -> Step | None:
 
 
 def deploy_step(
-    config: Config, env: Environment, dry_run: bool, only: list[str] | None = None, changed_since: str | None = None,
+    config: Config,
+    env: Environment,
+    dry_run: bool,
+    only: list[str] | None = None,
+    changed_since: str | None = None,
     deployed: dict[str, str | None] | None = None,
 ) -> Step:
     """Deploy functions; `deployed` receives the commit that went out (for the workflow's record)."""
@@ -236,13 +248,25 @@ def release(
 ) -> WorkflowResult:
     target = config.env(env or config.workflows.preprod)
     functions.select_functions(config, only, changed_since)  # bad names are refused before any step
-    confirm_all([target], yes=yes, dry_run=dry_run, action="release to it",
-                plan=lambda: release(config, env=env, only=only, changed_since=changed_since, dry_run=True, yes=True,
-                                     resume_at=resume_at, smoke=smoke))
+    confirm_all(
+        [target],
+        yes=yes,
+        dry_run=dry_run,
+        action="release to it",
+        plan=lambda: release(
+            config,
+            env=env,
+            only=only,
+            changed_since=changed_since,
+            dry_run=True,
+            yes=True,
+            resume_at=resume_at,
+            smoke=smoke,
+        ),
+    )
     steps = [s for s in (tested_first_step(config, target),) if s]
     deployed: dict[str, str | None] = {}
-    steps += [push_step(config, target, dry_run),
-              deploy_step(config, target, dry_run, only, changed_since, deployed)]
+    steps += [push_step(config, target, dry_run), deploy_step(config, target, dry_run, only, changed_since, deployed)]
     if smoke:  # the card's "test on the preview URL", as the release's last step
         steps.append(smoke_step(config, target, dry_run))
     command = (
@@ -261,10 +285,14 @@ def reset_env(
 ) -> WorkflowResult:
     source_env, target_env = config.env(source or config.workflows.prod), config.env(target or config.workflows.preprod)
     distinct(source_env, target_env)
-    confirm_all([target_env], yes=yes, dry_run=dry_run, action=f"reset it from {source_env.name}",
-                plan=lambda: reset_env(config, source=source, target=target, dry_run=True, yes=True,
-                                       resume_at=resume_at),
-                details=lambda: config_diff(config, [(source_env, target_env)], None))
+    confirm_all(
+        [target_env],
+        yes=yes,
+        dry_run=dry_run,
+        action=f"reset it from {source_env.name}",
+        plan=lambda: reset_env(config, source=source, target=target, dry_run=True, yes=True, resume_at=resume_at),
+        details=lambda: config_diff(config, [(source_env, target_env)], None),
+    )
     steps = [
         push_step(config, target_env, dry_run),
         data_step(config, source_env, target_env, dry_run),
@@ -290,9 +318,15 @@ def refresh_sandbox(
         config.env(sandbox or config.workflows.sandbox),
     )
     distinct(source_env, sandbox_env)
-    confirm_all([sandbox_env], yes=yes, dry_run=dry_run, action="refresh it",
-                plan=lambda: refresh_sandbox(config, source=source, sandbox=sandbox, dry_run=True, yes=True,
-                                             resume_at=resume_at))
+    confirm_all(
+        [sandbox_env],
+        yes=yes,
+        dry_run=dry_run,
+        action="refresh it",
+        plan=lambda: refresh_sandbox(
+            config, source=source, sandbox=sandbox, dry_run=True, yes=True, resume_at=resume_at
+        ),
+    )
 
     def code() -> str:
         result = lovable.update_lovable(config, dry_run=dry_run)
@@ -328,28 +362,48 @@ def promote_config(
         config.env(prod or config.workflows.prod),
     )
     if len({sandbox_env.name, preprod_env.name, prod_env.name}) < 3:
-        raise UserError(f"promote-config needs three different environments, not sandbox={sandbox_env.name} "
-                        f"preprod={preprod_env.name} prod={prod_env.name}")
+        raise UserError(
+            f"promote-config needs three different environments, not sandbox={sandbox_env.name} "
+            f"preprod={preprod_env.name} prod={prod_env.name}"
+        )
     # Both targets are confirmed before the first step, whatever --resume-at skips.
-    confirm_all([preprod_env, prod_env], yes=yes, dry_run=dry_run,
-                action=f"promote {', '.join(tables)} into it",
-                plan=lambda: promote_config(config, tables=tables, sandbox=sandbox, preprod=preprod, prod=prod,
-                                            dry_run=True, yes=True, resume_at=resume_at),
-                # preprod -> prod as preprod is now: the first step adds what sandbox -> preprod shows.
-                details=lambda: config_diff(config, [(sandbox_env, preprod_env), (preprod_env, prod_env)], tables))
+    confirm_all(
+        [preprod_env, prod_env],
+        yes=yes,
+        dry_run=dry_run,
+        action=f"promote {', '.join(tables)} into it",
+        plan=lambda: promote_config(
+            config,
+            tables=tables,
+            sandbox=sandbox,
+            preprod=preprod,
+            prod=prod,
+            dry_run=True,
+            yes=True,
+            resume_at=resume_at,
+        ),
+        # preprod -> prod as preprod is now: the first step adds what sandbox -> preprod shows.
+        details=lambda: config_diff(config, [(sandbox_env, preprod_env), (preprod_env, prod_env)], tables),
+    )
     steps = [
         data_step(config, sandbox_env, preprod_env, dry_run, tables, name=f"{sandbox_env.name}-to-{preprod_env.name}"),
         data_step(config, preprod_env, prod_env, dry_run, tables, name=f"{preprod_env.name}-to-{prod_env.name}"),
     ]
     command = f"inv promote-config --tables {','.join(tables)}" + "".join(
-        f" --{flag} {value}" for flag, value in (("sandbox", sandbox), ("preprod", preprod), ("prod", prod)) if value)
+        f" --{flag} {value}" for flag, value in (("sandbox", sandbox), ("preprod", preprod), ("prod", prod)) if value
+    )
     return run_steps("promote-config", steps, command=command, dry_run=dry_run, resume_at=resume_at)
 
 
-def full_backup(config: Config, *, env: str | None, keep: int | None, resume_at: str | None,
-                copy_to: str | None = None) -> WorkflowResult:
-    envs = config.envs_named(env, default=[config.workflows.prod], having=lambda e: bool(e.storage_url and e.db_url),
-                             needs="both a db_url and a storage_url")
+def full_backup(
+    config: Config, *, env: str | None, keep: int | None, resume_at: str | None, copy_to: str | None = None
+) -> WorkflowResult:
+    envs = config.envs_named(
+        env,
+        default=[config.workflows.prod],
+        having=lambda e: bool(e.storage_url and e.db_url),
+        needs="both a db_url and a storage_url",
+    )
     keep = config.storage.keep if keep is None else keep
     if keep < 1:
         raise UserError("--keep must be at least 1")

@@ -81,8 +81,9 @@ def storage(project, tmp_path):
 def moto_port():
     """moto's S3 server: real multipart ETags, and no signature checks (for the path-prefix proxy)."""
     port = localstack.free_port()
-    process = subprocess.Popen([localstack.tool("moto_server"), "-p", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [localstack.tool("moto_server"), "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         localstack.wait_for_port(port, timeout=60)
         yield port

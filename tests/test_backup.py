@@ -120,8 +120,13 @@ def test_verify_catches_a_flipped_byte(project, storage):
     assert report["missing"] == ["avatars/bulk/0004.bin"]
     assert report["extra"] == ["avatars/stray.txt"]
     text = project.run("verify-backup", "--backup", str(path))
-    assert text.out.strip().splitlines()[-1].startswith(
-        "FAILED: 1 missing (avatars/bulk/0004.bin), 1 corrupt (avatars/bulk/0002.bin), 1 extra (avatars/stray.txt)")
+    assert (
+        text.out.strip()
+        .splitlines()[-1]
+        .startswith(
+            "FAILED: 1 missing (avatars/bulk/0004.bin), 1 corrupt (avatars/bulk/0002.bin), 1 extra (avatars/stray.txt)"
+        )
+    )
 
 
 def test_restore_round_trips_a_bucket(project, storage):
@@ -150,8 +155,14 @@ def test_restore_round_trips_a_bucket(project, storage):
 def test_backups_made_within_one_second_keep_their_order(tmp_path):
     from ops.backup.store import METADATA_FILE, complete_backups
 
-    made = ["2026-01-01T10-00-59Z", "2026-01-01T10-01-00Z", "2026-01-01T10-01-00Z-1", "2026-01-01T10-01-00Z-2",
-            "2026-01-01T10-01-00Z-10", "2026-01-01T10-01-01Z"]
+    made = [
+        "2026-01-01T10-00-59Z",
+        "2026-01-01T10-01-00Z",
+        "2026-01-01T10-01-00Z-1",
+        "2026-01-01T10-01-00Z-2",
+        "2026-01-01T10-01-00Z-10",
+        "2026-01-01T10-01-01Z",
+    ]
     for name in reversed(made):
         (tmp_path / name).mkdir()
         (tmp_path / name / METADATA_FILE).write_text("{}")
@@ -178,8 +189,7 @@ def test_a_wiped_project_never_prunes_the_last_full_backup(project, storage):
     assert full.is_dir(), "the first refilled backup must not prune the only other full one"
     refilled += [run_backup(project, "--keep", "2") for _ in range(2)]
     assert not full.exists(), "two newer full backups supersede it"
-    kept_full = [p for p in complete(project)
-                 if json.loads((p / "_backup_metadata.json").read_text())["full"]]
+    kept_full = [p for p in complete(project) if json.loads((p / "_backup_metadata.json").read_text())["full"]]
     assert [str(p) for p in kept_full] == [r["path"] for r in refilled[1:]]
 
 

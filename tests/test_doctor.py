@@ -21,8 +21,9 @@ def clinic(project, storage, pgbouncer, tmp_path, cli):
     api = ManagementAPI(projects={PROD_REF})
     home = tmp_path / "home"
     home.mkdir()
-    project.secrets.update(HOME=str(home), SUPABASE_PROFILE=str(api.write_profile(tmp_path / "profile.yaml")),
-                           SUPABASE_ACCESS_TOKEN=TOKEN)
+    project.secrets.update(
+        HOME=str(home), SUPABASE_PROFILE=str(api.write_profile(tmp_path / "profile.yaml")), SUPABASE_ACCESS_TOKEN=TOKEN
+    )
     prod = project.envs["prod"]
     localstack.set_role_password(prod["db_url"], FAKE_DB_PASSWORD)
     key_id, secret = S3_KEYS["prod"]
@@ -52,8 +53,14 @@ def test_a_healthy_environment_passes_every_check(clinic):
     result = clinic.run("doctor", "--env", "prod", "--json")
     assert result.code == 0, result.out + result.err
     assert set(statuses(result).values()) == {"ok"}
-    assert {check for _, check in statuses(result)} == {"config", "database", "pg_dump", "storage",
-                                                        "management api", "supabase cli"}
+    assert {check for _, check in statuses(result)} == {
+        "config",
+        "database",
+        "pg_dump",
+        "storage",
+        "management api",
+        "supabase cli",
+    }
     table = clinic.run("doctor", "--env", "prod")
     assert "PostgreSQL" in table.out and "as postgres" in table.out and "all 6 checks ok" in table.out
 
@@ -63,8 +70,10 @@ def test_each_broken_environment_fails_the_right_check_with_a_hint(clinic):
     assert result.code == 1
     found = statuses(result)
     assert "password" in found[("wrong-password", "database")]
-    assert "refused" in found[("wrong-key", "storage")] and "OPS_WRONG_KEY_S3_SECRET_ACCESS_KEY" in \
-        found[("wrong-key", "storage")]
+    assert (
+        "refused" in found[("wrong-key", "storage")]
+        and "OPS_WRONG_KEY_S3_SECRET_ACCESS_KEY" in found[("wrong-key", "storage")]
+    )
     assert "client-badges" in found[("no-bucket", "storage")]
     assert "SSL" in found[("no-tls", "database")]
     assert "jtzcrirqflfnagceendt" in found[("ref-mismatch", "config")]

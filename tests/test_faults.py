@@ -48,11 +48,14 @@ def test_target_connection_cut_mid_import_leaves_target_unchanged(project):
 
 
 def test_statement_timeout_rolls_back(project):
-    sql(project.url("preprod"), """
+    sql(
+        project.url("preprod"),
+        """
         CREATE FUNCTION public.slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(3); RETURN NEW; END $$;
-        CREATE TRIGGER slow BEFORE INSERT ON public.assessment_questions FOR EACH STATEMENT EXECUTE FUNCTION public.slow();""")
+        CREATE TRIGGER slow BEFORE INSERT ON public.assessment_questions FOR EACH STATEMENT EXECUTE FUNCTION public.slow();""",
+    )
     name = urlsplit(project.url("preprod")).path.lstrip("/")
-    sql(project.url("preprod"), f'ALTER DATABASE "{name}" SET statement_timeout = \'1s\'')
+    sql(project.url("preprod"), f"ALTER DATABASE \"{name}\" SET statement_timeout = '1s'")
     before = dump(project.url("preprod"))
     result = project.run("sync-data", "--from", "prod", "--to", "preprod")
     assert result.code == 1
@@ -87,13 +90,16 @@ def test_storage_faults_on_both_sides(project, storage):
     try:
         project.envs["prod"]["storage_url"] = source_proxy.url
         project.envs["preprod"]["storage_url"] = target_proxy.url
-        result = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--json",
-                             "--buckets", "avatars,resource-library")
+        result = project.run(
+            "sync-storage", "--from", "prod", "--to", "preprod", "--json", "--buckets", "avatars,resource-library"
+        )
     finally:
         source_proxy.stop()
         target_proxy.stop()
     assert source_proxy.injected.get("truncate") and target_proxy.injected.get("reset"), (
-        source_proxy.injected, target_proxy.injected)
+        source_proxy.injected,
+        target_proxy.injected,
+    )
     data = json.loads(result.out)
     failed = {(f["bucket"], f["key"]) for f in data["failures"]}
     assert result.code == (1 if failed else 0)
@@ -111,8 +117,16 @@ def test_sigint_mid_sync_leaves_no_temp_files(project, storage, tmp_path):
     scratch.mkdir()
     try:
         project.envs["preprod"]["storage_url"] = proxy.url
-        process = project.start("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "resource-library",
-                                env={"TMPDIR": str(scratch)})
+        process = project.start(
+            "sync-storage",
+            "--from",
+            "prod",
+            "--to",
+            "preprod",
+            "--buckets",
+            "resource-library",
+            env={"TMPDIR": str(scratch)},
+        )
         time.sleep(3)
         if process.poll() is not None:
             pytest.fail(f"the sync ended before it could be interrupted: {process.communicate()[1]}")
@@ -126,9 +140,14 @@ def test_sigint_mid_sync_leaves_no_temp_files(project, storage, tmp_path):
 
 # ---------------------------------------------------------------- the bad-input catalogue
 
+
 def state(project, storage) -> tuple:
-    return (dump(project.url("preprod")), dump(project.url("prod")),
-            contents(storage["preprod"].client(), "avatars"), contents(storage["prod"].client(), "avatars"))
+    return (
+        dump(project.url("preprod")),
+        dump(project.url("prod")),
+        contents(storage["preprod"].client(), "avatars"),
+        contents(storage["prod"].client(), "avatars"),
+    )
 
 
 CATALOGUE = {
@@ -161,19 +180,26 @@ def test_bad_input_exits_2_and_changes_nothing(project, storage, case):
 
 @pytest.mark.parametrize(
     "ini, message",
-    [("[prod\nref = x\n", "malformed"),
-     ("[prod]\nref = x\ndb_url = postgresql://postgres:hunter2@db.example.com/postgres\n", "password"),
-     ("[prod]\nref = x\ndb_password = hunter2\n", "holds a secret"),
-     ("[prod]\nref = x\nprotected = maybe\n", "true or false"),
-     ("[prod]\nref = x\ncolour = blue\n", "unknown keys")],
+    [
+        ("[prod\nref = x\n", "malformed"),
+        ("[prod]\nref = x\ndb_url = postgresql://postgres:hunter2@db.example.com/postgres\n", "password"),
+        ("[prod]\nref = x\ndb_password = hunter2\n", "holds a secret"),
+        ("[prod]\nref = x\nprotected = maybe\n", "true or false"),
+        ("[prod]\nref = x\ncolour = blue\n", "unknown keys"),
+    ],
     ids=["syntax", "password-in-url", "password-key", "bad-boolean", "unknown-key"],
 )
 def test_bad_environments_file_is_refused(tmp_path, ini, message):
     path = tmp_path / "environments.ini"
     path.write_text(ini)
-    result = subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(REPO), "envs"], cwd=tmp_path,
-                            env={**os.environ, "OPS_ENVIRONMENTS": str(path)}, capture_output=True, text=True,
-                            stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        [sys.executable, "-m", "invoke", "--search-root", str(REPO), "envs"],
+        cwd=tmp_path,
+        env={**os.environ, "OPS_ENVIRONMENTS": str(path)},
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
     assert result.returncode == 2
     assert message in result.stderr
     assert "hunter2" not in result.stdout + result.stderr
@@ -203,13 +229,17 @@ def test_a_connection_lost_during_commit_keeps_the_undo_and_says_so(project):
     assert "Nothing was committed" not in result.err
     [before] = before_dirs(project)
     assert (before / "manifest.json").is_file() and not list(before.glob("UNCOMMITTED")) + list(
-        before.glob("COMMITTING")), "a kept undo carries no marker"
+        before.glob("COMMITTING")
+    ), "a kept undo carries no marker"
 
 
 def test_a_sync_killed_before_its_commit_leaves_no_undo_that_looks_real(project):
-    sql(project.url("preprod"), """
+    sql(
+        project.url("preprod"),
+        """
         CREATE FUNCTION public.slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.2); RETURN NEW; END $$;
-        CREATE TRIGGER slow BEFORE INSERT ON public.plans FOR EACH ROW EXECUTE FUNCTION public.slow();""")
+        CREATE TRIGGER slow BEFORE INSERT ON public.plans FOR EACH ROW EXECUTE FUNCTION public.slow();""",
+    )
     before_rows = dump(project.url("preprod"))
     process = project.start("sync-data", "--from", "prod", "--to", "preprod", "--tables", "plans")
     deadline = time.monotonic() + 30

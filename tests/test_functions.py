@@ -40,8 +40,11 @@ def app(tmp_path, api, cli) -> Project:
         "preprod": {"ref": PREPROD, "protected": "false"},
         "sandbox": {"ref": SANDBOX, "protected": "false"},
     }
-    project.secrets = {"HOME": str(home), "SUPABASE_PROFILE": str(api.write_profile(tmp_path / "profile.yaml")),
-                       "SUPABASE_ACCESS_TOKEN": TOKEN}
+    project.secrets = {
+        "HOME": str(home),
+        "SUPABASE_PROFILE": str(api.write_profile(tmp_path / "profile.yaml")),
+        "SUPABASE_ACCESS_TOKEN": TOKEN,
+    }
     return project
 
 
@@ -62,8 +65,10 @@ def test_deploys_every_function_once_without_jwt_check(app, api):
 
 def test_config_toml_verify_jwt_overrides_the_card_where_set(app, api):
     config = app.supabase_dir / "config.toml"
-    config.write_text(config.read_text() + "\n[functions.stripe-webhook]\nverify_jwt = true\n"
-                      "\n[functions.calcom-webhook]\nverify_jwt = false\n")
+    config.write_text(
+        config.read_text() + "\n[functions.stripe-webhook]\nverify_jwt = true\n"
+        "\n[functions.calcom-webhook]\nverify_jwt = false\n"
+    )
     result = app.run("deploy-functions", "--env", "preprod", "--json")
     assert result.code == 0, result.err
     checked = {d.slug: d.metadata["verify_jwt"] for d in api.deploys}
@@ -106,7 +111,8 @@ def test_rate_limited_deploy_names_only_the_real_failures(app, api):
 
 def test_changed_since_follows_shared_imports(app, api):
     (app.supabase_dir / "functions" / "_shared" / "email.ts").write_text(
-        (app.supabase_dir / "functions" / "_shared" / "email.ts").read_text() + "\n// tweak\n")
+        (app.supabase_dir / "functions" / "_shared" / "email.ts").read_text() + "\n// tweak\n"
+    )
     (app.supabase_dir / "functions" / "calcom-webhook" / "handler.ts").write_text("export const x = 1;\n")
     dry = app.run("deploy-functions", "--env", "preprod", "--changed-since", "HEAD", "--dry-run", "--json")
     assert dry.code == 0, dry.err
@@ -129,13 +135,19 @@ def test_dry_run_sends_nothing(app, api):
 
 @pytest.mark.parametrize(
     "args, message",
-    [(["--only", "send-auth-email,nope"], "nope"), (["--changed-since", "no-such-ref"], "no-such-ref"),
-     (["--env", "qa"], "unknown environment")],
+    [
+        (["--only", "send-auth-email,nope"], "nope"),
+        (["--changed-since", "no-such-ref"], "no-such-ref"),
+        (["--env", "qa"], "unknown environment"),
+    ],
     ids=["unknown-function", "unknown-ref", "unknown-env"],
 )
 def test_bad_input_exit_2_and_sends_nothing(app, api, args, message):
-    result = app.run("deploy-functions", "--env", "preprod", *args) if "--env" not in args else \
-        app.run("deploy-functions", *args)
+    result = (
+        app.run("deploy-functions", "--env", "preprod", *args)
+        if "--env" not in args
+        else app.run("deploy-functions", *args)
+    )
     assert result.code == 2
     assert message in result.err
     assert api.requests == []
@@ -188,15 +200,18 @@ def test_at_deploys_the_functions_of_a_past_commit_and_leaves_the_tree_alone(app
     assert deploy.sources["supabase/functions/calcom-webhook/index.ts"] == old_source
     assert json.loads(result.out)["commit"] == head
     assert index.read_text() == "// work in progress, not committed\n"
-    assert subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True).stdout == \
-        tree_before
+    assert (
+        subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True).stdout == tree_before
+    )
     unknown = app.run("deploy-functions", "--env", "preprod", "--at", "no-such-ref")
     assert unknown.code == 2 and "no-such-ref" in unknown.err
 
 
-@pytest.mark.parametrize("token, shown", [("", "SUPABASE_ACCESS_TOKEN is missing"),
-                                          ("sbp_" + "f" * 40, "SUPABASE_ACCESS_TOKEN is rejected")],
-                         ids=["missing", "rejected"])
+@pytest.mark.parametrize(
+    "token, shown",
+    [("", "SUPABASE_ACCESS_TOKEN is missing"), ("sbp_" + "f" * 40, "SUPABASE_ACCESS_TOKEN is rejected")],
+    ids=["missing", "rejected"],
+)
 def test_a_token_problem_stops_the_deploy_at_once_with_its_reason(app, api, token, shown):
     result = app.run("deploy-functions", "--env", "preprod", "--json", env={"SUPABASE_ACCESS_TOKEN": token})
     assert result.code == 2, result.err

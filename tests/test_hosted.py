@@ -73,8 +73,15 @@ def test_tls_with_the_right_ca_works_for_psycopg_and_pg_dump(project, pg, tls, t
 
 def test_tls_with_the_wrong_ca_is_refused(project, pg, tls):
     project.envs["prod"].update(db_url=tls_url(project.url("prod"), pg.port), ssl_root_cert=str(tls / "other-ca.crt"))
-    result = project.run("sync-data", "--from", "prod", "--export-only", "--tables", "plans",
-                         env={"OPS_PROD_DB_PASSWORD": FAKE_DB_PASSWORD})
+    result = project.run(
+        "sync-data",
+        "--from",
+        "prod",
+        "--export-only",
+        "--tables",
+        "plans",
+        env={"OPS_PROD_DB_PASSWORD": FAKE_DB_PASSWORD},
+    )
     assert result.code == 1 and "certificate" in result.err
 
 
@@ -114,10 +121,15 @@ def test_tasks_connect_as_a_non_superuser_that_owns_the_app(project, tmp_path, m
     url = project.url("prod")
     assert sql(url, "SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user") == [("postgres", False)]
     assert sql(url, "SELECT tableowner FROM pg_tables WHERE schemaname = 'public' GROUP BY 1") == [("postgres",)]
-    assert sql(url, "SELECT bool_and(relrowsecurity) FROM pg_class WHERE relnamespace = 'public'::regnamespace "
-                    "AND relkind = 'r'") == [(True,)]
-    assert sql(url, "SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname IN ('auth', 'storage', "
-                    "'supabase_migrations', 'vault') GROUP BY 1") == [("supabase_admin",)]
+    assert sql(
+        url,
+        "SELECT bool_and(relrowsecurity) FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r'",
+    ) == [(True,)]
+    assert sql(
+        url,
+        "SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname IN ('auth', 'storage', "
+        "'supabase_migrations', 'vault') GROUP BY 1",
+    ) == [("supabase_admin",)]
     env = ops_config.load(project.write()).env("prod")
     # Every schema it can read is dumped, the platform's rows included; vault (not readable) is left out.
     dbdump.dump_database(env, tmp_path / "db")

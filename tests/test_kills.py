@@ -51,8 +51,11 @@ def assert_each_object_is_old_or_new(target: dict, source: dict, old: dict) -> N
 
 
 def sealed_backups(project) -> list[Path]:
-    return [p for p in (project.root / "backups").rglob("_backup_metadata.json") if not any(
-        part.startswith(".") for part in p.parent.relative_to(project.root).parts)]
+    return [
+        p
+        for p in (project.root / "backups").rglob("_backup_metadata.json")
+        if not any(part.startswith(".") for part in p.parent.relative_to(project.root).parts)
+    ]
 
 
 def assert_no_leftovers(project) -> None:
@@ -72,8 +75,9 @@ def test_sync_data_killed_anywhere(project):
         assert dump(project.url("preprod"), *CONFIG_TABLES) in (old, new), f"killed at {moment}s: half a sync"
         for before in project.root.glob("tmp/data-sync/*/*/before"):
             markers = {p.name for p in before.iterdir()} & {"UNCOMMITTED", "COMMITTING"}
-            assert markers or dump(project.url("preprod"), *CONFIG_TABLES) == new, \
+            assert markers or dump(project.url("preprod"), *CONFIG_TABLES) == new, (
                 f"{before} looks like a real undo, but nothing was committed"
+            )
     done = project.run("sync-data", "--from", "prod", "--to", "preprod")
     assert done.code == 0, done.err
     assert dump(project.url("preprod"), *CONFIG_TABLES) == new
@@ -123,8 +127,9 @@ def test_restore_storage_killed_anywhere(project, storage):
     for key in list(saved)[::2]:
         src.delete_object(Bucket="avatars", Key=key)
     for moment in moments(21, 2.5):
-        kill_after(project, moment, "restore-storage", "--to", "prod", "--backup", backup, "--buckets", "avatars",
-                   "--yes")
+        kill_after(
+            project, moment, "restore-storage", "--to", "prod", "--backup", backup, "--buckets", "avatars", "--yes"
+        )
         assert_each_object_is_old_or_new(contents(src, "avatars"), saved, {})
     done = project.run("restore-storage", "--to", "prod", "--backup", backup, "--buckets", "avatars", "--yes")
     assert done.code == 0, done.err

@@ -38,15 +38,22 @@ def add_migration(project: Project, name: str = EXTRA, body: str = "CREATE TABLE
 
 
 def applied(project: Project, env: str) -> list[str]:
-    rows = sql(project.url(env), "SELECT version FROM supabase_migrations.schema_migrations ORDER BY version") \
-        if sql(project.url(env), "SELECT to_regclass('supabase_migrations.schema_migrations')")[0][0] else []
+    rows = (
+        sql(project.url(env), "SELECT version FROM supabase_migrations.schema_migrations ORDER BY version")
+        if sql(project.url(env), "SELECT to_regclass('supabase_migrations.schema_migrations')")[0][0]
+        else []
+    )
     return [r[0] for r in rows]
 
 
 def cli_list(project: Project, env: str, cli) -> dict[str, str]:
     """What `supabase migration list --db-url` says: local version -> remote version ('' if pending)."""
-    out = subprocess.run([str(cli), "migration", "list", "--db-url", project.url(env), "--workdir",
-                          str(project.supabase_dir.parent)], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [str(cli), "migration", "list", "--db-url", project.url(env), "--workdir", str(project.supabase_dir.parent)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     rows = {}
     for line in out.splitlines():
         cells = [c.strip().strip("`").strip() for c in line.split("|")]
@@ -88,7 +95,10 @@ def test_all_stops_at_the_failing_env(three):
 
 def test_remote_only_migration_is_refused(three):
     assert three.run("push-migrations", "--env", "preprod").code == 0
-    sql(three.url("preprod"), "INSERT INTO supabase_migrations.schema_migrations (version, name) VALUES ('20240101000000', 'hotfix')")
+    sql(
+        three.url("preprod"),
+        "INSERT INTO supabase_migrations.schema_migrations (version, name) VALUES ('20240101000000', 'hotfix')",
+    )
     add_migration(three)
     result = three.run("push-migrations", "--env", "preprod")
     assert result.code == 2
@@ -154,8 +164,12 @@ def test_password_goes_only_through_the_environment(three, tmp_path, cli):
     link = (three.supabase_dir / ".temp" / "project-ref").read_bytes()
     refused = three.run("push-migrations", "--env", "preprod", env={"SUPABASE_CLI": str(wrapper)})
     assert refused.code == 2 and "OPS_PREPROD_DB_PASSWORD" in refused.err
-    result = three.run("push-migrations", "--env", "preprod",
-                       env={"SUPABASE_CLI": str(wrapper), "OPS_PREPROD_DB_PASSWORD": FAKE_DB_PASSWORD})
+    result = three.run(
+        "push-migrations",
+        "--env",
+        "preprod",
+        env={"SUPABASE_CLI": str(wrapper), "OPS_PREPROD_DB_PASSWORD": FAKE_DB_PASSWORD},
+    )
     assert result.code == 0, result.err
     three.envs["preprod"]["db_url"] = trusted_url
     assert applied(three, "preprod") == ["20250101000000", "20250102000000"]

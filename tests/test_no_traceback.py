@@ -109,17 +109,30 @@ def test_environments_file_encodings(project, content):
 
 
 def test_a_reader_that_closes_the_pipe_ends_the_task_quietly(project):
-    lines = [json.dumps({"time": "2026-11-30T10:00:00+00:00", "task": "sync-data", "envs": ["prod"],
-                         "exit_code": 0, "outcome": "x" * 200}) for _ in range(2000)]
+    lines = [
+        json.dumps(
+            {
+                "time": "2026-11-30T10:00:00+00:00",
+                "task": "sync-data",
+                "envs": ["prod"],
+                "exit_code": 0,
+                "outcome": "x" * 200,
+            }
+        )
+        for _ in range(2000)
+    ]
     (project.root / "ops-journal.jsonl").write_text("\n".join(lines) + "\n")
     project.write()
     environ = {**os.environ, "OPS_ENVIRONMENTS": str(project.ini)}
     for args in ("journal --last 2000", "status --json"):
         # The reader closes its end at once: every write of ours meets a closed pipe.
-        script = f'{sys.executable} -m invoke --search-root {REPO} {args} | (exec 0<&-; sleep 3); ' \
-                 'echo "exit=${PIPESTATUS[0]}" >&2'
-        done = subprocess.run(["bash", "-c", script], cwd=project.root, env=environ, capture_output=True,
-                              text=True, timeout=120)
+        script = (
+            f"{sys.executable} -m invoke --search-root {REPO} {args} | (exec 0<&-; sleep 3); "
+            'echo "exit=${PIPESTATUS[0]}" >&2'
+        )
+        done = subprocess.run(
+            ["bash", "-c", script], cwd=project.root, env=environ, capture_output=True, text=True, timeout=120
+        )
         assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
         assert "exit=141" in done.stderr, done.stderr
 
@@ -133,8 +146,14 @@ def test_the_demo_refuses_busy_ports_and_leaves_nothing(tmp_path):
         busy.bind(("127.0.0.1", int(port)))
         busy.listen()
         before = set(os.listdir("/tmp"))
-        done = subprocess.run([sys.executable, "-m", "devstack.demo"], cwd=REPO, capture_output=True, text=True,
-                              timeout=120, env={**os.environ, "TMPDIR": str(tmp_path)})
+        done = subprocess.run(
+            [sys.executable, "-m", "devstack.demo"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "TMPDIR": str(tmp_path)},
+        )
     assert done.returncode == 2
     assert "Traceback" not in done.stderr and "in use" in done.stderr and port in done.stderr
     assert not [n for n in set(os.listdir("/tmp")) - before if n.startswith(("ops-pg-", "ops-demo-"))]

@@ -52,8 +52,17 @@ def test_copy_verify_tamper_and_restore_from_off_site(project, storage, offsite)
     assert bad.code == 1 and "FAILED: 1 corrupt (avatars/bulk/0005.bin)" in bad.out
     remote.put_object(Bucket="ops-backups", Key=victim, Body=bytes([5]) * 8192)  # put it right again
 
-    restored = project.run("restore-storage", "--to", "preprod", "--env", "prod", "--backup", "offsite:latest",
-                           "--buckets", "avatars,program-logos")
+    restored = project.run(
+        "restore-storage",
+        "--to",
+        "preprod",
+        "--env",
+        "prod",
+        "--backup",
+        "offsite:latest",
+        "--buckets",
+        "avatars,program-logos",
+    )
     assert restored.code == 0, restored.err
     dst = storage["preprod"].client()
     assert contents(dst, "avatars") == contents(src, "avatars")
@@ -64,11 +73,17 @@ def test_copy_verify_tamper_and_restore_from_off_site(project, storage, offsite)
     assert pruned.code == 0, pruned.err
     # Mirrors the local retention: the second backup goes; the first stays on both sides, as the local
     # rules keep it (it holds more bytes than any later one, the high-water mark).
-    local = sorted(p.name for p in (project.root / "backups" / "storage" / "prod-qfdztdgublwlmewobxmx").iterdir()
-                   if not p.name.startswith("."))
+    local = sorted(
+        p.name
+        for p in (project.root / "backups" / "storage" / "prod-qfdztdgublwlmewobxmx").iterdir()
+        if not p.name.startswith(".")
+    )
     assert len(json.loads(pruned.out)["backups"][0]["offsite"]["removed"]) == 1
-    sealed = sorted(k.split("/")[2] for k in (o["Key"] for o in remote.list_objects_v2(Bucket="ops-backups")["Contents"])
-                    if k.endswith("/_backup_metadata.json"))
+    sealed = sorted(
+        k.split("/")[2]
+        for k in (o["Key"] for o in remote.list_objects_v2(Bucket="ops-backups")["Contents"])
+        if k.endswith("/_backup_metadata.json")
+    )
     assert sealed == local and len(local) == 2
 
 

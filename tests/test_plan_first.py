@@ -23,8 +23,9 @@ def at_a_terminal(project, *args: str, typed: bytes):
 def test_sync_storage_shows_every_object_before_asking(project, storage):
     fill(storage["preprod"].client(), "avatars", 3)
     before = contents(storage["prod"].client(), "avatars")
-    result = at_a_terminal(project, "sync-storage", "--from", "preprod", "--to", "prod", "--buckets", "avatars",
-                           typed=b"preprod\n")
+    result = at_a_terminal(
+        project, "sync-storage", "--from", "preprod", "--to", "prod", "--buckets", "avatars", typed=b"preprod\n"
+    )
     assert result.code == 2 and "not confirmed" in result.err
     plan, prompt = result.out.index("plan for prod: copy 3 object(s)"), result.out.index("Type its name")
     assert plan < result.out.index("+ avatars/bulk/0002.bin") < prompt
@@ -34,8 +35,9 @@ def test_sync_storage_shows_every_object_before_asking(project, storage):
 def test_sync_data_shows_the_row_counts_before_asking(project):
     sql(project.url("preprod"), "INSERT INTO public.module_types (key, label) VALUES ('podcast', 'Podcast')")
     before = dump(project.url("prod"))
-    result = at_a_terminal(project, "sync-data", "--from", "preprod", "--to", "prod", "--tables", "module_types",
-                           typed=b"nope\n")
+    result = at_a_terminal(
+        project, "sync-data", "--from", "preprod", "--to", "prod", "--tables", "module_types", typed=b"nope\n"
+    )
     assert result.code == 2
     plan = result.out.index("plan for prod:")
     assert plan < result.out.index("public.module_types") < result.out.index("Type its name")
@@ -44,8 +46,10 @@ def test_sync_data_shows_the_row_counts_before_asking(project):
 
 
 def test_nothing_to_do_asks_nothing(project, storage):
-    for args in (("sync-storage", "--from", "preprod", "--to", "prod", "--buckets", "group-notes"),
-                 ("sync-data", "--from", "prod", "--to", "prod-copy", "--tables", "plans")):
+    for args in (
+        ("sync-storage", "--from", "preprod", "--to", "prod", "--buckets", "group-notes"),
+        ("sync-data", "--from", "prod", "--to", "prod-copy", "--tables", "plans"),
+    ):
         if args[0] == "sync-data":
             project.envs["prod-copy"] = {**project.envs["preprod"], "protected": "true"}
             assert project.run("sync-data", "--from", "prod", "--to", "preprod", "--tables", "plans").code == 0
@@ -58,12 +62,35 @@ def test_dry_run_names_what_would_be_copied_and_deleted(project, storage):
     src, dst = storage["prod"].client(), storage["preprod"].client()
     fill(src, "avatars", 60)
     dst.put_object(Bucket="avatars", Key="stale/old.bin", Body=b"x")
-    text = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "avatars", "--delete",
-                       "--max-delete", "5", "--dry-run")
+    text = project.run(
+        "sync-storage",
+        "--from",
+        "prod",
+        "--to",
+        "preprod",
+        "--buckets",
+        "avatars",
+        "--delete",
+        "--max-delete",
+        "5",
+        "--dry-run",
+    )
     assert text.code == 0, text.err
     assert "+ avatars/bulk/0000.bin" in text.out and "- avatars/stale/old.bin" in text.out
     assert "+ ... and 10 more in avatars" in text.out and "+ avatars/bulk/0055.bin" not in text.out
-    as_json = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "avatars", "--delete",
-                          "--max-delete", "5", "--dry-run", "--json")
+    as_json = project.run(
+        "sync-storage",
+        "--from",
+        "prod",
+        "--to",
+        "preprod",
+        "--buckets",
+        "avatars",
+        "--delete",
+        "--max-delete",
+        "5",
+        "--dry-run",
+        "--json",
+    )
     bucket = json.loads(as_json.out)["buckets"][0]
     assert len(bucket["to_copy"]) == 60 and bucket["to_delete"] == ["stale/old.bin"]

@@ -38,6 +38,7 @@ def test_a_terminal_gets_a_live_bar_and_everyone_else_plain_lines(project, stora
     assert "MiB/s" in shown and "MB" not in shown, "one unit style: MiB, as the plain lines"
     piped = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "avatars", "--force")
     assert piped.code == 0 and "copied 40/40 objects" in piped.err and "%|" not in piped.err
-    as_json = on_a_terminal(project, "sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "avatars",
-                            "--force", "--json")
+    as_json = on_a_terminal(
+        project, "sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "avatars", "--force", "--json"
+    )
     assert "%|" not in as_json and "copied 40/40 objects" in as_json

@@ -15,16 +15,21 @@ TABLES = "auth.users,public.profiles"
 
 
 def rows(url: str) -> dict[str, list]:
-    return {t: sql(url, f"SELECT to_jsonb(x)::text FROM {t} x ORDER BY 1") for t in
-            (*USERS, "public.plans", "public.features")}
+    return {
+        t: sql(url, f"SELECT to_jsonb(x)::text FROM {t} x ORDER BY 1")
+        for t in (*USERS, "public.plans", "public.features")
+    }
 
 
 def test_recover_rows_brings_back_exactly_the_damaged_rows_and_undoes(project, pg):
     prod = project.url("prod")
-    sql(prod, """
+    sql(
+        prod,
+        """
         INSERT INTO auth.users (id, email) VALUES ('00000000-0000-4000-8000-000000000003', 'linus@example.com');
         INSERT INTO public.profiles (id, full_name) SELECT id, initcap(split_part(email, '@', 1)) FROM auth.users
-        ON CONFLICT (id) DO UPDATE SET full_name = EXCLUDED.full_name;""")
+        ON CONFLICT (id) DO UPDATE SET full_name = EXCLUDED.full_name;""",
+    )
     # The PITR restore: a new project holding prod as it was (here, a copy of its database).
     name = f"pitr_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(pg.admin_url(), autocommit=True) as conn:
@@ -32,17 +37,30 @@ def test_recover_rows_brings_back_exactly_the_damaged_rows_and_undoes(project, p
     project.envs["prod-pitr"] = {"ref": "pitrrestoredxxxxxxxx", "db_url": pg.url(name), "restored_from": "prod"}
     restored = rows(pg.url(name))
     # The bad migration: a user deleted (its profile with it), a column corrupted; then a new user signs up.
-    sql(prod, """
+    sql(
+        prod,
+        """
         DELETE FROM auth.users WHERE email = 'grace@example.com';
         UPDATE public.profiles SET full_name = NULL;
         INSERT INTO auth.users (id, email) VALUES ('00000000-0000-4000-8000-000000000009', 'new@example.com');
-        INSERT INTO public.profiles (id, full_name) VALUES ('00000000-0000-4000-8000-000000000009', 'New');""")
+        INSERT INTO public.profiles (id, full_name) VALUES ('00000000-0000-4000-8000-000000000009', 'New');""",
+    )
     damaged = rows(prod)
 
     refused = project.run("recover-rows", "--from", "preprod", "--to", "prod", "--table", TABLES, "--yes")
     assert refused.code == 2 and "not a restore of prod" in refused.err
-    injected = project.run("recover-rows", "--from", "prod-pitr", "--to", "prod", "--table", "public.profiles",
-                           "--where", "true; DELETE FROM public.plans", "--yes")
+    injected = project.run(
+        "recover-rows",
+        "--from",
+        "prod-pitr",
+        "--to",
+        "prod",
+        "--table",
+        "public.profiles",
+        "--where",
+        "true; DELETE FROM public.plans",
+        "--yes",
+    )
     assert injected.code == 2 and "one SQL condition" in injected.err
     nowhere = project.run("recover-rows", "--from", "prod-pitr", "--to", "prod", "--table", "public.nope", "--yes")
     assert nowhere.code == 2 and "is not in prod-pitr and prod" in nowhere.err
@@ -68,7 +86,15 @@ def test_recover_rows_brings_back_exactly_the_damaged_rows_and_undoes(project, p
 
     before = Path(report["run_dir"]) / "before"
     assert all(p.stat().st_mode & 0o077 == 0 for p in [before, *before.iterdir()]), "user rows: private files"
-    undo = project.run("recover-rows", "--from-export", str(Path(report["run_dir"]) / "before"), "--to", "prod",
-                       "--table", TABLES, "--yes")
+    undo = project.run(
+        "recover-rows",
+        "--from-export",
+        str(Path(report["run_dir"]) / "before"),
+        "--to",
+        "prod",
+        "--table",
+        TABLES,
+        "--yes",
+    )
     assert undo.code == 0, undo.err
     assert rows(prod) == damaged, "the undo puts back the state the recovery replaced"

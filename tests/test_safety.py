@@ -37,9 +37,16 @@ def backup(project, *args: str) -> dict:
 # ---------------------------------------------------------------- keys a file system cannot hold as-is
 
 HOSTILE_KEYS = {
-    "a/../b": b"dot-dot", "a/%2E%2E/b": b"escaped dot-dot", "a//b": b"empty segment", "a/%00/b": b"escaped empty",
-    "a": b"a file", "a/b": b"inside the folder a", "x/./y": b"dot", "long/" + "\u6f22" * 90 + ".txt": b"90 CJK",
-    "100%/done%20.txt": b"percent", "100%25/done.txt": b"escaped percent",
+    "a/../b": b"dot-dot",
+    "a/%2E%2E/b": b"escaped dot-dot",
+    "a//b": b"empty segment",
+    "a/%00/b": b"escaped empty",
+    "a": b"a file",
+    "a/b": b"inside the folder a",
+    "x/./y": b"dot",
+    "long/" + "\u6f22" * 90 + ".txt": b"90 CJK",
+    "100%/done%20.txt": b"percent",
+    "100%25/done.txt": b"escaped percent",
 }
 
 
@@ -48,8 +55,9 @@ def test_hostile_keys_back_up_verify_and_restore_exactly(project, storage, moto_
     bucket = "group-notes"
     empty_bucket(moto, bucket)
     for key, body in HOSTILE_KEYS.items():
-        moto.put_object(Bucket=bucket, Key=key, Body=body, ContentType="text/x-" + str(len(body)),
-                        Metadata={"origin": "test"})
+        moto.put_object(
+            Bucket=bucket, Key=key, Body=body, ContentType="text/x-" + str(len(body)), Metadata={"origin": "test"}
+        )
     project.envs["prod"]["storage_url"] = f"http://127.0.0.1:{moto_port}"
     project.secrets.update(s3_secrets("prod", "moto", "moto-secret"))
     made = backup(project, "--buckets", bucket)
@@ -59,8 +67,9 @@ def test_hostile_keys_back_up_verify_and_restore_exactly(project, storage, moto_
     assert not list(Path(made["path"]).rglob("*.part"))
     expected = contents(moto, bucket)
     empty_bucket(moto, bucket)
-    restored = project.run("restore-storage", "--to", "prod", "--backup", made["path"], "--buckets", bucket,
-                           "--yes", "--json")
+    restored = project.run(
+        "restore-storage", "--to", "prod", "--backup", made["path"], "--buckets", bucket, "--yes", "--json"
+    )
     assert restored.code == 0, restored.err
     assert contents(moto, bucket) == expected
     for key, body in HOSTILE_KEYS.items():
@@ -69,6 +78,7 @@ def test_hostile_keys_back_up_verify_and_restore_exactly(project, storage, moto_
 
 
 # ---------------------------------------------------------------- concurrent backups, retention, modes
+
 
 def test_two_backups_at_once_lose_nothing(project, storage):
     fill(storage["prod"].client(), "avatars", 30)
@@ -127,6 +137,7 @@ def test_backup_files_are_private_whatever_the_umask(project, storage):
 
 # ---------------------------------------------------------------- restore goes where the backup came from
 
+
 def test_restore_defaults_to_the_targets_own_backups(project, storage):
     fill(storage["prod"].client(), "avatars", 3)
     made = backup(project)
@@ -145,23 +156,27 @@ def test_restore_defaults_to_the_targets_own_backups(project, storage):
 
 # ---------------------------------------------------------------- --delete from a hollow source
 
+
 def test_delete_refuses_an_empty_source_and_too_many_deletions(project, storage):
     fill(storage["preprod"].client(), "avatars", 12)
     before = contents(storage["preprod"].client(), "avatars")
     empty = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "avatars", "--delete")
     assert empty.code == 2 and "empty" in empty.err
     fill(storage["prod"].client(), "avatars", 1)
-    many = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "avatars", "--delete",
-                       "--max-delete", "5")
+    many = project.run(
+        "sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "avatars", "--delete", "--max-delete", "5"
+    )
     assert many.code == 2 and "--max-delete" in many.err
     assert contents(storage["preprod"].client(), "avatars") == before
-    allowed = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "avatars", "--delete",
-                          "--max-delete", "11")
+    allowed = project.run(
+        "sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "avatars", "--delete", "--max-delete", "11"
+    )
     assert allowed.code == 0, allowed.err
     assert contents(storage["preprod"].client(), "avatars") == contents(storage["prod"].client(), "avatars")
 
 
 # ---------------------------------------------------------------- files we wrote are checked before trusted
+
 
 def test_tampered_export_is_refused_before_writing(project):
     exported = project.run("sync-data", "--from", "prod", "--export-only", "--tables", "plans,features", "--json")
@@ -193,13 +208,16 @@ def test_backup_manifest_paths_stay_inside_the_backup(project, storage):
     for hostile in (str(project.root / "outside.bin"), "../../../../outside.bin"):
         entry["path"] = hostile
         (made / "_backup_metadata.json").write_text(json.dumps(metadata))
-        for args in (("verify-backup", "--backup", str(made)),
-                     ("restore-storage", "--to", "prod", "--backup", str(made), "--yes")):
+        for args in (
+            ("verify-backup", "--backup", str(made)),
+            ("restore-storage", "--to", "prod", "--backup", str(made), "--yes"),
+        ):
             refused = project.run(*args)
             assert refused.code == 2 and "outside" in refused.err, (args, refused.err)
 
 
 # ---------------------------------------------------------------- SQL and child processes
+
 
 def test_table_and_sequence_names_with_quotes_sync(project):
     create = """CREATE TABLE public."it's" (id serial PRIMARY KEY, "na'me" text);"""
@@ -217,12 +235,18 @@ def test_table_and_sequence_names_with_quotes_sync(project):
 def test_child_processes_get_only_their_own_secret(project, tmp_path):
     recorded = tmp_path / "cli-env.json"
     fake_cli = tmp_path / "fake-supabase"
-    fake_cli.write_text(f"#!{sys.executable}\nimport json, os, sys\n"
-                        f"json.dump(dict(os.environ), open({str(recorded)!r}, 'w'))\n"
-                        "print('[]')\n")
+    fake_cli.write_text(
+        f"#!{sys.executable}\nimport json, os, sys\n"
+        f"json.dump(dict(os.environ), open({str(recorded)!r}, 'w'))\n"
+        "print('[]')\n"
+    )
     fake_cli.chmod(0o755)
-    others = {"OPS_PROD_DB_PASSWORD": "prod-pw-never-to-a-child", "OPS_PROD_S3_SECRET_ACCESS_KEY": "s3-never-child",
-              "SUPABASE_ACCESS_TOKEN": "sbp_" + "f" * 40, "OPS_PREPROD_DB_PASSWORD": FAKE_DB_PASSWORD}
+    others = {
+        "OPS_PROD_DB_PASSWORD": "prod-pw-never-to-a-child",
+        "OPS_PROD_S3_SECRET_ACCESS_KEY": "s3-never-child",
+        "SUPABASE_ACCESS_TOKEN": "sbp_" + "f" * 40,
+        "OPS_PREPROD_DB_PASSWORD": FAKE_DB_PASSWORD,
+    }
     listed = project.run("secrets", "--env", "preprod", env={"SUPABASE_CLI": str(fake_cli), **others})
     assert listed.code == 0, listed.err
     child = json.loads(recorded.read_text())
@@ -232,8 +256,11 @@ def test_child_processes_get_only_their_own_secret(project, tmp_path):
     assert "PATH" in child and "HOME" in child
 
 
-@pytest.mark.parametrize("db_url", ["postgresql://postgres@127.0.0.1:1/db?password=hunter2",
-                                    "host=127.0.0.1 port=1 dbname=db password=hunter2"], ids=["url", "keywords"])
+@pytest.mark.parametrize(
+    "db_url",
+    ["postgresql://postgres@127.0.0.1:1/db?password=hunter2", "host=127.0.0.1 port=1 dbname=db password=hunter2"],
+    ids=["url", "keywords"],
+)
 def test_password_in_db_url_is_refused_everywhere(project, db_url):
     project.envs["preprod"]["db_url"] = db_url
     result = project.run("envs")

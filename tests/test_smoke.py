@@ -14,11 +14,22 @@ FUNCTIONS = sorted(p.name for p in (REPO / "supabase" / "functions").iterdir() i
 
 @pytest.fixture
 def site(tmp_path):
-    web = WebStub({"/broken": 500, "OPTIONS /functions/v1/stripe-webhook": 404,
-                   "OPTIONS /functions/v1/sync-calendar": 502, "/moved": 302})
+    web = WebStub(
+        {
+            "/broken": 500,
+            "OPTIONS /functions/v1/stripe-webhook": 404,
+            "OPTIONS /functions/v1/sync-calendar": 502,
+            "/moved": 302,
+        }
+    )
     project = Project(tmp_path)
-    project.envs = {"preprod": {"ref": "jtzcrirqflfnagceendt", "frontend": f"{web.url}/moved",
-                                "functions_url": f"{web.url}/functions/v1"}}
+    project.envs = {
+        "preprod": {
+            "ref": "jtzcrirqflfnagceendt",
+            "frontend": f"{web.url}/moved",
+            "functions_url": f"{web.url}/functions/v1",
+        }
+    }
     yield project, web
     web.stop()
 
@@ -44,8 +55,7 @@ def test_smoke_names_what_does_not_serve(site):
 
 def test_smoke_overrides_per_function(site):
     project, web = site
-    project.extra = ("[smoke]\nfunction.stripe-webhook = POST /webhook 201\n"
-                     "function.sync-calendar = GET 200\n")
+    project.extra = "[smoke]\nfunction.stripe-webhook = POST /webhook 201\nfunction.sync-calendar = GET 200\n"
     web.routes["GET /functions/v1/sync-calendar"] = 200
     web.routes["POST /functions/v1/stripe-webhook/webhook"] = 201
     result = project.run("smoke", "--env", "preprod")

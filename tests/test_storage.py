@@ -13,8 +13,14 @@ from lib.s3 import S3_KEYS, contents, fill, moto_client, s3_secrets
 from devstack.faultproxy import FaultProxy
 
 TRICKY_KEYS = [
-    "plain.png", "with space/my file.pdf", "ünïcödé/naïve ✓.txt", "a+b=c.txt", "100%/done%20.txt",
-    "deep/er/and/deeper/file.json", "folder/.emptyFolderPlaceholder", "zero-bytes.bin",
+    "plain.png",
+    "with space/my file.pdf",
+    "ünïcödé/naïve ✓.txt",
+    "a+b=c.txt",
+    "100%/done%20.txt",
+    "deep/er/and/deeper/file.json",
+    "folder/.emptyFolderPlaceholder",
+    "zero-bytes.bin",
 ]
 
 
@@ -26,8 +32,15 @@ def test_sync_copies_tricky_keys_and_headers(project, storage):
     src = storage["prod"].client()
     for key in TRICKY_KEYS:
         body = b"" if key.endswith(("zero-bytes.bin", ".emptyFolderPlaceholder")) else key.encode() * 3
-        src.put_object(Bucket="avatars", Key=key, Body=body, ContentType="image/png", CacheControl="max-age=3600",
-                       ContentDisposition='attachment; filename="x.png"', Metadata={"owner": "ada", "note": "v1"})
+        src.put_object(
+            Bucket="avatars",
+            Key=key,
+            Body=body,
+            ContentType="image/png",
+            CacheControl="max-age=3600",
+            ContentDisposition='attachment; filename="x.png"',
+            Metadata={"owner": "ada", "note": "v1"},
+        )
     big = io.BytesIO(os.urandom(1 << 20) * 65)  # 65 MiB: over our multipart threshold (64 MiB)
     src.upload_fileobj(big, "resource-library", "videos/intro.mp4", ExtraArgs={"ContentType": "video/mp4"})
 
@@ -69,8 +82,9 @@ def test_changed_object_of_same_size_is_copied(project, storage):
 def test_force_copies_everything(project, storage):
     fill(storage["prod"].client(), "email-assets", 5)
     assert project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "email-assets").code == 0
-    forced = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "email-assets",
-                         "--force", "--json")
+    forced = project.run(
+        "sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "email-assets", "--force", "--json"
+    )
     assert summary(forced)["email-assets"]["copied"] == 5
 
 
@@ -80,11 +94,13 @@ def test_delete_only_when_asked(project, storage):
     dst.put_object(Bucket="avatars", Key="only-in-target.txt", Body=b"keep me?")
     kept = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "avatars", "--json")
     assert kept.code == 0 and "only-in-target.txt" in contents(dst, "avatars")
-    dry = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "avatars", "--delete",
-                      "--dry-run", "--json")
+    dry = project.run(
+        "sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "avatars", "--delete", "--dry-run", "--json"
+    )
     assert summary(dry)["avatars"]["deleted"] == 1 and "only-in-target.txt" in contents(dst, "avatars")
-    deleted = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "avatars", "--delete",
-                          "--json")
+    deleted = project.run(
+        "sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "avatars", "--delete", "--json"
+    )
     assert deleted.code == 0, deleted.err
     assert summary(deleted)["avatars"]["deleted"] == 1
     assert contents(src, "avatars") == contents(dst, "avatars")
@@ -140,8 +156,12 @@ def test_multipart_objects_are_not_copied_again(project, storage, moto_port, mot
         project.envs[moto_side]["storage_url"] = proxy.url
         project.secrets.update(s3_secrets(moto_side, "moto", "moto-secret"))
         source = moto if moto_side == "prod" else storage["prod"].client()
-        source.upload_fileobj(io.BytesIO(b"m" * (12 << 20)), bucket, "lesson.bin",
-                              Config=TransferConfig(multipart_threshold=5 << 20, multipart_chunksize=5 << 20))
+        source.upload_fileobj(
+            io.BytesIO(b"m" * (12 << 20)),
+            bucket,
+            "lesson.bin",
+            Config=TransferConfig(multipart_threshold=5 << 20, multipart_chunksize=5 << 20),
+        )
         first = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", bucket, "--json")
         assert first.code == 0, first.err
         assert summary(first)[bucket]["copied"] == 1
@@ -161,8 +181,9 @@ def test_faults_end_with_every_object_copied_or_listed(project, storage):
     proxy = FaultProxy(storage["preprod"].port, rate=0.2, seed=11).start()
     try:
         project.envs["preprod"]["storage_url"] = proxy.url
-        result = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--json",
-                             "--buckets", "avatars,goal-resources")
+        result = project.run(
+            "sync-storage", "--from", "prod", "--to", "preprod", "--json", "--buckets", "avatars,goal-resources"
+        )
         assert sum(proxy.injected.values()) > 10, proxy.injected
     finally:
         proxy.stop()
@@ -255,17 +276,24 @@ def https_storage(project, tmp_path):
     issued.cert_chain_pems[0].write_to_path(str(cert))
     issued.private_key_pem.write_to_path(str(key))
     ca.cert_pem.write_to_path(str(ca_file))
-    servers = {env: localstack.start_s3(*S3_KEYS[env], root=tmp_path / f"s3-{env}", tls=(cert, key))
-               for env in ("prod", "preprod")}
+    servers = {
+        env: localstack.start_s3(*S3_KEYS[env], root=tmp_path / f"s3-{env}", tls=(cert, key))
+        for env in ("prod", "preprod")
+    }
     clients = {}
     try:
         for env, server in servers.items():
             project.envs[env].update(storage_url=server.url, storage_region="us-east-1")
             project.secrets.update(s3_secrets(env, *S3_KEYS[env]))
-            clients[env] = boto3.client("s3", endpoint_url=server.url, region_name="us-east-1", verify=str(ca_file),
-                                        aws_access_key_id=server.key_id, aws_secret_access_key=server.secret,
-                                        config=Config(s3={"addressing_style": "path"},
-                                                      request_checksum_calculation="when_required"))
+            clients[env] = boto3.client(
+                "s3",
+                endpoint_url=server.url,
+                region_name="us-east-1",
+                verify=str(ca_file),
+                aws_access_key_id=server.key_id,
+                aws_secret_access_key=server.secret,
+                config=Config(s3={"addressing_style": "path"}, request_checksum_calculation="when_required"),
+            )
             clients[env].create_bucket(Bucket="avatars")
         yield ca_file, clients
     finally:
@@ -280,8 +308,17 @@ def test_sync_over_https_verifies_the_server(project, https_storage):
     refused = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "avatars")
     # An unknown CA is refused at once (no retries), before anything is copied, saying how to fix it.
     assert refused.code == 2 and "does not verify" in refused.err and "SSL_CERT_FILE" in refused.err
-    trusted = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "avatars", "--json",
-                          env={"SSL_CERT_FILE": str(ca_file)})
+    trusted = project.run(
+        "sync-storage",
+        "--from",
+        "prod",
+        "--to",
+        "preprod",
+        "--buckets",
+        "avatars",
+        "--json",
+        env={"SSL_CERT_FILE": str(ca_file)},
+    )
     assert trusted.code == 0, trusted.err
     assert summary(trusted)["avatars"]["copied"] == 1
     assert clients["preprod"].get_object(Bucket="avatars", Key="a/b c.png")["Body"].read() == b"png" * 100
@@ -297,15 +334,33 @@ def test_https_proxy_is_used_unless_no_proxy_names_the_host(project, https_stora
     ports = {env: client.meta.endpoint_url.rpartition(":")[2] for env, client in clients.items()}
     proxy = ConnectProxy().start()
     try:
-        through = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "avatars", "--json",
-                              env={"SSL_CERT_FILE": str(ca_file), "HTTPS_PROXY": proxy.url, "NO_PROXY": ""})
+        through = project.run(
+            "sync-storage",
+            "--from",
+            "prod",
+            "--to",
+            "preprod",
+            "--buckets",
+            "avatars",
+            "--json",
+            env={"SSL_CERT_FILE": str(ca_file), "HTTPS_PROXY": proxy.url, "NO_PROXY": ""},
+        )
         assert through.code == 0, through.err
         assert summary(through)["avatars"]["copied"] == 3
         assert {tunnel.rpartition(":")[2] for tunnel in proxy.tunnels} == set(ports.values())
         clients["prod"].put_object(Bucket="avatars", Key="p/new.bin", Body=b"new")
         tunnels = len(proxy.tunnels)
-        around = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "avatars", "--json",
-                             env={"SSL_CERT_FILE": str(ca_file), "HTTPS_PROXY": proxy.url, "NO_PROXY": "127.0.0.1"})
+        around = project.run(
+            "sync-storage",
+            "--from",
+            "prod",
+            "--to",
+            "preprod",
+            "--buckets",
+            "avatars",
+            "--json",
+            env={"SSL_CERT_FILE": str(ca_file), "HTTPS_PROXY": proxy.url, "NO_PROXY": "127.0.0.1"},
+        )
         assert around.code == 0, around.err
         assert summary(around)["avatars"]["copied"] == 1
         assert len(proxy.tunnels) == tunnels, "NO_PROXY named the host: nothing should go through the proxy"

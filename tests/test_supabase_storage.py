@@ -98,8 +98,9 @@ def test_metadata_the_way_storage_keeps_it_still_backs_up_and_restores(project, 
     moto_via = io.BytesIO(b"<svg/>")
     project.envs["prod"]["storage_url"] = proxy.url
     project.secrets.update(s3_secrets("prod", "moto", "moto-secret"))
-    moto.upload_fileobj(moto_via, BUCKET, "logo.svg", ExtraArgs={"ContentType": "image/svg+xml",
-                                                                 "Metadata": {"Owner": "Ada"}})
+    moto.upload_fileobj(
+        moto_via, BUCKET, "logo.svg", ExtraArgs={"ContentType": "image/svg+xml", "Metadata": {"Owner": "Ada"}}
+    )
     made = project.run("backup-storage", "--buckets", BUCKET, "--json")
     assert made.code == 0, made.err
     path = json.loads(made.out)["backups"][0]["path"]
@@ -178,15 +179,20 @@ def test_a_multipart_source_is_never_read_again_once_copied(project, storage, mo
         moto = moto_client(moto_port)
         empty_bucket(moto, BUCKET)
         big = bytes(range(256)) * (20 << 12)
-        moto.upload_fileobj(io.BytesIO(big), BUCKET, "upload.bin",
-                            Config=TransferConfig(multipart_threshold=8 << 20, multipart_chunksize=8 << 20))
+        moto.upload_fileobj(
+            io.BytesIO(big),
+            BUCKET,
+            "upload.bin",
+            Config=TransferConfig(multipart_threshold=8 << 20, multipart_chunksize=8 << 20),
+        )
         assert moto.head_object(Bucket=BUCKET, Key="upload.bin")["ETag"].strip('"').endswith("-3")
         project.envs["prod"]["storage_url"] = proxy.url
         project.secrets.update(s3_secrets("prod", "moto", "moto-secret"))
         first = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", BUCKET, "--json")
         assert first.code == 0, first.err
-        again = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", BUCKET, "--dry-run",
-                            "--json")
+        again = project.run(
+            "sync-storage", "--from", "prod", "--to", "preprod", "--buckets", BUCKET, "--dry-run", "--json"
+        )
         assert again.code == 0, again.err
         plan = summary(again)[BUCKET]
         assert (plan["identical"], plan["copied"], plan["read_to_compare"]) == (1, 0, 0), plan

@@ -45,8 +45,7 @@ def summary(result) -> dict:
 
 def totals(result) -> tuple[int, int, int]:
     tables = summary(result).values()
-    return (sum(t["inserted"] for t in tables), sum(t["updated"] for t in tables),
-            sum(t["deleted"] for t in tables))
+    return (sum(t["inserted"] for t in tables), sum(t["updated"] for t in tables), sum(t["deleted"] for t in tables))
 
 
 def test_full_sync_copies_config_and_no_user_data(project):
@@ -92,7 +91,10 @@ def test_value_catalogue_round_trips_exactly(project):
     assert dump(project.url("prod"), "public.value_catalogue") == dump(project.url("preprod"), "public.value_catalogue")
     # JSON null and SQL NULL stay distinct; the identity sequence moved past the copied ids.
     assert sql(project.url("preprod"), "SELECT id, doc IS NULL, doc::text FROM public.value_catalogue ORDER BY id") == [
-        (1, True, None), (2, False, '{"a": [1, 2.50, {"b": null}]}'), (3, False, "null")]
+        (1, True, None),
+        (2, False, '{"a": [1, 2.50, {"b": null}]}'),
+        (3, False, "null"),
+    ]
     sql(project.url("preprod"), "INSERT INTO public.value_catalogue (label) VALUES ('new')")
     assert sql(project.url("preprod"), "SELECT max(id) FROM public.value_catalogue") == [(4,)]
 
@@ -115,8 +117,14 @@ def test_unknown_table_refused_with_fix(project):
 
 def test_failure_in_last_table_leaves_target_identical(project):
     assert project.run("sync-data", "--from", "prod", "--to", "preprod").code == 0
-    sql(project.url("prod"), "UPDATE public.plans SET name = 'changed'; UPDATE public.assessment_questions SET weight = 2")
-    sql(project.url("preprod"), "ALTER TABLE public.assessment_questions ADD CONSTRAINT weight_small CHECK (weight < 1.5)")
+    sql(
+        project.url("prod"),
+        "UPDATE public.plans SET name = 'changed'; UPDATE public.assessment_questions SET weight = 2",
+    )
+    sql(
+        project.url("preprod"),
+        "ALTER TABLE public.assessment_questions ADD CONSTRAINT weight_small CHECK (weight < 1.5)",
+    )
     before = dump(project.url("preprod"))
     result = project.run("sync-data", "--from", "prod", "--to", "preprod")
     assert result.code == 1
@@ -126,8 +134,10 @@ def test_failure_in_last_table_leaves_target_identical(project):
 
 
 def test_foreign_key_to_missing_user_rolls_back_and_names_key(project):
-    sql(project.url("prod"), "UPDATE public.programs SET created_by = '00000000-0000-4000-8000-000000000002' "
-                             "WHERE slug = 'leadership-101'")
+    sql(
+        project.url("prod"),
+        "UPDATE public.programs SET created_by = '00000000-0000-4000-8000-000000000002' WHERE slug = 'leadership-101'",
+    )
     before = dump(project.url("preprod"))
     result = project.run("sync-data", "--from", "prod", "--to", "preprod")
     assert result.code == 1
@@ -139,27 +149,42 @@ def test_foreign_key_to_missing_user_rolls_back_and_names_key(project):
 
 @pytest.mark.parametrize(
     "order",
-    ["assessment_questions,assessment_domains,assessment_families,assessment_categories",
-     "assessment_categories,assessment_families,assessment_domains,assessment_questions"],
+    [
+        "assessment_questions,assessment_domains,assessment_families,assessment_categories",
+        "assessment_categories,assessment_families,assessment_domains,assessment_questions",
+    ],
     ids=["children-first", "parents-first"],
 )
 def test_foreign_key_order_does_not_depend_on_tables_flag(project, order):
     result = project.run("sync-data", "--from", "prod", "--to", "preprod", "--tables", order, "--json")
     assert result.code == 0, result.err
-    assert list(summary(result)) == ["public.assessment_categories", "public.assessment_families",
-                                     "public.assessment_domains", "public.assessment_questions"]
+    assert list(summary(result)) == [
+        "public.assessment_categories",
+        "public.assessment_families",
+        "public.assessment_domains",
+        "public.assessment_questions",
+    ]
     # The child family sorts before its parent in the source: it still lands.
-    assert sql(project.url("preprod"), "SELECT count(*) FROM public.assessment_families WHERE parent_family_id IS NOT NULL") == [(1,)]
+    assert sql(
+        project.url("preprod"), "SELECT count(*) FROM public.assessment_families WHERE parent_family_id IS NOT NULL"
+    ) == [(1,)]
 
 
 def test_dry_run_counts_and_changes_nothing(project):
-    sql(project.url("preprod"), "INSERT INTO public.module_types (key, label) VALUES ('video', 'Old label'), ('legacy', 'Legacy')")
+    sql(
+        project.url("preprod"),
+        "INSERT INTO public.module_types (key, label) VALUES ('video', 'Old label'), ('legacy', 'Legacy')",
+    )
     before = dump(project.url("preprod"))
     result = project.run("sync-data", "--from", "prod", "--to", "preprod", "--dry-run", "--json", "--prune")
     assert result.code == 0, result.err
     module_types = summary(result)["public.module_types"]
-    assert (module_types["inserted"], module_types["updated"], module_types["only_in_target"],
-            module_types["deleted"]) == (2, 1, 1, 1)
+    assert (
+        module_types["inserted"],
+        module_types["updated"],
+        module_types["only_in_target"],
+        module_types["deleted"],
+    ) == (2, 1, 1, 1)
     assert dump(project.url("preprod")) == before
     data = json.loads(result.out)
     assert data["dry_run"] is True
@@ -168,15 +193,21 @@ def test_dry_run_counts_and_changes_nothing(project):
 
 def test_prune_deletes_target_only_rows_children_first(project):
     assert project.run("sync-data", "--from", "prod", "--to", "preprod").code == 0
-    sql(project.url("preprod"), """
+    sql(
+        project.url("preprod"),
+        """
         INSERT INTO public.plans (id, key, name) VALUES ('10000000-0000-4000-8000-0000000000ff', 'legacy', 'Legacy');
         INSERT INTO public.plan_features (plan_id, feature_id)
-        SELECT '10000000-0000-4000-8000-0000000000ff', id FROM public.features LIMIT 2;""")
-    without_prune = project.run("sync-data", "--from", "prod", "--to", "preprod", "--tables", "plans,plan_features", "--json")
+        SELECT '10000000-0000-4000-8000-0000000000ff', id FROM public.features LIMIT 2;""",
+    )
+    without_prune = project.run(
+        "sync-data", "--from", "prod", "--to", "preprod", "--tables", "plans,plan_features", "--json"
+    )
     assert totals(without_prune) == (0, 0, 0)
     assert summary(without_prune)["public.plans"]["only_in_target"] == 1
-    pruned = project.run("sync-data", "--from", "prod", "--to", "preprod", "--tables", "plan_features,plans",
-                         "--prune", "--json")
+    pruned = project.run(
+        "sync-data", "--from", "prod", "--to", "preprod", "--tables", "plan_features,plans", "--prune", "--json"
+    )
     assert pruned.code == 0, pruned.err
     assert summary(pruned)["public.plan_features"]["deleted"] == 2
     assert summary(pruned)["public.plans"]["deleted"] == 1
@@ -185,9 +216,12 @@ def test_prune_deletes_target_only_rows_children_first(project):
 
 
 def test_before_export_restores_the_target(project):
-    sql(project.url("preprod"), """
+    sql(
+        project.url("preprod"),
+        """
         INSERT INTO public.module_types (key, label) VALUES ('video', 'Local video'), ('legacy', 'Legacy');
-        INSERT INTO public.system_settings (key, value) VALUES ('maintenance_mode', 'true');""")
+        INSERT INTO public.system_settings (key, value) VALUES ('maintenance_mode', 'true');""",
+    )
     tables = ("public.module_types", "public.system_settings")
     original = dump(project.url("preprod"), *tables)
     result = project.run("sync-data", "--from", "prod", "--to", "preprod", "--tables", "module_types,system_settings")
@@ -220,7 +254,8 @@ def test_import_sql_runs_with_psql_by_hand(project, pg):
     url = project.url("preprod").replace("?sslmode=disable", "")
     subprocess.run([pg_tool("psql"), "-q", "-X", url, "-f", str(script)], check=True, capture_output=True)
     assert dump(project.url("prod"), "public.programs", "public.plan_prices") == dump(
-        project.url("preprod"), "public.programs", "public.plan_prices")
+        project.url("preprod"), "public.programs", "public.plan_prices"
+    )
 
 
 def test_target_schema_behind_is_refused(project):
@@ -298,8 +333,16 @@ def test_missing_password_without_terminal_names_the_variable(project, pg):
     refused = project.run("sync-data", "--from", "prod", "--to", "preprod", "--tables", "plans")
     assert refused.code == 2
     assert "OPS_PREPROD_DB_PASSWORD" in refused.err
-    ok = project.run("sync-data", "--from", "prod", "--to", "preprod", "--tables", "plans",
-                     env={"OPS_PREPROD_DB_PASSWORD": FAKE_DB_PASSWORD})
+    ok = project.run(
+        "sync-data",
+        "--from",
+        "prod",
+        "--to",
+        "preprod",
+        "--tables",
+        "plans",
+        env={"OPS_PREPROD_DB_PASSWORD": FAKE_DB_PASSWORD},
+    )
     assert ok.code == 0, ok.err
     for text in (ok.out, ok.err, refused.out, refused.err):
         assert FAKE_DB_PASSWORD not in text
@@ -314,10 +357,26 @@ def test_concurrent_sync_waits_for_the_lock(project):
     import os
 
     waiting = subprocess.Popen(
-        [sys.executable, "-m", "invoke", "--search-root", str(REPO), "sync-data", "--from", "prod", "--to",
-         "preprod", "--tables", "plans"],
-        cwd=project.root, env={**os.environ, "OPS_ENVIRONMENTS": str(project.ini)},
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "invoke",
+            "--search-root",
+            str(REPO),
+            "sync-data",
+            "--from",
+            "prod",
+            "--to",
+            "preprod",
+            "--tables",
+            "plans",
+        ],
+        cwd=project.root,
+        env={**os.environ, "OPS_ENVIRONMENTS": str(project.ini)},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         time.sleep(3)
@@ -361,16 +420,25 @@ def test_empty_tables_check_their_foreign_keys_once_and_keep_them(project):
 
 def test_foreign_key_checked_once_fails_cleanly(project):
     for env in ("prod", "preprod"):
-        sql(project.url(env), """
+        sql(
+            project.url(env),
+            """
             CREATE TABLE public.fk_parent (id int PRIMARY KEY);
-            CREATE TABLE public.fk_child (id int PRIMARY KEY, parent_id int NOT NULL REFERENCES public.fk_parent);""")
-    sql(project.url("prod"), "INSERT INTO public.fk_parent VALUES (1), (2); INSERT INTO public.fk_child VALUES (10, 1), (20, 2)")
+            CREATE TABLE public.fk_child (id int PRIMARY KEY, parent_id int NOT NULL REFERENCES public.fk_parent);""",
+        )
+    sql(
+        project.url("prod"),
+        "INSERT INTO public.fk_parent VALUES (1), (2); INSERT INTO public.fk_child VALUES (10, 1), (20, 2)",
+    )
     # The target's parent table silently drops row 2: the child's one check must catch it.
-    sql(project.url("preprod"), """
+    sql(
+        project.url("preprod"),
+        """
         INSERT INTO public.fk_parent VALUES (1);
         CREATE FUNCTION public.skip_two() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN IF NEW.id = 2 THEN RETURN NULL; END IF; RETURN NEW; END $$;
-        CREATE TRIGGER skip_two BEFORE INSERT ON public.fk_parent FOR EACH ROW EXECUTE FUNCTION public.skip_two();""")
+        CREATE TRIGGER skip_two BEFORE INSERT ON public.fk_parent FOR EACH ROW EXECUTE FUNCTION public.skip_two();""",
+    )
     before, shape = dump(project.url("preprod")), schema(project.url("preprod"))
     project.safe_extra = ["fk_parent", "fk_child"]
     result = project.run("sync-data", "--from", "prod", "--to", "preprod", "--tables", "fk_child,fk_parent")
@@ -424,11 +492,17 @@ def test_streamed_copy_files_replay_from_the_export(project):
 def test_not_valid_foreign_key_keeps_checking_new_rows(project):
     """A NOT VALID key still checks every new row: it is never dropped and re-created unchecked."""
     for env in ("prod", "preprod"):
-        sql(project.url(env), "CREATE TABLE public.nv_parent (id int PRIMARY KEY); "
-                              "CREATE TABLE public.nv_child (id int PRIMARY KEY, parent_id int)")
+        sql(
+            project.url(env),
+            "CREATE TABLE public.nv_parent (id int PRIMARY KEY); "
+            "CREATE TABLE public.nv_child (id int PRIMARY KEY, parent_id int)",
+        )
     sql(project.url("prod"), "INSERT INTO public.nv_child VALUES (1, 99)")  # no parent 99 anywhere
-    sql(project.url("preprod"), "ALTER TABLE public.nv_child ADD CONSTRAINT nv_fk FOREIGN KEY (parent_id) "
-                                "REFERENCES public.nv_parent NOT VALID")
+    sql(
+        project.url("preprod"),
+        "ALTER TABLE public.nv_child ADD CONSTRAINT nv_fk FOREIGN KEY (parent_id) "
+        "REFERENCES public.nv_parent NOT VALID",
+    )
     project.safe_extra = ["nv_parent", "nv_child"]
     result = project.run("sync-data", "--from", "prod", "--to", "preprod", "--tables", "nv_parent,nv_child")
     assert result.code == 1
@@ -463,24 +537,36 @@ def test_diff_shows_exactly_the_cells_a_sync_changes(project):
     project.safe_extra = ["diff_probe"]
     for env in ("prod", "preprod"):
         sql(project.url(env), PROBE)
-    sql(project.url("preprod"), "DELETE FROM public.diff_probe WHERE id <> 7; INSERT INTO public.diff_probe "
-                                "SELECT * FROM (VALUES (1, 19.0, '{a,b}'::text[], '{\"limits\": {\"seats\": 5}}'::jsonb, "
-                                "'2026-01-01 11:00+01'::timestamptz, NULL::text)) v")  # the same values, written otherwise
-    sql(project.url("prod"), """
+    sql(
+        project.url("preprod"),
+        "DELETE FROM public.diff_probe WHERE id <> 7; INSERT INTO public.diff_probe "
+        "SELECT * FROM (VALUES (1, 19.0, '{a,b}'::text[], '{\"limits\": {\"seats\": 5}}'::jsonb, "
+        "'2026-01-01 11:00+01'::timestamptz, NULL::text)) v",
+    )  # the same values, written otherwise
+    sql(
+        project.url("prod"),
+        """
         DELETE FROM public.diff_probe WHERE id = 7;
         UPDATE public.diff_probe SET price = 24.00, meta = '{"limits": {"seats": 10}}' WHERE id = 1;
         UPDATE public.diff_probe SET tags = '{x,y}', note = NULL WHERE id = 2;
-        INSERT INTO public.diff_probe VALUES (4, 0.10, NULL, NULL, '2026-03-01 00:00+00', 'new');""")
-    sql(project.url("preprod"), "INSERT INTO public.diff_probe VALUES (2, 5.50, '{x}', NULL, NULL, 'same'), "
-                                "(3, NULL, NULL, '{\"flag\": true}', '2026-02-01 00:00+00', 'keep')")
-    result = project.run("sync-data", "--from", "prod", "--to", "preprod", "--tables", "diff_probe", "--diff",
-                         "--prune", "--json")
+        INSERT INTO public.diff_probe VALUES (4, 0.10, NULL, NULL, '2026-03-01 00:00+00', 'new');""",
+    )
+    sql(
+        project.url("preprod"),
+        "INSERT INTO public.diff_probe VALUES (2, 5.50, '{x}', NULL, NULL, 'same'), "
+        "(3, NULL, NULL, '{\"flag\": true}', '2026-02-01 00:00+00', 'keep')",
+    )
+    result = project.run(
+        "sync-data", "--from", "prod", "--to", "preprod", "--tables", "diff_probe", "--diff", "--prune", "--json"
+    )
     assert result.code == 0, result.err
     [table] = [t for t in json.loads(result.out)["tables"] if t["table"] == "public.diff_probe"]
     cells = {(c["key"]["id"], cell["column"]) for c in table["changes"] if c["kind"] == "update" for cell in c["cells"]}
     assert cells == {(1, "price"), (1, "meta"), (2, "tags"), (2, "note")}  # not id 1's starts: same instant
-    assert {(c["kind"], c["key"]["id"]) for c in table["changes"] if c["kind"] != "update"} == \
-        {("insert", 4), ("delete", 7)}
+    assert {(c["kind"], c["key"]["id"]) for c in table["changes"] if c["kind"] != "update"} == {
+        ("insert", 4),
+        ("delete", 7),
+    }
     text = project.run("sync-data", "--from", "prod", "--to", "preprod", "--tables", "diff_probe", "--diff")
     assert "~ diff_probe[1].price: 19.00 → 24.00" in text.out and "+ diff_probe[4]" in text.out
     assert "diff_probe[7]" not in text.out, "without --prune a target-only row is kept, not shown as deleted"

@@ -24,8 +24,9 @@ FUNCTIONS = sorted(p.name for p in (REPO / "supabase" / "functions").iterdir() i
 
 
 def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *args], cwd=cwd, check=True,
-                          capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-c", "user.email=t@t", "-c", "user.name=t", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 @pytest.fixture
@@ -53,8 +54,11 @@ def world(tmp_path, pg, cli):
     home.mkdir()
     project = Project(tmp_path, supabase_dir=app / "supabase")
     project.extra = "[lovable]\nremote = lovable\nbranch = main\npaths = src supabase/functions\n"
-    project.secrets = {"HOME": str(home), "SUPABASE_PROFILE": str(api.write_profile(tmp_path / "profile.yaml")),
-                       "SUPABASE_ACCESS_TOKEN": TOKEN}
+    project.secrets = {
+        "HOME": str(home),
+        "SUPABASE_PROFILE": str(api.write_profile(tmp_path / "profile.yaml")),
+        "SUPABASE_ACCESS_TOKEN": TOKEN,
+    }
     buckets = ops_config.load(REPO / "environments.ini").storage.buckets
     servers = []
     try:
@@ -68,9 +72,15 @@ def world(tmp_path, pg, cli):
             server = localstack.start_s3(key_id, secret, root=tmp_path / f"s3-{env}")
             servers.append(server)
             server.create_buckets(buckets)
-            project.envs[env] = {"ref": ref, "db_url": url, "storage_url": server.url,
-                                 "storage_region": "us-east-1", "protected": str(env == "prod").lower(),
-                                 "frontend": f"{web.url}/{env}/", "functions_url": f"{web.url}/{env}/functions/v1"}
+            project.envs[env] = {
+                "ref": ref,
+                "db_url": url,
+                "storage_url": server.url,
+                "storage_region": "us-east-1",
+                "protected": str(env == "prod").lower(),
+                "frontend": f"{web.url}/{env}/",
+                "functions_url": f"{web.url}/{env}/functions/v1",
+            }
             project.secrets.update(s3_secrets(env, key_id, secret))
         prod_s3 = servers[0].client()
         fill(prod_s3, "program-logos", 5)
@@ -131,8 +141,12 @@ def test_release_to_prod_refuses_when_preprod_is_behind(world):
     add.write_text("CREATE TABLE public.badges (id int PRIMARY KEY);")
     result = world.run("release", "--env", "prod", "--yes", "--only", "calcom-webhook", "--json")
     assert result.code == 2
-    assert steps(result) == {"preprod-first": "failed", "migrations": "not run", "functions": "not run",
-                             "smoke": "not run"}
+    assert steps(result) == {
+        "preprod-first": "failed",
+        "migrations": "not run",
+        "functions": "not run",
+        "smoke": "not run",
+    }
     assert world.api.requests == []
     assert "20250301000000" in result.err
 
@@ -171,8 +185,9 @@ def test_reset_env_runs_every_step(world):
 def test_reset_env_stops_at_storage_and_resumes(world):
     world.s3["preprod"].client().delete_bucket(Bucket="client-badges")
     dry = world.run("reset-env", "--from", "prod", "--to", "preprod", "--dry-run")
-    assert dry.code != 0 and "resume with: inv reset-env --from prod --to preprod --dry-run --resume-at " in \
-        dry.out, "a dry run's resume hint stays a dry run"
+    assert dry.code != 0 and "resume with: inv reset-env --from prod --to preprod --dry-run --resume-at " in dry.out, (
+        "a dry run's resume hint stays a dry run"
+    )
     result = world.run("reset-env", "--from", "prod", "--to", "preprod", "--json")
     assert result.code == 1
     assert steps(result) == {"migrations": "done", "config-data": "done", "storage": "failed", "functions": "not run"}
@@ -198,7 +213,9 @@ def test_refresh_sandbox_runs_every_step(world, tmp_path):
     result = world.run("refresh-sandbox", "--json")
     assert result.code == 0, result.err
     assert steps(result) == {"code": "done", "migrations": "done", "config-data": "done", "storage": "done"}
-    assert git(tmp_path, "--git-dir", str(tmp_path / "lovable.git"), "log", "-1", "--format=%s", "main") == "main moves on"
+    assert (
+        git(tmp_path, "--git-dir", str(tmp_path / "lovable.git"), "log", "-1", "--format=%s", "main") == "main moves on"
+    )
     assert applied(world, "sandbox") == 2
     assert dump(world.url("prod"), *CONFIG_TABLES) == dump(world.url("sandbox"), *CONFIG_TABLES)
     sandbox = world.s3["sandbox"].client()
@@ -228,7 +245,9 @@ def test_promote_config_goes_through_preprod(world):
     assert result.code == 0, result.err
     assert steps(result) == {"sandbox-to-preprod": "done", "preprod-to-prod": "done"}
     for env in ("preprod", "prod"):
-        assert sql(world.url(env), "SELECT name FROM public.programs WHERE slug = 'leadership-101'") == [("Lovable edit",)]
+        assert sql(world.url(env), "SELECT name FROM public.programs WHERE slug = 'leadership-101'") == [
+            ("Lovable edit",)
+        ]
 
 
 def test_promote_config_stops_before_prod_when_preprod_fails(world):
@@ -263,11 +282,18 @@ def test_resume_at_the_prod_step_still_asks_for_prod(world):
         os.close(controller)
     assert typed_wrong.code == 2 and "not confirmed" in typed_wrong.err
     # The plan (the workflow as a dry run) comes before the question.
-    assert typed_wrong.out.index("plan (promote-config --dry-run)") < typed_wrong.out.index("preprod-to-prod") \
+    assert (
+        typed_wrong.out.index("plan (promote-config --dry-run)")
+        < typed_wrong.out.index("preprod-to-prod")
         < typed_wrong.out.index("Type its name")
+    )
     # ... and the rows it would change in prod, cell by cell, as sync-data --diff shows them.
-    assert typed_wrong.out.index("config data preprod -> prod:") < typed_wrong.out.index(
-        "~ programs[") < typed_wrong.out.index("].name: ") < typed_wrong.out.index("Type its name")
+    assert (
+        typed_wrong.out.index("config data preprod -> prod:")
+        < typed_wrong.out.index("~ programs[")
+        < typed_wrong.out.index("].name: ")
+        < typed_wrong.out.index("Type its name")
+    )
     assert dump(world.url("prod"), "public.programs") == prod_before
     same = world.run("promote-config", "--tables", "programs", "--sandbox", "preprod", "--yes")
     assert same.code == 2 and "three different" in same.err
@@ -295,18 +321,30 @@ def test_backup_snapshot_holds_everything_and_verifies(world):
 
 def rows_of(url: str) -> str:
     """Every row of every schema a restore brings back (public, auth, storage, migration history), sorted."""
-    argv = [pg_tool("pg_dump"), "--data-only", "--no-owner", "--schema=public", "--schema=auth", "--schema=storage",
-            "--schema=supabase_migrations", "-d", url.replace("?sslmode=disable", "")]
+    argv = [
+        pg_tool("pg_dump"),
+        "--data-only",
+        "--no-owner",
+        "--schema=public",
+        "--schema=auth",
+        "--schema=storage",
+        "--schema=supabase_migrations",
+        "-d",
+        url.replace("?sslmode=disable", ""),
+    ]
     out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
-    return "\n".join(sorted(line for line in out.splitlines()
-                            if not line.startswith(("-- Dumped", "\\restrict", "\\unrestrict"))))
+    return "\n".join(
+        sorted(line for line in out.splitlines() if not line.startswith(("-- Dumped", "\\restrict", "\\unrestrict")))
+    )
 
 
 def test_a_backup_restores_into_a_new_project(world):
     prod = world.url("prod")
     sql(prod, "INSERT INTO public.profiles (id, full_name) SELECT id, email FROM auth.users ON CONFLICT DO NOTHING")
-    sql(prod, "INSERT INTO public.audit_log (actor_id, action) SELECT id, 'login' FROM auth.users, "
-              "generate_series(1, 20)")
+    sql(
+        prod,
+        "INSERT INTO public.audit_log (actor_id, action) SELECT id, 'login' FROM auth.users, generate_series(1, 20)",
+    )
     top = sql(prod, "SELECT max(id) FROM public.audit_log")[0][0]
     assert top >= 40
     made = world.run("backup", "--env", "prod", "--json")
@@ -350,7 +388,10 @@ def test_sync_lovable_diff_then_merge(world, tmp_path):
     head = git(world.app, "rev-parse", "HEAD")
     diff = world.run("sync-lovable", "--diff-only", "--json")
     assert diff.code == 0, diff.err
-    assert {(f["status"], f["path"]) for f in json.loads(diff.out)["files"]} == {("M", "src/App.tsx"), ("A", "src/New.tsx")}
+    assert {(f["status"], f["path"]) for f in json.loads(diff.out)["files"]} == {
+        ("M", "src/App.tsx"),
+        ("A", "src/New.tsx"),
+    }
     assert git(world.app, "rev-parse", "HEAD") == head
     merged = world.run("sync-lovable")
     assert merged.code == 0, merged.err
@@ -402,11 +443,17 @@ def test_status_never_says_all_match_when_the_reference_was_not_read(world):
 
 def test_status_shows_settings_drift_and_never_a_secret(world):
     for env, public in (("prod", "false"), ("preprod", "true")):
-        sql(world.url(env), f"INSERT INTO storage.buckets (id, name, public, file_size_limit) "
-                            f"VALUES ('avatars', 'avatars', {public}, 5242880)")
+        sql(
+            world.url(env),
+            f"INSERT INTO storage.buckets (id, name, public, file_size_limit) "
+            f"VALUES ('avatars', 'avatars', {public}, 5242880)",
+        )
     world.api.auth[REFS["prod"]] = {"site_url": "https://app.innotrue.com", "external_google_secret": "g-secret-1"}
-    world.api.auth[REFS["preprod"]] = {"site_url": "https://preprod.example.com", "external_google_enabled": True,
-                                       "external_google_secret": "g-secret-2"}
+    world.api.auth[REFS["preprod"]] = {
+        "site_url": "https://preprod.example.com",
+        "external_google_enabled": True,
+        "external_google_secret": "g-secret-2",
+    }
     result = world.run("status", "--env", "prod,preprod", "--json")
     assert result.code == 0, result.err
     report = json.loads(result.out)

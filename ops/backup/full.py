@@ -62,14 +62,21 @@ def functions_commit(config: Config, path: Path) -> Path:
 
 def back_up(config: Config, env: Environment, keep: int, target: BackupTarget | None) -> str:
     """One environment's full backup into its series (beside the storage-only ones); what was made, in a line."""
-    made = backup_env(config, env, config.storage.buckets, keep, series=config.backup.dir / f"{env.name}-{env.ref}",
-                      extras=lambda folder: write_artifacts(config, env, folder))
+    made = backup_env(
+        config,
+        env,
+        config.storage.buckets,
+        keep,
+        series=config.backup.dir / f"{env.name}-{env.ref}",
+        extras=lambda folder: write_artifacts(config, env, folder),
+    )
     detail = f"{made.path} ({made.objects} objects, {made.downloaded} downloaded, {made.linked} linked)"
     if target:
         from ops.backup import offsite
 
         sent = offsite.copy_backup(config, target, Path(made.path), full=True)
-        detail += f"; off-site at {target.name}: {sent.remote} ({sent.uploaded} uploaded, " \
-                  f"{sent.copied_server_side} copied server-side)"
+        detail += (
+            f"; off-site at {target.name}: {sent.remote} ({sent.uploaded} uploaded, "
+            f"{sent.copied_server_side} copied server-side)"
+        )
     return detail
-

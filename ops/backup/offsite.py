@@ -41,8 +41,11 @@ def remote_base(target: BackupTarget, env_folder: str, full: bool) -> str:
 
 def sealed_remote(s3: S3, target: BackupTarget, base: str) -> list[str]:
     """Names of the remote backups under `base` that hold a manifest (sealed), oldest first."""
-    names = [key[len(base):].split("/")[0] for key in s3objects.list_objects(s3, target.bucket, base)
-             if key.endswith("/" + METADATA_FILE) and key.count("/") == base.count("/") + 1]
+    names = [
+        key[len(base) :].split("/")[0]
+        for key in s3objects.list_objects(s3, target.bucket, base)
+        if key.endswith("/" + METADATA_FILE) and key.count("/") == base.count("/") + 1
+    ]
     return sorted(names, key=lambda n: stamp_order(Path(n)))
 
 
@@ -77,8 +80,9 @@ def copy_backup(config: Config, target: BackupTarget, backup: Path, *, full: boo
     here = s3objects.list_objects(s3, target.bucket, prefix)
     previous = manifest.get("previous")
     before: dict[str, s3objects.ObjectInfo] = {}
-    if previous and f"{base}{previous}/{METADATA_FILE}" in s3objects.list_objects(s3, target.bucket,
-                                                                              f"{base}{previous}/{METADATA_FILE}"):
+    if previous and f"{base}{previous}/{METADATA_FILE}" in s3objects.list_objects(
+        s3, target.bucket, f"{base}{previous}/{METADATA_FILE}"
+    ):
         before = s3objects.list_objects(s3, target.bucket, f"{base}{previous}/")
     files = wanted_files(backup, manifest)
     counting = threading.Lock()
@@ -102,21 +106,32 @@ def copy_backup(config: Config, target: BackupTarget, backup: Path, *, full: boo
             s3objects.upload(s3, target.bucket, key, handle, got)
         count("uploaded")
 
-    tasks = [(relative, s3objects.ObjectInfo(relative, (backup / relative).stat().st_size, md5))
-             for relative, md5 in files.items()]
-    failures = run_parallel([("offsite", info) for _, info in tasks],
-                            lambda _, info: send(info.key, info.etag), config.storage.jobs,
-                            f"copied off-site ({target.name})")
+    tasks = [
+        (relative, s3objects.ObjectInfo(relative, (backup / relative).stat().st_size, md5))
+        for relative, md5 in files.items()
+    ]
+    failures = run_parallel(
+        [("offsite", info) for _, info in tasks],
+        lambda _, info: send(info.key, info.etag),
+        config.storage.jobs,
+        f"copied off-site ({target.name})",
+    )
     if failures:
-        raise OperationFailed(failure_report(failures, f"off-site copy of {backup.name} to {target.name} "
-                                                       "incomplete; it is not sealed there (no manifest)"))
+        raise OperationFailed(
+            failure_report(
+                failures,
+                f"off-site copy of {backup.name} to {target.name} incomplete; it is not sealed there (no manifest)",
+            )
+        )
     # Sealed last: only a remote backup with every file has a manifest.
     data = (backup / METADATA_FILE).read_bytes()
     s3.put_object(target.bucket, prefix + METADATA_FILE, data, {"content-type": "application/json"})
     result.removed = mirror_retention(s3, target, base, backup.parent)
     result.seconds = round(time.monotonic() - started, 3)
-    progress(f"{target.name}: {backup.name} copied off-site ({result.uploaded} uploaded, "
-             f"{result.copied_server_side} copied server-side, {result.already_there} already there)")
+    progress(
+        f"{target.name}: {backup.name} copied off-site ({result.uploaded} uploaded, "
+        f"{result.copied_server_side} copied server-side, {result.already_there} already there)"
+    )
     return result
 
 
@@ -147,7 +162,7 @@ def mirror_retention(s3: S3, target: BackupTarget, base: str, series: Path) -> l
         s3.delete_objects(target.bucket, [f"{base}{name}/{METADATA_FILE}"])  # unsealed first
         keys = sorted(s3objects.list_objects(s3, target.bucket, f"{base}{name}/"))
         for start in range(0, len(keys), 1000):
-            s3.delete_objects(target.bucket, keys[start:start + 1000])
+            s3.delete_objects(target.bucket, keys[start : start + 1000])
         removed.append(f"{base}{name}")
     return removed
 
@@ -169,13 +184,18 @@ def locate(config: Config, target: BackupTarget, env: Environment, when: str) ->
     """The remote prefix of `env`'s backup `when` (a folder name, or the newest sealed with 'latest')."""
     s3 = s3objects.client(target.store, max_pool=config.storage.jobs * 2)
     folder = f"{env.name}-{env.ref}"
-    found = [(name, remote_base(target, folder, full)) for full in (False, True)
-             for name in sealed_remote(s3, target, remote_base(target, folder, full))]
+    found = [
+        (name, remote_base(target, folder, full))
+        for full in (False, True)
+        for name in sealed_remote(s3, target, remote_base(target, folder, full))
+    ]
     if when != "latest":
         found = [(name, base) for name, base in found if name == when]
     if not found:
-        raise UserError(f"no sealed backup {when} of {env.name} at {target.name} "
-                        f"({target.bucket}/{remote_base(target, folder, False)}); copy one with --copy-to")
+        raise UserError(
+            f"no sealed backup {when} of {env.name} at {target.name} "
+            f"({target.bucket}/{remote_base(target, folder, False)}); copy one with --copy-to"
+        )
     name, base = max(found, key=lambda item: stamp_order(Path(item[0])))
     return s3, f"{base}{name}/"
 
@@ -189,9 +209,11 @@ def verify_remote(config: Config, target: BackupTarget, env: Environment, when: 
     present = s3objects.list_objects(s3, target.bucket, prefix)
     result = VerifyResult(f"{target.name}:{target.bucket}/{prefix}")
     expected = {prefix + METADATA_FILE}
-    entries = [(f"{bucket}/{key}", entry["path"], entry["size"], entry["md5"])
-               for bucket, objects in manifest.get("buckets", {}).items()
-               for key, entry in objects.get("manifest", {}).items()]
+    entries = [
+        (f"{bucket}/{key}", entry["path"], entry["size"], entry["md5"])
+        for bucket, objects in manifest.get("buckets", {}).items()
+        for key, entry in objects.get("manifest", {}).items()
+    ]
     for label, relative, size, md5 in entries:
         key = prefix + relative
         expected.add(key)
@@ -215,7 +237,7 @@ def verify_remote(config: Config, target: BackupTarget, env: Environment, when: 
                 digest.update(chunk)
         if digest.hexdigest() != sha256:
             result.corrupt.append(relative)
-    result.extra = sorted(key[len(prefix):] for key in present if key not in expected)
+    result.extra = sorted(key[len(prefix) :] for key in present if key not in expected)
     return result
 
 
@@ -244,14 +266,18 @@ def download(config: Config, target: BackupTarget, env: Environment, when: str, 
     keys = sorted(s3objects.list_objects(s3, target.bucket, prefix))
 
     def fetch(_: str, info: s3objects.ObjectInfo) -> None:
-        path = folder / info.key[len(prefix):]
+        path = folder / info.key[len(prefix) :]
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("wb") as out, s3.get_object(target.bucket, info.key) as response:
             for chunk in response.iter_raw(1 << 20):
                 out.write(chunk)
 
-    failures = run_parallel([("offsite", s3objects.ObjectInfo(k, 0, "")) for k in keys], fetch, config.storage.jobs,
-                            f"fetched from {target.name}")
+    failures = run_parallel(
+        [("offsite", s3objects.ObjectInfo(k, 0, "")) for k in keys],
+        fetch,
+        config.storage.jobs,
+        f"fetched from {target.name}",
+    )
     if failures or not (folder / METADATA_FILE).is_file():
         shutil.rmtree(folder, ignore_errors=True)
         raise OperationFailed(failure_report(failures, f"fetching {prefix} from {target.name} failed"))
@@ -259,4 +285,3 @@ def download(config: Config, target: BackupTarget, env: Environment, when: str, 
     shutil.rmtree(final, ignore_errors=True)
     folder.rename(final)
     return final
-

@@ -46,8 +46,11 @@ class RestoreResult(Result):
     def failure(self) -> OpsError | None:
         if not self.failures:
             return None
-        rerun = invocation.command(drop=("backup",), add={"backup": self.backup},
-                                   fallback=f"inv restore-storage --to {self.target} --backup {self.backup}")
+        rerun = invocation.command(
+            drop=("backup",),
+            add={"backup": self.backup},
+            fallback=f"inv restore-storage --to {self.target} --backup {self.backup}",
+        )
         return OperationFailed(failure_report(self.failures, rerun=rerun))
 
 
@@ -71,26 +74,51 @@ def restore_storage(
     # A backup goes back where it came from unless --env says, on purpose, whose backup it is.
     source_env = config.env(env) if env else target_env
     with offsite.backup_folder(config, backup, source_env) as path:
-        return _restore(config, path, target_env, source_env, env_named=bool(env), buckets=buckets,
-                        dry_run=dry_run, yes=yes, started=started)
+        return _restore(
+            config,
+            path,
+            target_env,
+            source_env,
+            env_named=bool(env),
+            buckets=buckets,
+            dry_run=dry_run,
+            yes=yes,
+            started=started,
+        )
 
 
-def _restore(config: Config, path: Path, target_env: Environment, source_env: Environment, *, env_named: bool,
-             buckets: list[str] | None, dry_run: bool, yes: bool, started: float) -> RestoreResult:
+def _restore(
+    config: Config,
+    path: Path,
+    target_env: Environment,
+    source_env: Environment,
+    *,
+    env_named: bool,
+    buckets: list[str] | None,
+    dry_run: bool,
+    yes: bool,
+    started: float,
+) -> RestoreResult:
     metadata = load_manifest(path)
     recorded = (metadata.get("env"), metadata.get("ref"))
     if recorded[1] != source_env.ref:
-        hint = "" if env_named else f"; to restore another environment's backup into {target_env.name}, name it " \
-            "with --env"
-        raise UserError(f"{path} is a backup of {recorded[0]} ({recorded[1]}), not of {source_env.name} "
-                        f"({source_env.ref}){hint}. Nothing was restored.")
+        hint = (
+            "" if env_named else f"; to restore another environment's backup into {target_env.name}, name it with --env"
+        )
+        raise UserError(
+            f"{path} is a backup of {recorded[0]} ({recorded[1]}), not of {source_env.name} "
+            f"({source_env.ref}){hint}. Nothing was restored."
+        )
     if source_env.name != target_env.name:
-        progress(f"restoring a backup of {source_env.name} ({source_env.ref}) into {target_env.name} "
-                 f"({target_env.ref})")
+        progress(
+            f"restoring a backup of {source_env.name} ({source_env.ref}) into {target_env.name} ({target_env.ref})"
+        )
     chosen = select_buckets(config, buckets)  # only the app's buckets, never whatever the manifest lists
     objects = {b: objs for b, objs in objects_by_bucket(metadata).items() if b in chosen}
-    files = {b: {key: member(path, entry.get("path", ""), f"{METADATA_FILE} of {path.name}")
-                 for key, entry in objs.items()} for b, objs in objects.items()}
+    files = {
+        b: {key: member(path, entry.get("path", ""), f"{METADATA_FILE} of {path.name}") for key, entry in objs.items()}
+        for b, objs in objects.items()
+    }
     action = "restore storage objects into it"
     s3 = s3objects.client(target_env, max_pool=config.storage.jobs * 2)
     missing = [b for b in objects if not s3objects.bucket_exists(s3, b)]

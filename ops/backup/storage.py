@@ -95,8 +95,16 @@ def backup_env(
         return _backup_locked(config, env, s3, folder, buckets, keep, extras, started)
 
 
-def _backup_locked(config: Config, env: Environment, s3: Any, folder: Path, buckets: list[str], keep: int,
-                   extras: Callable[[Path], dict[str, str]] | None, started: float) -> BackupResult:
+def _backup_locked(
+    config: Config,
+    env: Environment,
+    s3: Any,
+    folder: Path,
+    buckets: list[str],
+    keep: int,
+    extras: Callable[[Path], dict[str, str]] | None,
+    started: float,
+) -> BackupResult:
     history = complete_backups(folder)
     previous = history[-1] if history else None
     previous_metadata = load_manifest(previous) if previous else {}
@@ -149,9 +157,13 @@ def _backup_locked(config: Config, env: Environment, s3: Any, folder: Path, buck
         result.objects = sum(len(objects) for objects in manifest.values())
         result.bytes = sum(e["size"] for objects in manifest.values() for e in objects.values())
         result.seconds = round(time.monotonic() - started, 3)
-        result.kept_because = retention_blocked(env.name, BackupSize(result.objects, result.bytes, True),
-                                                result.skipped_buckets, sizes[reference] if reference else None,
-                                                reference.name if reference else "")
+        result.kept_because = retention_blocked(
+            env.name,
+            BackupSize(result.objects, result.bytes, True),
+            result.skipped_buckets,
+            sizes[reference] if reference else None,
+            reference.name if reference else "",
+        )
         metadata = {
             "time": datetime.now(UTC).isoformat(timespec="seconds"),
             "env": env.name,
@@ -257,20 +269,24 @@ class BackupReport(Result):
 
     def footer(self) -> str:
         notes = [f"{r.env}: no old backup removed ({r.kept_because})" for r in self.backups if r.kept_because]
-        made = [f"{r.env}: {r.objects} objects ({r.downloaded} downloaded, {r.linked} hard-linked) in {r.path}"
-                for r in self.backups]
+        made = [
+            f"{r.env}: {r.objects} objects ({r.downloaded} downloaded, {r.linked} hard-linked) in {r.path}"
+            for r in self.backups
+        ]
         return "\n".join(notes + made)
 
 
-def backup_storage(config: Config, *, env: str | None, buckets: list[str] | None, keep: int | None,
-                   copy_to: str | None = None) -> BackupReport:
+def backup_storage(
+    config: Config, *, env: str | None, buckets: list[str] | None, keep: int | None, copy_to: str | None = None
+) -> BackupReport:
     keep = config.storage.keep if keep is None else keep
     target = config.target(copy_to) if copy_to else None  # an unknown target is refused before any download
     if keep < 1:
         raise UserError("--keep must be at least 1 (the backup just made is always kept)")
     chosen = select_buckets(config, buckets)
-    envs = config.envs_named(env, default=[config.workflows.prod], having=lambda e: bool(e.storage_url),
-                             needs="a storage_url")
+    envs = config.envs_named(
+        env, default=[config.workflows.prod], having=lambda e: bool(e.storage_url), needs="a storage_url"
+    )
     for each in envs:  # refuse before any download if a later environment lacks keys
         s3objects.client(each)
     if target:

@@ -69,8 +69,10 @@ def series_lock(folder: Path, env: Environment) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise UserError(f"another backup of {env.name} is running (it holds {folder / LOCK_FILE}); "
-                            "wait for it to finish, then run this again") from None
+            raise UserError(
+                f"another backup of {env.name} is running (it holds {folder / LOCK_FILE}); "
+                "wait for it to finish, then run this again"
+            ) from None
         # With the lock held no other run of this series is alive: its partial folders are orphans.
         for stale in folder.glob(PARTIAL_PREFIX + "*"):
             progress(f"removing an interrupted backup: {stale}")
@@ -98,8 +100,9 @@ def backup_size(metadata: dict) -> BackupSize:
     return BackupSize(sum(b.get("objects", 0) for b in buckets), sum(b.get("bytes", 0) for b in buckets), bool(full))
 
 
-def retention_blocked(env: str, made: BackupSize, skipped_buckets: list[str], reference: BackupSize | None,
-                      name: str) -> str:
+def retention_blocked(
+    env: str, made: BackupSize, skipped_buckets: list[str], reference: BackupSize | None, name: str
+) -> str:
     """Why the backup just made is not full and must not prune ('' when it is full).
 
     It is compared with the newest *full* backup, never merely the previous run: otherwise the
@@ -167,8 +170,12 @@ def clean_interrupted_removals(folder: Path) -> None:
     (older versions deleted in place), or a backup that never sealed."""
     leftovers = list(folder.glob(DELETING_PREFIX + "*"))
     for path in folder.iterdir():
-        if path.is_dir() and not path.name.startswith(".") and not (path / METADATA_FILE).exists() \
-                and stamp_order(path)[0].endswith("Z"):
+        if (
+            path.is_dir()
+            and not path.name.startswith(".")
+            and not (path / METADATA_FILE).exists()
+            and stamp_order(path)[0].endswith("Z")
+        ):
             hidden = path.with_name(DELETING_PREFIX + path.name)
             path.rename(hidden)
             leftovers.append(hidden)

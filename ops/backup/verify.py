@@ -29,9 +29,10 @@ class VerifyResult(Result):
         return {**asdict(self), "ok": self.ok}
 
     def rows(self) -> Table:
-        return Table(["checked", "MiB", "missing", "corrupt", "extra"],
-                     [[self.checked, f"{self.bytes / 2**20:,.1f}", len(self.missing), len(self.corrupt),
-                       len(self.extra)]])
+        return Table(
+            ["checked", "MiB", "missing", "corrupt", "extra"],
+            [[self.checked, f"{self.bytes / 2**20:,.1f}", len(self.missing), len(self.corrupt), len(self.extra)]],
+        )
 
     def footer(self) -> str:
         """The problems, then one closing line a person (or grep) reads: OK or FAILED."""
@@ -40,9 +41,12 @@ class VerifyResult(Result):
         if self.ok:
             lines.append(f"OK: {self.checked:,} files, {self.bytes / 2**20:,.1f} MiB, all match ({self.path})")
         else:
-            counts = ", ".join(f"{len(getattr(self, kind))} {kind} ({', '.join(getattr(self, kind)[:3])}"
-                               f"{', ...' if len(getattr(self, kind)) > 3 else ''})"
-                               for kind in ("missing", "corrupt", "extra") if getattr(self, kind))
+            counts = ", ".join(
+                f"{len(getattr(self, kind))} {kind} ({', '.join(getattr(self, kind)[:3])}"
+                f"{', ...' if len(getattr(self, kind)) > 3 else ''})"
+                for kind in ("missing", "corrupt", "extra")
+                if getattr(self, kind)
+            )
             lines.append(f"FAILED: {counts} in {self.path}")
         return "\n".join(lines)
 

@@ -28,12 +28,20 @@ def sql(url: str, text: str, params=None) -> list[tuple]:
 
 def dump(url: str, *tables: str) -> str:
     """The database's data as pg_dump prints it, lines sorted (physical row order may differ)."""
-    argv = [pg_tool("pg_dump"), "--data-only", "--no-owner", "--schema=public", "-d", url.replace("?sslmode=disable", "")]
+    argv = [
+        pg_tool("pg_dump"),
+        "--data-only",
+        "--no-owner",
+        "--schema=public",
+        "-d",
+        url.replace("?sslmode=disable", ""),
+    ]
     for table in tables:
         argv += ["-t", table]
     out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
-    return "\n".join(sorted(
-        line for line in out.splitlines() if not line.startswith(("-- Dumped", "\\restrict", "\\unrestrict"))))
+    return "\n".join(
+        sorted(line for line in out.splitlines() if not line.startswith(("-- Dumped", "\\restrict", "\\unrestrict")))
+    )
 
 
 def pg_tool(name: str) -> str:

@@ -93,19 +93,28 @@ class Project:
             "blocked_tables = " + " ".join(repo.sync_data.blocked_tables),
         ]
         lines += [f"key.{table} = {cols}" for table, cols in self.keys.items()]
-        lines += ["", "[storage]", "backup_dir = backups/storage",
-                  "buckets = " + " ".join(repo.storage.buckets)]
+        lines += ["", "[storage]", "backup_dir = backups/storage", "buckets = " + " ".join(repo.storage.buckets)]
         lines.append(self.extra)
         self.ini.write_text("\n".join(lines) + "\n")
         return self.ini
 
     def run(self, *args: str, env: dict | None = None, stdin=subprocess.DEVNULL, timeout: float = 300) -> Result:
         self.write()
-        environ = {**os.environ, "OPS_ENVIRONMENTS": str(self.ini), "SUPABASE_CLI": str(self.cli_recorder()),
-                   **self.secrets, **(env or {})}
+        environ = {
+            **os.environ,
+            "OPS_ENVIRONMENTS": str(self.ini),
+            "SUPABASE_CLI": str(self.cli_recorder()),
+            **self.secrets,
+            **(env or {}),
+        }
         completed = subprocess.run(
             [sys.executable, "-m", "invoke", "--search-root", str(REPO), *args],
-            cwd=self.root, env=environ, stdin=stdin, capture_output=True, text=True, timeout=timeout,
+            cwd=self.root,
+            env=environ,
+            stdin=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
         leaked = [s for s in self.known_secrets(env) if s in completed.stdout + completed.stderr]
         assert not leaked, f"inv {' '.join(args)} printed a secret"
@@ -116,11 +125,23 @@ class Project:
     def start(self, *args: str, env: dict | None = None, stderr: int = subprocess.PIPE) -> subprocess.Popen:
         """`inv ARGS` in the background (for interrupts and races); Ctrl-C reaches it as KeyboardInterrupt."""
         self.write()
-        environ = {**os.environ, "OPS_ENVIRONMENTS": str(self.ini), "SUPABASE_CLI": str(self.cli_recorder()),
-                   **self.secrets, **(env or {})}
-        return subprocess.Popen([sys.executable, "-m", "invoke", "--search-root", str(REPO), *args], cwd=self.root,
-                                env=environ, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=stderr, text=True, preexec_fn=interruptible)
+        environ = {
+            **os.environ,
+            "OPS_ENVIRONMENTS": str(self.ini),
+            "SUPABASE_CLI": str(self.cli_recorder()),
+            **self.secrets,
+            **(env or {}),
+        }
+        return subprocess.Popen(
+            [sys.executable, "-m", "invoke", "--search-root", str(REPO), *args],
+            cwd=self.root,
+            env=environ,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            preexec_fn=interruptible,
+        )
 
     def files(self) -> list[Path]:
         return [p for p in self.root.rglob("*") if p.is_file()]

@@ -31,10 +31,18 @@ def fill(client, bucket: str, count: int = 0, size: int = 1024) -> None:
 
 
 def moto_client(port: int, prefix: str = ""):
-    return boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}{prefix}", region_name="us-east-1",
-                        aws_access_key_id="moto", aws_secret_access_key="moto-secret",
-                        config=Config(s3={"addressing_style": "path"}, request_checksum_calculation="when_required",
-                                      response_checksum_validation="when_required"))
+    return boto3.client(
+        "s3",
+        endpoint_url=f"http://127.0.0.1:{port}{prefix}",
+        region_name="us-east-1",
+        aws_access_key_id="moto",
+        aws_secret_access_key="moto-secret",
+        config=Config(
+            s3={"addressing_style": "path"},
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        ),
+    )
 
 
 def empty_bucket(client, bucket: str) -> None:

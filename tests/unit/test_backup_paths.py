@@ -28,7 +28,9 @@ def test_file_and_folder_of_the_same_name_and_long_names_are_hashed():
     assert paths["a/../b"] == "bucket/a/%2E%2E/b" and paths["a/%2E%2E/b"] == "bucket/a/%252E%252E/b"
 
 
-@pytest.mark.parametrize("relative", ["/etc/passwd", "../x", "a/../../x", ""], ids=["absolute", "up", "deep-up", "empty"])
+@pytest.mark.parametrize(
+    "relative", ["/etc/passwd", "../x", "a/../../x", ""], ids=["absolute", "up", "deep-up", "empty"]
+)
 def test_manifest_paths_outside_the_folder_are_refused(tmp_path, relative):
     with pytest.raises(UserError):
         member(tmp_path, relative, "manifest")

@@ -42,8 +42,14 @@ def test_destructive_flags_have_no_short_form():
 def inv(*args: str, tmp_path) -> subprocess.CompletedProcess:
     ini = tmp_path / "environments.ini"
     ini.write_text("[prod]\nref = qfdztdgublwlmewobxmx\n")
-    return subprocess.run([sys.executable, "-m", "invoke", "--search-root", REPO, *args], capture_output=True,
-                          text=True, env={**os.environ, "OPS_ENVIRONMENTS": str(ini)}, cwd=tmp_path, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", "--search-root", REPO, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OPS_ENVIRONMENTS": str(ini)},
+        cwd=tmp_path,
+        timeout=60,
+    )
 
 
 def test_help_shows_what_each_flag_takes(tmp_path):
@@ -52,11 +58,15 @@ def test_help_shows_what_each_flag_takes(tmp_path):
     assert "STRING" not in shown
 
 
-@pytest.mark.parametrize("args, said", [
-    (("sync-data", "--form", "prod"), "no such flag --form; did you mean --from?"),
-    (("sync-storage", "--from", "prod", "--dryrun"), "no such flag --dryrun; did you mean --dry-run?"),
-    (("sync-dat",), "did you mean sync-data?"),
-], ids=["--form", "--dryrun", "task"])
+@pytest.mark.parametrize(
+    "args, said",
+    [
+        (("sync-data", "--form", "prod"), "no such flag --form; did you mean --from?"),
+        (("sync-storage", "--from", "prod", "--dryrun"), "no such flag --dryrun; did you mean --dry-run?"),
+        (("sync-dat",), "did you mean sync-data?"),
+    ],
+    ids=["--form", "--dryrun", "task"],
+)
 def test_a_mistyped_flag_is_refused_with_the_nearest(tmp_path, args, said):
     result = inv(*args, tmp_path=tmp_path)
     assert result.returncode == 2 and said in result.stderr and "Nothing was run" in result.stderr
@@ -70,14 +80,21 @@ def test_the_console_script_runs_from_any_folder_and_finds_environments_ini_upwa
     (tmp_path / "environments.ini").write_text("[prod]\nref = qfdztdgublwlmewobxmx\n")
     (tmp_path / "deep" / "er").mkdir(parents=True)
     environ = {k: v for k, v in os.environ.items() if k != "OPS_ENVIRONMENTS"}
-    listed = subprocess.run([str(script), "envs", "--json"], cwd=tmp_path / "deep" / "er", env=environ,
-                            capture_output=True, text=True, timeout=60)
+    listed = subprocess.run(
+        [str(script), "envs", "--json"],
+        cwd=tmp_path / "deep" / "er",
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert listed.returncode == 0, listed.stderr
     assert '"ref": "qfdztdgublwlmewobxmx"' in listed.stdout
     version = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60)
     assert version.stdout.startswith("supabase-ops 0.")
-    completion = subprocess.run([str(script), "--print-completion-script", "bash"], capture_output=True, text=True,
-                                timeout=60)
+    completion = subprocess.run(
+        [str(script), "--print-completion-script", "bash"], capture_output=True, text=True, timeout=60
+    )
     assert "complete" in completion.stdout and "supabase-ops" in completion.stdout
 
 

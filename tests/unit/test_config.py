@@ -39,8 +39,9 @@ def test_workflow_names_and_buckets_come_from_the_file(tmp_path):
     assert loaded.default_envs() == ["live"]
 
 
-@pytest.mark.parametrize("section", ["project", "sync-data", "storage", "migrations", "functions", "backup",
-                                     "lovable", "workflows", "prod"])
+@pytest.mark.parametrize(
+    "section", ["project", "sync-data", "storage", "migrations", "functions", "backup", "lovable", "workflows", "prod"]
+)
 def test_unknown_key_in_any_section_is_refused_with_the_known_ones(tmp_path, section):
     text = f"[{section}]\nkepp = 3\n" if section != "prod" else ""
     path = tmp_path / "environments.ini"
@@ -54,12 +55,16 @@ def test_natural_keys_are_not_unknown(tmp_path):
     assert loaded.sync_data.natural_keys == {"plans": ["slug"]}
 
 
-@pytest.mark.parametrize("db_url", [
-    "postgresql://u@h/db?password=hunter2",
-    "host=h dbname=db password=hunter2",
-    "postgresql://u:hunter2@h/db",
-    "postgresql://u@h/db?sslpassword=hunter2",
-], ids=["query-password", "keyword-password", "userinfo-password", "sslpassword"])
+@pytest.mark.parametrize(
+    "db_url",
+    [
+        "postgresql://u@h/db?password=hunter2",
+        "host=h dbname=db password=hunter2",
+        "postgresql://u:hunter2@h/db",
+        "postgresql://u@h/db?sslpassword=hunter2",
+    ],
+    ids=["query-password", "keyword-password", "userinfo-password", "sslpassword"],
+)
 def test_password_in_db_url_is_refused_naming_the_variable(tmp_path, db_url):
     path = tmp_path / "environments.ini"
     path.write_text(f"[preprod]\nref = jtzcrirqflfnagceendt\ndb_url = {db_url}\n")
@@ -76,21 +81,29 @@ def test_credentials_in_storage_url_are_refused(tmp_path):
     assert "s3cret" not in str(caught.value)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("[storage]\nkeep = many\n", "whole number"),
-    ("[prod]\n", "malformed"),
-    ("[migrations]\ntest_first = prod\n", "env:tested_first"),
-], ids=["keep-not-a-number", "duplicate-section", "bad-test-first"])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[storage]\nkeep = many\n", "whole number"),
+        ("[prod]\n", "malformed"),
+        ("[migrations]\ntest_first = prod\n", "env:tested_first"),
+    ],
+    ids=["keep-not-a-number", "duplicate-section", "bad-test-first"],
+)
 def test_bad_values_are_refused(tmp_path, text, message):
     with pytest.raises(UserError, match=message):
         load(tmp_path, text)
 
 
-@pytest.mark.parametrize("line", [
-    "db_url = postgresql://postgres@db.jtzcrirqflfnagceendt.supabase.co:5432/postgres",
-    "db_url = postgresql://postgres.jtzcrirqflfnagceendt@aws-0-eu-central-1.pooler.supabase.com:5432/postgres",
-    "storage_url = https://jtzcrirqflfnagceendt.storage.supabase.co/storage/v1/s3",
-], ids=["direct-host", "pooler-user", "storage-host"])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "db_url = postgresql://postgres@db.jtzcrirqflfnagceendt.supabase.co:5432/postgres",
+        "db_url = postgresql://postgres.jtzcrirqflfnagceendt@aws-0-eu-central-1.pooler.supabase.com:5432/postgres",
+        "storage_url = https://jtzcrirqflfnagceendt.storage.supabase.co/storage/v1/s3",
+    ],
+    ids=["direct-host", "pooler-user", "storage-host"],
+)
 def test_a_section_pointing_at_another_project_is_refused(tmp_path, line):
     path = tmp_path / "environments.ini"
     path.write_text(f"[preprod]\nref = cezlnvdjildzxpyxyabb\n{line}\n")
@@ -99,10 +112,13 @@ def test_a_section_pointing_at_another_project_is_refused(tmp_path, line):
 
 
 def test_matching_refs_and_local_urls_load(tmp_path):
-    loaded = load(tmp_path, "[preprod]\nref = jtzcrirqflfnagceendt\n"
-                  "db_url = postgresql://postgres@db.jtzcrirqflfnagceendt.supabase.co:5432/postgres\n"
-                  "storage_url = https://jtzcrirqflfnagceendt.storage.supabase.co/storage/v1/s3\n"
-                  "[local]\nref = x\ndb_url = postgresql://postgres@127.0.0.1:5/x\nstorage_url = http://127.0.0.1:9\n")
+    loaded = load(
+        tmp_path,
+        "[preprod]\nref = jtzcrirqflfnagceendt\n"
+        "db_url = postgresql://postgres@db.jtzcrirqflfnagceendt.supabase.co:5432/postgres\n"
+        "storage_url = https://jtzcrirqflfnagceendt.storage.supabase.co/storage/v1/s3\n"
+        "[local]\nref = x\ndb_url = postgresql://postgres@127.0.0.1:5/x\nstorage_url = http://127.0.0.1:9\n",
+    )
     assert set(loaded.environments) == {"prod", "preprod", "local"}
 
 
@@ -119,8 +135,14 @@ def test_a_byte_order_mark_is_read_as_nothing(tmp_path):
     assert config.load(path).env("prod").protected is True
 
 
-@pytest.mark.parametrize("host", ["DB.OTHERREFXXXXXXXXXXXXX.SUPABASE.CO", "db.otherrefxxxxxxxxxxxxx.supabase.co.",
-                                  "Db.OtherRefXxxxxxxxxxxxx.Supabase.Co."])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "DB.OTHERREFXXXXXXXXXXXXX.SUPABASE.CO",
+        "db.otherrefxxxxxxxxxxxxx.supabase.co.",
+        "Db.OtherRefXxxxxxxxxxxxx.Supabase.Co.",
+    ],
+)
 def test_the_ref_guard_sees_through_case_and_trailing_dots(tmp_path, host):
     with pytest.raises(UserError, match="points at project otherrefxxxxxxxxxxxxx"):
         load(tmp_path, f"[preprod]\nref = jtzcrirqflfnagceendt\ndb_url = postgresql://postgres@{host}:5432/postgres\n")
@@ -128,17 +150,24 @@ def test_the_ref_guard_sees_through_case_and_trailing_dots(tmp_path, host):
 
 def test_the_ref_guard_reads_storage_hosts_the_same_way(tmp_path):
     with pytest.raises(UserError, match="storage_url host points at project otherrefxxxxxxxxxxxxx"):
-        load(tmp_path, "[preprod]\nref = jtzcrirqflfnagceendt\n"
-                       "storage_url = https://OTHERREFXXXXXXXXXXXXX.storage.supabase.co./storage/v1/s3\n")
+        load(
+            tmp_path,
+            "[preprod]\nref = jtzcrirqflfnagceendt\n"
+            "storage_url = https://OTHERREFXXXXXXXXXXXXX.storage.supabase.co./storage/v1/s3\n",
+        )
 
 
-@pytest.mark.parametrize("line", [
-    "storage_url = https://x.example.com/s3?X-Amz-Signature=abcd1234",
-    "functions_url = https://fn.example.com/v1?apikey=live_123",
-    "frontend = https://app.example.com/?token=abc",
-    "functions_url = https://fn.example.com/v1?a=1&access_token=abc",
-    "frontend = sb_secret_N7UND0UgjKTVK-Uodkm0Hg_xSvEMPvz",
-], ids=["x-amz-signature", "apikey", "token", "access_token", "sb_secret"])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "storage_url = https://x.example.com/s3?X-Amz-Signature=abcd1234",
+        "functions_url = https://fn.example.com/v1?apikey=live_123",
+        "frontend = https://app.example.com/?token=abc",
+        "functions_url = https://fn.example.com/v1?a=1&access_token=abc",
+        "frontend = sb_secret_N7UND0UgjKTVK-Uodkm0Hg_xSvEMPvz",
+    ],
+    ids=["x-amz-signature", "apikey", "token", "access_token", "sb_secret"],
+)
 def test_secrets_in_urls_and_new_style_keys_are_refused(tmp_path, line):
     with pytest.raises(UserError, match="contains a password, key or token"):
         load(tmp_path, f"[preprod]\nref = jtzcrirqflfnagceendt\n{line}\n")

@@ -40,8 +40,10 @@ def test_plaintext_to_a_remote_host_is_refused_unless_allowed(mode):
 
 def test_loopback_is_left_alone_and_parameters_pass_through():
     assert "sslmode" not in dburl.params(env("postgresql://postgres@127.0.0.1:5/db"))
-    url = ("postgresql://postgres@pg.example.org:5/db?hostaddr=127.0.0.1&options=-c%20search_path%3Dpublic"
-           "&target_session_attrs=read-write&sslrootcert=/mine.crt")
+    url = (
+        "postgresql://postgres@pg.example.org:5/db?hostaddr=127.0.0.1&options=-c%20search_path%3Dpublic"
+        "&target_session_attrs=read-write&sslrootcert=/mine.crt"
+    )
     got = dburl.params(env(url, ssl_root_cert="/other.crt"))
     assert got["hostaddr"] == "127.0.0.1" and got["options"] == "-c search_path=public"
     assert got["target_session_attrs"] == "read-write" and got["sslrootcert"] == "/mine.crt"
@@ -63,12 +65,16 @@ def test_region_gives_the_session_pooler_url():
     assert session_pooler_url(REF, "eu-central-1") == f"{POOLER}:5432/postgres"
 
 
-@pytest.mark.parametrize("db_url", [
-    "host=localhost hostaddr=203.0.113.5 dbname=postgres user=postgres",
-    "host=/var/run/postgresql,203.0.113.5 dbname=postgres user=postgres",
-    "postgresql://postgres@127.0.0.1,db.example.org/postgres",
-    "dbname=postgres user=postgres",  # no host: libpq would take PGHOST from wherever the task runs
-], ids=["hostaddr-remote", "socket-then-remote", "host-list", "no-host"])
+@pytest.mark.parametrize(
+    "db_url",
+    [
+        "host=localhost hostaddr=203.0.113.5 dbname=postgres user=postgres",
+        "host=/var/run/postgresql,203.0.113.5 dbname=postgres user=postgres",
+        "postgresql://postgres@127.0.0.1,db.example.org/postgres",
+        "dbname=postgres user=postgres",  # no host: libpq would take PGHOST from wherever the task runs
+    ],
+    ids=["hostaddr-remote", "socket-then-remote", "host-list", "no-host"],
+)
 def test_only_all_local_places_count_as_local(db_url, monkeypatch):
     monkeypatch.setenv("PGHOST", "203.0.113.5")
     got = dburl.params(env(db_url))
@@ -77,10 +83,14 @@ def test_only_all_local_places_count_as_local(db_url, monkeypatch):
         dburl.params(env(db_url + (" sslmode=prefer" if "://" not in db_url else "?sslmode=prefer")))
 
 
-@pytest.mark.parametrize("db_url", [
-    "postgresql://postgres@127.0.0.1:5432/postgres",
-    "host=localhost hostaddr=127.0.0.1 dbname=postgres",
-    "host=/var/run/postgresql,::1 dbname=postgres",
-], ids=["loopback", "localhost-hostaddr-loopback", "socket-and-ipv6-loopback"])
+@pytest.mark.parametrize(
+    "db_url",
+    [
+        "postgresql://postgres@127.0.0.1:5432/postgres",
+        "host=localhost hostaddr=127.0.0.1 dbname=postgres",
+        "host=/var/run/postgresql,::1 dbname=postgres",
+    ],
+    ids=["loopback", "localhost-hostaddr-loopback", "socket-and-ipv6-loopback"],
+)
 def test_local_places_keep_their_plaintext(db_url):
     assert "sslmode" not in dburl.params(env(db_url))

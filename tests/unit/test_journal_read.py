@@ -14,8 +14,14 @@ def line(**fields) -> bytes:
 
 def test_damaged_lines_are_skipped_and_counted(tmp_path):
     path = tmp_path / "ops-journal.jsonl"
-    path.write_bytes(line() + b"[1,2]\n" + b'{"time": "2026-11-30T1\xff"}\n' + b'{"time": "not a time"}\n'
-                     + b"\n" + line(task="backup"))
+    path.write_bytes(
+        line()
+        + b"[1,2]\n"
+        + b'{"time": "2026-11-30T1\xff"}\n'
+        + b'{"time": "not a time"}\n'
+        + b"\n"
+        + line(task="backup")
+    )
     report = journal.read(path)
     assert [e["task"] for e in report.entries] == ["backup", "sync-data"]
     assert report.damaged == 3

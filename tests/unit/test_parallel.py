@@ -72,6 +72,8 @@ def test_failures_in_either_direction_are_named_and_the_rest_complete(copy_with)
         uploaded.append(fetched)
 
     failures = copy_with(download, upload, ["ok-1", "bad-get", "bad-put", "ok-2"], 2)
-    assert sorted((f.key, f.error) for f in failures) == [("bad-get", "OSError: connection reset"),
-                                                         ("bad-put", "OSError: broken pipe")]
+    assert sorted((f.key, f.error) for f in failures) == [
+        ("bad-get", "OSError: connection reset"),
+        ("bad-put", "OSError: broken pipe"),
+    ]
     assert sorted(uploaded) == ["ok-1", "ok-2"]

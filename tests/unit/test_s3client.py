@@ -17,13 +17,21 @@ Answer = tuple[int, dict[str, str], bytes]
 
 
 def listing(keys: list[str], token: str | None) -> bytes:
-    contents = "".join(f"<Contents><Key>{k}</Key><LastModified>2026-12-02T12:00:00.000Z</LastModified>"
-                       f'<ETag>"{i:032x}"</ETag><Size>{i}</Size></Contents>' for i, k in enumerate(keys))
-    more = f"<IsTruncated>true</IsTruncated><NextContinuationToken>{token}</NextContinuationToken>" if token else \
-        "<IsTruncated>false</IsTruncated>"
-    return (f'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
-            f"<Name>b</Name><KeyCount>{len(keys)}</KeyCount><MaxKeys>1000</MaxKeys>{more}{contents}"
-            "</ListBucketResult>").encode()
+    contents = "".join(
+        f"<Contents><Key>{k}</Key><LastModified>2026-12-02T12:00:00.000Z</LastModified>"
+        f'<ETag>"{i:032x}"</ETag><Size>{i}</Size></Contents>'
+        for i, k in enumerate(keys)
+    )
+    more = (
+        f"<IsTruncated>true</IsTruncated><NextContinuationToken>{token}</NextContinuationToken>"
+        if token
+        else "<IsTruncated>false</IsTruncated>"
+    )
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+        f"<Name>b</Name><KeyCount>{len(keys)}</KeyCount><MaxKeys>1000</MaxKeys>{more}{contents}"
+        "</ListBucketResult>"
+    ).encode()
 
 
 def error(code: str, message: str = "no") -> bytes:
@@ -52,8 +60,11 @@ class FakeS3:
                 fake.requests.append((self.command, parts.path, query))
                 status, headers, body = respond(self.command, parts.path, query)  # type: ignore[misc]
                 self.send_response(status)
-                for name, value in {"Content-Length": str(len(body)), "Last-Modified": LAST_MODIFIED,
-                                    **headers}.items():
+                for name, value in {
+                    "Content-Length": str(len(body)),
+                    "Last-Modified": LAST_MODIFIED,
+                    **headers,
+                }.items():
                     self.send_header(name, value)
                 self.end_headers()
                 if self.command != "HEAD":

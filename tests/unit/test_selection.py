@@ -12,8 +12,9 @@ from ops.config import StorageSettings, SyncDataSettings
 from ops.errors import UserError
 from ops.sync_plan import select_tables
 
-SETTINGS = SyncDataSettings(safe_tables=["plans", "public.features"], blocked_tables=["profiles"],
-                            export_dir=Path("tmp"))
+SETTINGS = SyncDataSettings(
+    safe_tables=["plans", "public.features"], blocked_tables=["profiles"], export_dir=Path("tmp")
+)
 
 
 def test_all_safe_tables_by_default_qualified():

@@ -16,7 +16,10 @@ def test_same_second_runs_sort_in_the_order_they_were_made(tmp_path):
 def test_counter_sorts_numerically_not_as_text():
     names = [Path("2026-01-01T00-00-00Z-10"), Path("2026-01-01T00-00-00Z-9"), Path("2026-01-01T00-00-00Z")]
     assert [p.name for p in sorted(names, key=stamps.stamp_order)] == [
-        "2026-01-01T00-00-00Z", "2026-01-01T00-00-00Z-9", "2026-01-01T00-00-00Z-10"]
+        "2026-01-01T00-00-00Z",
+        "2026-01-01T00-00-00Z-9",
+        "2026-01-01T00-00-00Z-10",
+    ]
 
 
 def test_unused_name_skips_partial_folders(tmp_path):

@@ -10,19 +10,34 @@ from ops.sync_sql import TablePlan
 
 
 def odd_table() -> Table:
-    return Table("public", 'it\'s "odd"', [
-        Column("id", "bigint", identity_always=True, sequence='public."it\'s ""odd""_id_seq"'),
-        Column("slug", "text"),
-        Column("doc", "json", is_json=True),
-        Column("total", "integer", generated=True),
-    ], ["id"], [["id"], ["slug"]])
+    return Table(
+        "public",
+        'it\'s "odd"',
+        [
+            Column("id", "bigint", identity_always=True, sequence='public."it\'s ""odd""_id_seq"'),
+            Column("slug", "text"),
+            Column("doc", "json", is_json=True),
+            Column("total", "integer", generated=True),
+        ],
+        ["id"],
+        [["id"], ["slug"]],
+    )
 
 
 def plan(table: Table | None = None) -> TablePlan:
     table = table or odd_table()
-    return TablePlan(target=table, key=["id"], columns=["id", "slug", "doc"], json_columns={"doc"},
-                     file=Path("x.json"), rows=3, index=0, exported=["id", "slug", "doc"], export_key=["id"],
-                     fingerprint="f" * 32)
+    return TablePlan(
+        target=table,
+        key=["id"],
+        columns=["id", "slug", "doc"],
+        json_columns={"doc"},
+        file=Path("x.json"),
+        rows=3,
+        index=0,
+        exported=["id", "slug", "doc"],
+        export_key=["id"],
+        fingerprint="f" * 32,
+    )
 
 
 def test_identifiers_and_literals_are_quoted():
@@ -33,7 +48,7 @@ def test_identifiers_and_literals_are_quoted():
 
 def test_sequence_name_is_a_bound_literal_not_interpolated():
     (step,) = sync_sql.sequence_steps(plan())
-    assert "setval('public.\"it''s \"\"odd\"\"_id_seq\"'::regclass, m)" in step.sql
+    assert 'setval(\'public."it\'\'s ""odd""_id_seq"\'::regclass, m)' in step.sql
     # the only quote characters left unbalanced would be an injection: literals pair up
     assert step.sql.count("'") % 2 == 0
 
@@ -51,8 +66,9 @@ def test_insert_overrides_identity_and_update_compares_json_as_text():
 
 def test_key_only_table_does_nothing_on_conflict():
     table = Table("public", "tags", [Column("name", "text")], ["name"])
-    only_key = TablePlan(target=table, key=["name"], columns=["name"], json_columns=set(), file=Path("t.json"),
-                         rows=1, index=1)
+    only_key = TablePlan(
+        target=table, key=["name"], columns=["name"], json_columns=set(), file=Path("t.json"), rows=1, index=1
+    )
     assert sync_sql.update_step(only_key) is None
     assert "DO NOTHING" in sync_sql.insert_step(only_key).sql
 
@@ -62,8 +78,10 @@ def test_prune_runs_children_first_after_the_loads():
     child = Table("public", "plan_prices", [Column("id", "int")], ["id"], parents={"public.plans"})
     ordered = parents_first([child, parent])
     assert [t.name for t in ordered] == ["plans", "plan_prices"]
-    plans = [TablePlan(target=t, key=["id"], columns=["id"], json_columns=set(), file=Path("f"), rows=1, index=i)
-             for i, t in enumerate(ordered)]
+    plans = [
+        TablePlan(target=t, key=["id"], columns=["id"], json_columns=set(), file=Path("f"), rows=1, index=i)
+        for i, t in enumerate(ordered)
+    ]
     closing = sync_sql.closing_steps(plans, prune=True, staged={"public.plans", "public.plan_prices"})
     assert [(s.role, s.table) for s in closing] == [("prune", "public.plan_prices"), ("prune", "public.plans")]
     assert sync_sql.closing_steps(plans, prune=True, staged={"public.plans"})[0].table == "public.plans"
@@ -72,15 +90,26 @@ def test_prune_runs_children_first_after_the_loads():
 def test_empty_table_copies_straight_in_and_checks_its_foreign_keys_once():
     fk = ForeignKey("child_parent_fkey", "public.parent", "FOREIGN KEY (parent_id) REFERENCES parent(id)")
     table = Table("public", "child", [Column("id", "int"), Column("parent_id", "int")], ["id"], foreign_keys=[fk])
-    empty = TablePlan(target=table, key=["id"], columns=["id", "parent_id"], json_columns=set(), file=Path("f"),
-                      rows=2, index=0, exported=["id", "parent_id"], copy_file=Path("f.copy"), checked_once=[fk])
+    empty = TablePlan(
+        target=table,
+        key=["id"],
+        columns=["id", "parent_id"],
+        json_columns=set(),
+        file=Path("f"),
+        rows=2,
+        index=0,
+        exported=["id", "parent_id"],
+        copy_file=Path("f.copy"),
+        checked_once=[fk],
+    )
     steps = sync_sql.table_steps(empty, empty=True)
     assert [getattr(s, "role", "copy") for s in steps] == ["constraint", "copy"]
     assert steps[0].sql == 'ALTER TABLE "public"."child" DROP CONSTRAINT "child_parent_fkey"'
     assert isinstance(steps[1], sync_sql.CopyIn) and steps[1].direct
     (add,) = sync_sql.closing_steps([empty], prune=False, staged=set())
-    assert add.sql == ('ALTER TABLE "public"."child" ADD CONSTRAINT "child_parent_fkey" '
-                       "FOREIGN KEY (parent_id) REFERENCES parent(id)")
+    assert add.sql == (
+        'ALTER TABLE "public"."child" ADD CONSTRAINT "child_parent_fkey" FOREIGN KEY (parent_id) REFERENCES parent(id)'
+    )
     held = sync_sql.table_steps(empty, empty=False)  # rows held: staged and upserted, constraints untouched
     assert [getattr(s, "role", "copy") for s in held] == ["exec", "copy", "update", "insert"]
 
@@ -108,8 +137,13 @@ def test_json_batches_form_one_array_exactly_as_row_by_row():
     from ops.sync_export import _json_lines
 
     rows = [b'{"a": "x\\\\""}\n', b'{"b": 2}\n', b'{"c": null}\n']  # COPY text doubles the backslash
-    text = b"[" + _json_lines([memoryview(r) for r in rows[:2]], first=True) \
-        + _json_lines([memoryview(rows[2])], first=False) + b"\n]\n"
+    text = (
+        b"["
+        + _json_lines([memoryview(r) for r in rows[:2]], first=True)
+        + _json_lines([memoryview(rows[2])], first=False)
+        + b"\n]\n"
+    )
     assert text == b'[\n{"a": "x\\""},\n{"b": 2},\n{"c": null}\n]\n'
     import json
+
     assert json.loads(text) == [{"a": 'x"'}, {"b": 2}, {"c": None}]
