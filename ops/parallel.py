@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import queue
+import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -55,24 +55,37 @@ class Failure:
 def run_parallel(
     tasks: list[tuple[str, ObjectInfo]], work: Callable[[str, ObjectInfo], Any], workers: int, label: str
 ) -> list[Failure]:
-    """Run `work` over (bucket, object) pairs on `workers` threads; return what failed."""
+    """Run `work` over (bucket, object) pairs on `workers` threads; return what failed.
+
+    The threads take the next pair as they free up: nothing per pending object is made (a
+    future per object would cost a kilobyte each, 100 MiB for a bucket of 100,000).
+    """
     failures: list[Failure] = []
     if not tasks:
         return failures
+    pending = iter(tasks)
+    taking = threading.Lock()
+    stop = threading.Event()
     done: queue.Queue[tuple[str, ObjectInfo, BaseException | None]] = queue.Queue()
-    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="objects")
 
-    def run(bucket: str, info: ObjectInfo) -> None:
-        try:
-            work(bucket, info)
-            done.put((bucket, info, None))
-        except Exception as error:  # noqa: BLE001 (a failed object is reported, the others go on)
-            done.put((bucket, info, error))
+    def run() -> None:
+        while not stop.is_set():
+            with taking:
+                task = next(pending, None)
+            if task is None:
+                return
+            bucket, info = task
+            try:
+                work(bucket, info)
+                done.put((bucket, info, None))
+            except Exception as error:  # noqa: BLE001 (a failed object is reported, the others go on)
+                done.put((bucket, info, error))
 
+    threads = [threading.Thread(target=run, name=f"objects-{n}", daemon=True) for n in range(max(1, workers))]
     with Meter(label, len(tasks), "objects", sum(o.size for _, o in tasks) or None) as meter:
         try:
-            for bucket, info in tasks:
-                pool.submit(run, bucket, info)
+            for thread in threads:
+                thread.start()
             for _ in tasks:
                 bucket, info, error = done.get()
                 if error is None:
@@ -80,9 +93,12 @@ def run_parallel(
                 else:
                     failures.append(Failure(bucket, info.key, s3objects.describe(error)))
         except KeyboardInterrupt:
-            pool.shutdown(wait=True, cancel_futures=True)
+            stop.set()  # the objects under way finish (never half-written); no new one starts
+            for thread in threads:
+                thread.join()
             raise
-    pool.shutdown(wait=True)
+    for thread in threads:
+        thread.join()
     return failures
 
 

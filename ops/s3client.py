@@ -136,7 +136,7 @@ def botocore_session() -> Any:
     return botocore.session.get_session()
 
 
-def listing_page(body: bytes) -> tuple[bytes, list[Listed]]:
+def listing_page(body: bytes) -> tuple[bytes, list[ObjectInfo]]:
     """A ListObjectsV2 page read here, and what is left of it for botocore (the paging fields only).
 
     Measured on 20,000 keys: botocore's parser takes 0.72-0.84 s of CPU (timestamps left unparsed),
@@ -144,26 +144,43 @@ def listing_page(body: bytes) -> tuple[bytes, list[Listed]]:
     sends, signs, retries, pages and reads errors.
     """
     fields: dict[str, str] = {}
-    listed: list[Listed] = []
+    listed: list[ObjectInfo] = []
     for child in ElementTree.fromstring(body):
         tag = child.tag.rpartition("}")[2]
         if tag == "Contents":
             item = {field.tag.rpartition("}")[2]: field.text or "" for field in child}
-            listed.append(Listed(item.get("Key", ""), int(item.get("Size") or 0), item.get("ETag", "")))
+            listed.append(ObjectInfo(item.get("Key", ""), int(item.get("Size") or 0), clean_etag(item.get("ETag", ""))))
         elif tag in PAGING:
             fields[tag] = child.text or ""
     if fields.get("EncodingType", "").lower() == "url":
         # Servers write a space as "+" and a plus as %2B: "+" decodes as botocore decodes it.
-        listed = [Listed(unquote_plus(item.key), item.size, item.etag) for item in listed]
+        listed = [ObjectInfo(unquote_plus(item.key), item.size, item.etag) for item in listed]
     rest = "".join(f"<{tag}>{_escape(value)}</{tag}>" for tag, value in fields.items())
     return f"<ListBucketResult>{rest}</ListBucketResult>".encode(), listed
 
 
 @dataclass(frozen=True, slots=True)
-class Listed:
+class ObjectInfo:
+    """An object as a listing gives it (ETag unquoted, lower-cased); slots: a bucket may list 100,000 of them."""
+
     key: str
     size: int
     etag: str
+
+    @property
+    def md5(self) -> str | None:
+        """The MD5 of the content when the ETag is one (not a multipart ETag like `abc-3`)."""
+        return md5_of_etag(self.etag)
+
+
+def clean_etag(etag: str) -> str:
+    return etag.strip().strip('"').lower()
+
+
+def md5_of_etag(etag: str) -> str | None:
+    """The content's MD5 when an ETag (raw or cleaned) is one, not a multipart ETag like `abc-3`."""
+    clean = clean_etag(etag)
+    return clean if len(clean) == 32 and "-" not in clean else None
 
 
 class Body(Protocol):
@@ -397,12 +414,17 @@ class S3:
             raise
         return True
 
-    def list_objects(self, bucket: str, prefix: str = "") -> Iterator[Listed]:
+    def list_pages(self, bucket: str, prefix: str = "") -> Iterator[list[ObjectInfo]]:
         """Every object of a bucket (under `prefix`), a page (up to 1,000 keys) at a time, keys exactly as stored."""
         pages = self.boto.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
         with self._call("ListObjectsV2"):
             for page in pages:
-                yield from page[LISTED]
+                yield page[LISTED]
+
+    def list_objects(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object of a bucket (under `prefix`), in the server's order (S3's: keys by UTF-8 bytes)."""
+        for page in self.list_pages(bucket, prefix):
+            yield from page
 
     def head_object(self, bucket: str, key: str) -> dict[str, str]:
         """The object's headers: etag, content-length, the kept headers and x-amz-meta-* (names lower-cased)."""

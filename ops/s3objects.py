@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import queue
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -15,7 +18,7 @@ from typing import Any, BinaryIO
 from ops.config import Environment
 from ops.errors import OperationFailed, UserError
 from ops.report import progress
-from ops.s3client import S3, RetryPolicy, S3Error, Untrusted
+from ops.s3client import S3, ObjectInfo, RetryPolicy, S3Error, Untrusted, md5_of_etag
 from ops.upload_ledger import UploadLedger
 
 # Supabase caps a single PutObject by the plan's standard-upload limit (50 MiB on the sample
@@ -25,6 +28,7 @@ PART_SIZE = 16 << 20
 # Storage keeps every object from 16 MiB on in parts, so its ETag is no MD5: we record the MD5.
 RECORD_MD5_FROM = 16 << 20
 READ_CHUNK = 1 << 20
+READ_AHEAD_PAGES = 4  # of a listing (1,000 keys each) read while the other side's are compared
 MD5_METADATA = "md5chksum"  # rclone's convention for the MD5 of a multipart upload
 # The source version a copy was made from, where the source's ETag is no MD5 (Storage's `-N`): the
 # next run tells an unchanged object by it, from one HEAD, without reading either side's bytes.
@@ -105,36 +109,68 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {lines[0] if lines else ''}".strip()
 
 
-@dataclass(frozen=True)
-class ObjectInfo:
-    key: str
-    size: int
-    etag: str
-
-    @property
-    def md5(self) -> str | None:
-        """The MD5 of the content when the ETag is one (not a multipart ETag like `abc-3`)."""
-        return md5_of_etag(self.etag)
-
-
-def clean_etag(etag: str) -> str:
-    return etag.strip().strip('"').lower()
-
-
-def md5_of_etag(etag: str) -> str | None:
-    """The content's MD5 when an ETag (raw or cleaned) is one, not a multipart ETag like `abc-3`."""
-    clean = clean_etag(etag)
-    return clean if len(clean) == 32 and "-" not in clean else None
-
-
 def bucket_exists(s3: S3, bucket: str) -> bool:
     return s3.bucket_listable(bucket)
 
 
 def list_objects(s3: S3, bucket: str, prefix: str = "") -> dict[str, ObjectInfo]:
-    return {
-        item.key: ObjectInfo(item.key, item.size, clean_etag(item.etag)) for item in s3.list_objects(bucket, prefix)
-    }
+    return {info.key: info for info in s3.list_objects(bucket, prefix)}
+
+
+class OutOfOrder(OperationFailed):
+    """A listing whose keys are not in S3's order (UTF-8 bytes): a streamed comparison cannot use it."""
+
+
+class Listing:
+    """One bucket's listing, read ahead on a thread of its own (a few pages, whatever the bucket's size)
+    and handed out one object at a time with its key's bytes, checked to come in S3's order."""
+
+    def __init__(self, s3: S3, bucket: str) -> None:
+        self.missing = False  # no such bucket: known once the listing is exhausted
+        self.count = 0
+        self._pages: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=READ_AHEAD_PAGES)
+        self._stop = threading.Event()
+        threading.Thread(target=self._read, args=(s3, bucket), daemon=True, name=f"listing {bucket}").start()
+
+    def _read(self, s3: S3, bucket: str) -> None:
+        try:
+            for page in s3.list_pages(bucket):
+                while not self._stop.is_set():
+                    try:
+                        self._pages.put(("page", page), timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
+                if self._stop.is_set():
+                    return
+        except S3Error as error:
+            if not error.missing:
+                self._pages.put(("error", error))
+                return
+            self.missing = True
+        except BaseException as error:  # noqa: BLE001 (raised where the listing is read)
+            self._pages.put(("error", error))
+            return
+        self._pages.put(("end", None))
+
+    def __iter__(self) -> Iterator[tuple[bytes, ObjectInfo]]:
+        last = b""
+        try:
+            while True:
+                kind, value = self._pages.get()
+                if kind == "end":
+                    return
+                if kind == "error":
+                    raise value
+                for info in value:
+                    key = info.key.encode()
+                    if key <= last:
+                        raise OutOfOrder(f"listed {info.key!r} after {last.decode(errors='replace')!r}")
+                    last = key
+                    self.count += 1
+                    yield key, info
+        finally:
+            self._stop.set()
 
 
 def list_objects_if_any(s3: S3, bucket: str) -> dict[str, ObjectInfo] | None:

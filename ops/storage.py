@@ -20,7 +20,7 @@ from ops.config import Config, Environment
 from ops.errors import OperationFailed, OpsError, UserError
 from ops.parallel import NAMED, REFETCHES, Failure, choose, failure_report, run_parallel, until_intact
 from ops.report import Result, Table, progress
-from ops.s3objects import ObjectInfo
+from ops.s3objects import S3, ObjectInfo
 from ops.safety import confirm_write, distinct
 
 # Objects under 16 MiB wait in memory between download and upload, larger ones in an unnamed
@@ -83,7 +83,52 @@ def same_content(src: Any, dst: Any, bucket: str, a: ObjectInfo, b: ObjectInfo, 
     return left == right
 
 
-def plan_bucket(src: Any, dst: Any, bucket: str, *, force: bool, delete: bool) -> BucketPlan:
+def plan_bucket(src: S3, dst: S3, bucket: str, *, force: bool, delete: bool) -> BucketPlan:
+    """Both sides listed at once and compared as their pages arrive (S3 lists keys in order), so memory
+    holds what is to copy, not the two listings; a server listing in another order is compared in memory."""
+    try:
+        return plan_streamed(src, dst, bucket, force=force, delete=delete)
+    except s3objects.OutOfOrder as disorder:
+        progress(f"{bucket}: {disorder}: not S3's key order, so both listings are compared in memory")
+        return plan_in_memory(src, dst, bucket, force=force, delete=delete)
+
+
+def plan_streamed(src: S3, dst: S3, bucket: str, *, force: bool, delete: bool) -> BucketPlan:
+    plan = BucketPlan(bucket)
+    # A missing bucket shows in its listing's answer: no round trip of its own to ask first.
+    source, target = s3objects.Listing(src, bucket), s3objects.Listing(dst, bucket)
+    sources, targets = iter(source), iter(target)
+    only_in_target: list[str] = []
+    here, there = next(sources, None), next(targets, None)
+    while here or there:
+        if here is not None and (there is None or here[0] < there[0]):
+            plan.new += 1
+            plan.copy.append(here[1])
+            here = next(sources, None)
+        elif there is not None and (here is None or there[0] < here[0]):
+            if delete:
+                only_in_target.append(there[1].key)
+            there = next(targets, None)
+        elif here is not None and there is not None:
+            if force or not same_content(src, dst, bucket, here[1], there[1], plan):
+                plan.changed += 1
+                plan.copy.append(here[1])
+            else:
+                plan.identical += 1
+            here, there = next(sources, None), next(targets, None)
+    plan.target_objects = target.count
+    if target.missing:
+        return BucketPlan(bucket, status=NO_TARGET)  # plan_sync refuses the run
+    if source.missing:
+        # The deletes are recorded so that check_deletes can refuse them, never to act on.
+        return BucketPlan(bucket, status="absent", delete=only_in_target, target_objects=target.count)
+    if not source.count:
+        plan.status = "empty"
+    plan.delete = only_in_target
+    return plan
+
+
+def plan_in_memory(src: S3, dst: S3, bucket: str, *, force: bool, delete: bool) -> BucketPlan:
     plan = BucketPlan(bucket)
     with ThreadPoolExecutor(max_workers=1) as lister:  # both sides listed at once
         # A missing bucket shows in its listing's answer: no round trip of its own to ask first.

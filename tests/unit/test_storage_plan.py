@@ -1,0 +1,64 @@
+"""The sync plan compares two listings as they stream, in S3's key order; another order is compared in memory."""
+
+from __future__ import annotations
+
+import pytest
+
+from ops import storage
+from ops.s3client import ObjectInfo, S3Error
+
+
+class Bucket:
+    """list_pages of a fixed listing, in pages of `page` objects (or no such bucket)."""
+
+    def __init__(self, objects: dict[str, str] | None, page: int = 2) -> None:
+        self.objects, self.page = objects, page
+
+    def list_pages(self, bucket: str, prefix: str = ""):
+        if self.objects is None:
+            raise S3Error(404, "NoSuchBucket", "no", "ListObjectsV2")
+        items = [ObjectInfo(key, len(body), body) for key, body in self.objects.items()]
+        for start in range(0, len(items), self.page):
+            yield items[start : start + self.page]
+
+    def list_objects(self, bucket: str, prefix: str = ""):
+        for page in self.list_pages(bucket, prefix):
+            yield from page
+
+
+MD5 = {name: f"{n:032x}" for n, name in enumerate("abcdefgh")}
+
+
+def plan(source, target, delete=True):
+    return storage.plan_bucket(Bucket(source), Bucket(target), "b", force=False, delete=delete)
+
+
+def test_streamed_plan_copies_new_and_changed_and_deletes_what_only_the_target_has():
+    made = plan(
+        {"a": MD5["a"], "b": MD5["b"], "d/x": MD5["c"], "é": MD5["e"]},
+        {"a": MD5["a"], "b": MD5["h"], "c": MD5["c"], "d-y": MD5["d"], "z": MD5["f"]},
+    )
+    assert [o.key for o in made.copy] == ["b", "d/x", "é"]
+    assert (made.new, made.changed, made.identical) == (2, 1, 1)
+    assert made.delete == ["c", "d-y", "z"]
+    assert made.target_objects == 5 and made.status == "ok"
+
+
+def test_a_listing_out_of_s3_order_is_compared_in_memory_with_the_same_result(capsys):
+    ordered = plan({"a": MD5["a"], "b": MD5["b"], "c": MD5["c"]}, {"b": MD5["b"], "x": MD5["d"]})
+    shuffled = plan({"c": MD5["c"], "a": MD5["a"], "b": MD5["b"]}, {"x": MD5["d"], "b": MD5["b"]})
+    assert "not S3's key order" in capsys.readouterr().err
+    assert sorted(o.key for o in shuffled.copy) == [o.key for o in ordered.copy] == ["a", "c"]
+    assert shuffled.delete == ordered.delete == ["x"]
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "status"),
+    [(None, {"a": MD5["a"]}, "absent"), ({"a": MD5["a"]}, None, storage.NO_TARGET), ({}, {"a": MD5["a"]}, "empty")],
+)
+def test_missing_and_empty_buckets(source, target, status):
+    made = plan(source, target)
+    assert made.status == status
+    assert made.copy == []
+    if status != storage.NO_TARGET:
+        assert made.delete == ["a"]  # recorded for check_deletes to refuse
