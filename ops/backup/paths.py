@@ -52,11 +52,18 @@ def object_paths(bucket: str, keys: Iterable[str]) -> dict[str, str]:
     return {key: path if path and path not in folders else hashed_path(bucket, key) for key, path in plain.items()}
 
 
-def member(folder: Path, relative: str, what: str) -> Path:
-    """A path read from a manifest, refused unless it stays inside `folder` with no symlink."""
+def within(folder: Path, relative: str, what: str) -> Path:
+    """A path read from a manifest, refused unless it names a place inside `folder` (read, not looked at)."""
     pure = PurePosixPath(relative)
     if not relative or pure.is_absolute() or ".." in pure.parts or "\\" in relative:
         raise UserError(f"{folder}: {what} names a path outside the folder ({relative!r}); the file was edited")
+    return folder / relative
+
+
+def member(folder: Path, relative: str, what: str) -> Path:
+    """A path read from a manifest, refused unless it stays inside `folder` with no symlink."""
+    within(folder, relative, what)
+    pure = PurePosixPath(relative)
     # No "..", no absolute path and no symlink on the way down: the path cannot leave the folder.
     current = str(folder)
     for part in pure.parts:

@@ -6,7 +6,6 @@ complete by itself but costs only the changed bytes.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import threading
@@ -19,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ops import s3objects
-from ops.backup.paths import member, object_paths
+from ops.backup import manifest
+from ops.backup.paths import object_paths, within
 from ops.backup.store import (
     METADATA_FILE,
     PARTIAL_PREFIX,
@@ -27,14 +27,11 @@ from ops.backup.store import (
     backup_size,
     complete_backups,
     env_folder,
-    load_manifest,
-    objects_by_bucket,
     private_dir,
     prune_backups,
     retention_blocked,
     seal_private,
     series_lock,
-    write_private,
 )
 from ops.config import Config, Environment
 from ops.errors import OperationFailed, UserError
@@ -107,19 +104,18 @@ def _backup_locked(
 ) -> BackupResult:
     history = complete_backups(folder)
     previous = history[-1] if history else None
-    previous_metadata = load_manifest(previous) if previous else {}
-    previous_objects = objects_by_bucket(previous_metadata)
-    sizes = {path: backup_size(load_manifest(path)) for path in history}
+    sizes = {path: backup_size(manifest.summary(path)) for path in history}
     reference = next((p for p in reversed(history) if sizes[p].full), None)
 
     final = folder / unused_name(folder, also=PARTIAL_PREFIX)
     partial = folder / f"{PARTIAL_PREFIX}{final.name}"
     partial.mkdir(mode=0o700)
     result = BackupResult(env.name, str(final))
-    manifest: dict[str, dict] = {}
+    written = manifest.Writer(partial)
     paths: dict[str, dict[str, str]] = {}
     lock = threading.Lock()
     folders = Folders(partial)
+    earlier = manifest.Index(previous)
     try:
         tasks = []
         with ThreadPoolExecutor(max_workers=max(1, min(len(buckets), config.storage.jobs))) as pool:
@@ -129,15 +125,14 @@ def _backup_locked(
             if listing is None:
                 result.skipped_buckets.append(bucket)
                 continue
-            manifest[bucket] = {}
+            written.bucket(bucket)
             paths[bucket] = object_paths(bucket, listing)
             tasks += [(bucket, info) for info in listing.values()]
 
-        def save(bucket: str, info: ObjectInfo, link_from: Path | None = None) -> None:
-            old = previous_objects.get(bucket, {}).get(info.key)
+        def save(bucket: str, info: ObjectInfo, link_from: Path | None = None, old: dict | None = None) -> None:
             entry, linked = _save_object(s3, bucket, info, folders, paths[bucket][info.key], link_from, old)
+            written.add(bucket, info.key, entry)
             with lock:
-                manifest[bucket][info.key] = entry
                 result.linked += linked
                 result.downloaded += not linked
                 result.downloaded_bytes += 0 if linked else info.size
@@ -145,17 +140,17 @@ def _backup_locked(
         # Unchanged objects are hard links to the previous backup: made here, no thread or network needed.
         to_fetch = []
         for bucket, info in tasks:
-            source = _linkable(previous, previous_objects.get(bucket, {}).get(info.key), info)
+            old = earlier.get(bucket, info.key)
+            source = _linkable(previous, old, info)
             if source:
-                save(bucket, info, source)
+                save(bucket, info, source, old)
             else:
                 to_fetch.append((bucket, info))
         failures = run_parallel(to_fetch, save, config.storage.jobs, f"backed up ({env.name})")
         if failures:
             raise OperationFailed(failure_report(failures, f"backup of {env.name} incomplete; nothing was kept"))
         artifacts = extras(partial) if extras else {}
-        result.objects = sum(len(objects) for objects in manifest.values())
-        result.bytes = sum(e["size"] for objects in manifest.values() for e in objects.values())
+        result.objects, result.bytes = written.objects, written.bytes
         result.seconds = round(time.monotonic() - started, 3)
         result.kept_because = retention_blocked(
             env.name,
@@ -164,31 +159,26 @@ def _backup_locked(
             sizes[reference] if reference else None,
             reference.name if reference else "",
         )
-        metadata = {
-            "time": datetime.now(UTC).isoformat(timespec="seconds"),
-            "env": env.name,
-            "ref": env.ref,
-            "duration_seconds": result.seconds,
-            "previous": previous.name if previous else None,
-            # A full backup may prune older ones; one that lacks a bucket or shrank far below the
-            # last full one (a wiped project?) never does, and never becomes the reference.
-            "full": not result.kept_because,
-            "not_full_because": result.kept_because or None,
-            "buckets": {
-                bucket: {
-                    "objects": len(objects),
-                    "bytes": sum(e["size"] for e in objects.values()),
-                    "manifest": objects,
-                }
-                for bucket, objects in manifest.items()
-            },
-            "skipped_buckets": result.skipped_buckets,
-            "artifacts": artifacts,
-        }
-        write_private(partial / METADATA_FILE, json.dumps(metadata, indent=2, ensure_ascii=False) + "\n")
+        written.write(
+            {
+                "time": datetime.now(UTC).isoformat(timespec="seconds"),
+                "env": env.name,
+                "ref": env.ref,
+                "duration_seconds": result.seconds,
+                "previous": previous.name if previous else None,
+                # A full backup may prune older ones; one that lacks a bucket or shrank far below the
+                # last full one (a wiped project?) never does, and never becomes the reference.
+                "full": not result.kept_because,
+                "not_full_because": result.kept_because or None,
+                "skipped_buckets": result.skipped_buckets,
+                "artifacts": artifacts,
+            }
+        )
         seal_private(partial)
         partial.rename(final)
     finally:
+        earlier.close()
+        written.discard()
         if partial.exists():
             shutil.rmtree(partial, ignore_errors=True)
     if result.kept_because:
@@ -200,11 +190,14 @@ def _backup_locked(
 
 
 def _linkable(previous: Path | None, old: dict | None, info: ObjectInfo) -> Path | None:
-    """The previous backup's file of this very object (same size and ETag), if it is still there."""
+    """The previous backup's file of this very object (same size and ETag), as its manifest names it.
+
+    Not looked at here: the link itself finds out (a stat per object would cost a second per
+    100,000), and it never follows a symlink; verify-backup checks every path of the backup made.
+    """
     if not (old and previous and old["size"] == info.size and old["etag"] == info.etag):
         return None
-    source = member(previous, old.get("path", ""), f"{METADATA_FILE} of {previous.name}")
-    return source if source.is_file() else None
+    return within(previous, old.get("path", ""), f"{METADATA_FILE} of {previous.name}")
 
 
 class Folders:
@@ -234,8 +227,11 @@ def _save_object(
     target = folders.root / relative
     folders.make_parents(relative)
     if link_from and old:
-        os.link(link_from, target)  # fails if the path exists: never overwrites
-        return {**old, "path": relative}, True
+        try:
+            os.link(link_from, target, follow_symlinks=False)  # fails if the path exists: never overwrites
+            return {**old, "path": relative}, True
+        except FileNotFoundError:
+            pass  # the previous backup lost this file: downloaded instead
     # Created exclusively: a second key can never land on this file.
     with open(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
 

@@ -17,12 +17,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ops.backup import manifest
 from ops.config import Config, Environment
 from ops.errors import UserError
 from ops.report import progress
 from ops.stamps import stamp_order
 
-METADATA_FILE = "_backup_metadata.json"
+METADATA_FILE = manifest.FILE
 PARTIAL_PREFIX = ".partial-"
 DELETING_PREFIX = ".deleting-"  # a backup being removed: renamed first, so no half-deleted one looks complete
 LOCK_FILE = ".lock"
@@ -94,7 +95,8 @@ class BackupSize:
 
 
 def backup_size(metadata: dict) -> BackupSize:
-    buckets = metadata.get("buckets", {}).values()
+    """From a manifest's summary (format 2: its `sizes`) or a whole older manifest."""
+    buckets = (metadata.get("sizes") or metadata.get("buckets", {})).values()
     # Manifests from before the `full` field: full unless a bucket was missing.
     full = metadata.get("full", not metadata.get("skipped_buckets"))
     return BackupSize(sum(b.get("objects", 0) for b in buckets), sum(b.get("bytes", 0) for b in buckets), bool(full))

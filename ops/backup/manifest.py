@@ -1,0 +1,178 @@
+"""The manifest of a backup, written and read one object at a time.
+
+Format 2 is one JSON document (any JSON reader takes it whole) laid out to be streamed too:
+
+    {"format": 2, "time": ..., "sizes": {"avatars": {"objects": 2, "bytes": 9}}, ..., "buckets": {
+    "avatars": {"objects": 2, "bytes": 9, "manifest": {
+    "a.png": {"path": "avatars/a.png", "size": 4, ...},
+    "b.png": {"path": "avatars/b.png", "size": 5, ...}
+    }}
+    }}
+
+Line 1 holds everything but the objects; each bucket opens on a line of its own and each
+object is one line (json.dumps escapes every newline a key may hold). So the sizes of a
+backup cost one line, and verify or the next backup hold one object at a time, not 100,000.
+Manifests written before format 2 are read whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from ops.errors import UserError
+
+FILE = "_backup_metadata.json"
+FORMAT = 2
+OPENS_BUCKET = '"manifest": {'
+
+
+def _entry_line(line: str) -> tuple[str, dict]:
+    ((key, entry),) = json.loads("{" + line.rstrip().rstrip(",") + "}").items()
+    return key, entry
+
+
+def _head(line: str) -> dict | None:
+    """Line 1 of a format-2 manifest, as the manifest without its objects; None for older manifests."""
+    if not line.startswith('{"format": 2,') or not line.rstrip().endswith('"buckets": {'):
+        return None
+    return json.loads(line.rstrip() + "}}")
+
+
+def path_of(backup: Path) -> Path:
+    path = backup / FILE
+    if not path.is_file():
+        raise UserError(f"{backup} is not a complete backup: it has no {FILE}")
+    return path
+
+
+def summary(backup: Path) -> dict:
+    """Everything but the objects (for older manifests: the whole manifest)."""
+    with path_of(backup).open(encoding="utf-8") as source:
+        head = _head(source.readline())
+    return head if head is not None else json.loads(path_of(backup).read_text(encoding="utf-8"))
+
+
+def objects(backup: Path) -> Iterator[tuple[str, str, dict]]:
+    """(bucket, key, entry) of every object, one at a time."""
+    with path_of(backup).open(encoding="utf-8") as source:
+        if _head(source.readline()) is None:
+            whole = json.loads(path_of(backup).read_text(encoding="utf-8"))
+            for bucket, data in whole.get("buckets", {}).items():
+                for key, entry in data.get("manifest", {}).items():
+                    yield bucket, key, entry
+            return
+        bucket = ""
+        for line in source:
+            if line.rstrip().endswith(OPENS_BUCKET):
+                ((bucket, _),) = json.loads("{" + line.rstrip() + "}}}").items()
+            elif line.startswith('"'):
+                key, entry = _entry_line(line)
+                yield bucket, key, entry
+
+
+class Index:
+    """Where each object's line is in a manifest: its entry is read when asked for, so an index of
+    100,000 objects holds their keys and offsets, not their entries."""
+
+    def __init__(self, backup: Path | None) -> None:
+        self._offsets: dict[str, dict[str, int]] = {}
+        self._whole: dict[str, dict[str, dict]] | None = None
+        self._source: IO[str] | None = None
+        self._lock = threading.Lock()
+        if backup is None:
+            return
+        source = path_of(backup).open(encoding="utf-8")
+        if _head(source.readline()) is None:
+            source.close()
+            whole = json.loads(path_of(backup).read_text(encoding="utf-8"))
+            self._whole = {b: data.get("manifest", {}) for b, data in whole.get("buckets", {}).items()}
+            return
+        self._source = source
+        bucket: dict[str, int] = {}
+        offset = source.tell()
+        for line in iter(source.readline, ""):
+            if line.rstrip().endswith(OPENS_BUCKET):
+                ((name, _),) = json.loads("{" + line.rstrip() + "}}}").items()
+                bucket = self._offsets.setdefault(name, {})
+            elif line.startswith('"'):
+                bucket[_entry_line(line)[0]] = offset
+            offset = source.tell()
+
+    def get(self, bucket: str, key: str) -> dict | None:
+        if self._whole is not None:
+            return self._whole.get(bucket, {}).get(key)
+        offset = self._offsets.get(bucket, {}).get(key)
+        if offset is None or self._source is None:
+            return None
+        with self._lock:
+            self._source.seek(offset)
+            return _entry_line(self._source.readline())[1]
+
+    def close(self) -> None:
+        if self._source:
+            self._source.close()
+
+
+class Writer:
+    """The entries of a backup being made, spooled one line each into a hidden file per bucket (from
+    any thread, in any order), then written out as the manifest when the backup is sealed."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.sizes: dict[str, list[int]] = {}  # bucket -> [objects, bytes]
+        self._spools: dict[str, IO[str]] = {}
+        self._lock = threading.Lock()
+
+    def bucket(self, bucket: str) -> None:
+        """A bucket of the backup, listed even when it holds nothing."""
+        with self._lock:
+            if bucket not in self._spools:
+                path = self.folder / f".manifest-{len(self._spools)}.jsonl"
+                self._spools[bucket] = path.open("w+", encoding="utf-8")
+                self.sizes[bucket] = [0, 0]
+
+    def add(self, bucket: str, key: str, entry: dict[str, Any]) -> None:
+        line = json.dumps(key, ensure_ascii=False) + ": " + json.dumps(entry, ensure_ascii=False) + "\n"
+        with self._lock:
+            self._spools[bucket].write(line)
+            self.sizes[bucket][0] += 1
+            self.sizes[bucket][1] += entry["size"]
+
+    @property
+    def objects(self) -> int:
+        return sum(count for count, _ in self.sizes.values())
+
+    @property
+    def bytes(self) -> int:
+        return sum(size for _, size in self.sizes.values())
+
+    def write(self, fields: dict[str, Any]) -> None:
+        """The manifest (0600, never over an existing one), from `fields` and the entries spooled."""
+        sizes = {bucket: {"objects": count, "bytes": size} for bucket, (count, size) in self.sizes.items()}
+        head = json.dumps({"format": FORMAT, **fields, "sizes": sizes}, ensure_ascii=False)
+        handle = os.open(self.folder / FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(head[:-1] + ', "buckets": {\n')
+            for number, (bucket, spool) in enumerate(self._spools.items()):
+                opening = json.dumps({"objects": sizes[bucket]["objects"], "bytes": sizes[bucket]["bytes"]})
+                out.write(json.dumps(bucket, ensure_ascii=False) + ": " + opening[:-1] + ", " + OPENS_BUCKET + "\n")
+                spool.seek(0)
+                line = spool.readline()
+                while line:
+                    following = spool.readline()
+                    out.write(line if not following else line[:-1] + ",\n")
+                    line = following
+                out.write("}}" + ("," if number < len(self._spools) - 1 else "") + "\n")
+            out.write("}}\n")
+        self.discard()
+
+    def discard(self) -> None:
+        with self._lock:
+            for spool in self._spools.values():
+                spool.close()
+                Path(spool.name).unlink(missing_ok=True)

@@ -1,0 +1,58 @@
+"""A backup manifest is one JSON document that also streams: one line of summary, one line per object."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+from ops.backup import manifest
+
+KEYS = ["plain.png", 'quote"and\\back', "new\nline", "é/漢字", '"manifest": {', "ends-with }"]
+
+
+def written(folder):
+    writer = manifest.Writer(folder)
+    for bucket in ("avatars", "empty", "docs"):
+        writer.bucket(bucket)
+
+    def add(bucket: str, keys: list[str]) -> None:
+        for key in keys:
+            writer.add(bucket, key, {"path": f"{bucket}/{len(key)}", "size": len(key), "etag": "e"})
+
+    threads = [threading.Thread(target=add, args=("avatars", KEYS)), threading.Thread(target=add, args=("docs", ["d"]))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    writer.write({"env": "prod", "artifacts": {"x.sql": "abc"}})
+    return folder
+
+
+def test_the_manifest_is_json_and_streams_the_same_objects(tmp_path):
+    backup = written(tmp_path)
+    whole = json.loads((backup / manifest.FILE).read_text())
+    assert set(whole["buckets"]["avatars"]["manifest"]) == set(KEYS)
+    assert whole["buckets"]["empty"] == {"objects": 0, "bytes": 0, "manifest": {}}
+    streamed = {(bucket, key): entry for bucket, key, entry in manifest.objects(backup)}
+    assert streamed == {(b, k): e for b, data in whole["buckets"].items() for k, e in data["manifest"].items()}
+    assert not list(tmp_path.glob(".manifest-*")), "the spooled entries are removed once written"
+
+
+def test_the_summary_is_one_line_and_the_index_reads_one_entry(tmp_path):
+    backup = written(tmp_path)
+    summary = manifest.summary(backup)
+    assert summary["sizes"]["avatars"] == {"objects": len(KEYS), "bytes": sum(len(k) for k in KEYS)}
+    assert summary["artifacts"] == {"x.sql": "abc"} and "buckets" in summary and not summary["buckets"]
+    index = manifest.Index(backup)
+    assert index.get("avatars", "new\nline") == {"path": "avatars/8", "size": 8, "etag": "e"}
+    assert index.get("docs", "d")["size"] == 1
+    assert index.get("avatars", "absent") is None and index.get("nowhere", "d") is None
+    index.close()
+
+
+def test_an_older_manifest_is_read_whole(tmp_path):
+    old = {"env": "prod", "buckets": {"avatars": {"objects": 1, "bytes": 3, "manifest": {"a": {"size": 3}}}}}
+    (tmp_path / manifest.FILE).write_text(json.dumps(old, indent=2))
+    assert manifest.summary(tmp_path) == old
+    assert list(manifest.objects(tmp_path)) == [("avatars", "a", {"size": 3})]
+    assert manifest.Index(tmp_path).get("avatars", "a") == {"size": 3}
