@@ -79,13 +79,13 @@ def ops_task(*args: Any, journal: bool = False, **kwargs: Any) -> Callable[[Call
     return wrap
 
 
-def names(values: list[str] | None) -> list[str]:
+def comma_list(values: list[str] | None) -> list[str]:
     from ops.config import split_list
 
     return [name for value in values or [] for name in split_list(value)]
 
 
-def whole(value: str | int | None, flag: str) -> int | None:
+def number_flag(value: str | int | None, flag: str) -> int | None:
     """A whole-number flag; a clear exit 2 instead of a traceback for anything else."""
     if value is None:
         return None
@@ -149,7 +149,7 @@ def journal(
             env=env,
             task=task,
             since=since,
-            last=whole(last, "--last") or 20,
+            last=number_flag(last, "--last") or 20,
         ),
         json,
     )
@@ -211,7 +211,7 @@ def sync_data(
                 load_config(),
                 source=from_,
                 target=to,
-                tables=names(tables) or None,
+                tables=comma_list(tables) or None,
                 prune=prune,
                 others=dry_run or export_only or bool(from_export),
             ),
@@ -222,7 +222,7 @@ def sync_data(
         load_config(),
         source=from_,
         target=to,
-        tables=names(tables) or None,
+        tables=comma_list(tables) or None,
         dry_run=dry_run,
         export_only=export_only,
         prune=prune,
@@ -270,13 +270,13 @@ def sync_storage(
         load_config(),
         source=from_,
         target=to,
-        buckets=names(buckets) or None,
+        buckets=comma_list(buckets) or None,
         dry_run=dry_run,
-        jobs=whole(jobs, "--jobs"),
+        jobs=number_flag(jobs, "--jobs"),
         delete=delete,
         force=force,
         yes=yes,
-        max_delete=whole(max_delete, "--max-delete"),
+        max_delete=number_flag(max_delete, "--max-delete"),
     )
     emit(result, json)
 
@@ -305,7 +305,11 @@ def backup_storage(
 
     emit(
         backup.backup_storage(
-            load_config(), env=env, buckets=names(buckets) or None, keep=whole(keep, "--keep"), copy_to=copy_to
+            load_config(),
+            env=env,
+            buckets=comma_list(buckets) or None,
+            keep=number_flag(keep, "--keep"),
+            copy_to=copy_to,
         ),
         json,
     )
@@ -353,7 +357,13 @@ def restore_storage(
 
     emit(
         restore.restore_storage(
-            load_config(), target=to, backup=backup, env=env, buckets=names(buckets) or None, dry_run=dry_run, yes=yes
+            load_config(),
+            target=to,
+            backup=backup,
+            env=env,
+            buckets=comma_list(buckets) or None,
+            dry_run=dry_run,
+            yes=yes,
         ),
         json,
     )
@@ -409,7 +419,7 @@ def migration_status(
     """Show every local migration as applied/pending per environment, plus remote-only versions."""
     from ops import migrations
 
-    emit(migrations.migration_status(load_config(), names((env or []) + (envs or [])) or None), json)
+    emit(migrations.migration_status(load_config(), comma_list((env or []) + (envs or [])) or None), json)
 
 
 @ops_task(
@@ -443,10 +453,10 @@ def deploy_functions(
     result = functions.deploy_functions(
         load_config(),
         env=env,
-        only=names(only) or None,
+        only=comma_list(only) or None,
         changed_since=changed_since,
         dry_run=dry_run,
-        jobs=whole(jobs, "--jobs"),
+        jobs=number_flag(jobs, "--jobs"),
         yes=yes,
         at=at,
     )
@@ -503,7 +513,7 @@ def release(
         workflows.release(
             load_config(),
             env=env,
-            only=names(only) or None,
+            only=comma_list(only) or None,
             changed_since=changed_since,
             dry_run=dry_run,
             yes=yes,
@@ -598,7 +608,7 @@ def promote_config(
     emit(
         workflows.promote_config(
             load_config(),
-            tables=names(tables) or None,
+            tables=comma_list(tables) or None,
             sandbox=sandbox,
             preprod=preprod,
             prod=prod,
@@ -634,7 +644,9 @@ def backup(
     from ops import workflows
 
     emit(
-        workflows.full_backup(load_config(), env=env, keep=whole(keep, "--keep"), resume_at=resume_at, copy_to=copy_to),
+        workflows.full_backup(
+            load_config(), env=env, keep=number_flag(keep, "--keep"), resume_at=resume_at, copy_to=copy_to
+        ),
         json,
     )
 
@@ -676,9 +688,9 @@ def recover_rows(
             load_config(),
             source=from_,
             target=to,
-            tables=names(table),
+            tables=comma_list(table),
             where=where,
-            keys=names(keys) or None,
+            keys=comma_list(keys) or None,
             prune=prune,
             dry_run=dry_run,
             yes=yes,
@@ -745,7 +757,7 @@ def status(c: Context, env: list[str] | None = None, envs: list[str] | None = No
     """Do my environments match? Migrations, config tables, buckets, functions and secrets side by side."""
     from ops import status as ops_status
 
-    emit(ops_status.status(load_config(), names((env or []) + (envs or [])) or None), json)
+    emit(ops_status.status(load_config(), comma_list((env or []) + (envs or [])) or None), json)
 
 
 ns = Collection(

@@ -47,12 +47,12 @@ def test_unknown_bucket_is_refused():
 
 
 def test_list_flags_accept_repeats_and_commas():
-    assert tasks.names(["a,b", "c", " d , e "]) == ["a", "b", "c", "d", "e"]
-    assert tasks.names(None) == []
+    assert tasks.comma_list(["a,b", "c", " d , e "]) == ["a", "b", "c", "d", "e"]
+    assert tasks.comma_list(None) == []
 
 
 def test_whole_number_flags():
-    assert tasks.whole("4", "--jobs") == 4 and tasks.whole(None, "--jobs") is None
+    assert tasks.number_flag("4", "--jobs") == 4 and tasks.number_flag(None, "--jobs") is None
     with pytest.raises(Exit) as caught:
-        tasks.whole("four", "--jobs")
+        tasks.number_flag("four", "--jobs")
     assert caught.value.code == 2
