@@ -12,7 +12,6 @@ local series (whose rules keep the last full backup), removing a remote backup m
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import tempfile
 import threading
@@ -25,7 +24,6 @@ from pathlib import Path
 from ops import s3objects
 from ops.backup.paths import member
 from ops.backup.store import METADATA_FILE, complete_backups, load_manifest
-from ops.backup.verify import VerifyResult
 from ops.config import BackupTarget, Config, Environment
 from ops.errors import OperationFailed, UserError
 from ops.parallel import failure_report, run_parallel
@@ -198,47 +196,6 @@ def locate(config: Config, target: BackupTarget, env: Environment, when: str) ->
         )
     name, base = max(found, key=lambda item: stamp_order(Path(item[0])))
     return s3, f"{base}{name}/"
-
-
-def verify_remote(config: Config, target: BackupTarget, env: Environment, when: str) -> VerifyResult:
-    """Check a remote backup against its manifest: size and MD5 per file, read only where the server
-    cannot vouch (an ETag that is no MD5)."""
-    s3, prefix = locate(config, target, env, when)
-    with s3.get_object(target.bucket, prefix + METADATA_FILE) as response:
-        manifest = json.loads(b"".join(response.iter_raw(1 << 20)))
-    present = s3objects.list_objects(s3, target.bucket, prefix)
-    result = VerifyResult(f"{target.name}:{target.bucket}/{prefix}")
-    expected = {prefix + METADATA_FILE}
-    entries = [
-        (f"{bucket}/{key}", entry["path"], entry["size"], entry["md5"])
-        for bucket, objects in manifest.get("buckets", {}).items()
-        for key, entry in objects.get("manifest", {}).items()
-    ]
-    for label, relative, size, md5 in entries:
-        key = prefix + relative
-        expected.add(key)
-        result.checked += 1
-        result.bytes += size
-        info = present.get(key)
-        if info is None:
-            result.missing.append(label)
-        elif info.size != size or (s3objects.content_md5(s3, target.bucket, info) != md5):
-            result.corrupt.append(label)
-    for relative, sha256 in manifest.get("artifacts", {}).items():
-        key = prefix + relative
-        expected.add(key)
-        result.checked += 1
-        if key not in present:
-            result.missing.append(relative)
-            continue
-        digest = hashlib.sha256()
-        with s3.get_object(target.bucket, key) as response:
-            for chunk in response.iter_raw(1 << 20):
-                digest.update(chunk)
-        if digest.hexdigest() != sha256:
-            result.corrupt.append(relative)
-    result.extra = sorted(key[len(prefix) :] for key in present if key not in expected)
-    return result
 
 
 @contextmanager
