@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from ops import s3objects
 from ops.errors import UserError
 from ops.report import Meter
-from ops.s3objects import ObjectInfo
+from ops.s3client import ObjectInfo
 
 T = TypeVar("T")
 NAMED = 50  # objects named per bucket and kind in text; --json has them all

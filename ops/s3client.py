@@ -1,9 +1,9 @@
-"""The S3 calls the toolkit makes, on two maintained clients: obstore moves object bodies, boto3 the rest.
+"""The S3 calls the toolkit makes, on two maintained clients: obstore moves object bodies, botocore the rest.
 
 obstore (Apache Arrow's `object_store`, in Rust) copies bodies at a third of boto3's time and a
 fifth of its CPU, but it addresses objects by a path model that cannot name every S3 key:
 `a/../b`, `x/./y` and `a//b` are refused, and a listing returns the folder placeholder `docs/`
-as `docs`, silently another key. So boto3 lists (every key exactly as stored), makes the
+as `docs`, silently another key. So botocore lists (every key exactly as stored), makes the
 control calls (copy, delete, multipart with its upload id for the ledger) and carries the
 bodies of the few keys obstore cannot name; obstore carries every other body.
 
@@ -479,7 +479,7 @@ class S3:
     def multipart_upload(self, bucket: str, key: str, parts: Iterator[bytes], headers: dict[str, str]) -> str:
         """Upload in parts (aborted, so no part is left behind, when any step fails); returns the final ETag.
 
-        On boto3: the ledger needs the upload's id before the first part, and obstore keeps it inside.
+        On botocore: the ledger needs the upload's id before the first part, and obstore keeps it inside.
         """
         with self._call("CreateMultipartUpload"):
             upload_id = self.boto.create_multipart_upload(Bucket=bucket, Key=key, **_boto_params(headers))["UploadId"]
@@ -568,7 +568,7 @@ def _boto_params(headers: dict[str, str]) -> dict[str, Any]:
 
 
 def _declare_xml(params: dict[str, Any], **_: Any) -> None:
-    """Storage reads DeleteObjects' body only when it is declared as XML (boto3 declares nothing)."""
+    """Storage reads DeleteObjects' body only when it is declared as XML (botocore declares nothing)."""
     params["headers"]["Content-Type"] = "application/xml"
 
 

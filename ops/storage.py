@@ -13,14 +13,14 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, cast
+from typing import BinaryIO, cast
 
 from ops import invocation, s3objects
 from ops.config import Config, Environment
 from ops.errors import OperationFailed, OpsError, UserError
 from ops.parallel import NAMED, REFETCHES, Failure, choose, failure_report, run_parallel, until_intact
 from ops.report import Result, Table, progress
-from ops.s3objects import S3, ObjectInfo
+from ops.s3client import S3, ObjectInfo
 from ops.safety import confirm_write, distinct
 
 # Objects under 16 MiB wait in memory between download and upload, larger ones in an unnamed
@@ -63,7 +63,7 @@ class BucketPlan:
         return sum(o.size for o in self.copy)
 
 
-def same_content(src: Any, dst: Any, bucket: str, a: ObjectInfo, b: ObjectInfo, plan: BucketPlan) -> bool:
+def same_content(src: S3, dst: S3, bucket: str, a: ObjectInfo, b: ObjectInfo, plan: BucketPlan) -> bool:
     if a.size != b.size:
         return False
     if a.etag == b.etag:
@@ -166,7 +166,7 @@ def plan_in_memory(src: S3, dst: S3, bucket: str, *, force: bool, delete: bool) 
 # ---------------------------------------------------------------- copying
 
 
-def fetch_object(src: Any, bucket: str, info: ObjectInfo) -> tuple[BinaryIO, s3objects.Content]:
+def fetch_object(src: S3, bucket: str, info: ObjectInfo) -> tuple[BinaryIO, s3objects.Content]:
     """Content into memory (small objects) or an unnamed temp file, checked whole."""
     if info.size < SPOOL_IN_MEMORY:
         spool = cast(BinaryIO, io.BytesIO())
@@ -188,9 +188,7 @@ def fetch_object(src: Any, bucket: str, info: ObjectInfo) -> tuple[BinaryIO, s3o
     return spool, got
 
 
-def store_object(
-    src: Any, dst: Any, bucket: str, info: ObjectInfo, fetched: tuple[BinaryIO, s3objects.Content]
-) -> None:
+def store_object(src: S3, dst: S3, bucket: str, info: ObjectInfo, fetched: tuple[BinaryIO, s3objects.Content]) -> None:
     """Upload what fetch_object got; when the target's MD5 shows the bytes changed, fetch and send again.
 
     Downloads trust the source's ETag (see `s3objects.download`), so a byte changed on either leg
@@ -208,7 +206,7 @@ def store_object(
         fetched = fetch_object(src, bucket, info)
 
 
-def copy_objects(src: Any, dst: Any, tasks: list[tuple[str, ObjectInfo]], jobs: int) -> list[Failure]:
+def copy_objects(src: S3, dst: S3, tasks: list[tuple[str, ObjectInfo]], jobs: int) -> list[Failure]:
     """Copy objects on 2 x `jobs` workers, each downloading one object, then uploading it.
 
     At most 2 x `jobs` requests are in flight and as many objects held, as with `jobs` downloads
@@ -297,7 +295,7 @@ class StorageResult(Result):
 
 def plan_sync(
     source: Environment, target: Environment, buckets: list[str], *, force: bool, delete: bool, jobs: int
-) -> tuple[Any, Any, list[BucketPlan]]:
+) -> tuple[S3, S3, list[BucketPlan]]:
     src, dst = s3objects.client(source, max_pool=jobs * 2), s3objects.client(target, max_pool=jobs * 2)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         plans = list(pool.map(lambda b: plan_bucket(src, dst, b, force=force, delete=delete), buckets))
@@ -430,7 +428,7 @@ def sync_storage(
     return result
 
 
-def delete_objects(s3: Any, bucket: str, keys: list[str]) -> int:
+def delete_objects(s3: S3, bucket: str, keys: list[str]) -> int:
     deleted = 0
     for start in range(0, len(keys), 1000):
         batch = keys[start : start + 1000]

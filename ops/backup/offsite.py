@@ -28,7 +28,7 @@ from ops.config import BackupTarget, Config, Environment
 from ops.errors import OperationFailed, UserError
 from ops.parallel import failure_report, run_parallel
 from ops.report import Result, progress
-from ops.s3client import S3
+from ops.s3client import S3, ObjectInfo
 from ops.stamps import stamp_order
 
 
@@ -77,7 +77,7 @@ def copy_backup(config: Config, target: BackupTarget, backup: Path, *, full: boo
     result = OffsiteResult(target.name, str(backup), f"{target.bucket}/{prefix}")
     here = s3objects.list_objects(s3, target.bucket, prefix)
     previous = manifest.get("previous")
-    before: dict[str, s3objects.ObjectInfo] = {}
+    before: dict[str, ObjectInfo] = {}
     if previous and f"{base}{previous}/{METADATA_FILE}" in s3objects.list_objects(
         s3, target.bucket, f"{base}{previous}/{METADATA_FILE}"
     ):
@@ -105,8 +105,7 @@ def copy_backup(config: Config, target: BackupTarget, backup: Path, *, full: boo
         count("uploaded")
 
     tasks = [
-        (relative, s3objects.ObjectInfo(relative, (backup / relative).stat().st_size, md5))
-        for relative, md5 in files.items()
+        (relative, ObjectInfo(relative, (backup / relative).stat().st_size, md5)) for relative, md5 in files.items()
     ]
     failures = run_parallel(
         [("offsite", info) for _, info in tasks],
@@ -222,7 +221,7 @@ def download(config: Config, target: BackupTarget, env: Environment, when: str, 
     folder = Path(tempfile.mkdtemp(prefix="offsite-", dir=into))
     keys = sorted(s3objects.list_objects(s3, target.bucket, prefix))
 
-    def fetch(_: str, info: s3objects.ObjectInfo) -> None:
+    def fetch(_: str, info: ObjectInfo) -> None:
         path = folder / info.key[len(prefix) :]
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("wb") as out, s3.get_object(target.bucket, info.key) as response:
@@ -230,7 +229,7 @@ def download(config: Config, target: BackupTarget, env: Environment, when: str, 
                 out.write(chunk)
 
     failures = run_parallel(
-        [("offsite", s3objects.ObjectInfo(k, 0, "")) for k in keys],
+        [("offsite", ObjectInfo(k, 0, "")) for k in keys],
         fetch,
         config.storage.jobs,
         f"fetched from {target.name}",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ops import invocation, s3objects
 from ops.backup.paths import member
@@ -16,7 +15,7 @@ from ops.digest import file_digest
 from ops.errors import OperationFailed, OpsError, UserError
 from ops.parallel import NAMED, Failure, failure_report, run_parallel, until_intact
 from ops.report import Result, Table, progress
-from ops.s3objects import ObjectInfo
+from ops.s3client import S3, ObjectInfo
 from ops.safety import confirm_write
 from ops.storage import select_buckets
 
@@ -162,13 +161,13 @@ def _restore(
     return result
 
 
-def _restored(s3: Any, bucket: str, present: ObjectInfo | None, entry: dict) -> bool:
+def _restored(s3: S3, bucket: str, present: ObjectInfo | None, entry: dict) -> bool:
     if present is None or present.size != entry["size"]:
         return False
     return s3objects.content_md5(s3, bucket, present) == entry["md5"]
 
 
-def _upload_file(s3: Any, bucket: str, key: str, file: Path, entry: dict) -> None:
+def _upload_file(s3: S3, bucket: str, key: str, file: Path, entry: dict) -> None:
     if file_digest(file) != entry["sha256"]:
         raise OperationFailed(f"{file} does not match its manifest: run inv verify-backup")
     headers = {header: entry[name] for header, name in HEADER_NAMES.items() if entry.get(name)}

@@ -15,7 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from ops import s3objects
 from ops.backup import manifest
@@ -37,7 +36,7 @@ from ops.config import Config, Environment
 from ops.errors import OperationFailed, UserError
 from ops.parallel import failure_report, run_parallel, until_intact
 from ops.report import Result, Table, progress
-from ops.s3objects import ObjectInfo
+from ops.s3client import S3, ObjectInfo
 from ops.stamps import unused_name
 from ops.storage import select_buckets
 
@@ -95,7 +94,7 @@ def backup_env(
 def _backup_locked(
     config: Config,
     env: Environment,
-    s3: Any,
+    s3: S3,
     folder: Path,
     buckets: list[str],
     keep: int,
@@ -221,7 +220,7 @@ class Folders:
 
 
 def _save_object(
-    s3: Any, bucket: str, info: ObjectInfo, folders: Folders, relative: str, link_from: Path | None, old: dict | None
+    s3: S3, bucket: str, info: ObjectInfo, folders: Folders, relative: str, link_from: Path | None, old: dict | None
 ) -> tuple[dict, bool]:
     """Hard-link the object from the previous backup (`link_from`, see _linkable), else download it."""
     target = folders.root / relative

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from ops import storage
-from ops.s3objects import ObjectInfo
+from ops.s3client import ObjectInfo
 
 
 def objects(*keys: str) -> list[tuple[str, ObjectInfo]]:
