@@ -7,6 +7,7 @@ content, and checks every download and upload against them.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import queue
 import threading
@@ -28,6 +29,11 @@ PART_SIZE = 16 << 20
 # Storage keeps every object from 16 MiB on in parts, so its ETag is no MD5: we record the MD5.
 RECORD_MD5_FROM = 16 << 20
 READ_CHUNK = 1 << 20
+# An upload holds its body (or its part) in memory: up to 16 MiB. Two such at a time keep a copy's
+# memory near rclone's (measured at 100,000 objects + 5 x 16 MiB: 206 MiB peak with eight at once,
+# against rclone's 152); small objects are never held up by them.
+LARGE_UPLOAD = 4 << 20
+LARGE_UPLOADS = threading.BoundedSemaphore(2)
 READ_AHEAD_PAGES = 4  # of a listing (1,000 keys each) read while the other side's are compared
 MD5_METADATA = "md5chksum"  # rclone's convention for the MD5 of a multipart upload
 # The source version a copy was made from, where the source's ETag is no MD5 (Storage's `-N`): the
@@ -174,9 +180,16 @@ class Listing:
 
 
 def list_objects_if_any(s3: S3, bucket: str) -> dict[str, ObjectInfo] | None:
-    """The bucket's objects, or None when there is no such bucket."""
+    """The bucket's objects by key, or None when there is no such bucket."""
+    listed = listed_if_any(s3, bucket)
+    return None if listed is None else {info.key: info for info in listed}
+
+
+def listed_if_any(s3: S3, bucket: str) -> list[ObjectInfo] | None:
+    """The bucket's objects as listed (a list: no index by key where none is needed), or None when
+    there is no such bucket."""
     try:
-        return list_objects(s3, bucket)
+        return list(s3.list_objects(bucket))
     except S3Error as error:
         if error.missing:
             return None
@@ -330,10 +343,11 @@ def upload(s3: S3, bucket: str, key: str, source: BinaryIO, got: Content) -> Non
         metadata[SOURCE_ETAG_METADATA] = got.source_etag
     headers |= {META_PREFIX + name: value for name, value in metadata.items()}
     source.seek(0)
-    if got.size <= PART_SIZE:
-        etag = s3.put_object(bucket, key, source.read(), headers)
-    else:
-        etag = s3.multipart_upload(bucket, key, iter(lambda: source.read(PART_SIZE), b""), headers)
+    with LARGE_UPLOADS if got.size >= LARGE_UPLOAD else contextlib.nullcontext():
+        if got.size <= PART_SIZE:
+            etag = s3.put_object(bucket, key, source.read(), headers)
+        else:
+            etag = s3.multipart_upload(bucket, key, iter(lambda: source.read(PART_SIZE), b""), headers)
     stored = md5_of_etag(etag)
     if not stored and got.size >= RECORD_MD5_FROM:
         stored = md5_of_etag(s3.head_object(bucket, key).get("etag", ""))  # one request more, beside 16 MiB and more

@@ -23,9 +23,9 @@ from ops.report import Result, Table, progress
 from ops.s3client import S3, ObjectInfo
 from ops.safety import confirm_write, distinct
 
-# Objects under 16 MiB wait in memory between download and upload, larger ones in an unnamed
-# temp file: with --jobs 4, at most 8 objects (under 128 MiB) are held at once.
-SPOOL_IN_MEMORY = 16 << 20
+# Objects under 4 MiB wait in memory between download and upload, larger ones in an unnamed temp
+# file, uploaded two at a time (s3objects.LARGE_UPLOADS): memory stays near rclone's whatever the sizes.
+SPOOL_IN_MEMORY = s3objects.LARGE_UPLOAD
 MIN_MAX_DELETE = 10
 
 

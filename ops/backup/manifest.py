@@ -17,9 +17,11 @@ Manifests written before format 2 are read whole.
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import threading
+from array import array
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -29,6 +31,7 @@ from ops.errors import UserError
 FILE = "_backup_metadata.json"
 FORMAT = 2
 OPENS_BUCKET = '"manifest": {'
+KEY = json.JSONDecoder()  # reads the first JSON value of a line: an object's key
 
 
 def _entry_line(line: str) -> tuple[str, dict]:
@@ -77,41 +80,58 @@ def objects(backup: Path) -> Iterator[tuple[str, str, dict]]:
 
 class Index:
     """Where each object's line is in a manifest: its entry is read when asked for, so an index of
-    100,000 objects holds their keys and offsets, not their entries."""
+    100,000 objects holds 16 bytes per object (its key's hash and its line's offset, in sorted arrays)."""
 
     def __init__(self, backup: Path | None) -> None:
-        self._offsets: dict[str, dict[str, int]] = {}
+        self._offsets: dict[str, tuple[array[int], array[int]]] = {}
         self._whole: dict[str, dict[str, dict]] | None = None
-        self._source: IO[str] | None = None
+        self._source: IO[bytes] | None = None
         self._lock = threading.Lock()
         if backup is None:
             return
-        source = path_of(backup).open(encoding="utf-8")
-        if _head(source.readline()) is None:
+        source = path_of(backup).open("rb")
+        first = source.readline()
+        if _head(first.decode("utf-8")) is None:
             source.close()
             whole = json.loads(path_of(backup).read_text(encoding="utf-8"))
             self._whole = {b: data.get("manifest", {}) for b, data in whole.get("buckets", {}).items()}
             return
         self._source = source
-        bucket: dict[str, int] = {}
-        offset = source.tell()
-        for line in iter(source.readline, ""):
+        found: dict[str, list[tuple[int, int]]] = {}
+        bucket: list[tuple[int, int]] = []
+        offset = len(first)
+        for raw in source:
+            line = raw.decode("utf-8")
             if line.rstrip().endswith(OPENS_BUCKET):
                 ((name, _),) = json.loads("{" + line.rstrip() + "}}}").items()
-                bucket = self._offsets.setdefault(name, {})
+                bucket = found.setdefault(name, [])
             elif line.startswith('"'):
-                bucket[_entry_line(line)[0]] = offset
-            offset = source.tell()
+                bucket.append((hash(KEY.raw_decode(line)[0]), offset))  # only the key is read
+            offset += len(raw)
+        for name, pairs in found.items():
+            pairs.sort()
+            self._offsets[name] = (array("q", (h for h, _ in pairs)), array("q", (o for _, o in pairs)))
 
-    def get(self, bucket: str, key: str) -> dict | None:
+    def _offset(self, bucket: str, key: str) -> int | None:
+        hashes, offsets = self._offsets.get(bucket, (array("q"), array("q")))
+        wanted = hash(key)
+        at = bisect.bisect_left(hashes, wanted)
+        # Two keys of one hash: the first is found (the other is then fetched anew, never mistaken).
+        return offsets[at] if at < len(hashes) and hashes[at] == wanted else None
+
+    def get(self, bucket: str, key: str) -> tuple[dict, str] | None:
+        """The object's entry, and its line as written ('' for an older manifest)."""
         if self._whole is not None:
-            return self._whole.get(bucket, {}).get(key)
-        offset = self._offsets.get(bucket, {}).get(key)
+            entry = self._whole.get(bucket, {}).get(key)
+            return (entry, "") if entry is not None else None
+        offset = self._offset(bucket, key)
         if offset is None or self._source is None:
             return None
         with self._lock:
             self._source.seek(offset)
-            return _entry_line(self._source.readline())[1]
+            line = self._source.readline().decode("utf-8")
+        found, entry = _entry_line(line)
+        return (entry, line) if found == key else None
 
     def close(self) -> None:
         if self._source:
@@ -142,6 +162,13 @@ class Writer:
             self._spools[bucket].write(line)
             self.sizes[bucket][0] += 1
             self.sizes[bucket][1] += entry["size"]
+
+    def add_line(self, bucket: str, line: str, size: int) -> None:
+        """An entry as an earlier manifest wrote it (an object unchanged since): copied, not encoded again."""
+        with self._lock:
+            self._spools[bucket].write(line.rstrip().rstrip(",") + "\n")
+            self.sizes[bucket][0] += 1
+            self.sizes[bucket][1] += size
 
     @property
     def objects(self) -> int:

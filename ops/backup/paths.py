@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
@@ -21,6 +22,7 @@ HASHED_DIR = "_hashed"
 NAME_MAX = 255  # bytes per path segment on ext4, xfs, btrfs, apfs
 PATH_MAX = 1024  # a conservative limit for the whole relative path
 SPECIAL_SEGMENTS = {"": "%00", ".": "%2E", "..": "%2E%2E"}
+SPECIAL = re.compile(r"(?:^|/)\.{0,2}(?:/|$)")  # an empty, `.` or `..` segment anywhere in a key
 
 
 def escape_segment(segment: str) -> str:
@@ -34,6 +36,8 @@ def hashed_path(bucket: str, key: str) -> str:
 
 def plain_path(bucket: str, key: str) -> str | None:
     """The readable path of a key, or None when the file system cannot hold it."""
+    if "%" not in key and not SPECIAL.search(key) and len(key.encode("utf-8", "surrogatepass")) < NAME_MAX - 64:
+        return f"{bucket}/{key}"  # nothing to escape and short: most keys (the rest of this, per segment)
     segments = [bucket, *(escape_segment(part) for part in key.split("/"))]
     if any(len(s.encode("utf-8", "surrogatepass")) > NAME_MAX for s in segments):
         return None
@@ -41,23 +45,40 @@ def plain_path(bucket: str, key: str) -> str | None:
     return path if len(path.encode("utf-8", "surrogatepass")) <= PATH_MAX else None
 
 
+class ObjectPaths:
+    """Relative paths for the keys of a bucket: distinct, and no file is another's folder.
+
+    Only the folders are held (a thousand for 100,000 objects in a folder per user); each path is
+    worked out again when asked, rather than 100,000 of them kept.
+    """
+
+    def __init__(self, bucket: str, keys: Iterable[str]) -> None:
+        self.bucket = bucket
+        self.folders: set[str] = set()
+        for key in keys:
+            path = plain_path(bucket, key)
+            if path:
+                parts = path.split("/")
+                self.folders.update("/".join(parts[:n]) for n in range(2, len(parts)))
+
+    def __getitem__(self, key: str) -> str:
+        path = plain_path(self.bucket, key)
+        return path if path and path not in self.folders else hashed_path(self.bucket, key)
+
+
 def object_paths(bucket: str, keys: Iterable[str]) -> dict[str, str]:
-    """Relative paths for every key of a bucket: distinct, and no file is another's folder."""
-    plain = {key: plain_path(bucket, key) for key in keys}
-    folders: set[str] = set()
-    for path in plain.values():
-        if path:
-            parts = path.split("/")
-            folders.update("/".join(parts[:n]) for n in range(2, len(parts)))
-    return {key: path if path and path not in folders else hashed_path(bucket, key) for key, path in plain.items()}
+    """Every key's relative path (for a few keys; a backup asks ObjectPaths one key at a time)."""
+    keys = list(keys)
+    paths = ObjectPaths(bucket, keys)
+    return {key: paths[key] for key in keys}
 
 
-def within(folder: Path, relative: str, what: str) -> Path:
+def within(folder: Path, relative: str, what: str) -> str:
     """A path read from a manifest, refused unless it names a place inside `folder` (read, not looked at)."""
-    pure = PurePosixPath(relative)
-    if not relative or pure.is_absolute() or ".." in pure.parts or "\\" in relative:
+    # Plain string tests (PurePosixPath costs 17 microseconds a path, 1.7 s for a backup of 100,000).
+    if not relative or relative.startswith("/") or ".." in relative.split("/") or "\\" in relative:
         raise UserError(f"{folder}: {what} names a path outside the folder ({relative!r}); the file was edited")
-    return folder / relative
+    return os.path.join(folder, relative)
 
 
 def member(folder: Path, relative: str, what: str) -> Path:

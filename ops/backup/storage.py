@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ops import s3objects
 from ops.backup import manifest
-from ops.backup.paths import object_paths, within
+from ops.backup.paths import ObjectPaths, within
 from ops.backup.store import (
     METADATA_FILE,
     PARTIAL_PREFIX,
@@ -111,26 +111,30 @@ def _backup_locked(
     partial.mkdir(mode=0o700)
     result = BackupResult(env.name, str(final))
     written = manifest.Writer(partial)
-    paths: dict[str, dict[str, str]] = {}
+    paths: dict[str, ObjectPaths] = {}
     lock = threading.Lock()
     folders = Folders(partial)
     earlier = manifest.Index(previous)
     try:
-        tasks = []
         with ThreadPoolExecutor(max_workers=max(1, min(len(buckets), config.storage.jobs))) as pool:
             # Every bucket listed at once; a missing one shows in its listing's answer.
-            listings = list(pool.map(lambda b: s3objects.list_objects_if_any(s3, b), buckets))
-        for bucket, listing in zip(buckets, listings, strict=True):
+            listings = dict(zip(buckets, pool.map(lambda b: s3objects.listed_if_any(s3, b), buckets), strict=True))
+        for bucket, listing in listings.items():
             if listing is None:
                 result.skipped_buckets.append(bucket)
                 continue
             written.bucket(bucket)
-            paths[bucket] = object_paths(bucket, listing)
-            tasks += [(bucket, info) for info in listing.values()]
+            paths[bucket] = ObjectPaths(bucket, (info.key for info in listing))
 
-        def save(bucket: str, info: ObjectInfo, link_from: Path | None = None, old: dict | None = None) -> None:
-            entry, linked = _save_object(s3, bucket, info, folders, paths[bucket][info.key], link_from, old)
-            written.add(bucket, info.key, entry)
+        def save(
+            bucket: str, info: ObjectInfo, link_from: str | None = None, found: tuple[dict, str] | None = None
+        ) -> None:
+            relative = paths[bucket][info.key]
+            entry, linked = _save_object(s3, bucket, info, folders, relative, link_from, found[0] if found else None)
+            if linked and found and found[1] and found[0].get("path") == relative:
+                written.add_line(bucket, found[1], info.size)  # the very entry of the last backup
+            else:
+                written.add(bucket, info.key, entry)
             with lock:
                 result.linked += linked
                 result.downloaded += not linked
@@ -138,13 +142,15 @@ def _backup_locked(
 
         # Unchanged objects are hard links to the previous backup: made here, no thread or network needed.
         to_fetch = []
-        for bucket, info in tasks:
-            old = earlier.get(bucket, info.key)
-            source = _linkable(previous, old, info)
-            if source:
-                save(bucket, info, source, old)
-            else:
-                to_fetch.append((bucket, info))
+        for bucket, listing in listings.items():
+            for info in listing or ():
+                found = earlier.get(bucket, info.key)
+                source = _linkable(previous, found[0] if found else None, info)
+                if source:
+                    save(bucket, info, source, found)
+                else:
+                    to_fetch.append((bucket, info))
+        del listings  # to_fetch holds what is still needed
         failures = run_parallel(to_fetch, save, config.storage.jobs, f"backed up ({env.name})")
         if failures:
             raise OperationFailed(failure_report(failures, f"backup of {env.name} incomplete; nothing was kept"))
@@ -188,7 +194,7 @@ def _backup_locked(
     return result
 
 
-def _linkable(previous: Path | None, old: dict | None, info: ObjectInfo) -> Path | None:
+def _linkable(previous: Path | None, old: dict | None, info: ObjectInfo) -> str | None:
     """The previous backup's file of this very object (same size and ETag), as its manifest names it.
 
     Not looked at here: the link itself finds out (a stat per object would cost a second per
@@ -203,7 +209,7 @@ class Folders:
     """The folders of a backup being written, each made once, when its first object needs it."""
 
     def __init__(self, root: Path) -> None:
-        self.root, self.made, self.lock = root, {""}, threading.Lock()
+        self.root, self.made, self.lock = str(root), {""}, threading.Lock()
 
     def make_parents(self, relative: str) -> None:
         missing, parent = [], os.path.dirname(relative)
@@ -213,17 +219,17 @@ class Folders:
                 parent = os.path.dirname(parent)
             for folder in reversed(missing):
                 try:
-                    os.mkdir(self.root / folder, 0o700)
+                    os.mkdir(os.path.join(self.root, folder), 0o700)
                 except FileExistsError:
                     pass
                 self.made.add(folder)
 
 
 def _save_object(
-    s3: S3, bucket: str, info: ObjectInfo, folders: Folders, relative: str, link_from: Path | None, old: dict | None
+    s3: S3, bucket: str, info: ObjectInfo, folders: Folders, relative: str, link_from: str | None, old: dict | None
 ) -> tuple[dict, bool]:
     """Hard-link the object from the previous backup (`link_from`, see _linkable), else download it."""
-    target = folders.root / relative
+    target = os.path.join(folders.root, relative)  # text, not Path: 100,000 of them
     folders.make_parents(relative)
     if link_from and old:
         try:

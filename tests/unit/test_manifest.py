@@ -44,8 +44,9 @@ def test_the_summary_is_one_line_and_the_index_reads_one_entry(tmp_path):
     assert summary["sizes"]["avatars"] == {"objects": len(KEYS), "bytes": sum(len(k) for k in KEYS)}
     assert summary["artifacts"] == {"x.sql": "abc"} and "buckets" in summary and not summary["buckets"]
     index = manifest.Index(backup)
-    assert index.get("avatars", "new\nline") == {"path": "avatars/8", "size": 8, "etag": "e"}
-    assert index.get("docs", "d")["size"] == 1
+    entry, line = index.get("avatars", "new\nline")
+    assert entry == {"path": "avatars/8", "size": 8, "etag": "e"} and line.startswith('"new\\nline": {')
+    assert index.get("docs", "d")[0]["size"] == 1
     assert index.get("avatars", "absent") is None and index.get("nowhere", "d") is None
     index.close()
 
@@ -55,4 +56,4 @@ def test_an_older_manifest_is_read_whole(tmp_path):
     (tmp_path / manifest.FILE).write_text(json.dumps(old, indent=2))
     assert manifest.summary(tmp_path) == old
     assert list(manifest.objects(tmp_path)) == [("avatars", "a", {"size": 3})]
-    assert manifest.Index(tmp_path).get("avatars", "a") == {"size": 3}
+    assert manifest.Index(tmp_path).get("avatars", "a") == ({"size": 3}, "")
