@@ -253,9 +253,6 @@ class S3:
     def __repr__(self) -> str:  # never the secret, whatever prints it
         return f"S3({self.base!r})"
 
-    def close(self) -> None:
-        """Nothing to release: both clients keep their pools until the process ends."""
-
     # ------------------------------------------------------------ the clients
 
     @functools.cached_property

@@ -121,12 +121,6 @@ def retention_blocked(
     return ""
 
 
-def write_private(path: Path, text: str) -> None:
-    handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(handle, "w", encoding="utf-8") as out:
-        out.write(text)
-
-
 def seal_private(folder: Path) -> None:
     """Folders 0700 and files 0600 throughout, whatever wrote them (pg_dump, the umask)."""
     os.chmod(folder, 0o700)
