@@ -206,7 +206,7 @@ def store_object(src: S3, dst: S3, bucket: str, info: ObjectInfo, fetched: tuple
         fetched = fetch_object(src, bucket, info)
 
 
-def copy_objects(src: S3, dst: S3, tasks: list[tuple[str, ObjectInfo]], jobs: int) -> list[Failure]:
+def copy_objects(src: S3, dst: S3, groups: list[tuple[str, list[ObjectInfo]]], jobs: int) -> list[Failure]:
     """Copy objects on 2 x `jobs` workers, each downloading one object, then uploading it.
 
     At most 2 x `jobs` requests are in flight and as many objects held, as with `jobs` downloads
@@ -216,7 +216,7 @@ def copy_objects(src: S3, dst: S3, tasks: list[tuple[str, ObjectInfo]], jobs: in
     (measured: 8 % faster than fixed stages, where uploads were the bottleneck).
     """
     return run_parallel(
-        tasks, lambda b, info: store_object(src, dst, b, info, fetch_object(src, b, info)), 2 * jobs, "copied"
+        groups, lambda b, info: store_object(src, dst, b, info, fetch_object(src, b, info)), 2 * jobs, "copied"
     )
 
 
@@ -395,8 +395,7 @@ def sync_storage(
     confirm_write(target_env, yes=yes, action="copy storage objects into it", plan=plan_text(plans, target_env.name))
 
     s3objects.abort_leftover_uploads(dst, target_env)
-    tasks = [(p.bucket, info) for p in plans for info in p.copy]
-    failures = copy_objects(src, dst, tasks, jobs)
+    failures = copy_objects(src, dst, [(p.bucket, p.copy) for p in plans], jobs)
     failed_keys = {(f.bucket, f.key) for f in failures}
     for plan in plans:
         failed = [i for i in plan.copy if (plan.bucket, i.key) in failed_keys]

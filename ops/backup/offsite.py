@@ -104,11 +104,9 @@ def copy_backup(config: Config, target: BackupTarget, backup: Path, *, full: boo
             s3objects.upload(s3, target.bucket, key, handle, got)
         count("uploaded")
 
-    tasks = [
-        (relative, ObjectInfo(relative, (backup / relative).stat().st_size, md5)) for relative, md5 in files.items()
-    ]
+    sends = [ObjectInfo(relative, (backup / relative).stat().st_size, md5) for relative, md5 in files.items()]
     failures = run_parallel(
-        [("offsite", info) for _, info in tasks],
+        [("offsite", sends)],
         lambda _, info: send(info.key, info.etag),
         config.storage.jobs,
         f"copied off-site ({target.name})",
@@ -229,7 +227,7 @@ def download(config: Config, target: BackupTarget, env: Environment, when: str, 
                 out.write(chunk)
 
     failures = run_parallel(
-        [("offsite", ObjectInfo(k, 0, "")) for k in keys],
+        [("offsite", [ObjectInfo(k, 0, "") for k in keys])],
         fetch,
         config.storage.jobs,
         f"fetched from {target.name}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,7 +125,7 @@ def _restore(
     if missing:
         raise UserError(f"bucket(s) missing in {target_env.name}: {', '.join(missing)}; push migrations first")
     result = RestoreResult(str(path), target_env.name, dry_run)
-    tasks = []
+    uploads: list[tuple[str, list[ObjectInfo]]] = []
     for bucket, entries in objects.items():
         present = s3objects.list_objects(s3, bucket)
         upload = [key for key, entry in entries.items() if not _restored(s3, bucket, present.get(key), entry)]
@@ -136,12 +137,14 @@ def _restore(
                 "bytes": sum(entries[k]["size"] for k in upload),
             }
         )
-        tasks += [(bucket, ObjectInfo(key, entries[key]["size"], entries[key]["etag"])) for key in upload]
-    result.to_upload = [f"{bucket}/{info.key}" for bucket, info in tasks] if dry_run else []
-    if not dry_run and tasks:  # the plan first, then the question; nothing to upload asks nothing
-        plan = [f"plan for {target_env.name}: upload {len(tasks):,} object(s) from {path}"]
-        plan += [f"  + {bucket}/{info.key}" for bucket, info in tasks[:NAMED]]
-        plan += [f"  + ... and {len(tasks) - NAMED:,} more"] if len(tasks) > NAMED else []
+        uploads.append((bucket, [ObjectInfo(key, entries[key]["size"], entries[key]["etag"]) for key in upload]))
+    names = (f"{bucket}/{info.key}" for bucket, infos in uploads for info in infos)
+    count = sum(len(infos) for _, infos in uploads)
+    result.to_upload = list(names) if dry_run else []
+    if not dry_run and count:  # the plan first, then the question; nothing to upload asks nothing
+        plan = [f"plan for {target_env.name}: upload {count:,} object(s) from {path}"]
+        plan += [f"  + {name}" for name in itertools.islice(names, NAMED)]
+        plan += [f"  + ... and {count - NAMED:,} more"] if count > NAMED else []
         confirm_write(target_env, yes=yes, action=action, plan="\n".join(plan))
     if not dry_run:
         s3objects.abort_leftover_uploads(s3, target_env)
@@ -150,7 +153,7 @@ def _restore(
             entry = objects[bucket][info.key]
             until_intact(lambda: _upload_file(s3, bucket, info.key, files[bucket][info.key], entry))
 
-        result.failures = run_parallel(tasks, put, config.storage.jobs, f"restored ({target_env.name})")
+        result.failures = run_parallel(uploads, put, config.storage.jobs, f"restored ({target_env.name})")
         failed: dict[str, int] = {}
         for failure in result.failures:
             failed[failure.bucket] = failed.get(failure.bucket, 0) + 1

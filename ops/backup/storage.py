@@ -141,7 +141,7 @@ def _backup_locked(
                 result.downloaded_bytes += 0 if linked else info.size
 
         # Unchanged objects are hard links to the previous backup: made here, no thread or network needed.
-        to_fetch = []
+        to_fetch: dict[str, list[ObjectInfo]] = {}
         for bucket, listing in listings.items():
             for info in listing or ():
                 found = earlier.get(bucket, info.key)
@@ -149,9 +149,9 @@ def _backup_locked(
                 if source:
                     save(bucket, info, source, found)
                 else:
-                    to_fetch.append((bucket, info))
+                    to_fetch.setdefault(bucket, []).append(info)
         del listings  # to_fetch holds what is still needed
-        failures = run_parallel(to_fetch, save, config.storage.jobs, f"backed up ({env.name})")
+        failures = run_parallel(list(to_fetch.items()), save, config.storage.jobs, f"backed up ({env.name})")
         if failures:
             raise OperationFailed(failure_report(failures, f"backup of {env.name} incomplete; nothing was kept"))
         artifacts = extras(partial) if extras else {}

@@ -11,8 +11,8 @@ from ops import storage
 from ops.s3client import ObjectInfo
 
 
-def objects(*keys: str) -> list[tuple[str, ObjectInfo]]:
-    return [("bucket", ObjectInfo(key, 1, "")) for key in keys]
+def objects(*keys: str) -> list[tuple[str, list[ObjectInfo]]]:
+    return [("bucket", [ObjectInfo(key, 1, "") for key in keys])]
 
 
 @pytest.fixture
