@@ -28,6 +28,15 @@ class ForeignKey:
     definition: str  # pg_get_constraintdef: re-creates it exactly (names resolve through the same search_path)
 
 
+@dataclass(frozen=True)
+class Index:
+    """An index as it is re-created: by its constraint (primary key, unique, exclusion) or by itself."""
+
+    name: str
+    constraint: str | None  # pg_get_constraintdef, when a constraint owns the index
+    definition: str  # pg_get_indexdef (the CREATE INDEX statement), when none does
+
+
 @dataclass
 class Table:
     schema: str
@@ -134,6 +143,38 @@ def describe(conn: psycopg.Connection, name: str) -> Table | None:
     own = [ForeignKey(name, parent, definition) for name, parent, definition, mine in references if mine]
     primary: list[str] = next((cols for is_primary, cols in keys if is_primary), [])
     return Table(schema, table, columns, primary, [cols for _, cols in keys], parents, own, owned)
+
+
+def rebuildable_indexes(cur: psycopg.Cursor, table: Table) -> list[Index]:
+    """The indexes of a plain table that can be dropped before a bulk load and built after it, exactly.
+
+    Left alone: an index anything depends on (a foreign key of another table, a view grouping by
+    a primary key), the replica identity's, a CLUSTER one, an invalid one, one with a comment,
+    and every index of a partitioned table or a partition (those are attached to each other).
+    """
+    rows = cur.execute(
+        """
+        SELECT i.relname, c.contype IS NOT NULL, coalesce(pg_get_constraintdef(c.oid), ''),
+               pg_get_indexdef(x.indexrelid)
+        FROM pg_index x
+        JOIN pg_class i ON i.oid = x.indexrelid
+        JOIN pg_class t ON t.oid = x.indrelid
+        LEFT JOIN pg_constraint c
+               ON c.conindid = x.indexrelid AND c.conrelid = x.indrelid AND c.contype IN ('p', 'u', 'x')
+        WHERE x.indrelid = %s::regclass AND t.relkind = 'r' AND NOT t.relispartition
+          AND x.indisvalid AND x.indisready AND NOT x.indisreplident AND NOT x.indisclustered
+          AND obj_description(x.indexrelid, 'pg_class') IS NULL
+          AND (c.oid IS NULL OR obj_description(c.oid, 'pg_constraint') IS NULL)
+          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.refclassid = 'pg_class'::regclass
+                          AND d.refobjid = x.indexrelid AND d.deptype = 'n')
+          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE c.oid IS NOT NULL
+                          AND d.refclassid = 'pg_constraint'::regclass AND d.refobjid = c.oid AND d.deptype = 'n')
+          AND NOT EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = x.indexrelid OR h.inhparent = x.indexrelid)
+        ORDER BY i.relname
+        """,
+        (qident(table),),
+    ).fetchall()
+    return [Index(name, constraint if owned else None, definition) for name, owned, constraint, definition in rows]
 
 
 def parents_first(tables: list[Table]) -> list[Table]:

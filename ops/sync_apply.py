@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ops import sync_export, sync_sql
+from ops import pgcatalog, sync_export, sync_sql
 from ops import sync_undo as undo
 from ops.config import Environment
 from ops.errors import OperationFailed, first_line
@@ -172,13 +172,13 @@ class ImportTransaction:
         """One table: straight in when empty (its foreign keys checked once at the end where we may), else
         staged, then its changed rows updated and its new rows inserted."""
         empty = held == 0
-        if empty and not self.target.protected:
+        if empty and not self.target.protected and plan.target.owned:
             scope = {p.target.qualified for p in self.plans}
-            plan.checked_once = (
-                [fk for fk in plan.target.foreign_keys if fk.parent in scope] if plan.target.owned else []
-            )
-            if plan.checked_once and not self.dry_run and not self._drop_checks(cur, plan):
-                plan.checked_once = []
+            plan.checked_once = [fk for fk in plan.target.foreign_keys if fk.parent in scope]
+            self.current = Statement("-- its indexes, read from pg_index", plan.target.qualified)
+            plan.rebuilt = pgcatalog.rebuildable_indexes(cur, plan.target)
+            if (plan.checked_once or plan.rebuilt) and not self.dry_run and not self._drop_checks(cur, plan):
+                plan.checked_once, plan.rebuilt = [], []
         for step in table_steps(plan, empty=empty):
             if isinstance(step, CopyIn) or step.role != "constraint" or self.dry_run:  # drops ran in _drop_checks
                 self._execute(cur, step, result)
@@ -192,8 +192,8 @@ class ImportTransaction:
             result.unchanged = loaded - result.inserted - result.updated
 
     def _drop_checks(self, cur: psycopg.Cursor, plan: TablePlan) -> bool:
-        """Drop the foreign keys checked once later; when a table is busy (its lock not free within
-        CHECK_LOCK_WAIT), keep them and check row by row instead."""
+        """Drop the foreign keys checked once later and the indexes built after the load; when a table is
+        busy (its lock not free within CHECK_LOCK_WAIT), keep them all and check row by row instead."""
         import psycopg
 
         drops = sync_sql.drop_checks(plan)
@@ -209,7 +209,8 @@ class ImportTransaction:
                     cur.execute(step.sql)
         except psycopg.errors.LockNotAvailable:
             progress(
-                f"{plan.target.qualified} or a table it references is in use: its foreign keys are checked row by row"
+                f"{plan.target.qualified} or a table it references is in use: its foreign keys are checked row by "
+                "row and its indexes kept during the load"
             )
             return False
         finally:

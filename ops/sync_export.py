@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     import psycopg
 
 MANIFEST = "manifest.json"
-JSON_BATCH = 1000  # rows rewritten at once (bytes.replace over a batch costs a fraction of a per-row loop)
 EARLIER_RUNS_LOOKED_AT = 5
+EXPORT_BATCH = 10_000  # rows per fetch of a JSON export: about 2 MiB
 
 
 def columns_of(table: Table) -> list[dict[str, Any]]:
@@ -52,37 +52,28 @@ def content_hashes(conn: psycopg.Connection, tables: list[Table]) -> dict[str, t
 
 
 def export_json(conn: psycopg.Connection, table: Table, key: list[str], path: Path) -> tuple[int, str]:
-    """Write one table as JSON rows in key order; return its row count and the file's sha256."""
+    """Write one table as JSON rows in key order; return its row count and the file's sha256.
+
+    Read through a server-side cursor, EXPORT_BATCH rows a fetch: COPY hands over one message
+    per row, and psycopg's 1.2 us for each (2.4 s of CPU for 2,000,000 rows, under the GIL the
+    streamed load needs too) made the export the slowest part of a large sync; a fetch costs
+    0.25 us a row (measured on 2,000,000 rows: 0.5 s of CPU, the same wall time).
+    """
     rows = 0
     digest = hashlib.sha256()
-    with path.open("wb") as out, conn.cursor().copy(sync_sql.export_query(table, key)) as copy:
+    with path.open("wb") as out, conn.cursor(name="ops_export") as cur:
 
         def write(data: bytes) -> None:
             out.write(data)
             digest.update(data)
 
+        cur.execute(sync_sql.export_query(table, key))
         write(b"[")
-        blocks: list[bytes | bytearray | memoryview] = []
-        for block in copy:  # one message per row: gathered, then rewritten a batch at a time
-            blocks.append(block)
-            if len(blocks) == JSON_BATCH:
-                write(_json_lines(blocks, first=rows == 0))
-                rows += len(blocks)
-                blocks = []
-        if blocks:
-            write(_json_lines(blocks, first=rows == 0))
-            rows += len(blocks)
+        while batch := cur.fetchmany(EXPORT_BATCH):
+            write((b"\n" if rows == 0 else b",\n") + ",\n".join(doc for (doc,) in batch).encode())
+            rows += len(batch)
         write(b"\n]\n")
     return rows, digest.hexdigest()
-
-
-def _json_lines(blocks: list[bytes | bytearray | memoryview], *, first: bool) -> bytes:
-    """COPY text lines of JSON documents as the lines of a JSON array (`doc,` each, no comma after the last).
-
-    COPY's text format only doubles backslashes here: JSON text has no raw tabs or newlines.
-    """
-    data = b"".join(blocks)[:-1].replace(b"\\\\", b"\\").replace(b"\n", b",\n")
-    return (b"\n" if first else b",\n") + data
 
 
 def export_copy(conn: psycopg.Connection, table: Table, path: Path) -> str:

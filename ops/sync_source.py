@@ -219,7 +219,7 @@ class LiveSource:
         import psycopg
 
         assert self.exported is not None  # compare started it
-        entries = self.exported.result()
+        found = None
         if self.hashes is None:  # the target was empty: hashed now, while the JSON export ends
             try:
                 found = sync_export.content_hashes(self.conn, self.tables)
@@ -228,9 +228,10 @@ class LiveSource:
                     f"reading {self.env.name} failed: {first_line(error)}. Nothing was committed: "
                     "the target is unchanged."
                 ) from None
-            for entry in entries:
-                entry["content"] = found[entry["table"]][1]
+        entries = self.exported.result()
         for entry in entries:
+            if found is not None:
+                entry["content"] = found[entry["table"]][1]
             entry.update(self.streamed.get(entry["table"], {}))
         sync_export.write_manifest(self.run_dir, self.env, entries)
 

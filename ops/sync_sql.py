@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ops.pgcatalog import ForeignKey, Table, ident, literal, qident
+from ops.pgcatalog import ForeignKey, Index, Table, ident, literal, qident
 
 LOCK_KEY = "ops:sync-data"
 # Every value renders the same on both sides (exports, content hashes), whatever the role's defaults.
@@ -50,7 +50,7 @@ def export_query(table: Table, key: list[str]) -> str:
         f"{ident(c.name)}::text AS {ident(c.name)}" if c.is_json else ident(c.name) for c in table.writable
     )
     order = ", ".join(ident(k) for k in key)
-    return f"COPY (SELECT to_json(r)::text FROM (SELECT {select} FROM {qident(table)} ORDER BY {order}) r) TO STDOUT"
+    return f"SELECT to_json(r)::text FROM (SELECT {select} FROM {qident(table)} ORDER BY {order}) r"
 
 
 @dataclass
@@ -71,6 +71,7 @@ class TablePlan:
     copy_sha256: str | None = None
     copy_columns: list[str] | None = None  # the COPY file's columns, when not the exported ones
     checked_once: list[ForeignKey] = field(default_factory=list)  # foreign keys checked once, after the load
+    rebuilt: list[Index] = field(default_factory=list)  # indexes dropped before the load and built after it
 
     @property
     def copies_directly(self) -> bool:
@@ -95,7 +96,9 @@ class TablePlan:
 class Statement:
     sql: str
     table: str | None = None
-    role: str = "exec"  # exec | update | insert | prune (row counts reported) | constraint (not run in a dry run)
+    # exec | update | insert | prune (row counts reported) | constraint, index (neither run in a dry run;
+    # constraint steps run before the load, in ImportTransaction._drop_checks)
+    role: str = "exec"
 
 
 @dataclass
@@ -269,18 +272,42 @@ def try_lock_sql() -> str:
 def table_steps(plan: TablePlan, *, empty: bool) -> list[Statement | CopyIn]:
     """One table's load: COPY straight into an empty table, else stage, update the changed rows, insert the new."""
     if empty and plan.copies_directly:
-        return [*drop_checks(plan), direct_copy(plan)]
+        return [*drop_checks(plan), direct_copy(plan), *build_indexes(plan)]
     update = update_step(plan)
-    return [*stage_steps(plan), *([update] if update else []), insert_step(plan)]
+    return [*stage_steps(plan), *([update] if update else []), insert_step(plan), *build_indexes(plan)]
 
 
 def drop_checks(plan: TablePlan) -> list[Statement]:
-    """Drop the foreign keys to check once after the load (a row-by-row check costs a query per row)."""
+    """Drop the foreign keys to check once after the load (a row-by-row check costs a query per row),
+    and the indexes to build after it (as pg_restore does: one sort beats a B-tree insert per row)."""
+    table = qident(plan.target)
+    return [
+        Statement(f"ALTER TABLE {table} DROP CONSTRAINT {ident(fk.name)}", plan.target.qualified, "constraint")
+        for fk in plan.checked_once
+    ] + [
+        Statement(
+            f"ALTER TABLE {table} DROP CONSTRAINT {ident(index.name)}"
+            if index.constraint
+            else f"DROP INDEX {ident(plan.target.schema)}.{ident(index.name)}",
+            plan.target.qualified,
+            "constraint",
+        )
+        for index in plan.rebuilt
+    ]
+
+
+def build_indexes(plan: TablePlan) -> list[Statement]:
+    """Re-create the indexes dropped before the load, under their names, from their own definitions."""
+    table = qident(plan.target)
     return [
         Statement(
-            f"ALTER TABLE {qident(plan.target)} DROP CONSTRAINT {ident(fk.name)}", plan.target.qualified, "constraint"
+            f"ALTER TABLE {table} ADD CONSTRAINT {ident(index.name)} {index.constraint}"
+            if index.constraint
+            else index.definition,
+            plan.target.qualified,
+            "index",
         )
-        for fk in plan.checked_once
+        for index in plan.rebuilt
     ]
 
 

@@ -448,6 +448,67 @@ def test_foreign_key_checked_once_fails_cleanly(project):
     assert dump(project.url("preprod")) == before and schema(project.url("preprod")) == shape
 
 
+BULK_TABLES = """
+CREATE TABLE public.bulk_items (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), code text UNIQUE NOT NULL,
+                                note text, n int, CONSTRAINT bulk_items_n_excl EXCLUDE USING btree (note WITH =));
+CREATE INDEX bulk_items_positive ON public.bulk_items (n DESC) INCLUDE (note) WHERE n > 0;
+CREATE INDEX bulk_items_lower ON public.bulk_items (lower(note));
+COMMENT ON INDEX public.bulk_items_lower IS 'kept as it is: a rebuild would lose this comment';
+CREATE TABLE public.bulk_parts (id int PRIMARY KEY, item_code text REFERENCES public.bulk_items (code));
+"""
+
+
+def test_empty_tables_build_their_indexes_after_the_load_and_keep_them_exactly(project):
+    for env in ("prod", "preprod"):
+        sql(project.url(env), BULK_TABLES)
+    sql(
+        project.url("prod"),
+        "INSERT INTO public.bulk_items (code, note, n) SELECT 'c' || g, 'note ' || g, g - 50 FROM generate_series(1, 300) g;"
+        "INSERT INTO public.bulk_parts VALUES (1, 'c7'), (2, 'c9')",
+    )
+    shape = schema(project.url("preprod"))
+    project.safe_extra = ["bulk_items", "bulk_parts"]
+    result = project.run(
+        "sync-data", "--from", "prod", "--to", "preprod", "--tables", "bulk_items,bulk_parts", "--json"
+    )
+    assert result.code == 0, result.err
+    script = (Path(json.loads(result.out)["run_dir"]) / "import.sql").read_text()
+    for dropped in (
+        'DROP CONSTRAINT "bulk_items_pkey"',
+        'DROP CONSTRAINT "bulk_items_n_excl"',
+        'DROP INDEX "public"."bulk_items_positive"',
+        'DROP CONSTRAINT "bulk_parts_pkey"',
+    ):
+        assert dropped in script
+    assert (
+        script.index('DROP CONSTRAINT "bulk_items_pkey"')
+        < script.index("COPY")
+        < script.index('ADD CONSTRAINT "bulk_items_pkey" PRIMARY KEY (id)')
+    )
+    assert "bulk_items_code_key" not in script, "a foreign key depends on it: it stays during the load"
+    assert "bulk_items_lower" not in script, "its comment would be lost: it stays"
+    assert schema(project.url("preprod")) == shape, "every index and constraint is back, exactly as it was"
+    assert dump(project.url("preprod"), "public.bulk_items", "public.bulk_parts") == dump(
+        project.url("prod"), "public.bulk_items", "public.bulk_parts"
+    )
+
+
+def test_an_index_that_fails_to_build_leaves_the_target_unchanged(project):
+    for env in ("prod", "preprod"):
+        sql(project.url(env), BULK_TABLES)
+    sql(
+        project.url("preprod"), "CREATE UNIQUE INDEX bulk_items_one_n ON public.bulk_items (n)"
+    )  # prod has no such rule
+    sql(project.url("prod"), "INSERT INTO public.bulk_items (code, note, n) VALUES ('a', 'x', 1), ('b', 'y', 1)")
+    before, shape = dump(project.url("preprod")), schema(project.url("preprod"))
+    project.safe_extra = ["bulk_items"]
+    result = project.run("sync-data", "--from", "prod", "--to", "preprod", "--tables", "bulk_items")
+    assert result.code == 1
+    assert "public.bulk_items" in result.err and "(n)=(1)" in result.err and "unchanged" in result.err
+    assert "Traceback" not in result.err
+    assert dump(project.url("preprod")) == before and schema(project.url("preprod")) == shape
+
+
 def test_protected_target_keeps_row_by_row_checks(project):
     project.envs["preprod"]["protected"] = "true"
     result = project.run("sync-data", "--from", "prod", "--to", "preprod", "--yes", "--json")

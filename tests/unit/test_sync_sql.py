@@ -129,21 +129,5 @@ def test_fingerprint_needs_the_export_key():
 
 def test_export_query_orders_by_key_and_skips_generated_columns():
     query = sync_sql.export_query(odd_table(), ["id"])
-    assert query.endswith('ORDER BY "id") r) TO STDOUT')
+    assert query.endswith('ORDER BY "id") r')
     assert '"doc"::text AS "doc"' in query and '"total"' not in query
-
-
-def test_json_batches_form_one_array_exactly_as_row_by_row():
-    from ops.sync_export import _json_lines
-
-    rows = [b'{"a": "x\\\\""}\n', b'{"b": 2}\n', b'{"c": null}\n']  # COPY text doubles the backslash
-    text = (
-        b"["
-        + _json_lines([memoryview(r) for r in rows[:2]], first=True)
-        + _json_lines([memoryview(rows[2])], first=False)
-        + b"\n]\n"
-    )
-    assert text == b'[\n{"a": "x\\""},\n{"b": 2},\n{"c": null}\n]\n'
-    import json
-
-    assert json.loads(text) == [{"a": 'x"'}, {"b": 2}, {"c": None}]
