@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from ops import s3objects
 from ops.errors import UserError
 from ops.report import Meter
-from ops.s3client import ObjectInfo
+from ops.s3client import ObjectInfo, ObjectList
 
 T = TypeVar("T")
 NAMED = 50  # objects named per bucket and kind in text; --json has them all
@@ -53,7 +53,7 @@ class Failure:
 
 
 def run_parallel(
-    groups: list[tuple[str, list[ObjectInfo]]], work: Callable[[str, ObjectInfo], Any], workers: int, label: str
+    groups: list[tuple[str, ObjectList]], work: Callable[[str, ObjectInfo], Any], workers: int, label: str
 ) -> list[Failure]:
     """Run `work` over each bucket's objects (`groups`: bucket, objects) on `workers` threads; return what failed.
 
@@ -84,7 +84,7 @@ def run_parallel(
                 done.put((bucket, info, error))
 
     threads = [threading.Thread(target=run, name=f"objects-{n}", daemon=True) for n in range(max(1, workers))]
-    total = sum(o.size for _, objects in groups for o in objects)
+    total = sum(objects.total_size for _, objects in groups)
     with Meter(label, count, "objects", total or None) as meter:
         try:
             for thread in threads:

@@ -150,7 +150,9 @@ def rebuildable_indexes(cur: psycopg.Cursor, table: Table) -> list[Index]:
 
     Left alone: an index anything depends on (a foreign key of another table, a view grouping by
     a primary key), the replica identity's, a CLUSTER one, an invalid one, one with a comment,
-    and every index of a partitioned table or a partition (those are attached to each other).
+    and every index of a partitioned table or a partition (those are attached to each other), or of
+    a table with a deferred trigger (its loaded rows leave trigger events pending until COMMIT, and
+    PostgreSQL refuses to ALTER a table with pending events).
     """
     rows = cur.execute(
         """
@@ -170,6 +172,8 @@ def rebuildable_indexes(cur: psycopg.Cursor, table: Table) -> list[Index]:
           AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE c.oid IS NOT NULL
                           AND d.refclassid = 'pg_constraint'::regclass AND d.refobjid = c.oid AND d.deptype = 'n')
           AND NOT EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = x.indexrelid OR h.inhparent = x.indexrelid)
+          AND NOT EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = x.indrelid
+                          AND g.tgdeferrable AND g.tginitdeferred AND g.tgenabled <> 'D')
         ORDER BY i.relname
         """,
         (qident(table),),

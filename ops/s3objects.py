@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 from ops.config import Environment
 from ops.errors import OperationFailed, UserError
 from ops.report import progress
-from ops.s3client import S3, ObjectInfo, RetryPolicy, S3Error, Untrusted, md5_of_etag
+from ops.s3client import S3, ObjectInfo, ObjectList, RetryPolicy, S3Error, Untrusted, md5_of_etag
 from ops.upload_ledger import UploadLedger
 
 # Supabase caps a single PutObject by the plan's standard-upload limit (50 MiB on the sample
@@ -185,11 +185,11 @@ def list_objects_if_any(s3: S3, bucket: str) -> dict[str, ObjectInfo] | None:
     return None if listed is None else {info.key: info for info in listed}
 
 
-def listed_if_any(s3: S3, bucket: str) -> list[ObjectInfo] | None:
-    """The bucket's objects as listed (a list: no index by key where none is needed), or None when
+def listed_if_any(s3: S3, bucket: str) -> ObjectList | None:
+    """The bucket's objects as listed (compact, and no index by key where none is needed), or None when
     there is no such bucket."""
     try:
-        return list(s3.list_objects(bucket))
+        return ObjectList(s3.list_objects(bucket))
     except S3Error as error:
         if error.missing:
             return None

@@ -9,8 +9,10 @@ object size, and the temp space disappears however the run ends.
 from __future__ import annotations
 
 import io
+import itertools
 import tempfile
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import BinaryIO, cast
@@ -20,7 +22,7 @@ from ops.config import Config, Environment
 from ops.errors import OperationFailed, OpsError, UserError
 from ops.parallel import NAMED, REFETCHES, Failure, choose, failure_report, run_parallel, until_intact
 from ops.report import Result, Table, progress
-from ops.s3client import S3, ObjectInfo
+from ops.s3client import S3, ObjectInfo, ObjectList
 from ops.safety import confirm_write, distinct
 
 # Objects under 4 MiB wait in memory between download and upload, larger ones in an unnamed temp
@@ -50,7 +52,7 @@ NO_TARGET = "missing in target"
 class BucketPlan:
     bucket: str
     status: str = "ok"  # ok | empty | absent (in the source) | NO_TARGET
-    copy: list[ObjectInfo] = field(default_factory=list)
+    copy: ObjectList = field(default_factory=ObjectList)
     new: int = 0
     changed: int = 0
     identical: int = 0
@@ -60,7 +62,7 @@ class BucketPlan:
 
     @property
     def copy_bytes(self) -> int:
-        return sum(o.size for o in self.copy)
+        return self.copy.total_size
 
 
 def same_content(src: S3, dst: S3, bucket: str, a: ObjectInfo, b: ObjectInfo, plan: BucketPlan) -> bool:
@@ -206,7 +208,7 @@ def store_object(src: S3, dst: S3, bucket: str, info: ObjectInfo, fetched: tuple
         fetched = fetch_object(src, bucket, info)
 
 
-def copy_objects(src: S3, dst: S3, groups: list[tuple[str, list[ObjectInfo]]], jobs: int) -> list[Failure]:
+def copy_objects(src: S3, dst: S3, groups: list[tuple[str, ObjectList]], jobs: int) -> list[Failure]:
     """Copy objects on 2 x `jobs` workers, each downloading one object, then uploading it.
 
     At most 2 x `jobs` requests are in flight and as many objects held, as with `jobs` downloads
@@ -237,13 +239,13 @@ class BucketResult:
     to_delete: list[str] = field(default_factory=list)
 
 
-def named(bucket: str, copy: list[str], delete: list[str]) -> list[str]:
+def named(bucket: str, copy: Iterable[str], copies: int, delete: list[str]) -> list[str]:
     """rclone -v style: every object that would be copied (+) or deleted (-), the first NAMED of each."""
     lines = []
-    for sign, keys in (("+", copy), ("-", delete)):
-        lines += [f"  {sign} {bucket}/{key}" for key in keys[:NAMED]]
-        if len(keys) > NAMED:
-            lines.append(f"  {sign} ... and {len(keys) - NAMED:,} more in {bucket}")
+    for sign, keys, count in (("+", copy, copies), ("-", delete, len(delete))):
+        lines += [f"  {sign} {bucket}/{key}" for key in itertools.islice(keys, NAMED)]
+        if count > NAMED:
+            lines.append(f"  {sign} ... and {count - NAMED:,} more in {bucket}")
     return lines
 
 
@@ -253,7 +255,7 @@ def plan_text(plans: list[BucketPlan], target: str) -> str:
         f"({sum(p.copy_bytes for p in plans) / 2**20:,.1f} MiB), delete {sum(len(p.delete) for p in plans):,}"
     ]
     for plan in plans:
-        lines += named(plan.bucket, [o.key for o in plan.copy], plan.delete)
+        lines += named(plan.bucket, (o.key for o in plan.copy), len(plan.copy), plan.delete)
     return "\n".join(lines)
 
 
@@ -286,7 +288,7 @@ class StorageResult(Result):
         )
 
     def footer(self) -> str:
-        lines = [line for b in self.buckets for line in named(b.bucket, b.to_copy, b.to_delete)]
+        lines = [line for b in self.buckets for line in named(b.bucket, b.to_copy, len(b.to_copy), b.to_delete)]
         return "\n".join([*lines, f"{'planned' if self.dry_run else 'done'} in {self.seconds:.1f}s"])
 
     def failure(self) -> OpsError | None:
@@ -398,16 +400,15 @@ def sync_storage(
     failures = copy_objects(src, dst, [(p.bucket, p.copy) for p in plans], jobs)
     failed_keys = {(f.bucket, f.key) for f in failures}
     for plan in plans:
-        failed = [i for i in plan.copy if (plan.bucket, i.key) in failed_keys]
-        copied = [i for i in plan.copy if (plan.bucket, i.key) not in failed_keys]
+        failed = [i for i in plan.copy if (plan.bucket, i.key) in failed_keys] if failed_keys else []
         result.buckets.append(
             BucketResult(
                 plan.bucket,
                 plan.status,
-                copied=len(copied),
+                copied=len(plan.copy) - len(failed),
                 identical=plan.identical,
                 failed=len(failed),
-                bytes=sum(i.size for i in copied),
+                bytes=plan.copy_bytes - sum(i.size for i in failed),
             )
         )
     if not failures:

@@ -28,7 +28,7 @@ from ops.config import BackupTarget, Config, Environment
 from ops.errors import OperationFailed, UserError
 from ops.parallel import failure_report, run_parallel
 from ops.report import Result, progress
-from ops.s3client import S3, ObjectInfo
+from ops.s3client import S3, ObjectInfo, ObjectList
 from ops.stamps import stamp_order
 
 
@@ -104,7 +104,7 @@ def copy_backup(config: Config, target: BackupTarget, backup: Path, *, full: boo
             s3objects.upload(s3, target.bucket, key, handle, got)
         count("uploaded")
 
-    sends = [ObjectInfo(relative, (backup / relative).stat().st_size, md5) for relative, md5 in files.items()]
+    sends = ObjectList(ObjectInfo(path, (backup / path).stat().st_size, md5) for path, md5 in files.items())
     failures = run_parallel(
         [("offsite", sends)],
         lambda _, info: send(info.key, info.etag),
@@ -227,7 +227,7 @@ def download(config: Config, target: BackupTarget, env: Environment, when: str, 
                 out.write(chunk)
 
     failures = run_parallel(
-        [("offsite", [ObjectInfo(k, 0, "") for k in keys])],
+        [("offsite", ObjectList(ObjectInfo(k, 0, "") for k in keys))],
         fetch,
         config.storage.jobs,
         f"fetched from {target.name}",

@@ -16,7 +16,7 @@ from ops.digest import file_digest
 from ops.errors import OperationFailed, OpsError, UserError
 from ops.parallel import NAMED, Failure, failure_report, run_parallel, until_intact
 from ops.report import Result, Table, progress
-from ops.s3client import S3, ObjectInfo
+from ops.s3client import S3, ObjectInfo, ObjectList
 from ops.safety import confirm_write
 from ops.storage import select_buckets
 
@@ -125,7 +125,7 @@ def _restore(
     if missing:
         raise UserError(f"bucket(s) missing in {target_env.name}: {', '.join(missing)}; push migrations first")
     result = RestoreResult(str(path), target_env.name, dry_run)
-    uploads: list[tuple[str, list[ObjectInfo]]] = []
+    uploads: list[tuple[str, ObjectList]] = []
     for bucket, entries in objects.items():
         present = s3objects.list_objects(s3, bucket)
         upload = [key for key, entry in entries.items() if not _restored(s3, bucket, present.get(key), entry)]
@@ -137,7 +137,7 @@ def _restore(
                 "bytes": sum(entries[k]["size"] for k in upload),
             }
         )
-        uploads.append((bucket, [ObjectInfo(key, entries[key]["size"], entries[key]["etag"]) for key in upload]))
+        uploads.append((bucket, ObjectList(ObjectInfo(k, entries[k]["size"], entries[k]["etag"]) for k in upload)))
     names = (f"{bucket}/{info.key}" for bucket, infos in uploads for info in infos)
     count = sum(len(infos) for _, infos in uploads)
     result.to_upload = list(names) if dry_run else []

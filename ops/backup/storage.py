@@ -36,7 +36,7 @@ from ops.config import Config, Environment
 from ops.errors import OperationFailed, UserError
 from ops.parallel import failure_report, run_parallel, until_intact
 from ops.report import Result, Table, progress
-from ops.s3client import S3, ObjectInfo
+from ops.s3client import S3, ObjectInfo, ObjectList
 from ops.stamps import unused_name
 from ops.storage import select_buckets
 
@@ -141,7 +141,7 @@ def _backup_locked(
                 result.downloaded_bytes += 0 if linked else info.size
 
         # Unchanged objects are hard links to the previous backup: made here, no thread or network needed.
-        to_fetch: dict[str, list[ObjectInfo]] = {}
+        to_fetch: dict[str, ObjectList] = {}
         for bucket, listing in listings.items():
             for info in listing or ():
                 found = earlier.get(bucket, info.key)
@@ -149,7 +149,7 @@ def _backup_locked(
                 if source:
                     save(bucket, info, source, found)
                 else:
-                    to_fetch.setdefault(bucket, []).append(info)
+                    to_fetch.setdefault(bucket, ObjectList()).append(info)
         del listings  # to_fetch holds what is still needed
         failures = run_parallel(list(to_fetch.items()), save, config.storage.jobs, f"backed up ({env.name})")
         if failures:

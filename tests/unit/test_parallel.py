@@ -8,11 +8,11 @@ import time
 import pytest
 
 from ops import storage
-from ops.s3client import ObjectInfo
+from ops.s3client import ObjectInfo, ObjectList
 
 
-def objects(*keys: str) -> list[tuple[str, list[ObjectInfo]]]:
-    return [("bucket", [ObjectInfo(key, 1, "") for key in keys])]
+def objects(*keys: str) -> list[tuple[str, ObjectList]]:
+    return [("bucket", ObjectList(ObjectInfo(key, 1, "") for key in keys))]
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ops import storage
-from ops.s3client import ObjectInfo, S3Error
+from ops.s3client import ObjectInfo, ObjectList, S3Error
 
 
 class Bucket:
@@ -59,6 +59,18 @@ def test_a_listing_out_of_s3_order_is_compared_in_memory_with_the_same_result(ca
 def test_missing_and_empty_buckets(source, target, status):
     made = plan(source, target)
     assert made.status == status
-    assert made.copy == []
+    assert list(made.copy) == []
     if status != storage.NO_TARGET:
         assert made.delete == ["a"]  # recorded for check_deletes to refuse
+
+
+def test_object_list_gives_back_what_it_was_given():
+    objects = [
+        ObjectInfo("a", 0, ""),
+        ObjectInfo("d/é 😀", 5, "0123456789abcdef0123456789abcdef"),
+        ObjectInfo("x", 7, "e-3"),
+    ]
+    held = ObjectList(objects)
+    assert list(held) == objects and len(held) == 3 and held.total_size == 12
+    held.append(ObjectInfo("", 1, "z"))
+    assert list(held)[-1] == ObjectInfo("", 1, "z") and list(ObjectList()) == []
