@@ -639,3 +639,30 @@ def test_diff_shows_exactly_the_cells_a_sync_changes(project):
     assert changed == cells and set(after) - set(before) == {4} and set(before) - set(after) == {7}
     again = project.run("sync-data", "--from", "prod", "--to", "preprod", "--tables", "diff_probe", "--diff")
     assert "already matches" in again.out
+
+
+def test_an_export_by_a_random_key_is_sorted_in_one_pass_and_stays_in_key_order(project, tmp_path):
+    from ops import pgcatalog, sync_export
+
+    sql(
+        project.url("prod"),
+        """
+        CREATE TABLE public.random_keyed (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), n int NOT NULL);
+        CREATE TABLE public.serial_keyed (id bigserial PRIMARY KEY, n int NOT NULL);
+        INSERT INTO public.random_keyed (n) SELECT g FROM generate_series(1, 3000) g;
+        INSERT INTO public.serial_keyed (n) SELECT g FROM generate_series(1, 3000) g;
+        ANALYZE public.random_keyed, public.serial_keyed;""",
+    )
+    with psycopg.connect(project.url("prod")) as conn:
+        random_keyed = pgcatalog.describe(conn, "public.random_keyed")
+        serial_keyed = pgcatalog.describe(conn, "public.serial_keyed")
+        assert random_keyed and serial_keyed
+        assert sync_export.key_unrelated_to_storage(conn, random_keyed, ["id"])
+        assert not sync_export.key_unrelated_to_storage(conn, serial_keyed, ["id"])
+        assert not sync_export.key_unrelated_to_storage(conn, random_keyed, ["n"]), "n follows the insert order"
+        sorted_rows = sync_export.export_json(conn, random_keyed, ["id"], tmp_path / "sorted.json")
+        assert conn.execute("SHOW enable_indexscan").fetchone() == ("on",), "the planner is left as it was"
+        by_index = sync_export.export_json(conn, random_keyed, ["n"], tmp_path / "by_n.json")
+    rows = json.loads((tmp_path / "sorted.json").read_text())
+    assert sorted_rows[0] == by_index[0] == 3000 == len(rows)
+    assert [r["id"] for r in rows] == sorted(r["id"] for r in rows)
