@@ -166,3 +166,20 @@ def test_a_dead_endpoint_is_unreachable_after_the_policy_attempts():
     fake.server.server_close()  # nobody listens on the port any more
     with pytest.raises(Unreachable, match="connection refused"):
         s3.head_object("b", "plain.txt")
+
+
+@pytest.mark.parametrize("first", ["cut short", "error inside a 200"])
+def test_a_listing_page_cut_short_or_an_error_inside_a_200_is_asked_again(first):
+    """botocore's check of a 200 carrying an <Error> runs inside ours (it no longer parses every page
+    whole first): both it and a page that does not parse still make a retry, not a wrong listing."""
+    page = listing(["a", "b"], None)
+    bad = page[: len(page) // 2] if first == "cut short" else error("InternalError")
+    answers = iter([bad, page])
+
+    def respond(method: str, path: str, query: dict[str, str]) -> Answer:
+        return 200, {"Content-Type": "application/xml"}, next(answers)
+
+    fake = FakeS3(respond)
+    with fake.running() as s3:
+        assert [item.key for item in s3.list_objects("b")] == ["a", "b"]
+    assert len(fake.requests) == 2
