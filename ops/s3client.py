@@ -17,7 +17,6 @@ payloads signed as UNSIGNED-PAYLOAD (Storage never hashes the body: its
 from __future__ import annotations
 
 import functools
-import importlib
 import os
 import re
 import threading
@@ -190,7 +189,8 @@ class ObjectList:
     """Objects held for later (a listing, a plan's copies) in about 90 bytes each instead of 250.
 
     Keys and ETags sit in two byte strings, sizes in an array; each object is made again when
-    iterated. A backup or copy of 100,000 objects holds them all (measured: 17 MiB less).
+    iterated. A backup or copy of 100,000 objects holds them all (about 16 MiB less at 100,000;
+    with the pairs run_parallel no longer makes, a full copy's peak went from 1.22x rclone's to 0.88x).
     """
 
     __slots__ = ("_keys", "_etags", "_sizes", "_key_ends", "_etag_ends")
@@ -338,7 +338,9 @@ class S3:
             client.meta.events.register(f"before-sign.s3.{operation}", _sign_body)
         # botocore's own check of a 200 that carries an <Error> parses every listing page whole (5 ms
         # per 1,000 keys, then again by us): it runs inside ours instead, on what is left of a page.
-        checked = getattr(importlib.import_module("botocore.handlers"), "_handle_200_error", None)
+        from botocore import handlers
+
+        checked = getattr(handlers, "_handle_200_error", None)  # private: without it, botocore's stays as it is
         if checked is not None:
             client.meta.events.unregister("before-parse.s3.*", checked)
         client.meta.events.register_first("before-parse.s3.*", functools.partial(self._read_answer, checked))
