@@ -186,7 +186,7 @@ def database_checks(env: Environment) -> list[Check]:
 def storage_check(config: Config, env: Environment) -> Check:
     def work() -> str:
         from ops import s3objects
-        from ops.s3client import RetryPolicy
+        from ops.s3base import RetryPolicy
 
         unset = [var for var in (env.s3_key_id_var, env.s3_secret_var) if not env.secret(var)]
         if unset:

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from ops import s3objects
 from ops.errors import UserError
 from ops.report import Meter
-from ops.s3client import ObjectInfo, ObjectList
+from ops.s3base import ObjectInfo, ObjectList
 
 T = TypeVar("T")
 NAMED = 50  # objects named per bucket and kind in text; --json has them all
@@ -33,7 +33,7 @@ def choose(requested: Iterable[str] | None, known: list[str], unknown: Callable[
 def until_intact(work: Callable[[], T]) -> T:
     """Run `work` again when what it moved did not check out (a body cut short, an MD5 mismatch).
 
-    Network failures, throttling and server errors are the client's to retry (`s3client.RetryPolicy`);
+    Network failures, throttling and server errors are the client's to retry (`s3base.RetryPolicy`);
     only content that arrived wrong is fetched again here.
     """
     for attempt in range(REFETCHES):

@@ -1,17 +1,19 @@
-"""The S3 calls the toolkit makes, on two maintained clients: obstore moves object bodies, botocore the rest.
+"""The S3 calls the toolkit makes, on maintained clients: obstore moves object bodies, botocore the rest.
 
 obstore (Apache Arrow's `object_store`, in Rust) copies bodies at a third of boto3's time and a
 fifth of its CPU, but it addresses objects by a path model that cannot name every S3 key:
 `a/../b`, `x/./y` and `a//b` are refused, and a listing returns the folder placeholder `docs/`
-as `docs`, silently another key. So botocore lists (every key exactly as stored), makes the
-control calls (copy, delete, multipart with its upload id for the ledger) and carries the
-bodies of the few keys obstore cannot name; obstore carries every other body.
+as `docs`, silently another key. So listings are signed by botocore's SigV4 signer and read
+here (`s3list`: every key exactly as stored, without the 100 ms botocore's client costs a
+run); botocore's client makes the control calls (copy, delete, multipart with its upload id
+for the ledger) and carries the bodies of the few keys obstore cannot name; obstore carries
+every other body.
 
-One retry policy (`RetryPolicy`) configures both: server errors, throttling and lost
+One retry policy (`RetryPolicy`) configures all three: server errors, throttling and lost
 connections are retried with backoff; a refusal (4xx) never is. What Supabase Storage's S3
 dialect needs is set here once: path-style URLs, no Content-MD5 nor default checksums,
 payloads signed as UNSIGNED-PAYLOAD (Storage never hashes the body: its
-`signature-v4.ts` signs the header as sent), and HTTPS_PROXY / NO_PROXY honoured by both.
+`signature-v4.ts` signs the header as sent), and HTTPS_PROXY / NO_PROXY honoured by each.
 """
 
 from __future__ import annotations
@@ -20,30 +22,32 @@ import functools
 import os
 import re
 import threading
-import xml.etree.ElementTree as ElementTree
-from array import array
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import timedelta
-from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import unquote_plus
 
 from ops.errors import OperationFailed
+from ops.s3base import (
+    AUTH_CODES,
+    MAX_ERROR_TEXT,
+    ObjectInfo,
+    RetryPolicy,
+    S3Error,
+    Unreachable,
+    Untrusted,
+    error_document,
+    escape,
+    one_line,
+    phrase,
+    reason,
+)
+from ops.s3list import Lister, Page
 from ops.upload_ledger import UploadLedger
 
 if TYPE_CHECKING:
     from obstore.store import S3Store
 
-AUTH_CODES = {
-    "SignatureDoesNotMatch",
-    "InvalidAccessKeyId",
-    "AuthorizationHeaderMalformed",
-    "AccessDenied",
-    "InvalidSignature",
-    "ExpiredToken",
-}
 # The headers an object keeps, as S3 names them and as obstore's attributes do.
 ATTRIBUTES = {
     "content-type": "Content-Type",
@@ -60,73 +64,6 @@ BOTO_PARAMS = {
     "content-language": "ContentLanguage",
 }
 META_PREFIX = "x-amz-meta-"
-LISTED = "OpsListed"  # where a listing page's objects are handed from `listing_page` to `list_objects`
-PAGING = {
-    "IsTruncated",
-    "NextContinuationToken",
-    "ContinuationToken",
-    "KeyCount",
-    "MaxKeys",
-    "Prefix",
-    "Name",
-    "StartAfter",
-    "EncodingType",
-}
-MAX_MESSAGE = 300  # of a server's error text in one line: an error body can be any size
-MAX_ERROR_TEXT = 64 << 10  # of an exception's text read at all
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """What is tried again, how often and how soon: the one policy of every S3 call.
-
-    Retried: 5xx answers, throttling (429, SlowDown) and connections refused, reset or timed
-    out. Never: any other 4xx, a certificate that does not verify. Both clients count the
-    first try among `attempts` and back off exponentially from `first_pause` to `max_pause`.
-    """
-
-    attempts: int = 6
-    first_pause: float = 0.05
-    max_pause: float = 2.0
-    give_up_after: float = 120.0
-
-    def for_obstore(self) -> dict[str, Any]:
-        return {
-            "max_retries": self.attempts - 1,
-            "retry_timeout": timedelta(seconds=self.give_up_after),
-            "backoff": {
-                "init_backoff": timedelta(seconds=self.first_pause),
-                "max_backoff": timedelta(seconds=self.max_pause),
-                "base": 2,
-            },
-        }
-
-    def for_botocore(self) -> Any:  # botocore's _RetryDict
-        return {"mode": "standard", "total_max_attempts": self.attempts}
-
-
-class S3Error(OperationFailed):
-    """An error answer from the server: one line that names the endpoint, the call and the answer."""
-
-    def __init__(self, status: int, code: str, message: str, operation: str, where: str = "") -> None:
-        super().__init__(f"{where + ': ' if where else ''}{operation} answered {status} {code}: {message}")
-        self.status, self.code, self.message, self.operation = status, code, message, operation
-
-    @property
-    def missing(self) -> bool:
-        return self.status == 404 or self.code in ("NoSuchBucket", "NotFound", "NoSuchKey")
-
-
-class Unreachable(OperationFailed):
-    """No answer from the endpoint after every attempt (name not found, refused, reset, timed out)."""
-
-
-class Untrusted(OperationFailed):
-    """The endpoint's certificate does not verify against the roots this machine trusts."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
 
 
 @functools.cache
@@ -148,94 +85,6 @@ def botocore_session() -> Any:
     return session
 
 
-def listing_page(body: bytes) -> tuple[bytes, list[ObjectInfo]]:
-    """A ListObjectsV2 page read here, and what is left of it for botocore (the paging fields only).
-
-    Measured on 20,000 keys: botocore's parser takes 0.72-0.84 s of CPU (timestamps left unparsed),
-    ElementTree here 0.28 s; listings of 100,000 keys are read on every run. botocore still
-    sends, signs, retries, pages and reads errors.
-    """
-    fields: dict[str, str] = {}
-    listed: list[ObjectInfo] = []
-    for child in ElementTree.fromstring(body):
-        tag = child.tag.rpartition("}")[2]
-        if tag == "Contents":
-            item = {field.tag.rpartition("}")[2]: field.text or "" for field in child}
-            listed.append(ObjectInfo(item.get("Key", ""), int(item.get("Size") or 0), clean_etag(item.get("ETag", ""))))
-        elif tag in PAGING:
-            fields[tag] = child.text or ""
-    if fields.get("EncodingType", "").lower() == "url":
-        # Servers write a space as "+" and a plus as %2B: "+" decodes as botocore decodes it.
-        listed = [ObjectInfo(unquote_plus(item.key), item.size, item.etag) for item in listed]
-    rest = "".join(f"<{tag}>{_escape(value)}</{tag}>" for tag, value in fields.items())
-    return f"<ListBucketResult>{rest}</ListBucketResult>".encode(), listed
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectInfo:
-    """An object as a listing gives it (ETag unquoted, lower-cased); slots: a bucket may list 100,000 of them."""
-
-    key: str
-    size: int
-    etag: str
-
-    @property
-    def md5(self) -> str | None:
-        """The MD5 of the content when the ETag is one (not a multipart ETag like `abc-3`)."""
-        return md5_of_etag(self.etag)
-
-
-class ObjectList:
-    """Objects held for later (a listing, a plan's copies) in about 90 bytes each instead of 250.
-
-    Keys and ETags sit in two byte strings, sizes in an array; each object is made again when
-    iterated. A backup or copy of 100,000 objects holds them all (about 16 MiB less at 100,000;
-    with the pairs run_parallel no longer makes, a full copy's peak went from 1.22x rclone's to 0.88x).
-    """
-
-    __slots__ = ("_keys", "_etags", "_sizes", "_key_ends", "_etag_ends")
-
-    def __init__(self, objects: Iterable[ObjectInfo] = ()) -> None:
-        self._keys, self._etags = bytearray(), bytearray()
-        self._sizes, self._key_ends, self._etag_ends = array("q"), array("Q"), array("Q")
-        for info in objects:
-            self.append(info)
-
-    def append(self, info: ObjectInfo) -> None:
-        self._keys += info.key.encode("utf-8", "surrogatepass")
-        self._etags += info.etag.encode("utf-8", "surrogatepass")
-        self._key_ends.append(len(self._keys))
-        self._etag_ends.append(len(self._etags))
-        self._sizes.append(info.size)
-
-    def __len__(self) -> int:
-        return len(self._sizes)
-
-    def __iter__(self) -> Iterator[ObjectInfo]:
-        key_start = etag_start = 0
-        for size, key_end, etag_end in zip(self._sizes, self._key_ends, self._etag_ends, strict=True):
-            yield ObjectInfo(
-                self._keys[key_start:key_end].decode("utf-8", "surrogatepass"),
-                size,
-                self._etags[etag_start:etag_end].decode("utf-8", "surrogatepass"),
-            )
-            key_start, etag_start = key_end, etag_end
-
-    @property
-    def total_size(self) -> int:
-        return sum(self._sizes)
-
-
-def clean_etag(etag: str) -> str:
-    return etag.strip().strip('"').lower()
-
-
-def md5_of_etag(etag: str) -> str | None:
-    """The content's MD5 when an ETag (raw or cleaned) is one, not a multipart ETag like `abc-3`."""
-    clean = clean_etag(etag)
-    return clean if len(clean) == 32 and "-" not in clean else None
-
-
 class Body(Protocol):
     """An object's answer: its headers (names lower-cased, user metadata as x-amz-meta-*) and its bytes."""
 
@@ -252,25 +101,6 @@ def addressable(key: str) -> bool:
         and not key.endswith("/")
         and not any(part in ("", ".", "..") for part in key.split("/"))
     )
-
-
-def one_line(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE] + "..."
-
-
-def error_document(body: str) -> tuple[str, str]:
-    """Code and Message of an S3 error document, whatever its namespace (regexes: it may be cut short)."""
-    code = re.search(r"<Code>([^<]*)</Code>", body)
-    message = re.search(r"<Message>([^<]*)</Message>", body)
-    return (code.group(1).strip() if code else ""), (message.group(1).strip() if message else "")
-
-
-def phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "error"
 
 
 class S3:
@@ -309,6 +139,19 @@ class S3:
     # ------------------------------------------------------------ the clients
 
     @functools.cached_property
+    def lister(self) -> Lister:
+        """Listings, on botocore's signer without its client: a run that only lists never loads the client."""
+        return Lister(
+            self.base,
+            self.region,
+            self._keys,
+            retry=self.retry,
+            timeout=self.timeout,
+            max_pool=self.max_pool,
+            where=self.where,
+        )
+
+    @functools.cached_property
     def boto(self) -> Any:
         from botocore.config import Config
 
@@ -336,63 +179,22 @@ class S3:
         client.meta.events.register("before-call.s3.DeleteObjects", _declare_xml)
         for operation in ("DeleteObjects", "CompleteMultipartUpload"):
             client.meta.events.register(f"before-sign.s3.{operation}", _sign_body)
-        # botocore's own check of a 200 that carries an <Error> parses every listing page whole (5 ms
-        # per 1,000 keys, then again by us): it runs inside ours instead, on what is left of a page.
-        from botocore import handlers
-
-        checked = getattr(handlers, "_handle_200_error", None)  # private: without it, botocore's stays as it is
-        if checked is not None:
-            client.meta.events.unregister("before-parse.s3.*", checked)
-        client.meta.events.register_first("before-parse.s3.*", functools.partial(self._read_answer, checked))
+        client.meta.events.register_first("before-parse.s3.*", self._readable_error)
         return client
 
-    def _read_answer(
-        self,
-        check_200: Callable[..., None] | None,
-        operation_model: Any,
-        response_dict: dict[str, Any],
-        customized_response_dict: dict[str, Any],
-        **_: Any,
-    ) -> None:
-        """Before botocore parses an answer: errors made readable, a listing checked to be one.
-
-        Storage's error documents are namespaced (botocore then finds no Code), and an error body
-        can be any size: it is replaced by the Code and Message found in its first 64 KiB. A
-        listing answered by anything but S3 (a web page, a captive portal: 200 and HTML) would
-        parse as an empty bucket; it is refused instead.
-        """
+    @staticmethod
+    def _readable_error(response_dict: dict[str, Any], **_: Any) -> None:
+        """Before botocore parses an error answer: Storage's error documents are namespaced (botocore
+        then finds no Code), and an error body can be any size: it is replaced by the Code and
+        Message found in its first 64 KiB."""
         body = response_dict.get("body")
         status = int(response_dict.get("status_code") or 0)
-        if (
-            isinstance(body, bytes)
-            and status == 200
-            and operation_model.name == "ListObjectsV2"
-            and b"<ListBucketResult" in body[:1024]
-        ):
-            try:
-                response_dict["body"], customized_response_dict[LISTED] = listing_page(body)
-            except ElementTree.ParseError:
-                response_dict["status_code"] = 500  # a page cut short: tried again, as botocore would
-            return
-        if check_200 is not None:
-            check_200(operation_model=operation_model, response_dict=response_dict)  # a 200 with <Error>: 500
-        if not isinstance(body, bytes):  # a streamed object body: not ours to read
-            return
-        status = int(response_dict.get("status_code") or 0)
-        if status >= 300:
+        if isinstance(body, bytes) and status >= 300:  # not a streamed object body: that is not ours to read
             code, message = error_document(body[:MAX_ERROR_TEXT].decode("utf-8", "replace"))
             if code or len(body) > MAX_ERROR_TEXT:
                 response_dict["body"] = (
-                    f"<Error><Code>{_escape(code or str(status))}</Code><Message>{_escape(message)}</Message></Error>"
+                    f"<Error><Code>{escape(code or str(status))}</Code><Message>{escape(message)}</Message></Error>"
                 ).encode()
-        elif operation_model.name == "ListObjectsV2" and b"<ListBucketResult" not in body[:1024]:
-            raise S3Error(
-                status,
-                "NotS3",
-                f"the answer is not an S3 XML document ({body[:40]!r}); is this the S3 endpoint?",
-                operation_model.name,
-                self.where,
-            )
 
     def store(self, bucket: str) -> S3Store:
         with self._lock:
@@ -434,8 +236,7 @@ class S3:
             status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
             code, message = str(answer.get("Code") or status), str(answer.get("Message") or "")
         elif isinstance(error, SSLError) or (not status and "certificate" in text.lower()):
-            untrusted = Untrusted(one_line(text.split("Debug source")[0]))
-            return self.untrusted(untrusted) if self.untrusted else untrusted
+            return self._hooked(Untrusted(one_line(text.split("Debug source")[0])))
         elif isinstance(error, LostConnection | HTTPClientError) or (
             not status and not isinstance(error, FileNotFoundError)
         ):
@@ -447,10 +248,15 @@ class S3:
             code, message = error_document(text)
             status = status or 404  # FileNotFoundError: obstore's word for 404
             code = code or ("NoSuchKey" if status == 404 else str(status))
-        failure = S3Error(status, code, one_line(message or phrase(status)), operation, self.where)
-        if self.refused and (failure.status in (401, 403) or failure.code in AUTH_CODES):
-            return self.refused(failure)
-        return failure
+        return self._hooked(S3Error(status, code, one_line(message or phrase(status)), operation, self.where))
+
+    def _hooked(self, error: S3Error | Untrusted) -> Exception:
+        """What a refusal of the keys or a certificate that does not verify becomes for the caller."""
+        if isinstance(error, Untrusted):
+            return self.untrusted(error) if self.untrusted else error
+        if self.refused and (error.status in (401, 403) or error.code in AUTH_CODES):
+            return self.refused(error)
+        return error
 
     @contextmanager
     def _call(self, operation: str) -> Iterator[None]:
@@ -473,8 +279,7 @@ class S3:
         """Whether the bucket exists, asked by listing one key: unlike HeadBucket's empty answer, the
         listing's XML shows the endpoint speaks S3 (a web page answering 200 to everything does not)."""
         try:
-            with self._call("ListObjectsV2"):
-                self.boto.list_objects_v2(Bucket=bucket, MaxKeys=1)
+            self._page(bucket, "", "", max_keys=1)
         except S3Error as error:
             if error.missing:
                 return False
@@ -483,15 +288,12 @@ class S3:
 
     def list_pages(self, bucket: str, prefix: str = "") -> Iterator[list[ObjectInfo]]:
         """Every object of a bucket (under `prefix`), a page (up to 1,000 keys) at a time, keys exactly as stored."""
-        # Paged here, not by botocore's paginator: its model costs 20-30 ms to load in every run.
         seen: set[str] = set()
         token = ""
         while True:
-            with self._call("ListObjectsV2"):
-                paging = {"ContinuationToken": token} if token else {}
-                page = self.boto.list_objects_v2(Bucket=bucket, Prefix=prefix, **paging)
-            yield page[LISTED]
-            token = (page.get("NextContinuationToken") or "") if page.get("IsTruncated") else ""
+            page = self._page(bucket, prefix, token)
+            yield page.objects
+            token = page.next_token
             if not token:
                 return
             if token in seen:
@@ -503,6 +305,12 @@ class S3:
                     self.where,
                 )
             seen.add(token)
+
+    def _page(self, bucket: str, prefix: str, token: str, max_keys: int = 0) -> Page:
+        try:
+            return self.lister.page(bucket, prefix, token, max_keys)
+        except (S3Error, Untrusted) as error:
+            raise self._hooked(error) from None
 
     def list_objects(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
         """Every object of a bucket (under `prefix`), in the server's order (S3's: keys by UTF-8 bytes)."""
@@ -665,28 +473,7 @@ def _sign_body(request: Any, **_: Any) -> None:
         request.context["client_config"] = config.merge(Config(s3={**config.s3, "payload_signing_enabled": True}))
 
 
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def _obstore_status(text: str) -> int:
     """The HTTP status in an obstore error's text (it carries no attribute for it); 0 if none was answered."""
     found = re.search(r"status code: (\d{3})", text)
     return int(found.group(1)) if found else 0
-
-
-def reason(text: str, error: BaseException) -> str:
-    """Why a connection failed, in the words a person searches for."""
-    for needle, words in (
-        ("dns error", "name not found"),
-        ("Name or service not known", "name not found"),
-        ("ConnectionRefused", "connection refused"),
-        ("Connection refused", "connection refused"),
-        ("timed out", "timed out"),
-        ("TimedOut", "timed out"),
-        ("reset", "connection reset"),
-    ):
-        if needle in text:
-            return words
-    lines = text.strip().splitlines()
-    return f"{type(error).__name__}: {one_line(lines[0])}" if lines and lines[0] else type(error).__name__

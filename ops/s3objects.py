@@ -19,7 +19,8 @@ from typing import Any, BinaryIO
 from ops.config import Environment
 from ops.errors import OperationFailed, UserError
 from ops.report import progress
-from ops.s3client import S3, ObjectInfo, ObjectList, RetryPolicy, S3Error, Untrusted, md5_of_etag
+from ops.s3base import ObjectInfo, ObjectList, RetryPolicy, S3Error, Untrusted, md5_of_etag
+from ops.s3client import S3
 from ops.upload_ledger import UploadLedger
 
 # Supabase caps a single PutObject by the plan's standard-upload limit (50 MiB on the sample

@@ -22,7 +22,8 @@ from ops.config import Config, Environment
 from ops.errors import OperationFailed, OpsError, UserError
 from ops.parallel import NAMED, REFETCHES, Failure, choose, failure_report, run_parallel, until_intact
 from ops.report import Result, Table, progress
-from ops.s3client import S3, ObjectInfo, ObjectList
+from ops.s3base import ObjectInfo, ObjectList
+from ops.s3client import S3
 from ops.safety import confirm_write, distinct
 
 # Objects under 4 MiB wait in memory between download and upload, larger ones in an unnamed temp

@@ -28,7 +28,8 @@ from ops.config import BackupTarget, Config, Environment
 from ops.errors import OperationFailed, UserError
 from ops.parallel import failure_report, run_parallel
 from ops.report import Result, progress
-from ops.s3client import S3, ObjectInfo, ObjectList
+from ops.s3base import ObjectInfo, ObjectList
+from ops.s3client import S3
 from ops.stamps import stamp_order
 
 

@@ -16,7 +16,8 @@ from ops.digest import file_digest
 from ops.errors import OperationFailed, OpsError, UserError
 from ops.parallel import NAMED, Failure, failure_report, run_parallel, until_intact
 from ops.report import Result, Table, progress
-from ops.s3client import S3, ObjectInfo, ObjectList
+from ops.s3base import ObjectInfo, ObjectList
+from ops.s3client import S3
 from ops.safety import confirm_write
 from ops.storage import select_buckets
 

@@ -36,7 +36,8 @@ from ops.config import Config, Environment
 from ops.errors import OperationFailed, UserError
 from ops.parallel import failure_report, run_parallel, until_intact
 from ops.report import Result, Table, progress
-from ops.s3client import S3, ObjectInfo, ObjectList
+from ops.s3base import ObjectInfo, ObjectList
+from ops.s3client import S3
 from ops.stamps import unused_name
 from ops.storage import select_buckets
 

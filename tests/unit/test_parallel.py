@@ -8,7 +8,7 @@ import time
 import pytest
 
 from ops import storage
-from ops.s3client import ObjectInfo, ObjectList
+from ops.s3base import ObjectInfo, ObjectList
 
 
 def objects(*keys: str) -> list[tuple[str, ObjectList]]:

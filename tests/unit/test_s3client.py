@@ -10,7 +10,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from ops.s3client import S3, RetryPolicy, S3Error, Unreachable
+from ops.s3base import RetryPolicy, S3Error, Unreachable
+from ops.s3client import S3
 
 LAST_MODIFIED = "Wed, 02 Dec 2026 12:00:00 GMT"
 Answer = tuple[int, dict[str, str], bytes]
@@ -183,3 +184,62 @@ def test_a_listing_page_cut_short_or_an_error_inside_a_200_is_asked_again(first)
     with fake.running() as s3:
         assert [item.key for item in s3.list_objects("b")] == ["a", "b"]
     assert len(fake.requests) == 2
+
+
+def test_a_listing_server_error_or_throttling_is_retried_then_the_page_used():
+    answers = iter([(503, {}, error("SlowDown")), (429, {}, b""), (200, {}, listing(["a"], None))])
+    fake = FakeS3(lambda method, path, query: next(answers))
+    with fake.running() as s3:
+        assert [item.key for item in s3.list_objects("b")] == ["a"]
+    assert len(fake.requests) == 3
+
+
+def test_a_listing_error_past_the_policy_fails_with_the_server_code():
+    fake = FakeS3(lambda method, path, query: (500, {}, error("InternalError", "disk on fire")))
+    with fake.running() as s3, pytest.raises(S3Error, match="ListObjectsV2 answered 500 InternalError: disk on fire"):
+        list(s3.list_objects("b"))
+    assert len(fake.requests) == 3  # RetryPolicy(attempts=3)
+
+
+def test_a_listing_error_body_of_100_mib_gives_one_short_line():
+    huge = error("AccessDenied", "denied") + b"x" * (100 << 20)
+    fake = FakeS3(lambda method, path, query: (400, {}, huge))
+    with fake.running() as s3, pytest.raises(S3Error) as raised:
+        list(s3.list_objects("b"))
+    assert (raised.value.status, raised.value.code) == (400, "AccessDenied")
+    assert len(str(raised.value)) < 600
+
+
+def test_a_listing_of_a_dead_endpoint_is_unreachable_after_the_policy_attempts():
+    fake = FakeS3(lambda method, path, query: (200, {}, b""))
+    s3 = S3(fake.url, "us-east-1", "AKIAFAKE", "fake-secret", retry=RetryPolicy(attempts=2, first_pause=0.01))
+    fake.server.server_close()
+    with pytest.raises(Unreachable, match="connection refused.* after 2 attempts"):
+        s3.bucket_listable("b")
+
+
+def test_a_web_page_answering_200_is_refused_not_listed_as_an_empty_bucket():
+    fake = FakeS3(lambda method, path, query: (200, {"Content-Type": "text/html"}, b"<html>Sign in</html>"))
+    with fake.running() as s3, pytest.raises(S3Error, match="not an S3 XML document"):
+        list(s3.list_objects("b"))
+    assert len(fake.requests) == 1  # a web page is not asked again
+
+
+def test_a_listing_asks_for_url_encoded_keys_and_sends_the_token_back_exactly():
+    """Keys are read exactly as stored whatever they hold; the token (any characters) comes back as given."""
+    token = "a+b/c=d%e f"
+    keys = ["a+b c", "%41", "é/ü", "line\nbreak"]
+    from urllib.parse import quote_plus
+
+    def respond(method: str, path: str, query: dict[str, str]) -> Answer:
+        encoded = [quote_plus(key) for key in keys]
+        page = listing(encoded[:2], token) if "continuation-token" not in query else listing(encoded[2:], None)
+        return 200, {}, page.replace(b"<Name>", b"<EncodingType>url</EncodingType><Name>")
+
+    fake = FakeS3(respond)
+    with fake.running() as s3:
+        assert [item.key for item in s3.list_objects("b", prefix="docs/ a+b")] == keys
+    first, second = (query for _, _, query in fake.requests)
+    assert first == {"list-type": "2", "encoding-type": "url", "prefix": "docs/ a+b"}
+    assert second["continuation-token"] == token
+    assert [path for _, path, _ in fake.requests] == ["/b", "/b"]

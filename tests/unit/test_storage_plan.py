@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ops import storage
-from ops.s3client import ObjectInfo, ObjectList, S3Error
+from ops.s3base import ObjectInfo, ObjectList, S3Error
 
 
 class Bucket:
