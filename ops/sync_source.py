@@ -112,7 +112,8 @@ def export_beside(
 
     With `hashes`, the content hashes come first (resolved as soon as they are known: the
     import waits on them for tables the target has rows in) and unchanged tables are then
-    linked from the newest earlier export; the others are exported.
+    linked from the newest earlier export; the others are exported. Without (the target is
+    empty: nothing to compare), they are taken last, for the manifest, while the load goes on.
     """
     import psycopg
 
@@ -122,7 +123,14 @@ def export_beside(
             if hashes is not None:
                 found = sync_export.content_hashes(conn, tables)
                 hashes.set_result(found)
-            return sync_export.export_tables(conn, tables, keys, folder, env, copy_text=False, hashes=found, reuse=True)
+            entries = sync_export.export_tables(
+                conn, tables, keys, folder, env, copy_text=False, hashes=found, reuse=True
+            )
+            if found is None:
+                found = sync_export.content_hashes(conn, tables)
+                for entry in entries:
+                    entry["content"] = found[entry["table"]][1]
+            return entries
     except psycopg.Error as error:
         failure = SourceFailed(
             f"reading {env.name} failed: {first_line(error)}. Nothing was committed: the "
@@ -215,23 +223,10 @@ class LiveSource:
         }
 
     def finish(self) -> None:
-        """Complete the export: the JSON files, the COPY files streamed, the content hashes, the manifest."""
-        import psycopg
-
+        """Complete the export: the JSON files and hashes (export_beside's), the COPY files streamed, the manifest."""
         assert self.exported is not None  # compare started it
-        found = None
-        if self.hashes is None:  # the target was empty: hashed now, while the JSON export ends
-            try:
-                found = sync_export.content_hashes(self.conn, self.tables)
-            except psycopg.Error as error:
-                raise SourceFailed(
-                    f"reading {self.env.name} failed: {first_line(error)}. Nothing was committed: "
-                    "the target is unchanged."
-                ) from None
         entries = self.exported.result()
         for entry in entries:
-            if found is not None:
-                entry["content"] = found[entry["table"]][1]
             entry.update(self.streamed.get(entry["table"], {}))
         sync_export.write_manifest(self.run_dir, self.env, entries)
 
