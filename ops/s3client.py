@@ -85,12 +85,18 @@ def botocore_session() -> Any:
     return session
 
 
+# What an object's body is read in. obstore gathers the network's pieces up to this size; at 1 MiB
+# four 16 MiB downloads at once left 23 MiB more in use than at 128 KiB (8 MiB), for the same
+# CPU (measured here: 0.05 s for 64 MiB either way); a backup of 100,000 objects peaked 19 MiB higher.
+BODY_CHUNK = 128 << 10
+
+
 class Body(Protocol):
     """An object's answer: its headers (names lower-cased, user metadata as x-amz-meta-*) and its bytes."""
 
     headers: dict[str, str]
 
-    def iter_raw(self, size: int) -> Iterator[bytes | memoryview]: ...
+    def iter_raw(self, size: int = ...) -> Iterator[bytes | memoryview]: ...
 
 
 def addressable(key: str) -> bool:
@@ -426,7 +432,7 @@ class _ObstoreBody:
         self.headers = _obstore_headers(answer)
         self._answer, self._s3 = answer, s3
 
-    def iter_raw(self, size: int) -> Iterator[bytes | memoryview]:
+    def iter_raw(self, size: int = BODY_CHUNK) -> Iterator[bytes | memoryview]:
         with self._s3._call("GetObject"):
             for chunk in self._answer.stream(min_chunk_size=size):
                 yield memoryview(chunk)  # no copy: hashlib and files take the buffer as it is
@@ -436,7 +442,7 @@ class _BotoBody:
     def __init__(self, headers: dict[str, str], body: Any) -> None:
         self.headers, self._body = headers, body
 
-    def iter_raw(self, size: int) -> Iterator[bytes | memoryview]:
+    def iter_raw(self, size: int = BODY_CHUNK) -> Iterator[bytes | memoryview]:
         while chunk := self._body.read(size):
             yield chunk
 

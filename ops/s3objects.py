@@ -232,7 +232,7 @@ def read_md5(s3: S3, bucket: str, key: str) -> str:
     """The object's MD5 by reading it whole (the last resort)."""
     digest = hashlib.md5()
     with s3.get_object(bucket, key) as response:
-        for chunk in response.iter_raw(READ_CHUNK):
+        for chunk in response.iter_raw():
             digest.update(chunk)
     return digest.hexdigest()
 
@@ -281,7 +281,7 @@ def download(
         md5 = None if trust_etag and etag_md5 else hashlib.md5()
         digest = hashlib.sha256() if sha256 else None
         # Raw bytes: an object stored gzip-encoded is copied as it is stored, never decoded.
-        for chunk in response.iter_raw(READ_CHUNK):
+        for chunk in response.iter_raw():
             out.write(chunk)
             if md5:
                 md5.update(chunk)

@@ -224,7 +224,7 @@ def download(config: Config, target: BackupTarget, env: Environment, when: str, 
         path = folder / info.key[len(prefix) :]
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("wb") as out, s3.get_object(target.bucket, info.key) as response:
-            for chunk in response.iter_raw(1 << 20):
+            for chunk in response.iter_raw():
                 out.write(chunk)
 
     failures = run_parallel(

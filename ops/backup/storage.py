@@ -143,15 +143,21 @@ def _backup_locked(
 
         # Unchanged objects are hard links to the previous backup: made here, no thread or network needed.
         to_fetch: dict[str, ObjectList] = {}
-        for bucket, listing in listings.items():
-            for info in listing or ():
+        for bucket in list(listings):
+            listing = listings.pop(bucket)  # to_fetch holds what is still needed
+            if listing is None:
+                continue
+            if previous is None:  # a first backup fetches the whole listing: kept as it is, not copied
+                to_fetch[bucket] = listing
+                continue
+            for info in listing:
                 found = earlier.get(bucket, info.key)
                 source = _linkable(previous, found[0] if found else None, info)
                 if source:
                     save(bucket, info, source, found)
                 else:
                     to_fetch.setdefault(bucket, ObjectList()).append(info)
-        del listings  # to_fetch holds what is still needed
+            del listing
         failures = run_parallel(list(to_fetch.items()), save, config.storage.jobs, f"backed up ({env.name})")
         if failures:
             raise OperationFailed(failure_report(failures, f"backup of {env.name} incomplete; nothing was kept"))

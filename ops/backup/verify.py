@@ -105,7 +105,7 @@ def verify_remote(config: Config, target: BackupTarget, env: Environment, when: 
     cannot vouch (an ETag that is no MD5)."""
     s3, prefix = offsite.locate(config, target, env, when)
     with s3.get_object(target.bucket, prefix + METADATA_FILE) as response:
-        manifest = json.loads(b"".join(response.iter_raw(1 << 20)))
+        manifest = json.loads(b"".join(response.iter_raw()))
     present = s3objects.list_objects(s3, target.bucket, prefix)
     result = VerifyResult(f"{target.name}:{target.bucket}/{prefix}")
     expected = {prefix + METADATA_FILE}
@@ -133,7 +133,7 @@ def verify_remote(config: Config, target: BackupTarget, env: Environment, when: 
             continue
         digest = hashlib.sha256()
         with s3.get_object(target.bucket, key) as response:
-            for chunk in response.iter_raw(1 << 20):
+            for chunk in response.iter_raw():
                 digest.update(chunk)
         if digest.hexdigest() != sha256:
             result.corrupt.append(relative)
