@@ -78,6 +78,14 @@ class S3Error(OperationFailed):
 class Unreachable(OperationFailed):
     """No answer from the endpoint after every attempt (name not found, refused, reset, timed out)."""
 
+    @classmethod
+    def after(cls, where: str, attempts: int, text: str, error: BaseException) -> Unreachable:
+        """The failure of the last attempt, in words a person searches for, with what to check."""
+        return cls(
+            f"{where}: cannot reach it ({reason(text, error)}) after {attempts} attempts; "
+            "check storage_url and the network"
+        )
+
 
 class Untrusted(OperationFailed):
     """The endpoint's certificate does not verify against the roots this machine trusts."""

@@ -3,9 +3,9 @@
 obstore (Apache Arrow's `object_store`, in Rust) copies bodies at a third of boto3's time and a
 fifth of its CPU, but it addresses objects by a path model that cannot name every S3 key:
 `a/../b`, `x/./y` and `a//b` are refused, and a listing returns the folder placeholder `docs/`
-as `docs`, silently another key. So listings are signed by botocore's SigV4 signer and read
-here (`s3list`: every key exactly as stored, without the 100 ms botocore's client costs a
-run); botocore's client makes the control calls (copy, delete, multipart with its upload id
+as `docs`, silently another key. So listings are signed by botocore's SigV4 signer and sent
+by its transport (`s3list`: every key exactly as stored, without the 100 ms botocore's client
+costs a run); botocore's client makes the control calls (copy, delete, multipart with its upload id
 for the ledger) and carries the bodies of the few keys obstore cannot name; obstore carries
 every other body.
 
@@ -40,7 +40,6 @@ from ops.s3base import (
     escape,
     one_line,
     phrase,
-    reason,
 )
 from ops.s3list import Lister, Page
 from ops.upload_ledger import UploadLedger
@@ -246,10 +245,7 @@ class S3:
         elif isinstance(error, LostConnection | HTTPClientError) or (
             not status and not isinstance(error, FileNotFoundError)
         ):
-            return Unreachable(
-                f"{self.where}: cannot reach it ({reason(text, error)}) after {self.retry.attempts} "
-                "attempts; check storage_url and the network"
-            )
+            return Unreachable.after(self.where, self.retry.attempts, text, error)
         else:
             code, message = error_document(text)
             status = status or 404  # FileNotFoundError: obstore's word for 404

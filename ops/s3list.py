@@ -30,7 +30,6 @@ from ops.s3base import (
     listing_page,
     one_line,
     phrase,
-    reason,
 )
 
 if TYPE_CHECKING:
@@ -122,7 +121,7 @@ class Lister:
             text = f"{error} {error.kwargs.get('error', '')}"
             if "certificate" in text.lower():
                 raise Untrusted(one_line(text)) from None
-            raise Retry(self._unreachable(text, error)) from None
+            raise Retry(Unreachable.after(self.where, self.retry.attempts, text, error)) from None
         status, raw = answer.status_code, answer.raw
         whole = False
         try:
@@ -132,7 +131,7 @@ class Lister:
             else:
                 text = raw.read(MAX_ERROR_TEXT).decode("utf-8", "replace")  # an error body can be any size
         except HTTPError as error:  # the body cut short
-            raise Retry(self._unreachable(str(error), error)) from None
+            raise Retry(Unreachable.after(self.where, self.retry.attempts, str(error), error)) from None
         finally:
             if whole:
                 raw.release_conn()
@@ -156,12 +155,6 @@ class Lister:
         if status >= 500 or status == 429 or code in TRANSIENT_CODES:
             raise Retry(failure)
         raise failure
-
-    def _unreachable(self, text: str, error: BaseException) -> Unreachable:
-        return Unreachable(
-            f"{self.where}: cannot reach it ({reason(text, error)}) after {self.retry.attempts} "
-            "attempts; check storage_url and the network"
-        )
 
     def _signed(self, url: str) -> Any:
         from botocore.auth import S3SigV4Auth
