@@ -73,11 +73,13 @@ class FaultProxy:
             self.requests += 1
             if self.budget is not None and sum(self.injected.values()) >= self.budget:
                 return None
-            if self.random.random() >= self.rate:
+            # Only a request a fault can hit draws from the seeded stream: a listing that cannot be
+            # corrupted would otherwise take a draw meant for a body, and which body got the fault
+            # (and how many did, within the budget) would depend on how threads happen to interleave.
+            possible = [fault for fault in self.faults if carries_content or fault != "corrupt"]
+            if not possible or self.random.random() >= self.rate:
                 return None
-            fault = self.random.choice(self.faults)
-            if fault == "corrupt" and not carries_content:
-                return None
+            fault = self.random.choice(possible)
             self.injected[fault] = self.injected.get(fault, 0) + 1
             return fault
 
