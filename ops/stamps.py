@@ -24,17 +24,36 @@ def stamp_order(path: Path) -> tuple[str, int]:
     return (base, int(n)) if dash and n.isdigit() and base.endswith("Z") else (path.name, 0)
 
 
-def candidate_names(stamp: str | None = None) -> list[str]:
-    stamp = stamp or utc_stamp()
-    return [stamp if n == 0 else f"{stamp}-{n}" for n in range(MAX_SAME_SECOND)]
+def candidate_names(base: Path, also: str = "") -> list[str]:
+    """Names for a run made now, each after every name this second already has under `base`.
+
+    After the highest counter, not in the first gap: a run pruned within the second it was made
+    leaves a gap, and a newer run given that name would sort before older ones (a backup taken
+    for an older one by retention, a sync export by the next run looking for the latest).
+    """
+    stamp = utc_stamp()
+    counters = [
+        stamp_order(Path(name))[1]
+        for name in (path.name.removeprefix(also) if also else path.name for path in _listed(base))
+        if name == stamp or name.startswith(f"{stamp}-")
+    ]
+    first = max(counters) + 1 if counters else 0
+    return [stamp if n == 0 else f"{stamp}-{n}" for n in range(first, first + MAX_SAME_SECOND)]
+
+
+def _listed(base: Path) -> list[Path]:
+    try:
+        return list(base.iterdir())
+    except FileNotFoundError:
+        return []
 
 
 def new_run_dir(base: Path) -> Path:
     """Create and return a new, empty run folder under `base` (exclusive: never reused)."""
-    for name in candidate_names():
+    base.mkdir(parents=True, exist_ok=True)
+    for name in candidate_names(base):
         folder = base / name
         try:
-            base.mkdir(parents=True, exist_ok=True)
             folder.mkdir()
             return folder
         except FileExistsError:
@@ -44,7 +63,7 @@ def new_run_dir(base: Path) -> Path:
 
 def unused_name(base: Path, *, also: str = "") -> str:
     """A run name not yet taken under `base` (neither `name` nor `also + name` exists)."""
-    for name in candidate_names():
+    for name in candidate_names(base, also):
         if not (base / name).exists() and not (also and (base / f"{also}{name}").exists()):
             return name
     raise OperationFailed(f"cannot find a free run name under {base}")

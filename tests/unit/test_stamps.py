@@ -26,3 +26,20 @@ def test_unused_name_skips_partial_folders(tmp_path):
     first = stamps.unused_name(tmp_path, also=".partial-")
     (tmp_path / f".partial-{first}").mkdir()
     assert stamps.unused_name(tmp_path, also=".partial-") != first
+
+
+def test_a_name_made_after_one_was_removed_still_sorts_last(tmp_path, monkeypatch):
+    """Backups pruned within the second they were made leave gaps: a new name never fills one,
+    or the newest backup would sort before an older one (and be taken for it)."""
+    monkeypatch.setattr(stamps, "utc_stamp", lambda: "2026-01-01T00-00-00Z")
+    made = []
+    for _ in range(3):
+        made.append(tmp_path / stamps.unused_name(tmp_path, also=".partial-"))
+        made[-1].mkdir()
+    made[0].rmdir()  # pruned: the oldest two of a --keep 1 series
+    made[1].rmdir()
+    newest = tmp_path / stamps.unused_name(tmp_path, also=".partial-")
+    newest.mkdir()
+    assert sorted(tmp_path.iterdir(), key=stamps.stamp_order)[-1] == newest
+    run = stamps.new_run_dir(tmp_path)
+    assert sorted(tmp_path.iterdir(), key=stamps.stamp_order)[-1] == run
