@@ -3,8 +3,8 @@
 Faults: 500 InternalError, 503 SlowDown, a connection reset before any answer, and a
 body cut short after its headers promised more; on request, "corrupt": one byte of an
 object's content changed on its way up (PUT) or down (GET), which only an MD5 can tell.
-It can also serve the upstream under a path prefix (as Supabase's `/storage/v1/s3`) and
-slow every request down.
+It can also serve the upstream under a path prefix (as Supabase's `/storage/v1/s3`), slow
+every request down, and hold back or fail every listing page after the first.
 """
 
 from __future__ import annotations
@@ -32,8 +32,12 @@ class FaultProxy:
         delay: float = 0.0,
         faults: tuple[str, ...] = FAULTS,
         budget: int | None = None,
+        page_delay: float = 0.0,
+        fail_pages: bool = False,
     ) -> None:
         self.upstream_port, self.rate, self.prefix, self.delay, self.faults = upstream_port, rate, prefix, delay, faults
+        self.page_delay, self.fail_pages = page_delay, fail_pages  # for listing pages after the first
+        self.answered: list[tuple[float, str, str]] = []  # (time.monotonic(), method, path) as each answer went
         self.budget = budget  # at most this many faults in all (None: no limit)
         self.random = random.Random(seed)
         self.lock = threading.Lock()
@@ -88,8 +92,13 @@ class FaultProxy:
         body = handler.rfile.read(length) if length else None
         if self.delay:
             time.sleep(self.delay)
+        later_page = "continuation-token=" in handler.path
+        if later_page:
+            time.sleep(self.page_delay)
         object_request = "?" not in handler.path or "partNumber=" in handler.path
         fault = self.pick_fault(carries_content=object_request and (handler.command == "GET" or bool(body)))
+        if later_page and self.fail_pages:
+            fault = "500"
         if fault == "corrupt" and body:
             body = flip_byte(body)
         if fault == "reset":
@@ -106,6 +115,7 @@ class FaultProxy:
             handler.send_header("Content-Length", str(len(payload)))
             handler.end_headers()
             handler.wfile.write(payload)
+            self.answered.append((time.monotonic(), handler.command, handler.path))
             return
         path = handler.path
         if self.prefix:
@@ -118,6 +128,7 @@ class FaultProxy:
             self.relay(handler, upstream, path, body, fault)
         finally:
             upstream.close()
+        self.answered.append((time.monotonic(), handler.command, handler.path))
 
     def relay(
         self,

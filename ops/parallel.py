@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -65,50 +65,75 @@ def run_parallel(
     count = sum(len(objects) for _, objects in groups)
     if not count:
         return failures
-    pending = ((bucket, info) for bucket, objects in groups for info in objects)
+    total = sum(objects.total_size for _, objects in groups)
+
+    def outcome(bucket: str, info: ObjectInfo, error: BaseException | None) -> None:
+        if error is None:
+            meter.add(1, info.size)
+        else:
+            failures.append(Failure(bucket, info.key, s3objects.describe(error)))
+
+    with Meter(label, count, "objects", total or None) as meter:
+        run_tasks(((bucket, info) for bucket, objects in groups for info in objects), work, workers, outcome)
+    return failures
+
+
+def run_tasks(
+    tasks: Iterator[tuple[str, ObjectInfo]],
+    work: Callable[[str, ObjectInfo], Any],
+    workers: int,
+    outcome: Callable[[str, ObjectInfo, BaseException | None], None],
+    stop: threading.Event | None = None,
+) -> None:
+    """Run `work` over `tasks` on `workers` threads, each taking the next task as it frees up; report
+    each task's end to `outcome` (on this thread) as it comes. `tasks` may block while it waits for more:
+    the threads stop when it is exhausted.
+
+    On Ctrl-C the tasks under way finish (an object is never left half-written) and no new one starts;
+    `stop` is set then, and `tasks`, where it waits, must watch it.
+    """
     taking = threading.Lock()
-    stop = threading.Event()
-    done: queue.Queue[tuple[str, ObjectInfo, BaseException | None]] = queue.Queue()
+    stop = stop or threading.Event()
+    done: queue.Queue[tuple[str, ObjectInfo, BaseException | None] | None] = queue.Queue()
 
     def run() -> None:
-        while not stop.is_set():
-            with taking:
-                task = next(pending, None)
-            if task is None:
-                return
-            bucket, info = task
-            try:
-                work(bucket, info)
-                done.put((bucket, info, None))
-            except Exception as error:  # noqa: BLE001 (a failed object is reported, the others go on)
-                done.put((bucket, info, error))
+        try:
+            while not stop.is_set():
+                with taking:
+                    task = next(tasks, None)
+                if task is None:
+                    return
+                bucket, info = task
+                try:
+                    work(bucket, info)
+                    done.put((bucket, info, None))
+                except Exception as error:  # noqa: BLE001 (a failed object is reported, the others go on)
+                    done.put((bucket, info, error))
+        finally:
+            done.put(None)
 
     threads = [threading.Thread(target=run, name=f"objects-{n}", daemon=True) for n in range(max(1, workers))]
-    total = sum(objects.total_size for _, objects in groups)
-    with Meter(label, count, "objects", total or None) as meter:
-        try:
-            for thread in threads:
-                thread.start()
-            for _ in range(count):
-                bucket, info, error = done.get()
-                if error is None:
-                    meter.add(1, info.size)
-                else:
-                    failures.append(Failure(bucket, info.key, s3objects.describe(error)))
-        except KeyboardInterrupt:
-            stop.set()  # the objects under way finish (never half-written); no new one starts
-            for thread in threads:
-                thread.join()
-            raise
-    for thread in threads:
-        thread.join()
-    return failures
+    try:
+        for thread in threads:
+            thread.start()
+        running = len(threads)
+        while running:
+            ended = done.get()
+            if ended is None:
+                running -= 1
+            else:
+                outcome(*ended)
+    except KeyboardInterrupt:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        raise
 
 
 def failure_report(failures: list[Failure], headline: str = "", rerun: str = "") -> str:
     """The objects that failed, each with its reason, and the command that retries them."""
     lines = [f"{headline + ': ' if headline else ''}{len(failures)} object(s) failed:"]
-    lines += [f"  {f.bucket}/{f.key}: {f.error}" for f in failures[:NAMED]]
+    lines += [f"  {f.bucket}{'/' + f.key if f.key else ''}: {f.error}" for f in failures[:NAMED]]
     if len(failures) > NAMED:
         lines.append(f"  ... and {len(failures) - NAMED} more")
     if rerun:

@@ -119,7 +119,10 @@ def live() -> bool:
 
 
 class Meter:
-    """Progress of long work: a live bar (tqdm) on a terminal, else a plain stderr line at most once a second."""
+    """Progress of long work: a live bar (tqdm) on a terminal, else a plain stderr line at most once a second.
+
+    Totals may grow while the work runs (`expect`: copies found by a listing still under way).
+    """
 
     def __init__(self, label: str, total: int, unit: str, total_bytes: int | None = None) -> None:
         self.label, self.total, self.unit, self.total_bytes = label, total, unit, total_bytes
@@ -127,36 +130,56 @@ class Meter:
         self.last = 0.0
         self.lock = threading.Lock()
         self.bar: Any = None
-        if live() and total:
-            from tqdm import tqdm
+        if total:
+            self._open_bar()
 
-            if total_bytes:
-                # "iB" with powers of 1024: the bar says MiB, as every plain line does.
-                self.bar = tqdm(
-                    total=total_bytes,
-                    desc=label,
-                    unit="iB",
-                    unit_scale=True,
-                    unit_divisor=1024,
-                    file=sys.stderr,
-                    leave=True,
-                )
+    def _open_bar(self) -> None:
+        if not live():
+            return
+        from tqdm import tqdm
+
+        if self.total_bytes is not None:
+            # "iB" with powers of 1024: the bar says MiB, as every plain line does.
+            self.bar = tqdm(
+                total=self.total_bytes,
+                desc=self.label,
+                unit="iB",
+                unit_scale=True,
+                unit_divisor=1024,
+                file=sys.stderr,
+                leave=True,
+            )
+        else:
+            self.bar = tqdm(total=self.total, desc=self.label, unit=f" {self.unit}", file=sys.stderr, leave=True)
+
+    def expect(self, count: int, size: int = 0) -> None:
+        """More to do than the totals said (a bar opens with the first of it, where none was)."""
+        with self.lock:
+            self.total += count
+            if self.total_bytes is not None:
+                self.total_bytes += size
+            if self.bar is None:
+                self._open_bar()
             else:
-                self.bar = tqdm(total=total, desc=label, unit=f" {unit}", file=sys.stderr, leave=True)
+                self.bar.total = self.total if self.total_bytes is None else self.total_bytes
 
     def add(self, count: int = 1, size: int = 0) -> None:
         with self.lock:
             self.done += count
             self.bytes += size
             if self.bar is not None:
-                self.bar.update(size if self.total_bytes else count)
-                if self.total_bytes:
+                self.bar.update(size if self.total_bytes is not None else count)
+                if self.total_bytes is not None:
                     self.bar.set_postfix_str(f"{self.done:,}/{self.total:,} {self.unit}", refresh=False)
                 return
             now = time.monotonic()
             if now - self.last >= 1 or self.done == self.total:
                 self.last = now
-                sizes = f", {self.bytes / 2**20:,.1f}/{self.total_bytes / 2**20:,.1f} MiB" if self.total_bytes else ""
+                sizes = (
+                    f", {self.bytes / 2**20:,.1f}/{self.total_bytes / 2**20:,.1f} MiB"
+                    if self.total_bytes is not None
+                    else ""
+                )
                 progress(f"{self.label} {self.done:,}/{self.total:,} {self.unit}{sizes}")
 
     def close(self) -> None:

@@ -133,11 +133,21 @@ class Listing:
     and handed out one object at a time with its key's bytes, checked to come in S3's order."""
 
     def __init__(self, s3: S3, bucket: str) -> None:
-        self.missing = False  # no such bucket: known once the listing is exhausted
+        self.missing = False  # no such bucket: known once the first answer is in (wait_answered)
+        self.failed: BaseException | None = None  # why the listing stopped short, if it did
         self.count = 0
         self._pages: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=READ_AHEAD_PAGES)
         self._stop = threading.Event()
+        self._answered = threading.Event()
         threading.Thread(target=self._read, args=(s3, bucket), daemon=True, name=f"listing {bucket}").start()
+
+    def wait_answered(self) -> None:
+        """Until the server has answered the first page (or failed to): then `missing` is known."""
+        self._answered.wait()
+
+    def close(self) -> None:
+        """Stop reading ahead (an unfinished listing's thread ends at its next page)."""
+        self._stop.set()
 
     def _read(self, s3: S3, bucket: str) -> None:
         try:
@@ -148,16 +158,21 @@ class Listing:
                         break
                     except queue.Full:
                         continue
+                self._answered.set()
                 if self._stop.is_set():
                     return
         except S3Error as error:
             if not error.missing:
+                self.failed = error
                 self._pages.put(("error", error))
                 return
             self.missing = True
         except BaseException as error:  # noqa: BLE001 (raised where the listing is read)
+            self.failed = error
             self._pages.put(("error", error))
             return
+        finally:
+            self._answered.set()
         self._pages.put(("end", None))
 
     def __iter__(self) -> Iterator[tuple[bytes, ObjectInfo]]:

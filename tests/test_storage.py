@@ -366,3 +366,54 @@ def test_https_proxy_is_used_unless_no_proxy_names_the_host(project, https_stora
         assert len(proxy.tunnels) == tunnels, "NO_PROXY named the host: nothing should go through the proxy"
     finally:
         proxy.stop()
+
+
+def many_on_disk(folder, count):
+    """More objects than one listing page, written straight into the server's folder (quicker than PUTs)."""
+    for n in range(count):
+        (folder / f"users/u{n:04d}.png").parent.mkdir(parents=True, exist_ok=True)
+        (folder / f"users/u{n:04d}.png").write_bytes(b"avatar %d" % n)
+
+
+def test_copying_starts_before_the_listing_ends(project, storage, tmp_path):
+    """As rclone does: what the first page shows is copied while the later pages are on their way."""
+    many_on_disk(tmp_path / "s3-prod" / "avatars", 1100)
+    source = FaultProxy(storage["prod"].port, page_delay=1.5).start()
+    target = FaultProxy(storage["preprod"].port).start()
+    try:
+        project.envs["prod"]["storage_url"] = source.url
+        project.envs["preprod"]["storage_url"] = target.url
+        result = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "avatars", "--json")
+    finally:
+        source.stop()
+        target.stop()
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["buckets"][0]["copied"] == 1100
+    last_page = max(t for t, _, path in source.answered if "continuation-token=" in path)
+    first_copy = min(t for t, method, _ in target.answered if method == "PUT")
+    assert first_copy < last_page - 1.0, "nothing was copied before the last page came"
+    assert contents(storage["preprod"].client(), "avatars") == contents(storage["prod"].client(), "avatars")
+
+
+def test_a_listing_that_fails_part_way_says_what_was_copied(project, storage, tmp_path):
+    """Copies found on the first page are made; the bucket then ends failed, never as done."""
+    many_on_disk(tmp_path / "s3-prod" / "avatars", 1100)
+    source = FaultProxy(storage["prod"].port, fail_pages=True).start()
+    try:
+        project.envs["prod"]["storage_url"] = source.url
+        result = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "avatars", "--json")
+        text = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", "avatars")
+    finally:
+        source.stop()
+    assert result.code == 1 and text.code == 1, result.err
+    data = json.loads(result.out)
+    (bucket,) = data["buckets"]
+    assert bucket["status"] == "listing failed" and bucket["copied"] == 1000 and bucket["failed"] == 0, bucket
+    (failure,) = data["failures"]
+    assert failure["key"] == "" and "listing failed" in failure["error"] and "not compared" in failure["error"]
+    assert "avatars: listing failed" in text.err and "re-run: inv sync-storage" in text.err, text.err
+    assert "Traceback" not in result.err + text.err
+    copied = contents(storage["preprod"].client(), "avatars")
+    assert len(copied) == 1000  # the first page's, each whole
+    source_contents = contents(storage["prod"].client(), "avatars")
+    assert all(source_contents[key] == digest for key, digest in copied.items())

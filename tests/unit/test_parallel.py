@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from ops import storage
+from ops import storage_copy
 from ops.s3base import ObjectInfo, ObjectList
 
 
@@ -20,9 +20,9 @@ def copy_with(monkeypatch):
     """copy_objects with the given download and upload in place of the S3 calls."""
 
     def run(download, upload, keys, jobs):
-        monkeypatch.setattr(storage, "fetch_object", lambda src, bucket, info: download(info))
-        monkeypatch.setattr(storage, "store_object", lambda src, dst, bucket, info, fetched: upload(fetched))
-        return storage.copy_objects(None, None, objects(*keys), jobs)
+        monkeypatch.setattr(storage_copy, "fetch_object", lambda src, bucket, info: download(info))
+        monkeypatch.setattr(storage_copy, "store_object", lambda src, dst, bucket, info, fetched: upload(fetched))
+        return storage_copy.copy_objects(None, None, objects(*keys), jobs)
 
     return run
 

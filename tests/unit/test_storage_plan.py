@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ops import storage
+from ops import storage_plan
 from ops.s3base import ObjectInfo, ObjectList, S3Error
 
 
@@ -30,7 +30,7 @@ MD5 = {name: f"{n:032x}" for n, name in enumerate("abcdefgh")}
 
 
 def plan(source, target, delete=True):
-    return storage.plan_bucket(Bucket(source), Bucket(target), "b", force=False, delete=delete)
+    return storage_plan.plan_bucket(Bucket(source), Bucket(target), "b", force=False, delete=delete)
 
 
 def test_streamed_plan_copies_new_and_changed_and_deletes_what_only_the_target_has():
@@ -54,13 +54,17 @@ def test_a_listing_out_of_s3_order_is_compared_in_memory_with_the_same_result(ca
 
 @pytest.mark.parametrize(
     ("source", "target", "status"),
-    [(None, {"a": MD5["a"]}, "absent"), ({"a": MD5["a"]}, None, storage.NO_TARGET), ({}, {"a": MD5["a"]}, "empty")],
+    [
+        (None, {"a": MD5["a"]}, "absent"),
+        ({"a": MD5["a"]}, None, storage_plan.NO_TARGET),
+        ({}, {"a": MD5["a"]}, "empty"),
+    ],
 )
 def test_missing_and_empty_buckets(source, target, status):
     made = plan(source, target)
     assert made.status == status
     assert list(made.copy) == []
-    if status != storage.NO_TARGET:
+    if status != storage_plan.NO_TARGET:
         assert made.delete == ["a"]  # recorded for check_deletes to refuse
 
 
