@@ -79,10 +79,10 @@ def run_parallel(
 
 
 def run_tasks(
-    tasks: Iterator[tuple[str, ObjectInfo]],
-    work: Callable[[str, ObjectInfo], Any],
+    tasks: Iterator[tuple[str, T]],
+    work: Callable[[str, T], Any],
     workers: int,
-    outcome: Callable[[str, ObjectInfo, BaseException | None], None],
+    outcome: Callable[[str, T, BaseException | None], None],
     stop: threading.Event | None = None,
 ) -> None:
     """Run `work` over `tasks` on `workers` threads, each taking the next task as it frees up; report
@@ -94,7 +94,7 @@ def run_tasks(
     """
     taking = threading.Lock()
     stop = stop or threading.Event()
-    done: queue.Queue[tuple[str, ObjectInfo, BaseException | None] | None] = queue.Queue()
+    done: queue.Queue[tuple[str, T, BaseException | None] | None] = queue.Queue()
 
     def run() -> None:
         try:

@@ -1,4 +1,4 @@
-"""Sync storage buckets between environments: plan per object, then copy in parallel.
+"""Sync storage buckets between environments: compare per object, copy what differs in parallel.
 
 An object is copied when it is new or its content differs; identical content is never
 copied again, even when the two sides' ETags differ only because one was a multipart

@@ -13,10 +13,13 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path, PurePosixPath
+from typing import TypeVar
 
 from ops.errors import UserError
+
+T = TypeVar("T")
 
 HASHED_DIR = "_hashed"
 NAME_MAX = 255  # bytes per path segment on ext4, xfs, btrfs, apfs
@@ -64,6 +67,41 @@ class ObjectPaths:
     def __getitem__(self, key: str) -> str:
         path = plain_path(self.bucket, key)
         return path if path and path not in self.folders else hashed_path(self.bucket, key)
+
+
+def paths_in_order(
+    bucket: str, listed: Iterable[tuple[bytes, T]], key_of: Callable[[T], str]
+) -> Iterator[tuple[T, str]]:
+    """ObjectPaths' paths for a listing in S3's key order (`listed`: each key's UTF-8 bytes and its
+    object), given as the listing goes: nothing is held but the keys not yet settled.
+
+    A key's plain path is another's folder exactly when that key plus "/" starts the other key
+    (escaping is per segment, one-to-one, and keeps every "/"). Such keys come after it, but not
+    at once: "a-b" and "a.png" sort between "a" and "a/b". So a key waits until a key from "a/"
+    on shows whether it is a folder; one from "a0" ("0" follows "/") settles it as a file. Most
+    keys (users/1/avatar.png, then users/2/...) are settled by the very next one.
+    """
+    waiting: list[tuple[bytes, T, str]] = []  # (key + "/", object, plain path)
+    for key, item in listed:
+        plain = plain_path(bucket, key_of(item))
+        settled = []
+        for entry in waiting:
+            folder, earlier, path = entry
+            if key.startswith(folder):
+                if plain:  # a key with no plain path of its own makes no folder
+                    settled.append(entry)
+                    yield earlier, hashed_path(bucket, key_of(earlier))
+            elif key >= folder[:-1] + b"0":
+                settled.append(entry)
+                yield earlier, path
+        for entry in settled:
+            waiting.remove(entry)
+        if plain is None:
+            yield item, hashed_path(bucket, key_of(item))
+        else:
+            waiting.append((key + b"/", item, plain))
+    for _, item, path in waiting:
+        yield item, path
 
 
 def object_paths(bucket: str, keys: Iterable[str]) -> dict[str, str]:

@@ -10,7 +10,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ops import s3objects
 from ops.backup import manifest
-from ops.backup.paths import ObjectPaths, within
+from ops.backup.paths import ObjectPaths, paths_in_order, within
 from ops.backup.store import (
     METADATA_FILE,
     PARTIAL_PREFIX,
@@ -34,12 +34,14 @@ from ops.backup.store import (
 )
 from ops.config import Config, Environment
 from ops.errors import OperationFailed, UserError
-from ops.parallel import failure_report, run_parallel, until_intact
-from ops.report import Result, Table, progress
-from ops.s3base import ObjectInfo, ObjectList
+from ops.parallel import Failure, failure_report, run_tasks, until_intact
+from ops.report import Meter, Result, Table, progress
+from ops.s3base import ObjectInfo
 from ops.s3client import S3
 from ops.stamps import unused_name
 from ops.storage import select_buckets
+
+Task = tuple[ObjectInfo, str]  # an object and its path in the backup
 
 HEADER_NAMES = {
     "ContentType": "content_type",
@@ -89,7 +91,54 @@ def backup_env(
         folder = folder.with_name(folder.name + "+" + "+".join(sorted(buckets)))
     private_dir(folder)
     with series_lock(folder, env):
-        return _backup_locked(config, env, s3, folder, buckets, keep, extras, started)
+        try:
+            return _backup_locked(config, env, s3, folder, buckets, keep, extras, started, in_order=True)
+        except s3objects.OutOfOrder as disorder:
+            progress(f"{env.name}: {disorder}: not S3's key order, so each bucket is listed whole first")
+            return _backup_locked(config, env, s3, folder, buckets, keep, extras, started, in_order=False)
+
+
+def _objects(s3: S3, buckets: list[str], *, in_order: bool) -> tuple[list[str], Iterator[tuple[str, ObjectInfo, str]]]:
+    """The buckets that exist, and then each of their objects with its path in the backup.
+
+    In S3's key order, objects come as the listing goes (memory holds a few pages, whatever the
+    bucket's size); raises s3objects.OutOfOrder if a server lists otherwise. Else each bucket is
+    listed whole first, for ObjectPaths.
+    """
+    if in_order:
+        listings = {bucket: s3objects.Listing(s3, bucket) for bucket in buckets}  # all listed at once
+        for listing in listings.values():
+            listing.wait_answered()
+            if listing.failed:
+                raise listing.failed
+
+        def listed() -> Iterator[tuple[str, ObjectInfo, str]]:
+            try:
+                for bucket, listing in listings.items():
+                    for info, relative in paths_in_order(bucket, iter(listing), key_of):
+                        yield bucket, info, relative
+            finally:
+                for listing in listings.values():
+                    listing.close()
+
+        return [b for b, listing in listings.items() if not listing.missing], listed()
+    with ThreadPoolExecutor(max_workers=max(1, len(buckets))) as pool:
+        # Every bucket listed at once; a missing one shows in its listing's answer.
+        whole = dict(zip(buckets, pool.map(lambda b: s3objects.listed_if_any(s3, b), buckets), strict=True))
+
+    def held() -> Iterator[tuple[str, ObjectInfo, str]]:
+        for bucket in list(whole):
+            objects = whole.pop(bucket)  # what is still to give out, and no more
+            if objects is not None:
+                paths = ObjectPaths(bucket, (info.key for info in objects))
+                for info in objects:
+                    yield bucket, info, paths[info.key]
+
+    return [b for b, objects in whole.items() if objects is not None], held()
+
+
+def key_of(info: ObjectInfo) -> str:
+    return info.key
 
 
 def _backup_locked(
@@ -101,6 +150,8 @@ def _backup_locked(
     keep: int,
     extras: Callable[[Path], dict[str, str]] | None,
     started: float,
+    *,
+    in_order: bool,
 ) -> BackupResult:
     history = complete_backups(folder)
     previous = history[-1] if history else None
@@ -112,25 +163,17 @@ def _backup_locked(
     partial.mkdir(mode=0o700)
     result = BackupResult(env.name, str(final))
     written = manifest.Writer(partial)
-    paths: dict[str, ObjectPaths] = {}
     lock = threading.Lock()
     folders = Folders(partial)
     earlier = manifest.Index(previous)
     try:
-        with ThreadPoolExecutor(max_workers=max(1, min(len(buckets), config.storage.jobs))) as pool:
-            # Every bucket listed at once; a missing one shows in its listing's answer.
-            listings = dict(zip(buckets, pool.map(lambda b: s3objects.listed_if_any(s3, b), buckets), strict=True))
-        for bucket, listing in listings.items():
-            if listing is None:
-                result.skipped_buckets.append(bucket)
-                continue
+        present, objects = _objects(s3, buckets, in_order=in_order)
+        result.skipped_buckets = [b for b in buckets if b not in present]
+        for bucket in present:
             written.bucket(bucket)
-            paths[bucket] = ObjectPaths(bucket, (info.key for info in listing))
 
-        def save(
-            bucket: str, info: ObjectInfo, link_from: str | None = None, found: tuple[dict, str] | None = None
-        ) -> None:
-            relative = paths[bucket][info.key]
+        def save(bucket: str, task: Task, link_from: str | None = None, found: tuple[dict, str] | None = None) -> None:
+            info, relative = task
             entry, linked = _save_object(s3, bucket, info, folders, relative, link_from, found[0] if found else None)
             if linked and found and found[1] and found[0].get("path") == relative:
                 written.add_line(bucket, found[1], info.size)  # the very entry of the last backup
@@ -141,24 +184,36 @@ def _backup_locked(
                 result.downloaded += not linked
                 result.downloaded_bytes += 0 if linked else info.size
 
-        # Unchanged objects are hard links to the previous backup: made here, no thread or network needed.
-        to_fetch: dict[str, ObjectList] = {}
-        for bucket in list(listings):
-            listing = listings.pop(bucket)  # to_fetch holds what is still needed
-            if listing is None:
-                continue
-            if previous is None:  # a first backup fetches the whole listing: kept as it is, not copied
-                to_fetch[bucket] = listing
-                continue
-            for info in listing:
-                found = earlier.get(bucket, info.key)
-                source = _linkable(previous, found[0] if found else None, info)
-                if source:
-                    save(bucket, info, source, found)
-                else:
-                    to_fetch.setdefault(bucket, ObjectList()).append(info)
-            del listing
-        failures = run_parallel(list(to_fetch.items()), save, config.storage.jobs, f"backed up ({env.name})")
+        problems: list[Exception] = []
+        meter = Meter(f"backed up ({env.name})", 0, "objects", 0)
+
+        def to_fetch() -> Iterator[tuple[str, Task]]:
+            """Each object to download, as listed; unchanged ones are hard-linked to the previous
+            backup on the way (no network, nothing for a worker to wait for)."""
+            try:
+                for bucket, info, relative in objects:
+                    found = earlier.get(bucket, info.key) if previous else None
+                    source = _linkable(previous, found[0] if found else None, info)
+                    if source:
+                        save(bucket, (info, relative), source, found)
+                    else:
+                        meter.expect(1, info.size)
+                        yield bucket, (info, relative)
+            except Exception as error:  # noqa: BLE001 (raised below, once the objects under way are saved)
+                problems.append(error)
+
+        failures: list[Failure] = []
+
+        def outcome(bucket: str, task: Task, error: BaseException | None) -> None:
+            if error is None:
+                meter.add(1, task[0].size)
+            else:
+                failures.append(Failure(bucket, task[0].key, s3objects.describe(error)))
+
+        with meter:
+            run_tasks(to_fetch(), save, config.storage.jobs, outcome)
+        if problems:
+            raise problems[0]
         if failures:
             raise OperationFailed(failure_report(failures, f"backup of {env.name} incomplete; nothing was kept"))
         artifacts = extras(partial) if extras else {}

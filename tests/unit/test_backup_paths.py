@@ -2,23 +2,54 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
 
-from ops.backup.paths import HASHED_DIR, member, object_paths
+from ops.backup.paths import HASHED_DIR, member, object_paths, paths_in_order
 from ops.errors import UserError
 
 KEYS = ["a/../b", "a/%2E%2E/b", "a//b", "a/%00/b", "a", "a/b", "x/./y", "100%/d", "100%25/d", "z/" + "\u6f22" * 90]
 
 
-def test_distinct_keys_never_share_a_path_and_no_file_is_a_folder():
-    paths = object_paths("bucket", KEYS)
+def in_order(bucket: str, keys: list[str]) -> dict[str, str]:
+    listed = sorted((key.encode("utf-8", "surrogatepass"), key) for key in keys)
+    return dict(paths_in_order(bucket, listed, lambda key: key))
+
+
+@pytest.mark.parametrize("made", [object_paths, in_order])
+def test_distinct_keys_never_share_a_path_and_no_file_is_a_folder(made):
+    paths = made("bucket", KEYS)
     assert len(set(paths.values())) == len(KEYS)
     files = set(paths.values())
     folders = {"/".join(p.split("/")[:n]) for p in files for n in range(1, p.count("/") + 1)}
     assert not files & folders
     assert all(".." not in p.split("/") and "." not in p.split("/") and "" not in p.split("/") for p in files)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_paths_given_as_the_listing_goes_are_those_of_the_whole_listing(seed):
+    """Keys made of the characters that sort around "/" (".", "-", "0", "%"), nested and beside each other."""
+    rng = random.Random(seed)
+    pieces = ["a", "b", ".", "-", "0", "%", "é", "", "..", "a.png"]
+    keys = {"/".join(rng.choice(pieces) + rng.choice(pieces) for _ in range(rng.randint(1, 4))) for _ in range(60)}
+    keys |= {key + "/" + "x" * 300 for key in list(keys)[:3]}  # a longer folder: hashed, so no folder of its own
+    assert in_order("bucket", list(keys)) == object_paths("bucket", keys)
+
+
+def test_paths_in_order_settles_most_keys_at_the_next_one():
+    read = []
+
+    def listed():
+        for n in range(1000):
+            key = f"users/{n:04d}/avatar.png"
+            read.append(key)
+            yield key.encode(), key
+
+    for n, (key, path) in enumerate(paths_in_order("b", listed(), lambda key: key)):
+        assert key == f"users/{n:04d}/avatar.png" and path == "b/" + key
+        assert len(read) <= n + 2  # the listing is read at most one key ahead
 
 
 def test_file_and_folder_of_the_same_name_and_long_names_are_hashed():
