@@ -86,8 +86,9 @@ def run_tasks(
     stop: threading.Event | None = None,
 ) -> None:
     """Run `work` over `tasks` on `workers` threads, each taking the next task as it frees up; report
-    each task's end to `outcome` (on this thread) as it comes. `tasks` may block while it waits for more:
-    the threads stop when it is exhausted.
+    each task's end to `outcome` (on this thread) as it comes. `tasks` is advanced by one thread at a
+    time and may block while it waits for more (a listing still under way); the threads stop when it
+    is exhausted.
 
     On Ctrl-C the tasks under way finish (an object is never left half-written) and no new one starts;
     `stop` is set then, and `tasks`, where it waits, must watch it.
