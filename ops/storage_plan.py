@@ -25,7 +25,7 @@ MIN_MAX_DELETE = 10
 @dataclass
 class BucketPlan:
     bucket: str
-    status: str = "ok"  # ok | empty | absent (in the source) | NO_TARGET
+    status: str = "ok"  # ok | empty | absent (in the source) | NO_TARGET | listing failed (copy_while_listing)
     copy: ObjectList = field(default_factory=ObjectList)  # empty where the copies were handed on as found
     new: int = 0
     changed: int = 0

@@ -110,6 +110,8 @@ def _objects(s3: S3, buckets: list[str], *, in_order: bool) -> tuple[list[str], 
         for listing in listings.values():
             listing.wait_answered()
             if listing.failed:
+                for each in listings.values():
+                    each.close()
                 raise listing.failed
 
         def listed() -> Iterator[tuple[str, ObjectInfo, str]]:
