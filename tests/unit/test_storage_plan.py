@@ -6,7 +6,7 @@ import pytest
 from lib.listing import MD5, Bucket
 
 from ops import storage_plan
-from ops.s3base import ObjectInfo, ObjectList, S3Error
+from ops.s3base import ObjectInfo, ObjectList
 
 
 def plan(source, target, delete=True):
