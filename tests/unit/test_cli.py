@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import sys
 from pathlib import Path
 
@@ -40,9 +42,6 @@ def test_destructive_flags_have_no_short_form():
 
 def run(*args: str) -> tuple[int, str, str]:
     """The supabase-ops program, in this process, on `args`: exit code, stdout, stderr."""
-    import contextlib
-    import io
-
     out, err = io.StringIO(), io.StringIO()
     code = 0
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
