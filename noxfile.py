@@ -1,14 +1,15 @@
-"""Sessions: `nox -s lint tests` (default), `nox -s demo`, `nox -s bench`, `nox -s cli`."""
+"""Sessions: `nox -s lint unit tests` (default), `nox -s demo`, `nox -s bench`, `nox -s cli`."""
 
 from __future__ import annotations
 
 import glob
+import re
 from pathlib import Path
 
 import nox
 
 nox.needs_version = ">=2025.2"
-nox.options.sessions = ["lint", "tests"]
+nox.options.sessions = ["lint", "unit", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
@@ -62,6 +63,14 @@ def lint_workflows(session: nox.Session) -> None:
     if f"Checking {len(workflows)} workflow file(s)" not in said:
         session.error(f"actionlint did not check every workflow:\n{said}")
     session.log(said.strip().splitlines()[-1])
+
+
+@nox.session
+def unit(session: nox.Session) -> None:
+    """tests/unit with nothing installed but the package (as a wheel) and pytest: no services, seconds."""
+    pytest = [r for r in nox.project.dependency_groups(PYPROJECT, "test") if re.split(r"[<>=!~ ;\[]", r)[0] == "pytest"]
+    session.install(".", *pytest)
+    session.run("pytest", "tests/unit", *session.posargs)
 
 
 @nox.session

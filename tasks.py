@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from invoke import Collection, Context, Exit, Task, task
 
-from ops.cli import OpsTask, install
+from ops.cli import OpsTask, install, program
 
 if TYPE_CHECKING:
     from ops.config import Config
@@ -785,3 +785,8 @@ ns = Collection(
     update_lovable,
     status,
 )
+
+
+def main() -> None:
+    """The `supabase-ops` console script: these tasks from any folder (environments.ini is looked up)."""
+    program(ns).run()

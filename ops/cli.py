@@ -13,7 +13,7 @@ import difflib
 import re
 from typing import Any
 
-from invoke import Argument, Exit, Task
+from invoke import Argument, Collection, Exit, Task
 from invoke.exceptions import ParseError
 from invoke.parser import ParserContext
 from invoke.program import Program
@@ -156,23 +156,25 @@ def version() -> str:
         return "unknown (not installed)"
 
 
-def main() -> None:
-    """`supabase-ops TASK ...`: the tasks of tasks.py from any folder (environments.ini is looked up)."""
-    import tasks
+def program(namespace: Collection) -> Program:
+    """`supabase-ops TASK ...`: the given tasks from any folder (environments.ini is looked up).
 
-    install()
-    Program(
-        namespace=tasks.ns, version=version(), name="supabase-ops", binary="supabase-ops", binary_names=["supabase-ops"]
-    ).run()
+    The collection is given, not imported: tasks.py imports this module, never the other way.
+    """
+    return Program(
+        namespace=namespace,
+        version=version(),
+        name="supabase-ops",
+        binary="supabase-ops",
+        binary_names=["supabase-ops"],
+    )
 
 
-def flag_reference() -> str:
+def flag_reference(namespace: Collection) -> str:
     """The README's flag table, from the tasks themselves (tests/unit/test_cli.py keeps them equal)."""
-    import tasks
-
     lines = ["| task | flags |", "|---|---|"]
-    for name in sorted(tasks.ns.task_names):
-        task = tasks.ns[name]
+    for name in sorted(namespace.task_names):
+        task = namespace[name]
         flags = []
         for argument in sorted(task.get_arguments(), key=lambda a: str(a.name)):
             short = [f"-{n}" for n in argument.names if len(n) == 1]
@@ -181,7 +183,3 @@ def flag_reference() -> str:
             flags.append(f"`{long}`".replace("|", "\\|") + (f" (`{short[0]}`)" if short else ""))
         lines.append(f"| `{name}` | {', '.join(flags)} |")
     return "\n".join(lines)
-
-
-if __name__ == "__main__":  # python -m ops.cli: print the flag table for README.md
-    print(flag_reference())

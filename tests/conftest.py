@@ -1,6 +1,8 @@
 """Real local services for the tests: PostgreSQL, the pinned Supabase CLI, S3 servers.
 
-Each fixture starts what it needs itself and fails loudly when it cannot.
+Each fixture starts what it needs itself and fails loudly when it cannot. tests/unit loads this
+file too, with only the package and pytest installed (`nox -s unit`): the test group's packages
+(boto3, moto, trustme) are imported inside the fixtures that use them.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from pathlib import Path
 import pytest
 from lib.db import TEMPLATE_DB, TLS_HOST, new_database
 from lib.project import PROJECTS, REPO, Project
-from lib.s3 import S3_KEYS, s3_secrets
 
 from devstack import localstack
 from ops import config as ops_config
@@ -62,6 +63,8 @@ def project(tmp_path, pg) -> Project:
 @pytest.fixture
 def storage(project, tmp_path):
     """One real S3 server (rclone serve s3) per environment, with every configured bucket."""
+    from lib.s3 import S3_KEYS, s3_secrets
+
     buckets = ops_config.load(REPO / "environments.ini").storage.buckets
     servers = {}
     try:

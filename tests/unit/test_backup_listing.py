@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from test_storage_plan import MD5, Bucket
+from lib.listing import MD5, Bucket
 
 from ops import s3objects
 from ops.backup.storage import _objects

@@ -47,9 +47,12 @@ def test_paths_in_order_settles_most_keys_at_the_next_one():
             read.append(key)
             yield key.encode(), key
 
+    given = 0
     for n, (key, path) in enumerate(paths_in_order("b", listed(), lambda key: key)):
         assert key == f"users/{n:04d}/avatar.png" and path == "b/" + key
         assert len(read) <= n + 2  # the listing is read at most one key ahead
+        given += 1
+    assert given == len(read) == 1000  # every key listed is given back, once
 
 
 def test_file_and_folder_of_the_same_name_and_long_names_are_hashed():

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
+import contextlib
+import io
 import sys
+from pathlib import Path
 
 import pytest
 
 import tasks
-from ops.cli import SHORT_FLAGS
+from ops.cli import SHORT_FLAGS, flag_reference, program
 
 DESTRUCTIVE = {"delete", "prune", "force", "yes", "include_all", "skip_preprod_check"}
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = Path(__file__).resolve().parents[2]
 
 
 def arguments():
@@ -39,22 +40,31 @@ def test_destructive_flags_have_no_short_form():
     assert not DESTRUCTIVE & set(SHORT_FLAGS)
 
 
-def inv(*args: str, tmp_path) -> subprocess.CompletedProcess:
+def run(*args: str) -> tuple[int, str, str]:
+    """The supabase-ops program, in this process, on `args`: exit code, stdout, stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            program(tasks.ns).run(["supabase-ops", *args])
+        except SystemExit as exited:
+            code = int(exited.code or 0)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def environments(tmp_path, monkeypatch):
+    """An environments file with one environment, found through OPS_ENVIRONMENTS."""
     ini = tmp_path / "environments.ini"
     ini.write_text("[prod]\nref = qfdztdgublwlmewobxmx\n")
-    return subprocess.run(
-        [sys.executable, "-m", "invoke", "--search-root", REPO, *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "OPS_ENVIRONMENTS": str(ini)},
-        cwd=tmp_path,
-        timeout=60,
-    )
+    monkeypatch.setenv("OPS_ENVIRONMENTS", str(ini))
+    monkeypatch.chdir(tmp_path)
+    return ini
 
 
-def test_help_shows_what_each_flag_takes(tmp_path):
-    shown = inv("--help", "sync-storage", tmp_path=tmp_path).stdout
-    assert "--jobs=INT" in shown and "--buckets=BUCKET[,BUCKET...]" in shown and "-b, --buckets" in shown
+def test_help_shows_what_each_flag_takes(environments):
+    code, shown, _ = run("--help", "sync-storage")
+    assert code == 0 and "--jobs=INT" in shown and "--buckets=BUCKET[,BUCKET...]" in shown and "-b, --buckets" in shown
     assert "STRING" not in shown
 
 
@@ -67,42 +77,36 @@ def test_help_shows_what_each_flag_takes(tmp_path):
     ],
     ids=["--form", "--dryrun", "task"],
 )
-def test_a_mistyped_flag_is_refused_with_the_nearest(tmp_path, args, said):
-    result = inv(*args, tmp_path=tmp_path)
-    assert result.returncode == 2 and said in result.stderr and "Nothing was run" in result.stderr
+def test_a_mistyped_flag_is_refused_with_the_nearest(environments, args, said):
+    code, _, err = run(*args)
+    assert code == 2 and said in err and "Nothing was run" in err
 
 
-def test_the_console_script_runs_from_any_folder_and_finds_environments_ini_upwards(tmp_path):
-    from pathlib import Path
+def test_the_console_script_is_tasks_main():
+    from importlib.metadata import entry_points
 
-    script = Path(sys.executable).parent / "supabase-ops"
-    assert script.exists(), "pip install -e . installs the supabase-ops console script"
+    (script,) = entry_points(group="console_scripts", name="supabase-ops")
+    assert script.load() is tasks.main, script.value
+
+
+def test_the_console_script_runs_from_any_folder_and_finds_environments_ini_upwards(tmp_path, monkeypatch, capsys):
     (tmp_path / "environments.ini").write_text("[prod]\nref = qfdztdgublwlmewobxmx\n")
     (tmp_path / "deep" / "er").mkdir(parents=True)
-    environ = {k: v for k, v in os.environ.items() if k != "OPS_ENVIRONMENTS"}
-    listed = subprocess.run(
-        [str(script), "envs", "--json"],
-        cwd=tmp_path / "deep" / "er",
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert listed.returncode == 0, listed.stderr
-    assert '"ref": "qfdztdgublwlmewobxmx"' in listed.stdout
-    version = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60)
-    assert version.stdout.startswith("supabase-ops 0.")
-    completion = subprocess.run(
-        [str(script), "--print-completion-script", "bash"], capture_output=True, text=True, timeout=60
-    )
-    assert "complete" in completion.stdout and "supabase-ops" in completion.stdout
+    monkeypatch.delenv("OPS_ENVIRONMENTS", raising=False)
+    monkeypatch.chdir(tmp_path / "deep" / "er")
+    monkeypatch.setattr(sys, "argv", ["supabase-ops", "envs", "--json"])
+    tasks.main()
+    assert '"ref": "qfdztdgublwlmewobxmx"' in capsys.readouterr().out
+    code, version, _ = run("--version")
+    assert code == 0 and version.startswith("supabase-ops 0.")
+    code, completion, _ = run("--print-completion-script", "bash")
+    assert code == 0 and "complete" in completion and "supabase-ops" in completion
 
 
 def test_the_readme_flag_table_is_the_tasks_own():
-    from pathlib import Path
-
-    from ops.cli import flag_reference
-
-    readme = (Path(REPO) / "README.md").read_text(encoding="utf-8")
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
     written = readme.split("<!-- flags:begin -->\n", 1)[1].split("<!-- flags:end -->", 1)[0]
-    assert written.strip() == flag_reference().strip(), "README's flag table drifted: run python -m ops.cli"
+    assert written.strip() == flag_reference(tasks.ns).strip(), (
+        "README's flag table drifted: python -c 'import tasks; from ops.cli import flag_reference; "
+        "print(flag_reference(tasks.ns))'"
+    )

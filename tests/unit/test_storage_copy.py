@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from test_storage_plan import MD5, Bucket
+from lib.listing import MD5, Bucket
 
 from ops import storage_copy
 
