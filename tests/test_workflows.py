@@ -448,17 +448,33 @@ def test_status_shows_settings_drift_and_never_a_secret(world):
             f"INSERT INTO storage.buckets (id, name, public, file_size_limit) "
             f"VALUES ('avatars', 'avatars', {public}, 5242880)",
         )
-    world.api.auth[REFS["prod"]] = {"site_url": "https://app.innotrue.com", "external_google_secret": "g-secret-1"}
+    # Secrets under names no pattern foresees (sms_test_otp: phone numbers with fixed login codes) too.
+    world.api.auth[REFS["prod"]] = {
+        "site_url": "https://app.innotrue.com",
+        "external_google_secret": "g-secret-1",
+        "sms_test_otp": "15550001111=424242",
+        "hook_custom_access_token_uri": "pg-functions://postgres/public/hook-same",
+    }
     world.api.auth[REFS["preprod"]] = {
         "site_url": "https://preprod.example.com",
         "external_google_enabled": True,
         "external_google_secret": "g-secret-2",
+        "sms_test_otp": "15550002222=515151",
+        "hook_custom_access_token_uri": "pg-functions://postgres/public/hook-same",
     }
     result = world.run("status", "--env", "prod,preprod", "--json")
     assert result.code == 0, result.err
     report = json.loads(result.out)
-    assert report["settings_drift"] == ["auth external_google_enabled", "bucket avatars: public"]
+    assert report["settings_drift"] == [
+        "auth external_google_enabled",
+        "auth external_google_secret",
+        "auth sms_test_otp",
+        "bucket avatars: public",
+    ]  # hidden settings are compared (by digest): the equal hook is no drift
     assert report["settings_per_env"] == ["auth site_url"]
     text = world.run("status", "--env", "prod,preprod")
-    assert "settings drift: 2 setting(s) differ" in text.out and "auth site_url (per environment)" in text.out
-    assert "g-secret" not in result.out + text.out and "external_google_secret" not in result.out
+    assert "settings drift: 4 setting(s) differ" in text.out and "auth site_url (per environment)" in text.out
+    otp_row = next(line for line in text.out.splitlines() if "auth sms_test_otp" in line)
+    assert otp_row.count("differs") == 2, otp_row
+    for value in ("g-secret", "424242", "515151", "15550001111", "hook-same"):
+        assert value not in result.out + text.out, value
