@@ -326,6 +326,12 @@ def restore_db(
     source_env = config.env(env) if env else target_env
     path = snapshot_folder(config, backup, source_env)
     recorded = json.loads((path / METADATA_FILE).read_text(encoding="utf-8"))
+    if recorded.get("ref") != source_env.ref:
+        hint = "" if env else f"; to restore another environment's backup into {target_env.name}, name it with --env"
+        raise UserError(
+            f"{path} is a backup of {recorded.get('env')} ({recorded.get('ref')}), not of {source_env.name} "
+            f"({source_env.ref}){hint}. Nothing was restored."
+        )
     checked = verify_backup(config, backup=str(path), env=None)
     if not checked.ok:
         raise UserError(

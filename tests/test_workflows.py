@@ -352,7 +352,10 @@ def test_a_backup_restores_into_a_new_project(world):
     folder = Path(json.loads(made.out)["steps"][0]["detail"].split(" (")[0])
     fresh = world.url("preprod")  # bootstrapped as the platform makes a new project; no migrations
     assert sql(fresh, "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'") == [(0,)]
-    restored = world.run("restore-db", "--backup", str(folder), "--to", "preprod", "--json")
+    unnamed = world.run("restore-db", "--backup", str(folder), "--to", "preprod")
+    assert unnamed.code == 2 and "name it with --env" in unnamed.err, "another environment's backup needs --env"
+    assert sql(fresh, "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'") == [(0,)]
+    restored = world.run("restore-db", "--backup", str(folder), "--env", "prod", "--to", "preprod", "--json")
     assert restored.code == 0, restored.err
     assert rows_of(fresh) == rows_of(prod)
     assert sql(fresh, "SELECT count(*) FROM auth.users") == [(2,)]
@@ -360,9 +363,9 @@ def test_a_backup_restores_into_a_new_project(world):
     assert sql(fresh, "SELECT max(id) FROM public.audit_log")[0][0] == top + 1, "sequences continue"
     assert applied(world, "preprod") == applied(world, "prod"), "the migration history came along"
     assert world.run("verify-backup", "--backup", str(folder)).code == 0
-    again = world.run("restore-db", "--backup", str(folder), "--to", "preprod")
+    again = world.run("restore-db", "--backup", str(folder), "--env", "prod", "--to", "preprod")
     assert again.code == 2 and "already has app tables" in again.err
-    forced = world.run("restore-db", "--backup", str(folder), "--to", "preprod", "--force")
+    forced = world.run("restore-db", "--backup", str(folder), "--env", "prod", "--to", "preprod", "--force")
     assert forced.code == 1 and "nothing was committed" in forced.err
     assert rows_of(fresh) != rows_of(prod) and "after restore" in rows_of(fresh), "a failed restore changed nothing"
 
