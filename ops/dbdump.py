@@ -171,8 +171,8 @@ def dump_database(env: Environment, folder: Path) -> list[Path]:
     """roles.sql, schema.sql and data.sql of the environment's database into `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
     layout = read_layout(env)
-    target = dburl.for_pg_dump(env)
     pg_dump = tool("pg_dump")
+    target = dburl.for_pg_tool(env, pg_dump)
     (folder / "roles.sql").write_text(roles_sql(layout), encoding="utf-8")
     schema_args = [f"--schema={s}" for s in layout.schema_schemas]
     run_tool(
@@ -243,8 +243,9 @@ def app_tables(env: Environment) -> list[str]:
 
 def restore(env: Environment, folder: Path) -> None:
     """roles, schema, then data under session_replication_role = replica: one transaction, all or nothing."""
+    psql = tool("psql")
     argv = [
-        tool("psql"),
+        psql,
         "--no-psqlrc",
         "--quiet",
         "-v",
@@ -259,7 +260,7 @@ def restore(env: Environment, folder: Path) -> None:
         "-f",
         str(folder / "data.sql"),
         "--dbname",
-        dburl.for_pg_dump(env),
+        dburl.for_pg_tool(env, psql),
     ]
     run_tool(env, argv, "restoring the database (nothing was committed)")
 
@@ -339,6 +340,7 @@ def restore_db(
             f"{len(checked.corrupt)} corrupt): run inv verify-backup --backup {path}. "
             "Nothing was restored."
         )
+    dburl.for_pg_tool(target_env, tool("psql"))  # psql may be given the password: refused here, before any change
     present = app_tables(target_env)
     if present and not force:
         raise UserError(
