@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from ops import dburl, supabase_cli
 from ops.childenv import child_env
 from ops.config import Config, Environment, check_refs_of
-from ops.errors import NotConfigured, OperationFailed, OpsError, first_line
+from ops.errors import NotConfigured, OperationFailed, OpsError, UserError, first_line
 from ops.report import Result, Table, printable
 
 TIMEOUT = 10  # seconds per network check
@@ -173,7 +173,7 @@ def database_checks(env: Environment) -> list[Check]:
         for name, gap in clients.items():
             try:
                 shown.append(f"{name}: {dburl.protection(env, found, None if dburl.is_local(found) else gap())}")
-            except OpsError:
+            except UserError:  # the rule's refusal; a missing tool fails the check as itself
                 refused.append(name)
         if refused:
             raise OperationFailed(
