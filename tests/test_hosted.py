@@ -147,7 +147,6 @@ def test_no_client_gives_its_password_to_a_server_that_asks_for_it_in_clear_text
     import ssl
 
     import trustme
-    from lib.db import lan_address
 
     from devstack.cleartextproxy import CleartextProxy
 
@@ -159,12 +158,14 @@ def test_no_client_gives_its_password_to_a_server_that_asks_for_it_in_clear_text
     (supabase / "migrations" / "20990101000000_pending.sql").write_text("CREATE TABLE public.pending (id int);")
     project.supabase_dir = supabase
     localstack.set_role_password(project.url("prod"), FAKE_DB_PASSWORD)
-    host = lan_address()
+    # A remote host by name, reached on loopback (hostaddr): no traffic leaves this machine.
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    trustme.CA().issue_cert(host).configure_cert(context)
-    proxy = CleartextProxy(pg.port, context, host=host)
+    trustme.CA().issue_cert(TLS_HOST).configure_cert(context)
+    proxy = CleartextProxy(pg.port, context, host="127.0.0.1")
     database = urlsplit(project.url("prod")).path
-    project.envs["prod"]["db_url"] = f"postgresql://{localstack.PASSWORD_ROLE}@{host}:{proxy.port}{database}"
+    project.envs["prod"]["db_url"] = (
+        f"postgresql://{localstack.PASSWORD_ROLE}@{TLS_HOST}:{proxy.port}{database}?hostaddr=127.0.0.1"
+    )
     project.secrets["OPS_PROD_DB_PASSWORD"] = FAKE_DB_PASSWORD
     try:
         for args in (

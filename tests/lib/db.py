@@ -48,12 +48,3 @@ def pg_tool(name: str) -> str:
     """A client tool of the same PostgreSQL the fixtures run (system or embedded)."""
     candidate = localstack.postgres_bindir() / name
     return str(candidate) if candidate.exists() else name
-
-
-def lan_address() -> str:
-    """This machine's own non-loopback IPv4 address: a remote host for every client, the CLI's included."""
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.connect(("192.0.2.1", 9))  # sends nothing: the kernel only picks the outgoing address
-        return probe.getsockname()[0]
