@@ -359,6 +359,7 @@ def load(path: Path | str | None = None, *, check_refs: bool = True) -> Config:
     for environment in environments.values():
         if check_refs:
             check_refs_of(environment, path)
+    check_restores(environments, path)
     sync = dict(parser["sync-data"]) if parser.has_section("sync-data") else {}
     return Config(
         path=path,
@@ -512,6 +513,50 @@ def check_refs_of(env: Environment, path: Path) -> None:
             raise UserError(
                 f"{path}: [{env.name}] {where} points at project {ref}, but its ref is "
                 f"{env.ref or '(none)'}; fix the section so both name the same project"
+            )
+
+
+def db_endpoint(env: Environment) -> tuple[tuple[str, ...], str, str, str] | None:
+    """The database a section's db_url reaches, as comparable as libpq's fields allow: the addresses
+    (else hosts) connected to, the port, the database, and the user where a shared pooler tells
+    projects apart by it."""
+    if not env.db_url:
+        return None
+    try:
+        params = conninfo.parse(env.db_url)
+    except conninfo.InvalidConninfo:
+        return None  # reported where the URL is used
+    hosts = [canonical_host(h) for h in params.get("host", "").split(",") if h.strip()]
+    places = [a.strip() for a in params.get("hostaddr", "").split(",") if a.strip()] or hosts
+    user = params.get("user", "")
+    pooled = any(h.endswith(".pooler.supabase.com") for h in hosts)
+    return tuple(sorted(places)), params.get("port") or "5432", params.get("dbname") or user, user if pooled else ""
+
+
+def check_restores(environments: dict[str, Environment], path: Path) -> None:
+    """`restored_from` makes a section the source of recover-rows: it must be a project of its own,
+    never another environment's ref or database under a second name."""
+    for env in environments.values():
+        if not env.restored_from:
+            continue
+        if env.restored_from == env.name or env.restored_from not in environments:
+            others = ", ".join(name for name in environments if name != env.name) or "none"
+            raise UserError(
+                f"{path}: [{env.name}] restored_from = {env.restored_from} names no other environment (known: {others})"
+            )
+        endpoint = db_endpoint(env)
+        for other in environments.values():
+            if other is env:
+                continue
+            if env.ref and env.ref == other.ref:
+                same = f"the ref of [{other.name}] ({env.ref})"
+            elif endpoint is not None and endpoint == db_endpoint(other):
+                same = f"a db_url that reaches the database of [{other.name}]"
+            else:
+                continue
+            raise UserError(
+                f"{path}: [{env.name}] has restored_from = {env.restored_from} but {same}: a restore is a "
+                "project of its own; give the section the restored project's ref and db_url"
             )
 
 

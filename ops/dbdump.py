@@ -171,8 +171,8 @@ def dump_database(env: Environment, folder: Path) -> list[Path]:
     """roles.sql, schema.sql and data.sql of the environment's database into `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
     layout = read_layout(env)
-    target = dburl.for_pg_dump(env)
     pg_dump = tool("pg_dump")
+    target = dburl.for_pg_tool(env, pg_dump)
     (folder / "roles.sql").write_text(roles_sql(layout), encoding="utf-8")
     schema_args = [f"--schema={s}" for s in layout.schema_schemas]
     run_tool(
@@ -243,8 +243,9 @@ def app_tables(env: Environment) -> list[str]:
 
 def restore(env: Environment, folder: Path) -> None:
     """roles, schema, then data under session_replication_role = replica: one transaction, all or nothing."""
+    psql = tool("psql")
     argv = [
-        tool("psql"),
+        psql,
         "--no-psqlrc",
         "--quiet",
         "-v",
@@ -259,7 +260,7 @@ def restore(env: Environment, folder: Path) -> None:
         "-f",
         str(folder / "data.sql"),
         "--dbname",
-        dburl.for_pg_dump(env),
+        dburl.for_pg_tool(env, psql),
     ]
     run_tool(env, argv, "restoring the database (nothing was committed)")
 
@@ -326,6 +327,12 @@ def restore_db(
     source_env = config.env(env) if env else target_env
     path = snapshot_folder(config, backup, source_env)
     recorded = json.loads((path / METADATA_FILE).read_text(encoding="utf-8"))
+    if recorded.get("ref") != source_env.ref:
+        hint = "" if env else f"; to restore another environment's backup into {target_env.name}, name it with --env"
+        raise UserError(
+            f"{path} is a backup of {recorded.get('env')} ({recorded.get('ref')}), not of {source_env.name} "
+            f"({source_env.ref}){hint}. Nothing was restored."
+        )
     checked = verify_backup(config, backup=str(path), env=None)
     if not checked.ok:
         raise UserError(
@@ -333,6 +340,7 @@ def restore_db(
             f"{len(checked.corrupt)} corrupt): run inv verify-backup --backup {path}. "
             "Nothing was restored."
         )
+    dburl.for_pg_tool(target_env, tool("psql"))  # psql may be given the password: refused here, before any change
     present = app_tables(target_env)
     if present and not force:
         raise UserError(

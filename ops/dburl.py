@@ -10,6 +10,8 @@ wrote (`hostaddr`, `options`, `target_session_attrs`...) passes through untouche
 from __future__ import annotations
 
 import ipaddress
+from functools import cache
+from pathlib import Path
 from urllib.parse import quote, urlencode
 
 from ops import conninfo
@@ -70,16 +72,83 @@ def params(env: Environment) -> dict[str, str]:
     return found
 
 
+def password_rule(env: Environment, found: dict[str, str], client: str, cannot_refuse: str | None) -> dict[str, str]:
+    """The one rule for every client that may send a password to a remote host.
+
+    A client whose libpq knows `require_auth` (16+) sends it by SCRAM only, so a server asking for
+    it in clear text gets nothing. A client that cannot refuse (`cannot_refuse` says why: an older
+    libpq, the CLI's own driver) reaches a remote host only over a verified certificate
+    (`verify-full`), so no one between can ask it. Loopback hosts and `insecure_tls` sections are
+    left as they are, as is a `require_auth` the user wrote.
+    """
+    if is_local(found) or env.insecure_tls or "require_auth" in found:
+        return found
+    if cannot_refuse is None:
+        return {**found, "require_auth": "scram-sha-256"}
+    if found.get("sslmode") != "verify-full":
+        raise UserError(
+            f"{env.name}: {client} cannot refuse to send the password in clear text ({cannot_refuse}), so it "
+            f"is given one for {describe_hosts(found)} only over a verified certificate: set ssl_root_cert "
+            f"in [{env.name}] (the project's CA, for sslmode=verify-full)"
+        )
+    return found
+
+
+def protection(env: Environment, found: dict[str, str], cannot_refuse: str | None) -> str:
+    """How `password_rule` protects a client's password on the way to this environment (for inv doctor);
+    raises as the rule does where the client would be refused."""
+    if is_local(found):
+        return "loopback"
+    if env.insecure_tls:
+        return "unprotected (insecure_tls)"
+    if "require_auth" in found:
+        return f"require_auth={found['require_auth']} (as written)"
+    if cannot_refuse is None:
+        return "SCRAM only (require_auth)"
+    password_rule(env, found, "it", cannot_refuse)
+    return "verified certificate (verify-full)"
+
+
+def libpq_gap(version: int) -> str | None:
+    """Why a libpq of this version cannot refuse a clear-text password request, or None if it can."""
+    return None if version >= SCRAM_LIBPQ else f"libpq {version // 10000} has no require_auth; 16+ has"
+
+
+@cache
+def tool_libpq_gap(binary: str) -> str | None:
+    """Whether a PostgreSQL client tool's libpq knows require_auth, asked of the tool itself: a libpq
+    before 16 refuses the unknown option before it connects anywhere; a newer one then fails to
+    reach a socket folder that does not exist."""
+    import subprocess
+
+    from ops.childenv import child_env
+
+    probe = "require_auth=scram-sha-256 host=/nonexistent-ops-probe port=1 connect_timeout=2"
+    try:
+        answer = subprocess.run(
+            [binary, "--dbname", probe, "--schema-only" if "pg_dump" in Path(binary).name else "--no-psqlrc"],
+            capture_output=True,
+            text=True,
+            timeout=15,
+            stdin=subprocess.DEVNULL,
+            env=child_env("postgres"),
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"its libpq could not be asked: {error}"
+    if 'invalid connection option "require_auth"' in answer.stderr:
+        return f"{Path(binary).name}'s libpq is older than 16: no require_auth"
+    return None
+
+
+CLI_GAP = "its Go driver has no require_auth"
+
+
 def for_psycopg(env: Environment) -> str:
-    """psycopg's connection string; with a new enough libpq, a password never goes out in clear text."""
+    """psycopg's connection string, under the password rule (see `password_rule`)."""
     import psycopg
     from psycopg.conninfo import make_conninfo
 
-    found = params(env)
-    remote = not is_local(found)
-    if remote and not env.insecure_tls and "require_auth" not in found and psycopg.pq.version() >= SCRAM_LIBPQ:
-        found["require_auth"] = "scram-sha-256"
-    return make_conninfo(**found)
+    return make_conninfo(**password_rule(env, params(env), "psycopg", libpq_gap(psycopg.pq.version())))
 
 
 def is_transaction_pooler(found: dict[str, str]) -> bool:
@@ -107,15 +176,18 @@ def session_params(env: Environment, tool: str) -> dict[str, str]:
     )
 
 
-def for_pg_dump(env: Environment) -> str:
+def for_pg_tool(env: Environment, binary: str) -> str:
+    """The connection string for pg_dump or psql (`binary`, the path that will run), under the password rule."""
     from psycopg.conninfo import make_conninfo
 
-    return make_conninfo(**session_params(env, "pg_dump"))
+    name = Path(binary).name
+    found = session_params(env, name)
+    return make_conninfo(**password_rule(env, found, name, None if is_local(found) else tool_libpq_gap(binary)))
 
 
 def for_cli(env: Environment) -> str:
     """A postgresql:// URL for the Supabase CLI (it reads URLs, not key=value strings)."""
-    found = dict(session_params(env, "supabase db push"))
+    found = password_rule(env, dict(session_params(env, "supabase db push")), "the Supabase CLI", CLI_GAP)
     user, host, port, dbname = (found.pop(k, "") for k in ("user", "host", "port", "dbname"))
     netloc = (quote(user, safe="") + "@" if user else "") + (f"[{host}]" if ":" in host else host)
     netloc += f":{port}" if port else ""

@@ -1,7 +1,8 @@
 """`inv doctor`: before anything runs, is every environment reachable and configured right?
 
 Per environment, in parallel, each check with a short timeout: the config (refs), the
-database (reachable, TLS, server version, role, pooler mode, pg_dump new enough), storage
+database (reachable, TLS, server version, role, pooler mode, pg_dump new enough, how each
+client's password is protected), storage
 (the keys work, every configured bucket exists), and the Management API (token accepted,
 project visible); once: the Supabase CLI is the pinned version. Each failure comes with a
 hint. Nothing here writes anything, and no secret is ever printed.
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from ops import dburl, supabase_cli
 from ops.childenv import child_env
 from ops.config import Config, Environment, check_refs_of
-from ops.errors import NotConfigured, OperationFailed, OpsError, first_line
+from ops.errors import NotConfigured, OperationFailed, OpsError, UserError, first_line
 from ops.report import Result, Table, printable
 
 TIMEOUT = 10  # seconds per network check
@@ -156,6 +157,31 @@ def database_checks(env: Environment) -> list[Check]:
             raise OperationFailed(f"pg_dump {major} is older than the server ({found['major']})")
         return f"pg_dump {major}" + (f" >= server {found['major']}" if "major" in found else "")
 
+    def passwords() -> str:
+        import psycopg
+
+        from ops.dbdump import tool
+
+        found = dburl.params(env)
+        clients = {
+            "psycopg": lambda: dburl.libpq_gap(psycopg.pq.version()),
+            "pg_dump": lambda: dburl.tool_libpq_gap(tool("pg_dump")),
+            "psql": lambda: dburl.tool_libpq_gap(tool("psql")),
+            "Supabase CLI": lambda: dburl.CLI_GAP,
+        }
+        shown, refused = [], []
+        for name, gap in clients.items():
+            try:
+                shown.append(f"{name}: {dburl.protection(env, found, None if dburl.is_local(found) else gap())}")
+            except UserError:  # the rule's refusal; a missing tool fails the check as itself
+                refused.append(name)
+        if refused:
+            raise OperationFailed(
+                f"{', '.join(refused)} cannot refuse a clear-text password request and the certificate is not "
+                f"verified: they would be refused ({'; '.join(shown) or 'no client protected'})"
+            )
+        return "; ".join(shown)
+
     if not env.db_url:
         return [
             Check(
@@ -180,7 +206,13 @@ def database_checks(env: Environment) -> list[Check]:
         pg_dump,
         "install PostgreSQL client tools of the server's major version or newer, or set OPS_PG_DUMP",
     )
-    return [database, tool]
+    password = timed(
+        env.name,
+        "passwords",
+        passwords,
+        f"set ssl_root_cert in [{env.name}] (the project's CA: sslmode=verify-full), or use PostgreSQL 16+ tools",
+    )
+    return [database, tool, password]
 
 
 def storage_check(config: Config, env: Environment) -> Check:

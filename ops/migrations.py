@@ -175,6 +175,7 @@ def push_migrations(
         )
     for plan in plans:
         if plan.pending:
+            dburl.for_cli(plan.env)  # the CLI is given the password: refused here, before anything is pushed
             confirm_write(plan.env, yes=yes, action=f"apply {len(plan.pending)} migration(s)")
     rows: list[PushRow] = []
     for index, plan in enumerate(plans):

@@ -37,7 +37,64 @@ class EnvStatus:
     settings: dict[str, object] = field(default_factory=dict)  # "bucket avatars: public", "auth jwt_exp" -> value
 
 
-SECRET_SETTING = re.compile(r"secret|pass|token|key|hook_.*_uri", re.I)  # never shown, never compared
+# Auth settings status may show: named one by one (or as flags and limits), because the config holds
+# secrets under names no pattern foresees (`sms_test_otp`: phone numbers with fixed login codes).
+SHOWN_AUTH_SETTINGS = frozenset(
+    {
+        "site_url",
+        "uri_allow_list",
+        "disable_signup",
+        "jwt_exp",
+        "mailer_autoconfirm",
+        "mailer_otp_exp",
+        "mailer_otp_length",
+        "mailer_secure_email_change_enabled",
+        "password_min_length",
+        "password_required_characters",
+        "password_hibp_enabled",
+        "refresh_token_rotation_enabled",
+        "security_refresh_token_reuse_interval",
+        "security_update_password_require_reauthentication",
+        "security_manual_linking_enabled",
+        "security_captcha_enabled",
+        "security_captcha_provider",
+        "sessions_timebox",
+        "sessions_inactivity_timeout",
+        "sessions_single_per_user",
+        "sms_autoconfirm",
+        "sms_otp_exp",
+        "sms_otp_length",
+        "sms_provider",
+        "smtp_host",
+        "smtp_port",
+        "smtp_admin_email",
+        "smtp_sender_name",
+        "smtp_max_frequency",
+        "mfa_max_enrolled_factors",
+    }
+)
+SHOWN_AUTH_PATTERN = re.compile(
+    r"external_[a-z0-9]+_enabled|mfa_[a-z0-9_]+_(?:enroll|verify)_enabled|rate_limit_[a-z_]+"
+)
+RUN_KEY = os.urandom(32)  # digests of hidden settings compare within this run only: no guessing their values
+
+
+class Concealed(str):
+    """A hidden setting's value: a keyed digest, equal exactly when the values are equal; shown as "differs"."""
+
+
+def conceal(value: object) -> Concealed:
+    import hashlib
+    import hmac
+    import json
+
+    text = json.dumps(value, sort_keys=True, default=str).encode()
+    return Concealed("hidden " + hmac.new(RUN_KEY, text, hashlib.sha256).hexdigest()[:16])
+
+
+def shown_auth(key: str, value: object) -> object:
+    """An auth setting's value as status may hold it: itself when allow-listed, else its keyed digest."""
+    return value if key in SHOWN_AUTH_SETTINGS or SHOWN_AUTH_PATTERN.fullmatch(key) else conceal(value)
 
 
 def bucket_settings(env: Environment) -> dict[str, object]:
@@ -53,7 +110,8 @@ def bucket_settings(env: Environment) -> dict[str, object]:
 
 
 def auth_settings(env: Environment) -> dict[str, object]:
-    """The project's auth config from the Management API (where the CLI's profile points), secrets left out."""
+    """The project's auth config from the Management API (where the CLI's profile points); only allow-listed
+    settings by value, every other one by a keyed digest."""
     import httpx
 
     token = os.environ.get("SUPABASE_ACCESS_TOKEN")
@@ -66,7 +124,7 @@ def auth_settings(env: Environment) -> dict[str, object]:
         raise OpsError(f"cannot reach the Management API at {supabase_cli.api_url()}: {error}") from None
     if answer.status_code != 200:
         raise OpsError(f"GET /v1/projects/{env.ref}/config/auth answered {answer.status_code}")
-    return {f"auth {key}": value for key, value in sorted(answer.json().items()) if not SECRET_SETTING.search(key)}
+    return {f"auth {key}": shown_auth(key, value) for key, value in sorted(answer.json().items())}
 
 
 def table_fingerprints(config: Config, env: Environment) -> dict[str, tuple[int, str] | None]:
@@ -191,7 +249,10 @@ class StatusReport(Result):
     def setting(e: EnvStatus, name: str) -> str:
         if not e.settings:
             return "unknown"
-        return "(absent)" if name not in e.settings else "null" if e.settings[name] is None else str(e.settings[name])
+        if name not in e.settings:
+            return "(absent)"
+        value = e.settings[name]
+        return "differs" if isinstance(value, Concealed) else "null" if value is None else str(value)
 
     def footer(self) -> str:
         lines = [f"{env.env}: {part} not compared: {why}" for env in self.envs for part, why in env.skipped.items()]

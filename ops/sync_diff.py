@@ -1,8 +1,10 @@
 """`sync-data --diff`: the row-level difference a sync would make, cell by cell (read-only).
 
-Each table's rows are read from both sides as JSON in one snapshot each, keyed by the conflict
-key the sync uses, and compared column by column (by name, values rendered alike on both sides;
-numbers as decimals, so 19.00 and 19.0 are the same number and no float rounds anything away).
+The source's rows are read as COPY writes them (what a sync stages), passed to the target in
+one read-only query, and compared there by the sync's own test (`sync_sql.distinct_sql`, on the
+target's column types): a row is shown as changing exactly when the sync would rewrite it, and
+within it each cell whose stored value changes. `rows_of`/`diff_table` compare rows read as
+JSON, for recover-rows.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from ops.errors import OperationFailed, first_line
 from ops.pgcatalog import Table, ident, qident
 from ops.report import Result
 from ops.report import Table as Rows
-from ops.sync_plan import conflict_key, describe_all, select_tables
+from ops.sync_export import columns_of
+from ops.sync_plan import conflict_key, describe_all, plan_table, select_tables
 from ops.sync_source import snapshot_reader
+from ops.sync_sql import TablePlan, copy_out_query, diff_query
 
 SHOWN_PER_TABLE = 50  # text lines per table; --json has every change
 
@@ -164,6 +168,38 @@ def diff_table(
     return result
 
 
+def source_text(conn: Any, table: Table, columns: list[str]) -> list[dict[str, str | None]]:
+    """The source's rows as the text COPY writes (the very text a sync stages from)."""
+    with conn.cursor().copy(copy_out_query(table, columns)) as copy:
+        return [dict(zip(columns, row, strict=True)) for row in copy.rows()]
+
+
+def compare_table(conn: Any, plan: TablePlan, rows: list[dict[str, str | None]], prune: bool) -> TableDiff:
+    """Ask the target, by the sync's own comparison, which rows and cells the sync would change."""
+    result = TableDiff(plan.target.qualified, plan.key)
+    compared = set(plan.compared)
+    for kind, key_text, *flags in conn.execute(diff_query(plan), (json.dumps(rows),)):
+        key = json.loads(key_text, parse_float=Decimal)
+        if kind == "delete":
+            result.only_in_target += 1
+            if prune:
+                result.delete += 1
+                result.changes.append(Change(key, "delete"))
+            continue
+        cells = []
+        for index, column in enumerate(plan.columns):
+            differs, old, new = flags[3 * index : 3 * index + 3]
+            new_value = None if new is None else json.loads(new, parse_float=Decimal)
+            if kind == "insert" and new_value is not None:
+                cells.append({"column": column, "old": None, "new": new_value})
+            elif kind == "update" and differs and column in compared:
+                old_value = None if old is None else json.loads(old, parse_float=Decimal)
+                cells.append({"column": column, "old": old_value, "new": new_value})
+        setattr(result, kind, getattr(result, kind) + 1)
+        result.changes.append(Change(key, kind, cells))
+    return result
+
+
 def sync_diff(
     config: Config, source: Environment, target: Environment, tables: list[str] | None, prune: bool
 ) -> DiffResult:
@@ -174,20 +210,11 @@ def sync_diff(
     try:
         with snapshot_reader(source, "ops sync-data diff") as src, snapshot_reader(target, "ops sync-data diff") as dst:
             targets = {t.qualified: t for t in describe_all(dst, requested, target)}
-            for table in describe_all(src, requested, source):
-                there = targets[table.qualified]
-                columns = [c.name for c in table.writable if c.name in {x.name for x in there.writable}]
-                key = conflict_key(table, config.sync_data.natural_keys)
-                result.tables.append(
-                    diff_table(
-                        rows_of(src, table, key, columns),
-                        rows_of(dst, there, key, columns),
-                        table.qualified,
-                        key,
-                        columns,
-                        prune,
-                    )
-                )
+            for index, table in enumerate(describe_all(src, requested, source)):
+                entry = {"columns": columns_of(table), "key": conflict_key(table, config.sync_data.natural_keys)}
+                plan = plan_table(targets[table.qualified], entry, config.sync_data.natural_keys, index)
+                rows = source_text(src, table, plan.columns)
+                result.tables.append(compare_table(dst, plan, rows, prune))
     except psycopg.Error as error:
         raise OperationFailed(f"reading for the diff failed: {first_line(error)}. Nothing was written.") from None
     return result

@@ -113,16 +113,20 @@ class CopyIn:
         return self.plan.copy_file if self.text and self.plan.copy_file else self.plan.file
 
 
-def _distinct(left: str, right: str, plan: TablePlan) -> str:
-    """A row comparison that also works for json, which has no equality operator."""
+def distinct_sql(left: str, right: str, table: Table, columns: list[str]) -> str:
+    """Whether a row changes, compared on the columns' own types: the one test the sync writes by and
+    the diff shows by (json, which has no equality operator, by its text)."""
 
     def side(alias: str) -> str:
         return ", ".join(
-            f"{alias}.{ident(c)}::text" if plan.target.column(c).type == "json" else f"{alias}.{ident(c)}"
-            for c in plan.compared
+            f"{alias}.{ident(c)}::text" if table.column(c).type == "json" else f"{alias}.{ident(c)}" for c in columns
         )
 
     return f"ROW({side(left)}) IS DISTINCT FROM ROW({side(right)})"
+
+
+def _distinct(left: str, right: str, plan: TablePlan) -> str:
+    return distinct_sql(left, right, plan.target, plan.compared)
 
 
 def _key_join(left: str, right: str, key: list[str]) -> str:
@@ -330,3 +334,42 @@ def closing_steps(plans: list[TablePlan], *, prune: bool, staged: set[str]) -> l
     if prune:
         steps += [prune_step(plan) for plan in reversed(plans) if plan.target.qualified in staged]
     return steps + [step for plan in plans for step in sequence_steps(plan)]
+
+
+PAYLOAD = "\x00rows"  # where diff_query's one parameter goes (no identifier holds a NUL)
+IN_SOURCE = ident("?in source")
+
+
+def diff_query(plan: TablePlan) -> str:
+    """The sync's comparison asked of the target, read-only, for the source rows passed as one jsonb
+    array of objects whose values are the text COPY wrote (the text a sync stages from): each row
+    to insert, update or delete, its key, and per column whether the stored text changes, old, new.
+
+    The text goes into the target's column types as the stage does, and a row is an update by
+    `distinct_sql`, so the diff names exactly the rows the write rewrites.
+    """
+    target = plan.target
+    record = ", ".join(f"{ident(c)} text" for c in plan.columns)
+    typed = ", ".join(f"x.{ident(c)}::{target.column(c).type} AS {ident(c)}" for c in plan.columns)
+    changed = distinct_sql("t", "s", target, plan.compared) if plan.compared else "false"
+    kind = (
+        f"CASE WHEN s.{IN_SOURCE} IS NULL THEN 'delete' WHEN t.ctid IS NULL THEN 'insert' "
+        f"WHEN {changed} THEN 'update' END"
+    )
+    key = ", ".join(f"{literal(k)}, coalesce(s.{ident(k)}, t.{ident(k)})" for k in plan.key)
+
+    def shown(alias: str, column: str) -> str:
+        value = f"{alias}.{ident(column)}"
+        return f"to_json({value}::text)::text" if target.column(column).is_json else f"to_json({value})::text"
+
+    cells = ", ".join(
+        f"t.{ident(c)}::text IS DISTINCT FROM s.{ident(c)}::text, {shown('t', c)}, {shown('s', c)}"
+        for c in plan.columns
+    )
+    query = (
+        f"SELECT {kind}, json_build_object({key})::text, {cells} "
+        f"FROM (SELECT true AS {IN_SOURCE}, {typed} FROM jsonb_to_recordset({PAYLOAD}::jsonb) AS x({record})) s "
+        f"FULL JOIN {qident(target)} t ON {_key_join('t', 's', plan.key)} "
+        f"WHERE s.{IN_SOURCE} IS NULL OR t.ctid IS NULL OR {changed}"
+    )
+    return query.replace("%", "%%").replace(PAYLOAD, "%s")

@@ -407,8 +407,10 @@ def full_backup(
     keep = config.storage.keep if keep is None else keep
     if keep < 1:
         raise UserError("--keep must be at least 1")
-    for environment in envs:  # pg_dump needs a whole session: refuse a transaction pooler before any step
-        dburl.session_params(environment, "pg_dump")
+    from ops.dbdump import tool
+
+    for environment in envs:  # pg_dump (a whole session, the password) is refused before any step
+        dburl.for_pg_tool(environment, tool("pg_dump"))
     target = config.target(copy_to) if copy_to else None
 
     def backup_one(environment: Environment) -> Step:

@@ -57,12 +57,14 @@ def test_a_healthy_environment_passes_every_check(clinic):
         "config",
         "database",
         "pg_dump",
+        "passwords",
         "storage",
         "management api",
         "supabase cli",
     }
     table = clinic.run("doctor", "--env", "prod")
-    assert "PostgreSQL" in table.out and "as postgres" in table.out and "all 6 checks ok" in table.out
+    assert "PostgreSQL" in table.out and "as postgres" in table.out and "all 7 checks ok" in table.out
+    assert "psycopg: loopback; pg_dump: loopback; psql: loopback; Supabase CLI: loopback" in table.out
 
 
 def test_each_broken_environment_fails_the_right_check_with_a_hint(clinic):
@@ -76,6 +78,9 @@ def test_each_broken_environment_fails_the_right_check_with_a_hint(clinic):
     )
     assert "client-badges" in found[("no-bucket", "storage")]
     assert "SSL" in found[("no-tls", "database")]
+    # A remote host under an unverified certificate: which clients are protected how, which would be refused.
+    assert "Supabase CLI cannot refuse a clear-text" in found[("no-tls", "passwords")]  # pg_dump too, if libpq < 16
+    assert "psycopg: SCRAM only (require_auth)" in found[("no-tls", "passwords")]
     assert "jtzcrirqflfnagceendt" in found[("ref-mismatch", "config")]
     assert ("ref-mismatch", "database") not in found, "never connects where the section points elsewhere"
     assert found[("prod", "database")] == "ok" and found[("-", "supabase cli")] == "ok"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import threading
 from urllib.parse import urlsplit
@@ -138,3 +139,43 @@ def test_tasks_connect_as_a_non_superuser_that_owns_the_app(project, tmp_path, m
     assert "CREATE TABLE auth.users" not in (tmp_path / "db" / "schema.sql").read_text()
     sync = project.run("sync-data", "--from", "prod", "--to", "preprod", "--tables", "plans,features")
     assert sync.code == 0, sync.err
+
+
+def test_no_client_gives_its_password_to_a_server_that_asks_for_it_in_clear_text(project, pg, storage, tmp_path):
+    """A man in the middle with any certificate: psycopg passes (SCRAM only); pg_dump, psql and the CLI,
+    which cannot refuse a clear-text request here, are never started without a verified certificate."""
+    import ssl
+
+    import trustme
+
+    from devstack.cleartextproxy import CleartextProxy
+
+    made = project.run("backup", "--env", "prod", "--json")
+    assert made.code == 0, made.err
+    folder = json.loads(made.out)["steps"][0]["detail"].split(" (")[0]
+    supabase = tmp_path / "app" / "supabase"
+    shutil.copytree(project.supabase_dir, supabase, ignore=shutil.ignore_patterns(".temp"))
+    (supabase / "migrations" / "20990101000000_pending.sql").write_text("CREATE TABLE public.pending (id int);")
+    project.supabase_dir = supabase
+    localstack.set_role_password(project.url("prod"), FAKE_DB_PASSWORD)
+    # A remote host by name, reached on loopback (hostaddr): no traffic leaves this machine.
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    trustme.CA().issue_cert(TLS_HOST).configure_cert(context)
+    proxy = CleartextProxy(pg.port, context, host="127.0.0.1")
+    database = urlsplit(project.url("prod")).path
+    project.envs["prod"]["db_url"] = (
+        f"postgresql://{localstack.PASSWORD_ROLE}@{TLS_HOST}:{proxy.port}{database}?hostaddr=127.0.0.1"
+    )
+    project.secrets["OPS_PROD_DB_PASSWORD"] = FAKE_DB_PASSWORD
+    try:
+        for args in (
+            ("backup", "--env", "prod"),
+            ("restore-db", "--backup", folder, "--env", "prod", "--to", "prod", "--force", "--yes"),
+            ("push-migrations", "--env", "prod", "--skip-preprod-check", "--yes"),
+        ):
+            result = project.run(*args)
+            assert not proxy.passwords, f"{args[0]} gave a password in clear text to {proxy.asked}"
+            assert result.code == 2 and "set ssl_root_cert in [prod]" in result.err, (args, result.err)
+    finally:
+        proxy.stop()
+    assert sql(pg.admin_url(database.lstrip("/")), "SELECT to_regclass('public.pending')") == [(None,)]

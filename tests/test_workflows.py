@@ -352,7 +352,10 @@ def test_a_backup_restores_into_a_new_project(world):
     folder = Path(json.loads(made.out)["steps"][0]["detail"].split(" (")[0])
     fresh = world.url("preprod")  # bootstrapped as the platform makes a new project; no migrations
     assert sql(fresh, "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'") == [(0,)]
-    restored = world.run("restore-db", "--backup", str(folder), "--to", "preprod", "--json")
+    unnamed = world.run("restore-db", "--backup", str(folder), "--to", "preprod")
+    assert unnamed.code == 2 and "name it with --env" in unnamed.err, "another environment's backup needs --env"
+    assert sql(fresh, "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'") == [(0,)]
+    restored = world.run("restore-db", "--backup", str(folder), "--env", "prod", "--to", "preprod", "--json")
     assert restored.code == 0, restored.err
     assert rows_of(fresh) == rows_of(prod)
     assert sql(fresh, "SELECT count(*) FROM auth.users") == [(2,)]
@@ -360,9 +363,9 @@ def test_a_backup_restores_into_a_new_project(world):
     assert sql(fresh, "SELECT max(id) FROM public.audit_log")[0][0] == top + 1, "sequences continue"
     assert applied(world, "preprod") == applied(world, "prod"), "the migration history came along"
     assert world.run("verify-backup", "--backup", str(folder)).code == 0
-    again = world.run("restore-db", "--backup", str(folder), "--to", "preprod")
+    again = world.run("restore-db", "--backup", str(folder), "--env", "prod", "--to", "preprod")
     assert again.code == 2 and "already has app tables" in again.err
-    forced = world.run("restore-db", "--backup", str(folder), "--to", "preprod", "--force")
+    forced = world.run("restore-db", "--backup", str(folder), "--env", "prod", "--to", "preprod", "--force")
     assert forced.code == 1 and "nothing was committed" in forced.err
     assert rows_of(fresh) != rows_of(prod) and "after restore" in rows_of(fresh), "a failed restore changed nothing"
 
@@ -448,17 +451,33 @@ def test_status_shows_settings_drift_and_never_a_secret(world):
             f"INSERT INTO storage.buckets (id, name, public, file_size_limit) "
             f"VALUES ('avatars', 'avatars', {public}, 5242880)",
         )
-    world.api.auth[REFS["prod"]] = {"site_url": "https://app.innotrue.com", "external_google_secret": "g-secret-1"}
+    # Secrets under names no pattern foresees (sms_test_otp: phone numbers with fixed login codes) too.
+    world.api.auth[REFS["prod"]] = {
+        "site_url": "https://app.innotrue.com",
+        "external_google_secret": "g-secret-1",
+        "sms_test_otp": "15550001111=424242",
+        "hook_custom_access_token_uri": "pg-functions://postgres/public/hook-same",
+    }
     world.api.auth[REFS["preprod"]] = {
         "site_url": "https://preprod.example.com",
         "external_google_enabled": True,
         "external_google_secret": "g-secret-2",
+        "sms_test_otp": "15550002222=515151",
+        "hook_custom_access_token_uri": "pg-functions://postgres/public/hook-same",
     }
     result = world.run("status", "--env", "prod,preprod", "--json")
     assert result.code == 0, result.err
     report = json.loads(result.out)
-    assert report["settings_drift"] == ["auth external_google_enabled", "bucket avatars: public"]
+    assert report["settings_drift"] == [
+        "auth external_google_enabled",
+        "auth external_google_secret",
+        "auth sms_test_otp",
+        "bucket avatars: public",
+    ]  # hidden settings are compared (by digest): the equal hook is no drift
     assert report["settings_per_env"] == ["auth site_url"]
     text = world.run("status", "--env", "prod,preprod")
-    assert "settings drift: 2 setting(s) differ" in text.out and "auth site_url (per environment)" in text.out
-    assert "g-secret" not in result.out + text.out and "external_google_secret" not in result.out
+    assert "settings drift: 4 setting(s) differ" in text.out and "auth site_url (per environment)" in text.out
+    otp_row = next(line for line in text.out.splitlines() if "auth sms_test_otp" in line)
+    assert otp_row.count("differs") == 2, otp_row
+    for value in ("g-secret", "424242", "515151", "15550001111", "hook-same"):
+        assert value not in result.out + text.out, value

@@ -184,3 +184,42 @@ def test_env_takes_one_name_a_list_or_all(tmp_path):
         loaded.envs_named("prod,prd", default=[])
     with pytest.raises(UserError, match="'all' stands alone"):
         loaded.envs_named("all,prod", default=[])
+
+
+@pytest.mark.parametrize(
+    "section",
+    [
+        # prod's own ref, copied into the restore's section
+        "ref = qfdztdgublwlmewobxmx\nregion = eu-central-1",
+        # its own ref, but prod's database (pooler user and host, as prod writes them)
+        "ref = pitrrestoredxxxxxxxx\ndb_url = postgresql://postgres.qfdztdgublwlmewobxmx"
+        "@AWS-0-eu-central-1.pooler.supabase.com.:5432/postgres",
+        # a local copy whose db_url is the same database as another local section's
+        "ref = pitrrestoredxxxxxxxx\ndb_url = host=127.0.0.1 port=5433 dbname=app user=postgres",
+    ],
+    ids=["same-ref", "same-pooler-endpoint", "same-local-database"],
+)
+def test_a_restore_that_is_another_environment_is_refused(tmp_path, section):
+    text = (
+        "[local]\nref = localxxxxxxxxxxxxxxx\ndb_url = postgresql://postgres@127.0.0.1:5433/app\n"
+        f"[prod-pitr]\nrestored_from = prod\n{section}\n"
+    )
+    with pytest.raises(UserError, match=r"\[prod-pitr\] "):
+        load(tmp_path, text)
+    with pytest.raises(UserError, match=r"\[prod-pitr\] .*restored_from.*\[(prod|local)\]"):
+        config.load(tmp_path / "environments.ini", check_refs=False)  # inv doctor too
+
+
+def test_a_restore_of_an_unknown_environment_is_refused(tmp_path):
+    with pytest.raises(UserError, match=r"\[prod-pitr\] restored_from = prd names no other environment"):
+        load(tmp_path, "[prod-pitr]\nref = pitrrestoredxxxxxxxx\nrestored_from = prd\n")
+
+
+def test_a_restore_of_its_own_project_on_another_database_loads(tmp_path):
+    loaded = load(
+        tmp_path,
+        "[local]\nref = localxxxxxxxxxxxxxxx\ndb_url = postgresql://postgres@127.0.0.1:5433/app\n"
+        "[prod-pitr]\nrestored_from = prod\nref = pitrrestoredxxxxxxxx\n"
+        "db_url = postgresql://postgres@127.0.0.1:5433/app_pitr\n",
+    )
+    assert loaded.environments["prod-pitr"].restored_from == "prod"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
@@ -50,15 +52,44 @@ def test_loopback_is_left_alone_and_parameters_pass_through():
 
 
 def test_session_tools_move_from_the_transaction_pooler_to_the_session_pooler():
-    transaction = env(f"{POOLER}:6543/postgres")
-    assert conninfo_to_dict(dburl.for_pg_dump(transaction))["port"] == "5432"
-    assert dburl.for_cli(transaction) == f"{POOLER}:5432/postgres?sslmode=require"
+    transaction = env(f"{POOLER}:6543/postgres", ssl_root_cert="/ca.crt")
+    assert conninfo_to_dict(dburl.for_pg_tool(transaction, "pg_dump"))["port"] == "5432"
+    assert dburl.for_cli(transaction) == f"{POOLER}:5432/postgres?sslmode=verify-full&sslrootcert=%2Fca.crt"
     assert conninfo_to_dict(dburl.for_psycopg(transaction))["port"] == "6543"  # psycopg works through it
 
 
 def test_other_transaction_poolers_are_refused_for_session_tools():
     with pytest.raises(UserError, match="session pooler"):
-        dburl.for_pg_dump(env("postgresql://postgres@127.0.0.1:6543/postgres"))
+        dburl.for_pg_tool(env("postgresql://postgres@127.0.0.1:6543/postgres"), "pg_dump")
+
+
+@pytest.mark.parametrize("tool", ["pg_dump", "psql"])
+def test_every_client_sends_a_password_by_scram_only_or_over_a_verified_certificate(tool):
+    unverified, verified = env(f"{POOLER}:5432/postgres"), env(f"{POOLER}:5432/postgres", ssl_root_cert="/ca.crt")
+    with pytest.raises(UserError, match=r"Supabase CLI cannot refuse .*clear text.*set ssl_root_cert in \[prod\]"):
+        dburl.for_cli(unverified)  # its Go driver has no require_auth
+    assert "sslmode=verify-full" in dburl.for_cli(verified)
+    binary = shutil.which(tool)
+    assert binary
+    if dburl.tool_libpq_gap(binary) is None:  # libpq 16+: SCRAM only, whatever the certificate
+        assert conninfo_to_dict(dburl.for_pg_tool(unverified, binary))["require_auth"] == "scram-sha-256"
+    else:
+        with pytest.raises(UserError, match=f"{tool} cannot refuse"):
+            dburl.for_pg_tool(unverified, binary)
+        assert "require_auth" not in conninfo_to_dict(dburl.for_pg_tool(verified, binary))
+    local = env("postgresql://postgres@127.0.0.1:5/db")  # this machine: nothing between to ask
+    assert "require_auth" not in dburl.for_cli(local) + dburl.for_pg_tool(local, binary)
+
+
+def test_the_probe_reads_the_libpq_a_tool_runs_on(tmp_path):
+    old = tmp_path / "old-pg_dump"
+    old.write_text("#!/bin/sh\necho 'pg_dump: error: invalid connection option \"require_auth\"' >&2; exit 1\n")
+    old.chmod(0o755)
+    new = tmp_path / "new-pg_dump"
+    new.write_text("#!/bin/sh\necho 'pg_dump: error: connection to server on socket failed' >&2; exit 1\n")
+    new.chmod(0o755)
+    assert "older than 16" in (dburl.tool_libpq_gap(str(old)) or "")
+    assert dburl.tool_libpq_gap(str(new)) is None
 
 
 def test_region_gives_the_session_pooler_url():
