@@ -240,12 +240,15 @@ def dump_database(env: Environment, folder: Path) -> list[Path]:
         ],
         "pg_dump (data)",
     )
-    if layout.left_out:
-        progress(
-            f"warning: {env.name}: rows not backed up: {', '.join(layout.excluded)} (left out as Supabase's "
-            "backup guide does: the platform's own state)"
-            + (f"; {', '.join(layout.unreadable)} (not readable by {layout.role})" if layout.unreadable else "")
+    reasons = []
+    if layout.excluded:
+        reasons.append(
+            f"{', '.join(layout.excluded)} (the platform's own state, left out as Supabase's backup guide does)"
         )
+    if layout.unreadable:
+        reasons.append(f"{', '.join(layout.unreadable)} (not readable by {layout.role})")
+    if reasons:
+        progress(f"warning: {env.name}: rows not backed up: {'; '.join(reasons)}")
     snapshot = dbsnapshot.take(env, layout.schema_schemas, [])
     snapshot["rows"] = dict(copied_rows(folder / "data.sql"))
     snapshot["schemas"] = layout.schema_schemas

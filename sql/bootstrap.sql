@@ -180,8 +180,6 @@ CREATE TABLE IF NOT EXISTS storage.migrations (
   hash varchar(40) NOT NULL,
   executed_at timestamp DEFAULT current_timestamp
 );
-INSERT INTO storage.migrations VALUES (0, 'create-migrations-table', 'e18db593bcde2aca2a408c4d1100f6abba2195df')
-  ON CONFLICT DO NOTHING;
 -- Vector buckets (2025): the API roles may read them; postgres was given nothing on them, so a
 -- restore that writes their rows fails ("permission denied for table buckets_vectors").
 CREATE TABLE IF NOT EXISTS storage.buckets_vectors (

@@ -139,7 +139,7 @@ def test_tasks_connect_as_a_non_superuser_that_owns_the_app(project, tmp_path, m
         ("supabase_storage_admin",),
     ]
     env = ops_config.load(project.write()).env("prod")
-    # Every schema it can read is dumped, the platform's rows included; vault (not readable) is left out.
+    # The app's schemas and the auth and storage rows are dumped; vault (the platform's) is left out.
     dbdump.dump_database(env, tmp_path / "db")
     data = (tmp_path / "db" / "data.sql").read_text()
     assert "COPY auth.users" in data and "COPY public.plans" in data and "vault" not in data
