@@ -151,6 +151,7 @@ def urlname(url: str) -> str:
 def trip(pg, cli, tmp_path_factory) -> Trip:
     done = build(pg, tmp_path_factory.mktemp("faithful"))
     assert done.restored.code == 0, done.restored.err + done.restored.out
+    done.project.audit()  # built before the per-test audit starts: audited here
     return done
 
 
