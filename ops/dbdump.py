@@ -1,12 +1,17 @@
 """A project's database as Supabase's own `db dump` and migration guide take it, and its restore.
 
-Three plain SQL files in `database/` of a full backup:
+Plain SQL files in `database/` of a full backup:
 - `roles.sql`: the project's own roles (never the platform's), created only where missing;
-- `schema.sql`: every schema but the ones the platform manages (auth, storage, extensions...);
+- `schema.sql`: every schema but the ones the platform manages (auth, storage, extensions...),
+  with its privileges, led by the extensions the app created and followed by what the app put
+  on platform objects (triggers on auth.users, policies on storage.objects, publication members);
 - `data.sql`: the rows of every table the connecting role may read, the platform's auth and
-  storage rows included (users come back with a restore), their migration history excluded.
+  storage rows included (users come back with a restore), their migration history and the
+  tables Supabase's backup guide excludes left out;
+- `snapshot.json`: what the restored project must then hold (ops/dbsnapshot.py).
 Restored in that order in one transaction, the data under `session_replication_role = replica`
-(no triggers, no foreign-key checks while rows arrive in dump order), as the guide does.
+(no triggers, no foreign-key checks while rows arrive in dump order), as the guide does; then
+materialized views are refreshed and the result compared with the snapshot.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ops import dburl
 from ops.childenv import child_env
@@ -48,6 +54,9 @@ MANAGED_SCHEMAS = (
 MANAGED_PREFIXES = ("supabase_", "pg_")
 # Their own migration history: the platform's, never restored over a new project's.
 HISTORY_TABLES = ("auth.schema_migrations", "storage.migrations", "supabase_functions.migrations")
+# Left out as Supabase's backup guide leaves them out (`db dump -x ...`): the platform's own
+# state, which postgres may read but not write (a restore would fail on them).
+GUIDE_EXCLUDED = ("storage.buckets_vectors", "storage.vector_indexes", "storage.buckets_analytics")
 # Rows that are platform state, not the project's data.
 NO_DATA_SCHEMAS = (
     "vault",
@@ -105,6 +114,12 @@ class Layout:
     data_schemas: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
     roles: list[tuple[str, bool, list[str]]] = field(default_factory=list)  # name, can login, member of
+    role: str = "postgres"  # the connecting role: it owns what a restore creates
+    excluded: list[str] = field(default_factory=list)
+
+    @property
+    def left_out(self) -> list[str]:
+        return [*self.excluded, *self.unreadable]
 
 
 def read_layout(env: Environment) -> Layout:
@@ -124,13 +139,20 @@ def read_layout(env: Environment) -> Layout:
             and not s.startswith("pg_")
             and (s not in MANAGED_SCHEMAS or s in ("auth", "storage", "supabase_migrations"))
         ]
+        layout.role = conn.execute("SELECT current_user").fetchall()[0][0]
         layout.unreadable = [
             f"{r[0]}.{r[1]}"
             for r in conn.execute(
                 "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                 "WHERE c.relkind IN ('r', 'p') AND n.nspname = ANY(%s) "
-                "AND NOT has_table_privilege(c.oid, 'SELECT')",
+                "AND NOT has_table_privilege(c.oid, 'SELECT') ORDER BY 1, 2",
                 (layout.data_schemas,),
+            ).fetchall()
+        ]
+        layout.excluded = [
+            r[0]
+            for r in conn.execute(
+                "SELECT t FROM unnest(%s::text[]) t WHERE to_regclass(t) IS NOT NULL", (list(GUIDE_EXCLUDED),)
             ).fetchall()
         ]
         for name, login in conn.execute(
@@ -168,7 +190,10 @@ def roles_sql(layout: Layout) -> str:
 
 
 def dump_database(env: Environment, folder: Path) -> list[Path]:
-    """roles.sql, schema.sql and data.sql of the environment's database into `folder`."""
+    """roles.sql, schema.sql, data.sql and snapshot.json of the environment's database into `folder`."""
+    from ops import dbsnapshot
+    from ops.report import progress
+
     folder.mkdir(parents=True, exist_ok=True)
     layout = read_layout(env)
     pg_dump = tool("pg_dump")
@@ -181,7 +206,6 @@ def dump_database(env: Environment, folder: Path) -> list[Path]:
             pg_dump,
             "--schema-only",
             "--no-owner",
-            "--no-privileges",
             *schema_args,
             "--file",
             str(folder / "schema.sql"),
@@ -190,8 +214,15 @@ def dump_database(env: Environment, folder: Path) -> list[Path]:
         ],
         "pg_dump (schema)",
     )
-    fit_for_a_new_project(folder / "schema.sql")
-    skipped = [f"--exclude-table-data={t}" for t in (*HISTORY_TABLES, *layout.unreadable)]
+    fit_for_a_new_project(folder / "schema.sql", layout.role)
+    with connect(env, autocommit=True, application="ops backup") as conn:
+        platform = platform_sql(conn, layout.schema_schemas)
+        extensions = extensions_sql(conn)
+    text = (folder / "schema.sql").read_text(encoding="utf-8")
+    (folder / "schema.sql").write_text(
+        extensions + exact_privileges_sql(layout.schema_schemas) + text + platform, encoding="utf-8"
+    )
+    skipped = [f"--exclude-table-data={t}" for t in (*HISTORY_TABLES, *layout.left_out)]
     data_args = [f"--schema={s}" for s in layout.data_schemas]
     run_tool(
         env,
@@ -209,7 +240,38 @@ def dump_database(env: Environment, folder: Path) -> list[Path]:
         ],
         "pg_dump (data)",
     )
-    return [folder / name for name in FILES]
+    reasons = []
+    if layout.excluded:
+        reasons.append(
+            f"{', '.join(layout.excluded)} (the platform's own state, left out as Supabase's backup guide does)"
+        )
+    if layout.unreadable:
+        reasons.append(f"{', '.join(layout.unreadable)} (not readable by {layout.role})")
+    if reasons:
+        progress(f"warning: {env.name}: rows not backed up: {'; '.join(reasons)}")
+    snapshot = dbsnapshot.take(env, layout.schema_schemas, [])
+    snapshot["rows"] = dict(copied_rows(folder / "data.sql"))
+    snapshot["schemas"] = layout.schema_schemas
+    snapshot["left_out"] = layout.left_out
+    dbsnapshot.write(snapshot, folder / dbsnapshot.SNAPSHOT_FILE)
+    return [folder / name for name in (*FILES, dbsnapshot.SNAPSHOT_FILE)]
+
+
+def copied_rows(data_file: Path) -> dict[str, int]:
+    """Rows per table as data.sql holds them (COPY blocks): what a restore gives back."""
+    counts: dict[str, int] = {}
+    table = None
+    with data_file.open(encoding="utf-8") as lines:
+        for line in lines:
+            if table is None:
+                if line.startswith("COPY "):
+                    table = line[5:].split(" (")[0].split(" FROM")[0].replace('"', "")
+                    counts[table] = 0
+            elif line == "\\.\n":
+                table = None
+            else:
+                counts[table] += 1
+    return counts
 
 
 HISTORY_SQL = """
@@ -220,13 +282,125 @@ CREATE TABLE IF NOT EXISTS supabase_migrations.schema_migrations (version text P
 """
 
 
-def fit_for_a_new_project(schema_file: Path) -> None:
+def fit_for_a_new_project(schema_file: Path, role: str) -> None:
     """As the CLI's `db dump` edits pg_dump's output: schemas a new project already has (public) are
-    created only if missing, and the comment on public (owned by the platform) is left alone."""
+    created only if missing, the comment on public (owned by the platform) is left alone, and only
+    the connecting role's default privileges are kept (another role's are the platform's to set)."""
     text = schema_file.read_text(encoding="utf-8")
     text = re.sub(r"^CREATE SCHEMA (?!IF NOT EXISTS)", "CREATE SCHEMA IF NOT EXISTS ", text, flags=re.M)
     text = re.sub(r"^COMMENT ON SCHEMA public IS .*\n", "", text, flags=re.M)
+    own = re.escape(role)
+    text = re.sub(rf"^ALTER DEFAULT PRIVILEGES FOR ROLE (?!\"?{own}\"? ).*\n", "", text, flags=re.M)
     schema_file.write_text(text + HISTORY_SQL, encoding="utf-8")
+
+
+def exact_privileges_sql(schemas: list[str]) -> str:
+    """A new project grants the API roles everything on what postgres creates (default privileges); the
+    dump's GRANTs only add to that. Without those defaults while the schema is restored, each object
+    ends with the source's privileges exactly; the dump's own ALTER DEFAULT PRIVILEGES then put back
+    the source's defaults."""
+    names = text_array(schemas)
+    return f"""
+-- Restored objects get the source's privileges, not the new project's defaults.
+DO $$
+DECLARE d record;
+BEGIN
+  FOR d IN SELECT n.nspname, CASE a.objtype WHEN 'r' THEN 'TABLES' WHEN 'S' THEN 'SEQUENCES'
+                  WHEN 'f' THEN 'FUNCTIONS' WHEN 'T' THEN 'TYPES' END AS kind,
+                  CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END AS grantee
+           FROM (SELECT defaclnamespace, defaclobjtype AS objtype, (aclexplode(defaclacl)).grantee
+                 FROM pg_default_acl WHERE defaclrole = current_user::regrole) a
+           JOIN pg_namespace n ON n.oid = a.defaclnamespace
+           WHERE n.nspname = ANY({names}) AND a.grantee <> current_user::regrole
+             AND a.objtype IN ('r', 'S', 'f', 'T')
+  LOOP
+    EXECUTE format('ALTER DEFAULT PRIVILEGES IN SCHEMA %I REVOKE ALL ON %s FROM %s', d.nspname, d.kind, d.grantee);
+  END LOOP;
+END
+$$;
+"""
+
+
+def extensions_sql(conn: Any) -> str:
+    """The extensions the app created, where it created them; a new project has the platform's."""
+    from ops.dbsnapshot import PLATFORM_EXTENSIONS
+
+    lines = ["-- Extensions the project uses (a new project has the platform's own already).\n"]
+    for name, schema in conn.execute(
+        "SELECT e.extname, n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+        "WHERE e.extname <> ALL(%s) ORDER BY 1",
+        (list(PLATFORM_EXTENSIONS),),
+    ).fetchall():
+        lines.append(f"CREATE SCHEMA IF NOT EXISTS {quoted(schema)};\n")
+        lines.append(f"CREATE EXTENSION IF NOT EXISTS {quoted(name)} WITH SCHEMA {quoted(schema)};\n")
+    return "".join(lines)
+
+
+def platform_sql(conn: Any, app_schemas: list[str]) -> str:
+    """What the app put on the platform's objects: pg_dump of the app's schemas has none of it."""
+    from ops.dbsnapshot import PLATFORM_TABLE_SCHEMAS, app_triggers
+
+    conn.execute("SELECT set_config('search_path', '', false)")  # definitions with every name qualified
+    lines = ["\n-- The app's triggers, policies and publication members on the platform's objects.\n"]
+    for table, _name, definition in app_triggers(conn, app_schemas):
+        if table.split(".")[0] in PLATFORM_TABLE_SCHEMAS:
+            lines.append(re.sub(r"^CREATE TRIGGER", "CREATE OR REPLACE TRIGGER", definition) + ";\n")
+    for schema, table, name, permissive, roles, cmd, qual, check in conn.execute(
+        "SELECT schemaname, tablename, policyname, permissive, roles::text[], cmd, qual, with_check "
+        "FROM pg_policies WHERE schemaname = ANY(%s) ORDER BY 1, 2, 3",
+        (list(PLATFORM_TABLE_SCHEMAS),),
+    ).fetchall():
+        target = f"{quoted(schema)}.{quoted(table)}"
+        to = ", ".join("PUBLIC" if r == "public" else quoted(r) for r in roles)
+        lines.append(f"DROP POLICY IF EXISTS {quoted(name)} ON {target};\n")
+        lines.append(
+            f"CREATE POLICY {quoted(name)} ON {target} AS {permissive} FOR {cmd} TO {to}"
+            + (f" USING ({qual})" if qual else "")
+            + (f" WITH CHECK ({check})" if check else "")
+            + ";\n"
+        )
+    for pub, schema, table in conn.execute(
+        "SELECT pubname, schemaname, tablename FROM pg_publication_tables ORDER BY 1, 2, 3"
+    ).fetchall():
+        if schema in app_schemas:
+            lines.append(
+                f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_publication WHERE pubname = {literal(pub)}) THEN "
+                f"CREATE PUBLICATION {quoted(pub)}; END IF; END $$;\n"
+                f"ALTER PUBLICATION {quoted(pub)} ADD TABLE {quoted(schema)}.{quoted(table)};\n"
+            )
+    conn.execute("RESET search_path")
+    return "".join(lines)
+
+
+def quoted(name: str) -> str:
+    from psycopg.sql import Identifier
+
+    return Identifier(name).as_string(None)
+
+
+def text_array(values: list[str]) -> str:
+    return "ARRAY[" + ", ".join(literal(v) for v in values) + "]::text[]"
+
+
+def literal(value: str) -> str:
+    from psycopg.sql import Literal
+
+    return Literal(value).as_string(None)
+
+
+REFRESH_SQL = """
+-- Materialized views are created empty (WITH NO DATA): fill them from the restored rows.
+DO $$
+DECLARE v record;
+BEGIN
+  FOR v IN SELECT c.oid::regclass AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE c.relkind = 'm' AND n.nspname = ANY(:schemas) ORDER BY c.oid
+  LOOP
+    EXECUTE format('REFRESH MATERIALIZED VIEW %s', v.name);
+  END LOOP;
+END
+$$;
+"""
 
 
 def app_tables(env: Environment) -> list[str]:
@@ -241,8 +415,9 @@ def app_tables(env: Environment) -> list[str]:
         ]
 
 
-def restore(env: Environment, folder: Path) -> None:
-    """roles, schema, then data under session_replication_role = replica: one transaction, all or nothing."""
+def restore(env: Environment, folder: Path, schemas: list[str]) -> None:
+    """roles, schema, then data under session_replication_role = replica, then materialized views
+    refreshed: one transaction, all or nothing."""
     psql = tool("psql")
     argv = [
         psql,
@@ -259,6 +434,10 @@ def restore(env: Environment, folder: Path) -> None:
         "SET session_replication_role = replica",
         "-f",
         str(folder / "data.sql"),
+        "-c",
+        "SET session_replication_role = DEFAULT",
+        "-c",
+        REFRESH_SQL.replace(":schemas", text_array(schemas)),
         "--dbname",
         dburl.for_pg_tool(env, psql),
     ]
@@ -272,11 +451,30 @@ class RestoreDbResult(Result):
     source: str
     tables: int = 0
     copied_rows: int = 0
+    checked: bool = False
+    differences: list[str] = field(default_factory=list)
 
     def footer(self) -> str:
-        return (
+        done = (
             f"restored {self.source}'s database from {self.backup} into {self.target}: roles, schema and "
             f"{self.copied_rows:,} rows in {self.tables} tables, in one transaction"
+        )
+        if not self.checked:
+            return done + "\nNOT CHECKED: this backup holds no snapshot.json to compare the restored project with"
+        if self.differences:
+            named = "\n".join(f"  - {d}" for d in self.differences)
+            return f"{done}\nDIFFERS from the backup's snapshot ({len(self.differences)}):\n{named}"
+        return (
+            f"{done}\nOK: row counts, RLS, policies, triggers, privileges, publications and extensions "
+            "match the backup's snapshot"
+        )
+
+    def failure(self) -> OperationFailed | None:
+        if not self.differences:
+            return None
+        return OperationFailed(
+            f"{self.target}: the restored project differs from the backup in {len(self.differences)} way(s) "
+            "(listed above); the restore was committed"
         )
 
     def rows(self) -> Table:
@@ -350,10 +548,17 @@ def restore_db(
             "transaction and leaves the target as it was if anything clashes. Nothing was restored."
         )
     confirm_write(target_env, yes=yes, action=f"restore the database of {recorded.get('env')} into it")
-    restore(target_env, path / "database")
-    data = (path / "database" / "data.sql").read_text(encoding="utf-8")
-    copies = data.split("\nCOPY ")[1:]
+    from ops import dbsnapshot
+
+    snapshot = dbsnapshot.load(path / "database" / dbsnapshot.SNAPSHOT_FILE)
+    schemas = snapshot["schemas"] if snapshot else ["public"]
+    restore(target_env, path / "database", schemas)
+    counts = copied_rows(path / "database" / "data.sql")
     result = RestoreDbResult(str(path), target_env.name, str(recorded.get("env")))
-    result.tables = len(copies)
-    result.copied_rows = sum(max(0, block.split("\n\\.\n")[0].count("\n")) for block in copies)
+    result.tables = len(counts)
+    result.copied_rows = sum(counts.values())
+    if snapshot:
+        now = dbsnapshot.take(target_env, schemas, list(snapshot["rows"]))
+        result.checked = True
+        result.differences = dbsnapshot.differences(snapshot, now)
     return result

@@ -118,21 +118,29 @@ def test_no_password_goes_to_a_server_without_tls(project):
 
 
 def test_tasks_connect_as_a_non_superuser_that_owns_the_app(project, tmp_path, monkeypatch):
-    """As on hosted projects: postgres owns the app's tables, RLS is on, platform schemas are not its own."""
+    """As on hosted projects: postgres owns the app's tables, RLS is on where the migrations turn it on,
+    platform schemas are the superuser's and their tables the auth and storage services'."""
     url = project.url("prod")
     assert sql(url, "SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user") == [("postgres", False)]
     assert sql(url, "SELECT tableowner FROM pg_tables WHERE schemaname = 'public' GROUP BY 1") == [("postgres",)]
     assert sql(
         url,
-        "SELECT bool_and(relrowsecurity) FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r'",
-    ) == [(True,)]
+        "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r' "
+        "AND relrowsecurity ORDER BY 1",
+    ) == [("notifications",), ("plans",), ("profiles",)]
     assert sql(
         url,
         "SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname IN ('auth', 'storage', "
         "'supabase_migrations', 'vault') GROUP BY 1",
     ) == [("supabase_admin",)]
+    assert sql(
+        url, "SELECT tableowner FROM pg_tables WHERE schemaname IN ('auth', 'storage') GROUP BY 1 ORDER BY 1"
+    ) == [
+        ("supabase_auth_admin",),
+        ("supabase_storage_admin",),
+    ]
     env = ops_config.load(project.write()).env("prod")
-    # Every schema it can read is dumped, the platform's rows included; vault (not readable) is left out.
+    # The app's schemas and the auth and storage rows are dumped; vault (the platform's) is left out.
     dbdump.dump_database(env, tmp_path / "db")
     data = (tmp_path / "db" / "data.sql").read_text()
     assert "COPY auth.users" in data and "COPY public.plans" in data and "vault" not in data
