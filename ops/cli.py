@@ -85,7 +85,8 @@ class OpsTask(Task):
         return opts
 
     def get_arguments(self, ignore_unknown_help: bool | None = None) -> list[Argument]:
-        arguments = super().get_arguments(ignore_unknown_help)
+        # `command_line` is the task's own command line, handed in by tasks.ops_task: not a flag.
+        arguments = [a for a in super().get_arguments(ignore_unknown_help) if a.name != "command_line"]
         one_env = str(self.name).replace("_", "-") in ONE_ENV_TASKS
         for argument in arguments:
             key = str(argument.attr_name or argument.name)
@@ -110,6 +111,8 @@ def nearest(word: str, choices: list[str]) -> str:
 
 def refused(error: ParseError, program: Program) -> Exit:
     """A command line that cannot be parsed: one line, the nearest flag or task, exit 2 (nothing ran)."""
+    from ops.invocation import program as ran
+
     message = str(error)
     unknown = re.fullmatch(r"No idea what '(.+)' is!", message)
     context = getattr(error, "context", None)
@@ -117,11 +120,11 @@ def refused(error: ParseError, program: Program) -> Exit:
         flags = [name for name in context.flags if name.startswith("--")]
         message = (
             f"{context.name}: no such flag {unknown[1]}{nearest(unknown[1], flags)} "
-            f"(`inv --help {context.name}` lists them)"
+            f"(`{ran()} --help {context.name}` lists them)"
         )
     elif unknown:
         tasks = list(program.collection.task_names) if program.collection else []
-        message = f"no such task or flag {unknown[1]}{nearest(unknown[1], tasks)} (`inv --list` lists the tasks)"
+        message = f"no such task or flag {unknown[1]}{nearest(unknown[1], tasks)} (`{ran()} --list` lists the tasks)"
     return Exit(f"error: {message}. Nothing was run.", code=2)
 
 

@@ -24,6 +24,7 @@ from ops.config import Config, Environment
 from ops.db import connect, password_for
 from ops.errors import OperationFailed, UserError
 from ops.report import Result, Table
+from ops.invocation import program
 
 # Schemas the platform creates and migrates itself: never in schema.sql.
 MANAGED_SCHEMAS = (
@@ -299,7 +300,7 @@ def snapshot_folder(config: Config, backup: str | None, env: Environment) -> Pat
         if not found:
             raise UserError(
                 f"no full backup with a database dump of {env.name} in {series}: run "
-                f"`inv backup --env {env.name}` first, or name one with --backup"
+                f"`{program()} backup --env {env.name}` first, or name one with --backup"
             )
         path = found[-1]
     missing = [name for name in FILES if not (path / "database" / name).is_file()]
@@ -330,7 +331,7 @@ def restore_db(
     if not checked.ok:
         raise UserError(
             f"{path} does not match its manifest ({len(checked.missing)} missing, "
-            f"{len(checked.corrupt)} corrupt): run inv verify-backup --backup {path}. "
+            f"{len(checked.corrupt)} corrupt): run {program()} verify-backup --backup {path}. "
             "Nothing was restored."
         )
     present = app_tables(target_env)

@@ -87,7 +87,12 @@ def finish(entry: Entry, exit_code: int, failure: str = "") -> None:
     try:
         from ops import config as ops_config
 
-        path, refs = journal_path(), {}
+        from ops.errors import UserError
+
+        try:
+            path, refs = journal_path(), {}
+        except UserError:
+            return  # no environments file, so no project folder: the task was refused before it began
         try:
             loaded = ops_config.load(check_refs=False)
             path = loaded.journal_path

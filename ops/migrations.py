@@ -14,6 +14,7 @@ from ops.errors import OperationFailed, OpsError, UserError
 from ops.report import Result, Table, progress, table
 from ops.safety import confirm_write
 from ops.supabase_cli import cli_workdir
+from ops.invocation import program
 
 MIGRATION_NAME = re.compile(r"^(\d+)_(.+)\.sql$")
 
@@ -213,7 +214,7 @@ def _check_tested_first(
     if untested:
         raise UserError(
             f"{staging} first: {', '.join(untested)} not applied to {staging} yet. Push there and test "
-            f"(inv push-migrations --env {staging}), or pass --skip-preprod-check"
+            f"({program()} push-migrations --env {staging}), or pass --skip-preprod-check"
         )
 
 

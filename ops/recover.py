@@ -29,6 +29,7 @@ from ops.report import Table as Rows
 from ops.safety import confirm_write
 from ops.stamps import new_run_dir
 from ops.sync_source import snapshot_reader
+from ops.invocation import program
 
 BEFORE = "before"
 
@@ -69,7 +70,7 @@ class RecoverResult(Result):
         if self.run_dir and not self.dry_run:
             tables = ",".join(t.table for t in self.tables)
             lines.append(
-                f"undo: inv recover-rows --from-export {Path(self.run_dir) / BEFORE} --to {self.target} "
+                f"undo: {program()} recover-rows --from-export {Path(self.run_dir) / BEFORE} --to {self.target} "
                 f"--table {tables}"
             )
         total = sum(t.inserted + t.updated + t.deleted for t in self.tables)

@@ -23,6 +23,7 @@ from ops.stamps import utc_stamp
 from ops.sync_plan import Compare
 from ops.sync_source import RowFeed, file_feed, query_rows, snapshot_reader
 from ops.sync_sql import CopyIn, Statement, TablePlan, closing_steps, compare_query, lock_step, table_steps
+from ops.invocation import program
 
 if TYPE_CHECKING:
     import psycopg
@@ -158,7 +159,7 @@ class ImportTransaction:
                 raise OperationFailed(
                     f"sync into {self.target.name}: the connection failed during COMMIT ({first_line(error)}); the "
                     f"import may or may not have been committed. Check {self.target.name}; the undo is kept: "
-                    f"inv sync-data --from-export {before_dir} --to {self.target.name} --prune"
+                    f"{program()} sync-data --from-export {before_dir} --to {self.target.name} --prune"
                 ) from None
             raise _failure(self.current, error, self.target) from None
         finally:

@@ -41,6 +41,7 @@ from ops.sync_plan import (
 )
 from ops.sync_source import LiveSource, compare_with_export, export_env, file_feed, open_source, snapshot_reader
 from ops.sync_sql import TablePlan
+from ops.invocation import program
 
 
 @dataclass
@@ -82,7 +83,7 @@ class SyncResult(Result):
         before = Path(self.run_dir) / "before" if self.run_dir else None
         if before and self.target and not self.dry_run and (before / sync_export.MANIFEST).is_file():
             # The undo snapshot: the target's rows this run replaced, as they were just before.
-            lines.insert(0, f"undo: inv sync-data --from-export {before} --to {self.target} --prune")
+            lines.insert(0, f"undo: {program()} sync-data --from-export {before} --to {self.target} --prune")
         return "\n".join(lines)
 
 
