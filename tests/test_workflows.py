@@ -202,6 +202,39 @@ def test_reset_env_stops_at_storage_and_resumes(world):
     assert world.api.deployed(REFS["preprod"]) == FUNCTIONS
 
 
+def test_a_failed_function_in_a_workflow_is_re_run_by_the_workflows_own_flags(world):
+    world.api.fail_slugs = {"stripe-webhook"}
+    result = world.run("reset-env", "--from", "prod", "--to", "preprod", "--json")
+    assert result.code == 1
+    detail = next(s["detail"] for s in json.loads(result.out)["steps"] if s["step"] == "functions")
+    assert "re-run: inv reset-env --from prod --to preprod --json --resume-at functions" in detail, detail
+    assert "--only" not in detail, "reset-env has no --only flag"
+
+
+def test_a_dry_run_plans_config_data_as_after_the_migrations_it_would_push(world):
+    dry = world.run("reset-env", "--from", "prod", "--to", "preprod", "--dry-run", "--json")
+    assert dry.code == 0, dry.err
+    assert steps(dry) == {"migrations": "done", "config-data": "planned in part", "storage": "done", "functions": "done"}
+    config_data = next(s["detail"] for s in json.loads(dry.out)["steps"] if s["step"] == "config-data")
+    assert "2 migration(s) for preprod" in config_data
+    assert applied(world, "preprod") == 0, "a dry run changes nothing"
+    text = world.run("reset-env", "--from", "prod", "--to", "preprod", "--dry-run")
+    assert text.code == 0 and "planned in part: config-data" in text.out, text.out
+
+
+def test_a_dry_run_of_promote_config_says_the_prod_step_reads_what_the_first_would_write(world):
+    for env in ("sandbox", "preprod"):
+        assert world.run("push-migrations", "--env", env).code == 0
+    for env in ("sandbox", "preprod"):
+        assert world.run("sync-data", "--from", "prod", "--to", env, "--tables", "programs").code == 0
+    sql(world.url("sandbox"), "UPDATE public.programs SET name = 'Lovable edit' WHERE slug = 'leadership-101'")
+    dry = world.run("promote-config", "--tables", "programs", "--dry-run", "--json")
+    assert dry.code == 0, dry.err
+    assert steps(dry) == {"sandbox-to-preprod": "done", "preprod-to-prod": "planned in part"}
+    second = json.loads(dry.out)["steps"][1]["detail"]
+    assert "step sandbox-to-preprod would write 1 row(s) into it first" in second, second
+
+
 def lovable_clone(world, tmp_path) -> Path:
     clone = tmp_path / "lovable-work"
     git(tmp_path, "clone", "-q", str(tmp_path / "lovable.git"), str(clone))
