@@ -214,7 +214,12 @@ def test_a_failed_function_in_a_workflow_is_re_run_by_the_workflows_own_flags(wo
 def test_a_dry_run_plans_config_data_as_after_the_migrations_it_would_push(world):
     dry = world.run("reset-env", "--from", "prod", "--to", "preprod", "--dry-run", "--json")
     assert dry.code == 0, dry.err
-    assert steps(dry) == {"migrations": "done", "config-data": "planned in part", "storage": "done", "functions": "done"}
+    assert steps(dry) == {
+        "migrations": "done",
+        "config-data": "planned in part",
+        "storage": "done",
+        "functions": "done",
+    }
     config_data = next(s["detail"] for s in json.loads(dry.out)["steps"] if s["step"] == "config-data")
     assert "2 migration(s) for preprod" in config_data
     assert applied(world, "preprod") == 0, "a dry run changes nothing"
