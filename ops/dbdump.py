@@ -330,9 +330,8 @@ def restore_db(
     checked = verify_backup(config, backup=str(path), env=None)
     if not checked.ok:
         raise UserError(
-            f"{path} does not match its manifest ({len(checked.missing)} missing, "
-            f"{len(checked.corrupt)} corrupt): run {program()} verify-backup --backup {path}. "
-            "Nothing was restored."
+            f"{checked.verdict()}: it does not match its manifest ({program()} verify-backup --backup {path} "
+            "lists every file). Nothing was restored."
         )
     present = app_tables(target_env)
     if present and not force:
