@@ -153,7 +153,7 @@ def journal(
             env=env,
             task=task,
             since=since,
-            last=number_flag(last, "--last") or 20,
+            last=number_flag(last, "--last"),
         ),
         json,
     )

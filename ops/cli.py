@@ -9,7 +9,6 @@ help here says what each takes (`--only=NAME[,NAME...]`).
 
 from __future__ import annotations
 
-import difflib
 import re
 from typing import Any
 
@@ -105,8 +104,9 @@ def help_for(context: ParserContext, flag: str, plain: Any) -> tuple[str, str]:
 
 
 def nearest(word: str, choices: list[str]) -> str:
-    found = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f"; did you mean {found[0]}?" if found else ""
+    from ops.spelling import did_you_mean
+
+    return did_you_mean(word, choices)
 
 
 def refused(error: ParseError, program: Program) -> Exit:

@@ -37,9 +37,13 @@ def select_tables(settings: SyncDataSettings, requested: list[str] | None) -> li
                 "([sync-data] blocked_tables). Nothing was read or written."
             )
         if table not in safe:
+            from ops.spelling import did_you_mean
+
+            hint = did_you_mean(name, [*settings.safe_tables, *safe]) or "."
             raise UserError(
-                f"'{name}' is not a known config table. If it holds configuration only, add it to "
-                "[sync-data] safe_tables in environments.ini. Nothing was read or written."
+                f"'{name}' is not a known config table{hint} "
+                "If it holds configuration only, add it to [sync-data] safe_tables in environments.ini. "
+                "Nothing was read or written."
             )
         if table not in chosen:
             chosen.append(table)
