@@ -500,3 +500,25 @@ def test_status_shows_settings_drift_and_never_a_secret(world):
     text = world.run("status", "--env", "prod,preprod")
     assert "settings drift: 2 setting(s) differ" in text.out and "auth site_url (per environment)" in text.out
     assert "g-secret" not in result.out + text.out and "external_google_secret" not in result.out
+
+
+def test_status_json_settings_are_structured(world):
+    for env in ("prod", "preprod"):
+        sql(
+            world.url(env),
+            "INSERT INTO storage.buckets (id, name, public, file_size_limit, allowed_mime_types) "
+            "VALUES ('avatars', 'avatars', false, 5242880, ARRAY['image/png', 'image/jpeg'])",
+        )
+    world.api.auth[REFS["prod"]] = {"site_url": "https://app.innotrue.com", "jwt_exp": 3600}
+    result = world.run("status", "--env", "prod,preprod", "--json")
+    assert result.code == 0, result.err
+    settings = {e["env"]: e["settings"] for e in json.loads(result.out)["envs"]}
+    assert settings["prod"]["buckets"]["avatars"] == {
+        "public": False,
+        "file_size_limit": 5242880,
+        "allowed_mime_types": ["image/jpeg", "image/png"],
+    }
+    auth = settings["prod"]["auth"]
+    assert (auth["site_url"], auth["jwt_exp"], auth["disable_signup"]) == ("https://app.innotrue.com", 3600, False)
+    text = world.run("status", "--env", "prod,preprod")
+    assert text.code == 0 and "image/png" not in text.out, "equal everywhere: no drift row"
