@@ -136,6 +136,7 @@ def sync_storage(
         if delete:
             check_deletes(plans, source, max_delete)
         said_what_was_read(plans, source)
+        result.failures += [failure for plan in plans for failure in plan.unread]
         if dry_run or not any(p.copies or p.delete for p in plans):  # nothing to do: done, without asking
             result.buckets = [
                 BucketResult(
