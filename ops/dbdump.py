@@ -23,8 +23,8 @@ from ops.childenv import child_env
 from ops.config import Config, Environment
 from ops.db import connect, password_for
 from ops.errors import OperationFailed, UserError
-from ops.report import Result, Table
 from ops.invocation import program
+from ops.report import Result, Table
 
 # Schemas the platform creates and migrates itself: never in schema.sql.
 MANAGED_SCHEMAS = (

@@ -11,10 +11,10 @@ from ops import dburl, supabase_cli
 from ops.config import Config, Environment
 from ops.db import connect, password_for
 from ops.errors import OperationFailed, OpsError, UserError
+from ops.invocation import program
 from ops.report import Result, Table, progress, table
 from ops.safety import confirm_write
 from ops.supabase_cli import cli_workdir
-from ops.invocation import program
 
 MIGRATION_NAME = re.compile(r"^(\d+)_(.+)\.sql$")
 

@@ -23,13 +23,13 @@ from ops.backup.store import seal_private
 from ops.config import Config, Environment
 from ops.db import connect
 from ops.errors import OperationFailed, UserError, first_line
+from ops.invocation import program
 from ops.pgcatalog import Table, ident, qident
 from ops.report import Result, progress
 from ops.report import Table as Rows
 from ops.safety import confirm_write
 from ops.stamps import new_run_dir
 from ops.sync_source import snapshot_reader
-from ops.invocation import program
 
 BEFORE = "before"
 

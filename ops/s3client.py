@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ops.errors import OperationFailed
 from ops.s3base import (
     AUTH_CODES,
-    CutShort,
     MAX_ERROR_TEXT,
+    CutShort,
     ObjectInfo,
     RetryPolicy,
     S3Error,

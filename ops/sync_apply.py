@@ -18,12 +18,12 @@ from ops import pgcatalog, sync_export, sync_sql
 from ops import sync_undo as undo
 from ops.config import Environment
 from ops.errors import OperationFailed, first_line
+from ops.invocation import program
 from ops.report import progress
 from ops.stamps import utc_stamp
 from ops.sync_plan import Compare
 from ops.sync_source import RowFeed, file_feed, query_rows, snapshot_reader
 from ops.sync_sql import CopyIn, Statement, TablePlan, closing_steps, compare_query, lock_step, table_steps
-from ops.invocation import program
 
 if TYPE_CHECKING:
     import psycopg

@@ -24,6 +24,7 @@ from ops import sync_undo as undo
 from ops.config import Config, Environment
 from ops.db import connect
 from ops.errors import OperationFailed, UserError, first_line
+from ops.invocation import program
 from ops.report import Result, progress
 from ops.report import Table as Rows
 from ops.safety import confirm_write, distinct, will_ask
@@ -41,7 +42,6 @@ from ops.sync_plan import (
 )
 from ops.sync_source import LiveSource, compare_with_export, export_env, file_feed, open_source, snapshot_reader
 from ops.sync_sql import TablePlan
-from ops.invocation import program
 
 
 @dataclass

@@ -121,8 +121,12 @@ def test_verify_catches_a_flipped_byte(project, storage):
     assert report["extra"] == ["avatars/stray.txt"]
     text = project.run("verify-backup", "--backup", str(path))
     # The closing line, the last a person sees (and the only one next to --json), names them.
-    assert text.err.strip().splitlines()[-1].startswith(
-        "error: FAILED: 1 missing (avatars/bulk/0004.bin), 1 corrupt (avatars/bulk/0002.bin), 1 extra (avatars/stray.txt)"
+    assert (
+        text.err.strip()
+        .splitlines()[-1]
+        .startswith(
+            "error: FAILED: 1 missing (avatars/bulk/0004.bin), 1 corrupt (avatars/bulk/0002.bin), 1 extra (avatars/stray.txt)"
+        )
     )
     assert "1 corrupt (avatars/bulk/0002.bin)" in bad.err
 

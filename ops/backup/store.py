@@ -20,9 +20,9 @@ from pathlib import Path
 from ops.backup import manifest
 from ops.config import Config, Environment
 from ops.errors import UserError
+from ops.invocation import program
 from ops.report import progress
 from ops.stamps import stamp_order
-from ops.invocation import program
 
 METADATA_FILE = manifest.FILE
 PARTIAL_PREFIX = ".partial-"
