@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from invoke import Collection, Context, Exit, Task, task
 
-from ops.cli import OpsTask, install
+from ops.cli import COMMAND_LINE, OpsTask, install
 
 if TYPE_CHECKING:
     from ops.config import Config
@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     from ops.report import Renderable
 
 LIST_HELP = "repeat the flag or separate with commas"
-COMMAND_LINE = "command_line"  # a task parameter given by ops_task, never a flag (see OpsTask)
 install()  # one meaning per flag, value kinds in help, mistyped flags answered (see ops/cli.py)
 
 

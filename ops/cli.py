@@ -60,6 +60,7 @@ VALUE_KINDS = {
     "where": "SQL",
     "keys": "VALUE[,VALUE...]",
 }
+COMMAND_LINE = "command_line"  # a task parameter ops_task (tasks.py) fills with the task's own command line
 ONE_ENV_TASKS = {
     "journal",
     "smoke",
@@ -84,8 +85,8 @@ class OpsTask(Task):
         return opts
 
     def get_arguments(self, ignore_unknown_help: bool | None = None) -> list[Argument]:
-        # `command_line` is the task's own command line, handed in by tasks.ops_task: not a flag.
-        arguments = [a for a in super().get_arguments(ignore_unknown_help) if a.name != "command_line"]
+        # The task's own command line, handed in by tasks.ops_task: not a flag.
+        arguments = [a for a in super().get_arguments(ignore_unknown_help) if a.name != COMMAND_LINE]
         one_env = str(self.name).replace("_", "-") in ONE_ENV_TASKS
         for argument in arguments:
             key = str(argument.attr_name or argument.name)
@@ -103,15 +104,10 @@ def help_for(context: ParserContext, flag: str, plain: Any) -> tuple[str, str]:
     return ", ".join(sorted(spelled, key=len)), text
 
 
-def nearest(word: str, choices: list[str]) -> str:
-    from ops.spelling import did_you_mean
-
-    return did_you_mean(word, choices)
-
-
 def refused(error: ParseError, program: Program) -> Exit:
     """A command line that cannot be parsed: one line, the nearest flag or task, exit 2 (nothing ran)."""
     from ops.invocation import program as ran
+    from ops.spelling import did_you_mean as nearest
 
     message = str(error)
     unknown = re.fullmatch(r"No idea what '(.+)' is!", message)
