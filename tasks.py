@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 from invoke import Collection, Context, Exit, Task, task
 
-from ops.cli import OpsTask, install, program
+from ops.cli import COMMAND_LINE, OpsTask, install, program
 
 if TYPE_CHECKING:
     from ops.config import Config
+    from ops.invocation import CommandLine
     from ops.report import Renderable
 
 LIST_HELP = "repeat the flag or separate with commas"
@@ -38,10 +39,10 @@ def ops_task(*args: Any, journal: bool = False, **kwargs: Any) -> Callable[[Call
 
             report.PLAIN_PROGRESS = bool(kw.get("json"))  # --json: stderr keeps plain lines, never a bar
             defaults = {name: p.default for name, p in inspect.signature(function).parameters.items()}
-            invocation.record(
-                function.__name__.replace("_", "-"), {k: v for k, v in kw.items() if v != defaults.get(k)}
-            )  # as typed: no defaults
+            typed = {k: v for k, v in kw.items() if v != defaults.get(k)}  # as typed: no defaults
             entry = ops_journal.begin(function.__name__.replace("_", "-"), kw) if journal else None
+            if COMMAND_LINE in defaults:  # the task's own command line, for its re-run hints
+                kw[COMMAND_LINE] = invocation.CommandLine(function.__name__.replace("_", "-"), typed)
             code, failure = 1, "crashed"
             try:
                 function(*a, **kw)
@@ -98,7 +99,9 @@ def number_flag(value: str | int | None, flag: str) -> int | None:
 def load_config(*, check_refs: bool = True) -> Config:
     from ops import config
 
-    return config.load(check_refs=check_refs)
+    loaded = config.load(check_refs=check_refs)
+    config.announce(loaded.path)
+    return loaded
 
 
 def emit(result: Renderable, as_json: bool) -> None:
@@ -149,7 +152,7 @@ def journal(
             env=env,
             task=task,
             since=since,
-            last=number_flag(last, "--last") or 20,
+            last=number_flag(last, "--last"),
         ),
         json,
     )
@@ -262,6 +265,7 @@ def sync_storage(
     json: bool = False,
     yes: bool = False,
     max_delete: str | None = None,
+    command_line: CommandLine | None = None,
 ) -> None:
     """Copy new and changed storage objects between environments (incremental, parallel)."""
     from ops import storage
@@ -277,6 +281,7 @@ def sync_storage(
         force=force,
         yes=yes,
         max_delete=number_flag(max_delete, "--max-delete"),
+        command=command_line,
     )
     emit(result, json)
 
@@ -351,6 +356,7 @@ def restore_storage(
     dry_run: bool = False,
     json: bool = False,
     yes: bool = False,
+    command_line: CommandLine | None = None,
 ) -> None:
     """Upload a storage backup back into an environment (only what differs)."""
     from ops.backup import restore
@@ -364,6 +370,7 @@ def restore_storage(
             buckets=comma_list(buckets) or None,
             dry_run=dry_run,
             yes=yes,
+            command=command_line,
         ),
         json,
     )
@@ -446,6 +453,7 @@ def deploy_functions(
     json: bool = False,
     yes: bool = False,
     at: str | None = None,
+    command_line: CommandLine | None = None,
 ) -> None:
     """Deploy edge functions with --no-verify-jwt; failed ones are named with a re-run command."""
     from ops import functions
@@ -459,6 +467,7 @@ def deploy_functions(
         jobs=number_flag(jobs, "--jobs"),
         yes=yes,
         at=at,
+        command=command_line,
     )
     emit(result, json)
 
@@ -491,7 +500,7 @@ WORKFLOW_HELP = {
         "env": "environment (default: preprod)",
         "only": f"only these functions ({LIST_HELP})",
         "changed_since": "only functions changed since this git ref",
-        "smoke": "end with `inv smoke` on the environment (--no-smoke skips it)",
+        "smoke": "end with the smoke task on the environment (--no-smoke skips it)",
         **WORKFLOW_HELP,
     },
 )
@@ -505,6 +514,7 @@ def release(
     resume_at: str | None = None,
     json: bool = False,
     smoke: bool = True,
+    command_line: CommandLine | None = None,
 ) -> None:
     """After merging a PR: push migrations, deploy the named or changed functions, smoke-check."""
     from ops import workflows
@@ -519,6 +529,7 @@ def release(
             yes=yes,
             resume_at=resume_at,
             smoke=smoke,
+            command=command_line,
         ),
         json,
     )
@@ -540,12 +551,22 @@ def reset_env(
     yes: bool = False,
     resume_at: str | None = None,
     json: bool = False,
+    command_line: CommandLine | None = None,
 ) -> None:
     """Bring an environment in line with another: migrations, config data, storage, functions."""
     from ops import workflows
 
     emit(
-        workflows.reset_env(load_config(), source=from_, target=to, dry_run=dry_run, yes=yes, resume_at=resume_at), json
+        workflows.reset_env(
+            load_config(),
+            source=from_,
+            target=to,
+            dry_run=dry_run,
+            yes=yes,
+            resume_at=resume_at,
+            command=command_line,
+        ),
+        json,
     )
 
 
@@ -565,13 +586,20 @@ def refresh_sandbox(
     yes: bool = False,
     resume_at: str | None = None,
     json: bool = False,
+    command_line: CommandLine | None = None,
 ) -> None:
     """Bring the Lovable sandbox up to date: code, migrations, config data, logos and email assets."""
     from ops import workflows
 
     emit(
         workflows.refresh_sandbox(
-            load_config(), source=from_, sandbox=sandbox, dry_run=dry_run, yes=yes, resume_at=resume_at
+            load_config(),
+            source=from_,
+            sandbox=sandbox,
+            dry_run=dry_run,
+            yes=yes,
+            resume_at=resume_at,
+            command=command_line,
         ),
         json,
     )
@@ -601,6 +629,7 @@ def promote_config(
     yes: bool = False,
     resume_at: str | None = None,
     json: bool = False,
+    command_line: CommandLine | None = None,
 ) -> None:
     """After prototyping in Lovable: config tables sandbox -> preprod, then (confirmed) preprod -> prod."""
     from ops import workflows
@@ -615,6 +644,7 @@ def promote_config(
             dry_run=dry_run,
             yes=yes,
             resume_at=resume_at,
+            command=command_line,
         ),
         json,
     )
@@ -639,13 +669,19 @@ def backup(
     resume_at: str | None = None,
     json: bool = False,
     yes: bool = False,
+    command_line: CommandLine | None = None,
 ) -> None:
     """The backup routine in one snapshot: storage, config export, pg_dump, secret names, functions commit."""
     from ops import workflows
 
     emit(
         workflows.full_backup(
-            load_config(), env=env, keep=number_flag(keep, "--keep"), resume_at=resume_at, copy_to=copy_to
+            load_config(),
+            env=env,
+            keep=number_flag(keep, "--keep"),
+            resume_at=resume_at,
+            copy_to=copy_to,
+            command=command_line,
         ),
         json,
     )
@@ -703,7 +739,7 @@ def recover_rows(
 @ops_task(
     journal=True,
     help={
-        "backup": "a full backup folder (from `inv backup`), or 'latest' (default)",
+        "backup": "a full backup folder (from the backup task), or 'latest' (default)",
         "to": "the project to restore into: a new one, or a PITR-restored one, whose public schema is empty",
         "env": "whose backup 'latest' means (default: the --to environment's own)",
         "force": "restore even though the target has app tables (one transaction: a clash changes nothing)",

@@ -34,9 +34,11 @@ class FaultProxy:
         budget: int | None = None,
         page_delay: float = 0.0,
         fail_pages: bool = False,
+        objects_only: bool = False,
     ) -> None:
         self.upstream_port, self.rate, self.prefix, self.delay, self.faults = upstream_port, rate, prefix, delay, faults
         self.page_delay, self.fail_pages = page_delay, fail_pages  # for listing pages after the first
+        self.objects_only = objects_only  # faults for object requests only: listings answered whole
         self.answered: list[tuple[float, str, str]] = []  # (time.monotonic(), method, path) as each answer went
         self.budget = budget  # at most this many faults in all (None: no limit)
         self.random = random.Random(seed)
@@ -96,7 +98,11 @@ class FaultProxy:
         if later_page:
             time.sleep(self.page_delay)
         object_request = "?" not in handler.path or "partNumber=" in handler.path
-        fault = self.pick_fault(carries_content=object_request and (handler.command == "GET" or bool(body)))
+        fault = (
+            self.pick_fault(carries_content=object_request and (handler.command == "GET" or bool(body)))
+            if object_request or not self.objects_only
+            else None
+        )
         if later_page and self.fail_pages:
             fault = "500"
         if fault == "corrupt" and body:

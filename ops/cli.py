@@ -9,7 +9,6 @@ help here says what each takes (`--only=NAME[,NAME...]`).
 
 from __future__ import annotations
 
-import difflib
 import re
 from typing import Any
 
@@ -61,6 +60,7 @@ VALUE_KINDS = {
     "where": "SQL",
     "keys": "VALUE[,VALUE...]",
 }
+COMMAND_LINE = "command_line"  # a task parameter ops_task (tasks.py) fills with the task's own command line
 ONE_ENV_TASKS = {
     "journal",
     "smoke",
@@ -85,7 +85,8 @@ class OpsTask(Task):
         return opts
 
     def get_arguments(self, ignore_unknown_help: bool | None = None) -> list[Argument]:
-        arguments = super().get_arguments(ignore_unknown_help)
+        # The task's own command line, handed in by tasks.ops_task: not a flag.
+        arguments = [a for a in super().get_arguments(ignore_unknown_help) if a.name != COMMAND_LINE]
         one_env = str(self.name).replace("_", "-") in ONE_ENV_TASKS
         for argument in arguments:
             key = str(argument.attr_name or argument.name)
@@ -103,13 +104,11 @@ def help_for(context: ParserContext, flag: str, plain: Any) -> tuple[str, str]:
     return ", ".join(sorted(spelled, key=len)), text
 
 
-def nearest(word: str, choices: list[str]) -> str:
-    found = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f"; did you mean {found[0]}?" if found else ""
-
-
 def refused(error: ParseError, program: Program) -> Exit:
     """A command line that cannot be parsed: one line, the nearest flag or task, exit 2 (nothing ran)."""
+    from ops.invocation import program as ran
+    from ops.spelling import did_you_mean as nearest
+
     message = str(error)
     unknown = re.fullmatch(r"No idea what '(.+)' is!", message)
     context = getattr(error, "context", None)
@@ -117,11 +116,11 @@ def refused(error: ParseError, program: Program) -> Exit:
         flags = [name for name in context.flags if name.startswith("--")]
         message = (
             f"{context.name}: no such flag {unknown[1]}{nearest(unknown[1], flags)} "
-            f"(`inv --help {context.name}` lists them)"
+            f"(`{ran()} --help {context.name}` lists them)"
         )
     elif unknown:
         tasks = list(program.collection.task_names) if program.collection else []
-        message = f"no such task or flag {unknown[1]}{nearest(unknown[1], tasks)} (`inv --list` lists the tasks)"
+        message = f"no such task or flag {unknown[1]}{nearest(unknown[1], tasks)} (`{ran()} --list` lists the tasks)"
     return Exit(f"error: {message}. Nothing was run.", code=2)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import configparser
 import os
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -257,14 +258,24 @@ def split_list(value: str) -> list[str]:
 
 def config_path() -> Path:
     """OPS_ENVIRONMENTS, else the nearest environments.ini from the current folder up (as git finds
-    .git), else the checkout's own."""
+    .git). Never the checkout's own file: that one names real projects, so a task run from an
+    unrelated folder is refused instead."""
     if os.environ.get("OPS_ENVIRONMENTS"):
         return Path(os.environ["OPS_ENVIRONMENTS"]).resolve()
     here = Path.cwd().resolve()
     for folder in (here, *here.parents):
         if (folder / "environments.ini").is_file():
             return folder / "environments.ini"
-    return (REPO_ROOT / "environments.ini").resolve()
+    raise UserError(
+        f"no environments.ini in {here} or any folder above it: run from your project's folder, "
+        "or point at the file with OPS_ENVIRONMENTS=/path/to/environments.ini"
+    )
+
+
+def announce(path: Path) -> None:
+    """At a terminal, say which file a task uses when it is not the current folder's."""
+    if sys.stderr.isatty() and path.parent != Path.cwd().resolve():
+        print(f"using {path}", file=sys.stderr, flush=True)
 
 
 class _Reader:

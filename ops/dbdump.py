@@ -29,6 +29,7 @@ from ops.childenv import child_env
 from ops.config import Config, Environment
 from ops.db import connect, password_for
 from ops.errors import OperationFailed, UserError
+from ops.invocation import program
 from ops.report import Result, Table
 
 # Schemas the platform creates and migrates itself: never in schema.sql.
@@ -498,7 +499,7 @@ def snapshot_folder(config: Config, backup: str | None, env: Environment) -> Pat
         if not found:
             raise UserError(
                 f"no full backup with a database dump of {env.name} in {series}: run "
-                f"`inv backup --env {env.name}` first, or name one with --backup"
+                f"`{program()} backup --env {env.name}` first, or name one with --backup"
             )
         path = found[-1]
     missing = [name for name in FILES if not (path / "database" / name).is_file()]
@@ -534,9 +535,8 @@ def restore_db(
     checked = verify_backup(config, backup=str(path), env=None)
     if not checked.ok:
         raise UserError(
-            f"{path} does not match its manifest ({len(checked.missing)} missing, "
-            f"{len(checked.corrupt)} corrupt): run inv verify-backup --backup {path}. "
-            "Nothing was restored."
+            f"{checked.verdict()}: it does not match its manifest ({program()} verify-backup --backup {path} "
+            "lists every file). Nothing was restored."
         )
     dburl.for_pg_tool(target_env, tool("psql"))  # psql may be given the password: refused here, before any change
     present = app_tables(target_env)

@@ -208,20 +208,24 @@ def deploy_functions(
     jobs: int | None = None,
     yes: bool = False,
     at: str | None = None,
+    command: invocation.CommandLine | None = None,
 ) -> DeployResult:
-    """Deploy the working tree's functions, or with `at` the functions as they were at that git ref."""
+    """Deploy the working tree's functions, or with `at` the functions as they were at that git ref.
+    `command` is the command line the re-run hint is made from (in a workflow, the workflow's)."""
     if at is None:
         result = _deploy(config, env=env, only=only, changed_since=changed_since, dry_run=dry_run, jobs=jobs, yes=yes)
         result.commit = working_commit(config)
-        return result
-    if changed_since:
-        raise UserError("--at deploys a past commit's functions: combine it with --only, not --changed-since")
-    with tempfile.TemporaryDirectory(prefix="ops-at-") as scratch:
-        commit, past = checkout_at(config, at, Path(scratch))
-        result = _deploy(past, env=env, only=only, changed_since=None, dry_run=dry_run, jobs=jobs, yes=yes)
-    result.commit = commit
-    if result.rerun:
-        result.rerun += f" --at {commit[:12]}"
+    else:
+        if changed_since:
+            raise UserError("--at deploys a past commit's functions: combine it with --only, not --changed-since")
+        with tempfile.TemporaryDirectory(prefix="ops-at-") as scratch:
+            commit, past = checkout_at(config, at, Path(scratch))
+            result = _deploy(past, env=env, only=only, changed_since=None, dry_run=dry_run, jobs=jobs, yes=yes)
+        result.commit = commit
+    if result.failed:
+        line = command or invocation.CommandLine("deploy-functions", {"env": result.env})
+        pinned = {"at": result.commit[:12]} if at and result.commit else {}
+        result.rerun = line.rerun(drop=("only", "changed_since", "at"), add={"only": result.failed, **pinned})
     return result
 
 
@@ -318,10 +322,4 @@ def _deploy(
             if not done.ok:
                 result.reasons[name] = done.reason
     result.deployed += result.retried
-    if result.failed:
-        result.rerun = invocation.command(
-            drop=("only", "changed_since"),
-            add={"only": result.failed},
-            fallback=f"inv deploy-functions --env {environment.name} --only {','.join(result.failed)}",
-        )
     return result

@@ -34,3 +34,14 @@ def out(cwd: Path, *args: str) -> str:
     except (OSError, subprocess.TimeoutExpired):
         return ""
     return result.stdout.strip() if result.returncode == 0 else ""
+
+
+def reason(stderr: str, default: str) -> str:
+    """Why git failed: its first `fatal:` or `error:` line (the cause; the lines after it are advice
+    such as "Please make sure you have the correct access rights"), else its last line."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    for line in lines:
+        for prefix in ("fatal:", "error:"):
+            if line.startswith(prefix):
+                return line.removeprefix(prefix).strip()
+    return lines[-1] if lines else default

@@ -1,34 +1,54 @@
-"""The command line of the running task, rebuilt from its flags: for resume and re-run hints that keep
-every flag the person gave (`--dry-run`, `--yes`, `--jobs`...), not only the ones a hint thought of."""
+"""The command line of a task as the person typed it, for resume and re-run hints that keep every
+flag they gave (`--dry-run`, `--yes`, `--jobs`...), spelt in the program they ran."""
 
 from __future__ import annotations
 
 import shlex
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
-_running: tuple[str, dict[str, Any]] | None = None  # one task per process
+PROGRAM = "supabase-ops"
 
 
-def record(task: str, flags: dict[str, Any]) -> None:
-    global _running
-    _running = (task, dict(flags))
+def program() -> str:
+    """What the person ran: the installed `supabase-ops`, else Invoke's `inv` (in a checkout)."""
+    return PROGRAM if Path(sys.argv[0]).name == PROGRAM else "inv"
 
 
-def command(*, drop: tuple[str, ...] = (), add: dict[str, Any] | None = None, fallback: str = "") -> str:
-    """`inv <task> <flags>` as this run was started, less `drop`, with `add` set; `fallback` outside a task."""
-    if _running is None:
-        return fallback
-    task, flags = _running
-    flags = {k.rstrip("_"): v for k, v in flags.items() if k.rstrip("_") not in drop} | (add or {})
-    words = ["inv", task]
-    for name, value in flags.items():
-        flag = "--" + name.replace("_", "-")
-        if value is True:
-            words.append(flag)
-        elif value in (None, False, "", []):
-            continue
-        elif isinstance(value, list):
-            words += [flag, ",".join(str(v) for v in value)]
-        else:
-            words += [flag, str(value)]
-    return shlex.join(words)
+@dataclass(frozen=True)
+class CommandLine:
+    """One task's flags as typed (defaults left out). Inside a workflow, `step` names the step it
+    runs: a re-run there is the workflow resumed at that step, since a workflow takes none of its
+    steps' own flags (`--only`, `--buckets`)."""
+
+    task: str
+    flags: dict[str, Any] = field(default_factory=dict)
+    step: str = ""
+
+    def at_step(self, step: str) -> CommandLine:
+        return replace(self, step=step)
+
+    def rerun(self, *, drop: tuple[str, ...] = (), add: dict[str, Any] | None = None) -> str:
+        """This task again with `add` instead of `drop`; in a workflow step, the workflow resumed there."""
+        if self.step:
+            return self.render(drop=("resume_at",), add={"resume_at": self.step})
+        return self.render(drop=drop, add=add)
+
+    def render(self, *, drop: tuple[str, ...] = (), add: dict[str, Any] | None = None) -> str:
+        flags = {k.rstrip("_"): v for k, v in self.flags.items() if k.rstrip("_") not in drop} | (add or {})
+        words = [program(), self.task]
+        for name, value in flags.items():
+            flag = "--" + name.replace("_", "-")
+            if value is True:
+                words.append(flag)
+            elif value is False:  # only typed when the default is on (`--no-smoke`)
+                words.append("--no-" + name.replace("_", "-"))
+            elif value in (None, "", []):
+                continue
+            elif isinstance(value, list):
+                words += [flag, ",".join(str(v) for v in value)]
+            else:
+                words += [flag, str(value)]
+        return shlex.join(words)

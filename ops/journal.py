@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ops import git as gitrepo
+from ops.errors import UserError
 from ops.report import Renderable, Result, Table
 
 ENV_FLAGS = ("env", "from_", "to", "sandbox", "preprod", "prod", "envs")
@@ -87,7 +88,10 @@ def finish(entry: Entry, exit_code: int, failure: str = "") -> None:
     try:
         from ops import config as ops_config
 
-        path, refs = journal_path(), {}
+        try:
+            path, refs = journal_path(), {}
+        except UserError:
+            return  # no environments file, so no project folder: the task was refused before it began
         try:
             loaded = ops_config.load(check_refs=False)
             path = loaded.journal_path
@@ -191,8 +195,6 @@ class JournalReport(Result):
 
 def parse_since(value: str) -> datetime:
     """`7d`, `24h`, `30m`, or an ISO date/time (UTC)."""
-    from ops.errors import UserError
-
     match = re.fullmatch(r"(\d+)([dhm])", value.strip())
     if match:
         unit = {"d": "days", "h": "hours", "m": "minutes"}[match[2]]
@@ -224,9 +226,18 @@ def entry_of(raw: bytes) -> dict[str, Any] | None:
 
 
 def read(
-    path: Path, *, env: str | None = None, task: str | None = None, since: str | None = None, last: int = 20
+    path: Path,
+    *,
+    env: str | None = None,
+    task: str | None = None,
+    since: str | None = None,
+    last: int | None = None,
 ) -> JournalReport:
-    """The matching lines, newest first; a damaged line is skipped and counted, never fatal."""
+    """The matching lines, newest first (the `last` 20 unless told); a damaged line is skipped and
+    counted, never fatal."""
+    last = 20 if last is None else last
+    if last < 1:
+        raise UserError(f"--last takes how many runs to show, 1 or more, not {last}")
     start = parse_since(since) if since else None
     entries, damaged = [], 0
     if path.is_file():

@@ -45,8 +45,9 @@ class Git:
     def __call__(self, *args: str, check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess:
         result = gitrepo.run(cwd or self.cwd, *args)
         if check and result.returncode != 0:
-            last = last_line(result.stderr, f"exit {result.returncode}")
-            raise OperationFailed(f"git {' '.join(args[:2])} failed: {last}")
+            words = [arg for arg in args if not arg.startswith("-")][:3]  # `git fetch lovable main`, not its options
+            why = gitrepo.reason(result.stderr, f"exit {result.returncode}")
+            raise OperationFailed(f"git {' '.join(words)} failed: {why}")
         return result
 
     def out(self, *args: str, cwd: Path | None = None) -> str:
@@ -87,7 +88,7 @@ def conflicted(git: Git, cwd: Path | None = None) -> list[str]:
 def _why(merge: subprocess.CompletedProcess, files: list[str]) -> str:
     if files:
         return "conflicts in: " + ", ".join(files)
-    return "failed: " + last_line(merge.stderr + merge.stdout, f"git exit {merge.returncode}")
+    return "failed: " + gitrepo.reason(merge.stderr, last_line(merge.stdout, f"git exit {merge.returncode}"))
 
 
 def sync_lovable(config: Config, *, diff_only: bool) -> LovableResult:

@@ -11,6 +11,7 @@ from ops import dburl, supabase_cli
 from ops.config import Config, Environment
 from ops.db import connect, password_for
 from ops.errors import OperationFailed, OpsError, UserError
+from ops.invocation import program
 from ops.report import Result, Table, progress, table
 from ops.safety import confirm_write
 from ops.supabase_cli import cli_workdir
@@ -214,7 +215,7 @@ def _check_tested_first(
     if untested:
         raise UserError(
             f"{staging} first: {', '.join(untested)} not applied to {staging} yet. Push there and test "
-            f"(inv push-migrations --env {staging}), or pass --skip-preprod-check"
+            f"({program()} push-migrations --env {staging}), or pass --skip-preprod-check"
         )
 
 

@@ -26,7 +26,9 @@ def choose(requested: Iterable[str] | None, known: list[str], unknown: Callable[
     asked = list(dict.fromkeys(requested))
     strangers = [name for name in asked if name not in known]
     if strangers:
-        raise UserError(unknown(strangers))
+        from ops.spelling import did_you_mean
+
+        raise UserError(unknown(strangers) + did_you_mean(strangers[0], known))
     return asked
 
 

@@ -23,6 +23,7 @@ from ops.backup.store import seal_private
 from ops.config import Config, Environment
 from ops.db import connect
 from ops.errors import OperationFailed, UserError, first_line
+from ops.invocation import program
 from ops.pgcatalog import Table, ident, qident
 from ops.report import Result, progress
 from ops.report import Table as Rows
@@ -69,7 +70,7 @@ class RecoverResult(Result):
         if self.run_dir and not self.dry_run:
             tables = ",".join(t.table for t in self.tables)
             lines.append(
-                f"undo: inv recover-rows --from-export {Path(self.run_dir) / BEFORE} --to {self.target} "
+                f"undo: {program()} recover-rows --from-export {Path(self.run_dir) / BEFORE} --to {self.target} "
                 f"--table {tables}"
             )
         total = sum(t.inserted + t.updated + t.deleted for t in self.tables)

@@ -87,6 +87,17 @@ class Unreachable(OperationFailed):
         )
 
 
+class CutShort(OperationFailed):
+    """The server answered an object request, but its body stopped before the end, on every attempt."""
+
+    @classmethod
+    def after(cls, where: str, request: str, attempts: int, text: str, error: BaseException) -> CutShort:
+        return cls(
+            f"{where}: {request}: the server answered, but the body was cut short ({reason(text, error)}) "
+            f"on every one of {attempts} attempts"
+        )
+
+
 class Untrusted(OperationFailed):
     """The endpoint's certificate does not verify against the roots this machine trusts."""
 

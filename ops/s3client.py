@@ -31,6 +31,7 @@ from ops.errors import OperationFailed
 from ops.s3base import (
     AUTH_CODES,
     MAX_ERROR_TEXT,
+    CutShort,
     ObjectInfo,
     RetryPolicy,
     S3Error,
@@ -228,8 +229,9 @@ class S3:
 
     # ------------------------------------------------------------ errors
 
-    def _failed(self, error: BaseException, operation: str) -> Exception:
-        """What a client's exception means here: an S3Error (with the refusal hook), Unreachable or Untrusted."""
+    def _failed(self, error: BaseException, operation: str, answered: bool = False) -> Exception:
+        """What a client's exception means here: an S3Error (with the refusal hook), Unreachable, Untrusted,
+        or (`answered`: the failure came while reading an answer's body) CutShort."""
         from botocore.exceptions import ClientError, HTTPClientError, SSLError
         from botocore.exceptions import ConnectionError as LostConnection
 
@@ -242,6 +244,8 @@ class S3:
             code, message = str(answer.get("Code") or status), str(answer.get("Message") or "")
         elif isinstance(error, SSLError) or (not status and "certificate" in text.lower()):
             return self._hooked(Untrusted(one_line(text.split("Debug source")[0])))
+        elif answered and not status:
+            return CutShort.after(self.where, operation, self.retry.attempts, text, error)
         elif isinstance(error, LostConnection | HTTPClientError) or (
             not status and not isinstance(error, FileNotFoundError)
         ):
@@ -261,18 +265,19 @@ class S3:
         return error
 
     @contextmanager
-    def _call(self, operation: str) -> Iterator[None]:
+    def _call(self, operation: str, answered: bool = False) -> Iterator[None]:
+        """Turn the clients' exceptions into ours; `operation` names the request (and its object)."""
         from obstore.exceptions import BaseError
 
         try:
             yield
         except (BaseError, OSError, ValueError) as error:
-            raise self._failed(error, operation) from None
+            raise self._failed(error, operation, answered) from None
         except Exception as error:
             from botocore.exceptions import BotoCoreError, ClientError
 
             if isinstance(error, BotoCoreError | ClientError):
-                raise self._failed(error, operation) from None
+                raise self._failed(error, operation, answered) from None
             raise
 
     # ------------------------------------------------------------ the calls
@@ -321,7 +326,7 @@ class S3:
 
     def head_object(self, bucket: str, key: str) -> dict[str, str]:
         """The object's headers: etag, content-length, the kept headers and x-amz-meta-* (names lower-cased)."""
-        with self._call("HeadObject"):
+        with self._call(f"HeadObject {bucket}/{key}"):
             if addressable(key):
                 import obstore
 
@@ -332,16 +337,17 @@ class S3:
     def get_object(self, bucket: str, key: str) -> Iterator[Body]:
         """The object's answer, its body unread (read raw: an object stored encoded is copied as stored)."""
         body: Body
-        with self._call("GetObject"):
+        request = f"GetObject {bucket}/{key}"
+        with self._call(request):
             if addressable(key):
                 import obstore
 
-                body = _ObstoreBody(obstore.get(self.store(bucket), key), self)
+                body = _ObstoreBody(obstore.get(self.store(bucket), key), self, request)
                 close: Callable[[], None] = lambda: None  # noqa: E731 (dropped with the answer)
             else:
                 answer = self.boto.get_object(Bucket=bucket, Key=key)
                 body, close = (
-                    _BotoBody(dict(answer["ResponseMetadata"]["HTTPHeaders"]), answer["Body"]),
+                    _BotoBody(dict(answer["ResponseMetadata"]["HTTPHeaders"]), answer["Body"], self, request),
                     answer["Body"].close,
                 )
         try:
@@ -424,23 +430,24 @@ class S3:
 
 
 class _ObstoreBody:
-    def __init__(self, answer: Any, s3: S3) -> None:
+    def __init__(self, answer: Any, s3: S3, request: str) -> None:
         self.headers = _obstore_headers(answer)
-        self._answer, self._s3 = answer, s3
+        self._answer, self._s3, self._request = answer, s3, request
 
     def iter_raw(self, size: int = BODY_CHUNK) -> Iterator[bytes | memoryview]:
-        with self._s3._call("GetObject"):
+        with self._s3._call(self._request, answered=True):
             for chunk in self._answer.stream(min_chunk_size=size):
                 yield memoryview(chunk)  # no copy: hashlib and files take the buffer as it is
 
 
 class _BotoBody:
-    def __init__(self, headers: dict[str, str], body: Any) -> None:
-        self.headers, self._body = headers, body
+    def __init__(self, headers: dict[str, str], body: Any, s3: S3, request: str) -> None:
+        self.headers, self._body, self._s3, self._request = headers, body, s3, request
 
     def iter_raw(self, size: int = BODY_CHUNK) -> Iterator[bytes | memoryview]:
-        while chunk := self._body.read(size):
-            yield chunk
+        with self._s3._call(self._request, answered=True):
+            while chunk := self._body.read(size):
+                yield chunk
 
 
 def _obstore_headers(answer: Any) -> dict[str, str]:

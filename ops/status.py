@@ -97,15 +97,31 @@ def shown_auth(key: str, value: object) -> object:
     return value if key in SHOWN_AUTH_SETTINGS or SHOWN_AUTH_PATTERN.fullmatch(key) else conceal(value)
 
 
+# storage.buckets' columns as the drift table names them ("bucket avatars: public").
+BUCKET_FIELDS = {"public": "public", "file_size_limit": "file size limit", "allowed_mime_types": "allowed MIME types"}
+BUCKET_LABEL = re.compile(r"bucket (.+): (" + "|".join(map(re.escape, BUCKET_FIELDS.values())) + r")$")
+
+
 def bucket_settings(env: Environment) -> dict[str, object]:
     """Each bucket's settings as storage.buckets holds them (managed by migrations: a difference is drift)."""
     with connect(env, autocommit=True, application="ops status", timeout=5) as conn:
         rows = conn.execute("SELECT id, public, file_size_limit, allowed_mime_types FROM storage.buckets").fetchall()
     found: dict[str, object] = {}
     for bucket, public, limit, mime in rows:
-        found[f"bucket {bucket}: public"] = public
-        found[f"bucket {bucket}: file size limit"] = limit
-        found[f"bucket {bucket}: allowed MIME types"] = ",".join(sorted(mime)) if mime else None
+        values = {"public": public, "file_size_limit": limit, "allowed_mime_types": sorted(mime) if mime else None}
+        found.update({f"bucket {bucket}: {BUCKET_FIELDS[name]}": value for name, value in values.items()})
+    return found
+
+
+def structured(settings: dict[str, object]) -> dict[str, dict]:
+    """The settings as JSON reads them: `{"buckets": {"avatars": {"public": false, ...}}, "auth": {...}}`."""
+    fields = {label: name for name, label in BUCKET_FIELDS.items()}
+    found: dict[str, dict] = {"buckets": {}, "auth": {}}
+    for label, value in settings.items():
+        if match := BUCKET_LABEL.match(label):
+            found["buckets"].setdefault(match[1], {})[fields[match[2]]] = value
+        else:
+            found["auth"][label.removeprefix("auth ")] = value
     return found
 
 
@@ -222,7 +238,7 @@ class StatusReport(Result):
     def to_dict(self) -> dict:
         drifted, per_env = self.drift()
         return {
-            "envs": [asdict(e) for e in self.envs],
+            "envs": [asdict(e) | {"settings": structured(e.settings)} for e in self.envs],
             "local_functions": self.local_functions,
             "settings_drift": drifted,
             "settings_per_env": per_env,
@@ -252,7 +268,9 @@ class StatusReport(Result):
         if name not in e.settings:
             return "(absent)"
         value = e.settings[name]
-        return "differs" if isinstance(value, Concealed) else "null" if value is None else str(value)
+        if isinstance(value, Concealed):
+            return "differs"
+        return "null" if value is None else ", ".join(value) if isinstance(value, list) else str(value)
 
     def footer(self) -> str:
         lines = [f"{env.env}: {part} not compared: {why}" for env in self.envs for part, why in env.skipped.items()]

@@ -114,7 +114,9 @@ def sync_storage(
     force: bool = False,
     yes: bool = False,
     max_delete: int | None = None,
+    command: invocation.CommandLine | None = None,
 ) -> StorageResult:
+    """Copy what differs; `command` is the command line re-run hints are made from (in a workflow, the workflow's)."""
     started = time.monotonic()
     if not source or not target:
         raise UserError("name both sides: --from ENV --to ENV")
@@ -134,6 +136,7 @@ def sync_storage(
         if delete:
             check_deletes(plans, source, max_delete)
         said_what_was_read(plans, source)
+        result.failures += [failure for plan in plans for failure in plan.unread]
         if dry_run or not any(p.copies or p.delete for p in plans):  # nothing to do: done, without asking
             result.buckets = [
                 BucketResult(
@@ -181,11 +184,8 @@ def sync_storage(
             result.failures += done.failures
     if result.failures:
         failed_buckets = ",".join(dict.fromkeys(f.bucket for f in result.failures))
-        result.rerun = invocation.command(
-            drop=("buckets",),
-            add={"buckets": failed_buckets},
-            fallback=f"inv sync-storage --from {source} --to {target} --buckets {failed_buckets}",
-        )
+        line = command or invocation.CommandLine("sync-storage", {"from": source, "to": target})
+        result.rerun = line.rerun(drop=("buckets",), add={"buckets": failed_buckets})
     result.seconds = round(time.monotonic() - started, 3)
     return result
 

@@ -169,6 +169,8 @@ def copy_while_listing(
             )
         finally:
             listing.close()
+            with ended:
+                outcomes[bucket].failures += plans[bucket].unread  # objects that could not be read to compare
             hand_on(None)
 
     def tasks() -> Iterator[tuple[str, ObjectInfo]]:

@@ -12,8 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ops import s3objects
-from ops.errors import UserError
-from ops.parallel import NAMED
+from ops.errors import OperationFailed, UserError
+from ops.parallel import NAMED, Failure
 from ops.report import progress
 from ops.s3base import ObjectInfo, ObjectList
 from ops.s3client import S3
@@ -34,6 +34,7 @@ class BucketPlan:
     target_objects: int = 0
     read_to_compare: int = 0  # objects whose sameness needed a download (no MD5 recorded on one side)
     copy_bytes: int = 0
+    unread: list[Failure] = field(default_factory=list)  # objects that could not be read to compare them
 
     @property
     def copies(self) -> int:
@@ -46,6 +47,23 @@ class BucketPlan:
             self.changed += 1
         self.copy_bytes += info.size
         return info
+
+
+class Unread(OperationFailed):
+    """An object could not be read to compare it: it is neither copied nor called identical."""
+
+
+def differs(src: S3, dst: S3, bucket: str, a: ObjectInfo, b: ObjectInfo, plan: BucketPlan, force: bool) -> bool:
+    """Whether `a` is to be copied over `b`; raises Unread (recorded in `plan.unread`) when reading them
+    to compare failed: the request that failed is named, not the listing that found them."""
+    if force:
+        return True
+    try:
+        return not same_content(src, dst, bucket, a, b, plan)
+    except OperationFailed as error:
+        why = f"read to compare: {s3objects.describe(error)}"
+        plan.unread.append(Failure(bucket, a.key, why))
+        raise Unread(why) from None
 
 
 def same_content(src: S3, dst: S3, bucket: str, a: ObjectInfo, b: ObjectInfo, plan: BucketPlan) -> bool:
@@ -113,10 +131,13 @@ class BucketListings:
                     only_in_target.append(there[1].key)
                 there = next(targets, None)
             elif here is not None and there is not None:
-                if force or not same_content(src, dst, bucket, here[1], there[1], plan):
-                    yield plan.to_copy(here[1], new=False)
-                else:
-                    plan.identical += 1
+                try:
+                    if differs(src, dst, bucket, here[1], there[1], plan, force):
+                        yield plan.to_copy(here[1], new=False)
+                    else:
+                        plan.identical += 1
+                except Unread:
+                    pass  # in plan.unread; the rest is still compared
                 here, there = next(sources, None), next(targets, None)
         plan.target_objects = self.target.count
         if self.source.missing:
@@ -167,10 +188,14 @@ def plan_in_memory(src: S3, dst: S3, bucket: str, *, force: bool, delete: bool) 
         existing = target.get(key)
         if existing is None:
             plan.copy.append(plan.to_copy(info, new=True))
-        elif force or not same_content(src, dst, bucket, info, existing, plan):
-            plan.copy.append(plan.to_copy(info, new=False))
-        else:
-            plan.identical += 1
+            continue
+        try:
+            if differs(src, dst, bucket, info, existing, plan, force):
+                plan.copy.append(plan.to_copy(info, new=False))
+            else:
+                plan.identical += 1
+        except Unread:
+            pass  # in plan.unread; the rest is still compared
     if delete:
         plan.delete = sorted(set(target) - set(source))
     return plan

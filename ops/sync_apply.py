@@ -18,6 +18,7 @@ from ops import pgcatalog, sync_export, sync_sql
 from ops import sync_undo as undo
 from ops.config import Environment
 from ops.errors import OperationFailed, first_line
+from ops.invocation import program
 from ops.report import progress
 from ops.stamps import utc_stamp
 from ops.sync_plan import Compare
@@ -158,7 +159,7 @@ class ImportTransaction:
                 raise OperationFailed(
                     f"sync into {self.target.name}: the connection failed during COMMIT ({first_line(error)}); the "
                     f"import may or may not have been committed. Check {self.target.name}; the undo is kept: "
-                    f"inv sync-data --from-export {before_dir} --to {self.target.name} --prune"
+                    f"{program()} sync-data --from-export {before_dir} --to {self.target.name} --prune"
                 ) from None
             raise _failure(self.current, error, self.target) from None
         finally:

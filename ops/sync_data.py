@@ -24,6 +24,7 @@ from ops import sync_undo as undo
 from ops.config import Config, Environment
 from ops.db import connect
 from ops.errors import OperationFailed, UserError, first_line
+from ops.invocation import program
 from ops.report import Result, progress
 from ops.report import Table as Rows
 from ops.safety import confirm_write, distinct, will_ask
@@ -82,7 +83,7 @@ class SyncResult(Result):
         before = Path(self.run_dir) / "before" if self.run_dir else None
         if before and self.target and not self.dry_run and (before / sync_export.MANIFEST).is_file():
             # The undo snapshot: the target's rows this run replaced, as they were just before.
-            lines.insert(0, f"undo: inv sync-data --from-export {before} --to {self.target} --prune")
+            lines.insert(0, f"undo: {program()} sync-data --from-export {before} --to {self.target} --prune")
         return "\n".join(lines)
 
 

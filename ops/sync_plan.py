@@ -37,9 +37,13 @@ def select_tables(settings: SyncDataSettings, requested: list[str] | None) -> li
                 "([sync-data] blocked_tables). Nothing was read or written."
             )
         if table not in safe:
+            from ops.spelling import did_you_mean
+
+            hint = did_you_mean(name, [*settings.safe_tables, *safe]) or "."
             raise UserError(
-                f"'{name}' is not a known config table. If it holds configuration only, add it to "
-                "[sync-data] safe_tables in environments.ini. Nothing was read or written."
+                f"'{name}' is not a known config table{hint} "
+                "If it holds configuration only, add it to [sync-data] safe_tables in environments.ini. "
+                "Nothing was read or written."
             )
         if table not in chosen:
             chosen.append(table)
@@ -58,7 +62,11 @@ def conflict_key(table: Table, natural_keys: dict[str, list[str]]) -> list[str]:
     return key
 
 
-class MissingTable(UserError):
+class SchemaBehind(UserError):
+    """The target lacks a table or column the source has: its migrations are behind."""
+
+
+class MissingTable(SchemaBehind):
     def __init__(self, env: Environment, name: str) -> None:
         super().__init__(f"{env.name}: table {name} does not exist (schema is behind: push migrations first)")
         self.table = name
@@ -91,7 +99,7 @@ def plan_table(target: Table, entry: dict, natural_keys: dict[str, list[str]], i
     missing = [c["name"] for c in entry["columns"] if c["name"] not in target_columns]
     if missing:
         cols = ", ".join(f"{target.qualified}.{name}" for name in missing)
-        raise UserError(f"target schema is behind: {cols} missing in the target; push migrations first")
+        raise SchemaBehind(f"target schema is behind: {cols} missing in the target; push migrations first")
     columns = [c["name"] for c in entry["columns"] if not target_columns[c["name"]].generated]
     key = conflict_key(target, natural_keys)
     absent_key = [k for k in key if k not in columns]

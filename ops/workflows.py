@@ -1,7 +1,9 @@
 """The reference card's common workflows as one command each: steps that stop at the first failure.
 
 Every workflow ends with a summary of every step (done / failed / not run) and, after a
-failure, the command that resumes from the failed step (`--resume-at STEP`).
+failure, the command that resumes from the failed step (`--resume-at STEP`). A dry run plans
+each step as it would be after the steps before it, and marks the steps it could plan only in
+part (what they read, an earlier step would change first).
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ops import dburl, functions, invocation, migrations, storage, sync_data, sync_plan
+from ops import dburl, functions, migrations, storage, sync_data, sync_plan
 from ops.backup import full
 from ops.config import Config, Environment
 from ops.errors import OperationFailed, OpsError, UserError, first_line
+from ops.invocation import CommandLine, program
 from ops.report import Result, Table, progress, table
 from ops.safety import confirm_write, distinct, will_ask
 
@@ -27,8 +30,20 @@ class Step:
 @dataclass
 class StepResult:
     step: str
-    status: str  # done | failed | not run | skipped
+    status: str  # done | planned in part | failed | not run | skipped
     detail: str = ""
+
+
+class PlannedInPart(OpsError):
+    """A dry-run step whose input an earlier step would change first: planned as far as it can be."""
+
+
+@dataclass
+class DryRun:
+    """What the earlier steps of a dry run would change, for the steps after them to plan against."""
+
+    pending: dict[str, int] = field(default_factory=dict)  # env -> migrations an earlier step would push
+    rows: dict[str, tuple[str, int]] = field(default_factory=dict)  # env -> (step, rows it would write there)
 
 
 @dataclass
@@ -47,7 +62,12 @@ class WorkflowResult(Result):
         if self.resume:
             return f"resume with: {self.resume}"
         done = sum(s.status == "done" for s in self.steps)
-        return f"{self.workflow}: {done} of {len(self.steps)} step(s) done" + (" (dry run)" if self.dry_run else "")
+        if not self.dry_run:
+            return f"{self.workflow}: {done} of {len(self.steps)} step(s) done"
+        partial = [s.step for s in self.steps if s.status == "planned in part"]
+        return f"{self.workflow}: {done + len(partial)} of {len(self.steps)} step(s) planned (dry run)" + (
+            f"; planned in part: {', '.join(partial)} (an earlier step changes what they read)" if partial else ""
+        )
 
     def failure(self) -> OpsError | None:
         if not self.exit_code:
@@ -56,7 +76,9 @@ class WorkflowResult(Result):
         return error(f"{self.workflow} stopped at a failed step; resume with: {self.resume}")
 
 
-def run_steps(name: str, steps: list[Step], *, command: str, dry_run: bool, resume_at: str | None) -> WorkflowResult:
+def run_steps(
+    name: str, steps: list[Step], *, command: CommandLine, dry_run: bool, resume_at: str | None
+) -> WorkflowResult:
     names = [s.name for s in steps]
     if resume_at and resume_at not in names:
         raise UserError(f"--resume-at {resume_at}: {name} has the steps {', '.join(names)}")
@@ -67,13 +89,14 @@ def run_steps(name: str, steps: list[Step], *, command: str, dry_run: bool, resu
         progress(f"== {name} step {index + 1}/{len(steps)}: {step.name}{' (dry run)' if dry_run else ''}")
         try:
             detail = step.run()
+        except PlannedInPart as partial:
+            result.steps.append(StepResult(step.name, "planned in part", str(partial)))
+            continue
         except OpsError as error:
             result.steps.append(StepResult(step.name, "failed", first_line(error)))
             result.steps += [StepResult(s.name, "not run") for s in steps[index + 1 :]]
             # Every flag of this run is kept (--dry-run, --yes, --json...); only the step changes.
-            result.resume = invocation.command(
-                drop=("resume_at",), add={"resume_at": step.name}, fallback=f"{command} --resume-at {step.name}"
-            )
+            result.resume = command.at_step(step.name).rerun()
             changed_before = any(s.status == "done" for s in result.steps) and not dry_run
             result.exit_code = 2 if isinstance(error, UserError) and not changed_before else 1
             progress(str(error))
@@ -126,12 +149,14 @@ def confirm_all(
 # ---------------------------------------------------------------- the steps
 
 
-def push_step(config: Config, env: Environment, dry_run: bool) -> Step:
+def push_step(config: Config, env: Environment, dry_run: bool, planned: DryRun | None = None) -> Step:
     def run() -> str:
         result = migrations.push_migrations(config, env=env.name, dry_run=dry_run, yes=True, show=progress)
         row = result.envs[0]
         if result.failed:
             raise OperationFailed(f"{env.name}: {row.detail}")
+        if dry_run and planned is not None:
+            planned.pending[env.name] = row.pending
         return f"{env.name}: {row.status}, {row.applied or row.pending} migration(s)"
 
     return Step("migrations", run)
@@ -148,7 +173,7 @@ def tested_first_step(config: Config, env: Environment) -> Step | None:
         if missing:
             raise UserError(
                 f"{staging} lacks migration(s) {', '.join(missing)}: release to {staging} first "
-                f"(inv release --env {staging})"
+                f"({program()} release --env {staging})"
             )
         return f"{staging} has all {len(local)} migrations"
 
@@ -162,12 +187,20 @@ def deploy_step(
     only: list[str] | None = None,
     changed_since: str | None = None,
     deployed: dict[str, str | None] | None = None,
+    *,
+    command: CommandLine,
 ) -> Step:
     """Deploy functions; `deployed` receives the commit that went out (for the workflow's record)."""
 
     def run() -> str:
         result = functions.deploy_functions(
-            config, env=env.name, only=only, changed_since=changed_since, dry_run=dry_run, yes=True
+            config,
+            env=env.name,
+            only=only,
+            changed_since=changed_since,
+            dry_run=dry_run,
+            yes=True,
+            command=command.at_step("functions"),
         )
         if deployed is not None and not dry_run:
             deployed["commit"] = result.commit
@@ -189,25 +222,58 @@ def data_step(
     dry_run: bool,
     tables: list[str] | None = None,
     name: str = "config-data",
+    planned: DryRun | None = None,
 ) -> Step:
     def run() -> str:
-        result = sync_data.sync_data(
-            config, source=source.name, target=target.name, tables=tables, dry_run=dry_run, yes=True
-        )
+        earlier = planned if dry_run else None
+        try:
+            result = sync_data.sync_data(
+                config, source=source.name, target=target.name, tables=tables, dry_run=dry_run, yes=True
+            )
+        except sync_plan.SchemaBehind as behind:
+            pending = earlier.pending.get(target.name, 0) if earlier else 0
+            if not pending:
+                raise
+            raise PlannedInPart(
+                f"not compared: {first_line(behind)}, which the migrations step would do first "
+                f"({pending} migration(s) for {target.name})"
+            ) from None
         inserted = sum(t.inserted for t in result.tables)
         updated = sum(t.updated for t in result.tables)
         verb = "would insert" if dry_run else "inserted"
-        return f"{len(result.tables)} tables {source.name} -> {target.name}: {verb} {inserted}, updated {updated}"
+        detail = f"{len(result.tables)} tables {source.name} -> {target.name}: {verb} {inserted}, updated {updated}"
+        if earlier is None:
+            return detail
+        before = earlier.rows.get(source.name)
+        earlier.rows[target.name] = (name, inserted + updated)
+        if before and before[1]:
+            raise PlannedInPart(
+                f"{detail}, from {source.name} as it is now: step {before[0]} would write {before[1]} row(s) "
+                "into it first"
+            )
+        return detail
 
     return Step(name, run)
 
 
 def storage_step(
-    config: Config, source: Environment, target: Environment, dry_run: bool, buckets: list[str] | None = None
+    config: Config,
+    source: Environment,
+    target: Environment,
+    dry_run: bool,
+    buckets: list[str] | None = None,
+    *,
+    command: CommandLine,
 ) -> Step:
     def run() -> str:
         result = storage.sync_storage(
-            config, source=source.name, target=target.name, buckets=buckets, dry_run=dry_run, yes=True
+            config,
+            source=source.name,
+            target=target.name,
+            buckets=buckets,
+            dry_run=dry_run,
+            yes=True,
+            command=command.at_step("storage"),
         )
         if result.failed:
             raise OperationFailed(f"{len(result.failures)} object(s) failed; re-run: {result.rerun}")
@@ -245,8 +311,12 @@ def release(
     yes: bool,
     resume_at: str | None,
     smoke: bool = True,
+    command: CommandLine | None = None,
 ) -> WorkflowResult:
     target = config.env(env or config.workflows.preprod)
+    line = command or CommandLine(
+        "release", {"env": target.name, "only": only, "changed_since": changed_since, "smoke": None if smoke else False}
+    )
     functions.select_functions(config, only, changed_since)  # bad names are refused before any step
     confirm_all(
         [target],
@@ -262,54 +332,64 @@ def release(
             yes=True,
             resume_at=resume_at,
             smoke=smoke,
+            command=line,
         ),
     )
     steps = [s for s in (tested_first_step(config, target),) if s]
     deployed: dict[str, str | None] = {}
-    steps += [push_step(config, target, dry_run), deploy_step(config, target, dry_run, only, changed_since, deployed)]
+    steps += [
+        push_step(config, target, dry_run),
+        deploy_step(config, target, dry_run, only, changed_since, deployed, command=line),
+    ]
     if smoke:  # the card's "test on the preview URL", as the release's last step
         steps.append(smoke_step(config, target, dry_run))
-    command = (
-        f"inv release --env {target.name}"
-        + (f" --only {','.join(only)}" if only else "")
-        + (f" --changed-since {changed_since}" if changed_since else "")
-        + ("" if smoke else " --no-smoke")
-    )
-    result = run_steps("release", steps, command=command, dry_run=dry_run, resume_at=resume_at)
+    result = run_steps("release", steps, command=line, dry_run=dry_run, resume_at=resume_at)
     result.commit = deployed.get("commit")
     return result
 
 
 def reset_env(
-    config: Config, *, source: str | None, target: str | None, dry_run: bool, yes: bool, resume_at: str | None
+    config: Config,
+    *,
+    source: str | None,
+    target: str | None,
+    dry_run: bool,
+    yes: bool,
+    resume_at: str | None,
+    command: CommandLine | None = None,
 ) -> WorkflowResult:
     source_env, target_env = config.env(source or config.workflows.prod), config.env(target or config.workflows.preprod)
     distinct(source_env, target_env)
+    line = command or CommandLine("reset-env", {"from": source_env.name, "to": target_env.name})
     confirm_all(
         [target_env],
         yes=yes,
         dry_run=dry_run,
         action=f"reset it from {source_env.name}",
-        plan=lambda: reset_env(config, source=source, target=target, dry_run=True, yes=True, resume_at=resume_at),
+        plan=lambda: reset_env(
+            config, source=source, target=target, dry_run=True, yes=True, resume_at=resume_at, command=line
+        ),
         details=lambda: config_diff(config, [(source_env, target_env)], None),
     )
+    planned = DryRun()
     steps = [
-        push_step(config, target_env, dry_run),
-        data_step(config, source_env, target_env, dry_run),
-        storage_step(config, source_env, target_env, dry_run),
-        deploy_step(config, target_env, dry_run),
+        push_step(config, target_env, dry_run, planned),
+        data_step(config, source_env, target_env, dry_run, planned=planned),
+        storage_step(config, source_env, target_env, dry_run, command=line),
+        deploy_step(config, target_env, dry_run, command=line),
     ]
-    return run_steps(
-        "reset-env",
-        steps,
-        command=f"inv reset-env --from {source_env.name} --to {target_env.name}",
-        dry_run=dry_run,
-        resume_at=resume_at,
-    )
+    return run_steps("reset-env", steps, command=line, dry_run=dry_run, resume_at=resume_at)
 
 
 def refresh_sandbox(
-    config: Config, *, source: str | None, sandbox: str | None, dry_run: bool, yes: bool, resume_at: str | None
+    config: Config,
+    *,
+    source: str | None,
+    sandbox: str | None,
+    dry_run: bool,
+    yes: bool,
+    resume_at: str | None,
+    command: CommandLine | None = None,
 ) -> WorkflowResult:
     from ops import lovable
 
@@ -318,13 +398,14 @@ def refresh_sandbox(
         config.env(sandbox or config.workflows.sandbox),
     )
     distinct(source_env, sandbox_env)
+    line = command or CommandLine("refresh-sandbox", {"from": source_env.name, "sandbox": sandbox_env.name})
     confirm_all(
         [sandbox_env],
         yes=yes,
         dry_run=dry_run,
         action="refresh it",
         plan=lambda: refresh_sandbox(
-            config, source=source, sandbox=sandbox, dry_run=True, yes=True, resume_at=resume_at
+            config, source=source, sandbox=sandbox, dry_run=True, yes=True, resume_at=resume_at, command=line
         ),
     )
 
@@ -332,14 +413,14 @@ def refresh_sandbox(
         result = lovable.update_lovable(config, dry_run=dry_run)
         return result.summary
 
+    planned = DryRun()
     steps = [
         Step("code", code),
-        push_step(config, sandbox_env, dry_run),
-        data_step(config, source_env, sandbox_env, dry_run),
-        storage_step(config, source_env, sandbox_env, dry_run, config.workflows.sandbox_buckets),
+        push_step(config, sandbox_env, dry_run, planned),
+        data_step(config, source_env, sandbox_env, dry_run, planned=planned),
+        storage_step(config, source_env, sandbox_env, dry_run, config.workflows.sandbox_buckets, command=line),
     ]
-    command = f"inv refresh-sandbox --from {source_env.name} --sandbox {sandbox_env.name}"
-    return run_steps("refresh-sandbox", steps, command=command, dry_run=dry_run, resume_at=resume_at)
+    return run_steps("refresh-sandbox", steps, command=line, dry_run=dry_run, resume_at=resume_at)
 
 
 def promote_config(
@@ -352,6 +433,7 @@ def promote_config(
     dry_run: bool,
     yes: bool,
     resume_at: str | None,
+    command: CommandLine | None = None,
 ) -> WorkflowResult:
     if not tables:
         raise UserError("name the tables to promote: --tables programs,program_modules")
@@ -366,6 +448,9 @@ def promote_config(
             f"promote-config needs three different environments, not sandbox={sandbox_env.name} "
             f"preprod={preprod_env.name} prod={prod_env.name}"
         )
+    line = command or CommandLine(
+        "promote-config", {"tables": tables, "sandbox": sandbox, "preprod": preprod, "prod": prod}
+    )
     # Both targets are confirmed before the first step, whatever --resume-at skips.
     confirm_all(
         [preprod_env, prod_env],
@@ -381,22 +466,28 @@ def promote_config(
             dry_run=True,
             yes=True,
             resume_at=resume_at,
+            command=line,
         ),
         # preprod -> prod as preprod is now: the first step adds what sandbox -> preprod shows.
         details=lambda: config_diff(config, [(sandbox_env, preprod_env), (preprod_env, prod_env)], tables),
     )
+    planned = DryRun()
+    first, second = f"{sandbox_env.name}-to-{preprod_env.name}", f"{preprod_env.name}-to-{prod_env.name}"
     steps = [
-        data_step(config, sandbox_env, preprod_env, dry_run, tables, name=f"{sandbox_env.name}-to-{preprod_env.name}"),
-        data_step(config, preprod_env, prod_env, dry_run, tables, name=f"{preprod_env.name}-to-{prod_env.name}"),
+        data_step(config, sandbox_env, preprod_env, dry_run, tables, name=first, planned=planned),
+        data_step(config, preprod_env, prod_env, dry_run, tables, name=second, planned=planned),
     ]
-    command = f"inv promote-config --tables {','.join(tables)}" + "".join(
-        f" --{flag} {value}" for flag, value in (("sandbox", sandbox), ("preprod", preprod), ("prod", prod)) if value
-    )
-    return run_steps("promote-config", steps, command=command, dry_run=dry_run, resume_at=resume_at)
+    return run_steps("promote-config", steps, command=line, dry_run=dry_run, resume_at=resume_at)
 
 
 def full_backup(
-    config: Config, *, env: str | None, keep: int | None, resume_at: str | None, copy_to: str | None = None
+    config: Config,
+    *,
+    env: str | None,
+    keep: int | None,
+    resume_at: str | None,
+    copy_to: str | None = None,
+    command: CommandLine | None = None,
 ) -> WorkflowResult:
     envs = config.envs_named(
         env,
@@ -419,7 +510,7 @@ def full_backup(
     return run_steps(
         "backup",
         [backup_one(e) for e in envs],
-        command=f"inv backup --env {env or config.workflows.prod}",
+        command=command or CommandLine("backup", {"env": env or config.workflows.prod}),
         dry_run=False,
         resume_at=resume_at,
     )

@@ -120,13 +120,15 @@ def test_verify_catches_a_flipped_byte(project, storage):
     assert report["missing"] == ["avatars/bulk/0004.bin"]
     assert report["extra"] == ["avatars/stray.txt"]
     text = project.run("verify-backup", "--backup", str(path))
+    # The closing line, the last a person sees (and the only one next to --json), names them.
     assert (
-        text.out.strip()
+        text.err.strip()
         .splitlines()[-1]
         .startswith(
-            "FAILED: 1 missing (avatars/bulk/0004.bin), 1 corrupt (avatars/bulk/0002.bin), 1 extra (avatars/stray.txt)"
+            "error: FAILED: 1 missing (avatars/bulk/0004.bin), 1 corrupt (avatars/bulk/0002.bin), 1 extra (avatars/stray.txt)"
         )
     )
+    assert "1 corrupt (avatars/bulk/0002.bin)" in bad.err
 
 
 def test_restore_round_trips_a_bucket(project, storage):

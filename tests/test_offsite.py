@@ -49,7 +49,7 @@ def test_copy_verify_tamper_and_restore_from_off_site(project, storage, offsite)
     body[100] ^= 0xFF
     remote.put_object(Bucket="ops-backups", Key=victim, Body=bytes(body))
     bad = project.run("verify-backup", "--backup", "offsite:latest", "--env", "prod")
-    assert bad.code == 1 and "FAILED: 1 corrupt (avatars/bulk/0005.bin)" in bad.out
+    assert bad.code == 1 and "FAILED: 1 corrupt (avatars/bulk/0005.bin)" in bad.err
     remote.put_object(Bucket="ops-backups", Key=victim, Body=bytes([5]) * 8192)  # put it right again
 
     restored = project.run(

@@ -417,3 +417,25 @@ def test_a_listing_that_fails_part_way_says_what_was_copied(project, storage, tm
     assert len(copied) == 1000  # the first page's, each whole
     source_contents = contents(storage["prod"].client(), "avatars")
     assert all(source_contents[key] == digest for key, digest in copied.items())
+
+
+def test_an_object_read_to_compare_that_is_always_cut_short_is_named(project, storage, moto_port):
+    """A no-change sync reads an object whose ETags cannot be compared; its GET is cut short every time."""
+    bucket, key, body = "module-client-content", "lesson.bin", b"m" * (6 << 20)
+    moto = moto_client(moto_port)
+    if bucket not in [b["Name"] for b in moto.list_buckets()["Buckets"]]:
+        moto.create_bucket(Bucket=bucket)
+    multipart = TransferConfig(multipart_threshold=5 << 20, multipart_chunksize=5 << 20)
+    moto.upload_fileobj(io.BytesIO(body), bucket, key, Config=multipart)  # an `md5-2` ETag: no MD5
+    storage["preprod"].client().put_object(Bucket=bucket, Key=key, Body=body)
+    proxy = FaultProxy(moto_port, rate=1.0, faults=("truncate",), objects_only=True).start()
+    try:
+        project.envs["prod"]["storage_url"] = proxy.url
+        project.secrets.update(s3_secrets("prod", "moto", "moto-secret"))
+        result = project.run("sync-storage", "--from", "prod", "--to", "preprod", "--buckets", bucket)
+    finally:
+        proxy.stop()
+    assert proxy.injected.get("truncate"), "the proxy never cut a GET short"
+    assert result.code == 1
+    assert "listing failed" not in result.err and "cannot reach it" not in result.err, result.err
+    assert f"{bucket}/{key}" in result.err and "GetObject" in result.err and "cut short" in result.err, result.err

@@ -202,6 +202,44 @@ def test_reset_env_stops_at_storage_and_resumes(world):
     assert world.api.deployed(REFS["preprod"]) == FUNCTIONS
 
 
+def test_a_failed_function_in_a_workflow_is_re_run_by_the_workflows_own_flags(world):
+    world.api.fail_slugs = {"stripe-webhook"}
+    result = world.run("reset-env", "--from", "prod", "--to", "preprod", "--json")
+    assert result.code == 1
+    detail = next(s["detail"] for s in json.loads(result.out)["steps"] if s["step"] == "functions")
+    assert "re-run: inv reset-env --from prod --to preprod --json --resume-at functions" in detail, detail
+    assert "--only" not in detail, "reset-env has no --only flag"
+
+
+def test_a_dry_run_plans_config_data_as_after_the_migrations_it_would_push(world):
+    dry = world.run("reset-env", "--from", "prod", "--to", "preprod", "--dry-run", "--json")
+    assert dry.code == 0, dry.err
+    assert steps(dry) == {
+        "migrations": "done",
+        "config-data": "planned in part",
+        "storage": "done",
+        "functions": "done",
+    }
+    config_data = next(s["detail"] for s in json.loads(dry.out)["steps"] if s["step"] == "config-data")
+    assert "2 migration(s) for preprod" in config_data
+    assert applied(world, "preprod") == 0, "a dry run changes nothing"
+    text = world.run("reset-env", "--from", "prod", "--to", "preprod", "--dry-run")
+    assert text.code == 0 and "planned in part: config-data" in text.out, text.out
+
+
+def test_a_dry_run_of_promote_config_says_the_prod_step_reads_what_the_first_would_write(world):
+    for env in ("sandbox", "preprod"):
+        assert world.run("push-migrations", "--env", env).code == 0
+    for env in ("sandbox", "preprod"):
+        assert world.run("sync-data", "--from", "prod", "--to", env, "--tables", "programs").code == 0
+    sql(world.url("sandbox"), "UPDATE public.programs SET name = 'Lovable edit' WHERE slug = 'leadership-101'")
+    dry = world.run("promote-config", "--tables", "programs", "--dry-run", "--json")
+    assert dry.code == 0, dry.err
+    assert steps(dry) == {"sandbox-to-preprod": "done", "preprod-to-prod": "planned in part"}
+    second = json.loads(dry.out)["steps"][1]["detail"]
+    assert "step sandbox-to-preprod would write 1 row(s) into it first" in second, second
+
+
 def lovable_clone(world, tmp_path) -> Path:
     clone = tmp_path / "lovable-work"
     git(tmp_path, "clone", "-q", str(tmp_path / "lovable.git"), str(clone))
@@ -481,3 +519,25 @@ def test_status_shows_settings_drift_and_never_a_secret(world):
     assert otp_row.count("differs") == 2, otp_row
     for value in ("g-secret", "424242", "515151", "15550001111", "hook-same"):
         assert value not in result.out + text.out, value
+
+
+def test_status_json_settings_are_structured(world):
+    for env in ("prod", "preprod"):
+        sql(
+            world.url(env),
+            "INSERT INTO storage.buckets (id, name, public, file_size_limit, allowed_mime_types) "
+            "VALUES ('avatars', 'avatars', false, 5242880, ARRAY['image/png', 'image/jpeg'])",
+        )
+    world.api.auth[REFS["prod"]] = {"site_url": "https://app.innotrue.com", "jwt_exp": 3600}
+    result = world.run("status", "--env", "prod,preprod", "--json")
+    assert result.code == 0, result.err
+    settings = {e["env"]: e["settings"] for e in json.loads(result.out)["envs"]}
+    assert settings["prod"]["buckets"]["avatars"] == {
+        "public": False,
+        "file_size_limit": 5242880,
+        "allowed_mime_types": ["image/jpeg", "image/png"],
+    }
+    auth = settings["prod"]["auth"]
+    assert (auth["site_url"], auth["jwt_exp"], auth["disable_signup"]) == ("https://app.innotrue.com", 3600, False)
+    text = world.run("status", "--env", "prod,preprod")
+    assert text.code == 0 and "image/png" not in text.out, "equal everywhere: no drift row"

@@ -31,6 +31,7 @@ class RestoreResult(Result):
     failures: list[Failure] = field(default_factory=list)
     seconds: float = 0.0
     to_upload: list[str] = field(default_factory=list)  # a dry run names them all (the text, the first 50)
+    rerun: str = ""
 
     @property
     def failed(self) -> bool:
@@ -47,12 +48,7 @@ class RestoreResult(Result):
     def failure(self) -> OpsError | None:
         if not self.failures:
             return None
-        rerun = invocation.command(
-            drop=("backup",),
-            add={"backup": self.backup},
-            fallback=f"inv restore-storage --to {self.target} --backup {self.backup}",
-        )
-        return OperationFailed(failure_report(self.failures, rerun=rerun))
+        return OperationFailed(failure_report(self.failures, rerun=self.rerun))
 
 
 def restore_storage(
@@ -64,8 +60,10 @@ def restore_storage(
     buckets: list[str] | None,
     dry_run: bool,
     yes: bool,
+    command: invocation.CommandLine | None = None,
 ) -> RestoreResult:
-    """Upload a backup (a local one, or `TARGET:<time>` fetched from off-site first) into `target`."""
+    """Upload a backup (a local one, or `TARGET:<time>` fetched from off-site first) into `target`;
+    `command` is the command line a re-run hint is made from."""
     from ops.backup import offsite
 
     started = time.monotonic()
@@ -75,7 +73,7 @@ def restore_storage(
     # A backup goes back where it came from unless --env says, on purpose, whose backup it is.
     source_env = config.env(env) if env else target_env
     with offsite.backup_folder(config, backup, source_env) as path:
-        return _restore(
+        result = _restore(
             config,
             path,
             target_env,
@@ -86,6 +84,11 @@ def restore_storage(
             yes=yes,
             started=started,
         )
+    if result.failures:
+        line = command or invocation.CommandLine("restore-storage", {"to": target_env.name})
+        # The folder it used, so the re-run restores the same backup even after a newer one appears.
+        result.rerun = line.rerun(drop=("backup",), add={"backup": result.backup})
+    return result
 
 
 def _restore(
@@ -173,7 +176,7 @@ def _restored(s3: S3, bucket: str, present: ObjectInfo | None, entry: dict) -> b
 
 def _upload_file(s3: S3, bucket: str, key: str, file: Path, entry: dict) -> None:
     if file_digest(file) != entry["sha256"]:
-        raise OperationFailed(f"{file} does not match its manifest: run inv verify-backup")
+        raise OperationFailed(f"{file} does not match its manifest: run {invocation.program()} verify-backup")
     headers = {header: entry[name] for header, name in HEADER_NAMES.items() if entry.get(name)}
     got = s3objects.Content(entry["size"], entry["md5"], entry["sha256"], headers, entry.get("metadata", {}))
     with file.open("rb") as handle:

@@ -20,6 +20,7 @@ from pathlib import Path
 from ops.backup import manifest
 from ops.config import Config, Environment
 from ops.errors import UserError
+from ops.invocation import program
 from ops.report import progress
 from ops.stamps import stamp_order
 
@@ -192,6 +193,6 @@ def resolve_backup(config: Config, backup: str | None, env: str | None) -> Path:
     if not backups:
         raise UserError(
             f"no complete backup of {environment.name} in {env_folder(config, environment)}: "
-            f"run `inv backup-storage --env {environment.name}` first"
+            f"run `{program()} backup-storage --env {environment.name}` first"
         )
     return backups[-1]

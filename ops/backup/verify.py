@@ -42,23 +42,25 @@ class VerifyResult(Result):
         )
 
     def footer(self) -> str:
-        """The problems, then one closing line a person (or grep) reads: OK or FAILED."""
+        """The problems, then (when all match) the closing OK line; a failure's closing line is its error."""
         problems = [f"{kind}: {item}" for kind in ("missing", "corrupt", "extra") for item in getattr(self, kind)]
         lines = problems[:50] + ([f"... and {len(problems) - 50} more"] if len(problems) > 50 else [])
         if self.ok:
             lines.append(f"OK: {self.checked:,} files, {self.bytes / 2**20:,.1f} MiB, all match ({self.path})")
-        else:
-            counts = ", ".join(
-                f"{len(getattr(self, kind))} {kind} ({', '.join(getattr(self, kind)[:3])}"
-                f"{', ...' if len(getattr(self, kind)) > 3 else ''})"
-                for kind in ("missing", "corrupt", "extra")
-                if getattr(self, kind)
-            )
-            lines.append(f"FAILED: {counts} in {self.path}")
         return "\n".join(lines)
 
+    def verdict(self) -> str:
+        """`FAILED: 1 corrupt (avatars/a.png) in <backup>`: how many of each kind, and the first three by name."""
+        counts = ", ".join(
+            f"{len(getattr(self, kind))} {kind} ({', '.join(getattr(self, kind)[:3])}"
+            f"{', ...' if len(getattr(self, kind)) > 3 else ''})"
+            for kind in ("missing", "corrupt", "extra")
+            if getattr(self, kind)
+        )
+        return f"FAILED: {counts} in {self.path}"
+
     def failure(self) -> OpsError | None:
-        return None if self.ok else OperationFailed(f"backup {self.path} does not match its manifest")
+        return None if self.ok else OperationFailed(self.verdict())
 
 
 def verify_backup(config: Config, *, backup: str | None, env: str | None) -> VerifyResult:

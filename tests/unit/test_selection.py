@@ -56,3 +56,31 @@ def test_whole_number_flags():
     with pytest.raises(Exit) as caught:
         tasks.number_flag("four", "--jobs")
     assert caught.value.code == 2
+
+
+def test_a_mistyped_table_bucket_or_function_gets_the_nearest_name():
+    from ops.config import Config, load
+    from ops.functions import select_functions
+    from ops.storage import select_buckets
+
+    with pytest.raises(UserError, match="did you mean plans"):
+        select_tables(SETTINGS, ["plan"])
+
+    class FakeConfig:
+        storage = StorageSettings(buckets=["avatars", "program-logos"], backup_dir=Path("b"))
+
+    with pytest.raises(UserError, match="did you mean program-logos"):
+        select_buckets(FakeConfig(), ["program-logo"])  # type: ignore[arg-type]
+    repo = Path(__file__).resolve().parents[2]
+    config: Config = load(repo / "environments.ini")
+    with pytest.raises(UserError, match="did you mean stripe-webhook"):
+        select_functions(config, ["stripe-webhok"], None)
+
+
+@pytest.mark.parametrize("last", ["-5", "0"])
+def test_journal_last_takes_one_or_more(tmp_path, monkeypatch, capsys, last):
+    (tmp_path / "environments.ini").write_text("[prod]\nref = qfdztdgublwlmewobxmx\n")
+    monkeypatch.setenv("OPS_ENVIRONMENTS", str(tmp_path / "environments.ini"))
+    with pytest.raises(Exit) as caught:
+        tasks.journal.body(None, last=last)
+    assert caught.value.code == 2 and "--last" in str(caught.value.message)
