@@ -60,6 +60,7 @@ VALUE_KINDS = {
     "table": "TABLE[,TABLE...]",
     "where": "SQL",
     "keys": "VALUE[,VALUE...]",
+    "allow_weaker": "KEY[,KEY...]",
 }
 ONE_ENV_TASKS = {
     "journal",
