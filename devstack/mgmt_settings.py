@@ -45,24 +45,46 @@ AUTH_RANGES = {
     **{f"rate_limit_{name}": (1, INT32) for name in ("anonymous_users", "email_sent", "sms_sent", "verify")},
     **{f"rate_limit_{name}": (1, INT32) for name in ("token_refresh", "otp", "web3")},
 }
-POSTGREST_FIELDS = {"db_extra_search_path": "string", "db_pool": "integer", "db_schema": "string", "max_rows": "integer"}
+POSTGREST_FIELDS = {
+    "db_extra_search_path": "string",
+    "db_pool": "integer",
+    "db_schema": "string",
+    "max_rows": "integer",
+}
 POSTGREST_RANGES = {"db_pool": (0, 1000), "max_rows": (0, 1000000)}
 POSTGRES_FIELDS: dict[str, Any] = {
-    **{
-        name: "string"
-        for name in (
-            "checkpoint_timeout effective_cache_size logical_decoding_work_mem maintenance_work_mem "
-            "max_slot_wal_keep_size max_standby_archive_delay max_standby_streaming_delay max_wal_size shared_buffers "
-            "statement_timeout track_activity_query_size wal_keep_size wal_sender_timeout work_mem"
-        ).split()
-    },
-    **{
-        name: "integer"
-        for name in (
-            "max_connections max_locks_per_transaction max_parallel_maintenance_workers max_parallel_workers "
-            "max_parallel_workers_per_gather max_replication_slots max_wal_senders max_worker_processes"
-        ).split()
-    },
+    **dict.fromkeys(
+        [
+            "checkpoint_timeout",
+            "effective_cache_size",
+            "logical_decoding_work_mem",
+            "maintenance_work_mem",
+            "max_slot_wal_keep_size",
+            "max_standby_archive_delay",
+            "max_standby_streaming_delay",
+            "max_wal_size",
+            "shared_buffers",
+            "statement_timeout",
+            "track_activity_query_size",
+            "wal_keep_size",
+            "wal_sender_timeout",
+            "work_mem",
+        ],
+        "string",
+    ),
+    **dict.fromkeys(
+        [
+            "max_connections",
+            "max_locks_per_transaction",
+            "max_parallel_maintenance_workers",
+            "max_parallel_workers",
+            "max_parallel_workers_per_gather",
+            "max_replication_slots",
+            "max_wal_senders",
+            "max_worker_processes",
+        ],
+        "integer",
+    ),
     "hot_standby_feedback": "boolean",
     "track_commit_timestamp": "boolean",
     "restart_database": "boolean",

@@ -193,16 +193,12 @@ def compare(found: list[EnvSettings], areas: list[str], per_env: list[str]) -> l
     rows: list[Row] = []
     for area in areas:
         readers = [e for e in found if area in e.values]
-
-        def cell(e: EnvSettings, value: str) -> str:
-            return "unknown" if area in e.errors else "not configured" if area in e.skipped else value
-
         keys = sorted({k for e in readers for k in e.values[area]})
         for key in keys:
             present = [e.values[area].get(key, ...) for e in readers]
             differ = len({json.dumps(v, sort_keys=True, default=str) for v in present}) > 1 and len(readers) > 1
             cells = [
-                cell(e, "(absent)" if key not in e.values.get(area, {}) else display(area, e.values[area][key]))
+                cell(e, area, "(absent)" if key not in e.values.get(area, {}) else display(area, e.values[area][key]))
                 for e in found
             ]
             if area == "secrets" and differ:
@@ -221,11 +217,15 @@ def compare(found: list[EnvSettings], areas: list[str], per_env: list[str]) -> l
         secret_keys = sorted({k for e in found for k in e.secrets.get(area, {})})
         for key in secret_keys:
             states = [e.secrets[area].get(key) for e in readers if area in e.secrets]
-            cells = [cell(e, "set" if e.secrets.get(area, {}).get(key) else "unset") for e in found]
+            cells = [cell(e, area, "set" if e.secrets.get(area, {}).get(key) else "unset") for e in found]
             differ = len(set(states)) > 1
             note = "secret: not comparable across projects" + ("; set in some only" if differ else "")
             rows.append(Row(f"{area}.{key}", cells, note, False))
     return rows
+
+
+def cell(e: EnvSettings, area: str, value: str) -> str:
+    return "unknown" if area in e.errors else "not configured" if area in e.skipped else value
 
 
 def display(area: str, value: Any) -> str:
@@ -250,7 +250,9 @@ class SettingsReport(Result):
         if self.show_all:
             return self.rows_found
         # Differences only; a secret field only when it is set in some environments and not in others.
-        return [r for r in self.rows_found if r.note != "same" and (not r.note.startswith("secret") or "some" in r.note)]
+        return [
+            r for r in self.rows_found if r.note != "same" and (not r.note.startswith("secret") or "some" in r.note)
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -261,7 +263,12 @@ class SettingsReport(Result):
             "areas": self.areas,
             "drift": [r.setting for r in self.drifted],
             "settings": [
-                {"setting": r.setting, "note": r.note, "drift": r.drift, "values": dict(zip(self.names, r.cells))}
+                {
+                    "setting": r.setting,
+                    "note": r.note,
+                    "drift": r.drift,
+                    "values": dict(zip(self.names, r.cells, strict=True)),
+                }
                 for r in self.visible()
             ],
             "incomplete": self.unread(),
@@ -306,7 +313,12 @@ class SettingsReport(Result):
 
 
 def settings(
-    config: Config, envs: list[str] | None, *, only: list[str] | None = None, show_all: bool = False, check: bool = False
+    config: Config,
+    envs: list[str] | None,
+    *,
+    only: list[str] | None = None,
+    show_all: bool = False,
+    check: bool = False,
 ) -> SettingsReport:
     chosen = config.envs_named(envs, default=config.default_envs())
     areas = choose_areas(only)

@@ -135,7 +135,9 @@ def plan_promotion(source: EnvSettings, target: EnvSettings, areas: list[str], p
         for key, is_set in sorted(source.secrets.get(area, {}).items()):
             if is_set:  # its value cannot be read back: whoever knows it sets it
                 unset = not target.secrets.get(area, {}).get(key)
-                plan.not_sent.append((f"{area}.{key}", "secret: set by hand" + (f" (unset in {target.env})" if unset else "")))
+                plan.not_sent.append(
+                    (f"{area}.{key}", "secret: set by hand" + (f" (unset in {target.env})" if unset else ""))
+                )
     return plan
 
 
@@ -331,9 +333,7 @@ def promote_settings(
     plan = plan_promotion(wanted, current, areas, config.per_env_settings)
     source_name = wanted.env
     refused = [
-        w
-        for w in weakenings([(c.setting, c.old, c.new) for c in plan.changes])
-        if not allowed(w.setting, allow_weaker)
+        w for w in weakenings([(c.setting, c.old, c.new) for c in plan.changes]) if not allowed(w.setting, allow_weaker)
     ]
     if refused:
         lines = [f"  {w.setting}: {shown(w.old)} -> {shown(w.new)} weakens security: {w.rule}" for w in refused]

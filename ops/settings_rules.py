@@ -70,7 +70,11 @@ RULES: tuple[Rule, ...] = (
     Rule(("auth.password_min_length",), "a shorter minimum password length", lower),
     Rule(("auth.password_required_characters",), "fewer kinds of character required in passwords", fewer_requirements),
     Rule(("auth.password_hibp_enabled",), "the leaked-password check turned off", turned_off),
-    Rule(("auth.mfa_*_enroll_enabled", "auth.mfa_*_verify_enabled"), "an MFA factor's enroll or verify turned off", turned_off),
+    Rule(
+        ("auth.mfa_*_enroll_enabled", "auth.mfa_*_verify_enabled"),
+        "an MFA factor's enroll or verify turned off",
+        turned_off,
+    ),
     Rule(("auth.security_captcha_enabled",), "captcha turned off", turned_off),
     Rule(("auth.disable_signup",), "sign-up opened (disable_signup true -> false)", turned_off),
     Rule(("auth.external_anonymous_users_enabled",), "anonymous sign-ins turned on", turned_on),

@@ -56,7 +56,15 @@ def writes(api: ManagementAPI) -> list[tuple[str, str]]:
 
 
 def function(digest: str) -> dict:
-    return {"id": "fn-hello", "slug": "hello", "name": "hello", "status": "ACTIVE", "version": 1, "verify_jwt": False, "ezbr_sha256": digest}
+    return {
+        "id": "fn-hello",
+        "slug": "hello",
+        "name": "hello",
+        "status": "ACTIVE",
+        "version": 1,
+        "verify_jwt": False,
+        "ezbr_sha256": digest,
+    }
 
 
 def bucket(envs, env: str, public: str) -> None:
@@ -83,12 +91,20 @@ DRIFTS = {
         "network.dbAllowedCidrs",
     ),
     "ssl": (lambda api, envs: setattr(api.project_settings(PREPROD), "ssl", False), "ssl.currentConfig.database"),
-    "buckets": (lambda api, envs: (bucket(envs, "prod", "false"), bucket(envs, "preprod", "true")), "buckets.avatars: public"),
+    "buckets": (
+        lambda api, envs: (bucket(envs, "prod", "false"), bucket(envs, "preprod", "true")),
+        "buckets.avatars: public",
+    ),
     "functions": (
-        lambda api, envs: api.functions.update({PROD: {"hello": function("a" * 64)}, PREPROD: {"hello": function("b" * 64)}}),
+        lambda api, envs: api.functions.update(
+            {PROD: {"hello": function("a" * 64)}, PREPROD: {"hello": function("b" * 64)}}
+        ),
         "functions.hello.ezbr_sha256",
     ),
-    "secrets": (lambda api, envs: api.secrets.update({PROD: {"STRIPE_SECRET_KEY": "e" * 64}}), "secrets.STRIPE_SECRET_KEY"),
+    "secrets": (
+        lambda api, envs: api.secrets.update({PROD: {"STRIPE_SECRET_KEY": "e" * 64}}),
+        "secrets.STRIPE_SECRET_KEY",
+    ),
 }
 
 
@@ -109,7 +125,11 @@ def test_a_drift_in_each_area_shows_and_fails_the_check(envs, api, area):
 
 
 def test_per_environment_keys_and_secrets_never_count(envs, api):
-    api.auth[PROD] = {"site_url": "https://app.example.com", "smtp_pass": "prod-smtp-pass-1", "external_google_secret": "g-1"}
+    api.auth[PROD] = {
+        "site_url": "https://app.example.com",
+        "smtp_pass": "prod-smtp-pass-1",
+        "external_google_secret": "g-1",
+    }
     api.auth[PREPROD] = {"site_url": "https://preprod.example.com", "smtp_pass": "preprod-smtp-pass-2"}
     api.secrets.update({PROD: {"STRIPE_SECRET_KEY": "e" * 64}, PREPROD: {"STRIPE_SECRET_KEY": "f" * 64}})
     result = envs.run("settings", "--env", "prod,preprod", "--check", "--json")
@@ -119,7 +139,9 @@ def test_per_environment_keys_and_secrets_never_count(envs, api):
     notes = {row["setting"]: row for row in report["settings"]}
     assert notes["auth.site_url"]["note"] == "per environment"
     google = notes["auth.external_google_secret"]
-    assert google["values"] == {"prod": "set", "preprod": "unset"} and google["note"].startswith("secret: not comparable")
+    assert google["values"] == {"prod": "set", "preprod": "unset"} and google["note"].startswith(
+        "secret: not comparable"
+    )
     assert "auth.smtp_pass" not in notes  # set in both: nothing to show without --all
     assert notes["secrets.STRIPE_SECRET_KEY"]["drift"] is False
     everything = envs.run("settings", "--env", "prod,preprod", "--all")
@@ -142,7 +164,17 @@ def test_a_weakening_promotion_is_refused_and_nothing_sent(envs, api):
     assert "--allow-weaker password_min_length" in refused.err
     assert writes(api) == []  # not one PATCH
     assert answers(api, PROD) == before
-    sent = envs.run("promote-settings", "--from", "preprod", "--to", "prod", "--yes", "--allow-weaker", "password_min_length", "--json")
+    sent = envs.run(
+        "promote-settings",
+        "--from",
+        "preprod",
+        "--to",
+        "prod",
+        "--yes",
+        "--allow-weaker",
+        "password_min_length",
+        "--json",
+    )
     assert sent.code == 0, sent.err
     assert writes(api) == [("PATCH", f"/v1/projects/{PROD}/config/auth")]
     assert json.loads(answers(api, PROD)["config/auth"])["password_min_length"] == 8
@@ -150,7 +182,11 @@ def test_a_weakening_promotion_is_refused_and_nothing_sent(envs, api):
 
 def test_promotion_then_undo_leaves_the_target_byte_identical(envs, api):
     api.auth[PROD] = {"site_url": "https://app.example.com"}
-    api.auth[PREPROD] = {"site_url": "https://preprod.example.com", "password_min_length": 14, "smtp_pass": "pre-pass-9"}
+    api.auth[PREPROD] = {
+        "site_url": "https://preprod.example.com",
+        "password_min_length": 14,
+        "smtp_pass": "pre-pass-9",
+    }
     pre = api.project_settings(PREPROD)
     pre.postgrest.update(max_rows=500)
     pre.storage["features"]["icebergCatalog"].update(maxTables=20)
@@ -171,7 +207,9 @@ def test_promotion_then_undo_leaves_the_target_byte_identical(envs, api):
     assert {"setting": "auth.site_url", "why": "per environment"} in done["not_sent"]
     assert {"setting": "auth.smtp_pass", "why": "secret: set by hand (unset in prod)"} in done["not_sent"]
     assert "pre-pass-9" not in result.out
-    same = envs.run("settings", "--env", "prod,preprod", "--only", "auth,api,storage,database,pooler,network,ssl", "--check")
+    same = envs.run(
+        "settings", "--env", "prod,preprod", "--only", "auth,api,storage,database,pooler,network,ssl", "--check"
+    )
     assert same.code == 0, same.out
     before_dir = Path(done["run_dir"]) / "before"
     assert stat.S_IMODE(before_dir.stat().st_mode) == 0o700
