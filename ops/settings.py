@@ -47,6 +47,7 @@ NOT_SETTINGS = {
 }
 PLATFORM_SECRETS = {"SUPABASE_URL", "SUPABASE_ANON_KEY", "SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_DB_URL"}
 OWN_REF = "<ref>"
+PLATFORM_NOTE = "per environment (set by the platform)"
 
 
 @dataclass
@@ -204,7 +205,7 @@ def compare(found: list[EnvSettings], areas: list[str], per_env: list[str]) -> l
             if area == "secrets" and differ:
                 missing = any(v is ... for v in present)
                 if key in PLATFORM_SECRETS:
-                    note, drift = "per environment (set by the platform)", False
+                    note, drift = PLATFORM_NOTE, False
                 elif missing:
                     note, drift = "drift (a secret name missing)", True
                 else:
@@ -249,9 +250,12 @@ class SettingsReport(Result):
     def visible(self) -> list[Row]:
         if self.show_all:
             return self.rows_found
-        # Differences only; a secret field only when it is set in some environments and not in others.
+        # Differences only, less the platform's own secrets; a secret field only when it is set in some
+        # environments and not in others.
         return [
-            r for r in self.rows_found if r.note != "same" and (not r.note.startswith("secret") or "some" in r.note)
+            r
+            for r in self.rows_found
+            if r.note not in ("same", PLATFORM_NOTE) and (not r.note.startswith("secret") or "some" in r.note)
         ]
 
     def to_dict(self) -> dict[str, Any]:

@@ -211,7 +211,7 @@ class PromoteResult(Result):
 
         rows = [[c.setting, text(c.old), text(c.new), state(c)] for c in self.plan.changes]
         rows += [[s, "", "", f"not sent: {w}"] for s, w in self.plan.not_sent]
-        return Table(["setting", self.target, self.source, ""], rows)
+        return Table(["setting", f"{self.target} now", f"from {self.source}", ""], rows)
 
     def footer(self) -> str:
         lines = []
