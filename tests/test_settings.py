@@ -214,6 +214,9 @@ def test_promotion_then_undo_leaves_the_target_byte_identical(envs, api):
     before_dir = Path(done["run_dir"]) / "before"
     assert stat.S_IMODE(before_dir.stat().st_mode) == 0o700
     assert stat.S_IMODE((before_dir / "settings.json").stat().st_mode) == 0o600
+    saved = json.loads((before_dir / "settings.json").read_text())
+    assert sorted(saved["areas"]) == sorted(done["applied"])
+    assert "jwt_secret" not in saved["areas"]["api"] and "smtp_pass" not in saved["areas"]["auth"]
     assert json.loads(answers(api, PROD)["config/auth"])["site_url"] == "https://app.example.com"
 
     undo = shlex.split(done["undo"])
@@ -236,10 +239,29 @@ def test_a_failing_area_stops_the_run_and_the_undo_restores_what_was_applied(env
     assert ("PATCH", f"/v1/projects/{PROD}/config/database/pooler") not in writes(api)  # stopped before the next area
     assert "applied: auth" in result.err and "undo: inv promote-settings --from-export" in result.err
     assert json.loads(answers(api, PROD)["config/auth"])["password_min_length"] == 10
+    journaled = json.loads((envs.root / "ops-journal.jsonl").read_text().splitlines()[-1])
+    assert journaled["task"] == "promote-settings" and journaled["exit_code"] == 1
+    assert journaled["envs"] == ["preprod", "prod"] and done["run_dir"] in journaled["produced"]
     api.fail_writes = {}
     back = envs.run(*shlex.split(done["undo"])[1:], "--yes")
     assert back.code == 0, back.err
     assert answers(api, PROD) == before
+
+
+def test_a_429_is_waited_out_and_one_past_its_retry_after_stops_the_run(envs, api):
+    api.auth[PREPROD] = {"password_min_length": 10}
+    api.project_settings(PREPROD).postgrest.update(max_rows=500)
+    api.rate_limit, api.rate_window = 8, 2.0  # prod's 7 reads and one write, then 429 with Retry-After: 2
+    result = envs.run("promote-settings", "--from", "preprod", "--to", "prod", "--yes", "--json")
+    assert result.code == 0, result.err
+    assert api.throttled > 0, "the test must actually hit the limit"
+    assert json.loads(result.out)["applied"] == ["auth", "api"]
+    api.project_settings(PREPROD).postgrest.update(max_rows=400)
+    api.recent.clear()
+    api.rate_limit, api.rate_window = 7, 600.0  # prod's 7 reads, then Retry-After: 600, past what a run waits
+    stopped = envs.run("promote-settings", "--from", "preprod", "--to", "prod", "--yes", "--json")
+    assert stopped.code == 1
+    assert json.loads(stopped.out)["failed"] == "api" and "answered 429" in stopped.err
 
 
 def test_an_unreadable_environment_is_incomplete(envs, api):
