@@ -3,8 +3,9 @@
 It starts one PostgreSQL cluster (a database per local environment), one S3 server per
 environment and the Management API stand-in, applies the app's migrations to local-prod
 with the real Supabase CLI and loads demo content there, then runs what a release person
-would: status, the settings drift and a refused weakening promotion, `reset-env` local-prod -> local-preprod, sync-data again (nothing left to
-change), backup and verify, status again. Everything is stopped at the end.
+would: status, the settings drift and a refused weakening promotion, `reset-env` local-prod ->
+local-preprod, sync-data again (nothing left to change), backup and verify, status again.
+Everything is stopped at the end.
 """
 
 from __future__ import annotations
@@ -32,7 +33,12 @@ PRICE_CHANGE = (
 BAD_MIGRATION = ("sql", "UPDATE public.profiles SET full_name = NULL")  # recover-rows brings the names back
 # Settings changed by hand in local-prod's dashboard, never in local-preprod's: `inv settings` shows
 # the drift, and promoting local-preprod's settings would lower prod's password rule (refused).
-PROD_AUTH = {"password_min_length": 12, "mfa_totp_enroll_enabled": True, "mfa_totp_verify_enabled": True}
+PROD_AUTH = {
+    "site_url": "https://app.innotrue.com",
+    "password_min_length": 12,
+    "mfa_totp_enroll_enabled": True,
+    "mfa_totp_verify_enabled": True,
+}
 REFUSED = ("promote-settings", "--from", "local-preprod", "--to", "local-prod", "--only", "auth")
 DEMO_INI = REPO_ROOT / "devstack" / "environments.ini"  # the repository's environments.ini is the user's
 NOTES = {
@@ -67,7 +73,7 @@ def start_management_api(workdir: Path) -> ManagementAPI:
     """The Supabase cloud stand-in; the real CLI reaches it through a profile file."""
     config = ops_config.load(DEMO_INI)
     api = ManagementAPI(projects={env.ref for env in config.environments.values()})
-    api.auth[config.env("local-prod").ref] = dict(PROD_AUTH)
+    api.auth[config.env("local-prod").ref] = {**PROD_AUTH, "smtp_pass": secrets.token_urlsafe(16)}
     home = workdir / "home"
     home.mkdir(parents=True, exist_ok=True)
     os.environ.update(
@@ -156,9 +162,9 @@ def main() -> int:
             ("doctor", "--env", "local-preprod"),
             ("envs",),
             ("status", "--env", "local-prod,local-preprod"),
+            ("reset-env", "--from", "local-prod", "--to", "local-preprod"),
             ("settings", "--env", "local-prod,local-preprod", "--only", "auth,api,ssl,buckets"),
             REFUSED,
-            ("reset-env", "--from", "local-prod", "--to", "local-preprod"),
             PRICE_CHANGE,
             ("sync-data", "--from", "local-prod", "--to", "local-preprod", "--tables", "plans", "--diff"),
             ("sync-data", "--from", "local-prod", "--to", "local-preprod", "--tables", "plans,programs,features"),

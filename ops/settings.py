@@ -120,6 +120,14 @@ def normalise(area: str, answer: Any, ref: str) -> tuple[dict[str, Any], dict[st
     return {k: own_ref(v, ref) for k, v in sorted(flat.items()) if k not in dropped}, secrets
 
 
+def need_token() -> None:
+    """Every area but buckets is read through the API: without a token there is nothing to compare."""
+    try:
+        management_api.token()
+    except NotConfigured as error:
+        raise UserError(f"{error}: {error.fix}") from None
+
+
 def read_api_area(env: Environment, area: str) -> Any:
     if area in API_PATHS:
         return management_api.call("GET", env.ref, API_PATHS[area])
@@ -326,5 +334,7 @@ def settings(
 ) -> SettingsReport:
     chosen = config.envs_named(envs, default=config.default_envs())
     areas = choose_areas(only)
+    if any(a != "buckets" for a in areas):
+        need_token()
     found = read_settings(chosen, areas)
     return SettingsReport(found, areas, compare(found, areas, config.per_env_settings), show_all, check)

@@ -22,7 +22,7 @@ from ops.config import Config, Environment
 from ops.errors import OperationFailed, OpsError, UserError
 from ops.report import Result, Table
 from ops.safety import confirm_write, distinct
-from ops.settings import AREAS, OWN_REF, EnvSettings, is_per_env, normalise, read_env, shown
+from ops.settings import AREAS, OWN_REF, EnvSettings, is_per_env, need_token, normalise, read_env, shown
 from ops.settings_rules import weakenings
 from ops.stamps import new_run_dir
 
@@ -216,7 +216,7 @@ class PromoteResult(Result):
     def footer(self) -> str:
         lines = []
         if not self.plan.changes:
-            lines.append(f"{self.target} already has {self.source}'s settings: nothing to send")
+            lines.append(f"nothing to send: {self.target} has {self.source}'s settings in the areas compared")
         elif self.dry_run:
             lines.append(f"dry run: nothing sent ({len(self.plan.changes)} setting(s) would change)")
         else:
@@ -316,6 +316,7 @@ def promote_settings(
     if unknown:
         raise UserError(f"--only: no area {', '.join(unknown)}; areas: {','.join(AREAS)}")
     areas = [a for a in AREAS if a in only] if only else list(PROMOTABLE)
+    need_token()
     allow_weaker = allow_weaker or []
     if from_export:
         wanted = load_export(Path(from_export).expanduser(), target_env)

@@ -281,4 +281,7 @@ def test_bad_input_is_refused_before_anything_is_read(envs, api):
     ):
         result = envs.run(*args)
         assert result.code == 2 and message in result.err, (args, result.err)
+    for args in (["settings"], ["promote-settings", "--from", "preprod", "--to", "prod"]):
+        result = envs.run(*args, env={"SUPABASE_ACCESS_TOKEN": ""})
+        assert result.code == 2 and "no SUPABASE_ACCESS_TOKEN: set it to a personal access token" in result.err
     assert api.requests == []

@@ -43,9 +43,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("setting", "old", "new", "weaker"), CASES, ids=[f"{c[0]}:{c[1]}->{c[2]}"[:60] for c in CASES]
-)
+@pytest.mark.parametrize(("setting", "old", "new", "weaker"), CASES, ids=[f"{c[0]}:{c[1]}->{c[2]}"[:60] for c in CASES])
 def test_each_rule_decides(setting, old, new, weaker):
     assert bool(weakenings([(setting, old, new)])) is weaker
 
