@@ -87,6 +87,11 @@ def text(value: Any) -> str:
     return repr(value) if value is ABSENT else shown(value)
 
 
+def exact(value: Any) -> Any:
+    """A value for JSON: whole (a table cuts long ones short)."""
+    return repr(value) if value is ABSENT else value
+
+
 @dataclass
 class Plan:
     changes: list[Change] = field(default_factory=list)
@@ -192,7 +197,7 @@ class PromoteResult(Result):
             "source": self.source,
             "target": self.target,
             "dry_run": self.dry_run,
-            "changes": [{"setting": c.setting, "old": text(c.old), "new": text(c.new)} for c in self.plan.changes],
+            "changes": [{"setting": c.setting, "old": exact(c.old), "new": exact(c.new)} for c in self.plan.changes],
             "not_sent": [{"setting": s, "why": w} for s, w in self.plan.not_sent],
             "applied": self.applied,
             "failed": self.failed_area or None,
