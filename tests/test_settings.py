@@ -200,6 +200,8 @@ def test_promotion_then_undo_leaves_the_target_byte_identical(envs, api):
     plan = envs.run("promote-settings", "--from", "preprod", "--to", "prod", "--dry-run")
     assert plan.code == 0, plan.err
     assert "auth.password_min_length" in plan.out and "would send" in plan.out and writes(api) == []
+    unconfirmed = envs.run("promote-settings", "--from", "preprod", "--to", "prod")  # no terminal to type 'prod'
+    assert unconfirmed.code == 2 and "'prod' is protected" in unconfirmed.err and writes(api) == []
     result = envs.run("promote-settings", "--from", "preprod", "--to", "prod", "--yes", "--json")
     assert result.code == 0, result.err
     done = json.loads(result.out)
