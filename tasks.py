@@ -796,6 +796,79 @@ def status(c: Context, env: list[str] | None = None, envs: list[str] | None = No
     emit(ops_status.status(load_config(), comma_list((env or []) + (envs or [])) or None), json)
 
 
+@ops_task(
+    iterable=["env", "only"],
+    help={
+        "env": f"environments ({LIST_HELP}), or 'all' (default: prod,preprod,sandbox)",
+        "only": f"only these areas ({LIST_HELP}): auth,api,storage,database,pooler,network,ssl,buckets,functions,"
+        "secrets",
+        "check": "exit 1 when any setting drifts (a CI gate)",
+        "all": "show every setting, not only those that differ",
+        "json": "print the matrix as JSON",
+    },
+)
+def settings(
+    c: Context,
+    env: list[str] | None = None,
+    only: list[str] | None = None,
+    check: bool = False,
+    all_: bool = False,
+    json: bool = False,
+) -> None:
+    """Project settings side by side (auth, API, storage, database, pooler, network, SSL, ...): what drifts?"""
+    from ops import settings as ops_settings
+
+    emit(
+        ops_settings.settings(
+            load_config(), comma_list(env) or None, only=comma_list(only) or None, show_all=all_, check=check
+        ),
+        json,
+    )
+
+
+@ops_task(
+    journal=True,
+    iterable=["only", "allow_weaker"],
+    help={
+        "from_": "the environment whose settings to copy",
+        "from_export": "or a promotion's <run>/before folder: put those settings back (the undo)",
+        "to": "the environment to change",
+        "only": f"only these areas ({LIST_HELP}; default: auth,api,storage,database,pooler,network,ssl)",
+        "dry_run": "show the plan; send nothing",
+        "yes": "do not ask before writing to a protected environment",
+        "allow_weaker": f"send these weakening changes all the same ({LIST_HELP}; e.g. password_min_length)",
+        "json": "print the result as JSON",
+    },
+)
+def promote_settings(
+    c: Context,
+    from_: str | None = None,
+    from_export: str | None = None,
+    to: str | None = None,
+    only: list[str] | None = None,
+    dry_run: bool = False,
+    yes: bool = False,
+    allow_weaker: list[str] | None = None,
+    json: bool = False,
+) -> None:
+    """Copy project settings to another environment: only what differs, never weaker unless named, undoable."""
+    from ops import settings_promote
+
+    emit(
+        settings_promote.promote_settings(
+            load_config(),
+            source=from_,
+            from_export=from_export,
+            target=to,
+            only=comma_list(only) or None,
+            dry_run=dry_run,
+            yes=yes,
+            allow_weaker=comma_list(allow_weaker),
+        ),
+        json,
+    )
+
+
 ns = Collection(
     doctor,
     envs,
@@ -820,6 +893,8 @@ ns = Collection(
     sync_lovable,
     update_lovable,
     status,
+    settings,
+    promote_settings,
 )
 
 

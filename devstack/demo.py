@@ -3,8 +3,9 @@
 It starts one PostgreSQL cluster (a database per local environment), one S3 server per
 environment and the Management API stand-in, applies the app's migrations to local-prod
 with the real Supabase CLI and loads demo content there, then runs what a release person
-would: status, `reset-env` local-prod -> local-preprod, sync-data again (nothing left to
-change), backup and verify, status again. Everything is stopped at the end.
+would: status, the settings drift and a refused weakening promotion, `reset-env` local-prod ->
+local-preprod, sync-data again (nothing left to change), backup and verify, status again.
+Everything is stopped at the end.
 """
 
 from __future__ import annotations
@@ -30,18 +31,29 @@ PRICE_CHANGE = (
     "UPDATE public.plans SET description = 'For individual clients, now with coaching' WHERE key = 'pro'",
 )  # a config change for the sync after the reset to carry
 BAD_MIGRATION = ("sql", "UPDATE public.profiles SET full_name = NULL")  # recover-rows brings the names back
+# Settings changed by hand in local-prod's dashboard, never in local-preprod's: `inv settings` shows
+# the drift, and promoting local-preprod's settings would lower prod's password rule (refused).
+PROD_AUTH = {
+    "site_url": "https://app.innotrue.com",
+    "password_min_length": 12,
+    "mfa_totp_enroll_enabled": True,
+    "mfa_totp_verify_enabled": True,
+}
+REFUSED = ("promote-settings", "--from", "local-preprod", "--to", "local-prod", "--only", "auth")
 DEMO_INI = REPO_ROOT / "devstack" / "environments.ini"  # the repository's environments.ini is the user's
 NOTES = {
     "sync-data": "The `before/` folder named above is the undo snapshot: local-preprod's rows of the changed "
     "tables as they were just before this sync. The `undo:` line restores them.",
     "backup-storage": "Later backups hard-link unchanged objects from the previous one (each is complete, but "
     "costs only what changed); the off-site copy sends only what the remote lacks.",
+    "settings": "Auth settings changed by hand in local-prod's dashboard show as drift; site_url differs by "
+    "design ([status] per_env) and secret fields are listed by name only, so neither counts.",
     "recover-rows": "The names came back from local-prod-pitr (what a PITR restore would be); the `undo:` line "
     "puts local-prod back as it was before the recovery.",
 }
 
 
-def inv(*args: str) -> int:
+def inv(*args: str, expect: int = 0) -> int:
     print(f"\n$ inv {' '.join(args)}", flush=True)
     code = subprocess.run(
         [sys.executable, "-m", "invoke", *args],
@@ -51,12 +63,17 @@ def inv(*args: str) -> int:
     ).returncode
     if code == 0 and args[0] in NOTES and "--diff" not in args:
         print(f"# {NOTES[args[0]]}", flush=True)
+    if expect and code == expect:
+        print(f"# exit {code}, as it should: nothing was sent; the refused keys are named with their rule", flush=True)
+        return 0
     return code
 
 
 def start_management_api(workdir: Path) -> ManagementAPI:
     """The Supabase cloud stand-in; the real CLI reaches it through a profile file."""
-    api = ManagementAPI(projects={env.ref for env in ops_config.load(DEMO_INI).environments.values()})
+    config = ops_config.load(DEMO_INI)
+    api = ManagementAPI(projects={env.ref for env in config.environments.values()})
+    api.auth[config.env("local-prod").ref] = {**PROD_AUTH, "smtp_pass": secrets.token_urlsafe(16)}
     home = workdir / "home"
     home.mkdir(parents=True, exist_ok=True)
     os.environ.update(
@@ -146,6 +163,8 @@ def main() -> int:
             ("envs",),
             ("status", "--env", "local-prod,local-preprod"),
             ("reset-env", "--from", "local-prod", "--to", "local-preprod"),
+            ("settings", "--env", "local-prod,local-preprod", "--only", "auth,api,ssl,buckets"),
+            REFUSED,
             PRICE_CHANGE,
             ("sync-data", "--from", "local-prod", "--to", "local-preprod", "--tables", "plans", "--diff"),
             ("sync-data", "--from", "local-prod", "--to", "local-preprod", "--tables", "plans,programs,features"),
@@ -163,7 +182,7 @@ def main() -> int:
                 print(f"\n# meanwhile, in local-prod: {step[1]}", flush=True)
                 localstack.run_sql(envs[0].db_url, step[1])
                 continue
-            code = inv(*step)
+            code = inv(*step, expect=2 if step == REFUSED else 0)
             if code != 0:
                 print(f"demo step failed with exit code {code}", file=sys.stderr)
                 return code

@@ -7,6 +7,8 @@ endpoints the CLI uses for functions and secrets, as strictly as the platform:
   deploy (no bundleOnly) activates at once;
 - 120 requests per minute per project; beyond, 429 with Retry-After;
 - every project has the platform's default secrets, with digests of its own;
+- project settings (auth, PostgREST, storage, Postgres, pooler, network restrictions, SSL
+  enforcement) per project, with the platform's fields, types and ranges (devstack/mgmt_settings.py);
 - a project the token cannot see (not in `projects`) is a 404, as is any unknown path.
 It records every request, can fail chosen function slugs, and can answer each deploy after a
 delay (for benchmarks).
@@ -26,32 +28,23 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from devstack import mgmt_settings
 from devstack.httpserver import LocalHTTPServer
+from devstack.mgmt_settings import ProjectSettings
+
+SETTINGS_PATH = re.compile(r"/v1/projects/([a-z]{20})/(" + "|".join(map(re.escape, mgmt_settings.ROUTES)) + ")")
 
 TOKEN = "sbp_" + "0123456789abcdef" * 2 + "01234567"  # a fake token of the shape the CLI checks
 PLATFORM_SECRETS = ("SUPABASE_URL", "SUPABASE_ANON_KEY", "SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_DB_URL")
 PROJECT_PATH = re.compile(r"/v1/projects/([a-z]{20})(?:/|$)")
-# A new project's auth config as GET /v1/projects/{ref}/config/auth answers it (a subset of its keys,
-# secrets among them: the toolkit must never show those).
-AUTH_DEFAULTS = {
-    "site_url": "http://localhost:3000",
-    "uri_allow_list": "",
-    "disable_signup": False,
-    "jwt_exp": 3600,
-    "external_email_enabled": True,
-    "external_phone_enabled": False,
-    "external_google_enabled": False,
-    "external_google_client_id": None,
-    "external_google_secret": None,
-    "external_github_enabled": False,
-    "external_github_secret": None,
-    "mailer_autoconfirm": False,
-    "mailer_otp_exp": 3600,
-    "smtp_host": None,
-    "smtp_admin_email": None,
-    "smtp_pass": None,
-    "password_min_length": 6,
-}
+
+
+def bundle_digest(sources: dict[str, bytes]) -> str:
+    """What the platform's ezbr_sha256 stands for: one digest of the code deployed."""
+    digest = hashlib.sha256()
+    for name in sorted(sources):
+        digest.update(name.encode() + b"\0" + sources[name] + b"\0")
+    return digest.hexdigest()
 
 
 @dataclass
@@ -74,6 +67,8 @@ class ManagementAPI(LocalHTTPServer):
     functions: dict[str, dict[str, dict]] = field(default_factory=dict)  # ref -> slug -> function
     bundles: dict[str, dict[str, tuple[dict, Deploy]]] = field(default_factory=dict)  # ref -> slug -> uploaded
     auth: dict[str, dict] = field(default_factory=dict)  # ref -> auth config changes (over AUTH_DEFAULTS)
+    settings: dict[str, ProjectSettings] = field(default_factory=dict)  # ref -> its other settings
+    fail_writes: dict[str, int] = field(default_factory=dict)  # settings path ("postgrest") -> status to answer
     rate_limit: int = 120  # requests per project per rate_window seconds
     rate_window: float = 60.0
     throttled: int = 0  # 429s answered
@@ -147,9 +142,8 @@ class ManagementAPI(LocalHTTPServer):
                 return self.activate(handler, match[1], body)
             with self.lock:
                 return self.reply(handler, 200, list(self.functions.get(match[1], {}).values()))
-        if (match := re.fullmatch(r"/v1/projects/([a-z]{20})/config/auth", url.path)) and method == "GET":
-            with self.lock:
-                return self.reply(handler, 200, {**AUTH_DEFAULTS, **self.auth.get(match[1], {})})
+        if match := SETTINGS_PATH.fullmatch(url.path):
+            return self.answer_settings(handler, match[1], match[2], method, body)
         if match := re.fullmatch(r"/v1/projects/([a-z]{20})/secrets", url.path):
             secrets = {name: hashlib.sha256(f"{match[1]}:{name}".encode()).hexdigest() for name in PLATFORM_SECRETS}
             secrets.update(self.secrets.get(match[1], {}))
@@ -159,6 +153,21 @@ class ManagementAPI(LocalHTTPServer):
                 [{"name": n, "value": v, "updated_at": "2026-01-01T00:00:00Z"} for n, v in sorted(secrets.items())],
             )
         return self.reply(handler, 404, {"message": "Not found"})
+
+    def project_settings(self, ref: str) -> ProjectSettings:
+        """The project's settings; its auth changes are `auth[ref]`, which tests may set directly."""
+        with self.lock:
+            project = self.settings.setdefault(ref, ProjectSettings(ref))
+            project.auth = self.auth.setdefault(ref, {})
+            return project
+
+    def answer_settings(self, handler: BaseHTTPRequestHandler, ref: str, route: str, method: str, body: bytes) -> None:
+        project = self.project_settings(ref)
+        if method != "GET" and route in self.fail_writes:
+            return self.reply(handler, self.fail_writes[route], {"message": f"injected failure for {route}"})
+        with self.lock:
+            status, payload = mgmt_settings.answer(project, route, method, body)
+        self.reply(handler, status, payload)
 
     def deploy(self, handler: BaseHTTPRequestHandler, ref: str, slug: str, body: bytes) -> None:
         if self.deploy_delay:
@@ -192,6 +201,7 @@ class ManagementAPI(LocalHTTPServer):
                 "created_at": active.get("created_at", now),
                 "updated_at": now,
                 "verify_jwt": metadata.get("verify_jwt", True),
+                "ezbr_sha256": bundle_digest(sources),
             }
             if bundle_only:
                 self.bundles[ref][slug] = (function, upload)  # uploaded, not serving

@@ -59,6 +59,7 @@ VALUE_KINDS = {
     "table": "TABLE[,TABLE...]",
     "where": "SQL",
     "keys": "VALUE[,VALUE...]",
+    "allow_weaker": "KEY[,KEY...]",
 }
 COMMAND_LINE = "command_line"  # a task parameter ops_task (tasks.py) fills with the task's own command line
 ONE_ENV_TASKS = {

@@ -281,7 +281,8 @@ class StatusReport(Result):
         if drifted:
             lines.append(
                 f"settings drift: {len(drifted)} setting(s) differ between environments (above); bucket "
-                "settings come from migrations, auth settings from the dashboard or the Management API"
+                "settings come from migrations, auth settings from the dashboard or the Management API; "
+                "`inv settings` compares every area (API, storage, database, pooler, network, SSL, ...)"
             )
         unread = self.unread()
         if unread:
