@@ -92,7 +92,7 @@ def dependents(conn: Any, deleting: list[tuple[Table, list[dict[str, Any]]]], *,
                     continue
                 if ref.on_delete == "CASCADE":
                     removed.add(key)
-                    touched.deleted[key] = touched.changed.pop(key, None) or row
+                    touched.deleted[key] = touched.changed.pop(key, row)
                     touched.cells.pop(key, None)
                     newly.append(row)
                 else:

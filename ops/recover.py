@@ -28,8 +28,8 @@ from ops.db import connect
 from ops.errors import OperationFailed, UserError, first_line
 from ops.pgcatalog import Table, ident, qident
 from ops.report import Result, progress
-from ops.report import table as tabulated
 from ops.report import Table as Rows
+from ops.report import table as tabulated
 from ops.safety import confirm_write
 from ops.stamps import new_run_dir
 from ops.sync_source import snapshot_reader
@@ -62,6 +62,12 @@ class RecoverResult(Result):
             ["table", f"{verb}insert", f"{verb}update", f"{verb}delete"],
             [[t.table + "".join(f" ({v})" for v in t.via), t.inserted, t.updated, t.deleted] for t in self.tables],
         )
+
+    def plan(self) -> str:
+        """What the question shows first: the counts per table, then the rows."""
+        counts = self.rows()
+        shown = tabulated(counts.rows, counts.headers)
+        return "\n".join([f"plan for {self.target}:", shown, *self.footer().splitlines()[:-1]])
 
     def footer(self) -> str:
         paint = sync_diff.colours()
@@ -252,11 +258,7 @@ def recover_rows(
                 result.seconds = round(time.monotonic() - started, 3)
                 return result
             names = ",".join(t.qualified for t in described)
-            counts = result.rows()
-            shown = "\n".join(
-                [f"plan for {target_env.name}:", tabulated(counts.rows, counts.headers), *result.footer().splitlines()[:-1]]
-            )
-            confirm_write(target_env, yes=yes, action=f"recover rows of {names} into it", plan=shown)
+            confirm_write(target_env, yes=yes, action=f"recover rows of {names} into it", plan=result.plan())
             confirm_table(target_env, names, yes=yes)
             run_dir = new_run_dir(config.sync_data.export_dir / f"recover-{target_env.name}")
             result.run_dir = str(run_dir)
@@ -333,8 +335,9 @@ def write(dst: Any, plans: list, reached: list[cascade.Touched], before: Path) -
             touched = [sync_diff.row_key(c.key, table.primary_key) for c in changes]
             old_rows = [present[k] for k in touched if k in present]
             if table.qualified in extra:
-                listed = set(touched)
-                old_rows += [r for r in extra[table.qualified].rows() if sync_diff.row_key(r, table.primary_key) not in listed]
+                planned = set(touched)
+                reached_rows = extra[table.qualified].rows()
+                old_rows += [r for r in reached_rows if sync_diff.row_key(r, table.primary_key) not in planned]
             inserted = [c.key for c in changes if c.kind == "insert"]
             path = before / f"{table.qualified}.json"
             path.write_text(jsonable(old_rows), encoding="utf-8")
@@ -362,7 +365,10 @@ def write(dst: Any, plans: list, reached: list[cascade.Touched], before: Path) -
 def undo(
     config: Config, target: Environment, before: Path, tables: list[str], *, dry_run: bool, yes: bool
 ) -> RecoverResult:
-    """Put a recovery's before/ back: its inserted rows removed, its changed and deleted rows restored."""
+    """Put a recovery's before/ back: its inserted rows removed, its changed and deleted rows restored.
+    Rows that removing the inserted ones reaches through ON DELETE actions (added since) are shown too."""
+    import psycopg
+
     manifest_path = before / "manifest.json"
     if not manifest_path.is_file():
         raise UserError(f"{before} is not the before/ of a recover-rows run (no manifest.json)")
@@ -372,6 +378,19 @@ def undo(
     if {e["table"] for e in entries} != wanted:
         raise UserError(f"{before} holds {', '.join(e['table'] for e in recorded)}; name those with --table")
     result = RecoverResult(f"undo {before}", target.name, dry_run)
+    try:
+        put_back(target, before, entries, result, dry_run=dry_run, yes=yes)
+    except psycopg.Error as error:
+        raise OperationFailed(
+            f"putting back {before} into {target.name} failed: {first_line(error)}. Nothing was committed: "
+            "the target is unchanged."
+        ) from None
+    return result
+
+
+def put_back(
+    target: Environment, before: Path, entries: list, result: RecoverResult, *, dry_run: bool, yes: bool
+) -> None:
     with connect(target, application="ops recover-rows undo") as dst:
         described = {t.qualified: t for t in (pgcatalog.describe(dst, e["table"]) for e in entries) if t}
         order = pgcatalog.parents_first(list(described.values()))
@@ -381,9 +400,13 @@ def undo(
         for table in order:
             entry, rows = loaded[table.qualified]
             result.tables.append(Recovered(table.qualified, inserted=len(rows), deleted=len(entry["inserted_keys"])))
+        add_reached(result, cascade.dependents(dst, [(t, loaded[t.qualified][0]["inserted_keys"]) for t in order]))
+        dst.rollback()
         if dry_run:
-            return result
-        confirm_write(target, yes=yes, action=f"put back the rows of {', '.join(described)} as they were")
+            return
+        confirm_write(
+            target, yes=yes, action=f"put back the rows of {', '.join(described)} as they were", plan=result.plan()
+        )
         with dst.transaction():
             for table in reversed(order):  # children before parents
                 keys = loaded[table.qualified][0]["inserted_keys"]
@@ -393,4 +416,3 @@ def undo(
                 rows = loaded[table.qualified][1]
                 if rows:
                     dst.execute(upsert_sql(table, [c.name for c in table.writable]), (json.dumps(rows),))
-    return result

@@ -142,7 +142,7 @@ HOSTILE = {
     "second statement": f"true; {DELETE_ALL}",
     "rollback then delete": f"true)) r; ROLLBACK; {DELETE_ALL}; --",
     "newlines and comment": f"true)) r\n;\n{DELETE_ALL}\n--",
-    "E string backslash quote": f"full_name = E'\\\\''; {DELETE_ALL}; SELECT ((E'",
+    "E string backslash quote": f"full_name = E'\\'' )) k; {DELETE_ALL}; SELECT ((true",
     "dollar quoting": f"full_name = $$it's$$)) r; {DELETE_ALL}; SELECT (($$x$$",
     "tagged dollar quoting": f"full_name = $q$'$q$)) r; COMMIT; {DELETE_ALL}; SELECT (($q$x$q$",
     "unicode escapes": f"full_name = U&'\\0027')) r; {DELETE_ALL}; SELECT ((U&'x'",
@@ -162,7 +162,9 @@ HOSTILE = {
     "terminate itself": "pg_terminate_backend(pg_backend_pid())",
     "dblink": f"dblink_exec('dbname=postgres', '{DELETE_ALL}') = 'OK'",
     "not boolean": "full_name",
+    "knows the wrapper": f"true\n)) k; COMMIT; {DELETE_ALL}; SELECT ((true",
     "a stable function that writes": "public.sneaky()",
+    "a stable function that turns read-write": "public.sneaky_rw()",
     "a view that calls a volatile function": "EXISTS (SELECT 1 FROM public.locker)",
 }
 
@@ -176,28 +178,51 @@ def test_where_only_ever_selects_rows(project, pg):
         """
         CREATE FUNCTION public.sneaky() RETURNS boolean LANGUAGE plpgsql STABLE
         AS $$ BEGIN PERFORM nextval('public.audit_log_id_seq'); RETURN true; END $$;
+        CREATE FUNCTION public.sneaky_rw() RETURNS boolean LANGUAGE plpgsql STABLE AS $$ BEGIN
+          PERFORM set_config('transaction_read_only', 'off', true);
+          DELETE FROM public.profiles; RETURN true; END $$;
         CREATE VIEW public.locker AS SELECT pg_advisory_lock(29) IS NULL AS locked;""",
     )
     before = {prod: everything(prod), pitr: everything(pitr)}
     failures = []
     for name, condition in HOSTILE.items():
         for mode in ("--dry-run", "--yes"):
-            args = ("recover-rows", "--from", "prod-pitr", "--to", "prod", "--table", TABLES, "--where", condition)
+            args = (
+                "recover-rows",
+                "--from",
+                "prod-pitr",
+                "--to",
+                "prod",
+                "--table",
+                "public.profiles",
+                "--where",
+                condition,
+            )
             result = project.run(*args, mode)
             reason = [line for line in result.err.splitlines() if line.strip()]
             if result.code not in (1, 2) or len(reason) != 1:
                 failures.append(f"{name} {mode}: exit {result.code}, {result.err.strip()!r}, {result.out[-200:]!r}")
             for url, dumped in before.items():
                 if everything(url) != dumped:
-                    failures.append(f"{name} {mode}: {'prod' if url == prod else 'prod-pitr'} changed")  # later cases judged alone
+                    failures.append(
+                        f"{name} {mode}: {'prod' if url == prod else 'prod-pitr'} changed"
+                    )  # later cases judged alone
                     before[url] = everything(url)
     assert not failures, "\n".join(failures)
 
     # One boolean expression, OR included, is what --where is for.
     sql(prod, "UPDATE public.profiles SET full_name = NULL")
     fine = project.run(
-        "recover-rows", "--from", "prod-pitr", "--to", "prod", "--table", "public.profiles", "--dry-run",
-        "--where", f"id = '{GRACE}' OR full_name LIKE 'A%'",
+        "recover-rows",
+        "--from",
+        "prod-pitr",
+        "--to",
+        "prod",
+        "--table",
+        "public.profiles",
+        "--dry-run",
+        "--where",
+        f"id = '{GRACE}' OR full_name LIKE 'A%'",
     )
     assert fine.code == 0, fine.err
     assert f"~ profiles[{GRACE}].full_name: NULL → Grace" in fine.out and "full_name: NULL → Ada" in fine.out
@@ -217,11 +242,23 @@ def test_keys_take_the_column_name_and_refuse_keys_found_nowhere(project, pg):
 
     unknown = "00000000-0000-4000-8000-00000000dead"
     for keys in (f"id={GRACE},{unknown}", f"id={unknown}", f"email={GRACE}"):
-        refused = project.run("recover-rows", "--from", "prod-pitr", "--to", "prod", "--table", TABLES, "--yes",
-                              "--keys", keys)
+        refused = project.run(
+            "recover-rows", "--from", "prod-pitr", "--to", "prod", "--table", TABLES, "--yes", "--keys", keys
+        )
         assert refused.code == 2, (keys, refused.err)
         assert ("in neither" in refused.err or "not the key" in refused.err) and keys.split(",")[-1] in refused.err
     assert everything(prod) == damaged
+
+    # The undo of a recovery deletes the rows it inserted: what has pointed at them since is shown first.
+    done = project.run(
+        "recover-rows", "--from", "prod-pitr", "--to", "prod", "--table", TABLES, "--keys", GRACE, "--yes", "--json"
+    )
+    assert done.code == 0, done.err
+    sql(prod, f"INSERT INTO public.user_roles VALUES ('{GRACE}', 'coach')")
+    before = Path(json.loads(done.out)["run_dir"]) / "before"
+    undo = project.run("recover-rows", "--from-export", str(before), "--to", "prod", "--table", TABLES, "--dry-run")
+    assert undo.code == 0, undo.err
+    assert f"- user_roles[{GRACE},coach]" in undo.out and "ON DELETE CASCADE from auth.users" in undo.out
 
 
 def test_prune_shows_exports_and_undoes_every_row_a_cascade_touches(project, pg):
@@ -249,8 +286,9 @@ def test_prune_shows_exports_and_undoes_every_row_a_cascade_touches(project, pg)
     )
     before = everything(prod)
 
-    planned = project.run("recover-rows", "--from", "prod-pitr", "--to", "prod", "--table", "auth.users", "--prune",
-                          "--dry-run")
+    planned = project.run(
+        "recover-rows", "--from", "prod-pitr", "--to", "prod", "--table", "auth.users", "--prune", "--dry-run"
+    )
     assert planned.code == 0, planned.err
     for shown in (
         f"- auth.users[{NEW_USER}]",
@@ -265,16 +303,27 @@ def test_prune_shows_exports_and_undoes_every_row_a_cascade_touches(project, pg)
         assert shown in planned.out, shown
     assert everything(prod) == before
 
-    asked = at_a_terminal(project, "recover-rows", "--from", "prod-pitr", "--to", "prod", "--table", "auth.users",
-                          "--prune", typed=b"no\n")
+    asked = at_a_terminal(
+        project,
+        "recover-rows",
+        "--from",
+        "prod-pitr",
+        "--to",
+        "prod",
+        "--table",
+        "auth.users",
+        "--prune",
+        typed=b"no\n",
+    )
     assert asked.code == 2
     question = asked.out.index("Type its name")
     for counted in ("public.module_progress", "public.audit_log", "public.user_roles"):
         assert asked.out.index(counted) < question, counted
     assert everything(prod) == before
 
-    done = project.run("recover-rows", "--from", "prod-pitr", "--to", "prod", "--table", "auth.users", "--prune",
-                       "--yes", "--json")
+    done = project.run(
+        "recover-rows", "--from", "prod-pitr", "--to", "prod", "--table", "auth.users", "--prune", "--yes", "--json"
+    )
     assert done.code == 0, done.err
     report = json.loads(done.out)
     touched = {t["table"]: (t["updated"], t["deleted"]) for t in report["tables"]}
@@ -292,7 +341,8 @@ def test_prune_shows_exports_and_undoes_every_row_a_cascade_touches(project, pg)
     held = {e["table"]: e["rows"] for e in json.loads((exported / "manifest.json").read_text())["tables"]}
     assert held == {table: updated + deleted for table, (updated, deleted) in touched.items()}
 
-    undo = project.run("recover-rows", "--from-export", str(exported), "--to", "prod", "--table", ",".join(touched),
-                       "--yes")
+    undo = project.run(
+        "recover-rows", "--from-export", str(exported), "--to", "prod", "--table", ",".join(touched), "--yes"
+    )
     assert undo.code == 0, undo.err
     assert everything(prod) == before, "the undo puts back every row the prune and its cascades touched"
