@@ -319,7 +319,6 @@ def write(dst: Any, plans: list, reached: list[cascade.Touched], before: Path) -
     """The undo first (the target's affected rows as the plan read them, and every row the deletions reach
     through ON DELETE actions), then the rows: upserts parents first, deletions children first, all in
     one transaction."""
-    before.mkdir(parents=True, mode=0o700)  # user rows: ours alone, like a backup (sealed below)
     manifest = []
     with dst.transaction():
         # The deleted rows and all they reach, locked: nothing new can point at them until the commit.
@@ -328,6 +327,7 @@ def write(dst: Any, plans: list, reached: list[cascade.Touched], before: Path) -
                 "rows that the deletions would reach through ON DELETE actions changed since the plan was "
                 "shown. Nothing was changed: run it again to see the new plan."
             )
+        before.mkdir(parents=True, mode=0o700)  # user rows: ours alone, like a backup (sealed below)
         extra = {t.table.qualified: t for t in reached}
         tables = [(table, found.changes, present) for table, _, _, present, found in plans]
         tables += [(t.table, [], {}) for t in reached if t.table.qualified not in {p[0].qualified for p in plans}]

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg
 from lib.db import pg_tool, sql
+from lib.project import REPO
 
 USERS = ("auth.users", "public.profiles")
 TABLES = "auth.users,public.profiles"
@@ -346,3 +348,43 @@ def test_prune_shows_exports_and_undoes_every_row_a_cascade_touches(project, pg)
     )
     assert undo.code == 0, undo.err
     assert everything(prod) == before, "the undo puts back every row the prune and its cascades touched"
+
+
+def test_prune_changes_nothing_when_what_it_reaches_changed_after_the_plan(project, pg):
+    """Between the plan and the typed name a new row comes to point at a pruned user: nothing is deleted."""
+    prod = project.url("prod")
+    restored_copy(project, pg)
+    sql(
+        prod,
+        f"""
+        INSERT INTO auth.users (id, email) VALUES ('{NEW_USER}', 'late@example.com');
+        INSERT INTO public.user_roles VALUES ('{NEW_USER}', 'client');""",
+    )
+    controller, terminal = os.openpty()
+    project.write()
+    environ = {**os.environ, "OPS_ENVIRONMENTS": str(project.ini), "SUPABASE_CLI": str(project.cli_recorder())}
+    args = ("recover-rows", "--from", "prod-pitr", "--to", "prod", "--table", "auth.users", "--prune")
+    task = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "--search-root", str(REPO), *args],
+        cwd=project.root,
+        env={**environ, **project.secrets},
+        stdin=terminal,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        shown = ""
+        while "Type its name" not in shown and task.poll() is None:
+            shown += task.stdout.read(1)
+        assert f"- user_roles[{NEW_USER},client]" in shown
+        sql(prod, f"INSERT INTO public.user_roles VALUES ('{NEW_USER}', 'coach')")
+        changed = everything(prod)
+        os.write(controller, b"prod\nauth.users\n")
+        out, err = task.communicate(timeout=120)
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    assert task.returncode == 1, shown + out + err
+    assert "changed since the plan" in err and "Traceback" not in err
+    assert everything(prod) == changed
