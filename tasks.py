@@ -694,8 +694,9 @@ def backup(
         "from": "the PITR-restored project (its section has restored_from = the --to environment)",
         "to": "the project to recover rows into",
         "table": f"the table(s) to recover, schema-qualified for auth ({LIST_HELP}); parents go first",
-        "where": "only rows matching this one SQL condition, e.g. \"created_at > '2026-11-01'\"",
-        "keys": f"only rows with these values of a one-column key ({LIST_HELP})",
+        "where": "only rows matching one SQL boolean expression (OR allowed), evaluated on --from alone, "
+        "e.g. \"created_at > '2026-11-01'\"",
+        "keys": f"only rows with these values of a one-column key, bare or named: id=<v>,<v> ({LIST_HELP})",
         "prune": "also delete target rows the restore lacks (created after the restore point: kept otherwise)",
         "dry_run": "show the rows, cell by cell, that would be recovered; change nothing",
         "from_export": "undo a recovery: put back the before/ folder it printed",

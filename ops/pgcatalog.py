@@ -29,6 +29,19 @@ class ForeignKey:
 
 
 @dataclass(frozen=True)
+class Reference:
+    """A foreign key pointing at a table whose rows a delete there deletes (CASCADE) or changes (SET NULL /
+    SET DEFAULT)."""
+
+    name: str
+    child: str  # the referencing table, schema-qualified
+    columns: list[str]  # the child's referencing columns
+    referenced: list[str]  # the parent's referenced columns, in the same order
+    on_delete: str  # CASCADE | SET NULL | SET DEFAULT
+    sets: list[str]  # the child's columns SET NULL / SET DEFAULT writes
+
+
+@dataclass(frozen=True)
 class Index:
     """An index as it is re-created: by its constraint (primary key, unique, exclusion) or by itself."""
 
@@ -143,6 +156,35 @@ def describe(conn: psycopg.Connection, name: str) -> Table | None:
     own = [ForeignKey(name, parent, definition) for name, parent, definition, mine in references if mine]
     primary: list[str] = next((cols for is_primary, cols in keys if is_primary), [])
     return Table(schema, table, columns, primary, [cols for _, cols in keys], parents, own, owned)
+
+
+ON_DELETE = {"c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
+
+
+def referencing(conn: psycopg.Connection, table: Table) -> list[Reference]:
+    """The foreign keys whose ON DELETE action deletes or changes rows of other tables (or of this one)
+    when a row of `table` goes; NO ACTION / RESTRICT keys make such a delete fail instead."""
+    names = (
+        "array(SELECT a.attname FROM unnest({cols}) WITH ORDINALITY k(n, pos) "
+        "JOIN pg_attribute a ON a.attrelid = {rel} AND a.attnum = k.n ORDER BY k.pos)"
+    )
+    rows = conn.execute(
+        f"""
+        SELECT f.conname, format('%%s.%%s', n.nspname, c.relname),
+               {names.format(cols="f.conkey", rel="f.conrelid")}, {names.format(cols="f.confkey", rel="f.confrelid")},
+               f.confdeltype,
+               {names.format(cols="coalesce(nullif(f.confdelsetcols, '{}'), f.conkey)", rel="f.conrelid")}
+        FROM pg_constraint f JOIN pg_class c ON c.oid = f.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE f.contype = 'f' AND f.confrelid = %s::regclass AND f.conparentid = 0
+          AND f.confdeltype IN ('c', 'n', 'd')
+        ORDER BY 2, 1
+        """,
+        (qident(table),),
+    ).fetchall()
+    return [
+        Reference(name, child, list(columns), list(referenced), ON_DELETE[action], list(sets))
+        for name, child, columns, referenced, action, sets in rows
+    ]
 
 
 def rebuildable_indexes(cur: psycopg.Cursor, table: Table) -> list[Index]:

@@ -124,19 +124,33 @@ def shown(value: Any) -> Any:
     return value
 
 
+def row_key(row: dict[str, Any], key: list[str]) -> tuple:
+    """How rows are filed and matched: each key column's value as canonical JSON."""
+    return tuple(json.dumps(row[k], default=str, sort_keys=True) for k in key)
+
+
 def rows_of(
-    conn: Any, table: Table, key: list[str], columns: list[str], where: str = "", params: tuple = ()
+    conn: Any, table: Table, key: list[str], columns: list[str], only: list[dict[str, Any]] | None = None
 ) -> dict[tuple, dict[str, Any]]:
-    """Every row (matching `where`, a SQL condition with %s parameters) as {column: value}, keyed by the
-    conflict key: one round trip, JSON per row."""
+    """Every row (or `only` the ones with these primary-key values, passed as a parameter) as {column:
+    value}, keyed by the conflict key: one round trip, JSON per row."""
     listed = ", ".join(ident(c) for c in columns)
-    condition = f" WHERE {where}" if where else ""
-    query = f"SELECT row_to_json(r)::text FROM (SELECT {listed} FROM {qident(table)}{condition}) r"
+    query = f"SELECT row_to_json(r)::text FROM (SELECT {listed} FROM {qident(table)}) r"
+    params = None
+    if only is not None:
+        if not only:
+            return {}
+        own = ", ".join(f"t.{ident(c)}" for c in table.primary_key)
+        given = ", ".join(f"k.{ident(c)}" for c in table.primary_key)
+        query = (
+            f"SELECT row_to_json(r)::text FROM (SELECT {listed} FROM {qident(table)} t WHERE ({own}) IN "
+            f"(SELECT {given} FROM json_populate_recordset(NULL::{qident(table)}, %s::json) k)) r"
+        )
+        params = (json.dumps(only, default=str),)
     found = {}
-    # Parameters only with a condition: without, a % in a table's name must not read as a placeholder.
-    for (text,) in conn.execute(query, params if where else None).fetchall():
+    for (text,) in conn.execute(query, params).fetchall():
         row = json.loads(text, parse_float=Decimal)
-        found[tuple(json.dumps(row[k], default=str, sort_keys=True) for k in key)] = row
+        found[row_key(row, key)] = row
     return found
 
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg
-from lib.db import sql
+from lib.db import pg_tool, sql
+from lib.project import REPO
 
 USERS = ("auth.users", "public.profiles")
 TABLES = "auth.users,public.profiles"
@@ -98,3 +102,289 @@ def test_recover_rows_brings_back_exactly_the_damaged_rows_and_undoes(project, p
     )
     assert undo.code == 0, undo.err
     assert rows(prod) == damaged, "the undo puts back the state the recovery replaced"
+
+
+GRACE = "00000000-0000-4000-8000-000000000002"
+NEW_USER = "00000000-0000-4000-8000-0000000000aa"
+
+
+def restored_copy(project, pg) -> str:
+    """A PITR restore of prod as it is now (a copy of its database), as the section prod-pitr."""
+    name = f"pitr_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg.admin_url(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{urlsplit(project.url("prod")).path.lstrip("/")}"')
+    project.envs["prod-pitr"] = {"ref": "pitrrestoredxxxxxxxx", "db_url": pg.url(name), "restored_from": "prod"}
+    return pg.url(name)
+
+
+def everything(url: str) -> str:
+    """Every schema's data, sequences and large objects as pg_dump prints them (lines sorted)."""
+    admin = url.replace("?sslmode=disable", "").replace("//postgres@", "//supabase_admin@")  # reads every schema
+    argv = [pg_tool("pg_dump"), "--data-only", "--no-owner", "-d", admin]
+    out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+    return "\n".join(
+        sorted(line for line in out.splitlines() if not line.startswith(("-- Dumped", "\\restrict", "\\unrestrict")))
+    )
+
+
+def at_a_terminal(project, *args: str, typed: bytes):
+    """Run a task with standard input on a terminal where a person types `typed`."""
+    controller, terminal = os.openpty()
+    try:
+        os.write(controller, typed)
+        return project.run(*args, stdin=terminal)
+    finally:
+        os.close(terminal)
+        os.close(controller)
+
+
+DELETE_ALL = "DELETE FROM public.profiles"
+HOSTILE = {
+    "the reported exploit": "id::text = E'\\'')) r; COMMIT; DELETE FROM public.profiles; --'",
+    "second statement": f"true; {DELETE_ALL}",
+    "rollback then delete": f"true)) r; ROLLBACK; {DELETE_ALL}; --",
+    "newlines and comment": f"true)) r\n;\n{DELETE_ALL}\n--",
+    "E string backslash quote": f"full_name = E'\\'' )) k; {DELETE_ALL}; SELECT ((true",
+    "dollar quoting": f"full_name = $$it's$$)) r; {DELETE_ALL}; SELECT (($$x$$",
+    "tagged dollar quoting": f"full_name = $q$'$q$)) r; COMMIT; {DELETE_ALL}; SELECT (($q$x$q$",
+    "unicode escapes": f"full_name = U&'\\0027')) r; {DELETE_ALL}; SELECT ((U&'x'",
+    "nested comments": f"true /* /* */ */)) r; {DELETE_ALL}; SELECT ((true",
+    "comment hides the closing": f"true /* )) r; */)) r; {DELETE_ALL}; --",
+    "percent placeholders": f"full_name LIKE '%s%%')) r; {DELETE_ALL}; --",
+    "a parameter": "id = $1",
+    "data-modifying CTE": f"id IN (WITH d AS ({DELETE_ALL} RETURNING id) SELECT id FROM d)",
+    "DELETE in a subquery": f"(SELECT count(*) FROM ({DELETE_ALL} RETURNING 1) d) > 0",
+    "row locks": "true)) r FOR UPDATE; --",
+    "select into": "true)) r INTO TEMP stolen; --",
+    "nextval writes": "nextval('public.audit_log_id_seq') > 0",
+    "large object import": "lo_import('/etc/hostname') > 0",
+    "read-write from inside": "set_config('transaction_read_only', 'off', true) = 'off'",
+    "session default read-write": "set_config('default_transaction_read_only', 'off', false) = 'off'",
+    "advisory lock": "pg_advisory_lock(29) IS NULL",
+    "terminate itself": "pg_terminate_backend(pg_backend_pid())",
+    "dblink": f"dblink_exec('dbname=postgres', '{DELETE_ALL}') = 'OK'",
+    "not boolean": "full_name",
+    "knows the wrapper": f"true\n)) k; COMMIT; {DELETE_ALL}; SELECT ((true",
+    "a stable function that writes": "public.sneaky()",
+    "a stable function that turns read-write": "public.sneaky_rw()",
+    "a view that calls a volatile function": "EXISTS (SELECT 1 FROM public.locker)",
+}
+
+
+def test_where_only_ever_selects_rows(project, pg):
+    """A hostile --where: both databases byte-identical afterwards, exit 1 or 2 with one line."""
+    sql(project.url("prod"), f"INSERT INTO public.profiles (id, full_name) VALUES ('{GRACE}', 'Grace')")
+    prod, pitr = project.url("prod"), restored_copy(project, pg)
+    sql(
+        pitr.replace("//postgres@", "//supabase_admin@"),
+        """
+        CREATE FUNCTION public.sneaky() RETURNS boolean LANGUAGE plpgsql STABLE
+        AS $$ BEGIN PERFORM nextval('public.audit_log_id_seq'); RETURN true; END $$;
+        CREATE FUNCTION public.sneaky_rw() RETURNS boolean LANGUAGE plpgsql STABLE AS $$ BEGIN
+          PERFORM set_config('transaction_read_only', 'off', true);
+          DELETE FROM public.profiles; RETURN true; END $$;
+        CREATE VIEW public.locker AS SELECT pg_advisory_lock(29) IS NULL AS locked;""",
+    )
+    before = {prod: everything(prod), pitr: everything(pitr)}
+    failures = []
+    for name, condition in HOSTILE.items():
+        for mode in ("--dry-run", "--yes"):
+            args = (
+                "recover-rows",
+                "--from",
+                "prod-pitr",
+                "--to",
+                "prod",
+                "--table",
+                "public.profiles",
+                "--where",
+                condition,
+            )
+            result = project.run(*args, mode)
+            reason = [line for line in result.err.splitlines() if line.strip()]
+            if result.code not in (1, 2) or len(reason) != 1:
+                failures.append(f"{name} {mode}: exit {result.code}, {result.err.strip()!r}, {result.out[-200:]!r}")
+            for url, dumped in before.items():
+                if everything(url) != dumped:
+                    failures.append(
+                        f"{name} {mode}: {'prod' if url == prod else 'prod-pitr'} changed"
+                    )  # later cases judged alone
+                    before[url] = everything(url)
+    assert not failures, "\n".join(failures)
+
+    # One boolean expression, OR included, is what --where is for.
+    sql(prod, "UPDATE public.profiles SET full_name = NULL")
+    fine = project.run(
+        "recover-rows",
+        "--from",
+        "prod-pitr",
+        "--to",
+        "prod",
+        "--table",
+        "public.profiles",
+        "--dry-run",
+        "--where",
+        f"id = '{GRACE}' OR full_name LIKE 'A%'",
+    )
+    assert fine.code == 0, fine.err
+    assert f"~ profiles[{GRACE}].full_name: NULL → Grace" in fine.out and "full_name: NULL → Ada" in fine.out
+
+
+def test_keys_take_the_column_name_and_refuse_keys_found_nowhere(project, pg):
+    prod = project.url("prod")
+    sql(prod, f"INSERT INTO public.profiles (id, full_name) VALUES ('{GRACE}', 'Grace')")
+    restored_copy(project, pg)
+    sql(prod, f"DELETE FROM auth.users WHERE id = '{GRACE}'")
+    damaged = everything(prod)
+    planned = project.run(
+        "recover-rows", "--from", "prod-pitr", "--to", "prod", "--table", TABLES, "--dry-run", "--keys", f"id={GRACE}"
+    )
+    assert planned.code == 0, planned.err
+    assert f"+ auth.users[{GRACE}]" in planned.out and f"+ profiles[{GRACE}]" in planned.out
+
+    unknown = "00000000-0000-4000-8000-00000000dead"
+    for keys in (f"id={GRACE},{unknown}", f"id={unknown}", f"email={GRACE}"):
+        refused = project.run(
+            "recover-rows", "--from", "prod-pitr", "--to", "prod", "--table", TABLES, "--yes", "--keys", keys
+        )
+        assert refused.code == 2, (keys, refused.err)
+        assert ("in neither" in refused.err or "not the key" in refused.err) and keys.split(",")[-1] in refused.err
+    assert everything(prod) == damaged
+
+    # The undo of a recovery deletes the rows it inserted: what has pointed at them since is shown first.
+    done = project.run(
+        "recover-rows", "--from", "prod-pitr", "--to", "prod", "--table", TABLES, "--keys", GRACE, "--yes", "--json"
+    )
+    assert done.code == 0, done.err
+    sql(prod, f"INSERT INTO public.user_roles VALUES ('{GRACE}', 'coach')")
+    before = Path(json.loads(done.out)["run_dir"]) / "before"
+    undo = project.run("recover-rows", "--from-export", str(before), "--to", "prod", "--table", TABLES, "--dry-run")
+    assert undo.code == 0, undo.err
+    assert f"- user_roles[{GRACE},coach]" in undo.out and "ON DELETE CASCADE from auth.users" in undo.out
+
+
+def test_prune_shows_exports_and_undoes_every_row_a_cascade_touches(project, pg):
+    prod = project.url("prod")
+    # One ON DELETE SET NULL among the cascades (the audit log keeps its rows, without the actor).
+    sql(
+        prod,
+        "ALTER TABLE public.audit_log DROP CONSTRAINT audit_log_actor_id_fkey, ADD CONSTRAINT audit_log_actor_id_fkey "
+        "FOREIGN KEY (actor_id) REFERENCES auth.users (id) ON DELETE SET NULL",
+    )
+    restored_copy(project, pg)
+    # A sign-up after the restore point, with rows in several tables, one two levels down.
+    sql(
+        prod,
+        f"""
+        INSERT INTO auth.users (id, email) VALUES ('{NEW_USER}', 'late@example.com');
+        INSERT INTO public.profiles (id, full_name) VALUES ('{NEW_USER}', 'Late');
+        INSERT INTO public.user_roles VALUES ('{NEW_USER}', 'client'), ('{NEW_USER}', 'coach');
+        INSERT INTO public.user_credit_balances VALUES ('{NEW_USER}', 40);
+        INSERT INTO public.client_enrollments (id, user_id, program_id)
+        VALUES ('50000000-0000-4000-8000-000000000001', '{NEW_USER}', '30000000-0000-4000-8000-000000000001');
+        INSERT INTO public.module_progress (enrollment_id, module_id, notes)
+        SELECT '50000000-0000-4000-8000-000000000001', id, 'done' FROM public.program_modules LIMIT 2;
+        INSERT INTO public.audit_log (actor_id, action) VALUES ('{NEW_USER}', 'signed up'), (NULL, 'cron');""",
+    )
+    before = everything(prod)
+
+    planned = project.run(
+        "recover-rows", "--from", "prod-pitr", "--to", "prod", "--table", "auth.users", "--prune", "--dry-run"
+    )
+    assert planned.code == 0, planned.err
+    for shown in (
+        f"- auth.users[{NEW_USER}]",
+        f"- profiles[{NEW_USER}]",
+        f"- user_roles[{NEW_USER},client]",
+        f"- user_roles[{NEW_USER},coach]",
+        f"- user_credit_balances[{NEW_USER}]",
+        "- client_enrollments[50000000-0000-4000-8000-000000000001]",
+        "- module_progress[",
+        f".actor_id: {NEW_USER} → NULL",
+    ):
+        assert shown in planned.out, shown
+    assert everything(prod) == before
+
+    asked = at_a_terminal(
+        project,
+        "recover-rows",
+        "--from",
+        "prod-pitr",
+        "--to",
+        "prod",
+        "--table",
+        "auth.users",
+        "--prune",
+        typed=b"no\n",
+    )
+    assert asked.code == 2
+    question = asked.out.index("Type its name")
+    for counted in ("public.module_progress", "public.audit_log", "public.user_roles"):
+        assert asked.out.index(counted) < question, counted
+    assert everything(prod) == before
+
+    done = project.run(
+        "recover-rows", "--from", "prod-pitr", "--to", "prod", "--table", "auth.users", "--prune", "--yes", "--json"
+    )
+    assert done.code == 0, done.err
+    report = json.loads(done.out)
+    touched = {t["table"]: (t["updated"], t["deleted"]) for t in report["tables"]}
+    assert touched == {
+        "auth.users": (0, 1),
+        "public.profiles": (0, 1),
+        "public.user_roles": (0, 2),
+        "public.user_credit_balances": (0, 1),
+        "public.client_enrollments": (0, 1),
+        "public.module_progress": (0, 2),
+        "public.audit_log": (1, 0),
+    }
+    assert sql(prod, f"SELECT count(*) FROM auth.users WHERE id = '{NEW_USER}'") == [(0,)]
+    exported = Path(report["run_dir"]) / "before"
+    held = {e["table"]: e["rows"] for e in json.loads((exported / "manifest.json").read_text())["tables"]}
+    assert held == {table: updated + deleted for table, (updated, deleted) in touched.items()}
+
+    undo = project.run(
+        "recover-rows", "--from-export", str(exported), "--to", "prod", "--table", ",".join(touched), "--yes"
+    )
+    assert undo.code == 0, undo.err
+    assert everything(prod) == before, "the undo puts back every row the prune and its cascades touched"
+
+
+def test_prune_changes_nothing_when_what_it_reaches_changed_after_the_plan(project, pg):
+    """Between the plan and the typed name a new row comes to point at a pruned user: nothing is deleted."""
+    prod = project.url("prod")
+    restored_copy(project, pg)
+    sql(
+        prod,
+        f"""
+        INSERT INTO auth.users (id, email) VALUES ('{NEW_USER}', 'late@example.com');
+        INSERT INTO public.user_roles VALUES ('{NEW_USER}', 'client');""",
+    )
+    controller, terminal = os.openpty()
+    project.write()
+    environ = {**os.environ, "OPS_ENVIRONMENTS": str(project.ini), "SUPABASE_CLI": str(project.cli_recorder())}
+    args = ("recover-rows", "--from", "prod-pitr", "--to", "prod", "--table", "auth.users", "--prune")
+    task = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "--search-root", str(REPO), *args],
+        cwd=project.root,
+        env={**environ, **project.secrets},
+        stdin=terminal,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        shown = ""
+        while "Type its name" not in shown and task.poll() is None:
+            shown += task.stdout.read(1)
+        assert f"- user_roles[{NEW_USER},client]" in shown
+        sql(prod, f"INSERT INTO public.user_roles VALUES ('{NEW_USER}', 'coach')")
+        changed = everything(prod)
+        os.write(controller, b"prod\nauth.users\n")
+        out, err = task.communicate(timeout=120)
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    assert task.returncode == 1, shown + out + err
+    assert "changed since the plan" in err and "Traceback" not in err
+    assert everything(prod) == changed
