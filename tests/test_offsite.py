@@ -75,8 +75,8 @@ def test_copy_verify_tamper_and_restore_from_off_site(project, storage, offsite)
 
     pruned = project.run("backup-storage", "--copy-to", "offsite", "--keep", "1", "--json")
     assert pruned.code == 0, pruned.err
-    # Mirrors the local retention: the second backup goes; the first stays on both sides, as the local
-    # rules keep it (it holds more bytes than any later one, the high-water mark).
+    # The same rules on each series, each judged from its own contents: the second backup goes; the first
+    # stays on both sides (it holds more bytes than any later one, the high-water mark).
     local = sorted(
         p.name
         for p in (project.root / "backups" / "storage" / "prod-qfdztdgublwlmewobxmx").iterdir()
