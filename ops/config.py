@@ -44,7 +44,7 @@ SETTINGS_KEYS: dict[str, set[str]] = {
     "storage": {"buckets", "backup_dir", "keep", "jobs"},
     "migrations": {"all_order", "test_first"},
     "functions": {"jobs"},
-    "backup": {"dir"},
+    "backup": {"dir", "keep_last", "keep_daily", "keep_weekly", "keep_monthly"},
     "lovable": {"remote", "branch", "paths", "ours"},
     "workflows": {"prod", "preprod", "sandbox", "sandbox_buckets"},
     "journal": {"path"},
@@ -143,8 +143,20 @@ class MigrationSettings:
 
 
 @dataclass(frozen=True)
+class RetentionPolicy:
+    """How many backups a series keeps (restic's `forget --keep-*`): the newest `last`, and the newest
+    of each of the last `daily` days, `weekly` weeks and `monthly` months that have one."""
+
+    last: int = 5
+    daily: int = 0
+    weekly: int = 0
+    monthly: int = 0
+
+
+@dataclass(frozen=True)
 class BackupSettings:
     dir: Path
+    retention: RetentionPolicy = field(default_factory=RetentionPolicy)
 
 
 @dataclass(frozen=True)
@@ -393,7 +405,16 @@ def load(path: Path | str | None = None, *, check_refs: bool = True) -> Config:
             test_first=_pairs(read.text("migrations", "test_first", "prod:preprod"), path),
         ),
         functions_jobs=read.integer("functions", "jobs", 4),
-        backup=BackupSettings(dir=read.path_("backup", "dir", "backups/full")),
+        backup=BackupSettings(
+            dir=read.path_("backup", "dir", "backups/full"),
+            # keep_last falls back on [storage] keep, which it replaces.
+            retention=RetentionPolicy(
+                last=read.integer("backup", "keep_last", read.integer("storage", "keep", 5)),
+                daily=read.integer("backup", "keep_daily", 0),
+                weekly=read.integer("backup", "keep_weekly", 0),
+                monthly=read.integer("backup", "keep_monthly", 0),
+            ),
+        ),
         lovable=LovableSettings(
             remote=read.text("lovable", "remote"),
             branch=read.text("lovable", "branch"),

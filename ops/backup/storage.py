@@ -15,25 +15,24 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from ops import s3objects
 from ops.backup import manifest
 from ops.backup.paths import ObjectPaths, paths_in_order, within
+from ops.backup.retention import BackupSize, judge_series, newest_full, policy_from, retention_blocked
 from ops.backup.store import (
     METADATA_FILE,
     PARTIAL_PREFIX,
-    BackupSize,
-    backup_size,
     complete_backups,
     env_folder,
     private_dir,
     prune_backups,
-    retention_blocked,
     seal_private,
     series_lock,
 )
-from ops.config import Config, Environment
-from ops.errors import OperationFailed, UserError
+from ops.config import Config, Environment, RetentionPolicy
+from ops.errors import OperationFailed
 from ops.parallel import Failure, failure_report, run_tasks, until_intact
 from ops.report import Meter, Result, Table, progress
 from ops.s3base import ObjectInfo
@@ -72,15 +71,16 @@ def backup_env(
     config: Config,
     env: Environment,
     buckets: list[str],
-    keep: int,
+    policy: RetentionPolicy,
     *,
     series: Path | None = None,
-    extras: Callable[[Path], dict[str, str]] | None = None,
+    extras: Callable[[Path], tuple[dict[str, str], dict[str, Any]]] | None = None,
 ) -> BackupResult:
     """Back up one environment's buckets into a new folder of `series` (default: its storage series).
 
     `extras` may write more files into the backup before it is sealed; it returns their
-    paths (relative) with sha256, which the manifest records and verify-backup checks.
+    paths (relative) with sha256, which the manifest records and verify-backup checks, and
+    more fields for the manifest (the dump's row counts, which retention compares).
     A backup of only some buckets is a series of its own, so it never counts against
     (nor prunes) the full backups.
     """
@@ -92,10 +92,10 @@ def backup_env(
     private_dir(folder)
     with series_lock(folder, env):
         try:
-            return _backup_locked(config, env, s3, folder, buckets, keep, extras, started, in_order=True)
+            return _backup_locked(config, env, s3, folder, buckets, policy, extras, started, in_order=True)
         except s3objects.OutOfOrder as disorder:
             progress(f"{env.name}: {disorder}: not S3's key order, so each bucket is listed whole first")
-            return _backup_locked(config, env, s3, folder, buckets, keep, extras, started, in_order=False)
+            return _backup_locked(config, env, s3, folder, buckets, policy, extras, started, in_order=False)
 
 
 def _objects(s3: S3, buckets: list[str], *, in_order: bool) -> tuple[list[str], Iterator[tuple[str, ObjectInfo, str]]]:
@@ -149,16 +149,15 @@ def _backup_locked(
     s3: S3,
     folder: Path,
     buckets: list[str],
-    keep: int,
-    extras: Callable[[Path], dict[str, str]] | None,
+    policy: RetentionPolicy,
+    extras: Callable[[Path], tuple[dict[str, str], dict[str, Any]]] | None,
     started: float,
     *,
     in_order: bool,
 ) -> BackupResult:
     history = complete_backups(folder)
     previous = history[-1] if history else None
-    sizes = {path: backup_size(manifest.summary(path)) for path in history}
-    reference = next((p for p in reversed(history) if sizes[p].full), None)
+    reference = newest_full(judge_series(env.name, [(p.name, manifest.summary(p)) for p in history]))
 
     final = folder / unused_name(folder, also=PARTIAL_PREFIX)
     partial = folder / f"{PARTIAL_PREFIX}{final.name}"
@@ -218,14 +217,14 @@ def _backup_locked(
             raise problems[0]
         if failures:
             raise OperationFailed(failure_report(failures, f"backup of {env.name} incomplete; nothing was kept"))
-        artifacts = extras(partial) if extras else {}
+        artifacts, facts = extras(partial) if extras else ({}, {})
         result.objects, result.bytes = written.objects, written.bytes
         result.seconds = round(time.monotonic() - started, 3)
         result.kept_because = retention_blocked(
             env.name,
-            BackupSize(result.objects, result.bytes, True),
+            BackupSize(result.objects, result.bytes, True, facts.get("rows")),
             result.skipped_buckets,
-            sizes[reference] if reference else None,
+            reference.size if reference else None,
             reference.name if reference else "",
         )
         written.write(
@@ -241,6 +240,7 @@ def _backup_locked(
                 "not_full_because": result.kept_because or None,
                 "skipped_buckets": result.skipped_buckets,
                 "artifacts": artifacts,
+                **facts,
             }
         )
         seal_private(partial)
@@ -250,11 +250,11 @@ def _backup_locked(
         written.discard()
         if partial.exists():
             shutil.rmtree(partial, ignore_errors=True)
+    if not result.kept_because:
+        removed, result.kept_because = prune_backups(env.name, folder, policy)
+        result.removed = [str(p) for p in removed]
     if result.kept_because:
         progress(f"warning: {env.name}: no old backup removed: {result.kept_because}")
-    else:
-        sizes[final] = BackupSize(result.objects, result.bytes, True)
-        result.removed = [str(p) for p in prune_backups(folder, keep, sizes)]
     return result
 
 
@@ -342,12 +342,16 @@ class BackupReport(Result):
 
 
 def backup_storage(
-    config: Config, *, env: str | None, buckets: list[str] | None, keep: int | None, copy_to: str | None = None
+    config: Config,
+    *,
+    env: str | None,
+    buckets: list[str] | None,
+    keep: dict[str, int | None] | None = None,
+    copy_to: str | None = None,
 ) -> BackupReport:
-    keep = config.storage.keep if keep is None else keep
+    """`keep`: the retention flags given (last, daily, weekly, monthly), each in place of its [backup] setting."""
+    policy = policy_from(config.backup.retention, **(keep or {}))
     target = config.target(copy_to) if copy_to else None  # an unknown target is refused before any download
-    if keep < 1:
-        raise UserError("--keep must be at least 1 (the backup just made is always kept)")
     chosen = select_buckets(config, buckets)
     envs = config.envs_named(
         env, default=[config.workflows.prod], having=lambda e: bool(e.storage_url), needs="a storage_url"
@@ -358,10 +362,10 @@ def backup_storage(
         s3objects.client(target.store)
     made = []
     for each in envs:
-        result = backup_env(config, each, chosen, keep)
+        result = backup_env(config, each, chosen, policy)
         if target:
             from ops.backup import offsite
 
-            result.offsite = asdict(offsite.copy_backup(config, target, Path(result.path), full=False))
+            result.offsite = asdict(offsite.copy_backup(config, target, Path(result.path), full=False, policy=policy))
         made.append(result)
     return BackupReport(made)

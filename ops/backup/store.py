@@ -14,11 +14,10 @@ import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from ops.backup import manifest
-from ops.config import Config, Environment
+from ops.config import Config, Environment, RetentionPolicy
 from ops.errors import UserError
 from ops.invocation import program
 from ops.report import progress
@@ -28,7 +27,6 @@ METADATA_FILE = manifest.FILE
 PARTIAL_PREFIX = ".partial-"
 DELETING_PREFIX = ".deleting-"  # a backup being removed: renamed first, so no half-deleted one looks complete
 LOCK_FILE = ".lock"
-SHRINK_LIMIT = 0.5  # a backup with less than half the reference's objects or bytes is not full: it never prunes
 
 
 def env_folder(config: Config, env: Environment) -> Path:
@@ -85,43 +83,6 @@ def series_lock(folder: Path, env: Environment) -> Iterator[None]:
         os.close(handle)  # closing releases the lock
 
 
-@dataclass(frozen=True)
-class BackupSize:
-    objects: int
-    bytes: int
-    full: bool
-
-    def covers(self, other: BackupSize) -> bool:
-        return self.objects >= other.objects and self.bytes >= other.bytes
-
-
-def backup_size(metadata: dict) -> BackupSize:
-    """From a manifest's summary (format 2: its `sizes`) or a whole older manifest."""
-    buckets = (metadata.get("sizes") or metadata.get("buckets", {})).values()
-    # Manifests from before the `full` field: full unless a bucket was missing.
-    full = metadata.get("full", not metadata.get("skipped_buckets"))
-    return BackupSize(sum(b.get("objects", 0) for b in buckets), sum(b.get("bytes", 0) for b in buckets), bool(full))
-
-
-def retention_blocked(
-    env: str, made: BackupSize, skipped_buckets: list[str], reference: BackupSize | None, name: str
-) -> str:
-    """Why the backup just made is not full and must not prune ('' when it is full).
-
-    It is compared with the newest *full* backup, never merely the previous run: otherwise the
-    second backup of a wiped project would find no drop against the first, and prune every full one.
-    """
-    if skipped_buckets:
-        return f"bucket(s) missing in {env}: {', '.join(skipped_buckets)}"
-    if reference is None:
-        return ""
-    if reference.objects and made.objects < reference.objects * SHRINK_LIMIT:
-        return f"{made.objects} objects where the last full backup ({name}) had {reference.objects}"
-    if reference.bytes and made.bytes < reference.bytes * SHRINK_LIMIT:
-        return f"{made.bytes:,} bytes where the last full backup ({name}) had {reference.bytes:,}"
-    return ""
-
-
 def seal_private(folder: Path) -> None:
     """Folders 0700 and files 0600 throughout, whatever wrote them (pg_dump, the umask)."""
     os.chmod(folder, 0o700)
@@ -132,26 +93,15 @@ def seal_private(folder: Path) -> None:
             os.chmod(os.path.join(root, name), 0o600)
 
 
-def prune_backups(folder: Path, keep: int, sizes: dict[Path, BackupSize]) -> list[Path]:
-    """Keep the newest `keep` full backups, and the newest `keep` of the others; never the high-water mark.
+def prune_backups(env: str, folder: Path, policy: RetentionPolicy) -> tuple[list[Path], str]:
+    """Apply the retention rules to a local series; what was removed, or why nothing was."""
+    from ops.backup.retention import judge_series, retention
 
-    The high-water mark is the newest backup that holds at least as much as every earlier one:
-    after a slow drain it still holds what the later, smaller ones lost, until a backup as large
-    supersedes it.
-    """
-    backups = [p for p in complete_backups(folder) if p in sizes]
-    high_water, largest = None, BackupSize(0, 0, True)
-    for path in backups:
-        if sizes[path].full and sizes[path].covers(largest):
-            high_water, largest = path, sizes[path]
-        largest = BackupSize(max(largest.objects, sizes[path].objects), max(largest.bytes, sizes[path].bytes), True)
-    doomed = []
-    for full in (True, False):
-        series = [p for p in backups if sizes[p].full is full]
-        doomed += [p for p in series[: max(0, len(series) - keep)] if p != high_water]
-    for path in sorted(doomed, key=stamp_order):
-        remove_backup(path)
-    return doomed
+    judged = judge_series(env, [(p.name, manifest.summary(p)) for p in complete_backups(folder)])
+    doomed, blocked = retention(judged, policy)
+    for name in doomed:
+        remove_backup(folder / name)
+    return [folder / name for name in doomed], blocked
 
 
 def remove_backup(path: Path) -> None:
