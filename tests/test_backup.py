@@ -8,6 +8,7 @@ import signal
 import time
 from pathlib import Path
 
+from lib.db import sql
 from lib.s3 import contents, fill
 
 from devstack.faultproxy import FaultProxy
@@ -207,3 +208,28 @@ def test_a_removal_cut_short_is_finished_by_the_next_run(project, storage):
     assert not half_deleted.exists() and not no_manifest.exists()
     assert "half-deleted" in result.err
     assert first.is_dir()
+
+
+def test_a_wiped_database_never_prunes_the_last_dump_with_users(project, storage):
+    """Storage unchanged, the users and the config tables gone: the dump that held them is kept."""
+    fill(storage["prod"].client(), "avatars", 4)
+
+    def full_backup():
+        made = project.run("backup", "--env", "prod", "--keep", "2", "--json")
+        assert made.code == 0, made.err
+        return made, Path(json.loads(made.out)["steps"][0]["detail"].split(" (")[0])
+
+    _, first = full_backup()
+    recorded = json.loads((first / "_backup_metadata.json").read_text())
+    users = sql(project.url("prod"), "SELECT count(*) FROM auth.users")[0][0]
+    assert users > 0 and recorded["rows"]["auth.users"] == users
+    assert recorded["rows"]["public.plans"] == sql(project.url("prod"), "SELECT count(*) FROM public.plans")[0][0]
+    assert isinstance(recorded["sequences"], dict)
+    sql(project.url("prod"), "TRUNCATE auth.users, public.plans, public.programs, public.system_settings CASCADE")
+    for _ in range(3):
+        made, path = full_backup()
+        assert "no old backup removed" in made.err and "0 rows in auth.users" in made.err
+        assert "no old backup removed" in made.out
+        assert json.loads((path / "_backup_metadata.json").read_text())["rows"]["auth.users"] == 0
+    assert first.is_dir(), "the only dump that held the users is kept"
+    assert project.run("verify-backup", "--backup", str(first)).code == 0

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import shutil
+import time
+from pathlib import Path
 
 import pytest
-from lib.s3 import contents, fill, s3_secrets
+from lib.s3 import contents, empty_bucket, fill, moto_client, s3_secrets
 
 from devstack import localstack
+from devstack.faultproxy import FaultProxy
 
 KEYS = ("AKIAOFFSITE0000001", "offsite-secret-Qw3-never-print")
 
@@ -92,3 +96,125 @@ def test_an_unknown_target_is_refused_before_any_backup(project, storage, offsit
     result = project.run("backup-storage", "--copy-to", "ofsite")
     assert result.code == 2 and "unknown backup target 'ofsite'" in result.err
     assert not (project.root / "backups").exists()
+
+
+def sealed_at(remote, bucket: str = "ops-backups") -> list[str]:
+    """The names of the sealed remote backups (those with a manifest), oldest first."""
+    keys = [o["Key"] for o in remote.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    return sorted(k.split("/")[-2] for k in keys if k.endswith("/_backup_metadata.json"))
+
+
+def test_off_site_history_survives_fresh_runners(project, storage, offsite):
+    """The nightly CI job: each night starts with no local backups; on night 5 the project is wiped."""
+    src = storage["prod"].client()
+    nights = []
+    for night in range(7):
+        shutil.rmtree(project.root / "backups", ignore_errors=True)  # a fresh runner
+        if night < 4:
+            fill(src, "avatars", 4 + night)  # the project grows
+        elif night == 4:
+            for i in range(7):
+                src.delete_object(Bucket="avatars", Key=f"bulk/{i:04d}.bin")
+        made = project.run("backup-storage", "--copy-to", "offsite", "--keep", "2", "--json")
+        assert made.code == 0, made.err
+        nights.append(Path(json.loads(made.out)["backups"][0]["path"]).name)
+        if night >= 4:
+            assert "no old remote backup removed" in made.err and "where the last full backup" in made.err
+        time.sleep(1.1)  # one backup a second at most: each night has its own name
+    # The remote series is pruned by its own rules: two full backups kept, the wiped nights prune nothing.
+    assert sealed_at(offsite.client()) == sorted(nights[2:])
+    last_full = nights[3]
+    ok = project.run("verify-backup", "--backup", f"offsite:{last_full}", "--env", "prod")
+    assert ok.code == 0, ok.out + ok.err
+    assert ok.out.strip().splitlines()[-1].startswith("OK: 7 files")
+
+
+# ---------------------------------------------------------------- a remote backup that tries to write elsewhere
+
+HOSTILE_BUCKET = "ops-backups-hostile"
+
+
+@pytest.fixture
+def moto_offsite(project, storage, moto_port):
+    """The backup target on moto (it holds keys a file system cannot), behind a proxy that logs each request."""
+    moto = moto_client(moto_port)
+    empty_bucket(moto, HOSTILE_BUCKET)
+    proxy = FaultProxy(moto_port).start()
+    project.extra += f"\n[offsite]\nstorage_url = {proxy.url}\nbucket = {HOSTILE_BUCKET}\nprefix = nightly\n"
+    project.secrets.update(s3_secrets("offsite", "moto", "moto-secret"))
+    yield moto, proxy
+    proxy.stop()
+
+
+def sent_off_site(project, storage) -> str:
+    """A sealed remote backup of prod's three avatars; its prefix in the target bucket."""
+    fill(storage["prod"].client(), "avatars", 3)
+    made = project.run("backup-storage", "--copy-to", "offsite", "--json")
+    assert made.code == 0, made.err
+    return json.loads(made.out)["backups"][0]["offsite"]["remote"].split("/", 1)[1]
+
+
+def restore_remote(project, *extra: str):
+    return project.run(
+        "restore-storage",
+        "--to",
+        "preprod",
+        "--env",
+        "prod",
+        "--backup",
+        "offsite:latest",
+        "--buckets",
+        "avatars",
+        *extra,
+    )
+
+
+@pytest.mark.parametrize(
+    "relative",
+    ["/{escape}/absolute-pwned", "../../../dotdot-pwned", "avatars/../../../../inner-dotdot-pwned"],
+    ids=["absolute", "dot-dot", "dot-dot-inside"],
+)
+def test_a_remote_key_outside_the_folder_is_refused_and_nothing_written(project, storage, moto_offsite, relative):
+    moto, _ = moto_offsite
+    escape = project.root / "escape"
+    escape.mkdir()
+    prefix = sent_off_site(project, storage)
+    relative = relative.format(escape=str(escape).lstrip("/"))
+    moto.put_object(Bucket=HOSTILE_BUCKET, Key=prefix + relative, Body=b"pwned")
+    for flags in (("--dry-run",), ("--yes",)):
+        refused = restore_remote(project, *flags)
+        assert refused.code == 1, refused.err
+        assert "outside the restore folder" in refused.err and repr(prefix + relative) in refused.err
+    written = list(project.root.rglob("*pwned*"))
+    assert written == [], "nothing lands outside the folder"
+    assert not list((project.root / "tmp").glob("*offsite*")), "nothing fetched is left"
+    assert contents(storage["preprod"].client(), "avatars") == {}
+
+
+def test_a_remote_restore_verifies_before_it_writes_and_a_dry_run_fetches_nothing(project, storage, moto_offsite):
+    moto, proxy = moto_offsite
+    prefix = sent_off_site(project, storage)
+    before = len(proxy.answered)
+    dry = restore_remote(project, "--dry-run", "--json")
+    assert dry.code == 0, dry.err
+    assert json.loads(dry.out)["buckets"][0]["to upload"] == 3
+    fetched = [path for _, method, path in proxy.answered[before:] if method == "GET" and "list-type" not in path]
+    assert len(fetched) == 1 and fetched[0].endswith("/_backup_metadata.json"), "a dry run fetches the manifest alone"
+    weird = prefix + "avatars/\u202egnp.exe odd \u2603 %2e%2e"  # inside the folder, but in no manifest
+    moto.put_object(Bucket=HOSTILE_BUCKET, Key=weird, Body=b"stray")
+    for flags in (("--dry-run",), ("--yes",)):
+        stray = restore_remote(project, *flags)
+        assert stray.code == 1 and "not in its manifest" in stray.err and repr(weird) in stray.err
+    assert contents(storage["preprod"].client(), "avatars") == {}, "nothing was restored from an unverified backup"
+    moto.delete_object(Bucket=HOSTILE_BUCKET, Key=weird)
+    victim = prefix + "avatars/bulk/0001.bin"
+    moto.put_object(Bucket=HOSTILE_BUCKET, Key=victim, Body=bytes([9]) * 1024)  # same size, other bytes
+    corrupt = restore_remote(project, "--yes")
+    assert corrupt.code == 1 and "does not match its manifest" in corrupt.err
+    assert "1 corrupt (avatars/bulk/0001.bin)" in corrupt.err
+    assert contents(storage["preprod"].client(), "avatars") == {}
+    assert not list((project.root / "tmp").glob("*offsite*")), "nothing fetched is left"
+    moto.put_object(Bucket=HOSTILE_BUCKET, Key=victim, Body=bytes([1]) * 1024)
+    restored = restore_remote(project, "--yes")
+    assert restored.code == 0, restored.err
+    assert contents(storage["preprod"].client(), "avatars") == contents(storage["prod"].client(), "avatars")

@@ -5,24 +5,28 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from ops import dbdump, secrets, sync_plan, sync_source
 from ops import git as gitrepo
+from ops.backup.dumpfacts import dump_facts
 from ops.backup.storage import backup_env
 from ops.config import BackupTarget, Config, Environment
 from ops.digest import file_digest
 from ops.functions import functions_dir, local_functions
 
 
-def write_artifacts(config: Config, env: Environment, folder: Path) -> dict[str, str]:
-    """Write the non-storage parts of a backup into `folder`; return relative path -> sha256."""
+def write_artifacts(config: Config, env: Environment, folder: Path) -> tuple[dict[str, str], dict[str, Any]]:
+    """Write the non-storage parts of a backup into `folder`; return relative path -> sha256, and the
+    dump's row counts and sequence values for the manifest (retention compares the rows)."""
     written = [
         *export_config(config, env, folder / "config"),
         *dbdump.dump_database(env, folder / "database"),
         list_secrets(config, env, folder / "secrets.json"),
         functions_commit(config, folder / "functions.json"),
     ]
-    return {str(path.relative_to(folder)): file_digest(path) for path in written}
+    artifacts = {str(path.relative_to(folder)): file_digest(path) for path in written}
+    return artifacts, dump_facts(folder / "database" / "data.sql")
 
 
 def export_config(config: Config, env: Environment, folder: Path) -> list[Path]:
@@ -71,10 +75,12 @@ def back_up(config: Config, env: Environment, keep: int, target: BackupTarget | 
         extras=lambda folder: write_artifacts(config, env, folder),
     )
     detail = f"{made.path} ({made.objects} objects, {made.downloaded} downloaded, {made.linked} linked)"
+    if made.kept_because:
+        detail += f"; no old backup removed: {made.kept_because}"
     if target:
         from ops.backup import offsite
 
-        sent = offsite.copy_backup(config, target, Path(made.path), full=True)
+        sent = offsite.copy_backup(config, target, Path(made.path), full=True, keep=keep)
         detail += (
             f"; off-site at {target.name}: {sent.remote} ({sent.uploaded} uploaded, "
             f"{sent.copied_server_side} copied server-side)"

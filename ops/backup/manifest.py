@@ -39,7 +39,7 @@ def _entry_line(line: str) -> tuple[str, dict]:
     return key, entry
 
 
-def _head(line: str) -> dict | None:
+def parse_head(line: str) -> dict | None:
     """Line 1 of a format-2 manifest, as the manifest without its objects; None for older manifests."""
     if not line.startswith('{"format": 2,') or not line.rstrip().endswith('"buckets": {'):
         return None
@@ -56,14 +56,14 @@ def path_of(backup: Path) -> Path:
 def summary(backup: Path) -> dict:
     """Everything but the objects (for older manifests: the whole manifest)."""
     with path_of(backup).open(encoding="utf-8") as source:
-        head = _head(source.readline())
+        head = parse_head(source.readline())
     return head if head is not None else json.loads(path_of(backup).read_text(encoding="utf-8"))
 
 
 def objects(backup: Path) -> Iterator[tuple[str, str, dict]]:
     """(bucket, key, entry) of every object, one at a time."""
     with path_of(backup).open(encoding="utf-8") as source:
-        if _head(source.readline()) is None:
+        if parse_head(source.readline()) is None:
             whole = json.loads(path_of(backup).read_text(encoding="utf-8"))
             for bucket, data in whole.get("buckets", {}).items():
                 for key, entry in data.get("manifest", {}).items():
@@ -91,7 +91,7 @@ class Index:
             return
         source = path_of(backup).open("rb")
         first = source.readline()
-        if _head(first.decode("utf-8")) is None:
+        if parse_head(first.decode("utf-8")) is None:
             source.close()
             whole = json.loads(path_of(backup).read_text(encoding="utf-8"))
             self._whole = {b: data.get("manifest", {}) for b, data in whole.get("buckets", {}).items()}

@@ -5,13 +5,17 @@ is copied to a backup target (any S3 endpoint: another cloud's bucket, MinIO, an
 project's bucket) with the local layout, `<prefix>/<env>-<ref>/<time>/...` (full backups under
 `<prefix>/full/<env>-<ref>/`). Copies are incremental: an object the previous remote backup
 already holds is copied server-side (no bytes through here), and one already there is skipped.
-The manifest goes last, so a half-copied backup is never sealed remotely; retention mirrors the
-local series (whose rules keep the last full backup), removing a remote backup manifest first.
+The manifest goes last, so a half-copied backup is never sealed remotely. Retention is decided
+from the remote series alone, by the local series' rules (`store.retention`): a CI runner starts
+with no local backups, and what it lacks says nothing about what the target should keep. A remote
+backup is removed manifest first.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import shutil
 import tempfile
 import threading
@@ -22,8 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ops import s3objects
-from ops.backup.paths import member
-from ops.backup.store import METADATA_FILE, complete_backups, load_manifest
+from ops.backup import manifest
+from ops.backup.paths import member, unsafe
+from ops.backup.store import METADATA_FILE, judge_series, load_manifest, retention
 from ops.config import BackupTarget, Config, Environment
 from ops.errors import OperationFailed, UserError
 from ops.parallel import failure_report, run_parallel
@@ -45,7 +50,8 @@ def sealed_remote(s3: S3, target: BackupTarget, base: str) -> list[str]:
         for key in s3objects.list_objects(s3, target.bucket, base)
         if key.endswith("/" + METADATA_FILE) and key.count("/") == base.count("/") + 1
     ]
-    return sorted(names, key=lambda n: stamp_order(Path(n)))
+    # A backup's name is one folder name (a time); `..` or `` under the prefix is no backup of ours.
+    return sorted((n for n in names if not unsafe(n)), key=lambda n: stamp_order(Path(n)))
 
 
 @dataclass
@@ -57,6 +63,7 @@ class OffsiteResult(Result):
     copied_server_side: int = 0
     already_there: int = 0
     removed: list[str] = field(default_factory=list)
+    kept_because: str = ""  # why remote retention removed nothing
     seconds: float = 0.0
 
 
@@ -68,22 +75,23 @@ def md5_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def copy_backup(config: Config, target: BackupTarget, backup: Path, *, full: bool) -> OffsiteResult:
-    """Copy one sealed local backup to `target`, incrementally, the manifest last; then mirror retention."""
+def copy_backup(config: Config, target: BackupTarget, backup: Path, *, full: bool, keep: int) -> OffsiteResult:
+    """Copy one sealed local backup to `target`, incrementally, the manifest last; then apply retention
+    to the remote series."""
     started = time.monotonic()
     s3 = s3objects.client(target.store, max_pool=config.storage.jobs * 2)
-    manifest = load_manifest(backup)
+    metadata = load_manifest(backup)
     base = remote_base(target, backup.parent.name, full)
     prefix = f"{base}{backup.name}/"
     result = OffsiteResult(target.name, str(backup), f"{target.bucket}/{prefix}")
     here = s3objects.list_objects(s3, target.bucket, prefix)
-    previous = manifest.get("previous")
+    previous = metadata.get("previous")
     before: dict[str, ObjectInfo] = {}
     if previous and f"{base}{previous}/{METADATA_FILE}" in s3objects.list_objects(
         s3, target.bucket, f"{base}{previous}/{METADATA_FILE}"
     ):
         before = s3objects.list_objects(s3, target.bucket, f"{base}{previous}/")
-    files = wanted_files(backup, manifest)
+    files = wanted_files(backup, metadata)
     counting = threading.Lock()
 
     def count(kind: str) -> None:
@@ -122,7 +130,9 @@ def copy_backup(config: Config, target: BackupTarget, backup: Path, *, full: boo
     # Sealed last: only a remote backup with every file has a manifest.
     data = (backup / METADATA_FILE).read_bytes()
     s3.put_object(target.bucket, prefix + METADATA_FILE, data, {"content-type": "application/json"})
-    result.removed = mirror_retention(s3, target, base, backup.parent)
+    result.removed, result.kept_because = remote_retention(s3, target, base, str(metadata.get("env")), keep)
+    if result.kept_because:
+        progress(f"warning: {target.name}: no old remote backup removed: {result.kept_because}")
     result.seconds = round(time.monotonic() - started, 3)
     progress(
         f"{target.name}: {backup.name} copied off-site ({result.uploaded} uploaded, "
@@ -131,36 +141,45 @@ def copy_backup(config: Config, target: BackupTarget, backup: Path, *, full: boo
     return result
 
 
-def wanted_files(backup: Path, manifest: dict) -> dict[str, str]:
+def wanted_files(backup: Path, metadata: dict) -> dict[str, str]:
     """Every file of a local backup but its manifest, with its MD5 (objects: from the manifest)."""
     files: dict[str, str] = {}
     what = f"{METADATA_FILE} of {backup.name}"
-    for objects in manifest.get("buckets", {}).values():
+    for objects in metadata.get("buckets", {}).values():
         for entry in objects.get("manifest", {}).values():
             member(backup, entry.get("path", ""), what)
             files[entry["path"]] = entry["md5"]
-    for relative in manifest.get("artifacts", {}):
+    for relative in metadata.get("artifacts", {}):
         files[relative] = md5_of(member(backup, relative, what))
     return files
 
 
-def mirror_retention(s3: S3, target: BackupTarget, base: str, series: Path) -> list[str]:
-    """Remove the remote backups the local series has pruned (by its rules, which keep the last full
-    one); one newer than every local backup (copied from elsewhere) is left alone. Manifest first."""
-    kept = [p.name for p in complete_backups(series)]
-    if not kept:
-        return []
-    newest = stamp_order(Path(kept[-1]))
-    removed = []
-    for name in sealed_remote(s3, target, base):
-        if name in kept or stamp_order(Path(name)) >= newest:
-            continue
+def remote_summary(s3: S3, target: BackupTarget, key: str) -> dict:
+    """A remote manifest without its objects: its first line (format 2), else the whole of it."""
+    read, first_line_read = bytearray(), False
+    with s3.get_object(target.bucket, key) as response:
+        for chunk in response.iter_raw():
+            read += chunk
+            if not first_line_read and b"\n" in read:
+                first_line_read = True
+                head = manifest.parse_head(read.split(b"\n", 1)[0].decode("utf-8"))
+                if head is not None:
+                    return head  # a format-2 manifest's objects are not needed
+    return json.loads(bytes(read))
+
+
+def remote_retention(s3: S3, target: BackupTarget, base: str, env: str, keep: int) -> tuple[list[str], str]:
+    """Apply the series rules (`store.retention`) to the sealed remote backups under `base`, judged from
+    their own manifests; what was removed, or why nothing was. Each is unsealed (manifest) first."""
+    names = sealed_remote(s3, target, base)
+    judged = judge_series(env, [(name, remote_summary(s3, target, f"{base}{name}/{METADATA_FILE}")) for name in names])
+    doomed, blocked = retention(judged, keep)
+    for name in doomed:
         s3.delete_objects(target.bucket, [f"{base}{name}/{METADATA_FILE}"])  # unsealed first
         keys = sorted(s3objects.list_objects(s3, target.bucket, f"{base}{name}/"))
         for start in range(0, len(keys), 1000):
             s3.delete_objects(target.bucket, keys[start : start + 1000])
-        removed.append(f"{base}{name}")
-    return removed
+    return [f"{base}{name}" for name in doomed], blocked
 
 
 # ---------------------------------------------------------------- reading a remote backup
@@ -197,8 +216,9 @@ def locate(config: Config, target: BackupTarget, env: Environment, when: str) ->
 
 
 @contextmanager
-def backup_folder(config: Config, backup: str | None, env: Environment) -> Iterator[Path]:
-    """The folder of a local backup, or of a remote one (`TARGET:<time>`) fetched into tmp/ and removed after."""
+def backup_folder(config: Config, backup: str | None, env: Environment, *, dry_run: bool = False) -> Iterator[Path]:
+    """The folder of a local backup, or of a remote one (`TARGET:<time>`) fetched into tmp/, verified
+    against its manifest, and removed after. A dry run fetches the manifest alone."""
     from ops.backup.store import resolve_backup
 
     remote = parse(config, backup)
@@ -207,33 +227,109 @@ def backup_folder(config: Config, backup: str | None, env: Environment) -> Itera
         return
     scratch = config.root / "tmp"
     scratch.mkdir(parents=True, exist_ok=True)
-    fetched = download(config, remote[0], env, remote[1], scratch)
+    fetched = download(config, remote[0], env, remote[1], scratch, manifest_only=dry_run)
     try:
+        if not dry_run:
+            verify_fetched(fetched, f"{backup} ({remote[0].name})")
         yield fetched
     finally:
         shutil.rmtree(fetched, ignore_errors=True)
 
 
-def download(config: Config, target: BackupTarget, env: Environment, when: str, into: Path) -> Path:
-    """Fetch a remote backup into a new folder under `into` (for restore-storage); returns it."""
+def verify_fetched(folder: Path, label: str) -> None:
+    """Every file of a fetched backup re-hashed against its manifest, before anything is restored from it."""
+    from ops.backup.verify import verify_backup_folder
+
+    checked = verify_backup_folder(folder)
+    if not checked.ok:
+        raise OperationFailed(
+            f"{label} does not match its manifest, so nothing was restored:\n{checked.footer()}\n"
+            f"run `inv verify-backup --backup {label.split(' ')[0]}` to see it again"
+        )
+
+
+def refuse_outside(prefix: str, relatives: list[str], where: str) -> None:
+    """Refuse (exit 1, before anything is written) paths that would not stay inside the fetch folder."""
+    bad = [relative for relative in relatives if unsafe(relative)]
+    if bad:
+        named = ", ".join(repr(prefix + b) for b in bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise OperationFailed(
+            f"{where} names {len(bad)} path(s) that would land outside the restore folder: {named}; "
+            "the remote backup was tampered with (or not written by this tool). Nothing was fetched."
+        )
+
+
+def unlisted(target: BackupTarget, prefix: str, *, missing: list[str], stray: list[str]) -> None:
+    """Refuse (exit 1, before anything is fetched) a remote backup whose files are not those its manifest names."""
+    problems = [
+        f"{len(keys)} {kind} ({', '.join(repr(k) for k in keys[:5])}{', ...' if len(keys) > 5 else ''})"
+        for kind, keys in (("missing", missing), ("not in its manifest", stray))
+        if keys
+    ]
+    if problems:
+        raise OperationFailed(
+            f"{target.name}: {prefix} does not match its manifest: {'; '.join(problems)}; nothing was fetched "
+            f"or restored (`inv verify-backup --backup {target.name}:{Path(prefix.rstrip('/')).name}` lists them)"
+        )
+
+
+def download(
+    config: Config, target: BackupTarget, env: Environment, when: str, into: Path, *, manifest_only: bool = False
+) -> Path:
+    """Fetch a remote backup into a new folder under `into` (for restore-storage); returns it.
+
+    Every key under the backup's prefix, and every path its manifest names, must map inside the
+    folder by the rule local backups are read with (`paths.unsafe`), and the keys must be the files
+    the manifest names; otherwise they are named and refused before anything is written. Only the
+    files the manifest names are fetched, each created anew, never over another; a dry run fetches
+    the manifest alone.
+    """
     s3, prefix = locate(config, target, env, when)
+    keys = s3objects.list_objects(s3, target.bucket, prefix)
+    refuse_outside(prefix, [key[len(prefix) :] for key in keys], f"{target.name}:{target.bucket}/{prefix}")
+    with s3.get_object(target.bucket, prefix + METADATA_FILE) as response:
+        metadata = b"".join(response.iter_raw())
+    try:
+        listed = json.loads(metadata)
+    except ValueError:
+        raise OperationFailed(
+            f"{target.name}: {prefix}{METADATA_FILE} is not a manifest; nothing was fetched"
+        ) from None
+    named = [
+        entry.get("path", "") if isinstance(entry, dict) else ""
+        for objects in listed.get("buckets", {}).values()
+        for entry in objects.get("manifest", {}).values()
+    ]
+    refuse_outside(prefix, [*named, *listed.get("artifacts", {})], f"{target.name}: {prefix}{METADATA_FILE}")
+    wanted = {prefix + relative for relative in [*named, *listed.get("artifacts", {})]}
+    unlisted(
+        target,
+        prefix,
+        missing=sorted(wanted - keys.keys()),
+        stray=sorted(keys.keys() - wanted - {prefix + METADATA_FILE}),
+    )
     folder = Path(tempfile.mkdtemp(prefix="offsite-", dir=into))
-    keys = sorted(s3objects.list_objects(s3, target.bucket, prefix))
+    with open(os.open(folder / METADATA_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+        out.write(metadata)
 
     def fetch(_: str, info: ObjectInfo) -> None:
-        path = folder / info.key[len(prefix) :]
+        relative = info.key[len(prefix) :]
+        path = folder / relative
         path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("wb") as out, s3.get_object(target.bucket, info.key) as response:
+        with (
+            open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out,
+            s3.get_object(target.bucket, info.key) as response,
+        ):
             for chunk in response.iter_raw():
                 out.write(chunk)
 
     failures = run_parallel(
-        [("offsite", ObjectList(ObjectInfo(k, 0, "") for k in keys))],
+        [("offsite", ObjectList(ObjectInfo(k, 0, "") for k in ([] if manifest_only else sorted(wanted))))],
         fetch,
         config.storage.jobs,
         f"fetched from {target.name}",
     )
-    if failures or not (folder / METADATA_FILE).is_file():
+    if failures:
         shutil.rmtree(folder, ignore_errors=True)
         raise OperationFailed(failure_report(failures, f"fetching {prefix} from {target.name} failed"))
     final = folder.with_name(Path(prefix.rstrip("/")).name + "-from-" + target.name)

@@ -111,10 +111,18 @@ def object_paths(bucket: str, keys: Iterable[str]) -> dict[str, str]:
     return {key: paths[key] for key in keys}
 
 
+def unsafe(relative: str) -> bool:
+    """Whether a relative path read from elsewhere (a manifest, a remote key) may not be joined to a
+    folder: absolute, or with a `..`, `.` or empty segment, or a backslash. None of these is ever
+    written by `plain_path` (it escapes such segments), so refusing them also keeps two paths from
+    naming one file (`a//b` and `a/b`)."""
+    # Plain string tests (PurePosixPath costs 17 microseconds a path, 1.7 s for a backup of 100,000).
+    return not relative or "\\" in relative or any(part in ("", ".", "..") for part in relative.split("/"))
+
+
 def within(folder: Path, relative: str, what: str) -> str:
     """A path read from a manifest, refused unless it names a place inside `folder` (read, not looked at)."""
-    # Plain string tests (PurePosixPath costs 17 microseconds a path, 1.7 s for a backup of 100,000).
-    if not relative or relative.startswith("/") or ".." in relative.split("/") or "\\" in relative:
+    if unsafe(relative):
         raise UserError(f"{folder}: {what} names a path outside the folder ({relative!r}); the file was edited")
     return os.path.join(folder, relative)
 

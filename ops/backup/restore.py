@@ -74,7 +74,7 @@ def restore_storage(
     target_env = config.env(target)
     # A backup goes back where it came from unless --env says, on purpose, whose backup it is.
     source_env = config.env(env) if env else target_env
-    with offsite.backup_folder(config, backup, source_env) as path:
+    with offsite.backup_folder(config, backup, source_env, dry_run=dry_run) as path:
         return _restore(
             config,
             path,

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from ops import s3objects
 from ops.backup import manifest
@@ -23,9 +24,10 @@ from ops.backup.store import (
     METADATA_FILE,
     PARTIAL_PREFIX,
     BackupSize,
-    backup_size,
     complete_backups,
     env_folder,
+    judge_series,
+    newest_full,
     private_dir,
     prune_backups,
     retention_blocked,
@@ -75,12 +77,13 @@ def backup_env(
     keep: int,
     *,
     series: Path | None = None,
-    extras: Callable[[Path], dict[str, str]] | None = None,
+    extras: Callable[[Path], tuple[dict[str, str], dict[str, Any]]] | None = None,
 ) -> BackupResult:
     """Back up one environment's buckets into a new folder of `series` (default: its storage series).
 
     `extras` may write more files into the backup before it is sealed; it returns their
-    paths (relative) with sha256, which the manifest records and verify-backup checks.
+    paths (relative) with sha256, which the manifest records and verify-backup checks, and
+    more fields for the manifest (the dump's row counts, which retention compares).
     A backup of only some buckets is a series of its own, so it never counts against
     (nor prunes) the full backups.
     """
@@ -150,15 +153,14 @@ def _backup_locked(
     folder: Path,
     buckets: list[str],
     keep: int,
-    extras: Callable[[Path], dict[str, str]] | None,
+    extras: Callable[[Path], tuple[dict[str, str], dict[str, Any]]] | None,
     started: float,
     *,
     in_order: bool,
 ) -> BackupResult:
     history = complete_backups(folder)
     previous = history[-1] if history else None
-    sizes = {path: backup_size(manifest.summary(path)) for path in history}
-    reference = next((p for p in reversed(history) if sizes[p].full), None)
+    reference = newest_full(judge_series(env.name, [(p.name, manifest.summary(p)) for p in history]))
 
     final = folder / unused_name(folder, also=PARTIAL_PREFIX)
     partial = folder / f"{PARTIAL_PREFIX}{final.name}"
@@ -218,14 +220,14 @@ def _backup_locked(
             raise problems[0]
         if failures:
             raise OperationFailed(failure_report(failures, f"backup of {env.name} incomplete; nothing was kept"))
-        artifacts = extras(partial) if extras else {}
+        artifacts, facts = extras(partial) if extras else ({}, {})
         result.objects, result.bytes = written.objects, written.bytes
         result.seconds = round(time.monotonic() - started, 3)
         result.kept_because = retention_blocked(
             env.name,
-            BackupSize(result.objects, result.bytes, True),
+            BackupSize(result.objects, result.bytes, True, facts.get("rows")),
             result.skipped_buckets,
-            sizes[reference] if reference else None,
+            reference.size if reference else None,
             reference.name if reference else "",
         )
         written.write(
@@ -241,6 +243,7 @@ def _backup_locked(
                 "not_full_because": result.kept_because or None,
                 "skipped_buckets": result.skipped_buckets,
                 "artifacts": artifacts,
+                **facts,
             }
         )
         seal_private(partial)
@@ -250,11 +253,11 @@ def _backup_locked(
         written.discard()
         if partial.exists():
             shutil.rmtree(partial, ignore_errors=True)
+    if not result.kept_because:
+        removed, result.kept_because = prune_backups(env.name, folder, keep)
+        result.removed = [str(p) for p in removed]
     if result.kept_because:
         progress(f"warning: {env.name}: no old backup removed: {result.kept_because}")
-    else:
-        sizes[final] = BackupSize(result.objects, result.bytes, True)
-        result.removed = [str(p) for p in prune_backups(folder, keep, sizes)]
     return result
 
 
@@ -362,6 +365,6 @@ def backup_storage(
         if target:
             from ops.backup import offsite
 
-            result.offsite = asdict(offsite.copy_backup(config, target, Path(result.path), full=False))
+            result.offsite = asdict(offsite.copy_backup(config, target, Path(result.path), full=False, keep=keep))
         made.append(result)
     return BackupReport(made)

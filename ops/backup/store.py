@@ -89,6 +89,7 @@ class BackupSize:
     objects: int
     bytes: int
     full: bool
+    rows: dict[str, int] | None = None  # rows per table of the database dump (full backups)
 
     def covers(self, other: BackupSize) -> bool:
         return self.objects >= other.objects and self.bytes >= other.bytes
@@ -99,7 +100,22 @@ def backup_size(metadata: dict) -> BackupSize:
     buckets = (metadata.get("sizes") or metadata.get("buckets", {})).values()
     # Manifests from before the `full` field: full unless a bucket was missing.
     full = metadata.get("full", not metadata.get("skipped_buckets"))
-    return BackupSize(sum(b.get("objects", 0) for b in buckets), sum(b.get("bytes", 0) for b in buckets), bool(full))
+    rows = metadata.get("rows")
+    return BackupSize(
+        sum(b.get("objects", 0) for b in buckets),
+        sum(b.get("bytes", 0) for b in buckets),
+        bool(full),
+        dict(rows) if isinstance(rows, dict) else None,
+    )
+
+
+def row_groups(rows: dict[str, int]) -> dict[str, int]:
+    """Rows per schema, and auth.users alone: losing every user is a wipe however full the rest is."""
+    groups: dict[str, int] = {"auth.users": rows.get("auth.users", 0)}
+    for table, count in rows.items():
+        schema = f"schema {table.split('.', 1)[0]}"
+        groups[schema] = groups.get(schema, 0) + count
+    return groups
 
 
 def retention_blocked(
@@ -118,7 +134,76 @@ def retention_blocked(
         return f"{made.objects} objects where the last full backup ({name}) had {reference.objects}"
     if reference.bytes and made.bytes < reference.bytes * SHRINK_LIMIT:
         return f"{made.bytes:,} bytes where the last full backup ({name}) had {reference.bytes:,}"
+    if made.rows is not None and reference.rows:
+        now = row_groups(made.rows)
+        for group, had in row_groups(reference.rows).items():
+            if had and now.get(group, 0) < had * SHRINK_LIMIT:
+                return f"{now.get(group, 0):,} rows in {group} where the last full backup ({name}) had {had:,}"
     return ""
+
+
+@dataclass(frozen=True)
+class Judged:
+    """A backup of a series as retention sees it: its size, and why it is not full ('' when it is)."""
+
+    name: str
+    size: BackupSize
+    not_full_because: str
+
+    @property
+    def full(self) -> bool:
+        return not self.not_full_because
+
+
+def judge_series(env: str, series: list[tuple[str, dict]]) -> list[Judged]:
+    """Each backup of a series (name and manifest summary, oldest first), judged against the newest
+    full one before it, whatever its manifest says: a copy made on a machine with no earlier backup
+    (a fresh CI runner) called a wiped project's backup full, as it had nothing to compare with."""
+    judged: list[Judged] = []
+    reference: Judged | None = None
+    for name, summary in series:
+        size = backup_size(summary)
+        why = "" if size.full else (summary.get("not_full_because") or "its manifest says it is not full")
+        why = why or retention_blocked(
+            env,
+            size,
+            list(summary.get("skipped_buckets") or []),
+            reference.size if reference else None,
+            reference.name if reference else "",
+        )
+        judged.append(Judged(name, size, why))
+        if not why:
+            reference = judged[-1]
+    return judged
+
+
+def newest_full(judged: list[Judged]) -> Judged | None:
+    return next((j for j in reversed(judged) if j.full), None)
+
+
+def retention(judged: list[Judged], keep: int) -> tuple[list[str], str]:
+    """What retention removes from a series judged by `judge_series` (its newest, just made, last),
+    and why it removes nothing when the newest is not full ('' otherwise).
+
+    Keep the newest `keep` full backups, and the newest `keep` of the others; never the high-water
+    mark: the newest full backup that holds at least as much as every earlier one. After a slow
+    drain it still holds what the later, smaller ones lost, until a backup as large supersedes it.
+    One home for local and remote series alike, each judged from its own contents.
+    """
+    if not judged:
+        return [], ""
+    if not judged[-1].full:
+        return [], judged[-1].not_full_because
+    high_water, largest = None, BackupSize(0, 0, True)
+    for each in judged:
+        if each.full and each.size.covers(largest):
+            high_water, largest = each.name, each.size
+        largest = BackupSize(max(largest.objects, each.size.objects), max(largest.bytes, each.size.bytes), True)
+    doomed = []
+    for full in (True, False):
+        series = [j.name for j in judged if j.full is full]
+        doomed += [name for name in series[: max(0, len(series) - keep)] if name != high_water]
+    return [j.name for j in judged if j.name in doomed], ""
 
 
 def seal_private(folder: Path) -> None:
@@ -131,26 +216,13 @@ def seal_private(folder: Path) -> None:
             os.chmod(os.path.join(root, name), 0o600)
 
 
-def prune_backups(folder: Path, keep: int, sizes: dict[Path, BackupSize]) -> list[Path]:
-    """Keep the newest `keep` full backups, and the newest `keep` of the others; never the high-water mark.
-
-    The high-water mark is the newest backup that holds at least as much as every earlier one:
-    after a slow drain it still holds what the later, smaller ones lost, until a backup as large
-    supersedes it.
-    """
-    backups = [p for p in complete_backups(folder) if p in sizes]
-    high_water, largest = None, BackupSize(0, 0, True)
-    for path in backups:
-        if sizes[path].full and sizes[path].covers(largest):
-            high_water, largest = path, sizes[path]
-        largest = BackupSize(max(largest.objects, sizes[path].objects), max(largest.bytes, sizes[path].bytes), True)
-    doomed = []
-    for full in (True, False):
-        series = [p for p in backups if sizes[p].full is full]
-        doomed += [p for p in series[: max(0, len(series) - keep)] if p != high_water]
-    for path in sorted(doomed, key=stamp_order):
-        remove_backup(path)
-    return doomed
+def prune_backups(env: str, folder: Path, keep: int) -> tuple[list[Path], str]:
+    """Apply `retention` to a local series; what was removed, or why nothing was."""
+    judged = judge_series(env, [(p.name, manifest.summary(p)) for p in complete_backups(folder)])
+    doomed, blocked = retention(judged, keep)
+    for name in doomed:
+        remove_backup(folder / name)
+    return [folder / name for name in doomed], blocked
 
 
 def remove_backup(path: Path) -> None:

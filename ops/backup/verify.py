@@ -65,7 +65,11 @@ def verify_backup(config: Config, *, backup: str | None, env: str | None) -> Ver
     remote = offsite.parse(config, backup)
     if remote:
         return verify_remote(config, remote[0], config.env(env or config.workflows.prod), remote[1])
-    path = resolve_backup(config, backup, env)
+    return verify_backup_folder(resolve_backup(config, backup, env))
+
+
+def verify_backup_folder(path: Path) -> VerifyResult:
+    """Every file of the backup in `path` re-hashed against its manifest (missing, corrupt, extra)."""
     result = VerifyResult(str(path))
     # Relative paths as text: a set of 100,000 Path objects would cost five times the memory.
     expected = {METADATA_FILE}
@@ -114,6 +118,9 @@ def verify_remote(config: Config, target: BackupTarget, env: Environment, when: 
         for bucket, objects in manifest.get("buckets", {}).items()
         for key, entry in objects.get("manifest", {}).items()
     ]
+    offsite.refuse_outside(
+        prefix, [e[1] for e in entries] + list(manifest.get("artifacts", {})), f"{target.name}: {prefix}{METADATA_FILE}"
+    )
     for label, relative, size, md5 in entries:
         key = prefix + relative
         expected.add(key)
