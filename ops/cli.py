@@ -40,6 +40,7 @@ VALUE_KINDS = {
     "envs": "ENV[,ENV...]",
     "from_": "ENV",
     "to": "ENV",
+    "into": "ENV",
     "sandbox": "ENV",
     "preprod": "ENV",
     "prod": "ENV",
@@ -71,6 +72,7 @@ ONE_ENV_TASKS = {
     "deploy-functions",
     "release",
     "verify-backup",
+    "drill",
 }  # their --env names one environment
 
 

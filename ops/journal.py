@@ -28,7 +28,7 @@ from typing import Any
 from ops import git as gitrepo
 from ops.report import Renderable, Result, Table
 
-ENV_FLAGS = ("env", "from_", "to", "sandbox", "preprod", "prod", "envs")
+ENV_FLAGS = ("env", "from_", "to", "into", "sandbox", "preprod", "prod", "envs")
 PATH_KEYS = ("run_dir", "path", "backup")
 DEFAULT_NAME = "ops-journal.jsonl"
 

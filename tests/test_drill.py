@@ -1,0 +1,154 @@
+"""`inv drill`: a backup restored into a scratch environment (its own database and S3 server) and checked."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from lib.db import dump, new_database, sql
+from lib.s3 import contents, fill, s3_secrets
+
+from devstack import localstack
+from ops import config as ops_config
+from ops.digest import file_digest
+
+SCRATCH_KEYS = ("AKIADRILLSCRATCH01", "scratch-secret-Hk7-never-print")
+OFFSITE_KEYS = ("AKIADRILLOFFSITE01", "drill-offsite-secret-Pq2-never-print")
+
+
+@pytest.fixture
+def scratch(project, storage, pg, tmp_path):
+    """A spare project marked scratch = true: a migrated database holding leftovers, and an S3 server."""
+    url = new_database(pg, "scratch")
+    sql(url, "CREATE TABLE public.leftover (id int); INSERT INTO public.leftover VALUES (1)")
+    sql(url, "INSERT INTO public.plans (key, name, tier_level) VALUES ('stale', 'Stale plan', 9)")
+    server = localstack.start_s3(*SCRATCH_KEYS, root=tmp_path / "s3-scratch")
+    server.create_buckets(ops_config.load(Path(__file__).parents[1] / "environments.ini").storage.buckets)
+    server.client().put_object(Bucket="avatars", Key="stale.bin", Body=b"left over")
+    project.envs["scratch"] = {
+        "ref": "scratchprojectref001",
+        "db_url": url,
+        "storage_url": server.url,
+        "scratch": "true",
+    }
+    project.secrets.update(s3_secrets("scratch", *SCRATCH_KEYS))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def offsite(project, storage, tmp_path):
+    server = localstack.start_s3(*OFFSITE_KEYS, root=tmp_path / "s3-offsite")
+    server.create_buckets(["ops-backups"])
+    project.extra += f"\n[offsite]\nstorage_url = {server.url}\nbucket = ops-backups\nprefix = nightly\n"
+    project.secrets.update(s3_secrets("offsite", *OFFSITE_KEYS))
+    yield server
+    server.stop()
+
+
+def full_backup(project, *args: str) -> Path:
+    made = project.run("backup", "--env", "prod", "--json", *args)
+    assert made.code == 0, made.err
+    return Path(json.loads(made.out)["steps"][0]["detail"].split(" (")[0])
+
+
+def manifest(folder: Path) -> dict:
+    return json.loads((folder / "_backup_metadata.json").read_text())
+
+
+def test_a_good_drill_from_off_site_says_ok_with_the_counts(project, storage, scratch, offsite):
+    src = storage["prod"].client()
+    fill(src, "avatars", 6, size=4096)
+    src.put_object(Bucket="program-logos", Key="logos/a.svg", Body=b"<svg/>", ContentType="image/svg+xml")
+    sql(project.url("prod"), "INSERT INTO public.audit_log (action) SELECT 'login' FROM generate_series(1, 30)")
+    folder = full_backup(project, "--copy-to", "offsite")
+    recorded = manifest(folder)
+    assert recorded["sequences"], "the backup records its sequences"
+
+    result = project.run("drill", "--env", "prod", "--backup", "offsite:latest", "--into", "scratch")
+
+    assert result.code == 0, result.out + result.err
+    verdict = result.out.strip().splitlines()[-1]
+    tables, rows = len(recorded["rows"]), sum(recorded["rows"].values())
+    assert verdict.startswith(
+        f"DRILL OK: {tables:,} tables, {rows:,} rows, 7 objects (24.0 KiB) restored and checked in "
+    )
+    assert re.search(r"checked in (\d+m)?\d+s$", verdict)
+    url = project.url("scratch")
+    assert dump(url) == dump(project.url("prod")), "the scratch database holds prod's rows, no more"
+    assert sql(url, "SELECT to_regclass('public.leftover')") == [(None,)], "the app's schema was dropped first"
+    assert sql(url, "SELECT count(*) FROM auth.users") == sql(project.url("prod"), "SELECT count(*) FROM auth.users")
+    assert contents(scratch.client(), "avatars") == contents(src, "avatars"), "stale.bin is gone"
+    assert contents(scratch.client(), "program-logos") == contents(src, "program-logos")
+    assert not list((project.root / "tmp").glob("*-from-offsite")), "the fetched copy is removed"
+    journal = [json.loads(line) for line in (project.root / "ops-journal.jsonl").read_text().splitlines()]
+    assert journal[-1]["task"] == "drill" and journal[-1]["outcome"] == verdict
+    assert journal[-1]["envs"] == ["prod", "scratch"]
+
+    again = project.run("drill", "--into", "scratch", "--backup", str(folder), "--json")
+    assert again.code == 0, again.err
+    summary = json.loads(again.out)
+    assert summary["ok"] and (summary["tables"], summary["row_count"], summary["objects"]) == (tables, rows, 7)
+
+
+def test_a_drill_names_a_missing_table_a_short_row_count_and_a_corrupt_object(project, storage, scratch):
+    fill(storage["prod"].client(), "avatars", 4, size=2048)
+    folder = full_backup(project)
+    plans = sql(project.url("prod"), "SELECT count(*) FROM public.plans")[0][0]
+    # The dump lost a row of public.plans (and was sealed again), the manifest recorded a table the
+    # dump does not hold, and an object rotted on disk.
+    data = folder / "database" / "data.sql"
+    lines = data.read_text().splitlines(keepends=True)
+    first_plan = next(n for n, line in enumerate(lines) if line.startswith("COPY public.plans ")) + 1
+    data.write_text("".join(lines[:first_plan] + lines[first_plan + 1 :]))
+    recorded = manifest(folder)
+    recorded["artifacts"]["database/data.sql"] = file_digest(data)
+    recorded["rows"]["public.vanished"] = 4
+    (folder / "_backup_metadata.json").write_text(json.dumps(recorded))
+    rotten = folder / "avatars" / "bulk" / "0002.bin"
+    rotten.write_bytes(b"\x00" + rotten.read_bytes()[1:])
+
+    result = project.run("drill", "--env", "prod", "--into", "scratch")
+
+    assert result.code == 1, result.out + result.err
+    verdict = result.out.strip().splitlines()[-1]
+    assert verdict.startswith("DRILL FAILED: ")
+    assert "table public.vanished missing (the backup recorded 4 rows)" in verdict
+    assert f"table public.plans: {plans - 1:,} rows, the backup recorded {plans:,}" in verdict
+    assert "avatars/bulk/0002.bin: not restored" in verdict
+    assert verdict.count("0002.bin") == 1, "each difference is named once"
+    assert "objects" in verdict and "restored and checked in" in verdict
+    assert "avatars/bulk/0001.bin" not in verdict, "the intact objects are not named"
+
+
+def test_a_drill_into_an_environment_that_is_not_scratch_is_refused(project, storage, scratch):
+    fill(storage["prod"].client(), "avatars", 2)
+    folder = full_backup(project)
+    target = storage["preprod"].client()
+    target.put_object(Bucket="avatars", Key="keep-me.bin", Body=b"preprod's own")
+    before = (dump(project.url("preprod")), contents(target, "avatars"))
+
+    for into in ("preprod", "prod"):
+        refused = project.run("drill", "--env", "prod", "--backup", str(folder), "--into", into)
+        assert refused.code == 2, refused.out + refused.err
+        assert f"'{into}' is not a scratch environment" in refused.err and "scratch" in refused.err
+        assert "DRILL" not in refused.out
+
+    assert (dump(project.url("preprod")), contents(target, "avatars")) == before, "nothing was written"
+    tmp = project.root / "tmp"
+    assert not tmp.exists() or not list(tmp.glob("drill-*"))
+    assert sql(project.url("scratch"), "SELECT count(*) FROM public.leftover") == [(1,)], "scratch untouched too"
+
+
+def test_a_drill_with_no_storage_url_restores_into_a_temporary_folder(project, storage, scratch):
+    fill(storage["prod"].client(), "avatars", 3, size=1024)
+    full_backup(project)
+    del project.envs["scratch"]["storage_url"]
+    result = project.run("drill", "--into", "scratch", "--json")
+    assert result.code == 0, result.err
+    summary = json.loads(result.out)
+    assert summary["objects"] == 3 and summary["storage_into"] == "a temporary folder"
+    assert summary["verdict"].startswith("DRILL OK: ")
+    assert not list((project.root / "tmp").glob("drill-*")), "the temporary folder is removed"
