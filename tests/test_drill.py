@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,13 @@ def test_a_good_drill_from_off_site_says_ok_with_the_counts(project, storage, sc
     assert journal[-1]["task"] == "drill" and journal[-1]["outcome"] == verdict
     assert journal[-1]["envs"] == ["prod", "scratch"]
 
+    status = project.run("status", "--env", "prod", "--json")
+    assert status.code == 0, status.err
+    (prod,) = json.loads(status.out)["backups"]
+    assert prod["drill"] == journal[-1]["time"] and prod["drill_into"] == "scratch"
+    made = datetime.strptime(folder.name, "%Y-%m-%dT%H-%M-%SZ").replace(tzinfo=UTC)
+    assert prod["backup"] == made.isoformat(), "the newest backup is the one made here"
+
     again = project.run("drill", "--into", "scratch", "--backup", str(folder), "--json")
     assert again.code == 0, again.err
     summary = json.loads(again.out)
@@ -117,7 +125,7 @@ def test_a_drill_names_a_missing_table_a_short_row_count_and_a_corrupt_object(pr
     assert verdict.startswith("DRILL FAILED: ")
     assert "table public.vanished missing (the backup recorded 4 rows)" in verdict
     assert f"table public.plans: {plans - 1:,} rows, the backup recorded {plans:,}" in verdict
-    assert "avatars/bulk/0002.bin: not restored" in verdict
+    assert "avatars/bulk/0002.bin: not restored: corrupt in the backup" in verdict
     assert verdict.count("0002.bin") == 1, "each difference is named once"
     assert "objects" in verdict and "restored and checked in" in verdict
     assert "avatars/bulk/0001.bin" not in verdict, "the intact objects are not named"
@@ -152,3 +160,34 @@ def test_a_drill_with_no_storage_url_restores_into_a_temporary_folder(project, s
     assert summary["objects"] == 3 and summary["storage_into"] == "a temporary folder"
     assert summary["verdict"].startswith("DRILL OK: ")
     assert not list((project.root / "tmp").glob("drill-*")), "the temporary folder is removed"
+
+
+def test_status_warns_when_the_newest_good_drill_is_too_old(project, storage):
+    fill(storage["prod"].client(), "avatars", 1)
+    assert project.run("backup-storage", "--env", "prod").code == 0
+    project.extra += "\n[backup]\ndrill_max_age_days = 3\n"
+    old = (datetime.now(UTC) - timedelta(days=5)).isoformat(timespec="seconds")
+    newer_but_failed = (datetime.now(UTC) - timedelta(days=1)).isoformat(timespec="seconds")
+    lines = [
+        {"time": old, "task": "drill", "flags": {"into": "scratch"}, "exit_code": 0, "outcome": "DRILL OK: 1 tables"},
+        {
+            "time": newer_but_failed,
+            "task": "drill",
+            "flags": {"env": "prod"},
+            "exit_code": 1,
+            "outcome": "DRILL FAILED: x",
+        },
+    ]
+    (project.root / "ops-journal.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+    shown = project.run("status", "--env", "prod,preprod")
+
+    assert shown.code == 0, shown.err
+    assert (
+        "warning: prod: the newest successful drill is 5d 0h old, more than [backup] drill_max_age_days = 3"
+        in shown.out
+    )
+    assert "--into scratch" in shown.out
+    assert "preprod: no backup" not in shown.out and "warning: preprod" not in shown.out, "no backups, no warning"
+    project.extra = project.extra.replace("drill_max_age_days = 3", "drill_max_age_days = 6")
+    assert "warning: prod" not in project.run("status", "--env", "prod").out

@@ -228,10 +228,22 @@ def restore_storage(config: Config, path: Path, source: Environment, scratch: En
         )
     except OpsError as error:
         return Checked(differences=[f"storage not restored: {first_line(error)}"])
-    failed = {f"{f.bucket}/{f.key}": f.error for f in uploaded.failures}
+    failed = {
+        f"{f.bucket}/{f.key}": why_not_restored(path, objects[f.bucket][f.key], f.error) for f in uploaded.failures
+    }
     checked = rehash_buckets(scratch, objects, config.storage.jobs, skip=set(failed))
-    checked.differences[:0] = [f"{name}: not restored: {error}" for name, error in failed.items()]
+    checked.differences[:0] = [f"{name}: not restored: {why}" for name, why in failed.items()]
     return checked
+
+
+def why_not_restored(path: Path, entry: dict, error: str) -> str:
+    """A failed upload's cause in a word where it lies in the backup itself (the file rotted or is gone)."""
+    file = member(path, entry.get("path", ""), f"{METADATA_FILE} of {path.name}")
+    if not file.is_file():
+        return "missing in the backup"
+    if file.stat().st_size != entry["size"] or file_digest(file) != entry["sha256"]:
+        return "corrupt in the backup (it does not match the manifest)"
+    return error
 
 
 def manifest_of(path: Path) -> dict:
