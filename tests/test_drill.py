@@ -149,6 +149,11 @@ def test_a_drill_into_an_environment_that_is_not_scratch_is_refused(project, sto
     assert not tmp.exists() or not list(tmp.glob("drill-*"))
     assert sql(project.url("scratch"), "SELECT count(*) FROM public.leftover") == [(1,)], "scratch untouched too"
 
+    del project.secrets["OPS_SCRATCH_S3_SECRET_ACCESS_KEY"]
+    keyless = project.run("drill", "--env", "prod", "--backup", str(folder), "--into", "scratch")
+    assert keyless.code == 2 and "set OPS_SCRATCH_S3_SECRET_ACCESS_KEY" in keyless.err
+    assert sql(project.url("scratch"), "SELECT count(*) FROM public.leftover") == [(1,)], "refused before the wipe"
+
 
 def test_a_drill_with_no_storage_url_restores_into_a_temporary_folder(project, storage, scratch):
     fill(storage["prod"].client(), "avatars", 3, size=1024)

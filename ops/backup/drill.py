@@ -128,10 +128,22 @@ def scratch_env(config: Config, into: str | None, source: Environment) -> Enviro
     return target
 
 
+def reachable(scratch: Environment) -> None:
+    """The scratch project's keys and database, checked before any backup is fetched or anything wiped."""
+    from ops import s3objects
+    from ops.db import connect
+
+    if scratch.storage_url:
+        s3objects.client(scratch)  # refuses missing S3 keys (exit 2)
+    with connect(scratch, autocommit=True, application="ops drill"):
+        pass
+
+
 def drill(config: Config, *, env: str | None, backup: str | None, into: str | None, yes: bool) -> DrillResult:
     started = time.monotonic()
     source = config.env(env or config.workflows.prod)
     scratch = scratch_env(config, into, source)
+    reachable(scratch)
     with backup_copy(config, backup or "latest", source) as (path, label):
         head = manifest.summary(path)
         recorded_rows, recorded_sequences = head.get("rows"), head.get("sequences")
