@@ -100,6 +100,16 @@ def test_a_good_drill_from_off_site_says_ok_with_the_counts(project, storage, sc
     summary = json.loads(again.out)
     assert summary["ok"] and (summary["tables"], summary["row_count"], summary["objects"]) == (tables, rows, 7)
 
+    remote = offsite.client()
+    sealed = next(o["Key"] for o in remote.list_objects_v2(Bucket="ops-backups")["Contents"] if "metadata" in o["Key"])
+    remote.put_object(Bucket="ops-backups", Key=sealed.rsplit("/", 1)[0] + "/avatars/stray.bin", Body=b"x")
+    sql(url, "CREATE TABLE public.marker (id int)")
+    tampered = project.run("drill", "--backup", "offsite:latest", "--into", "scratch")
+    assert tampered.code == 1, tampered.out + tampered.err
+    verdict = tampered.out.strip().splitlines()[-1]
+    assert verdict.startswith("DRILL FAILED: backup not fetched, nothing restored: offsite:") and "stray.bin" in verdict
+    assert sql(url, "SELECT to_regclass('public.marker')") != [(None,)], "nothing was wiped"
+
 
 def test_a_drill_names_a_missing_table_a_short_row_count_and_a_corrupt_object(project, storage, scratch):
     fill(storage["prod"].client(), "avatars", 4, size=2048)

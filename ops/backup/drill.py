@@ -144,26 +144,36 @@ def drill(config: Config, *, env: str | None, backup: str | None, into: str | No
     source = config.env(env or config.workflows.prod)
     scratch = scratch_env(config, into, source)
     reachable(scratch)
-    with backup_copy(config, backup or "latest", source) as (path, label):
-        head = manifest.summary(path)
-        recorded_rows, recorded_sequences = head.get("rows"), head.get("sequences")
-        if not isinstance(recorded_rows, dict) or not isinstance(recorded_sequences, dict):
-            raise UserError(
-                f"{label} records no row counts or sequence values to check a restore against (it was made "
-                f"before backups recorded them): make a new one with `inv backup --env {source.name}`. "
-                "Nothing was changed."
-            )
-        result = DrillResult(source.name, label, scratch.name)
-        damaged = damaged_files(path, head)
-        result.differences += [f"{relative}: {what} in the backup" for relative, what in damaged.items()]
-        database_intact = all(not relative.startswith("database/") for relative in damaged)
-        if database_intact:
-            add(result, restore_database(config, path, source, scratch, recorded_rows, recorded_sequences, yes))
-        else:
-            result.differences.append("database not restored: its dump does not match the manifest")
-        add(result, restore_storage(config, path, source, scratch, yes))
-        result.storage_into = "buckets" if scratch.storage_url else "a temporary folder"
+    try:
+        with backup_copy(config, backup or "latest", source) as (path, label):
+            result = restore_and_check(config, path, label, source, scratch, yes)
+    except FetchFailed as error:
+        result = DrillResult(source.name, backup or "latest", scratch.name)
+        result.differences.append(f"backup not fetched, nothing restored: {error}")
     result.seconds = round(time.monotonic() - started, 3)
+    return result
+
+
+def restore_and_check(
+    config: Config, path: Path, label: str, source: Environment, scratch: Environment, yes: bool
+) -> DrillResult:
+    head = manifest.summary(path)
+    recorded_rows, recorded_sequences = head.get("rows"), head.get("sequences")
+    if not isinstance(recorded_rows, dict) or not isinstance(recorded_sequences, dict):
+        raise UserError(
+            f"{label} records no row counts or sequence values to check a restore against (it was made "
+            f"before backups recorded them): make a new one with `inv backup --env {source.name}`. "
+            "Nothing was changed."
+        )
+    result = DrillResult(source.name, label, scratch.name)
+    damaged = damaged_files(path, head)
+    result.differences += [f"{relative}: {what} in the backup" for relative, what in damaged.items()]
+    if all(not relative.startswith("database/") for relative in damaged):
+        add(result, restore_database(config, path, source, scratch, recorded_rows, recorded_sequences, yes))
+    else:
+        result.differences.append("database not restored: its dump does not match the manifest")
+    add(result, restore_storage(config, path, source, scratch, yes))
+    result.storage_into = "buckets" if scratch.storage_url else "a temporary folder"
     return result
 
 
@@ -273,6 +283,10 @@ def tmp_dir(config: Config) -> Path:
 # ---------------------------------------------------------------- the backup to restore
 
 
+class FetchFailed(OperationFailed):
+    """A remote backup that could not be fetched whole (or does not match its manifest): a drill's finding."""
+
+
 @contextmanager
 def backup_copy(config: Config, backup: str, env: Environment) -> Iterator[tuple[Path, str]]:
     """The folder of a full backup and its name: a local one as it is, a remote one (`TARGET:latest`,
@@ -292,7 +306,10 @@ def backup_copy(config: Config, backup: str, env: Environment) -> Iterator[tuple
         raise UserError(
             f"{name} is a storage-only backup: a drill restores a full one (`inv backup --copy-to {target.name}`)"
         )
-    fetched = offsite.download(config, target, env, prefix.rstrip("/").rsplit("/", 1)[-1], tmp_dir(config))
+    try:
+        fetched = offsite.download(config, target, env, prefix.rstrip("/").rsplit("/", 1)[-1], tmp_dir(config))
+    except OperationFailed as error:
+        raise FetchFailed(f"{name}: {first_line(error)}") from None
     try:
         yield fetched, name
     finally:
