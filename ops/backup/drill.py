@@ -23,8 +23,8 @@ from typing import Any
 from ops.backup import manifest, offsite
 from ops.backup.drillcheck import Checked, check_database, rehash_buckets, rehash_in_folder
 from ops.backup.paths import member
-from ops.backup.store import METADATA_FILE, objects_by_bucket
-from ops.config import Config, Environment
+from ops.backup.store import METADATA_FILE, load_manifest, objects_by_bucket
+from ops.config import BackupTarget, Config, Environment
 from ops.digest import file_digest
 from ops.errors import OperationFailed, OpsError, UserError, first_line
 from ops.report import Result, Table, progress
@@ -234,7 +234,7 @@ def restore_storage(config: Config, path: Path, source: Environment, scratch: En
     from ops.backup import restore
     from ops.backup import scratch as wiping
 
-    held = objects_by_bucket(manifest_of(path))
+    held = objects_by_bucket(load_manifest(path))
     objects = {bucket: held[bucket] for bucket in config.storage.buckets if bucket in held}
     if not scratch.storage_url:
         folder = Path(tempfile.mkdtemp(prefix="drill-", dir=tmp_dir(config)))
@@ -266,12 +266,6 @@ def why_not_restored(path: Path, entry: dict, error: str) -> str:
     if file.stat().st_size != entry["size"] or file_digest(file) != entry["sha256"]:
         return "corrupt in the backup (it does not match the manifest)"
     return error
-
-
-def manifest_of(path: Path) -> dict:
-    from ops.backup.store import load_manifest
-
-    return load_manifest(path)
 
 
 def tmp_dir(config: Config) -> Path:
@@ -316,7 +310,7 @@ def backup_copy(config: Config, backup: str, env: Environment) -> Iterator[tuple
         shutil.rmtree(fetched, ignore_errors=True)
 
 
-def newest_full(config: Config, target: Any, env: Environment) -> str:
+def newest_full(config: Config, target: BackupTarget, env: Environment) -> str:
     from ops import s3objects
 
     s3 = s3objects.client(target.store, max_pool=config.storage.jobs * 2)
