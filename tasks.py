@@ -95,6 +95,30 @@ def number_flag(value: str | int | None, flag: str) -> int | None:
         raise Exit(f"error: {flag} takes a whole number, not {value!r}", code=2) from None
 
 
+RETENTION_HELP = {
+    "keep": "the same as --keep-last",
+    "keep_last": "keep the newest N full backups (default: [backup] keep_last, else [storage] keep, 5)",
+    "keep_daily": "and the newest of each of the last N days that have one (UTC; default: [backup] keep_daily)",
+    "keep_weekly": "and the newest of each of the last N ISO weeks that have one (default: [backup] keep_weekly)",
+    "keep_monthly": "and the newest of each of the last N months that have one (default: [backup] keep_monthly)",
+}
+
+
+def retention_flags(
+    keep: str | None, keep_last: str | None, keep_daily: str | None, keep_weekly: str | None, keep_monthly: str | None
+) -> dict[str, int | None]:
+    """The retention flags given, as whole numbers (`--keep` is `--keep-last`)."""
+    last, alias = number_flag(keep_last, "--keep-last"), number_flag(keep, "--keep")
+    if last is not None and alias is not None and last != alias:
+        raise Exit("error: --keep is --keep-last: give one of them", code=2)
+    return {
+        "last": alias if last is None else last,
+        "daily": number_flag(keep_daily, "--keep-daily"),
+        "weekly": number_flag(keep_weekly, "--keep-weekly"),
+        "monthly": number_flag(keep_monthly, "--keep-monthly"),
+    }
+
+
 def load_config(*, check_refs: bool = True) -> Config:
     from ops import config
 
@@ -287,7 +311,7 @@ def sync_storage(
     help={
         "env": "environment to back up, a comma list, or 'all' (default: prod)",
         "buckets": f"only these buckets ({LIST_HELP})",
-        "keep": "complete backups to keep per environment (default: [storage] keep, 5)",
+        **RETENTION_HELP,
         "copy_to": "then copy each sealed backup to this backup target (a section with a bucket), incrementally",
         "json": "print the summary as JSON",
     },
@@ -297,6 +321,10 @@ def backup_storage(
     env: str | None = None,
     buckets: list[str] | None = None,
     keep: str | None = None,
+    keep_last: str | None = None,
+    keep_daily: str | None = None,
+    keep_weekly: str | None = None,
+    keep_monthly: str | None = None,
     copy_to: str | None = None,
     json: bool = False,
 ) -> None:
@@ -308,8 +336,41 @@ def backup_storage(
             load_config(),
             env=env,
             buckets=comma_list(buckets) or None,
-            keep=number_flag(keep, "--keep"),
+            keep=retention_flags(keep, keep_last, keep_daily, keep_weekly, keep_monthly),
             copy_to=copy_to,
+        ),
+        json,
+    )
+
+
+@ops_task(
+    help={
+        "env": "the environment whose backups to list (default: prod)",
+        "target": "list the copies on this backup target (a section with a bucket) instead of this machine's",
+        **RETENTION_HELP,
+        "json": "print the list as JSON",
+    },
+)
+def backups(
+    c: Context,
+    env: str | None = None,
+    target: str | None = None,
+    keep: str | None = None,
+    keep_last: str | None = None,
+    keep_daily: str | None = None,
+    keep_weekly: str | None = None,
+    keep_monthly: str | None = None,
+    json: bool = False,
+) -> None:
+    """List an environment's backups (here or on a backup target) and the retention rule that keeps each."""
+    from ops.backup import series
+
+    emit(
+        series.list_backups(
+            load_config(),
+            env=env,
+            target=target,
+            keep=retention_flags(keep, keep_last, keep_daily, keep_weekly, keep_monthly),
         ),
         json,
     )
@@ -624,7 +685,7 @@ def promote_config(
     journal=True,
     help={
         "env": "environment, a comma list, or 'all' (default: prod)",
-        "keep": "snapshots to keep per environment (default 5)",
+        **RETENTION_HELP,
         "copy_to": "then copy each sealed snapshot to this backup target (a section with a bucket), incrementally",
         "resume_at": WORKFLOW_HELP["resume_at"],
         "json": "print the step summary as JSON",
@@ -635,6 +696,10 @@ def backup(
     c: Context,
     env: str | None = None,
     keep: str | None = None,
+    keep_last: str | None = None,
+    keep_daily: str | None = None,
+    keep_weekly: str | None = None,
+    keep_monthly: str | None = None,
     copy_to: str | None = None,
     resume_at: str | None = None,
     json: bool = False,
@@ -645,7 +710,11 @@ def backup(
 
     emit(
         workflows.full_backup(
-            load_config(), env=env, keep=number_flag(keep, "--keep"), resume_at=resume_at, copy_to=copy_to
+            load_config(),
+            env=env,
+            keep=retention_flags(keep, keep_last, keep_daily, keep_weekly, keep_monthly),
+            resume_at=resume_at,
+            copy_to=copy_to,
         ),
         json,
     )
@@ -792,6 +861,7 @@ ns = Collection(
     sync_data,
     sync_storage,
     backup_storage,
+    backups,
     verify_backup,
     restore_storage,
     push_migrations,

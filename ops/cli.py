@@ -49,6 +49,10 @@ VALUE_KINDS = {
     "only": "NAME[,NAME...]",
     "jobs": "INT",
     "keep": "INT",
+    "keep_last": "INT",
+    "keep_daily": "INT",
+    "keep_weekly": "INT",
+    "keep_monthly": "INT",
     "last": "INT",
     "max_delete": "INT",
     "since": "7d|24h|30m|DATE",
@@ -63,6 +67,7 @@ VALUE_KINDS = {
     "keys": "VALUE[,VALUE...]",
 }
 ONE_ENV_TASKS = {
+    "backups",
     "journal",
     "smoke",
     "sync-data",

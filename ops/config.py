@@ -44,7 +44,7 @@ SETTINGS_KEYS: dict[str, set[str]] = {
     "storage": {"buckets", "backup_dir", "keep", "jobs"},
     "migrations": {"all_order", "test_first"},
     "functions": {"jobs"},
-    "backup": {"dir", "drill_max_age_days"},
+    "backup": {"dir", "keep_last", "keep_daily", "keep_weekly", "keep_monthly", "drill_max_age_days"},
     "lovable": {"remote", "branch", "paths", "ours"},
     "workflows": {"prod", "preprod", "sandbox", "sandbox_buckets"},
     "journal": {"path"},
@@ -144,8 +144,20 @@ class MigrationSettings:
 
 
 @dataclass(frozen=True)
+class RetentionPolicy:
+    """How many backups a series keeps (restic's `forget --keep-*`): the newest `last`, and the newest
+    of each of the last `daily` days, `weekly` weeks and `monthly` months that have one."""
+
+    last: int = 5
+    daily: int = 0
+    weekly: int = 0
+    monthly: int = 0
+
+
+@dataclass(frozen=True)
 class BackupSettings:
     dir: Path
+    retention: RetentionPolicy = field(default_factory=RetentionPolicy)
     drill_max_age_days: int = 8  # a weekly drill, a day's grace: older is a warning in `inv status`
 
 
@@ -392,6 +404,13 @@ def load(path: Path | str | None = None, *, check_refs: bool = True) -> Config:
         functions_jobs=read.integer("functions", "jobs", 4),
         backup=BackupSettings(
             dir=read.path_("backup", "dir", "backups/full"),
+            # keep_last falls back on [storage] keep, which it replaces.
+            retention=RetentionPolicy(
+                last=read.integer("backup", "keep_last", read.integer("storage", "keep", 5)),
+                daily=read.integer("backup", "keep_daily", 0),
+                weekly=read.integer("backup", "keep_weekly", 0),
+                monthly=read.integer("backup", "keep_monthly", 0),
+            ),
             drill_max_age_days=_positive(
                 read.integer("backup", "drill_max_age_days", 8), path, "[backup] drill_max_age_days"
             ),

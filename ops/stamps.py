@@ -24,6 +24,15 @@ def stamp_order(path: Path) -> tuple[str, int]:
     return (base, int(n)) if dash and n.isdigit() and base.endswith("Z") else (path.name, 0)
 
 
+def stamp_time(name: str) -> datetime | None:
+    """When a run folder was made, from its name (None for a name that is no stamp)."""
+    base = stamp_order(Path(name))[0]
+    try:
+        return datetime.strptime(base, "%Y-%m-%dT%H-%M-%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
 def candidate_names(base: Path, also: str = "") -> list[str]:
     """Names for a run made now, each after every name this second already has under `base`.
 

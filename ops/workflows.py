@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from ops import dburl, functions, invocation, migrations, storage, sync_data, sync_plan
 from ops.backup import full
+from ops.backup.retention import policy_from
 from ops.config import Config, Environment
 from ops.errors import OperationFailed, OpsError, UserError, first_line
 from ops.report import Result, Table, progress, table
@@ -396,23 +397,27 @@ def promote_config(
 
 
 def full_backup(
-    config: Config, *, env: str | None, keep: int | None, resume_at: str | None, copy_to: str | None = None
+    config: Config,
+    *,
+    env: str | None,
+    keep: dict[str, int | None] | None = None,
+    resume_at: str | None,
+    copy_to: str | None = None,
 ) -> WorkflowResult:
+    """`keep`: the retention flags given (last, daily, weekly, monthly), each in place of its [backup] setting."""
     envs = config.envs_named(
         env,
         default=[config.workflows.prod],
         having=lambda e: bool(e.storage_url and e.db_url),
         needs="both a db_url and a storage_url",
     )
-    keep = config.storage.keep if keep is None else keep
-    if keep < 1:
-        raise UserError("--keep must be at least 1")
+    policy = policy_from(config.backup.retention, **(keep or {}))
     for environment in envs:  # pg_dump needs a whole session: refuse a transaction pooler before any step
         dburl.session_params(environment, "pg_dump")
     target = config.target(copy_to) if copy_to else None
 
     def backup_one(environment: Environment) -> Step:
-        return Step(environment.name, lambda: full.back_up(config, environment, keep, target))
+        return Step(environment.name, lambda: full.back_up(config, environment, policy, target))
 
     return run_steps(
         "backup",

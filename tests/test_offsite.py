@@ -75,8 +75,8 @@ def test_copy_verify_tamper_and_restore_from_off_site(project, storage, offsite)
 
     pruned = project.run("backup-storage", "--copy-to", "offsite", "--keep", "1", "--json")
     assert pruned.code == 0, pruned.err
-    # Mirrors the local retention: the second backup goes; the first stays on both sides, as the local
-    # rules keep it (it holds more bytes than any later one, the high-water mark).
+    # The same rules on each series, each judged from its own contents: the second backup goes; the first
+    # stays on both sides (it holds more bytes than any later one, the high-water mark).
     local = sorted(
         p.name
         for p in (project.root / "backups" / "storage" / "prod-qfdztdgublwlmewobxmx").iterdir()
@@ -218,3 +218,34 @@ def test_a_remote_restore_verifies_before_it_writes_and_a_dry_run_fetches_nothin
     restored = restore_remote(project, "--yes")
     assert restored.code == 0, restored.err
     assert contents(storage["preprod"].client(), "avatars") == contents(storage["prod"].client(), "avatars")
+
+
+def test_calendar_retention_from_backup_settings_on_both_series_and_the_listing(project, storage, offsite):
+    project.extra += "\n[backup]\nkeep_last = 1\nkeep_daily = 2\n"
+    fill(storage["prod"].client(), "avatars", 3)
+    made = [
+        Path(json.loads(r.out)["backups"][0]["path"]).name
+        for r in (project.run("backup-storage", "--copy-to", "offsite", "--json") for _ in range(3))
+    ]
+    series = project.root / "backups" / "storage" / "prod-qfdztdgublwlmewobxmx"
+    # All made today: the newest is the last one and the newest of its day; the rest go, here and there.
+    assert [p.name for p in sorted(series.iterdir()) if not p.name.startswith(".")] == made[-1:]
+    assert sealed_at(offsite.client()) == made[-1:]
+    older = series / "2026-01-31T02-00-00Z"  # a backup from another day, as if the series were older
+    shutil.copytree(series / made[-1], older)
+    listed = project.run("backups", "--env", "prod", "--json")
+    assert listed.code == 0, listed.err
+    kept = {b["name"]: (b["kept_by"], b["prunable"]) for b in json.loads(listed.out)["backups"]}
+    assert kept == {older.name: (["daily"], False), made[-1]: (["last", "daily", "high-water"], False)}
+    narrower = project.run("backups", "--env", "prod", "--keep-daily", "1")
+    assert narrower.code == 0, narrower.err
+    assert "would be pruned" in narrower.out and "would remove 1 (nothing was removed)" in narrower.out
+    assert older.is_dir(), "listing removes nothing"
+    remote = project.run("backups", "--env", "prod", "--target", "offsite", "--json")
+    assert remote.code == 0, remote.err
+    assert [(b["name"], b["kept_by"]) for b in json.loads(remote.out)["backups"]] == [
+        (made[-1], ["last", "daily", "high-water"])
+    ]
+    for bad in (("--keep-daily", "x"), ("--keep", "0", "--keep-daily", "0")):
+        refused = project.run("backups", "--env", "prod", *bad)
+        assert refused.code == 2 and refused.err.count("\n") == 1, refused.err

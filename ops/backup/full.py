@@ -11,7 +11,7 @@ from ops import dbdump, secrets, sync_plan, sync_source
 from ops import git as gitrepo
 from ops.backup.dumpfacts import dump_facts
 from ops.backup.storage import backup_env
-from ops.config import BackupTarget, Config, Environment
+from ops.config import BackupTarget, Config, Environment, RetentionPolicy
 from ops.digest import file_digest
 from ops.functions import functions_dir, local_functions
 
@@ -64,13 +64,13 @@ def functions_commit(config: Config, path: Path) -> Path:
     return path
 
 
-def back_up(config: Config, env: Environment, keep: int, target: BackupTarget | None) -> str:
+def back_up(config: Config, env: Environment, policy: RetentionPolicy, target: BackupTarget | None) -> str:
     """One environment's full backup into its series (beside the storage-only ones); what was made, in a line."""
     made = backup_env(
         config,
         env,
         config.storage.buckets,
-        keep,
+        policy,
         series=config.backup.dir / f"{env.name}-{env.ref}",
         extras=lambda folder: write_artifacts(config, env, folder),
     )
@@ -80,7 +80,7 @@ def back_up(config: Config, env: Environment, keep: int, target: BackupTarget | 
     if target:
         from ops.backup import offsite
 
-        sent = offsite.copy_backup(config, target, Path(made.path), full=True, keep=keep)
+        sent = offsite.copy_backup(config, target, Path(made.path), full=True, policy=policy)
         detail += (
             f"; off-site at {target.name}: {sent.remote} ({sent.uploaded} uploaded, "
             f"{sent.copied_server_side} copied server-side)"

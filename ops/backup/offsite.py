@@ -6,7 +6,7 @@ project's bucket) with the local layout, `<prefix>/<env>-<ref>/<time>/...` (full
 `<prefix>/full/<env>-<ref>/`). Copies are incremental: an object the previous remote backup
 already holds is copied server-side (no bytes through here), and one already there is skipped.
 The manifest goes last, so a half-copied backup is never sealed remotely. Retention is decided
-from the remote series alone, by the local series' rules (`store.retention`): a CI runner starts
+from the remote series alone, by the local series' rules (`backup.retention`): a CI runner starts
 with no local backups, and what it lacks says nothing about what the target should keep. A remote
 backup is removed manifest first.
 """
@@ -28,8 +28,9 @@ from pathlib import Path
 from ops import s3objects
 from ops.backup import manifest
 from ops.backup.paths import member, unsafe
-from ops.backup.store import METADATA_FILE, judge_series, load_manifest, retention
-from ops.config import BackupTarget, Config, Environment
+from ops.backup.retention import Judged, judge_series, retention
+from ops.backup.store import METADATA_FILE, load_manifest
+from ops.config import BackupTarget, Config, Environment, RetentionPolicy
 from ops.errors import OperationFailed, UserError
 from ops.parallel import failure_report, run_parallel
 from ops.report import Result, progress
@@ -75,7 +76,9 @@ def md5_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def copy_backup(config: Config, target: BackupTarget, backup: Path, *, full: bool, keep: int) -> OffsiteResult:
+def copy_backup(
+    config: Config, target: BackupTarget, backup: Path, *, full: bool, policy: RetentionPolicy
+) -> OffsiteResult:
     """Copy one sealed local backup to `target`, incrementally, the manifest last; then apply retention
     to the remote series."""
     started = time.monotonic()
@@ -130,7 +133,7 @@ def copy_backup(config: Config, target: BackupTarget, backup: Path, *, full: boo
     # Sealed last: only a remote backup with every file has a manifest.
     data = (backup / METADATA_FILE).read_bytes()
     s3.put_object(target.bucket, prefix + METADATA_FILE, data, {"content-type": "application/json"})
-    result.removed, result.kept_because = remote_retention(s3, target, base, str(metadata.get("env")), keep)
+    result.removed, result.kept_because = remote_retention(s3, target, base, str(metadata.get("env")), policy)
     if result.kept_because:
         progress(f"warning: {target.name}: no old remote backup removed: {result.kept_because}")
     result.seconds = round(time.monotonic() - started, 3)
@@ -168,12 +171,18 @@ def remote_summary(s3: S3, target: BackupTarget, key: str) -> dict:
     return json.loads(bytes(read))
 
 
-def remote_retention(s3: S3, target: BackupTarget, base: str, env: str, keep: int) -> tuple[list[str], str]:
-    """Apply the series rules (`store.retention`) to the sealed remote backups under `base`, judged from
-    their own manifests; what was removed, or why nothing was. Each is unsealed (manifest) first."""
+def remote_series(s3: S3, target: BackupTarget, base: str, env: str) -> list[Judged]:
+    """The sealed remote backups under `base`, oldest first, judged from their own manifests."""
     names = sealed_remote(s3, target, base)
-    judged = judge_series(env, [(name, remote_summary(s3, target, f"{base}{name}/{METADATA_FILE}")) for name in names])
-    doomed, blocked = retention(judged, keep)
+    return judge_series(env, [(name, remote_summary(s3, target, f"{base}{name}/{METADATA_FILE}")) for name in names])
+
+
+def remote_retention(
+    s3: S3, target: BackupTarget, base: str, env: str, policy: RetentionPolicy
+) -> tuple[list[str], str]:
+    """Apply the series rules (`retention`) to the remote series under `base`; what was removed, or
+    why nothing was. Each is unsealed (its manifest removed) first."""
+    doomed, blocked = retention(remote_series(s3, target, base, env), policy)
     for name in doomed:
         s3.delete_objects(target.bucket, [f"{base}{name}/{METADATA_FILE}"])  # unsealed first
         keys = sorted(s3objects.list_objects(s3, target.bucket, f"{base}{name}/"))
@@ -217,8 +226,8 @@ def locate(config: Config, target: BackupTarget, env: Environment, when: str) ->
 
 @contextmanager
 def backup_folder(config: Config, backup: str | None, env: Environment, *, dry_run: bool = False) -> Iterator[Path]:
-    """The folder of a local backup, or of a remote one (`TARGET:<time>`) fetched into tmp/, verified
-    against its manifest, and removed after. A dry run fetches the manifest alone."""
+    """The folder of a local backup, or of a remote one (`TARGET:<time>`) fetched into tmp/ and removed
+    after. A dry run fetches the manifest alone."""
     from ops.backup.store import resolve_backup
 
     remote = parse(config, backup)
@@ -229,23 +238,9 @@ def backup_folder(config: Config, backup: str | None, env: Environment, *, dry_r
     scratch.mkdir(parents=True, exist_ok=True)
     fetched = download(config, remote[0], env, remote[1], scratch, manifest_only=dry_run)
     try:
-        if not dry_run:
-            verify_fetched(fetched, f"{backup} ({remote[0].name})")
         yield fetched
     finally:
         shutil.rmtree(fetched, ignore_errors=True)
-
-
-def verify_fetched(folder: Path, label: str) -> None:
-    """Every file of a fetched backup re-hashed against its manifest, before anything is restored from it."""
-    from ops.backup.verify import verify_backup_folder
-
-    checked = verify_backup_folder(folder)
-    if not checked.ok:
-        raise OperationFailed(
-            f"{label} does not match its manifest, so nothing was restored:\n{checked.footer()}\n"
-            f"run `inv verify-backup --backup {label.split(' ')[0]}` to see it again"
-        )
 
 
 def refuse_outside(prefix: str, relatives: list[str], where: str) -> None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ops import invocation, s3objects
+from ops.backup import verify
 from ops.backup.paths import member
 from ops.backup.storage import HEADER_NAMES
 from ops.backup.store import METADATA_FILE, load_manifest, objects_by_bucket
@@ -75,6 +76,8 @@ def restore_storage(
     # A backup goes back where it came from unless --env says, on purpose, whose backup it is.
     source_env = config.env(env) if env else target_env
     with offsite.backup_folder(config, backup, source_env, dry_run=dry_run) as path:
+        if offsite.parse(config, backup) and not dry_run:
+            verify_fetched(path, str(backup))
         return _restore(
             config,
             path,
@@ -85,6 +88,16 @@ def restore_storage(
             dry_run=dry_run,
             yes=yes,
             started=started,
+        )
+
+
+def verify_fetched(folder: Path, label: str) -> None:
+    """Every file of a fetched backup re-hashed against its manifest, before anything is restored from it."""
+    checked = verify.verify_backup_folder(folder)
+    if not checked.ok:
+        raise OperationFailed(
+            f"{label} does not match its manifest, so nothing was restored:\n{checked.footer()}\n"
+            f"run `inv verify-backup --backup {label}` to see it again"
         )
 
 

@@ -20,22 +20,19 @@ from typing import Any
 from ops import s3objects
 from ops.backup import manifest
 from ops.backup.paths import ObjectPaths, paths_in_order, within
+from ops.backup.retention import BackupSize, judge_series, newest_full, policy_from, retention_blocked
 from ops.backup.store import (
     METADATA_FILE,
     PARTIAL_PREFIX,
-    BackupSize,
     complete_backups,
     env_folder,
-    judge_series,
-    newest_full,
     private_dir,
     prune_backups,
-    retention_blocked,
     seal_private,
     series_lock,
 )
-from ops.config import Config, Environment
-from ops.errors import OperationFailed, UserError
+from ops.config import Config, Environment, RetentionPolicy
+from ops.errors import OperationFailed
 from ops.parallel import Failure, failure_report, run_tasks, until_intact
 from ops.report import Meter, Result, Table, progress
 from ops.s3base import ObjectInfo
@@ -74,7 +71,7 @@ def backup_env(
     config: Config,
     env: Environment,
     buckets: list[str],
-    keep: int,
+    policy: RetentionPolicy,
     *,
     series: Path | None = None,
     extras: Callable[[Path], tuple[dict[str, str], dict[str, Any]]] | None = None,
@@ -95,10 +92,10 @@ def backup_env(
     private_dir(folder)
     with series_lock(folder, env):
         try:
-            return _backup_locked(config, env, s3, folder, buckets, keep, extras, started, in_order=True)
+            return _backup_locked(config, env, s3, folder, buckets, policy, extras, started, in_order=True)
         except s3objects.OutOfOrder as disorder:
             progress(f"{env.name}: {disorder}: not S3's key order, so each bucket is listed whole first")
-            return _backup_locked(config, env, s3, folder, buckets, keep, extras, started, in_order=False)
+            return _backup_locked(config, env, s3, folder, buckets, policy, extras, started, in_order=False)
 
 
 def _objects(s3: S3, buckets: list[str], *, in_order: bool) -> tuple[list[str], Iterator[tuple[str, ObjectInfo, str]]]:
@@ -152,7 +149,7 @@ def _backup_locked(
     s3: S3,
     folder: Path,
     buckets: list[str],
-    keep: int,
+    policy: RetentionPolicy,
     extras: Callable[[Path], tuple[dict[str, str], dict[str, Any]]] | None,
     started: float,
     *,
@@ -254,7 +251,7 @@ def _backup_locked(
         if partial.exists():
             shutil.rmtree(partial, ignore_errors=True)
     if not result.kept_because:
-        removed, result.kept_because = prune_backups(env.name, folder, keep)
+        removed, result.kept_because = prune_backups(env.name, folder, policy)
         result.removed = [str(p) for p in removed]
     if result.kept_because:
         progress(f"warning: {env.name}: no old backup removed: {result.kept_because}")
@@ -345,12 +342,16 @@ class BackupReport(Result):
 
 
 def backup_storage(
-    config: Config, *, env: str | None, buckets: list[str] | None, keep: int | None, copy_to: str | None = None
+    config: Config,
+    *,
+    env: str | None,
+    buckets: list[str] | None,
+    keep: dict[str, int | None] | None = None,
+    copy_to: str | None = None,
 ) -> BackupReport:
-    keep = config.storage.keep if keep is None else keep
+    """`keep`: the retention flags given (last, daily, weekly, monthly), each in place of its [backup] setting."""
+    policy = policy_from(config.backup.retention, **(keep or {}))
     target = config.target(copy_to) if copy_to else None  # an unknown target is refused before any download
-    if keep < 1:
-        raise UserError("--keep must be at least 1 (the backup just made is always kept)")
     chosen = select_buckets(config, buckets)
     envs = config.envs_named(
         env, default=[config.workflows.prod], having=lambda e: bool(e.storage_url), needs="a storage_url"
@@ -361,10 +362,10 @@ def backup_storage(
         s3objects.client(target.store)
     made = []
     for each in envs:
-        result = backup_env(config, each, chosen, keep)
+        result = backup_env(config, each, chosen, policy)
         if target:
             from ops.backup import offsite
 
-            result.offsite = asdict(offsite.copy_backup(config, target, Path(result.path), full=False, keep=keep))
+            result.offsite = asdict(offsite.copy_backup(config, target, Path(result.path), full=False, policy=policy))
         made.append(result)
     return BackupReport(made)
