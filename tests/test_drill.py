@@ -159,6 +159,10 @@ def test_a_drill_into_an_environment_that_is_not_scratch_is_refused(project, sto
     assert not tmp.exists() or not list(tmp.glob("drill-*"))
     assert sql(project.url("scratch"), "SELECT count(*) FROM public.leftover") == [(1,)], "scratch untouched too"
 
+    other = project.run("drill", "--env", "preprod", "--backup", str(folder), "--into", "scratch")
+    assert other.code == 2 and "is a backup of prod" in other.err and "--env" in other.err
+    assert sql(project.url("scratch"), "SELECT count(*) FROM public.leftover") == [(1,)], "refused before the wipe"
+
     del project.secrets["OPS_SCRATCH_S3_SECRET_ACCESS_KEY"]
     keyless = project.run("drill", "--env", "prod", "--backup", str(folder), "--into", "scratch")
     assert keyless.code == 2 and "set OPS_SCRATCH_S3_SECRET_ACCESS_KEY" in keyless.err

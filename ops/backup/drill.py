@@ -158,6 +158,11 @@ def restore_and_check(
     config: Config, path: Path, label: str, source: Environment, scratch: Environment, yes: bool
 ) -> DrillResult:
     head = manifest.summary(path)
+    if head.get("ref") != source.ref:
+        raise UserError(
+            f"{label} is a backup of {head.get('env')} ({head.get('ref')}), not of {source.name} ({source.ref}): "
+            f"name its environment with --env. Nothing was changed."
+        )
     recorded_rows, recorded_sequences = head.get("rows"), head.get("sequences")
     if not isinstance(recorded_rows, dict) or not isinstance(recorded_sequences, dict):
         raise UserError(
