@@ -40,7 +40,7 @@ ORDER BY step, name
 """
 APP_SCHEMAS = """
 SELECT n.nspname FROM pg_namespace n
-WHERE n.nspname <> 'public' AND n.nspname <> ALL(%s) AND n.nspname !~ '^(pg_|supabase_)'  -- dbdump's rule
+WHERE n.nspname <> 'public' AND n.nspname <> ALL(%s) AND n.nspname !~ '^(pg_|supabase_)'  -- as dbdump.MANAGED_PREFIXES
   AND pg_has_role(current_user, n.nspowner, 'MEMBER')
   AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.objid = n.oid AND d.deptype = 'e')
 ORDER BY 1
