@@ -830,6 +830,30 @@ def restore_db(
 
 @ops_task(
     journal=True,
+    help={
+        "env": "whose backup to drill (default: prod)",
+        "backup": "a full backup folder, 'latest' (default), or TARGET:latest / TARGET:<time> for an off-site copy",
+        "into": "the scratch environment to wipe and restore into (its section has scratch = true)",
+        "json": "print the result as JSON",
+        "yes": "accepted for scripts and CI (a scratch environment is never protected, so a drill never asks)",
+    },
+)
+def drill(
+    c: Context,
+    env: str | None = None,
+    backup: str = "latest",
+    into: str | None = None,
+    json: bool = False,
+    yes: bool = False,
+) -> None:
+    """Restore a backup into a scratch environment and check it: rows, sequences, every object re-hashed."""
+    from ops.backup import drill as ops_drill
+
+    emit(ops_drill.drill(load_config(), env=env, backup=backup, into=into, yes=yes), json)
+
+
+@ops_task(
+    journal=True,
     help={"diff_only": "only show which files Lovable changed; merge nothing", "json": "print the result as JSON"},
 )
 def sync_lovable(c: Context, diff_only: bool = False, json: bool = False) -> None:
@@ -956,6 +980,7 @@ ns = Collection(
     promote_config,
     backup,
     restore_db,
+    drill,
     recover_rows,
     sync_lovable,
     update_lovable,

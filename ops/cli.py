@@ -39,6 +39,7 @@ VALUE_KINDS = {
     "envs": "ENV[,ENV...]",
     "from_": "ENV",
     "to": "ENV",
+    "into": "ENV",
     "sandbox": "ENV",
     "preprod": "ENV",
     "prod": "ENV",
@@ -77,6 +78,7 @@ ONE_ENV_TASKS = {
     "deploy-functions",
     "release",
     "verify-backup",
+    "drill",
 }  # their --env names one environment
 
 

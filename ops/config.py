@@ -36,6 +36,7 @@ ENV_KEYS = {
     "bucket",
     "prefix",
     "restored_from",
+    "scratch",
 }
 TARGET_KEYS = {"storage_url", "storage_region", "bucket", "prefix"}  # a section with `bucket` is a backup target
 SETTINGS_KEYS: dict[str, set[str]] = {
@@ -44,7 +45,7 @@ SETTINGS_KEYS: dict[str, set[str]] = {
     "storage": {"buckets", "backup_dir", "keep", "jobs"},
     "migrations": {"all_order", "test_first"},
     "functions": {"jobs"},
-    "backup": {"dir", "keep_last", "keep_daily", "keep_weekly", "keep_monthly"},
+    "backup": {"dir", "keep_last", "keep_daily", "keep_weekly", "keep_monthly", "drill_max_age_days"},
     "lovable": {"remote", "branch", "paths", "ours"},
     "workflows": {"prod", "preprod", "sandbox", "sandbox_buckets"},
     "journal": {"path"},
@@ -79,6 +80,7 @@ class Environment:
     insecure_tls: bool = False  # allow sslmode=disable/allow/prefer to a remote host (never for hosted Supabase)
     functions_url: str = ""  # where edge functions answer (default https://<ref>.supabase.co/functions/v1)
     restored_from: str = ""  # a PITR-restored project: the environment it was restored from (recover-rows)
+    scratch: bool = False  # a spare project `inv drill` may wipe and restore a backup into
 
     @property
     def secret_prefix(self) -> str:
@@ -157,6 +159,7 @@ class RetentionPolicy:
 class BackupSettings:
     dir: Path
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
+    drill_max_age_days: int = 8  # a weekly drill, a day's grace: older is a warning in `inv status`
 
 
 @dataclass(frozen=True)
@@ -377,7 +380,13 @@ def load(path: Path | str | None = None, *, check_refs: bool = True) -> Config:
             insecure_tls=read.boolean(name, "insecure_tls", False),
             functions_url=read.text(name, "functions_url") or (functions_url(ref) if ref else ""),
             restored_from=read.text(name, "restored_from"),
+            scratch=read.boolean(name, "scratch", False),
         )
+        if environments[name].scratch and environments[name].protected:
+            raise UserError(
+                f"{path}: [{name}] is both scratch (a drill wipes it) and protected; a spare project "
+                "is not protected: remove one of the two"
+            )
 
     for environment in environments.values():
         if check_refs:
@@ -414,6 +423,9 @@ def load(path: Path | str | None = None, *, check_refs: bool = True) -> Config:
                 weekly=read.integer("backup", "keep_weekly", 0),
                 monthly=read.integer("backup", "keep_monthly", 0),
             ),
+            drill_max_age_days=_positive(
+                read.integer("backup", "drill_max_age_days", 8), path, "[backup] drill_max_age_days"
+            ),
         ),
         lovable=LovableSettings(
             remote=read.text("lovable", "remote"),
@@ -441,6 +453,12 @@ def load(path: Path | str | None = None, *, check_refs: bool = True) -> Config:
             },
         ),
     )
+
+
+def _positive(value: int, path: Path, what: str) -> int:
+    if value < 1:
+        raise UserError(f"{path}: {what} must be a whole number of 1 or more, not {value}")
+    return value
 
 
 def _function_probe(value: str, path: Path) -> tuple[str, str, int]:

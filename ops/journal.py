@@ -29,7 +29,7 @@ from ops import git as gitrepo
 from ops.errors import UserError
 from ops.report import Renderable, Result, Table
 
-ENV_FLAGS = ("env", "from_", "to", "sandbox", "preprod", "prod", "envs")
+ENV_FLAGS = ("env", "from_", "to", "into", "sandbox", "preprod", "prod", "envs")
 PATH_KEYS = ("run_dir", "path", "backup")
 DEFAULT_NAME = "ops-journal.jsonl"
 

@@ -12,8 +12,11 @@ import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 
 from ops import migrations, pgcatalog, s3objects, supabase_cli, sync_plan, sync_sql
+from ops.backup import freshness
+from ops.backup.freshness import Freshness
 from ops.config import Config, Environment
 from ops.db import connect
 from ops.errors import NotConfigured, OperationFailed, OpsError, first_line
@@ -234,6 +237,8 @@ class StatusReport(Result):
     envs: list[EnvStatus]
     local_functions: list[str]
     per_env: list[str] = field(default_factory=list)  # auth settings that differ by design
+    backups: list[Freshness] = field(default_factory=list)  # newest backup and good drill per environment
+    drill_max_age_days: int = 8
 
     def to_dict(self) -> dict:
         drifted, per_env = self.drift()
@@ -242,10 +247,17 @@ class StatusReport(Result):
             "local_functions": self.local_functions,
             "settings_drift": drifted,
             "settings_per_env": per_env,
+            "backups": [asdict(f) for f in self.backups],
         }
 
     def rows(self) -> list[Table]:
-        return [self.overview(), self.table_rows(), self.bucket_rows(), self.drift_rows()]
+        return [
+            self.overview(),
+            self.table_rows(),
+            self.bucket_rows(),
+            self.drift_rows(),
+            freshness.table(self.backups, datetime.now(UTC)),
+        ]
 
     def drift(self) -> tuple[list[str], list[str]]:
         """Settings that differ between the environments read: (drift, per environment by design)."""
@@ -277,6 +289,7 @@ class StatusReport(Result):
         lines += [
             f"{env.env}: {part} could not be read: {why}" for env in self.envs for part, why in env.errors.items()
         ]
+        lines += freshness.warnings(self.backups, self.drill_max_age_days, datetime.now(UTC))
         drifted, _ = self.drift()
         if drifted:
             lines.append(
@@ -398,4 +411,10 @@ def status(config: Config, envs: list[str] | None) -> StatusReport:
     chosen = config.envs_named(envs, default=config.default_envs())
     with ThreadPoolExecutor(max_workers=len(chosen) or 1) as pool:
         found = list(pool.map(lambda e: read_env(config, e), chosen))
-    return StatusReport(found, local_functions(config), config.per_env_settings)
+    return StatusReport(
+        found,
+        local_functions(config),
+        config.per_env_settings,
+        freshness.read(config, chosen),
+        config.backup.drill_max_age_days,
+    )
