@@ -28,10 +28,11 @@ def binary() -> str:
     found = shutil.which("supabase")
     if found:
         return found
-    raise UserError(
-        "Supabase CLI not found: run `nox -s cli` (installs the pinned "
-        f"supabase@{PINNED_VERSION}), or set SUPABASE_CLI to its path"
-    )
+    if (REPO_ROOT / "noxfile.py").is_file():  # run from the checkout
+        how = f"run `nox -s cli` (installs the pinned supabase@{PINNED_VERSION})"
+    else:  # installed from the wheel: no noxfile beside it
+        how = f"install it (`npm install --global supabase@{PINNED_VERSION}`)"
+    raise UserError(f"Supabase CLI not found: {how}, or set SUPABASE_CLI to its path")
 
 
 def install_pinned(folder: Path = PINNED_DIR) -> Path:
