@@ -63,7 +63,7 @@ def ops_task(*args: Any, journal: bool = False, **kwargs: Any) -> Callable[[Call
                 raise refuse("interrupted", 130) from None
             except Exit as error:
                 code, failure = error.code, str(error.message or "")
-                if error.message:
+                if error.message and error.code:
                     raise refuse(str(error.message), error.code) from None
                 raise
             except BrokenPipeError:
