@@ -178,22 +178,28 @@ Paste this line into another terminal, then try the tasks there (Ctrl-C here sto
 
 {export}
 
-  supabase-ops doctor --env local-prod          # or `inv ...` from the checkout
-  supabase-ops status --env local-prod,local-preprod
-  supabase-ops sync-data --from local-prod --to local-preprod --tables plans --diff
-  supabase-ops reset-env --from local-prod --to local-preprod
-  supabase-ops backup --env local-prod && supabase-ops verify-backup --env local-prod
-  supabase-ops journal --last 5
+  {ops} doctor --env local-prod          (or `inv ...` from the checkout)
+  {ops} status --env local-prod,local-preprod
+  {ops} sync-data --from local-prod --to local-preprod --tables plans --diff
+  {ops} reset-env --from local-prod --to local-preprod
+  {ops} backup --env local-prod
+  {ops} verify-backup --env local-prod
+  {ops} journal --last 5
 
 local-prod is protected (it asks for its name); the keys above are this stack's own, made up at start.
 """
+
+
+def program() -> str:
+    """This virtualenv's `supabase-ops` by its path: another terminal does not have nox's venv on PATH."""
+    return shlex.quote(str(Path(sys.executable).parent / "supabase-ops"))
 
 
 def main() -> int:
     """`nox -s stack`: start the stack, print how to reach it, keep it up until Ctrl-C."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stopped by nox or kill: clean up as for Ctrl-C
     with running() as stack:
-        print("\n" + TRY.format(export=stack.export_line()), flush=True)
+        print("\n" + TRY.format(export=stack.export_line(), ops=program()), flush=True)
         try:
             while True:
                 signal.pause()

@@ -51,7 +51,7 @@ def test_the_stack_moves_busy_ports_prints_its_line_and_stops_on_ctrl_c(tmp_path
             lines = read_until(process, "local-prod is protected", timeout=240)
             moved = re.search(rf"in use, free ones used instead: .*\b{port} -> (\d+)", "\n".join(lines))
             assert moved, "\n".join(lines)
-            assert any("supabase-ops doctor --env local-prod" in line for line in lines)
+            assert any("supabase-ops doctor --env local-prod" in line for line in lines), "\n".join(lines)
             export = next(line for line in lines if line.startswith("export "))
             exported = dict(word.split("=", 1) for word in shlex.split(export)[1:])
             assert {"OPS_ENVIRONMENTS", "OPS_LOCAL_PROD_S3_SECRET_ACCESS_KEY", "OPS_OFFSITE_S3_ACCESS_KEY_ID"} <= set(
