@@ -28,7 +28,8 @@ def read_until(process: subprocess.Popen, marker: str, timeout: float) -> list[s
         lines.append(line.rstrip("\n"))
         if line.startswith(marker):
             return lines
-    raise AssertionError(f"the stack never printed {marker!r}:\n" + "\n".join(lines))
+    said = process.stderr.read() if process.poll() is not None else ""
+    raise AssertionError(f"the stack never printed {marker!r}:\n" + "\n".join(lines) + "\n" + said)
 
 
 def test_the_stack_moves_busy_ports_prints_its_line_and_stops_on_ctrl_c(tmp_path):
