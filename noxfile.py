@@ -1,15 +1,16 @@
-"""Sessions: `nox -s lint unit tests` (default), `nox -s demo`, `nox -s bench`, `nox -s cli`."""
+"""Sessions: `nox -s lint unit tests wheel` (default), `nox -s demo`, `nox -s stack`, `nox -s bench`, `nox -s cli`."""
 
 from __future__ import annotations
 
 import glob
 import re
+import shutil
 from pathlib import Path
 
 import nox
 
 nox.needs_version = ">=2025.2"
-nox.options.sessions = ["lint", "unit", "tests"]
+nox.options.sessions = ["lint", "unit", "tests", "wheel"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
@@ -80,11 +81,32 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *session.posargs)
 
 
+@nox.session
+def wheel(session: nox.Session) -> None:
+    """Build the wheel, install it (not editable) in a fresh virtualenv, back up, verify and restore with it."""
+    install(session, "test")  # the local stack's servers and the CLI; the product under test is the venv below
+    tmp = Path(session.create_tmp())
+    for old in (tmp / "dist", tmp / "venv"):
+        shutil.rmtree(old, ignore_errors=True)
+    session.run("python", "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(tmp / "dist"), ".")
+    (built,) = glob.glob(str(tmp / "dist" / "supabase_ops-*.whl"))
+    session.run("python", "-m", "venv", str(tmp / "venv"))
+    session.run(str(tmp / "venv" / "bin" / "python"), "-m", "pip", "install", "--quiet", built, external=True)
+    session.run("python", "-m", "devstack.wheelcheck", str(tmp / "venv"))
+
+
 @nox.session(default=False)
 def demo(session: nox.Session) -> None:
     """Start local prod/preprod/sandbox environments and run the toolkit between them."""
     install(session, "test")
-    session.run("python", "-m", "devstack.demo", *session.posargs)
+    session.run("python", "-m", "devstack.demo", *session.posargs, interrupt_timeout=30)
+
+
+@nox.session(default=False)
+def stack(session: nox.Session) -> None:
+    """Start local prod/preprod/sandbox environments and keep them up until Ctrl-C, to try tasks by hand."""
+    install(session, "test")
+    session.run("python", "-m", "devstack.stack", interrupt_timeout=30)
 
 
 @nox.session(default=False)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from ops import startup
+
+startup.loading()  # before Invoke and the tasks load: a Ctrl-C then ends quietly, no traceback
+
 import functools
 import inspect
 from collections.abc import Callable
@@ -35,6 +39,7 @@ def ops_task(*args: Any, journal: bool = False, **kwargs: Any) -> Callable[[Call
 
             from ops import invocation, report
             from ops import journal as ops_journal
+            from ops.cli import json_error
             from ops.errors import OpsError, first_line
 
             report.PLAIN_PROGRESS = bool(kw.get("json"))  # --json: stderr keeps plain lines, never a bar
@@ -44,21 +49,31 @@ def ops_task(*args: Any, journal: bool = False, **kwargs: Any) -> Callable[[Call
             if COMMAND_LINE in defaults:  # the task's own command line, for its re-run hints
                 kw[COMMAND_LINE] = invocation.CommandLine(function.__name__.replace("_", "-"), typed)
             code, failure = 1, "crashed"
+            as_json = bool(kw.get("json"))
+
+            def refuse(message: str, exit_code: int, *, reported: bool = False) -> Exit:
+                """The one line on stderr; with --json, the same as JSON on stdout unless a summary said it."""
+                if as_json and not reported:
+                    json_error(message, exit_code)
+                return Exit(message, code=exit_code)
+
             try:
                 function(*a, **kw)
                 code, failure = 0, ""
             except OpsError as error:
                 code, failure = error.exit_code, str(error)
-                raise Exit(f"error: {error}", code=error.exit_code) from None
+                raise refuse(f"error: {error}", error.exit_code, reported=error.in_summary) from None
             except KeyboardInterrupt:
                 code, failure = 130, "interrupted (Ctrl-C)"
-                raise Exit("interrupted", code=130) from None
+                raise refuse("interrupted", 130) from None
             except Exit as error:
                 code, failure = error.code, str(error.message or "")
+                if error.message and error.code:
+                    raise refuse(str(error.message), error.code) from None
                 raise
             except BrokenPipeError:
                 # The reader left (`inv journal | head`): stop quietly, as git does, and let nothing
-                # write to the closed pipe again on the way out.
+                # write to the closed pipe again on the way out (the journal entry is still written).
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
                 code, failure = 141, "output pipe closed by the reader"
                 raise Exit(code=141) from None
@@ -66,10 +81,10 @@ def ops_task(*args: Any, journal: bool = False, **kwargs: Any) -> Callable[[Call
                 code, failure = 1, f"crashed: {type(error).__name__}: {first_line(error)}"
                 if os.environ.get("OPS_DEBUG"):
                     raise
-                raise Exit(
+                raise refuse(
                     f"error: {failure}\nThis is a bug in the toolkit: please report it with the output of "
                     "the same command run with OPS_DEBUG=1 (which shows where it happened).",
-                    code=1,
+                    1,
                 ) from None
             finally:
                 if entry is not None:
@@ -993,3 +1008,6 @@ ns = Collection(
 def main() -> None:
     """The `supabase-ops` console script: these tasks from any folder (environments.ini is looked up)."""
     program(ns).run()
+
+
+startup.loaded()

@@ -9,8 +9,11 @@ help here says what each takes (`--only=NAME[,NAME...]`).
 
 from __future__ import annotations
 
+import os
 import re
-from typing import Any
+import sys
+from types import TracebackType
+from typing import Any, NoReturn
 
 from invoke import Argument, Collection, Exit, Task
 from invoke.exceptions import ParseError
@@ -112,6 +115,50 @@ def help_for(context: ParserContext, flag: str, plain: Any) -> tuple[str, str]:
     return ", ".join(sorted(spelled, key=len)), text
 
 
+def wants_json() -> bool:
+    """`--json` anywhere on the command line: every outcome, errors too, is JSON on stdout."""
+    return "--json" in sys.argv[1:]
+
+
+def json_error(message: str, code: int) -> None:
+    """An error as CI reads it, on stdout (the one line for people stays on stderr)."""
+    import json
+
+    print(json.dumps({"error": message.removeprefix("error: ").splitlines()[0], "exit_code": code}), flush=True)
+
+
+def leave_closed_pipe() -> NoReturn:
+    """The reader left (`| head`): stop at once and quietly, with the 141 a shell shows for SIGPIPE
+    (as git does). Nothing may write to the closed pipe again on the way out."""
+    try:
+        sys.stderr.flush()
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    os._exit(141)
+
+
+def guard_closed_pipe() -> None:
+    """Invoke's own output (`--list`, `--help`, completion) is written outside any task, and mostly
+    only when Python flushes standard output on the way out: both places end as leave_closed_pipe."""
+    import atexit
+
+    def flush_at_exit() -> None:
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            leave_closed_pipe()
+
+    def hook(kind: type[BaseException], error: BaseException, trace: TracebackType | None) -> None:
+        if issubclass(kind, BrokenPipeError):
+            leave_closed_pipe()
+        plain_hook(kind, error, trace)
+
+    plain_hook = sys.excepthook
+    sys.excepthook = hook
+    atexit.register(flush_at_exit)
+
+
 def refused(error: ParseError, program: Program) -> Exit:
     """A command line that cannot be parsed: one line, the nearest flag or task, exit 2 (nothing ran)."""
     from ops.invocation import program as ran
@@ -129,17 +176,22 @@ def refused(error: ParseError, program: Program) -> Exit:
     elif unknown:
         tasks = list(program.collection.task_names) if program.collection else []
         message = f"no such task or flag {unknown[1]}{nearest(unknown[1], tasks)} (`{ran()} --list` lists the tasks)"
-    return Exit(f"error: {message}. Nothing was run.", code=2)
+    message = f"error: {message}. Nothing was run."
+    if wants_json():
+        json_error(message, 2)
+    return Exit(message, code=2)
 
 
 def install() -> None:
-    """Put the help and parse-error behaviour above into Invoke's parser (once, when tasks.py loads).
+    """Put the help and parse-error behaviour above into Invoke's parser, and end quietly when the
+    output pipe closes (once, when tasks.py loads).
 
     `inv` is Invoke's own program, which loads tasks.py before it parses the task flags: this is
     the one place where a mistyped flag can still become exit 2 with a suggestion.
     """
     if getattr(ParserContext, "_ops_installed", False):
         return
+    guard_closed_pipe()
     plain_help, plain_parse = ParserContext.help_for, Program.parse_tasks
 
     def parse_tasks(self: Program) -> None:

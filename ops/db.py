@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import getpass
 import sys
 from typing import TYPE_CHECKING
 
 from ops import dburl
 from ops.config import Environment
 from ops.errors import OperationFailed, UserError, first_line
+from ops.safety import ask
 
 if TYPE_CHECKING:
     import psycopg
@@ -58,4 +58,4 @@ def connect(
 def prompt_password(env: Environment) -> str:
     if not sys.stdin.isatty():
         raise UserError(f"{env.name}: the database asks for a password: set {env.db_password_var}")
-    return getpass.getpass(f"Database password for {env.name} ({env.db_password_var}): ")
+    return ask(f"Database password for {env.name} ({env.db_password_var}): ", hidden=True)

@@ -221,8 +221,8 @@ def storage_check(config: Config, env: Environment) -> Check:
         from ops.s3base import RetryPolicy
 
         unset = [var for var in (env.s3_key_id_var, env.s3_secret_var) if not env.secret(var)]
-        if unset:
-            raise NotConfigured("no S3 keys", f"set {' and '.join(unset)} (the dashboard's S3 access keys)")
+        if unset:  # storage_url is set: storage is configured, and cannot be checked without its keys
+            raise OperationFailed(f"{' and '.join(unset)} not set (the dashboard's S3 access keys)")
         s3 = s3objects.client(env, timeout=TIMEOUT, retry=RetryPolicy(attempts=2))
         missing = [b for b in config.storage.buckets if not s3objects.bucket_exists(s3, b)]
         if missing:
@@ -249,6 +249,8 @@ def api_check(config: Config, env: Environment) -> Check:
         result = supabase_cli.list_functions(config, env, timeout=TIMEOUT * 3).result
         if not result.ok and result.token_problem == "missing":
             raise NotConfigured("no access token", "set SUPABASE_ACCESS_TOKEN (sbp_...) or run supabase login")
+        if not result.ok and result.token_problem:  # a token is set, but malformed or refused: a failure
+            raise OperationFailed(supabase_cli.token_error(result, env.name))
         if not result.ok:
             raise OperationFailed(result.reason)
         return f"project {env.ref} visible with the token"

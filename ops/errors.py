@@ -3,6 +3,7 @@
 
 class OpsError(Exception):
     exit_code = 1
+    in_summary = False  # already part of the --json result printed just before it was raised
 
 
 class UserError(OpsError):

@@ -31,7 +31,7 @@ from ops.pgcatalog import Table, ident, qident
 from ops.report import Result, progress
 from ops.report import Table as Rows
 from ops.report import table as tabulated
-from ops.safety import confirm_write
+from ops.safety import ask, confirm_write
 from ops.stamps import new_run_dir
 from ops.sync_source import snapshot_reader
 
@@ -277,7 +277,7 @@ def confirm_table(env: Environment, names: str, *, yes: bool) -> None:
     """User data: beside the environment's name, the table names are typed too."""
     if yes or not env.protected:
         return
-    answer = input(f"Type the table name(s) to recover ({names}): ").strip()
+    answer = ask(f"Type the table name(s) to recover ({names}): ")
     if answer.replace(" ", "") != names:
         raise UserError(f"not confirmed ('{answer}' is not '{names}'); nothing was changed")
 

@@ -65,6 +65,7 @@ def emit(result: Renderable, as_json: bool) -> None:
             print(footer)
     error = result.failure()
     if error is not None:
+        error.in_summary = as_json
         raise error
 
 

@@ -13,6 +13,18 @@ def will_ask(env: Environment, *, yes: bool) -> bool:
     return env.protected and not yes
 
 
+def ask(question: str, *, hidden: bool = False) -> str:
+    """What the person types (not echoed with `hidden`). End of input (Ctrl-D) is a "no": refused
+    (exit 2) before anything changes, never a crash."""
+    import getpass
+
+    try:
+        return getpass.getpass(question) if hidden else input(question).strip()  # a password is kept as typed
+    except EOFError:
+        print(file=sys.stderr if hidden else sys.stdout)  # end the prompt's line, so the refusal gets its own
+        raise UserError("no answer (end of input): nothing was changed") from None
+
+
 def confirm_write(env: Environment, *, yes: bool, action: str, plan: str = "") -> None:
     """Ask the user to type a protected environment's name before writing to it, after showing `plan`
     (what will change, computed read-only), as `supabase db push` shows its migrations first."""
@@ -24,7 +36,7 @@ def confirm_write(env: Environment, *, yes: bool, action: str, plan: str = "") -
         )
     if plan:
         print(plan, flush=True)
-    answer = input(f"'{env.name}' is protected. Type its name to {action}: ").strip()
+    answer = ask(f"'{env.name}' is protected. Type its name to {action}: ")
     if answer != env.name:
         raise UserError(f"not confirmed ('{answer}' is not '{env.name}'); nothing was changed")
 

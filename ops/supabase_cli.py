@@ -28,10 +28,11 @@ def binary() -> str:
     found = shutil.which("supabase")
     if found:
         return found
-    raise UserError(
-        "Supabase CLI not found: run `nox -s cli` (installs the pinned "
-        f"supabase@{PINNED_VERSION}), or set SUPABASE_CLI to its path"
-    )
+    if (REPO_ROOT / "noxfile.py").is_file():  # run from the checkout
+        how = f"run `nox -s cli` (installs the pinned supabase@{PINNED_VERSION})"
+    else:  # installed from the wheel: no noxfile beside it
+        how = f"install it (`npm install --global supabase@{PINNED_VERSION}`)"
+    raise UserError(f"Supabase CLI not found: {how}, or set SUPABASE_CLI to its path")
 
 
 def install_pinned(folder: Path = PINNED_DIR) -> Path:
@@ -97,13 +98,16 @@ class CliResult:
 
     @property
     def token_problem(self) -> str:
-        """'missing' or 'rejected' when the failure is the access token's ('' otherwise)."""
+        """'missing', 'malformed' or 'rejected' when the failure is the access token's ('' otherwise)."""
         return token_problem(self.stderr or self.stdout)
 
 
 def token_problem(text: str) -> str:
     lowered = text.lower()
-    if "access token not provided" in lowered or "invalid access token format" in lowered:
+    if "invalid access token format" in lowered:
+        # The CLI says the same of no token at all when SUPABASE_ACCESS_TOKEN is unset and nobody logged in.
+        return "malformed" if os.environ.get("SUPABASE_ACCESS_TOKEN") else "missing"
+    if "access token not provided" in lowered:
         return "missing"
     if "status 401" in lowered or "unauthorized" in lowered:
         return "rejected"
@@ -116,6 +120,11 @@ def token_error(result: CliResult, env_name: str) -> str:
         return (
             f"{env_name}: SUPABASE_ACCESS_TOKEN is missing ({result.reason}); set it to a personal access "
             "token (sbp_...) or run `supabase login`"
+        )
+    if result.token_problem == "malformed":
+        return (
+            f"{env_name}: SUPABASE_ACCESS_TOKEN is malformed ({result.reason}); set it to a personal access "
+            "token (sbp_ and 40 hex digits) from the dashboard's Access Tokens page"
         )
     return (
         f"{env_name}: SUPABASE_ACCESS_TOKEN is rejected ({result.reason}); check that the token is current "

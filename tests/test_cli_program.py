@@ -6,6 +6,9 @@ import os
 import subprocess
 import sys
 
+import pytest
+from lib.project import REPO
+
 
 def supabase_ops(*args: str, cwd, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
     from pathlib import Path
@@ -57,3 +60,84 @@ def test_the_installed_program_names_itself_in_its_messages(tmp_path):
     flag = supabase_ops("sync-data", "--form", "prod", cwd=tmp_path, capture_output=True)
     assert flag.returncode == 2 and "`supabase-ops --help sync-data`" in flag.stderr, flag.stderr
     assert "inv " not in task.stderr + flag.stderr
+
+
+def program(name: str) -> list[str]:
+    if name == "inv":
+        return [sys.executable, "-m", "invoke", "--search-root", str(REPO)]
+    return [os.path.join(os.path.dirname(sys.executable), "supabase-ops")]
+
+
+PIPED = {
+    "inv --list": ("inv", "--list"),
+    "supabase-ops --help": ("supabase-ops", "--help"),
+    "completion": ("supabase-ops", "--print-completion-script", "bash"),
+}
+
+
+@pytest.mark.parametrize("command", PIPED.values(), ids=PIPED.keys())
+def test_a_reader_that_leaves_ends_the_output_quietly_with_141(tmp_path, command):
+    import shlex
+
+    argv = shlex.join([*program(command[0]), *command[1:]])
+    (tmp_path / "environments.ini").write_text("[prod]\nref = qfdztdgublwlmewobxmx\n")
+    for reader in ("(exec 0<&-; sleep 1)", "head -1 >/dev/null"):  # gone before the first write; after a line
+        for _ in range(4):
+            done = subprocess.run(
+                ["bash", "-c", f'{argv} | {reader}; echo "exit=${{PIPESTATUS[0]}}" >&2'],
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+            assert "Exception ignored" not in done.stderr, done.stderr
+            exits = ["exit=141"] if reader.startswith("(exec") else ["exit=141", "exit=0"]
+            assert done.stderr.strip().splitlines()[-1] in exits, done.stderr
+
+
+def test_ctrl_c_while_starting_is_no_traceback(tmp_path):
+    import signal
+    import time
+
+    from lib.project import interruptible
+
+    (tmp_path / "environments.ini").write_text("[prod]\nref = qfdztdgublwlmewobxmx\n")
+    seen_ours = 0
+    for delay in (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5):
+        started = subprocess.Popen(
+            [*program("supabase-ops"), "envs"],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=interruptible,
+        )
+        time.sleep(delay)
+        started.send_signal(signal.SIGINT)
+        out, err = started.communicate(timeout=60)
+        if "Fatal Python error: init_import_site" in err:
+            continue  # still inside Python's own start-up (site-packages' .pth files), before any line of ours
+        assert "Traceback" not in err and "KeyboardInterrupt" not in err, f"after {delay}s:\n{err}"
+        seen_ours += 1
+    assert seen_ours >= 3, "most interrupts must land after Python's own start-up"
+
+
+@pytest.mark.parametrize(
+    "args, code",
+    [
+        (("envs", "--json"), 2),
+        (("journal", "--last", "many", "--json"), 2),  # a flag's value is refused
+        (("sync-data", "--form", "prod", "--json"), 2),  # a mistyped flag
+    ],
+    ids=["config", "flag-value", "parse"],
+)
+def test_with_json_an_error_is_json_too(tmp_path, args, code):
+    import json
+
+    broken = "no_such_key = 1\n" if args[0] == "envs" else ""  # the environments file is malformed
+    (tmp_path / "environments.ini").write_text("[prod]\nref = qfdztdgublwlmewobxmx\n" + broken)
+    done = subprocess.run([*program("supabase-ops"), *args], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == code, done.stdout + done.stderr
+    said = json.loads(done.stdout)
+    assert said["exit_code"] == code and said["error"] and "\n" not in said["error"], said

@@ -100,3 +100,33 @@ def test_doctor_prints_one_line_per_check_and_skips_what_is_not_configured(clini
     assert ascii_only.code == 0 and ascii_only.out.startswith("ok prod")
     checks = json.loads(clinic.run("doctor", "--env", "bare", "--json").out)["checks"]
     assert {c["check"]: c["skipped"] for c in checks if c["env"] == "bare"}["storage"] is True
+
+
+def check_of(result, env: str, name: str) -> dict:
+    return next(c for c in json.loads(result.out)["checks"] if (c["env"], c["check"]) == (env, name))
+
+
+def test_a_configured_part_missing_its_secret_fails_naming_the_variable(clinic):
+    clinic.envs["no-secret"] = {**clinic.envs["prod"], "protected": "false"}
+    clinic.secrets["OPS_NO_SECRET_S3_ACCESS_KEY_ID"] = S3_KEYS["prod"][0]  # the secret access key is not set
+    result = clinic.run("doctor", "--env", "no-secret", "--json")
+    assert result.code == 1, result.out
+    storage = check_of(result, "no-secret", "storage")
+    assert not storage["ok"] and not storage["skipped"], storage
+    assert "OPS_NO_SECRET_S3_SECRET_ACCESS_KEY" in storage["detail"], storage
+    text = clinic.run("doctor", "--env", "no-secret", env={"PYTHONIOENCODING": "utf-8"})
+    assert text.code == 1 and "not configured" not in text.out and "checks ok" not in text.out, text.out
+    assert any(line.startswith("✗ no-secret") and "storage" in line for line in text.out.splitlines()), text.out
+
+
+@pytest.mark.parametrize(
+    "token, said",
+    [("sbp_wrong", "malformed"), ("sbp_" + "f" * 40, "rejected")],
+    ids=["malformed", "rejected"],
+)
+def test_an_access_token_set_but_bad_fails_with_the_reason(clinic, token, said):
+    result = clinic.run("doctor", "--env", "prod", "--json", env={"SUPABASE_ACCESS_TOKEN": token})
+    assert result.code == 1, result.out
+    api = check_of(result, "prod", "management api")
+    assert not api["ok"] and not api["skipped"], api
+    assert said in api["detail"] and "SUPABASE_ACCESS_TOKEN" in api["detail"], api

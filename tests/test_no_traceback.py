@@ -2,14 +2,13 @@
 
 Project.run asserts this for every run of the whole suite; the cases here are the ones users
 met with a traceback: storage that cannot be reached or does not speak S3, an environments
-file in another encoding, a reader that closes the pipe, the demo's ports taken.
+file in another encoding, a reader that closes the pipe.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from http.server import BaseHTTPRequestHandler
@@ -135,25 +134,3 @@ def test_a_reader_that_closes_the_pipe_ends_the_task_quietly(project):
         )
         assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
         assert "exit=141" in done.stderr, done.stderr
-
-
-def test_the_demo_refuses_busy_ports_and_leaves_nothing(tmp_path):
-    from ops import config as ops_config
-
-    port = ops_config.load(REPO / "devstack" / "environments.ini").env("local-prod").storage_url.rsplit(":", 1)[1]
-    with socket.socket() as busy:
-        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        busy.bind(("127.0.0.1", int(port)))
-        busy.listen()
-        before = set(os.listdir("/tmp"))
-        done = subprocess.run(
-            [sys.executable, "-m", "devstack.demo"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env={**os.environ, "TMPDIR": str(tmp_path)},
-        )
-    assert done.returncode == 2
-    assert "Traceback" not in done.stderr and "in use" in done.stderr and port in done.stderr
-    assert not [n for n in set(os.listdir("/tmp")) - before if n.startswith(("ops-pg-", "ops-demo-"))]
