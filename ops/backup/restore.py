@@ -99,8 +99,8 @@ def verify_fetched(folder: Path, label: str) -> None:
     checked = verify.verify_backup_folder(folder)
     if not checked.ok:
         raise OperationFailed(
-            f"{label} does not match its manifest, so nothing was restored:\n{checked.footer()}\n"
-            f"run `inv verify-backup --backup {label}` to see it again"
+            f"{label} does not match its manifest ({checked.verdict().replace(str(folder), label)}): nothing was "
+            f"restored; `{invocation.program()} verify-backup --backup {label}` lists every file"
         )
 
 
