@@ -192,3 +192,11 @@ class Meter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def unread_line(envs: list[Any]) -> tuple[list[str], str]:
+    """What could not be read, per environment (each with `.env` and `.errors`), and the INCOMPLETE line
+    that says so ("" when everything was read): a part not read is unknown, never a match."""
+    unread = [f"{e.env} ({', '.join(e.errors)})" for e in envs if e.errors]
+    line = f"INCOMPLETE: could not read {', '.join(unread)}; what is shown for them is unknown, not a match"
+    return unread, line if unread else ""

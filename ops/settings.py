@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from ops import management_api
+from ops import management_api, report
 from ops.config import Config, Environment
 from ops.errors import NotConfigured, OperationFailed, OpsError, UserError, first_line
 from ops.report import Result, Table
@@ -305,15 +305,11 @@ class SettingsReport(Result):
             + f"; {per_env} per environment, {secrets} secret field(s) listed by name only"
             + ("" if self.show_all else " (--all shows every setting)")
         )
-        unread = self.unread()
-        if unread:
-            lines.append(
-                f"INCOMPLETE: could not read {', '.join(unread)}; what is shown for them is unknown, not a match"
-            )
-        return "\n".join(lines)
+        incomplete = report.unread_line(self.envs)[1]
+        return "\n".join([*lines, incomplete] if incomplete else lines)
 
     def unread(self) -> list[str]:
-        return [f"{e.env} ({', '.join(e.errors)})" for e in self.envs if e.errors]
+        return report.unread_line(self.envs)[0]
 
     def failure(self) -> OpsError | None:
         unread = self.unread()

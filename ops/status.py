@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
-from ops import migrations, pgcatalog, s3objects, supabase_cli, sync_plan, sync_sql
+from ops import migrations, pgcatalog, report, s3objects, supabase_cli, sync_plan, sync_sql
 from ops.backup import freshness
 from ops.backup.freshness import Freshness
 from ops.config import Config, Environment
@@ -297,15 +297,11 @@ class StatusReport(Result):
                 "settings come from migrations, auth settings from the dashboard or the Management API; "
                 "`inv settings` compares every area (API, storage, database, pooler, network, SSL, ...)"
             )
-        unread = self.unread()
-        if unread:
-            lines.append(
-                f"INCOMPLETE: could not read {', '.join(unread)}; what is shown for them is unknown, not a match"
-            )
-        return "\n".join(lines)
+        incomplete = report.unread_line(self.envs)[1]
+        return "\n".join([*lines, incomplete] if incomplete else lines)
 
     def unread(self) -> list[str]:
-        return [f"{e.env} ({', '.join(e.errors)})" for e in self.envs if e.errors]
+        return report.unread_line(self.envs)[0]
 
     def failure(self) -> OpsError | None:
         unread = self.unread()

@@ -3,21 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 
 from lib.db import dump, sql
+from lib.project import at_a_terminal
 from lib.s3 import contents, fill
-
-
-def at_a_terminal(project, *args: str, typed: bytes):
-    """Run a task with standard input on a terminal where a person types `typed`."""
-    controller, terminal = os.openpty()
-    try:
-        os.write(controller, typed)
-        return project.run(*args, stdin=terminal)
-    finally:
-        os.close(terminal)
-        os.close(controller)
 
 
 def test_sync_storage_shows_every_object_before_asking(project, storage):

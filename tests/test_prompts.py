@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from urllib.parse import urlsplit
 
 import psycopg
 from lib.db import dump, sql
+from lib.project import at_a_terminal
 
 CTRL_D = b"\x04"  # at the start of a terminal line: end of input
-
-
-def at_a_terminal(project, *args: str, typed: bytes):
-    controller, terminal = os.openpty()
-    try:
-        os.write(controller, typed)
-        return project.run(*args, stdin=terminal)
-    finally:
-        os.close(terminal)
-        os.close(controller)
 
 
 def last_journaled(project) -> dict:

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 from lib.db import pg_tool, sql
-from lib.project import REPO
+from lib.project import REPO, at_a_terminal
 
 USERS = ("auth.users", "public.profiles")
 TABLES = "auth.users,public.profiles"
@@ -125,17 +125,6 @@ def everything(url: str) -> str:
     return "\n".join(
         sorted(line for line in out.splitlines() if not line.startswith(("-- Dumped", "\\restrict", "\\unrestrict")))
     )
-
-
-def at_a_terminal(project, *args: str, typed: bytes):
-    """Run a task with standard input on a terminal where a person types `typed`."""
-    controller, terminal = os.openpty()
-    try:
-        os.write(controller, typed)
-        return project.run(*args, stdin=terminal)
-    finally:
-        os.close(terminal)
-        os.close(controller)
 
 
 DELETE_ALL = "DELETE FROM public.profiles"

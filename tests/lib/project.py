@@ -153,3 +153,14 @@ def interruptible() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def at_a_terminal(project, *args: str, typed: bytes):
+    """Run a task with standard input on a terminal where a person types `typed`."""
+    controller, terminal = os.openpty()
+    try:
+        os.write(controller, typed)
+        return project.run(*args, stdin=terminal)
+    finally:
+        os.close(terminal)
+        os.close(controller)
