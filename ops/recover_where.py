@@ -27,12 +27,34 @@ from ops.pgcatalog import Table, ident, qident
 TIMEOUT = "60s"  # a condition that runs longer is a mistake, not a selection
 STATEMENT = "ops_recover_where"
 # Fields of PostgreSQL's node trees that hold a function's or an operator's OID.
-FUNCTION_FIELDS = {":funcid", ":opfuncid", ":aggfnoid", ":winfnoid", ":hashfuncid", ":negfuncid"}
-OPERATOR_FIELDS = {":opno", ":opnos"}
+FUNCTION_FIELDS = {
+    ":funcid",
+    ":opfuncid",
+    ":aggfnoid",
+    ":winfnoid",
+    ":hashfuncid",
+    ":negfuncid",
+    ":startInRangeFunc",
+    ":endInRangeFunc",
+}
+OPERATOR_FIELDS = {":opno", ":opnos", ":eqop", ":sortop"}
 LISTS = {":opnos", ":coltypes", ":funccoltypes", ":aggargtypes", ":colTypes"}
 FIRST_USER_OID = 16384  # PostgreSQL's own objects have OIDs below this
-# Built-in functions labelled STABLE that still change state: each assigns a transaction ID.
-ASSIGNS_XID = ("txid_current", "pg_current_xact_id")
+# Built-in functions labelled STABLE that still change state or run SQL the tree does not show: the
+# first assign a transaction ID, the others read tables and views (a view's functions run) or run a
+# type's input function named by a string (a domain's CHECK).
+UNSAFE_BUILTINS = (
+    "txid_current",
+    "pg_current_xact_id",
+    "table_to_xml",
+    "table_to_xml_and_xmlschema",
+    "schema_to_xml",
+    "schema_to_xml_and_xmlschema",
+    "database_to_xml",
+    "database_to_xml_and_xmlschema",
+    "pg_input_is_valid",
+    "pg_input_error_info",
+)
 
 
 def query(table: Table, where: str) -> str:
@@ -183,7 +205,7 @@ def not_allowed(probe: Any, functions: set[int], operators: set[int]) -> tuple[l
         "p.oid >= %s AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass "
         "AND d.objid = p.oid AND d.deptype = 'e') FROM pg_proc p WHERE p.oid = ANY(%s::oid[]) "
         "OR p.oid IN (SELECT o.oprcode FROM pg_operator o WHERE o.oid = ANY(%s::oid[])) ORDER BY 1",
-        (FIRST_USER_OID, list(ASSIGNS_XID), FIRST_USER_OID, sorted(functions), sorted(operators)),
+        (FIRST_USER_OID, list(UNSAFE_BUILTINS), FIRST_USER_OID, sorted(functions), sorted(operators)),
     ).fetchall()
     return [name for name, volatile, _ in rows if volatile], [name for name, _, own in rows if own]
 
@@ -199,7 +221,8 @@ def refuse_volatile(probe: Any, table: Table, where: str, source: Environment) -
         raise refused(table, where, source, error) from None
     if volatile:
         raise UserError(
-            f"--where only selects rows: it may not call {', '.join(volatile)} (volatile: it may change state). "
+            f"--where only selects rows: it may not call {', '.join(volatile)} "
+            "(volatile, or it runs SQL of its own: it may change state). "
             "Nothing was changed."
         )
     if own:

@@ -88,6 +88,9 @@ ATTACKS = {
     "a view that calls a mislabelled function": "EXISTS (SELECT 1 FROM public.notifying_view)",
     "an immutable security definer function writing to the target": "public.remote_write()",
     "a conversion through a mislabelled function": "public.to_bool_notifying(1)",
+    "a stable builtin that reads a view (table_to_xml)": "table_to_xml('public.notifying_view', true, false, '') IS NOT NULL",
+    "a stable builtin that reads a schema (schema_to_xml)": "schema_to_xml('public', true, false, '') IS NOT NULL",
+    "a stable builtin that reads everything (database_to_xml)": "database_to_xml(true, false, '') IS NOT NULL",
     # placeholders and odd input
     "percent s": "full_name = %s",
     "dollar one in text": "full_name = '$1' OR id = $1",
