@@ -185,3 +185,26 @@ def test_keys_that_are_malformed_are_refused_in_one_line(project, pg):
     pruned = project.run(*WHERE, "true", "--prune", "--dry-run")
     assert pruned.code == 2 and "--prune" in pruned.err
     assert everything(prod) == before
+
+
+def test_a_row_security_policy_is_judged_like_the_condition(project, pg):
+    """A policy's USING expression joins the query when it is rewritten: its functions are judged too."""
+    prod, pitr = project.url("prod"), restored_copy(project, pg)
+    sql(
+        pitr.replace(*ADMIN),
+        """
+        CREATE FUNCTION public.notifies() RETURNS boolean LANGUAGE sql IMMUTABLE
+        AS $$ SELECT pg_notify('pgrst', 'reload schema') IS NOT NULL $$;
+        ALTER TABLE public.profiles ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+        CREATE POLICY everyone ON public.profiles USING (public.notifies());""",
+    )
+    before = {prod: everything(prod), pitr: everything(pitr)}
+    with psycopg.connect(pitr, autocommit=True) as listener:
+        listener.execute("LISTEN pgrst")
+        result = project.run(*WHERE, "full_name IS NOT NULL", "--dry-run")
+        heard = list(listener.notifies(timeout=0.5))
+    assert not heard, "the policy's function ran"
+    assert {url: everything(url) for url in before} == before
+    # Refused when the role is under the policy; run without it when the role bypasses row security.
+    bypasses = sql(pitr, "SELECT rolbypassrls FROM pg_roles WHERE rolname = current_user")[0][0]
+    assert (result.code, "public.notifies()" in result.err) == ((0, False) if bypasses else (2, True)), result.err
