@@ -38,7 +38,6 @@ FUNCTION_FIELDS = {
     ":endInRangeFunc",
 }
 OPERATOR_FIELDS = {":opno", ":opnos", ":eqop", ":sortop"}
-LISTS = {":opnos", ":coltypes", ":funccoltypes", ":aggargtypes", ":colTypes"}
 FIRST_USER_OID = 16384  # PostgreSQL's own objects have OIDs below this
 # Built-in functions labelled STABLE that still change state or run SQL the tree does not show: the
 # first assign a transaction ID, the others read tables and views (a view's functions run) or run a
@@ -98,10 +97,14 @@ def references(tree: str) -> tuple[set[int], set[int], set[int]]:
     operators: set[int] = set()
     types: set[int] = set()
     field = ""
+    previous = ""
+    oids = False  # inside a field's list of OIDs: (o 23 25)
     for token in tokens(tree):
         if token.startswith(":"):
-            field = token
+            field, previous, oids = token, token, False
             continue
+        oids = oids or (token == "o" and previous == "(")
+        previous = token
         if token.isdigit():
             number = int(token)
             if field in FUNCTION_FIELDS:
@@ -110,8 +113,8 @@ def references(tree: str) -> tuple[set[int], set[int], set[int]]:
                 operators.add(number)
             elif is_type_field(field):
                 types.add(number)
-        if token not in ("(", "o") and not (field in LISTS and token.isdigit()):
-            field = ""
+        if token not in ("(", "o") and not (oids and token.isdigit()):
+            field, oids = "", False
     return functions, operators, types
 
 

@@ -208,3 +208,26 @@ def test_a_row_security_policy_is_judged_like_the_condition(project, pg):
     # Refused when the role is under the policy; run without it when the role bypasses row security.
     bypasses = sql(pitr, "SELECT rolbypassrls FROM pg_roles WHERE rolname = current_user")[0][0]
     assert (result.code, "public.notifies()" in result.err) == ((0, False) if bypasses else (2, True)), result.err
+
+
+def test_an_ordinary_condition_on_two_tables_still_selects(project, pg):
+    """What --where is for still works after all the refusals: builtins, subqueries, both tables."""
+    prod = project.url("prod")
+    sql(prod, f"INSERT INTO public.profiles (id, full_name) VALUES ('{GRACE}', 'Grace')")
+    restored_copy(project, pg)
+    sql(prod, f"DELETE FROM auth.users WHERE id = '{GRACE}'")
+    condition = f"lower(id::text) = '{GRACE}' AND id IN (SELECT DISTINCT id FROM auth.users ORDER BY id) AND now() > now() - interval '1 day'"
+    planned = project.run(
+        "recover-rows",
+        "--from",
+        "prod-pitr",
+        "--to",
+        "prod",
+        "--table",
+        "auth.users,public.profiles",
+        "--dry-run",
+        "--where",
+        condition,
+    )
+    assert planned.code == 0, planned.err
+    assert f"+ auth.users[{GRACE}]" in planned.out and f"+ profiles[{GRACE}]" in planned.out
