@@ -144,7 +144,8 @@ def append(path: Path, line: str) -> None:
     handle = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX)
-        os.write(handle, line.encode("utf-8"))
+        # A flag that is not UTF-8 (argv bytes, kept as surrogates) is written as its escape.
+        os.write(handle, line.encode("utf-8", "backslashreplace"))
     finally:
         os.close(handle)
 

@@ -201,6 +201,7 @@ def recover_rows(
         raise UserError("name the project to recover into with --to ENV")
     if not tables:
         raise UserError("name the table(s) with --table (e.g. --table auth.users,public.profiles)")
+    utf8_only({"--where": [where or ""], "--keys": keys or [], "--table": tables})
     target_env = config.env(target)
     if from_export:
         if source or where or keys:
@@ -271,6 +272,18 @@ def recover_rows(
         ) from None
     result.seconds = round(time.monotonic() - started, 3)
     return result
+
+
+def utf8_only(flags: dict[str, list[str]]) -> None:
+    """Flags go to the server as UTF-8: bytes that are not (argv keeps them as surrogates) are refused here."""
+    for flag, values in flags.items():
+        for value in values:
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise UserError(
+                    f"{flag} {value!r} is not UTF-8 text: type it again in a UTF-8 terminal. Nothing was changed."
+                ) from None
 
 
 def confirm_table(env: Environment, names: str, *, yes: bool) -> None:
