@@ -352,10 +352,10 @@ def backup_storage(
     json: bool = False,
 ) -> None:
     """Back up storage buckets to backups/storage/<env>-<ref>/<time>/ (incremental, keeps 5)."""
-    from ops.backup import storage as backup
+    from ops.backup import remote
 
     emit(
-        backup.backup_storage(
+        remote.backup_storage(
             load_config(),
             env=env,
             buckets=comma_list(buckets) or None,

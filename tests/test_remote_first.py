@@ -76,7 +76,15 @@ def test_second_backup_reads_only_the_changed_object_and_restores(project, stora
     assert ok.code == 0, ok.out + ok.err
     assert ok.out.strip().splitlines()[-1].startswith("OK: 9 files")
     restored = project.run(
-        "restore-storage", "--to", "preprod", "--env", "prod", "--backup", second["path"], "--buckets", "avatars,program-logos"
+        "restore-storage",
+        "--to",
+        "preprod",
+        "--env",
+        "prod",
+        "--backup",
+        second["path"],
+        "--buckets",
+        "avatars,program-logos",
     )
     assert restored.code == 0, restored.err
     dst = storage["preprod"].client()

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from ops import s3objects
-from ops.backup import manifest
+from ops.backup import manifest, storage
 from ops.backup.offsite import md5_of, remote_base, remote_retention, remote_series, sealed_remote
 from ops.backup.paths import unsafe
-from ops.backup.retention import newest_full
-from ops.backup.storage import BackupResult, Folders, _objects, _save_object, sealing_fields
+from ops.backup.retention import newest_full, policy_from
+from ops.backup.storage import BackupReport, BackupResult, Folders, _objects, _save_object, sealing_fields
 from ops.backup.store import METADATA_FILE
 from ops.config import BackupTarget, Config, Environment, RetentionPolicy
 from ops.errors import OperationFailed, UserError
@@ -33,6 +33,7 @@ from ops.report import Meter, progress
 from ops.s3base import ObjectInfo, md5_of_etag
 from ops.s3client import S3
 from ops.stamps import next_stamp, stamp_order
+from ops.storage import select_buckets
 
 Extras = Callable[[Path], tuple[dict[str, str], dict[str, Any]]]
 
@@ -49,6 +50,26 @@ def chosen_target(config: Config, to: str | None, copy_to: str | None) -> Backup
     target = config.target(to)
     s3objects.client(target.store)  # its keys, before any download
     return target
+
+
+def backup_storage(
+    config: Config,
+    *,
+    env: str | None,
+    buckets: list[str] | None,
+    keep: dict[str, int | None] | None = None,
+    copy_to: str | None = None,
+    to: str | None = None,
+) -> BackupReport:
+    """`backup-storage`: straight to the target `to` (no local series), else into the local series as
+    `storage.backup_storage` makes it (then copied to `copy_to`)."""
+    target = chosen_target(config, to, copy_to)
+    if not target:
+        return storage.backup_storage(config, env=env, buckets=buckets, keep=keep, copy_to=copy_to)
+    policy = policy_from(config.backup.retention, **(keep or {}))
+    chosen = select_buckets(config, buckets)
+    envs = storage.storage_envs(config, env)
+    return BackupReport([backup_to(config, each, target, chosen, policy, full=False) for each in envs])
 
 
 def backup_to(

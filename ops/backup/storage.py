@@ -362,6 +362,16 @@ class BackupReport(Result):
         return "\n".join(notes + made)
 
 
+def storage_envs(config: Config, env: str | None) -> list[Environment]:
+    """The environments `--env` names for a storage backup, each refused before any download if it lacks keys."""
+    envs = config.envs_named(
+        env, default=[config.workflows.prod], having=lambda e: bool(e.storage_url), needs="a storage_url"
+    )
+    for each in envs:
+        s3objects.client(each)
+    return envs
+
+
 def backup_storage(
     config: Config,
     *,
@@ -369,28 +379,16 @@ def backup_storage(
     buckets: list[str] | None,
     keep: dict[str, int | None] | None = None,
     copy_to: str | None = None,
-    to: str | None = None,
 ) -> BackupReport:
-    """`keep`: the retention flags given (last, daily, weekly, monthly), each in place of its [backup] setting.
-    `to`: back up straight to this backup target (no local series); `copy_to`: back up here, then copy there."""
-    from ops.backup import remote
-
+    """`keep`: the retention flags given (last, daily, weekly, monthly), each in place of its [backup] setting."""
     policy = policy_from(config.backup.retention, **(keep or {}))
-    straight = remote.chosen_target(config, to, copy_to)
     target = config.target(copy_to) if copy_to else None  # an unknown target is refused before any download
     chosen = select_buckets(config, buckets)
-    envs = config.envs_named(
-        env, default=[config.workflows.prod], having=lambda e: bool(e.storage_url), needs="a storage_url"
-    )
-    for each in envs:  # refuse before any download if a later environment lacks keys
-        s3objects.client(each)
+    envs = storage_envs(config, env)
     if target:
         s3objects.client(target.store)
     made = []
     for each in envs:
-        if straight:
-            made.append(remote.backup_to(config, each, straight, chosen, policy, full=False))
-            continue
         result = backup_env(config, each, chosen, policy)
         if target:
             from ops.backup import offsite
