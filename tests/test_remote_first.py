@@ -90,6 +90,7 @@ def test_second_backup_reads_only_the_changed_object_and_restores(project, stora
     dst = storage["preprod"].client()
     assert contents(dst, "avatars") == contents(src, "avatars")
     assert contents(dst, "program-logos") == contents(src, "program-logos")
+    assert not staging(project), "nothing of the backups is left on this machine"
 
 
 def test_a_killed_backup_is_never_latest_and_the_next_run_removes_it(project, storage, offsite, counted_source):
@@ -109,6 +110,7 @@ def test_a_killed_backup_is_never_latest_and_the_next_run_removes_it(project, st
     process.communicate(timeout=60)
     names = remote_names(offsite)
     assert names[first] and list(names.values()).count(False) == 1, names
+    assert len(staging(project)) == 1, "the killed run's temp files"
 
     latest = project.run("verify-backup", "--backup", "offsite:latest", "--env", "prod")
     assert latest.code == 0, latest.out + latest.err
@@ -118,11 +120,16 @@ def test_a_killed_backup_is_never_latest_and_the_next_run_removes_it(project, st
     done = project.run("backup-storage", "--to", "offsite", "--json")
     assert done.code == 0, done.err
     assert "removing an unsealed backup" in done.err
+    assert not staging(project), "the killed run's temp files are removed too"
     made = json.loads(done.out)["backups"][0]
     assert made["downloaded"] == 30, "nothing of the unsealed backup was copied from"
     assert remote_names(offsite) == {first: True, made["path"].split(":")[1]: True}
     again = project.run("verify-backup", "--backup", "offsite:latest", "--env", "prod")
     assert again.code == 0, again.out + again.err
+
+
+def staging(project) -> list:
+    return list((project.root / "tmp").glob("remote-backup-*"))
 
 
 def remote_keys(server) -> list[str]:

@@ -11,6 +11,8 @@ are removed by the next run. Retention then applies to the remote series alone.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
 import tempfile
 import threading
@@ -25,7 +27,7 @@ from ops.backup.offsite import md5_of, remote_base, remote_retention, remote_ser
 from ops.backup.paths import unsafe
 from ops.backup.retention import newest_full, policy_from
 from ops.backup.storage import BackupReport, BackupResult, Folders, _objects, _save_object, sealing_fields
-from ops.backup.store import METADATA_FILE
+from ops.backup.store import LOCK_FILE, METADATA_FILE
 from ops.config import BackupTarget, Config, Environment, RetentionPolicy
 from ops.errors import OperationFailed, UserError
 from ops.parallel import Failure, failure_report, run_tasks
@@ -35,6 +37,7 @@ from ops.s3client import S3
 from ops.stamps import next_stamp, stamp_order
 from ops.storage import select_buckets
 
+STAGING_PREFIX = "remote-backup-"
 Extras = Callable[[Path], tuple[dict[str, str], dict[str, Any]]]
 
 
@@ -99,28 +102,27 @@ def backup_to(
     reference = newest_full(remote_series(remote, target, base, env.name))
     scratch = config.root / "tmp"
     scratch.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix="remote-backup-", dir=scratch))
-    writing = Writing(config, source, remote, target, base, name, previous, staging)
+    remove_abandoned(scratch)
+    writing = Writing(config, source, remote, target, base, name, previous, scratch)
     try:
         try:
             result = writing.objects(env, buckets, in_order=True)
         except s3objects.OutOfOrder as disorder:
             progress(f"{env.name}: {disorder}: not S3's key order, so each bucket is listed whole first")
             writing.close()
-            writing = Writing(config, source, remote, target, base, name, previous, staging)
+            writing = Writing(config, source, remote, target, base, name, previous, scratch)
             result = writing.objects(env, buckets, in_order=False)
-        artifacts, facts = extras(staging) if extras else ({}, {})
+        artifacts, facts = extras(writing.staging) if extras else ({}, {})
         for relative in artifacts:
-            writing.upload(relative, md5_of(staging / relative))
+            writing.upload(relative, md5_of(writing.staging / relative))
         writing.written.write(
             sealing_fields(env, result, writing.written, started, previous, reference, artifacts, facts)
         )
         # Sealed last: only a remote backup with every file has a manifest.
-        data = (staging / METADATA_FILE).read_bytes()
+        data = (writing.staging / METADATA_FILE).read_bytes()
         remote.put_object(target.bucket, writing.prefix + METADATA_FILE, data, {"content-type": "application/json"})
     finally:
         writing.close()
-        shutil.rmtree(staging, ignore_errors=True)
     if not result.kept_because:
         result.removed, result.kept_because = remote_retention(remote, target, base, env.name, policy)
     if result.kept_because:
@@ -145,9 +147,27 @@ def remove_unsealed(s3: S3, target: BackupTarget, base: str, names: set[str], cu
             s3.delete_objects(target.bucket, keys[start : start + 1000])
 
 
+def remove_abandoned(scratch: Path) -> None:
+    """Remove the staging folders of runs that were killed (no process holds their lock any more)."""
+    for folder in scratch.glob(STAGING_PREFIX + "*"):
+        try:
+            handle = os.open(folder / LOCK_FILE, os.O_RDWR)
+        except OSError:
+            continue  # not ours, or a run that has not locked it yet
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # a run under way
+        finally:
+            os.close(handle)  # the lock, if taken, goes with it; the folder is an orphan either way
+        progress(f"removing the staging folder of an interrupted remote backup: {folder}")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 class Writing:
     """The objects of one remote backup being written: copied server-side from `previous` where
-    unchanged, else fetched into `staging` one file each, uploaded and removed."""
+    unchanged, else fetched one file each into a staging folder of its own (under `scratch`), uploaded
+    and removed. The staging folder also holds the spooled manifest and, for `inv backup`, the dump."""
 
     def __init__(
         self,
@@ -158,16 +178,22 @@ class Writing:
         base: str,
         name: str,
         previous: str | None,
-        staging: Path,
+        scratch: Path,
     ) -> None:
         self.config, self.source, self.remote, self.target = config, source, remote, target
         self.prefix = f"{base}{name}/"
         self.previous_prefix = f"{base}{previous}/" if previous else ""
-        self.staging = staging
-        self.written = manifest.Writer(staging)
+        self.staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=scratch))
+        self.held = os.open(self.staging / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self.held, fcntl.LOCK_EX)  # while this run lives: see remove_abandoned
+        self.written = manifest.Writer(self.staging)
         self.lock = threading.Lock()
-        self.folders = Folders(staging)
-        self.earlier = manifest.Index(self._previous_manifest(previous) if previous else None)
+        self.folders = Folders(self.staging)
+        try:
+            self.earlier = manifest.Index(self._previous_manifest(previous) if previous else None)
+        except BaseException:
+            self.close()
+            raise
 
     def _previous_manifest(self, previous: str) -> Path:
         folder = self.staging / ".previous"
@@ -181,8 +207,11 @@ class Writing:
         return folder
 
     def close(self) -> None:
-        self.earlier.close()
+        if hasattr(self, "earlier"):
+            self.earlier.close()
         self.written.discard()
+        shutil.rmtree(self.staging, ignore_errors=True)
+        os.close(self.held)
 
     def upload(self, relative: str, md5: str) -> None:
         path = self.staging / relative
