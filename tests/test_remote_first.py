@@ -93,7 +93,10 @@ def test_second_backup_reads_only_the_changed_object_and_restores(project, stora
     assert not staging(project), "nothing of the backups is left on this machine"
 
 
-def test_a_killed_backup_is_never_latest_and_the_next_run_removes_it(project, storage, offsite, counted_source):
+@pytest.mark.parametrize("written", [1, 15], ids=["after-one-object", "half-way"])
+def test_a_killed_backup_is_never_latest_and_the_next_run_removes_it(
+    project, storage, offsite, counted_source, written
+):
     src = storage["prod"].client()
     fill(src, "avatars", 30, size=4096)
     first = backed_up(project)["path"].split(":")[1]
@@ -103,7 +106,8 @@ def test_a_killed_backup_is_never_latest_and_the_next_run_removes_it(project, st
     time.sleep(1.1)
     process = project.start("backup-storage", "--to", "offsite")
     deadline = time.monotonic() + 60
-    while len(remote_names(offsite)) < 2 or sum(1 for _ in remote_keys(offsite)) < 35:
+    sealed_keys = 30 + 1  # the first backup's objects and manifest
+    while len(remote_keys(offsite)) < sealed_keys + written:
         assert time.monotonic() < deadline and process.poll() is None, "the backup never got under way"
         time.sleep(0.05)
     process.kill()
