@@ -333,6 +333,8 @@ def sync_storage(
         "buckets": f"only these buckets ({LIST_HELP})",
         **RETENTION_HELP,
         "copy_to": "then copy each sealed backup to this backup target (a section with a bucket), incrementally",
+        "to": "back up straight to this backup target (no local copy): unchanged objects are copied there "
+        "server-side from its newest sealed backup; not with --copy-to",
         "json": "print the summary as JSON",
     },
 )
@@ -346,18 +348,20 @@ def backup_storage(
     keep_weekly: str | None = None,
     keep_monthly: str | None = None,
     copy_to: str | None = None,
+    to: str | None = None,
     json: bool = False,
 ) -> None:
     """Back up storage buckets to backups/storage/<env>-<ref>/<time>/ (incremental, keeps 5)."""
-    from ops.backup import storage as backup
+    from ops.backup import remote
 
     emit(
-        backup.backup_storage(
+        remote.backup_storage(
             load_config(),
             env=env,
             buckets=comma_list(buckets) or None,
             keep=retention_flags(keep, keep_last, keep_daily, keep_weekly, keep_monthly),
             copy_to=copy_to,
+            to=to,
         ),
         json,
     )
@@ -732,6 +736,8 @@ def promote_config(
         "env": "environment, a comma list, or 'all' (default: prod)",
         **RETENTION_HELP,
         "copy_to": "then copy each sealed snapshot to this backup target (a section with a bucket), incrementally",
+        "to": "back up straight to this backup target (no local copy): unchanged objects are copied there "
+        "server-side from its newest sealed backup; not with --copy-to",
         "resume_at": WORKFLOW_HELP["resume_at"],
         "json": "print the step summary as JSON",
         "yes": "accepted for scripts and CI (a backup writes to no environment, so it never asks)",
@@ -746,6 +752,7 @@ def backup(
     keep_weekly: str | None = None,
     keep_monthly: str | None = None,
     copy_to: str | None = None,
+    to: str | None = None,
     resume_at: str | None = None,
     json: bool = False,
     yes: bool = False,
@@ -761,6 +768,7 @@ def backup(
             keep=retention_flags(keep, keep_last, keep_daily, keep_weekly, keep_monthly),
             resume_at=resume_at,
             copy_to=copy_to,
+            to=to,
             command=command_line,
         ),
         json,

@@ -68,6 +68,7 @@ VALUE_KINDS = {
     "where": "SQL",
     "keys": "VALUE[,VALUE...]",
     "allow_weaker": "KEY[,KEY...]",
+    "copy_to": "TARGET",
 }
 COMMAND_LINE = "command_line"  # a task parameter ops_task (tasks.py) fills with the task's own command line
 ONE_ENV_TASKS = {
@@ -83,6 +84,7 @@ ONE_ENV_TASKS = {
     "verify-backup",
     "drill",
 }  # their --env names one environment
+TARGET_TO_TASKS = {"backup", "backup-storage"}  # their --to names a backup target, not an environment
 
 
 class OpsTask(Task):
@@ -98,10 +100,15 @@ class OpsTask(Task):
     def get_arguments(self, ignore_unknown_help: bool | None = None) -> list[Argument]:
         # The task's own command line, handed in by tasks.ops_task: not a flag.
         arguments = [a for a in super().get_arguments(ignore_unknown_help) if a.name != COMMAND_LINE]
-        one_env = str(self.name).replace("_", "-") in ONE_ENV_TASKS
+        task = str(self.name).replace("_", "-")
         for argument in arguments:
             key = str(argument.attr_name or argument.name)
-            argument.value_kind = "ENV" if key == "env" and one_env else VALUE_KINDS.get(key)  # type: ignore[attr-defined]
+            kind = VALUE_KINDS.get(key)
+            if key == "env" and task in ONE_ENV_TASKS:
+                kind = "ENV"
+            elif key == "to" and task in TARGET_TO_TASKS:
+                kind = "TARGET"
+            argument.value_kind = kind  # type: ignore[attr-defined]
         return arguments
 
 

@@ -18,6 +18,13 @@ def utc_stamp() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H-%M-%SZ")
 
 
+def next_stamp(names: set[str]) -> str:
+    """A name for a run made now, after every name of this second in `names` (runs listed elsewhere)."""
+    stamp = utc_stamp()
+    counters = [stamp_order(Path(name))[1] for name in names if name == stamp or name.startswith(f"{stamp}-")]
+    return f"{stamp}-{max(counters) + 1}" if counters else stamp
+
+
 def stamp_order(path: Path) -> tuple[str, int]:
     """Sort key: the stamp, then the same-second counter as a number (so -10 comes after -9)."""
     base, dash, n = path.name.rpartition("-")

@@ -488,9 +488,14 @@ def full_backup(
     keep: dict[str, int | None] | None = None,
     resume_at: str | None,
     copy_to: str | None = None,
+    to: str | None = None,
     command: CommandLine | None = None,
 ) -> WorkflowResult:
-    """`keep`: the retention flags given (last, daily, weekly, monthly), each in place of its [backup] setting."""
+    """`keep`: the retention flags given (last, daily, weekly, monthly), each in place of its [backup] setting.
+    `to`: back up straight to this backup target (no local series); `copy_to`: back up here, then copy there."""
+    from ops.backup.remote import chosen_target
+
+    straight = chosen_target(config, to, copy_to)
     envs = config.envs_named(
         env,
         default=[config.workflows.prod],
@@ -505,7 +510,7 @@ def full_backup(
     target = config.target(copy_to) if copy_to else None
 
     def backup_one(environment: Environment) -> Step:
-        return Step(environment.name, lambda: full.back_up(config, environment, policy, target))
+        return Step(environment.name, lambda: full.back_up(config, environment, policy, target, straight))
 
     return run_steps(
         "backup",

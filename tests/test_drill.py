@@ -210,3 +210,20 @@ def test_status_warns_when_the_newest_good_drill_is_too_old(project, storage):
     assert "preprod: no backup" not in shown.out and "warning: preprod" not in shown.out, "no backups, no warning"
     project.extra = project.extra.replace("drill_max_age_days = 3", "drill_max_age_days = 6")
     assert "warning: prod" not in project.run("status", "--env", "prod").out
+
+
+def test_a_drill_of_a_backup_made_straight_off_site_says_ok(project, storage, scratch, offsite):
+    src = storage["prod"].client()
+    fill(src, "avatars", 3, size=4096)
+    for _ in range(2):  # the second copies the objects server-side from the first
+        made = project.run("backup", "--env", "prod", "--to", "offsite", "--json")
+        assert made.code == 0, made.err
+    assert "0 read, 3 copied server-side" in json.loads(made.out)["steps"][0]["detail"]
+    assert not (project.root / "backups").exists(), "nothing kept on this machine"
+
+    result = project.run("drill", "--env", "prod", "--backup", "offsite:latest", "--into", "scratch")
+
+    assert result.code == 0, result.out + result.err
+    assert re.search(r"DRILL OK: .* 3 objects \(12\.0 KiB\) restored and checked in", result.out), result.out
+    assert dump(project.url("scratch")) == dump(project.url("prod"))
+    assert contents(scratch.client(), "avatars") == contents(src, "avatars")

@@ -64,8 +64,32 @@ def functions_commit(config: Config, path: Path) -> Path:
     return path
 
 
-def back_up(config: Config, env: Environment, policy: RetentionPolicy, target: BackupTarget | None) -> str:
-    """One environment's full backup into its series (beside the storage-only ones); what was made, in a line."""
+def back_up(
+    config: Config,
+    env: Environment,
+    policy: RetentionPolicy,
+    target: BackupTarget | None,
+    straight_to: BackupTarget | None = None,
+) -> str:
+    """One environment's full backup into its series (beside the storage-only ones), or straight to a backup
+    target (`straight_to`, no local series); what was made, in a line."""
+    if straight_to:
+        from ops.backup.remote import backup_to
+
+        straight = backup_to(
+            config,
+            env,
+            straight_to,
+            config.storage.buckets,
+            policy,
+            full=True,
+            extras=lambda folder: write_artifacts(config, env, folder),
+        )
+        detail = (
+            f"{straight.path} ({straight.objects} objects, {straight.downloaded} read, "
+            f"{straight.copied_server_side} copied server-side)"
+        )
+        return detail + (f"; no old remote backup removed: {straight.kept_because}" if straight.kept_because else "")
     made = backup_env(
         config,
         env,

@@ -20,7 +20,7 @@ from typing import Any
 from ops import s3objects
 from ops.backup import manifest
 from ops.backup.paths import ObjectPaths, paths_in_order, within
-from ops.backup.retention import BackupSize, judge_series, newest_full, policy_from, retention_blocked
+from ops.backup.retention import BackupSize, Judged, judge_series, newest_full, policy_from, retention_blocked
 from ops.backup.store import (
     METADATA_FILE,
     PARTIAL_PREFIX,
@@ -60,6 +60,8 @@ class BackupResult:
     downloaded: int = 0
     downloaded_bytes: int = 0
     linked: int = 0
+    target: str = ""  # a backup straight to this backup target (--to), no local series
+    copied_server_side: int = 0  # ... of which the unchanged objects were copied there server-side
     removed: list[str] = field(default_factory=list)
     skipped_buckets: list[str] = field(default_factory=list)
     kept_because: str = ""  # why retention deleted nothing
@@ -218,30 +220,10 @@ def _backup_locked(
         if failures:
             raise OperationFailed(failure_report(failures, f"backup of {env.name} incomplete; nothing was kept"))
         artifacts, facts = extras(partial) if extras else ({}, {})
-        result.objects, result.bytes = written.objects, written.bytes
-        result.seconds = round(time.monotonic() - started, 3)
-        result.kept_because = retention_blocked(
-            env.name,
-            BackupSize(result.objects, result.bytes, True, facts.get("rows")),
-            result.skipped_buckets,
-            reference.size if reference else None,
-            reference.name if reference else "",
-        )
         written.write(
-            {
-                "time": datetime.now(UTC).isoformat(timespec="seconds"),
-                "env": env.name,
-                "ref": env.ref,
-                "duration_seconds": result.seconds,
-                "previous": previous.name if previous else None,
-                # A full backup may prune older ones; one that lacks a bucket or shrank far below the
-                # last full one (a wiped project?) never does, and never becomes the reference.
-                "full": not result.kept_because,
-                "not_full_because": result.kept_because or None,
-                "skipped_buckets": result.skipped_buckets,
-                "artifacts": artifacts,
-                **facts,
-            }
+            sealing_fields(
+                env, result, written, started, previous.name if previous else None, reference, artifacts, facts
+            )
         )
         seal_private(partial)
         partial.rename(final)
@@ -256,6 +238,43 @@ def _backup_locked(
     if result.kept_because:
         progress(f"warning: {env.name}: no old backup removed: {result.kept_because}")
     return result
+
+
+def sealing_fields(
+    env: Environment,
+    result: BackupResult,
+    written: manifest.Writer,
+    started: float,
+    previous: str | None,
+    reference: Judged | None,
+    artifacts: dict[str, str],
+    facts: dict[str, Any],
+) -> dict[str, Any]:
+    """The manifest's fields of a backup about to be sealed (its objects all in `written`); fills in
+    `result`'s sizes, time and whether it is full."""
+    result.objects, result.bytes = written.objects, written.bytes
+    result.seconds = round(time.monotonic() - started, 3)
+    result.kept_because = retention_blocked(
+        env.name,
+        BackupSize(result.objects, result.bytes, True, facts.get("rows")),
+        result.skipped_buckets,
+        reference.size if reference else None,
+        reference.name if reference else "",
+    )
+    return {
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        "env": env.name,
+        "ref": env.ref,
+        "duration_seconds": result.seconds,
+        "previous": previous,
+        # A full backup may prune older ones; one that lacks a bucket or shrank far below the
+        # last full one (a wiped project?) never does, and never becomes the reference.
+        "full": not result.kept_because,
+        "not_full_because": result.kept_because or None,
+        "skipped_buckets": result.skipped_buckets,
+        "artifacts": artifacts,
+        **facts,
+    }
 
 
 def _linkable(previous: Path | None, old: dict | None, info: ObjectInfo) -> str | None:
@@ -335,10 +354,22 @@ class BackupReport(Result):
     def footer(self) -> str:
         notes = [f"{r.env}: no old backup removed ({r.kept_because})" for r in self.backups if r.kept_because]
         made = [
-            f"{r.env}: {r.objects} objects ({r.downloaded} downloaded, {r.linked} hard-linked) in {r.path}"
+            f"{r.env}: {r.objects} objects ({r.downloaded} downloaded, "
+            + (f"{r.copied_server_side} copied server-side)" if r.target else f"{r.linked} hard-linked)")
+            + f" in {r.path}"
             for r in self.backups
         ]
         return "\n".join(notes + made)
+
+
+def storage_envs(config: Config, env: str | None) -> list[Environment]:
+    """The environments `--env` names for a storage backup, each refused before any download if it lacks keys."""
+    envs = config.envs_named(
+        env, default=[config.workflows.prod], having=lambda e: bool(e.storage_url), needs="a storage_url"
+    )
+    for each in envs:
+        s3objects.client(each)
+    return envs
 
 
 def backup_storage(
@@ -353,11 +384,7 @@ def backup_storage(
     policy = policy_from(config.backup.retention, **(keep or {}))
     target = config.target(copy_to) if copy_to else None  # an unknown target is refused before any download
     chosen = select_buckets(config, buckets)
-    envs = config.envs_named(
-        env, default=[config.workflows.prod], having=lambda e: bool(e.storage_url), needs="a storage_url"
-    )
-    for each in envs:  # refuse before any download if a later environment lacks keys
-        s3objects.client(each)
+    envs = storage_envs(config, env)
     if target:
         s3objects.client(target.store)
     made = []

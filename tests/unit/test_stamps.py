@@ -43,3 +43,11 @@ def test_a_name_made_after_one_was_removed_still_sorts_last(tmp_path, monkeypatc
     assert sorted(tmp_path.iterdir(), key=stamps.stamp_order)[-1] == newest
     run = stamps.new_run_dir(tmp_path)
     assert sorted(tmp_path.iterdir(), key=stamps.stamp_order)[-1] == run
+
+
+def test_next_stamp_comes_after_every_name_of_this_second():
+    now = stamps.utc_stamp()
+    assert stamps.stamp_order(Path(stamps.next_stamp({"2020-01-01T00-00-00Z"})))[1] == 0, "no counter needed"
+    taken = {now, f"{now}-9", f"{now}-10"}
+    following = stamps.next_stamp(taken)
+    assert following not in taken and stamps.stamp_order(Path(following)) > stamps.stamp_order(Path(f"{now}-10"))

@@ -1,0 +1,293 @@
+"""Remote-first backups (`--to TARGET`): a sealed backup written straight to a backup target, no local series.
+
+A CI runner starts empty: downloading every object each night to copy it off-site costs the whole
+project each time. Here the target's newest sealed backup of the environment is the reference: an
+object whose key, size and ETag its manifest records is copied server-side from it (no bytes
+through here); only new and changed objects are read from the source, one temp file each, uploaded
+and removed. The database dump, config export and secret names are written fresh. The manifest goes
+last and seals the backup; a backup without one is never `latest`, never copied from, and its keys
+are removed by the next run. Retention then applies to the remote series alone.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from ops import s3objects
+from ops.backup import manifest, storage
+from ops.backup.offsite import md5_of, remote_base, remote_retention, remote_series, sealed_remote
+from ops.backup.paths import unsafe
+from ops.backup.retention import newest_full, policy_from
+from ops.backup.storage import BackupReport, BackupResult, Folders, _objects, _save_object, sealing_fields
+from ops.backup.store import LOCK_FILE, METADATA_FILE
+from ops.config import BackupTarget, Config, Environment, RetentionPolicy
+from ops.errors import OperationFailed, UserError
+from ops.parallel import Failure, failure_report, run_tasks
+from ops.report import Meter, progress
+from ops.s3base import ObjectInfo, md5_of_etag
+from ops.s3client import S3
+from ops.stamps import next_stamp, stamp_order, stamp_time
+from ops.storage import select_buckets
+
+STAGING_PREFIX = "remote-backup-"
+Extras = Callable[[Path], tuple[dict[str, str], dict[str, Any]]]
+
+
+def chosen_target(config: Config, to: str | None, copy_to: str | None) -> BackupTarget | None:
+    """The target of `--to` (None without it), refused with `--copy-to` or unknown before anything is read."""
+    if to and copy_to:
+        raise UserError(
+            "--to and --copy-to together: give --to TARGET to back up straight to the target, "
+            "or --copy-to TARGET to back up here and then copy it there"
+        )
+    if not to:
+        return None
+    target = config.target(to)
+    s3objects.client(target.store)  # its keys, before any download
+    return target
+
+
+def backup_storage(
+    config: Config,
+    *,
+    env: str | None,
+    buckets: list[str] | None,
+    keep: dict[str, int | None] | None = None,
+    copy_to: str | None = None,
+    to: str | None = None,
+) -> BackupReport:
+    """`backup-storage`: straight to the target `to` (no local series), else into the local series as
+    `storage.backup_storage` makes it (then copied to `copy_to`)."""
+    target = chosen_target(config, to, copy_to)
+    if not target:
+        return storage.backup_storage(config, env=env, buckets=buckets, keep=keep, copy_to=copy_to)
+    policy = policy_from(config.backup.retention, **(keep or {}))
+    chosen = select_buckets(config, buckets)
+    envs = storage.storage_envs(config, env)
+    return BackupReport([backup_to(config, each, target, chosen, policy, full=False) for each in envs])
+
+
+def backup_to(
+    config: Config,
+    env: Environment,
+    target: BackupTarget,
+    buckets: list[str],
+    policy: RetentionPolicy,
+    *,
+    full: bool,
+    extras: Extras | None = None,
+) -> BackupResult:
+    """One environment's backup written to `target` under `<prefix>/[full/]<env>-<ref>/<time>/`, sealed last;
+    then the remote series' retention."""
+    started = time.monotonic()
+    source = s3objects.client(env, max_pool=config.storage.jobs * 2)
+    remote = s3objects.client(target.store, max_pool=config.storage.jobs * 2)
+    folder = f"{env.name}-{env.ref}"
+    if not full and set(buckets) != set(config.storage.buckets):
+        folder += "+" + "+".join(sorted(buckets))
+    base = remote_base(target, folder, full)
+    names = {key[len(base) :].split("/")[0] for key in s3objects.list_objects(remote, target.bucket, base)}
+    name = next_stamp(names)
+    remove_unsealed(remote, target, base, names, name)
+    sealed = sealed_remote(remote, target, base)
+    previous = sealed[-1] if sealed else None
+    reference = newest_full(remote_series(remote, target, base, env.name))
+    scratch = config.root / "tmp"
+    scratch.mkdir(parents=True, exist_ok=True)
+    remove_abandoned(scratch)
+    writing = Writing(config, source, remote, target, base, name, previous, scratch)
+    try:
+        try:
+            result = writing.objects(env, buckets, in_order=True)
+        except s3objects.OutOfOrder as disorder:
+            progress(f"{env.name}: {disorder}: not S3's key order, so each bucket is listed whole first")
+            writing.close()
+            writing = Writing(config, source, remote, target, base, name, previous, scratch)
+            result = writing.objects(env, buckets, in_order=False)
+        artifacts, facts = extras(writing.staging) if extras else ({}, {})
+        for relative in artifacts:
+            writing.upload(relative, md5_of(writing.staging / relative))
+        writing.written.write(
+            sealing_fields(env, result, writing.written, started, previous, reference, artifacts, facts)
+        )
+        # Sealed last: only a remote backup with every file has a manifest.
+        data = (writing.staging / METADATA_FILE).read_bytes()
+        remote.put_object(target.bucket, writing.prefix + METADATA_FILE, data, {"content-type": "application/json"})
+    finally:
+        writing.close()
+    if not result.kept_because:
+        result.removed, result.kept_because = remote_retention(remote, target, base, env.name, policy)
+    if result.kept_because:
+        progress(f"warning: {target.name}: no old remote backup removed: {result.kept_because}")
+    progress(
+        f"{target.name}: {name} sealed ({result.downloaded} read from {env.name}, "
+        f"{result.copied_server_side} copied server-side)"
+    )
+    return result
+
+
+def remove_unsealed(s3: S3, target: BackupTarget, base: str, names: set[str], current: str) -> None:
+    """Remove every key of an unsealed backup (no manifest) under `base` older than the run `current`:
+    a run that was killed, or a removal cut short."""
+    sealed = set(sealed_remote(s3, target, base))
+    for name in sorted(names - sealed, key=lambda n: stamp_order(Path(n))):
+        if unsafe(name) or stamp_time(name) is None or stamp_order(Path(name)) >= stamp_order(Path(current)):
+            continue  # only a run of ours (a time) that started before this one
+        progress(f"{target.name}: removing an unsealed backup (an interrupted run): {base}{name}/")
+        keys = sorted(s3objects.list_objects(s3, target.bucket, f"{base}{name}/"))
+        for start in range(0, len(keys), 1000):
+            s3.delete_objects(target.bucket, keys[start : start + 1000])
+
+
+def remove_abandoned(scratch: Path) -> None:
+    """Remove the staging folders of runs that were killed (no process holds their lock any more)."""
+    for folder in scratch.glob(STAGING_PREFIX + "*"):
+        try:
+            handle = os.open(folder / LOCK_FILE, os.O_RDWR)
+        except OSError:
+            continue  # not ours, or a run that has not locked it yet
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # a run under way
+        finally:
+            os.close(handle)  # the lock, if taken, goes with it; the folder is an orphan either way
+        progress(f"removing the staging folder of an interrupted remote backup: {folder}")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+class Writing:
+    """The objects of one remote backup being written: copied server-side from `previous` where
+    unchanged, else fetched one file each into a staging folder of its own (under `scratch`), uploaded
+    and removed. The staging folder also holds the spooled manifest and, for `inv backup`, the dump."""
+
+    def __init__(
+        self,
+        config: Config,
+        source: S3,
+        remote: S3,
+        target: BackupTarget,
+        base: str,
+        name: str,
+        previous: str | None,
+        scratch: Path,
+    ) -> None:
+        self.config, self.source, self.remote, self.target = config, source, remote, target
+        self.prefix = f"{base}{name}/"
+        self.previous_prefix = f"{base}{previous}/" if previous else ""
+        self.staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=scratch))
+        self.held = os.open(self.staging / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self.held, fcntl.LOCK_EX)  # while this run lives: see remove_abandoned
+        self.written = manifest.Writer(self.staging)
+        self.lock = threading.Lock()
+        self.folders = Folders(self.staging)
+        try:
+            self.earlier = manifest.Index(self._previous_manifest(previous) if previous else None)
+        except BaseException:
+            self.close()
+            raise
+
+    def _previous_manifest(self, previous: str) -> Path:
+        folder = self.staging / ".previous"
+        folder.mkdir()
+        with (
+            self.remote.get_object(self.target.bucket, self.previous_prefix + METADATA_FILE) as response,
+            (folder / METADATA_FILE).open("wb") as out,
+        ):
+            for chunk in response.iter_raw():
+                out.write(chunk)
+        return folder
+
+    def close(self) -> None:
+        if hasattr(self, "earlier"):
+            self.earlier.close()
+        self.written.discard()
+        shutil.rmtree(self.staging, ignore_errors=True)
+        os.close(self.held)
+
+    def upload(self, relative: str, md5: str) -> None:
+        path = self.staging / relative
+        got = s3objects.Content(path.stat().st_size, md5, "", {}, {})
+        with path.open("rb") as handle:
+            s3objects.upload(self.remote, self.target.bucket, self.prefix + relative, handle, got)
+        path.unlink()
+
+    def copied(self, old: dict, info: ObjectInfo, relative: str) -> bool:
+        """Copy the previous backup's file of this very object (same size and ETag) server-side; whether it was."""
+        if not (self.previous_prefix and old.get("size") == info.size and old.get("etag") == info.etag):
+            return False
+        path = old.get("path", "")
+        if unsafe(path) or not old.get("md5"):
+            return False
+        try:
+            etag = self.remote.copy_object(self.target.bucket, self.prefix + relative, self.previous_prefix + path)
+        except Exception:  # noqa: BLE001 (the previous backup lost it: read from the source instead)
+            return False
+        copied = md5_of_etag(etag)
+        return copied is None or copied == old["md5"]
+
+    def objects(self, env: Environment, buckets: list[str], *, in_order: bool) -> BackupResult:
+        result = BackupResult(env.name, f"{self.target.name}:{Path(self.prefix.rstrip('/')).name}")
+        result.target = self.target.name
+        present, listed = _objects(self.source, buckets, in_order=in_order)
+        result.skipped_buckets = [b for b in buckets if b not in present]
+        for bucket in present:
+            self.written.bucket(bucket)
+
+        def save(bucket: str, task: tuple[ObjectInfo, str, tuple[dict, str] | None]) -> None:
+            info, relative, found = task
+            if found and self.copied(found[0], info, relative):
+                if found[1] and found[0].get("path") == relative:
+                    self.written.add_line(bucket, found[1], info.size)  # the very entry of the last backup
+                else:
+                    self.written.add(bucket, info.key, {**found[0], "path": relative})
+                linked = True
+            else:
+                entry, _ = _save_object(self.source, bucket, info, self.folders, relative, None, None)
+                self.upload(relative, entry["md5"])
+                self.written.add(bucket, info.key, entry)
+                linked = False
+            with self.lock:
+                result.copied_server_side += linked
+                result.downloaded += not linked
+                result.downloaded_bytes += 0 if linked else info.size
+
+        problems: list[Exception] = []
+        failures: list[Failure] = []
+        meter = Meter(f"backed up ({env.name} to {self.target.name})", 0, "objects", 0)
+
+        def tasks() -> Iterator[tuple[str, tuple[ObjectInfo, str, tuple[dict, str] | None]]]:
+            try:
+                for bucket, info, relative in listed:
+                    meter.expect(1, info.size)
+                    yield bucket, (info, relative, self.earlier.get(bucket, info.key))
+            except Exception as error:  # noqa: BLE001 (raised below, once the objects under way are saved)
+                problems.append(error)
+
+        def outcome(bucket: str, task: tuple[ObjectInfo, str, Any], error: BaseException | None) -> None:
+            if error is None:
+                meter.add(1, task[0].size)
+            else:
+                failures.append(Failure(bucket, task[0].key, s3objects.describe(error)))
+
+        with meter:
+            run_tasks(tasks(), save, self.config.storage.jobs, outcome)
+        if problems:
+            raise problems[0]
+        if failures:
+            raise OperationFailed(
+                failure_report(
+                    failures,
+                    f"backup of {env.name} to {self.target.name} incomplete; it is not sealed there "
+                    "(no manifest) and the next run removes it",
+                )
+            )
+        return result
