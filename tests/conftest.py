@@ -60,6 +60,22 @@ def project(tmp_path, pg) -> Project:
     return proj
 
 
+OFFSITE_KEYS = ("AKIAOFFSITE0000001", "offsite-secret-Qw3-never-print")
+
+
+@pytest.fixture
+def offsite(project, storage, tmp_path):
+    """A backup target, [offsite], on its own real S3 server (rclone serve s3)."""
+    from lib.s3 import s3_secrets
+
+    server = localstack.start_s3(*OFFSITE_KEYS, root=tmp_path / "s3-offsite")
+    server.create_buckets(["ops-backups"])
+    project.extra += f"\n[offsite]\nstorage_url = {server.url}\nbucket = ops-backups\nprefix = nightly\n"
+    project.secrets.update(s3_secrets("offsite", *OFFSITE_KEYS))
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def storage(project, tmp_path):
     """One real S3 server (rclone serve s3) per environment, with every configured bucket."""

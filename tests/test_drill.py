@@ -16,7 +16,6 @@ from ops import config as ops_config
 from ops.digest import file_digest
 
 SCRATCH_KEYS = ("AKIADRILLSCRATCH01", "scratch-secret-Hk7-never-print")
-OFFSITE_KEYS = ("AKIADRILLOFFSITE01", "drill-offsite-secret-Pq2-never-print")
 
 
 @pytest.fixture
@@ -35,16 +34,6 @@ def scratch(project, storage, pg, tmp_path):
         "scratch": "true",
     }
     project.secrets.update(s3_secrets("scratch", *SCRATCH_KEYS))
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def offsite(project, storage, tmp_path):
-    server = localstack.start_s3(*OFFSITE_KEYS, root=tmp_path / "s3-offsite")
-    server.create_buckets(["ops-backups"])
-    project.extra += f"\n[offsite]\nstorage_url = {server.url}\nbucket = ops-backups\nprefix = nightly\n"
-    project.secrets.update(s3_secrets("offsite", *OFFSITE_KEYS))
     yield server
     server.stop()
 

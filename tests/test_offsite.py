@@ -10,20 +10,7 @@ from pathlib import Path
 import pytest
 from lib.s3 import contents, empty_bucket, fill, moto_client, s3_secrets
 
-from devstack import localstack
 from devstack.faultproxy import FaultProxy
-
-KEYS = ("AKIAOFFSITE0000001", "offsite-secret-Qw3-never-print")
-
-
-@pytest.fixture
-def offsite(project, storage, tmp_path):
-    server = localstack.start_s3(*KEYS, root=tmp_path / "s3-offsite")
-    server.create_buckets(["ops-backups"])
-    project.extra += f"\n[offsite]\nstorage_url = {server.url}\nbucket = ops-backups\nprefix = nightly\n"
-    project.secrets.update(s3_secrets("offsite", *KEYS))
-    yield server
-    server.stop()
 
 
 def test_copy_verify_tamper_and_restore_from_off_site(project, storage, offsite):

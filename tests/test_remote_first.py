@@ -6,23 +6,11 @@ import json
 import time
 
 import pytest
-from lib.s3 import contents, fill, s3_secrets
+from lib.s3 import contents, fill
 
-from devstack import localstack
 from devstack.faultproxy import FaultProxy
 
-KEYS = ("AKIAREMOTEFIRST00001", "remote-first-secret-Zx9-never-print")
 BASE = "nightly/prod-qfdztdgublwlmewobxmx/"
-
-
-@pytest.fixture
-def offsite(project, storage, tmp_path):
-    server = localstack.start_s3(*KEYS, root=tmp_path / "s3-offsite")
-    server.create_buckets(["ops-backups"])
-    project.extra += f"\n[offsite]\nstorage_url = {server.url}\nbucket = ops-backups\nprefix = nightly\n"
-    project.secrets.update(s3_secrets("offsite", *KEYS))
-    yield server
-    server.stop()
 
 
 @pytest.fixture
