@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import psycopg
 from lib.db import sql
-from test_recover import GRACE, HOSTILE, everything, restored_copy
+from lib.recovery import GRACE, HOSTILE, everything, restored_copy
 
 WHERE = ("recover-rows", "--from", "prod-pitr", "--to", "prod", "--table", "public.profiles", "--where")
 ADMIN = ("//postgres@", "//supabase_admin@")
