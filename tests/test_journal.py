@@ -64,7 +64,8 @@ def test_an_interrupted_task_is_journaled_as_such(project, storage):
 
 
 def test_a_journal_that_cannot_be_written_only_warns(project):
-    project.extra = "[journal]\npath = no-such-folder/ops-journal.jsonl\n"
+    (project.root / "a-folder").mkdir(parents=True)  # a path that names a folder: no file can be written there
+    project.extra = "[journal]\npath = a-folder\n"
     result = project.run("sync-data", "--from", "prod", "--to", "preprod", "--tables", "plans")
     assert result.code == 0, result.err
     assert "warning: could not write the ops journal" in result.err
@@ -85,3 +86,12 @@ def test_concurrent_appends_never_interleave(tmp_path):
         thread.join()
     parsed = [json.loads(line) for line in path.read_text().splitlines()]
     assert len(parsed) == 400 and {p["body"] for p in parsed} == {body}
+
+
+def test_a_journal_in_a_folder_not_made_yet_is_written(project):
+    project.extra += "\n[journal]\npath = logs/ops/ops-journal.jsonl\n"
+    done = project.run("sync-data", "--from", "prod", "--to", "preprod", "--tables", "plans")
+    assert done.code == 0 and "could not write the ops journal" not in done.err, done.err
+    path = project.root / "logs" / "ops" / "ops-journal.jsonl"
+    assert json.loads(path.read_text().splitlines()[0])["task"] == "sync-data"
+    assert path.stat().st_mode & 0o777 == 0o600 and path.parent.stat().st_mode & 0o777 == 0o700
