@@ -100,12 +100,14 @@ class Body(Protocol):
 
 
 def addressable(key: str) -> bool:
-    """Whether obstore names this key exactly (its paths have no empty, `.` or `..` segment, no edge `/`)."""
+    """Whether obstore names this key exactly (its paths have no empty, `.` or `..` segment, no edge `/`,
+    no ASCII control character: its parser refuses those as an illegal character sequence)."""
     return (
         bool(key)
         and not key.startswith("/")
         and not key.endswith("/")
         and not any(part in ("", ".", "..") for part in key.split("/"))
+        and not any(ord(char) < 0x20 or ord(char) == 0x7F for char in key)
     )
 
 

@@ -243,3 +243,11 @@ def test_a_listing_asks_for_url_encoded_keys_and_sends_the_token_back_exactly():
     assert first == {"list-type": "2", "encoding-type": "url", "prefix": "docs/ a+b"}
     assert second["continuation-token"] == token
     assert [path for _, path, _ in fake.requests] == ["/b", "/b"]
+
+
+def test_a_key_with_an_ascii_control_character_is_not_addressable_by_obstore():
+    from ops.s3client import addressable
+
+    assert addressable("avatars/a b%c\u200b.png")
+    for key in ("avatars/a\tb.png", "avatars/a\x7fb", "avatars/a\x01b"):
+        assert not addressable(key), repr(key)  # obstore refuses it: "illegal character sequence"
