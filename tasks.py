@@ -160,7 +160,7 @@ def emit(result: Renderable, as_json: bool) -> None:
 )
 def doctor(c: Context, env: str | None = None, verbose: bool = False, json: bool = False) -> None:
     """Run first on a new machine: config, database (TLS, role, pooler), pg_dump, storage, API token, CLI."""
-    from ops import doctor as checks
+    from ops.views import doctor as checks
 
     emit(checks.doctor(load_config(check_refs=False), env, verbose), json)
 
@@ -200,7 +200,7 @@ def journal(
 @ops_task(help={"env": "environment (default: preprod)", "json": "print the checks as JSON"})
 def smoke(c: Context, env: str | None = None, json: bool = False) -> None:
     """Is the environment serving? Its frontend and every edge function over HTTP, with latency."""
-    from ops import smoke as checks
+    from ops.views import smoke as checks
 
     emit(checks.smoke(load_config(), env), json)
 
@@ -208,7 +208,7 @@ def smoke(c: Context, env: str | None = None, json: bool = False) -> None:
 @ops_task(help={"json": "print the environments as JSON"})
 def envs(c: Context, json: bool = False) -> None:
     """List the environments, their projects and which secrets are set (never their values)."""
-    from ops import environments
+    from ops.views import envs as environments
 
     emit(environments.describe(load_config()), json)
 
@@ -243,10 +243,10 @@ def sync_data(
     yes: bool = False,
 ) -> None:
     """Sync config tables between environments with idempotent upserts (never user data)."""
-    from ops import sync_data as sync
+    from ops.sync import data as sync
 
     if diff:
-        from ops import sync_diff
+        from ops.sync import diff as sync_diff
 
         emit(
             sync_diff.diff_task(
@@ -307,7 +307,7 @@ def sync_storage(
     command_line: CommandLine | None = None,
 ) -> None:
     """Copy new and changed storage objects between environments (incremental, parallel)."""
-    from ops import storage
+    from ops.storage import sync as storage
 
     result = storage.sync_storage(
         load_config(),
@@ -477,7 +477,7 @@ def push_migrations(
     yes: bool = False,
 ) -> None:
     """Apply pending migrations with the Supabase CLI (preprod first; 'all' stops at the first failure)."""
-    from ops import migrations
+    from ops.platform import migrations
     from ops.report import progress
 
     result = migrations.push_migrations(
@@ -504,7 +504,7 @@ def migration_status(
     c: Context, env: list[str] | None = None, envs: list[str] | None = None, json: bool = False
 ) -> None:
     """Show every local migration as applied/pending per environment, plus remote-only versions."""
-    from ops import migrations
+    from ops.platform import migrations
 
     emit(migrations.migration_status(load_config(), comma_list((env or []) + (envs or [])) or None), json)
 
@@ -536,7 +536,7 @@ def deploy_functions(
     command_line: CommandLine | None = None,
 ) -> None:
     """Deploy edge functions with --no-verify-jwt; failed ones are named with a re-run command."""
-    from ops import functions
+    from ops.platform import functions
 
     result = functions.deploy_functions(
         load_config(),
@@ -560,7 +560,7 @@ def deploy_functions(
 )
 def secrets(c: Context, env: str | None = None, json: bool = False) -> None:
     """List secret names and digests per environment (never values); 'all' shows what each env lacks."""
-    from ops import secrets as ops_secrets
+    from ops.platform import secrets as ops_secrets
 
     emit(ops_secrets.secrets_report(load_config(), env), json)
 
@@ -806,7 +806,7 @@ def recover_rows(
     yes: bool = False,
 ) -> None:
     """Recover rows (user tables too) from a PITR-restored project into the live one, with an undo."""
-    from ops import recover
+    from ops.sync import recover
 
     emit(
         recover.recover_rows(
@@ -846,9 +846,9 @@ def restore_db(
     yes: bool = False,
 ) -> None:
     """Restore a snapshot's database (roles, schema, every row incl. auth users) into an empty project."""
-    from ops import dbdump
+    from ops.backup import restore_db as restoring
 
-    emit(dbdump.restore_db(load_config(), backup=backup, target=to, env=env, force=force, yes=yes), json)
+    emit(restoring.restore_db(load_config(), backup=backup, target=to, env=env, force=force, yes=yes), json)
 
 
 @ops_task(
@@ -881,7 +881,7 @@ def drill(
 )
 def sync_lovable(c: Context, diff_only: bool = False, json: bool = False) -> None:
     """Fetch the Lovable sandbox's branch; show what changed, or merge it into the current branch."""
-    from ops import lovable
+    from ops.platform import lovable
 
     emit(lovable.sync_lovable(load_config(), diff_only=diff_only), json)
 
@@ -889,7 +889,7 @@ def sync_lovable(c: Context, diff_only: bool = False, json: bool = False) -> Non
 @ops_task(journal=True, help={"dry_run": "show what would be merged; push nothing", "json": "print the result as JSON"})
 def update_lovable(c: Context, dry_run: bool = False, json: bool = False) -> None:
     """Merge our main into the Lovable branch and push it (never a force-push)."""
-    from ops import lovable
+    from ops.platform import lovable
 
     emit(lovable.update_lovable(load_config(), dry_run=dry_run), json)
 
@@ -904,7 +904,7 @@ def update_lovable(c: Context, dry_run: bool = False, json: bool = False) -> Non
 )
 def status(c: Context, env: list[str] | None = None, envs: list[str] | None = None, json: bool = False) -> None:
     """Do my environments match? Migrations, config tables, buckets, functions and secrets side by side."""
-    from ops import status as ops_status
+    from ops.views import status as ops_status
 
     emit(ops_status.status(load_config(), comma_list((env or []) + (envs or [])) or None), json)
 
@@ -929,7 +929,7 @@ def settings(
     json: bool = False,
 ) -> None:
     """Project settings side by side (auth, API, storage, database, pooler, network, SSL, ...): what drifts?"""
-    from ops import settings as ops_settings
+    from ops.settings import drift as ops_settings
 
     emit(
         ops_settings.settings(
@@ -965,7 +965,7 @@ def promote_settings(
     json: bool = False,
 ) -> None:
     """Copy project settings to another environment: only what differs, never weaker unless named, undoable."""
-    from ops import settings_promote
+    from ops.settings import promote as settings_promote
 
     emit(
         settings_promote.promote_settings(

@@ -10,7 +10,7 @@ import time
 
 from bench.harness import REPO, Bench, timed, write_ini
 from devstack.mgmt_standin import TOKEN, ManagementAPI
-from ops import supabase_cli
+from ops.platform import supabase_cli
 
 
 def bench_deploy(bench: Bench, api: ManagementAPI) -> None:

@@ -24,7 +24,7 @@ from bench.sync_data import bench_sync_data
 from bench.targets import print_table, verdict
 from devstack import localstack
 from devstack.mgmt_standin import ManagementAPI
-from ops import supabase_cli
+from ops.platform import supabase_cli
 
 KILLS_PER_TASK = 25  # 100 SIGKILLs over sync-data, sync-storage, backup-storage and restore-storage
 

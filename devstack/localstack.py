@@ -264,7 +264,7 @@ def port_in_use(port: int) -> bool:
 
 def push_migrations(url: str, project_root: Path = REPO_ROOT) -> None:
     """Apply the app's migrations with the real Supabase CLI, as `inv push-migrations` does."""
-    from ops import supabase_cli
+    from ops.platform import supabase_cli
 
     result = supabase_cli.run(["db", "push", "--db-url", url, "--yes"], workdir=project_root, timeout=300)
     if not result.ok:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from devstack import localstack, stack
 from ops import config as ops_config
-from ops import supabase_cli
+from ops.platform import supabase_cli
 
 
 class Failed(Exception):

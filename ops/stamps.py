@@ -6,6 +6,7 @@ runs made within the same second, so sorting by `stamp_order` is the order they 
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -83,3 +84,13 @@ def unused_name(base: Path, *, also: str = "") -> str:
         if not (base / name).exists() and not (also and (base / f"{also}{name}").exists()):
             return name
     raise OperationFailed(f"cannot find a free run name under {base}")
+
+
+def seal_private(folder: Path) -> None:
+    """Folders 0700 and files 0600 throughout, whatever wrote them (pg_dump, the umask)."""
+    os.chmod(folder, 0o700)
+    for root, dirs, files in os.walk(folder):
+        for name in dirs:
+            os.chmod(os.path.join(root, name), 0o700)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o600)

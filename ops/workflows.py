@@ -12,14 +12,18 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ops import dburl, functions, migrations, storage, sync_data, sync_plan
 from ops.backup import full
 from ops.backup.retention import policy_from
 from ops.config import Config, Environment
+from ops.db import url as dburl
 from ops.errors import OperationFailed, OpsError, UserError, first_line
 from ops.invocation import CommandLine, program
+from ops.platform import functions, migrations
 from ops.report import Result, Table, progress, table
 from ops.safety import confirm_write, distinct, will_ask
+from ops.storage import sync as storage
+from ops.sync import data as sync_data
+from ops.sync import plan as sync_plan
 
 
 @dataclass
@@ -108,7 +112,7 @@ def run_steps(
 
 def config_diff(config: Config, pairs: list[tuple[Environment, Environment]], tables: list[str] | None) -> str:
     """The row-level diff of each config-data step, as `sync-data --diff` prints it (read-only)."""
-    from ops import sync_diff
+    from ops.sync import diff as sync_diff
 
     parts = []
     for source, target in pairs:
@@ -286,7 +290,7 @@ def storage_step(
 
 def smoke_step(config: Config, env: Environment, dry_run: bool) -> Step:
     def run() -> str:
-        from ops import smoke
+        from ops.views import smoke
 
         if dry_run:
             return f"would check {len(smoke.probes(config, env))} URL(s) of {env.name}"
@@ -392,7 +396,7 @@ def refresh_sandbox(
     resume_at: str | None,
     command: CommandLine | None = None,
 ) -> WorkflowResult:
-    from ops import lovable
+    from ops.platform import lovable
 
     source_env, sandbox_env = (
         config.env(source or config.workflows.prod),
@@ -503,7 +507,7 @@ def full_backup(
         needs="both a db_url and a storage_url",
     )
     policy = policy_from(config.backup.retention, **(keep or {}))
-    from ops.dbdump import tool
+    from ops.db.dump import tool
 
     for environment in envs:  # pg_dump (a whole session, the password) is refused before any step
         dburl.for_pg_tool(environment, tool("pg_dump"))

@@ -18,7 +18,7 @@ from lib.project import PROJECTS, REPO, Project
 
 from devstack import localstack
 from ops import config as ops_config
-from ops import supabase_cli
+from ops.platform import supabase_cli
 
 
 @pytest.fixture(scope="session")

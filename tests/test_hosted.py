@@ -14,7 +14,8 @@ from lib.project import FAKE_DB_PASSWORD
 
 from devstack import localstack
 from ops import config as ops_config
-from ops import dbdump, dburl
+from ops.db import dump as dbdump
+from ops.db import url as dburl
 
 
 def through(url: str, port: int) -> str:

@@ -642,7 +642,8 @@ def test_diff_shows_exactly_the_cells_a_sync_changes(project):
 
 
 def test_an_export_by_a_random_key_is_sorted_in_one_pass_and_stays_in_key_order(project, tmp_path):
-    from ops import pgcatalog, sync_export
+    from ops.db import catalog as pgcatalog
+    from ops.sync import export as sync_export
 
     sql(
         project.url("prod"),

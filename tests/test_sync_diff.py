@@ -10,7 +10,10 @@ from hypothesis import strategies as st
 from lib.db import sql
 
 from ops import config as ops_config
-from ops import report, sync_data, sync_diff, sync_sql
+from ops import report
+from ops.sync import data as sync_data
+from ops.sync import diff as sync_diff
+from ops.sync import sql as sync_sql
 
 TABLE = "diff_prop"
 # Each column's values as PostgreSQL reads them: small pools, so that the two sides often hold the same

@@ -130,8 +130,8 @@ def scratch_env(config: Config, into: str | None, source: Environment) -> Enviro
 
 def reachable(scratch: Environment) -> None:
     """The scratch project's keys and database, checked before any backup is fetched or anything wiped."""
-    from ops import s3objects
-    from ops.db import connect
+    from ops.db.connection import connect
+    from ops.s3 import objects as s3objects
 
     if scratch.storage_url:
         s3objects.client(scratch)  # refuses missing S3 keys (exit 2)
@@ -216,14 +216,14 @@ def restore_database(
     sequences: dict[str, dict[str, Any]],
     yes: bool,
 ) -> Checked:
-    from ops import dbdump
+    from ops.backup import restore_db
     from ops.backup import scratch as wiping
 
     try:
         progress(f"{scratch.name}: dropping the app's schemas and emptying the rows the dump refills")
         wiping.wipe_database(scratch, list(rows))
         progress(f"{scratch.name}: restoring the database of {source.name} from {path.name}")
-        restored = dbdump.restore_db(
+        restored = restore_db.restore_db(
             config, backup=str(path), target=scratch.name, env=source.name, force=True, yes=yes, verified=True
         )
     except OpsError as error:
@@ -290,11 +290,11 @@ class FetchFailed(OperationFailed):
 def backup_copy(config: Config, backup: str, env: Environment) -> Iterator[tuple[Path, str]]:
     """The folder of a full backup and its name: a local one as it is, a remote one (`TARGET:latest`,
     `TARGET:<time>`) fetched into tmp/ and removed after."""
-    from ops import dbdump
+    from ops.backup import restore_db
 
     remote = offsite.parse(config, backup)
     if not remote:
-        path = dbdump.snapshot_folder(config, backup, env)
+        path = restore_db.snapshot_folder(config, backup, env)
         yield path, str(path)
         return
     target, when = remote
@@ -316,7 +316,7 @@ def backup_copy(config: Config, backup: str, env: Environment) -> Iterator[tuple
 
 
 def newest_full(config: Config, target: BackupTarget, env: Environment) -> str:
-    from ops import s3objects
+    from ops.s3 import objects as s3objects
 
     s3 = s3objects.client(target.store, max_pool=config.storage.jobs * 2)
     names = offsite.sealed_remote(s3, target, offsite.remote_base(target, f"{env.name}-{env.ref}", True))

@@ -10,14 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ops import s3objects
 from ops.backup.paths import member
 from ops.config import Environment
-from ops.db import connect
+from ops.db.connection import connect
 from ops.digest import file_digest
 from ops.errors import OperationFailed
-from ops.parallel import Failure, run_parallel
-from ops.s3base import ObjectInfo, ObjectList
+from ops.s3 import objects as s3objects
+from ops.s3.base import ObjectInfo, ObjectList
+from ops.storage.parallel import Failure, run_parallel
 
 
 @dataclass

@@ -7,13 +7,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ops import dbdump, secrets, sync_plan, sync_source
 from ops import git as gitrepo
+from ops.backup.buckets import backup_env
 from ops.backup.dumpfacts import dump_facts
-from ops.backup.storage import backup_env
 from ops.config import BackupTarget, Config, Environment, RetentionPolicy
+from ops.db import dump as dbdump
 from ops.digest import file_digest
-from ops.functions import functions_dir, local_functions
+from ops.platform import secrets
+from ops.platform.functions import functions_dir, local_functions
+from ops.sync import plan as sync_plan
+from ops.sync import source as sync_source
 
 
 def write_artifacts(config: Config, env: Environment, folder: Path) -> tuple[dict[str, str], dict[str, Any]]:

@@ -25,18 +25,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ops import s3objects
 from ops.backup import manifest
 from ops.backup.paths import member, unsafe
 from ops.backup.retention import Judged, judge_series, retention
 from ops.backup.store import METADATA_FILE, load_manifest
 from ops.config import BackupTarget, Config, Environment, RetentionPolicy
 from ops.errors import OperationFailed, UserError
-from ops.parallel import failure_report, run_parallel
 from ops.report import Result, progress
-from ops.s3base import ObjectInfo, ObjectList
-from ops.s3client import S3
+from ops.s3 import objects as s3objects
+from ops.s3.base import ObjectInfo, ObjectList
+from ops.s3.client import S3
 from ops.stamps import stamp_order
+from ops.storage.parallel import failure_report, run_parallel
 
 
 def remote_base(target: BackupTarget, env_folder: str, full: bool) -> str:

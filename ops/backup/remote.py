@@ -21,21 +21,22 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ops import s3objects
-from ops.backup import manifest, storage
+from ops.backup import buckets as storage
+from ops.backup import manifest
+from ops.backup.buckets import BackupReport, BackupResult, Folders, _objects, _save_object, sealing_fields
 from ops.backup.offsite import md5_of, remote_base, remote_retention, remote_series, sealed_remote
 from ops.backup.paths import unsafe
 from ops.backup.retention import newest_full, policy_from
-from ops.backup.storage import BackupReport, BackupResult, Folders, _objects, _save_object, sealing_fields
 from ops.backup.store import LOCK_FILE, METADATA_FILE
 from ops.config import BackupTarget, Config, Environment, RetentionPolicy
 from ops.errors import OperationFailed, UserError
-from ops.parallel import Failure, failure_report, run_tasks
 from ops.report import Meter, progress
-from ops.s3base import ObjectInfo, md5_of_etag
-from ops.s3client import S3
+from ops.s3 import objects as s3objects
+from ops.s3.base import ObjectInfo, md5_of_etag
+from ops.s3.client import S3
 from ops.stamps import next_stamp, stamp_order, stamp_time
-from ops.storage import select_buckets
+from ops.storage.parallel import Failure, failure_report, run_tasks
+from ops.storage.sync import select_buckets
 
 STAGING_PREFIX = "remote-backup-"
 Extras = Callable[[Path], tuple[dict[str, str], dict[str, Any]]]

@@ -7,20 +7,21 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ops import invocation, s3objects
+from ops import invocation
 from ops.backup import verify
+from ops.backup.buckets import HEADER_NAMES
 from ops.backup.paths import member
-from ops.backup.storage import HEADER_NAMES
 from ops.backup.store import METADATA_FILE, load_manifest, objects_by_bucket
 from ops.config import Config, Environment
 from ops.digest import file_digest
 from ops.errors import OperationFailed, OpsError, UserError
-from ops.parallel import NAMED, Failure, failure_report, run_parallel, until_intact
 from ops.report import Result, Table, progress
-from ops.s3base import ObjectInfo, ObjectList
-from ops.s3client import S3
+from ops.s3 import objects as s3objects
+from ops.s3.base import ObjectInfo, ObjectList
+from ops.s3.client import S3
 from ops.safety import confirm_write
-from ops.storage import select_buckets
+from ops.storage.parallel import NAMED, Failure, failure_report, run_parallel, until_intact
+from ops.storage.sync import select_buckets
 
 
 @dataclass

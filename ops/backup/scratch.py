@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ops import s3objects
 from ops.config import Environment
-from ops.db import connect
-from ops.dbdump import HISTORY_TABLES, MANAGED_SCHEMAS
+from ops.db.connection import connect
+from ops.db.dump import HISTORY_TABLES, MANAGED_SCHEMAS
 from ops.errors import OperationFailed
+from ops.s3 import objects as s3objects
 
 # What a schema holds, dropped in an order that leaves the fewest to cascade; extension members stay.
 PUBLIC_OBJECTS = """

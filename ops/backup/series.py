@@ -57,8 +57,8 @@ def list_backups(
     environment = config.env(env or config.workflows.prod)
     folder = f"{environment.name}-{environment.ref}"
     if target:
-        from ops import s3objects
         from ops.backup import offsite
+        from ops.s3 import objects as s3objects
 
         where = config.target(target)
         s3 = s3objects.client(where.store, max_pool=config.storage.jobs * 2)

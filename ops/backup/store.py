@@ -83,16 +83,6 @@ def series_lock(folder: Path, env: Environment) -> Iterator[None]:
         os.close(handle)  # closing releases the lock
 
 
-def seal_private(folder: Path) -> None:
-    """Folders 0700 and files 0600 throughout, whatever wrote them (pg_dump, the umask)."""
-    os.chmod(folder, 0o700)
-    for root, dirs, files in os.walk(folder):
-        for name in dirs:
-            os.chmod(os.path.join(root, name), 0o700)
-        for name in files:
-            os.chmod(os.path.join(root, name), 0o600)
-
-
 def prune_backups(env: str, folder: Path, policy: RetentionPolicy) -> tuple[list[Path], str]:
     """Apply the retention rules to a local series; what was removed, or why nothing was."""
     from ops.backup.retention import judge_series, retention

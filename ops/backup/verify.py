@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
-from ops import s3objects
 from ops.backup import manifest, offsite
 from ops.backup.paths import member
 from ops.backup.store import METADATA_FILE, resolve_backup
@@ -17,6 +16,7 @@ from ops.config import BackupTarget, Config, Environment
 from ops.digest import file_digest
 from ops.errors import OperationFailed, OpsError
 from ops.report import Result, Table
+from ops.s3 import objects as s3objects
 
 
 @dataclass

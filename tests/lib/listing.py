@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ops.s3base import ObjectInfo, S3Error
+from ops.s3.base import ObjectInfo, S3Error
 
 MD5 = {name: f"{n:032x}" for n, name in enumerate("abcdefgh")}
 

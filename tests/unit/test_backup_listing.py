@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from lib.listing import MD5, Bucket
 
-from ops import s3objects
-from ops.backup.storage import _objects
+from ops.backup.buckets import _objects
+from ops.s3 import objects as s3objects
 
 KEYS = ["a", "a-b", "a.png", "a/b", "a/b/c", "b", "b/%", "c/./d"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ops.dbsnapshot import acl_of, differences
+from ops.db.snapshot import acl_of, differences
 
 
 def snapshot(**changes) -> dict:

@@ -8,8 +8,8 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from ops import dburl
 from ops.config import Environment, session_pooler_url
+from ops.db import url as dburl
 from ops.errors import UserError
 
 REF = "qfdztdgublwlmewobxmx"

@@ -1,17 +1,33 @@
 """ops/ and tasks.py import in layers: no module reaches back up to one that imports it, lazily or not.
 
-tasks.py sits on top: it imports ops, and nothing in ops imports it.
+`LAYERS` is the tree, top first, as README.md's layout block draws it: tasks.py on top, then the
+sub-packages of ops/, then its small shared modules. A module imports from its own package or a
+lower layer, never a sibling package on its own layer; nothing in ops imports tasks.py.
 """
 
 from __future__ import annotations
 
 import ast
 import functools
+import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 OPS = REPO / "ops"
 TESTS = REPO / "tests"
+SHARED = {
+    "cli", "startup", "journal", "invocation", "config", "conninfo", "safety", "report", "errors",
+    "spelling", "stamps", "owner", "childenv", "git", "digest",
+}  # fmt: skip
+LAYERS: list[set[str]] = [
+    {"tasks"},
+    {"settings", "workflows"},
+    {"views"},
+    {"backup"},
+    {"storage", "sync", "platform"},
+    {"db", "s3"},
+    SHARED,
+]
 
 
 def modules() -> dict[str, Path]:
@@ -71,6 +87,47 @@ def test_ops_and_tasks_imports_have_no_cycle():
     for name in sorted(graph):
         visit(name)
     assert len(graph) > 40 and graph["tasks"]  # every module was read, tasks.py among them
+
+
+def room(module: str) -> str:
+    """`tasks`, a sub-package's name (`ops.s3.client` -> `s3`), or a shared module's (`ops.config` -> `config`)."""
+    return module if module == "tasks" else module.split(".")[1]
+
+
+def layer(name: str) -> int:
+    return next(i for i, rooms in enumerate(LAYERS) if name in rooms)
+
+
+def test_the_tree_is_the_documented_one():
+    """Every package and top module of ops/ is in LAYERS and in README.md's layout block, and nothing else."""
+    found = {room(name) for name in modules() if name != "ops"}
+    assert found == set().union(*LAYERS)
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    block = readme[readme.index("Layout: `tasks.py`") :]
+    block = block[block.index("```\n") + 4 :]
+    block = block[: block.index("```")]
+    words = set(re.findall(r"[\w.]+", block))
+    for name, path in modules().items():
+        if name in ("ops", "tasks") or path.name == "__init__.py":
+            continue
+        parts = name.split(".")
+        drawn = f"{parts[1]}/" in block and parts[2] in words if len(parts) == 3 else f"{parts[1]}.py" in words
+        assert drawn, f"{path.relative_to(REPO)} is not in README.md's layout block"
+    assert "tasks.py" in words
+
+
+def test_imports_go_down_the_layers():
+    upward = sorted(
+        f"{name} -> {imported}"
+        for name, imports_ in import_graph().items()
+        for imported in imports_
+        if room(name) != room(imported)
+        and (
+            layer(room(imported)) < layer(room(name))
+            or (layer(room(imported)) == layer(room(name)) and room(name) not in SHARED)
+        )
+    )
+    assert not upward, upward
 
 
 def test_ops_never_imports_tasks():

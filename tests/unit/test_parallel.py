@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from ops import storage_copy
-from ops.s3base import ObjectInfo, ObjectList
+from ops.s3.base import ObjectInfo, ObjectList
+from ops.storage import copy as storage_copy
 
 
 def objects(*keys: str) -> list[tuple[str, ObjectList]]:

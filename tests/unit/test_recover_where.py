@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ops.recover_where import references
+from ops.sync.recover_where import references
 
 
 def test_references_reads_fields_and_not_escaped_names():

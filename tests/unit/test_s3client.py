@@ -10,8 +10,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from ops.s3base import RetryPolicy, S3Error, Unreachable
-from ops.s3client import S3
+from ops.s3.base import RetryPolicy, S3Error, Unreachable
+from ops.s3.client import S3
 
 LAST_MODIFIED = "Wed, 02 Dec 2026 12:00:00 GMT"
 Answer = tuple[int, dict[str, str], bytes]
@@ -246,7 +246,7 @@ def test_a_listing_asks_for_url_encoded_keys_and_sends_the_token_back_exactly():
 
 
 def test_a_key_with_an_ascii_control_character_is_not_addressable_by_obstore():
-    from ops.s3client import addressable
+    from ops.s3.client import addressable
 
     assert addressable("avatars/a b%c\u200b.png")
     for key in ("avatars/a\tb.png", "avatars/a\x7fb", "avatars/a\x01b"):

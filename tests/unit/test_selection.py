@@ -10,7 +10,7 @@ from invoke import Exit
 import tasks
 from ops.config import StorageSettings, SyncDataSettings
 from ops.errors import UserError
-from ops.sync_plan import select_tables
+from ops.sync.plan import select_tables
 
 SETTINGS = SyncDataSettings(
     safe_tables=["plans", "public.features"], blocked_tables=["profiles"], export_dir=Path("tmp")
@@ -36,7 +36,7 @@ def test_duplicates_collapse_in_request_order():
 
 
 def test_unknown_bucket_is_refused():
-    from ops.storage import select_buckets
+    from ops.storage.sync import select_buckets
 
     class FakeConfig:
         storage = StorageSettings(buckets=["avatars", "program-logos"], backup_dir=Path("b"))
@@ -60,8 +60,8 @@ def test_whole_number_flags():
 
 def test_a_mistyped_table_bucket_or_function_gets_the_nearest_name():
     from ops.config import Config, load
-    from ops.functions import select_functions
-    from ops.storage import select_buckets
+    from ops.platform.functions import select_functions
+    from ops.storage.sync import select_buckets
 
     with pytest.raises(UserError, match="did you mean plans"):
         select_tables(SETTINGS, ["plan"])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from ops.settings import EnvSettings, compare, normalise
-from ops.settings_promote import plan_promotion, request
+from ops.settings.drift import EnvSettings, compare, normalise
+from ops.settings.promote import plan_promotion, request
 
 A, B = "aaaaaaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbbbbbb"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ops.config import REPO_ROOT
-from ops.settings_rules import readme_table, weakenings
+from ops.settings.rules import readme_table, weakenings
 
 LETTERS_DIGITS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ:0123456789"
 LOWER_UPPER_DIGITS = "abcdefghijklmnopqrstuvwxyz:ABCDEFGHIJKLMNOPQRSTUVWXYZ:0123456789"

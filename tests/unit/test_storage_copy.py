@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lib.listing import MD5, Bucket
 
-from ops import storage_copy
+from ops.storage import copy as storage_copy
 
 
 def copying_into(target: Bucket, monkeypatch) -> list[str]:

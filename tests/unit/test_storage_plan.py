@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from lib.listing import MD5, Bucket
 
-from ops import storage_plan
-from ops.s3base import ObjectInfo, ObjectList
+from ops.s3.base import ObjectInfo, ObjectList
+from ops.storage import plan as storage_plan
 
 
 def plan(source, target, delete=True):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ops import sync_sql
-from ops.pgcatalog import Column, ForeignKey, Table, ident, literal, parents_first, qident
-from ops.sync_sql import TablePlan
+from ops.db.catalog import Column, ForeignKey, Table, ident, literal, parents_first, qident
+from ops.sync import sql as sync_sql
+from ops.sync.sql import TablePlan
 
 
 def odd_table() -> Table:

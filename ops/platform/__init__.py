@@ -1,0 +1,1 @@
+"""The platform around a database: the CLI, migrations, functions, secrets, the Management API, Lovable code."""

@@ -1,0 +1,1 @@
+"""Read-only views of all environments: status, doctor, smoke, envs."""
