@@ -58,6 +58,8 @@ REVOKE EXECUTE ON FUNCTION public.grant_credits(uuid, integer) FROM PUBLIC, anon
 DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'reporting') THEN CREATE ROLE reporting NOLOGIN; END IF; END $$;
 GRANT USAGE ON SCHEMA public TO reporting;
 GRANT SELECT ON public.payouts TO reporting;
+GRANT USAGE ON SCHEMA storage TO reporting;
+GRANT SELECT ON storage.buckets TO reporting;
 
 CREATE TABLE public.messages (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), body text NOT NULL);
 ALTER PUBLICATION supabase_realtime ADD TABLE public.messages;
@@ -220,6 +222,14 @@ def test_a_security_definer_function_stays_closed_to_anon(trip):
 
 def test_a_project_roles_grants_come_back(trip):
     assert as_role(trip.target_admin, "reporting", "SELECT sum(amount_cents) FROM public.payouts") == [(1500,)]
+    # ...those on the platform's tables too: a new project's storage.buckets is not the reporting role's.
+    held = (
+        "SELECT has_schema_privilege('reporting', 'storage', 'USAGE'), "
+        "has_table_privilege('reporting', 'storage.buckets', 'SELECT'), "
+        "has_table_privilege('reporting', 'storage.objects', 'SELECT')"
+    )
+    assert sql(trip.target, held) == sql(trip.source, held) == [(True, True, False)]
+    assert refused(trip.target_admin, "reporting", "SELECT id FROM storage.buckets") == "allowed"
     assert "permission denied" in refused(trip.target_admin, "reporting", "SELECT * FROM public.admin_audit")
 
 
@@ -274,10 +284,12 @@ def test_a_restore_that_differs_names_each_difference(pg, cli, tmp_path):
     INSERT INTO auth.users (id, email) VALUES ('{uuid.uuid4()}', 'early@example.com');
     RESET ROLE;
     ALTER PUBLICATION supabase_realtime ADD TABLE vault.secrets;
+    REVOKE GRANT OPTION FOR ALL ON storage.buckets FROM postgres CASCADE;
     """
     done = build(pg, tmp_path, target_sql=signed_up)
     assert done.restored.code == 1, done.restored.out
     told = done.restored.err + done.restored.out
     assert "auth.users: 2 rows, the backup had 1" in told
     assert "publication supabase_realtime: vault.secrets not in the backup" in told
+    assert "table storage.buckets: grant to reporting SELECT missing" in told  # the platform refused it
     assert "OK" not in told

@@ -28,6 +28,7 @@ from ops.childenv import child_env
 from ops.config import Environment
 from ops.db import url as dburl
 from ops.db.connection import connect, password_for
+from ops.db.snapshot import PLATFORM_ROLES, PROJECT_ROLES_QUERY, platform_grants
 from ops.errors import OperationFailed
 
 # Schemas the platform creates and migrates itself: never in schema.sql.
@@ -70,18 +71,6 @@ NO_DATA_SCHEMAS = (
     "extensions",
     "pgbouncer",
     "information_schema",
-)
-PLATFORM_ROLES = (
-    "postgres",
-    "anon",
-    "authenticated",
-    "service_role",
-    "authenticator",
-    "dashboard_user",
-    "pgbouncer",
-    "pgsodium_keyholder",
-    "pgsodium_keyiduser",
-    "pgsodium_keymaker",
 )
 FILES = ("roles.sql", "schema.sql", "data.sql")
 
@@ -154,11 +143,7 @@ def read_layout(env: Environment) -> Layout:
                 "SELECT t FROM unnest(%s::text[]) t WHERE to_regclass(t) IS NOT NULL", (list(GUIDE_EXCLUDED),)
             ).fetchall()
         ]
-        for name, login in conn.execute(
-            "SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname !~ '^(pg_|supabase)' "
-            "AND NOT rolsuper AND rolname <> ALL(%s) ORDER BY rolname",
-            (list(PLATFORM_ROLES),),
-        ).fetchall():
+        for name, login in conn.execute(PROJECT_ROLES_QUERY, (list(PLATFORM_ROLES),)).fetchall():
             member_of = [
                 r[0]
                 for r in conn.execute(
@@ -215,7 +200,7 @@ def dump_database(env: Environment, folder: Path) -> list[Path]:
     )
     fit_for_a_new_project(folder / "schema.sql", layout.role)
     with connect(env, autocommit=True, application="ops backup") as conn:
-        platform = platform_sql(conn, layout.schema_schemas)
+        platform = platform_sql(conn, layout.schema_schemas, [name for name, _login, _groups in layout.roles])
         extensions = extensions_sql(conn)
     text = (folder / "schema.sql").read_text(encoding="utf-8")
     (folder / "schema.sql").write_text(
@@ -335,7 +320,7 @@ def extensions_sql(conn: Any) -> str:
     return "".join(lines)
 
 
-def platform_sql(conn: Any, app_schemas: list[str]) -> str:
+def platform_sql(conn: Any, app_schemas: list[str], project_roles: list[str]) -> str:
     """What the app put on the platform's objects: pg_dump of the app's schemas has none of it."""
     from ops.db.snapshot import PLATFORM_TABLE_SCHEMAS, app_triggers
 
@@ -367,8 +352,20 @@ def platform_sql(conn: Any, app_schemas: list[str]) -> str:
                 f"CREATE PUBLICATION {quoted(pub)}; END IF; END $$;\n"
                 f"ALTER PUBLICATION {quoted(pub)} ADD TABLE {quoted(schema)}.{quoted(table)};\n"
             )
+    lines += [grant_sql(*grant) for grant in platform_grants(conn, project_roles)]
     conn.execute("RESET search_path")
     return "".join(lines)
+
+
+def grant_sql(kind: str, schema: str, name: str | None, grantee: str, privilege: str, grantable: bool) -> str:
+    """One grant to a project role on a platform object. A platform that refuses it (the project's
+    owner role may lack the grant option) leaves a warning, and the snapshot names the difference."""
+    on = f"SCHEMA {quoted(schema)}" if name is None else f"{kind.upper()} {quoted(schema)}.{quoted(name)}"
+    grant = f"GRANT {privilege} ON {on} TO {quoted(grantee)}" + (" WITH GRANT OPTION" if grantable else "")
+    return (
+        f"DO $grant$ BEGIN {grant}; EXCEPTION WHEN insufficient_privilege THEN "
+        f"RAISE WARNING '%', {literal('not restored: ' + grant)}; END $grant$;\n"
+    )
 
 
 def quoted(name: str) -> str:

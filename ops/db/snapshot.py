@@ -1,7 +1,8 @@
 """What a restored project must hold, recorded at backup time and compared after a restore.
 
 `snapshot.json` beside the dump: per-table row counts, RLS state, policies and triggers (the
-app's, on platform tables too), every privilege on the app's objects, publication membership,
+app's, on platform tables too), every privilege on the app's objects and the project roles' on the
+platform's (auth, storage), publication membership,
 the extensions the app created. After `restore-db` the same is read from the target and each
 difference is named: a restore that exits 0 gave back what the backup held.
 """
@@ -29,6 +30,45 @@ PLATFORM_EXTENSIONS = (
 )
 
 
+PLATFORM_ROLES = (
+    "postgres",
+    "anon",
+    "authenticated",
+    "service_role",
+    "authenticator",
+    "dashboard_user",
+    "pgbouncer",
+    "pgsodium_keyholder",
+    "pgsodium_keyiduser",
+    "pgsodium_keymaker",
+)
+# The project's own roles: those a backup recreates (every new project has the platform's).
+PROJECT_ROLES_QUERY = (
+    "SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname !~ '^(pg_|supabase)' "
+    "AND NOT rolsuper AND rolname <> ALL(%s) ORDER BY rolname"
+)
+# Grants to the project's roles on the platform's schemas and their tables and sequences.
+PLATFORM_GRANTS_QUERY = """
+SELECT CASE c.relkind WHEN 'S' THEN 'sequence' ELSE 'table' END, n.nspname, c.relname, r.rolname,
+       a.privilege_type, a.is_grantable
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+CROSS JOIN LATERAL aclexplode(c.relacl) a JOIN pg_roles r ON r.oid = a.grantee
+WHERE n.nspname = ANY(%(schemas)s) AND c.relkind IN ('r', 'p', 'v', 'm', 'S') AND r.rolname = ANY(%(roles)s)
+UNION ALL
+SELECT 'schema', n.nspname, NULL, r.rolname, a.privilege_type, a.is_grantable
+FROM pg_namespace n CROSS JOIN LATERAL aclexplode(n.nspacl) a JOIN pg_roles r ON r.oid = a.grantee
+WHERE n.nspname = ANY(%(schemas)s) AND r.rolname = ANY(%(roles)s)
+ORDER BY 1, 2, 3, 4, 5
+"""
+
+
+def platform_grants(conn: Any, project_roles: list[str]) -> list[tuple[str, str, str | None, str, str, bool]]:
+    """(kind, schema, name or None for the schema, grantee, privilege, grantable) on auth and storage."""
+    return conn.execute(
+        PLATFORM_GRANTS_QUERY, {"schemas": list(PLATFORM_TABLE_SCHEMAS), "roles": project_roles}
+    ).fetchall()
+
+
 def take(env: Environment, app_schemas: list[str], counted: list[str]) -> dict[str, Any]:
     """The snapshot of `env` now: `app_schemas` are the restored schemas, `counted` the tables whose rows come back."""
     with connect(env, autocommit=True, application="ops snapshot") as conn:
@@ -46,6 +86,7 @@ def take(env: Environment, app_schemas: list[str], counted: list[str]) -> dict[s
             "acl": {},
             "publications": {},
             "extensions": {},
+            "platform_grants": {},
         }
         from psycopg.sql import SQL, Identifier
 
@@ -73,6 +114,12 @@ def take(env: Environment, app_schemas: list[str], counted: list[str]) -> dict[s
         for kind, name, owner, acl in rows(ACL_QUERY, app_schemas, app_schemas, app_schemas):
             snapshot["acl"][f"{kind} {name}"] = sorted(
                 ("<owner>" if grantee == owner else grantee) + f"={privileges}" for grantee, privileges in acl_of(acl)
+            )
+        project_roles = [r[0] for r in rows(PROJECT_ROLES_QUERY, list(PLATFORM_ROLES))]
+        for kind, schema, obj, grantee, privilege, grantable in platform_grants(conn, project_roles):
+            on = f"{kind} {schema}" + (f".{obj}" if obj else "")
+            snapshot["platform_grants"].setdefault(on, []).append(
+                f"{grantee} {privilege}" + (" WITH GRANT OPTION" if grantable else "")
             )
         for pub, table in rows(
             "SELECT pubname, schemaname || '.' || tablename FROM pg_publication_tables ORDER BY 1, 2"
@@ -159,6 +206,11 @@ def differences(recorded: dict[str, Any], restored: dict[str, Any]) -> list[str]
         before, after = set(recorded["publications"].get(pub, [])), set(restored["publications"].get(pub, []))
         found += [f"publication {pub}: {t} missing" for t in sorted(before - after)]
         found += [f"publication {pub}: {t} not in the backup" for t in sorted(after - before)]
+    for on in sorted(set(recorded.get("platform_grants", {})) | set(restored.get("platform_grants", {}))):
+        before = set(recorded.get("platform_grants", {}).get(on, []))
+        after = set(restored.get("platform_grants", {}).get(on, []))
+        found += [f"{on}: grant to {g} missing" for g in sorted(before - after)]
+        found += [f"{on}: grant to {g} not in the backup" for g in sorted(after - before)]
     for name, schema in recorded["extensions"].items():
         if restored["extensions"].get(name) != schema:
             found.append(f"extension {name}: missing (the backup had it in schema {schema})")
