@@ -75,8 +75,8 @@ def copy_objects(src: S3, dst: S3, groups: list[tuple[str, ObjectList]], jobs: i
     At most 2 x `jobs` requests are in flight and as many objects held, as with `jobs` downloads
     beside `jobs` uploads (rclone's `--transfers` streams each download into its upload), but
     no worker is tied to one direction: over a link, downloads overlap uploads, so each object
-    costs one round trip per direction; on a busy machine, the slower side gets the workers
-    (measured: 8 % faster than fixed stages, where uploads were the bottleneck).
+    costs one round trip per direction; on a busy machine, the slower side gets the workers,
+    where fixed stages would leave the faster side's workers idle.
     """
     return run_parallel(
         groups, lambda b, info: store_object(src, dst, b, info, fetch_object(src, b, info)), 2 * jobs, "copied"
