@@ -97,29 +97,35 @@ class Copied:
 class WakingStop(threading.Event):
     """The run's stop flag; setting it (`run_tasks` does, on Ctrl-C) also wakes whoever waits on `wakes`."""
 
-    def __init__(self, wakes: threading.Condition) -> None:
+    def __init__(self, *wakes: threading.Condition) -> None:
         super().__init__()
         self.wakes = wakes
 
     def set(self) -> None:
         super().set()
-        with self.wakes:
-            self.wakes.notify_all()
+        for each in self.wakes:
+            with each:
+                each.notify_all()
 
 
 class CopyFeed:
     """The copies the listings found, waiting for a copy worker, and what became of each bucket's.
 
     At most QUEUED copies wait at a time, so memory holds a page's worth however long the listing.
-    One condition guards it all, and every side blocks on it without polling: a comparer for room,
-    a worker for the next copy, a bucket compared again for its copies so far to end; `stop`
-    wakes them all.
+    Every side blocks on a condition, never polls: a comparer for room, a worker for the next copy
+    (the two share one lock, as in `queue.Queue`), a bucket compared again for its copies so far to
+    end (a lock of its own, so counting copies never holds up the hand-off); `stop` wakes them all.
     """
 
     def __init__(self, buckets: list[str], meter: Meter) -> None:
         self.outcomes = {bucket: Copied() for bucket in buckets}
-        self.changed = threading.Condition()
-        self.stop = WakingStop(self.changed)
+        handing = threading.Lock()
+        self.room, self.arrived, self.settled = (
+            threading.Condition(handing),
+            threading.Condition(handing),
+            threading.Condition(),
+        )
+        self.stop = WakingStop(self.room, self.arrived, self.settled)
         self.meter = meter
         self.waiting: collections.deque[tuple[str, ObjectInfo]] = collections.deque()
         self.listing = len(buckets)  # comparers not yet ended
@@ -128,36 +134,37 @@ class CopyFeed:
         """Queue one copy, waiting for room; False when the run stopped first."""
         self.outcomes[bucket].handed += 1
         self.meter.expect(1, info.size)
-        with self.changed:
-            self.changed.wait_for(lambda: self.stop.is_set() or len(self.waiting) < QUEUED)
+        with self.room:
+            self.room.wait_for(lambda: self.stop.is_set() or len(self.waiting) < QUEUED)
             if self.stop.is_set():
                 return False
             self.waiting.append((bucket, info))
-            self.changed.notify_all()
+            self.arrived.notify()
             return True
 
     def listing_ended(self, bucket: str, unread: list[Failure]) -> None:
         """A comparer is done; `unread` are the objects it could not read to compare."""
-        with self.changed:
+        with self.settled:
             self.outcomes[bucket].failures += unread
+        with self.arrived:
             self.listing -= 1
-            self.changed.notify_all()
+            self.arrived.notify_all()
 
     def copies(self) -> Iterator[tuple[str, ObjectInfo]]:
         """The queued copies, each once, until every listing has ended and none waits, or the run stops."""
         while True:
-            with self.changed:
-                self.changed.wait_for(lambda: self.stop.is_set() or self.waiting or not self.listing)
+            with self.arrived:
+                self.arrived.wait_for(lambda: self.stop.is_set() or self.waiting or not self.listing)
                 if self.stop.is_set() or not self.waiting:
                     return
                 item = self.waiting.popleft()
-                self.changed.notify_all()
+                self.room.notify()
             yield item
 
     def ended(self, bucket: str, info: ObjectInfo, error: BaseException | None) -> None:
         """Count one copy's end, either way."""
         done = self.outcomes[bucket]
-        with self.changed:
+        with self.settled:
             if error is None:
                 done.copied += 1
                 done.bytes += info.size
@@ -165,18 +172,18 @@ class CopyFeed:
             else:
                 done.failures.append(Failure(bucket, info.key, s3objects.describe(error)))
             done.ended += 1
-            self.changed.notify_all()
+            self.settled.notify_all()
 
     def drained(self, bucket: str) -> None:
         """Wait until every copy handed on for `bucket` has ended (or the run stopped)."""
         done = self.outcomes[bucket]
-        with self.changed:
-            self.changed.wait_for(lambda: self.stop.is_set() or done.ended == done.handed)
+        with self.settled:
+            self.settled.wait_for(lambda: self.stop.is_set() or done.ended == done.handed)
 
     def replanned(self, bucket: str, plan: BucketPlan) -> None:
         """`bucket` was planned again from whole listings, after its copies so far had ended."""
         done = self.outcomes[bucket]
-        with self.changed:
+        with self.settled:
             plan.identical = max(0, plan.identical - done.copied)  # this run's own copies
             done.failures.clear()  # each is planned again, and tried again
 
