@@ -227,9 +227,9 @@ class CopyWhileListing:
                 self.compare_in_memory(listing, disorder)
         except Exception as error:  # noqa: BLE001 (the copies found so far go on; the bucket ends failed)
             self.plans[bucket].status = "listing failed"
-            self.feed.outcomes[bucket].failures.append(
-                Failure(bucket, LISTING, f"listing failed: {s3objects.describe(error)}; the rest was not compared")
-            )
+            failed = Failure(bucket, LISTING, f"listing failed: {s3objects.describe(error)}; the rest was not compared")
+            with self.feed.settled:
+                self.feed.outcomes[bucket].failures.append(failed)
         finally:
             listing.close()
             self.feed.listing_ended(bucket, self.plans[bucket].unread)
