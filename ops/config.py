@@ -326,83 +326,20 @@ def load(path: Path | str | None = None, *, check_refs: bool = True) -> Config:
     """The environments file, refused (exit 2) when it is malformed, holds a secret, or (unless
     `check_refs` is off, for `inv doctor` to report it) points a section at another project."""
     path = Path(path).resolve() if path else config_path()
-    if not path.is_file():
-        raise UserError(f"environments file not found: {path} (set OPS_ENVIRONMENTS or create it)")
-    parser = configparser.ConfigParser(interpolation=None)
-    try:
-        # utf-8-sig: a byte-order mark (Windows editors write one) is read as nothing, as it should be.
-        parser.read_string(path.read_bytes().decode("utf-8-sig"), source=str(path))
-    except UnicodeDecodeError as error:
-        line = path.read_bytes()[: error.start].count(b"\n") + 1
-        raise UserError(
-            f"{path} is not UTF-8 text (byte 0x{error.object[error.start]:02x} on line {line}); "
-            "save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
-        ) from None
-    except OSError as error:
-        raise UserError(f"cannot read {path}: {error.strerror}") from None
-    except configparser.Error as error:
-        raise UserError(f"{path} is malformed: {error.message.splitlines()[0]}") from None
+    parser = _parse(path)
     _refuse_secrets(parser, path)  # first: a password under a made-up key is a secret, not a typo
     _refuse_unknown_keys(parser, path)
     read = _Reader(parser, path)
-
-    environments, targets = {}, {}
-    for name in parser.sections():
-        if name in SETTINGS_KEYS:
-            continue
-        if read.text(name, "bucket"):
-            extra = sorted(set(parser[name]) - TARGET_KEYS)
-            if extra:
-                raise UserError(
-                    f"{path}: [{name}] has a bucket, so it is a backup target, which takes only "
-                    f"{', '.join(sorted(TARGET_KEYS))}; remove {', '.join(extra)}"
-                )
-            store = Environment(
-                name=name,
-                storage_url=read.text(name, "storage_url"),
-                storage_region=read.text(name, "storage_region", "us-east-1"),
-            )
-            store.require_storage()
-            targets[name] = BackupTarget(name, read.text(name, "bucket"), read.text(name, "prefix").strip("/"), store)
-            continue
-        ref, region = read.text(name, "ref"), read.text(name, "region")
-        environments[name] = Environment(
-            name=name,
-            ref=ref,
-            branch=read.text(name, "branch"),
-            frontend=read.text(name, "frontend"),
-            db_url=read.text(name, "db_url") or (session_pooler_url(ref, region) if ref and region else ""),
-            storage_url=read.text(name, "storage_url"),
-            storage_region=read.text(name, "storage_region", region or "us-east-1"),
-            protected=read.boolean(name, "protected", False),
-            region=region,
-            ssl_root_cert=str(read.path_(name, "ssl_root_cert", "")) if read.text(name, "ssl_root_cert") else "",
-            insecure_tls=read.boolean(name, "insecure_tls", False),
-            functions_url=read.text(name, "functions_url") or (functions_url(ref) if ref else ""),
-            restored_from=read.text(name, "restored_from"),
-            scratch=read.boolean(name, "scratch", False),
-        )
-        if environments[name].scratch and environments[name].protected:
-            raise UserError(
-                f"{path}: [{name}] is both scratch (a drill wipes it) and protected; a spare project "
-                "is not protected: remove one of the two"
-            )
-
+    environments, targets = _environments_and_targets(read)
     for environment in environments.values():
         if check_refs:
             check_refs_of(environment, path)
     check_restores(environments, path)
-    sync = dict(parser["sync-data"]) if parser.has_section("sync-data") else {}
     return Config(
         path=path,
         environments=environments,
         supabase_dir=read.path_("project", "supabase_dir", "supabase"),
-        sync_data=SyncDataSettings(
-            safe_tables=read.list("sync-data", "safe_tables", []),
-            blocked_tables=read.list("sync-data", "blocked_tables", []),
-            export_dir=read.path_("sync-data", "export_dir", "tmp/data-sync"),
-            natural_keys={k.removeprefix("key."): split_list(v) for k, v in sync.items() if k.startswith("key.")},
-        ),
+        sync_data=_sync_data_settings(read),
         storage=StorageSettings(
             buckets=read.list("storage", "buckets", []),
             backup_dir=read.path_("storage", "backup_dir", "backups/storage"),
@@ -414,19 +351,7 @@ def load(path: Path | str | None = None, *, check_refs: bool = True) -> Config:
             test_first=_pairs(read.text("migrations", "test_first", "prod:preprod"), path),
         ),
         functions_jobs=read.integer("functions", "jobs", 4),
-        backup=BackupSettings(
-            dir=read.path_("backup", "dir", "backups/full"),
-            # keep_last falls back on [storage] keep, which it replaces.
-            retention=RetentionPolicy(
-                last=read.integer("backup", "keep_last", read.integer("storage", "keep", 5)),
-                daily=read.integer("backup", "keep_daily", 0),
-                weekly=read.integer("backup", "keep_weekly", 0),
-                monthly=read.integer("backup", "keep_monthly", 0),
-            ),
-            drill_max_age_days=_positive(
-                read.integer("backup", "drill_max_age_days", 8), path, "[backup] drill_max_age_days"
-            ),
-        ),
+        backup=_backup_settings(read),
         lovable=LovableSettings(
             remote=read.text("lovable", "remote"),
             branch=read.text("lovable", "branch"),
@@ -443,15 +368,122 @@ def load(path: Path | str | None = None, *, check_refs: bool = True) -> Config:
         backup_targets=targets,
         # Auth settings that differ by design (each environment's own URLs): shown, never called drift.
         per_env_settings=read.list("status", "per_env", ["site_url", "uri_allow_list"]),
-        smoke=SmokeSettings(
-            urls=read.list("smoke", "urls", []),
-            timeout=float(read.integer("smoke", "timeout", 10)),
-            functions={
-                k.removeprefix("function."): _function_probe(v, path)
-                for k, v in (dict(parser["smoke"]) if parser.has_section("smoke") else {}).items()
-                if k.startswith("function.")
-            },
+        smoke=_smoke_settings(read),
+    )
+
+
+def _parse(path: Path) -> configparser.ConfigParser:
+    """The file as INI, or a one-line error saying what to fix (missing, not UTF-8, unreadable, malformed)."""
+    if not path.is_file():
+        raise UserError(f"environments file not found: {path} (set OPS_ENVIRONMENTS or create it)")
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        # utf-8-sig: a byte-order mark (Windows editors write one) is read as nothing, as it should be.
+        parser.read_string(path.read_bytes().decode("utf-8-sig"), source=str(path))
+    except UnicodeDecodeError as error:
+        line = path.read_bytes()[: error.start].count(b"\n") + 1
+        raise UserError(
+            f"{path} is not UTF-8 text (byte 0x{error.object[error.start]:02x} on line {line}); "
+            "save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+        ) from None
+    except OSError as error:
+        raise UserError(f"cannot read {path}: {error.strerror}") from None
+    except configparser.Error as error:
+        raise UserError(f"{path} is malformed: {error.message.splitlines()[0]}") from None
+    return parser
+
+
+def _environments_and_targets(read: _Reader) -> tuple[dict[str, Environment], dict[str, BackupTarget]]:
+    """Every section that is not a settings section: a backup target when it names a bucket, else an environment."""
+    environments, targets = {}, {}
+    for name in read.parser.sections():
+        if name in SETTINGS_KEYS:
+            continue
+        if read.text(name, "bucket"):
+            targets[name] = _backup_target(read, name)
+        else:
+            environments[name] = _environment(read, name)
+    return environments, targets
+
+
+def _backup_target(read: _Reader, name: str) -> BackupTarget:
+    extra = sorted(set(read.parser[name]) - TARGET_KEYS)
+    if extra:
+        raise UserError(
+            f"{read.path}: [{name}] has a bucket, so it is a backup target, which takes only "
+            f"{', '.join(sorted(TARGET_KEYS))}; remove {', '.join(extra)}"
+        )
+    store = Environment(
+        name=name,
+        storage_url=read.text(name, "storage_url"),
+        storage_region=read.text(name, "storage_region", "us-east-1"),
+    )
+    store.require_storage()
+    return BackupTarget(name, read.text(name, "bucket"), read.text(name, "prefix").strip("/"), store)
+
+
+def _environment(read: _Reader, name: str) -> Environment:
+    ref, region = read.text(name, "ref"), read.text(name, "region")
+    environment = Environment(
+        name=name,
+        ref=ref,
+        branch=read.text(name, "branch"),
+        frontend=read.text(name, "frontend"),
+        db_url=read.text(name, "db_url") or (session_pooler_url(ref, region) if ref and region else ""),
+        storage_url=read.text(name, "storage_url"),
+        storage_region=read.text(name, "storage_region", region or "us-east-1"),
+        protected=read.boolean(name, "protected", False),
+        region=region,
+        ssl_root_cert=str(read.path_(name, "ssl_root_cert", "")) if read.text(name, "ssl_root_cert") else "",
+        insecure_tls=read.boolean(name, "insecure_tls", False),
+        functions_url=read.text(name, "functions_url") or (functions_url(ref) if ref else ""),
+        restored_from=read.text(name, "restored_from"),
+        scratch=read.boolean(name, "scratch", False),
+    )
+    if environment.scratch and environment.protected:
+        raise UserError(
+            f"{read.path}: [{name}] is both scratch (a drill wipes it) and protected; a spare project "
+            "is not protected: remove one of the two"
+        )
+    return environment
+
+
+def _sync_data_settings(read: _Reader) -> SyncDataSettings:
+    sync = dict(read.parser["sync-data"]) if read.parser.has_section("sync-data") else {}
+    return SyncDataSettings(
+        safe_tables=read.list("sync-data", "safe_tables", []),
+        blocked_tables=read.list("sync-data", "blocked_tables", []),
+        export_dir=read.path_("sync-data", "export_dir", "tmp/data-sync"),
+        natural_keys={k.removeprefix("key."): split_list(v) for k, v in sync.items() if k.startswith("key.")},
+    )
+
+
+def _backup_settings(read: _Reader) -> BackupSettings:
+    return BackupSettings(
+        dir=read.path_("backup", "dir", "backups/full"),
+        # keep_last falls back on [storage] keep, which it replaces.
+        retention=RetentionPolicy(
+            last=read.integer("backup", "keep_last", read.integer("storage", "keep", 5)),
+            daily=read.integer("backup", "keep_daily", 0),
+            weekly=read.integer("backup", "keep_weekly", 0),
+            monthly=read.integer("backup", "keep_monthly", 0),
         ),
+        drill_max_age_days=_positive(
+            read.integer("backup", "drill_max_age_days", 8), read.path, "[backup] drill_max_age_days"
+        ),
+    )
+
+
+def _smoke_settings(read: _Reader) -> SmokeSettings:
+    probes = dict(read.parser["smoke"]) if read.parser.has_section("smoke") else {}
+    return SmokeSettings(
+        urls=read.list("smoke", "urls", []),
+        timeout=float(read.integer("smoke", "timeout", 10)),
+        functions={
+            k.removeprefix("function."): _function_probe(v, read.path)
+            for k, v in probes.items()
+            if k.startswith("function.")
+        },
     )
 
 

@@ -1,4 +1,4 @@
-"""`inv doctor` against healthy and broken local environments (issue 10)."""
+"""`inv doctor` against healthy and broken local environments."""
 
 from __future__ import annotations
 

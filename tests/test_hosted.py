@@ -1,4 +1,4 @@
-"""Databases the way hosted Supabase serves them: a transaction-mode pooler and TLS (issue 10)."""
+"""Databases the way hosted Supabase serves them: a transaction-mode pooler and TLS."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`inv journal`: every writing task leaves one line, however it ends (issue 11)."""
+"""`inv journal`: every writing task leaves one line, however it ends."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SIGKILL at random moments of the four writing tasks: nothing half-done may look done (issue 18, item 8).
+"""SIGKILL at random moments of the four writing tasks: nothing half-done may look done.
 
 After every kill: each sealed backup verifies, each target object and table is the old or the
 new content, and the next run succeeds and leaves no leftovers. A seeded loop, small here

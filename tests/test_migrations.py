@@ -145,7 +145,7 @@ def test_unreachable_env_does_not_hide_the_others(three):
     three.envs["sandbox"]["db_url"] = f"postgresql://postgres@127.0.0.1:{localstack.free_port()}/x?sslmode=disable"
     assert three.run("push-migrations", "--env", "preprod").code == 0
     result = three.run("migration-status", "--json")
-    assert result.code == 1 and "could not read sandbox" in result.err  # issue 18: no exit 0 on what was not read
+    assert result.code == 1 and "could not read sandbox" in result.err  # what was not read is never an exit 0
     data = json.loads(result.out)
     assert "sandbox" in data["unreachable"]
     assert {r["preprod"] for r in data["rows"]} == {"applied"}

@@ -1,7 +1,7 @@
-"""Routine failures are one line and an exit code: never a Python traceback (issue 18, item 5).
+"""Routine failures are one line and an exit code: never a Python traceback.
 
-Project.run asserts this for every run of the whole suite; the cases here are the ones users
-met with a traceback: storage that cannot be reached or does not speak S3, an environments
+Project.run asserts this for every run of the whole suite; the cases here are the ones most
+likely to escape as one: storage that cannot be reached or does not speak S3, an environments
 file in another encoding, a reader that closes the pipe.
 """
 

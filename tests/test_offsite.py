@@ -1,4 +1,4 @@
-"""Off-site copies of backups (issue 21, item 2): a second S3 server as the backup target."""
+"""Off-site copies of backups: a second S3 server as the backup target."""
 
 from __future__ import annotations
 

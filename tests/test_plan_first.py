@@ -1,4 +1,4 @@
-"""The plan comes before the question (issue 20): read-only planning, then the typed name, at a terminal."""
+"""The plan comes before the question: read-only planning, then the typed name, at a terminal."""
 
 from __future__ import annotations
 

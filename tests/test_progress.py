@@ -1,4 +1,4 @@
-"""Live progress: a bar for a person at a terminal, plain lines for CI, pipes and --json (issue 11)."""
+"""Live progress: a bar for a person at a terminal, plain lines for CI, pipes and --json."""
 
 from __future__ import annotations
 

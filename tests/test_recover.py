@@ -1,4 +1,4 @@
-"""`inv recover-rows` (issue 21, item 1): rows back from a PITR-restored project, with an undo."""
+"""`inv recover-rows`: rows back from a PITR-restored project, with an undo."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Safety hardening: no lost backup object, no good backup deleted, no trusted tampered file,
-no secret in a child's environment (issue 12). Each test failed on the code before the fix."""
+no secret in a child's environment."""
 
 from __future__ import annotations
 

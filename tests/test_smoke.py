@@ -1,4 +1,4 @@
-"""`inv smoke` against a local web server that serves some paths and fails others (issue 11)."""
+"""`inv smoke` against a local web server that serves some paths and fails others."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Storage tasks against Supabase Storage's S3 dialect (a strictness proxy in front of moto) (issue 10)."""
+"""Storage tasks against Supabase Storage's S3 dialect (a strictness proxy in front of moto)."""
 
 from __future__ import annotations
 

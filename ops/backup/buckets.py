@@ -165,59 +165,13 @@ def _backup_locked(
     partial.mkdir(mode=0o700)
     result = BackupResult(env.name, str(final))
     written = manifest.Writer(partial)
-    lock = threading.Lock()
-    folders = Folders(partial)
-    earlier = manifest.Index(previous)
+    saver = ObjectSaver(s3, partial, previous, written, result, f"backed up ({env.name})")
     try:
         present, objects = _objects(s3, buckets, in_order=in_order)
         result.skipped_buckets = [b for b in buckets if b not in present]
         for bucket in present:
             written.bucket(bucket)
-
-        def save(bucket: str, task: Task, link_from: str | None = None, found: tuple[dict, str] | None = None) -> None:
-            info, relative = task
-            entry, linked = _save_object(s3, bucket, info, folders, relative, link_from, found[0] if found else None)
-            if linked and found and found[1] and found[0].get("path") == relative:
-                written.add_line(bucket, found[1], info.size)  # the very entry of the last backup
-            else:
-                written.add(bucket, info.key, entry)
-            with lock:
-                result.linked += linked
-                result.downloaded += not linked
-                result.downloaded_bytes += 0 if linked else info.size
-
-        problems: list[Exception] = []
-        meter = Meter(f"backed up ({env.name})", 0, "objects", 0)
-
-        def to_fetch() -> Iterator[tuple[str, Task]]:
-            """Each object to download, as listed; unchanged ones are hard-linked to the previous
-            backup on the way (no network, nothing for a worker to wait for)."""
-            try:
-                for bucket, info, relative in objects:
-                    found = earlier.get(bucket, info.key) if previous else None
-                    source = _linkable(previous, found[0] if found else None, info)
-                    if source:
-                        save(bucket, (info, relative), source, found)
-                    else:
-                        meter.expect(1, info.size)
-                        yield bucket, (info, relative)
-            except Exception as error:  # noqa: BLE001 (raised below, once the objects under way are saved)
-                problems.append(error)
-
-        failures: list[Failure] = []
-
-        def outcome(bucket: str, task: Task, error: BaseException | None) -> None:
-            if error is None:
-                meter.add(1, task[0].size)
-            else:
-                failures.append(Failure(bucket, task[0].key, s3objects.describe(error)))
-
-        with meter:
-            run_tasks(to_fetch(), save, config.storage.jobs, outcome)
-        if problems:
-            raise problems[0]
-        if failures:
-            raise OperationFailed(failure_report(failures, f"backup of {env.name} incomplete; nothing was kept"))
+        saver.save_all(objects, config.storage.jobs, f"backup of {env.name} incomplete; nothing was kept")
         artifacts, facts = extras(partial) if extras else ({}, {})
         written.write(
             sealing_fields(
@@ -227,7 +181,7 @@ def _backup_locked(
         seal_private(partial)
         partial.rename(final)
     finally:
-        earlier.close()
+        saver.close()
         written.discard()
         if partial.exists():
             shutil.rmtree(partial, ignore_errors=True)
@@ -237,6 +191,77 @@ def _backup_locked(
     if result.kept_because:
         progress(f"warning: {env.name}: no old backup removed: {result.kept_because}")
     return result
+
+
+class ObjectSaver:
+    """Saves a backup's objects into its folder as they are listed: unchanged ones hard-linked
+    from the previous backup on the way (no network, nothing for a worker to wait for), the
+    rest downloaded by workers; the counts go into `result`, the entries into `written`."""
+
+    def __init__(
+        self,
+        s3: S3,
+        partial: Path,
+        previous: Path | None,
+        written: manifest.Writer,
+        result: BackupResult,
+        label: str,
+    ) -> None:
+        self.s3, self.previous, self.written, self.result = s3, previous, written, result
+        self.lock = threading.Lock()
+        self.folders = Folders(partial)
+        self.earlier = manifest.Index(previous)
+        self.meter = Meter(label, 0, "objects", 0)
+        self.problems: list[Exception] = []  # the listing's own failure, raised once the saves under way end
+        self.failures: list[Failure] = []
+
+    def save_all(self, objects: Iterator[tuple[str, ObjectInfo, str]], jobs: int, headline: str) -> None:
+        """Save every object on `jobs` workers; raise if the listing failed or any object did."""
+        with self.meter:
+            run_tasks(self.to_fetch(objects), self.save, jobs, self.outcome)
+        if self.problems:
+            raise self.problems[0]
+        if self.failures:
+            raise OperationFailed(failure_report(self.failures, headline))
+
+    def to_fetch(self, objects: Iterator[tuple[str, ObjectInfo, str]]) -> Iterator[tuple[str, Task]]:
+        """Each object to download, as listed; unchanged ones are hard-linked here instead."""
+        try:
+            for bucket, info, relative in objects:
+                found = self.earlier.get(bucket, info.key) if self.previous else None
+                source = _linkable(self.previous, found[0] if found else None, info)
+                if source:
+                    self.save(bucket, (info, relative), source, found)
+                else:
+                    self.meter.expect(1, info.size)
+                    yield bucket, (info, relative)
+        except Exception as error:  # noqa: BLE001 (raised by save_all, once the objects under way are saved)
+            self.problems.append(error)
+
+    def save(
+        self, bucket: str, task: Task, link_from: str | None = None, found: tuple[dict, str] | None = None
+    ) -> None:
+        info, relative = task
+        entry, linked = _save_object(
+            self.s3, bucket, info, self.folders, relative, link_from, found[0] if found else None
+        )
+        if linked and found and found[1] and found[0].get("path") == relative:
+            self.written.add_line(bucket, found[1], info.size)  # the very entry of the last backup
+        else:
+            self.written.add(bucket, info.key, entry)
+        with self.lock:
+            self.result.linked += linked
+            self.result.downloaded += not linked
+            self.result.downloaded_bytes += 0 if linked else info.size
+
+    def outcome(self, bucket: str, task: Task, error: BaseException | None) -> None:
+        if error is None:
+            self.meter.add(1, task[0].size)
+        else:
+            self.failures.append(Failure(bucket, task[0].key, s3objects.describe(error)))
+
+    def close(self) -> None:
+        self.earlier.close()
 
 
 def sealing_fields(

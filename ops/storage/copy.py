@@ -6,11 +6,11 @@ whatever the object size, and the temp space disappears however the run ends.
 
 from __future__ import annotations
 
+import collections
 import io
-import queue
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO, cast
 
@@ -75,8 +75,8 @@ def copy_objects(src: S3, dst: S3, groups: list[tuple[str, ObjectList]], jobs: i
     At most 2 x `jobs` requests are in flight and as many objects held, as with `jobs` downloads
     beside `jobs` uploads (rclone's `--transfers` streams each download into its upload), but
     no worker is tied to one direction: over a link, downloads overlap uploads, so each object
-    costs one round trip per direction; on a busy machine, the slower side gets the workers
-    (measured: 8 % faster than fixed stages, where uploads were the bottleneck).
+    costs one round trip per direction; on a busy machine, the slower side gets the workers,
+    where fixed stages would leave the faster side's workers idle.
     """
     return run_parallel(
         groups, lambda b, info: store_object(src, dst, b, info, fetch_object(src, b, info)), 2 * jobs, "copied"
@@ -92,6 +92,158 @@ class Copied:
     failures: list[Failure] = field(default_factory=list)
     ended: int = 0  # copies handed to a worker that have ended, either way
     handed: int = 0  # copies handed to the workers
+
+
+class WakingStop(threading.Event):
+    """The run's stop flag; setting it (`run_tasks` does, on Ctrl-C) also wakes whoever waits on `wakes`."""
+
+    def __init__(self, *wakes: threading.Condition) -> None:
+        super().__init__()
+        self.wakes = wakes
+
+    def set(self) -> None:
+        super().set()
+        for each in self.wakes:
+            with each:
+                each.notify_all()
+
+
+class CopyFeed:
+    """The copies the listings found, waiting for a copy worker, and what became of each bucket's.
+
+    At most QUEUED copies wait at a time, so memory holds a page's worth however long the listing.
+    Every side blocks on a condition, never polls: a comparer for room, a worker for the next copy
+    (the two share one lock, as in `queue.Queue`), a bucket compared again for its copies so far to
+    end (a lock of its own, so counting copies never holds up the hand-off); `stop` wakes them all.
+    """
+
+    def __init__(self, buckets: list[str], meter: Meter) -> None:
+        self.outcomes = {bucket: Copied() for bucket in buckets}
+        handing = threading.Lock()
+        self.room, self.arrived, self.settled = (
+            threading.Condition(handing),
+            threading.Condition(handing),
+            threading.Condition(),
+        )
+        self.stop = WakingStop(self.room, self.arrived, self.settled)
+        self.meter = meter
+        self.waiting: collections.deque[tuple[str, ObjectInfo]] = collections.deque()
+        self.listing = len(buckets)  # comparers not yet ended
+
+    def hand_on(self, bucket: str, info: ObjectInfo) -> bool:
+        """Queue one copy, waiting for room; False when the run stopped first."""
+        self.outcomes[bucket].handed += 1
+        self.meter.expect(1, info.size)
+        with self.room:
+            self.room.wait_for(lambda: self.stop.is_set() or len(self.waiting) < QUEUED)
+            if self.stop.is_set():
+                return False
+            self.waiting.append((bucket, info))
+            self.arrived.notify()
+            return True
+
+    def listing_ended(self, bucket: str, unread: list[Failure]) -> None:
+        """A comparer is done; `unread` are the objects it could not read to compare."""
+        with self.settled:
+            self.outcomes[bucket].failures += unread
+        with self.arrived:
+            self.listing -= 1
+            self.arrived.notify_all()
+
+    def copies(self) -> Iterator[tuple[str, ObjectInfo]]:
+        """The queued copies, each once, until every listing has ended and none waits, or the run stops."""
+        while True:
+            with self.arrived:
+                self.arrived.wait_for(lambda: self.stop.is_set() or self.waiting or not self.listing)
+                if self.stop.is_set() or not self.waiting:
+                    return
+                item = self.waiting.popleft()
+                self.room.notify()
+            yield item
+
+    def ended(self, bucket: str, info: ObjectInfo, error: BaseException | None) -> None:
+        """Count one copy's end, either way."""
+        done = self.outcomes[bucket]
+        with self.settled:
+            if error is None:
+                done.copied += 1
+                done.bytes += info.size
+                self.meter.add(1, info.size)
+            else:
+                done.failures.append(Failure(bucket, info.key, s3objects.describe(error)))
+            done.ended += 1
+            self.settled.notify_all()
+
+    def drained(self, bucket: str) -> None:
+        """Wait until every copy handed on for `bucket` has ended (or the run stopped)."""
+        done = self.outcomes[bucket]
+        with self.settled:
+            self.settled.wait_for(lambda: self.stop.is_set() or done.ended == done.handed)
+
+    def replanned(self, bucket: str, plan: BucketPlan) -> None:
+        """`bucket` was planned again from whole listings, after its copies so far had ended."""
+        done = self.outcomes[bucket]
+        with self.settled:
+            plan.identical = max(0, plan.identical - done.copied)  # this run's own copies
+            done.failures.clear()  # each is planned again, and tried again
+
+
+class CopyWhileListing:
+    """One run of `copy_while_listing`: a comparer thread per bucket, feeding 2 x `jobs` copy workers."""
+
+    def __init__(self, src: S3, dst: S3, listings: list[BucketListings], *, force: bool, jobs: int) -> None:
+        self.src, self.dst, self.listings, self.force, self.jobs = src, dst, listings, force, jobs
+        self.plans = {each.bucket: BucketPlan(each.bucket) for each in listings}
+        self.meter = Meter("copied", 0, "objects", 0)
+        self.feed = CopyFeed([each.bucket for each in listings], self.meter)
+
+    def run(self) -> None:
+        comparers = [
+            threading.Thread(target=self.compare, args=(each,), daemon=True, name=f"compare {each.bucket}")
+            for each in self.listings
+        ]
+        with self.meter:
+            try:
+                for thread in comparers:
+                    thread.start()
+                run_tasks(self.feed.copies(), self.copy, 2 * self.jobs, self.feed.ended, self.feed.stop)
+            finally:
+                self.feed.stop.set()
+
+    def copy(self, bucket: str, info: ObjectInfo) -> None:
+        store_object(self.src, self.dst, bucket, info, fetch_object(self.src, bucket, info))
+
+    def hand_on(self, bucket: str, found: Iterable[ObjectInfo]) -> bool:
+        """Queue each copy found; False when the run stopped first."""
+        return all(self.feed.hand_on(bucket, info) for info in found)
+
+    def compare(self, listing: BucketListings) -> None:
+        """Hand on what `listing` finds to copy; if it fails, its bucket ends failed and the copies found go on."""
+        bucket = listing.bucket
+        try:
+            try:
+                self.hand_on(bucket, listing.compare(self.plans[bucket], force=self.force, delete=False))
+            except s3objects.OutOfOrder as disorder:
+                self.compare_in_memory(listing, disorder)
+        except Exception as error:  # noqa: BLE001 (the copies found so far go on; the bucket ends failed)
+            self.plans[bucket].status = "listing failed"
+            failed = Failure(bucket, LISTING, f"listing failed: {s3objects.describe(error)}; the rest was not compared")
+            with self.feed.settled:
+                self.feed.outcomes[bucket].failures.append(failed)
+        finally:
+            listing.close()
+            self.feed.listing_ended(bucket, self.plans[bucket].unread)
+
+    def compare_in_memory(self, listing: BucketListings, disorder: s3objects.OutOfOrder) -> None:
+        """The listing is not in S3's key order: list both sides whole, and compare them in memory."""
+        bucket = listing.bucket
+        progress(f"{bucket}: {disorder}: not S3's key order, so both listings are compared in memory")
+        listing.close()
+        self.feed.drained(bucket)  # what was copied so far is on the target when it is listed again
+        again = plan_in_memory(self.src, self.dst, bucket, force=self.force, delete=False)
+        self.feed.replanned(bucket, again)
+        self.plans[bucket], copies, again.copy = again, again.copy, ObjectList()
+        self.hand_on(bucket, copies)
 
 
 def copy_while_listing(
@@ -119,102 +271,6 @@ def copy_while_listing(
         for each in listings:
             each.close()
         raise
-    plans = {bucket: BucketPlan(bucket) for bucket in buckets}
-    outcomes = {bucket: Copied() for bucket in buckets}
-    found: queue.Queue[tuple[str, ObjectInfo] | None] = queue.Queue(maxsize=QUEUED)
-    stop = threading.Event()
-    ended = threading.Condition()
-    meter = Meter("copied", 0, "objects", 0)
-
-    def hand_on(item: tuple[str, ObjectInfo] | None) -> bool:
-        if item is not None:
-            outcomes[item[0]].handed += 1
-            meter.expect(1, item[1].size)
-        while not stop.is_set():
-            try:
-                found.put(item, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def drained(bucket: str) -> None:
-        with ended:
-            ended.wait_for(lambda: stop.is_set() or outcomes[bucket].ended == outcomes[bucket].handed)
-
-    def compare(listing: BucketListings) -> None:
-        bucket = listing.bucket
-        try:
-            try:
-                for info in listing.compare(plans[bucket], force=force, delete=False):
-                    if not hand_on((bucket, info)):
-                        return
-            except s3objects.OutOfOrder as disorder:
-                progress(f"{bucket}: {disorder}: not S3's key order, so both listings are compared in memory")
-                listing.close()
-                drained(bucket)  # what was copied so far is on the target when it is listed again
-                again = plan_in_memory(src, dst, bucket, force=force, delete=False)
-                done = outcomes[bucket]
-                with ended:
-                    again.identical = max(0, again.identical - done.copied)  # this run's own copies
-                    done.failures.clear()  # each is planned again, and tried again
-                plans[bucket], copies, again.copy = again, again.copy, ObjectList()
-                for info in copies:
-                    if not hand_on((bucket, info)):
-                        return
-        except Exception as error:  # noqa: BLE001 (the copies found so far go on; the bucket ends failed)
-            plans[bucket].status = "listing failed"
-            outcomes[bucket].failures.append(
-                Failure(bucket, LISTING, f"listing failed: {s3objects.describe(error)}; the rest was not compared")
-            )
-        finally:
-            listing.close()
-            with ended:
-                outcomes[bucket].failures += plans[bucket].unread  # objects that could not be read to compare
-            hand_on(None)
-
-    def tasks() -> Iterator[tuple[str, ObjectInfo]]:
-        comparing = len(listings)
-        while comparing:
-            try:
-                item = found.get(timeout=0.2)
-            except queue.Empty:
-                if stop.is_set():
-                    return
-                continue
-            if item is None:
-                comparing -= 1
-            else:
-                yield item
-
-    def outcome(bucket: str, info: ObjectInfo, error: BaseException | None) -> None:
-        done = outcomes[bucket]
-        with ended:
-            if error is None:
-                done.copied += 1
-                done.bytes += info.size
-                meter.add(1, info.size)
-            else:
-                done.failures.append(Failure(bucket, info.key, s3objects.describe(error)))
-            done.ended += 1
-            ended.notify_all()
-
-    comparers = [
-        threading.Thread(target=compare, args=(each,), daemon=True, name=f"compare {each.bucket}") for each in listings
-    ]
-    with meter:
-        try:
-            for thread in comparers:
-                thread.start()
-            run_tasks(
-                tasks(),
-                lambda b, info: store_object(src, dst, b, info, fetch_object(src, b, info)),
-                2 * jobs,
-                outcome,
-                stop,
-            )
-        finally:
-            stop.set()
-            with ended:
-                ended.notify_all()
-    return [plans[bucket] for bucket in buckets], outcomes
+    run = CopyWhileListing(src, dst, listings, force=force, jobs=jobs)
+    run.run()
+    return [run.plans[bucket] for bucket in buckets], run.feed.outcomes

@@ -134,62 +134,106 @@ def sync_storage(
     result = StorageResult(source, target, dry_run)
     if dry_run or delete or will_ask(target_env, yes=yes):
         # The whole plan first: to show, to ask about, or to check deletions against.
-        plans = plan_sync(src, dst, target_env, chosen, force=force, delete=delete, jobs=jobs)
-        if delete:
-            check_deletes(plans, source, max_delete)
-        said_what_was_read(plans, source)
-        result.failures += [failure for plan in plans for failure in plan.unread]
-        if dry_run or not any(p.copies or p.delete for p in plans):  # nothing to do: done, without asking
-            result.buckets = [
-                BucketResult(
-                    p.bucket,
-                    p.status,
-                    copied=p.copies,
-                    identical=p.identical,
-                    deleted=len(p.delete),
-                    bytes=p.copy_bytes,
-                    read_to_compare=p.read_to_compare,
-                    to_copy=[o.key for o in p.copy] if dry_run else [],
-                    to_delete=list(p.delete) if dry_run else [],
-                )
-                for p in plans
-            ]
-        else:
-            confirm_write(
-                target_env, yes=yes, action="copy storage objects into it", plan=plan_text(plans, target_env.name)
-            )
-            copy_planned(src, dst, target_env, plans, jobs, result)
-    else:
-        plans, outcomes = copy_while_listing(
+        sync_planned_first(
             src,
             dst,
+            source,
+            target_env,
             chosen,
-            target=target_env.name,
+            result,
             force=force,
+            delete=delete,
             jobs=jobs,
-            before_copying=lambda: s3objects.abort_leftover_uploads(dst, target_env),
+            yes=yes,
+            max_delete=max_delete,
         )
-        said_what_was_read(plans, source)
-        for plan in plans:
-            done = outcomes[plan.bucket]
-            result.buckets.append(
-                BucketResult(
-                    plan.bucket,
-                    plan.status,
-                    copied=done.copied,
-                    identical=plan.identical,
-                    failed=sum(1 for f in done.failures if f.key != LISTING),
-                    bytes=done.bytes,
-                    read_to_compare=plan.read_to_compare,
-                )
-            )
-            result.failures += done.failures
+    else:
+        sync_as_listed(src, dst, source, target_env, chosen, result, force=force, jobs=jobs)
     if result.failures:
         failed_buckets = ",".join(dict.fromkeys(f.bucket for f in result.failures))
         line = command or invocation.CommandLine("sync-storage", {"from": source, "to": target})
         result.rerun = line.rerun(drop=("buckets",), add={"buckets": failed_buckets})
     result.seconds = round(time.monotonic() - started, 3)
     return result
+
+
+def sync_planned_first(
+    src: S3,
+    dst: S3,
+    source: str,
+    target: Environment,
+    buckets: list[str],
+    result: StorageResult,
+    *,
+    force: bool,
+    delete: bool,
+    jobs: int,
+    yes: bool,
+    max_delete: int | None,
+) -> None:
+    """Plan every bucket, then show the plan (a dry run), or ask and copy it, into `result`."""
+    plans = plan_sync(src, dst, target, buckets, force=force, delete=delete, jobs=jobs)
+    if delete:
+        check_deletes(plans, source, max_delete)
+    said_what_was_read(plans, source)
+    result.failures += [failure for plan in plans for failure in plan.unread]
+    dry_run = result.dry_run
+    if dry_run or not any(p.copies or p.delete for p in plans):  # nothing to do: done, without asking
+        result.buckets = [
+            BucketResult(
+                p.bucket,
+                p.status,
+                copied=p.copies,
+                identical=p.identical,
+                deleted=len(p.delete),
+                bytes=p.copy_bytes,
+                read_to_compare=p.read_to_compare,
+                to_copy=[o.key for o in p.copy] if dry_run else [],
+                to_delete=list(p.delete) if dry_run else [],
+            )
+            for p in plans
+        ]
+    else:
+        confirm_write(target, yes=yes, action="copy storage objects into it", plan=plan_text(plans, target.name))
+        copy_planned(src, dst, target, plans, jobs, result)
+
+
+def sync_as_listed(
+    src: S3,
+    dst: S3,
+    source: str,
+    target: Environment,
+    buckets: list[str],
+    result: StorageResult,
+    *,
+    force: bool,
+    jobs: int,
+) -> None:
+    """Copy what differs as the listings show it, into `result`."""
+    plans, outcomes = copy_while_listing(
+        src,
+        dst,
+        buckets,
+        target=target.name,
+        force=force,
+        jobs=jobs,
+        before_copying=lambda: s3objects.abort_leftover_uploads(dst, target),
+    )
+    said_what_was_read(plans, source)
+    for plan in plans:
+        done = outcomes[plan.bucket]
+        result.buckets.append(
+            BucketResult(
+                plan.bucket,
+                plan.status,
+                copied=done.copied,
+                identical=plan.identical,
+                failed=sum(1 for f in done.failures if f.key != LISTING),
+                bytes=done.bytes,
+                read_to_compare=plan.read_to_compare,
+            )
+        )
+        result.failures += done.failures
 
 
 def said_what_was_read(plans: list[BucketPlan], source: str) -> None:

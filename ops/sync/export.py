@@ -59,8 +59,8 @@ def export_json(conn: psycopg.Connection, table: Table, key: list[str], path: Pa
 
     Streamed in chunks of EXPORT_BATCH rows (libpq 17's chunked rows, one query, no round trip per
     chunk): COPY hands over one message per row, and psycopg's 1.2 us for each (2.4 s of CPU for
-    2,000,000 rows, under the GIL the streamed load needs too) made the export the slowest part
-    of a large sync; chunks cost 0.3 us a row. An older libpq streams row by row.
+    2,000,000 rows, under the GIL the streamed load needs too) would make the export the slowest
+    part of a large sync; chunks cost 0.3 us a row. An older libpq streams row by row.
     """
     from psycopg import pq
 
@@ -110,9 +110,9 @@ def _sorted_in_one_pass(conn: psycopg.Connection) -> Iterator[None]:
     """Within the export's transaction, read the next query's table in one pass and sort it, rather
     than fetch its rows through the key's index in an order unrelated to where they sit.
 
-    PostgreSQL's planner picks the index (its cost model expects the pages cached); measured on
-    2,000,000 rows keyed by a random UUID: 6.4 s by the index, 4.2 s read and sorted, and a
-    fresh sync of that table 9.4 s -> 7.2 s (pg_dump | psql: 7.6 s).
+    PostgreSQL's planner picks the index (its cost model expects the pages cached); on 2,000,000
+    rows keyed by a random UUID, reading the table whole and sorting it takes two thirds of the
+    index's time, which keeps a fresh sync of such a table as fast as pg_dump | psql.
     """
     settings = ("enable_indexscan", "enable_indexonlyscan", "enable_bitmapscan")
     saved = [conn.execute("SELECT current_setting(%s)", (name,)).fetchone()[0] for name in settings]  # type: ignore[index]

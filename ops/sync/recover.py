@@ -208,22 +208,7 @@ def recover_rows(
         if source or where or keys:
             raise UserError("--from-export puts a recovery's before/ back: it takes no --from, --where or --keys")
         return undo(config, target_env, Path(from_export).resolve(), tables, dry_run=dry_run, yes=yes)
-    if not source:
-        raise UserError(f"name the restored project with --from ENV (a section with restored_from = {target_env.name})")
-    source_env = config.env(source)
-    if where and keys:
-        raise UserError("use either --where or --keys, not both")
-    if where and prune:
-        raise UserError(
-            "--prune deletes target rows the restore lacks, and --where is evaluated on the restore alone, so it "
-            "cannot pick them: name them with --keys, or prune the whole table. Nothing was changed."
-        )
-    if source_env.restored_from != target_env.name:
-        raise UserError(
-            f"{source_env.name} is not a restore of {target_env.name} (its section has restored_from = "
-            f"{source_env.restored_from or 'nothing'}): user data never moves between environments, "
-            f"only from a PITR restore back into its project. Nothing was changed."
-        )
+    source_env = restored_source(config, source, target_env, where=where, keys=keys, prune=prune)
     result = RecoverResult(source_env.name, target_env.name, dry_run)
     try:
         with (
@@ -235,25 +220,7 @@ def recover_rows(
                 with connect(source_env, application="ops recover-rows where") as probe:
                     for table in described:
                         recover_where.refuse_volatile(probe, table, where, source_env)
-            plans = []
-            held: set[str] = set()
-            for table in described:
-                columns = [c.name for c in table.writable]
-                only, found_keys = selected(src, dst, table, where, keys, (source_env, target_env))
-                held |= found_keys
-                wanted = sync_diff.rows_of(src, table, table.primary_key, columns, only)
-                present = sync_diff.rows_of(dst, table, table.primary_key, columns, only)
-                found = sync_diff.diff_table(wanted, present, table.qualified, table.primary_key, columns, prune)
-                plans.append((table, columns, wanted, present, found))
-                result.tables.append(
-                    Recovered(table.qualified, found.insert, found.update, found.delete, found.changes)
-                )
-            nowhere = [k for k in keys or [] if k not in held]
-            if nowhere:
-                raise UserError(
-                    f"--keys {', '.join(nowhere)}: found in neither {source_env.name} nor {target_env.name} "
-                    f"({', '.join(t.qualified for t in described)}). Nothing was changed."
-                )
+            plans = plan_tables(src, dst, described, where, keys, prune, (source_env, target_env), result)
             reached = cascade.dependents(dst, deletions(plans))
             add_reached(result, reached)
             dst.rollback()
@@ -273,6 +240,61 @@ def recover_rows(
         ) from None
     result.seconds = round(time.monotonic() - started, 3)
     return result
+
+
+def restored_source(
+    config: Config, source: str | None, target: Environment, *, where: str | None, keys: list[str] | None, prune: bool
+) -> Environment:
+    """The environment named by --from, refused unless it is a restore of `target` and the flags go together."""
+    if not source:
+        raise UserError(f"name the restored project with --from ENV (a section with restored_from = {target.name})")
+    source_env = config.env(source)
+    if where and keys:
+        raise UserError("use either --where or --keys, not both")
+    if where and prune:
+        raise UserError(
+            "--prune deletes target rows the restore lacks, and --where is evaluated on the restore alone, so it "
+            "cannot pick them: name them with --keys, or prune the whole table. Nothing was changed."
+        )
+    if source_env.restored_from != target.name:
+        raise UserError(
+            f"{source_env.name} is not a restore of {target.name} (its section has restored_from = "
+            f"{source_env.restored_from or 'nothing'}): user data never moves between environments, "
+            f"only from a PITR restore back into its project. Nothing was changed."
+        )
+    return source_env
+
+
+def plan_tables(
+    src: Any,
+    dst: Any,
+    described: list[Table],
+    where: str | None,
+    keys: list[str] | None,
+    prune: bool,
+    envs: tuple[Environment, Environment],
+    result: RecoverResult,
+) -> list[Any]:
+    """Each table's rows compared on both sides (what to insert, update, delete), counted into `result`;
+    refused when a --keys value is in neither side."""
+    plans = []
+    held: set[str] = set()
+    for table in described:
+        columns = [c.name for c in table.writable]
+        only, found_keys = selected(src, dst, table, where, keys, envs)
+        held |= found_keys
+        wanted = sync_diff.rows_of(src, table, table.primary_key, columns, only)
+        present = sync_diff.rows_of(dst, table, table.primary_key, columns, only)
+        found = sync_diff.diff_table(wanted, present, table.qualified, table.primary_key, columns, prune)
+        plans.append((table, columns, wanted, present, found))
+        result.tables.append(Recovered(table.qualified, found.insert, found.update, found.delete, found.changes))
+    nowhere = [k for k in keys or [] if k not in held]
+    if nowhere:
+        raise UserError(
+            f"--keys {', '.join(nowhere)}: found in neither {envs[0].name} nor {envs[1].name} "
+            f"({', '.join(t.qualified for t in described)}). Nothing was changed."
+        )
+    return plans
 
 
 def utf8_only(flags: dict[str, list[str]]) -> None:

@@ -117,72 +117,7 @@ def config_check(config: Config, env: Environment) -> str:
 
 
 def database_checks(env: Environment) -> list[Check]:
-    found: dict[str, str] = {}
-
-    def connect() -> str:
-        from ops.db.connection import connect as open_db
-
-        with open_db(env, autocommit=True, application="ops doctor", timeout=TIMEOUT) as conn:
-            version, user, superuser = conn.execute(
-                "SELECT current_setting('server_version_num'), current_user, "
-                "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"
-            ).fetchall()[0]
-            found["major"] = str(int(version) // 10000)
-            params = dburl.params(env)
-            tls = (
-                "TLS verified"
-                if params.get("sslmode") in ("verify-full", "verify-ca") and conn.pgconn.ssl_in_use
-                else "TLS (not verified)"
-                if conn.pgconn.ssl_in_use
-                else "no TLS (loopback)"
-            )
-            mode = (
-                "transaction pooler"
-                if dburl.is_transaction_pooler(params)
-                else "session pooler"
-                if params.get("host", "").endswith(dburl.SUPABASE_POOLER_SUFFIX)
-                else "direct"
-            )
-            return f"PostgreSQL {int(version) // 10000}, {tls}, {mode}, as {user}" + (
-                " (superuser)" if superuser else ""
-            )
-
-    def pg_dump() -> str:
-        from ops.db.dump import tool
-
-        binary = tool("pg_dump")
-        text = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=TIMEOUT).stdout
-        match = re.search(r"(\d+)(?:\.\d+)?", text)
-        major = int(match[1]) if match else 0
-        if "major" in found and major < int(found["major"]):
-            raise OperationFailed(f"pg_dump {major} is older than the server ({found['major']})")
-        return f"pg_dump {major}" + (f" >= server {found['major']}" if "major" in found else "")
-
-    def passwords() -> str:
-        import psycopg
-
-        from ops.db.dump import tool
-
-        found = dburl.params(env)
-        clients = {
-            "psycopg": lambda: dburl.libpq_gap(psycopg.pq.version()),
-            "pg_dump": lambda: dburl.tool_libpq_gap(tool("pg_dump")),
-            "psql": lambda: dburl.tool_libpq_gap(tool("psql")),
-            "Supabase CLI": lambda: dburl.CLI_GAP,
-        }
-        shown, refused = [], []
-        for name, gap in clients.items():
-            try:
-                shown.append(f"{name}: {dburl.protection(env, found, None if dburl.is_local(found) else gap())}")
-            except UserError:  # the rule's refusal; a missing tool fails the check as itself
-                refused.append(name)
-        if refused:
-            raise OperationFailed(
-                f"{', '.join(refused)} cannot refuse a clear-text password request and the certificate is not "
-                f"verified: they would be refused ({'; '.join(shown) or 'no client protected'})"
-            )
-        return "; ".join(shown)
-
+    """Reachable (TLS, version, role, pooler mode), pg_dump new enough for that server, passwords protected."""
     if not env.db_url:
         return [
             Check(
@@ -194,26 +129,95 @@ def database_checks(env: Environment) -> list[Check]:
                 skipped=True,
             )
         ]
+    found: dict[str, str] = {}  # the server's major version, once connected: pg_dump is checked against it
     database = timed(
         env.name,
         "database",
-        connect,
+        lambda: database_connection(env, found),
         f"check db_url, {env.db_password_var}, the network (IPv6-only direct hosts: use the session "
         "pooler) and ssl_root_cert",
     )
     tool = timed(
         env.name,
         "pg_dump",
-        pg_dump,
+        lambda: pg_dump_version(found),
         "install PostgreSQL client tools of the server's major version or newer, or set OPS_PG_DUMP",
     )
     password = timed(
         env.name,
         "passwords",
-        passwords,
+        lambda: password_protection(env),
         f"set ssl_root_cert in [{env.name}] (the project's CA: sslmode=verify-full), or use PostgreSQL 16+ tools",
     )
     return [database, tool, password]
+
+
+def database_connection(env: Environment, found: dict[str, str]) -> str:
+    """Connect once: server version, TLS, pooler mode and role; the major version goes into `found`."""
+    from ops.db.connection import connect as open_db
+
+    with open_db(env, autocommit=True, application="ops doctor", timeout=TIMEOUT) as conn:
+        version, user, superuser = conn.execute(
+            "SELECT current_setting('server_version_num'), current_user, "
+            "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"
+        ).fetchall()[0]
+        found["major"] = str(int(version) // 10000)
+        params = dburl.params(env)
+        tls = (
+            "TLS verified"
+            if params.get("sslmode") in ("verify-full", "verify-ca") and conn.pgconn.ssl_in_use
+            else "TLS (not verified)"
+            if conn.pgconn.ssl_in_use
+            else "no TLS (loopback)"
+        )
+        mode = (
+            "transaction pooler"
+            if dburl.is_transaction_pooler(params)
+            else "session pooler"
+            if params.get("host", "").endswith(dburl.SUPABASE_POOLER_SUFFIX)
+            else "direct"
+        )
+        return f"PostgreSQL {int(version) // 10000}, {tls}, {mode}, as {user}" + (" (superuser)" if superuser else "")
+
+
+def pg_dump_version(found: dict[str, str]) -> str:
+    """pg_dump's major version, refused when older than the server's (in `found`, if it was reached)."""
+    from ops.db.dump import tool
+
+    binary = tool("pg_dump")
+    text = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=TIMEOUT).stdout
+    match = re.search(r"(\d+)(?:\.\d+)?", text)
+    major = int(match[1]) if match else 0
+    if "major" in found and major < int(found["major"]):
+        raise OperationFailed(f"pg_dump {major} is older than the server ({found['major']})")
+    return f"pg_dump {major}" + (f" >= server {found['major']}" if "major" in found else "")
+
+
+def password_protection(env: Environment) -> str:
+    """How each client's password is protected; failed when a client's would be refused."""
+    import psycopg
+
+    from ops.db.dump import tool
+
+    params = dburl.params(env)
+    clients = {
+        "psycopg": lambda: dburl.libpq_gap(psycopg.pq.version()),
+        "pg_dump": lambda: dburl.tool_libpq_gap(tool("pg_dump")),
+        "psql": lambda: dburl.tool_libpq_gap(tool("psql")),
+        "Supabase CLI": lambda: dburl.CLI_GAP,
+    }
+    shown, refused = [], []
+    for name, gap in clients.items():
+        try:
+            shown.append(f"{name}: {dburl.protection(env, params, None if dburl.is_local(params) else gap())}")
+        except UserError:  # the rule's refusal; a missing tool fails the check as itself
+            refused.append(name)
+    if refused:
+        raise OperationFailed(
+            f"{', '.join(refused)} cannot refuse a clear-text password request and the certificate is not "
+            f"verified: they would be refused ({'; '.join(shown) or 'no client protected'})"
+        )
+    return "; ".join(shown)
 
 
 def storage_check(config: Config, env: Environment) -> Check:

@@ -171,8 +171,8 @@ def test_a_dead_endpoint_is_unreachable_after_the_policy_attempts():
 
 @pytest.mark.parametrize("first", ["cut short", "error inside a 200"])
 def test_a_listing_page_cut_short_or_an_error_inside_a_200_is_asked_again(first):
-    """botocore's check of a 200 carrying an <Error> runs inside ours (it no longer parses every page
-    whole first): both it and a page that does not parse still make a retry, not a wrong listing."""
+    """A 200 carrying an <Error> (botocore's check, run inside our listing) and a page that does not
+    parse are each asked again: a retry, never a wrong listing."""
     page = listing(["a", "b"], None)
     bad = page[: len(page) // 2] if first == "cut short" else error("InternalError")
     answers = iter([bad, page])
