@@ -1,9 +1,11 @@
 """The reference card's common workflows as one command each: steps that stop at the first failure.
 
 Every workflow ends with a summary of every step (done / failed / not run) and, after a
-failure, the command that resumes from the failed step (`--resume-at STEP`). A dry run plans
-each step as it would be after the steps before it, and marks the steps it could plan only in
-part (what they read, an earlier step would change first).
+failure, the command that resumes from the failed step (`--resume-at STEP`). Each step can plan
+(read-only) and apply. A workflow's plan is its steps' plans, each made as it would be after the
+steps before it, marking the steps it could plan only in part (what they read, an earlier step
+would change first); a dry run prints it, and a protected target is asked about after it is
+shown, before the same steps apply.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from ops.sync import plan as sync_plan
 @dataclass
 class Step:
     name: str
-    run: Callable[[], str]  # returns a one-line account of what it did; raises OpsError on failure
+    apply: Callable[[], str]  # does it: a one-line account of what it did; raises OpsError on failure
+    plan: Callable[[], str] | None = None  # read-only: what it would do, in one line (a workflow with a dry run)
 
 
 @dataclass
@@ -81,9 +84,40 @@ class WorkflowResult(Result):
         return error(f"{self.workflow} stopped at a failed step; resume with: {self.resume}")
 
 
+@dataclass
+class WorkflowPlan:
+    """A workflow's plan: its steps and, once planned, each step's plan (`planned.steps`, as a dry
+    run shows them). Applying it runs these same steps, which re-check what they read."""
+
+    workflow: str
+    steps: list[Step]
+    planned: WorkflowResult | None = None  # None where nothing needed a plan (no dry run, nobody asked)
+
+    def step_plans(self) -> list[tuple[Step, StepResult]]:
+        return list(zip(self.steps, self.planned.steps, strict=True)) if self.planned else []
+
+    def text(self) -> str:
+        """The plan as the question shows it."""
+        if self.planned is None:
+            return ""
+        rows = self.planned.rows()
+        return f"plan ({self.workflow} --dry-run):\n" + table(rows.rows, rows.headers)
+
+
+def plan_steps(name: str, steps: list[Step], *, command: CommandLine, resume_at: str | None) -> WorkflowPlan:
+    """Each step's plan in order, read-only; the plan stops at the first step that cannot be planned."""
+    return WorkflowPlan(name, steps, run_steps(name, steps, command=command, dry_run=True, resume_at=resume_at))
+
+
+def apply_steps(plan: WorkflowPlan, *, command: CommandLine, resume_at: str | None) -> WorkflowResult:
+    """The plan's steps applied in order, stopping at the first failure."""
+    return run_steps(plan.workflow, plan.steps, command=command, dry_run=False, resume_at=resume_at)
+
+
 def run_steps(
     name: str, steps: list[Step], *, command: CommandLine, dry_run: bool, resume_at: str | None
 ) -> WorkflowResult:
+    """Plan (`dry_run`) or apply each step from `resume_at` on; the first failure ends the run."""
     names = [s.name for s in steps]
     if resume_at and resume_at not in names:
         raise UserError(f"--resume-at {resume_at}: {name} has the steps {', '.join(names)}")
@@ -93,12 +127,17 @@ def run_steps(
     for index, step in enumerate(steps[start:], start):
         progress(f"== {name} step {index + 1}/{len(steps)}: {step.name}{' (dry run)' if dry_run else ''}")
         try:
-            detail = step.run()
+            if dry_run:
+                assert step.plan is not None, f"{name} has no dry run"  # only backup, which plans nothing
+                detail = step.plan()
+            else:
+                detail = step.apply()
         except PlannedInPart as partial:
             result.steps.append(StepResult(step.name, "planned in part", str(partial)))
             continue
         except OpsError as error:
-            result.steps.append(StepResult(step.name, "failed", first_line(error)))
+            # One line (a colon there introduced the lines after it); the resume line below is the re-run.
+            result.steps.append(StepResult(step.name, "failed", first_line(error).rstrip(":")))
             result.steps += [StepResult(s.name, "not run") for s in steps[index + 1 :]]
             # Every flag of this run is kept (--dry-run, --yes, --json...); only the step changes.
             result.resume = command.at_step(step.name).rerun()
@@ -121,50 +160,66 @@ def config_diff(config: Config, pairs: list[tuple[Environment, Environment]], ta
     return "\n".join(parts)
 
 
-def confirm_all(
-    envs: list[Environment],
+def run_workflow(
+    name: str,
+    steps: list[Step],
     *,
+    writes: list[Environment],
     yes: bool,
     dry_run: bool,
     action: str,
-    plan: Callable[[], WorkflowResult] | None = None,
+    command: CommandLine,
+    resume_at: str | None,
     details: Callable[[], str] | None = None,
-) -> None:
-    """Ask once, before the first step, for every protected environment the workflow writes to,
-    after showing the plan: the same workflow run as a dry run (read-only)."""
-    asking = [env for env in dict.fromkeys(envs) if will_ask(env, yes=yes)]
-    if dry_run or not asking:
-        return
-    if not sys.stdin.isatty() or plan is None:
+) -> WorkflowResult:
+    """A dry run is the plan. Otherwise, where a protected environment it `writes` to asks, the plan
+    is shown, the question asked once (for every such environment, whatever --resume-at skips),
+    and that same plan applied; `details` adds to what is shown (read-only)."""
+    if dry_run:
+        planned = plan_steps(name, steps, command=command, resume_at=resume_at).planned
+        assert planned is not None
+        return planned
+    asking = [env for env in dict.fromkeys(writes) if will_ask(env, yes=yes)]
+    plan = WorkflowPlan(name, steps)
+    if asking and not sys.stdin.isatty():
         for env in asking:
             confirm_write(env, yes=yes, action=action)  # refused at once where nobody can type the name
-        return
-    planned = plan()
-    rows = planned.rows()
-    shown = f"plan ({planned.workflow} --dry-run):\n" + table(rows.rows, rows.headers)
-    if details and not planned.exit_code:
+    elif asking:
+        plan = plan_steps(name, steps, command=command, resume_at=resume_at)
+        confirm_plan(plan, asking, action=action, details=details)
+    return apply_steps(plan, command=command, resume_at=resume_at)
+
+
+def confirm_plan(
+    plan: WorkflowPlan, asking: list[Environment], *, action: str, details: Callable[[], str] | None
+) -> None:
+    """Show the plan, then ask for each environment in `asking`; a plan that stopped at a failed
+    step is shown and refused, asking nothing."""
+    assert plan.planned is not None
+    shown = plan.text()
+    if details and not plan.planned.exit_code:
         shown += "\n" + details()
-    if planned.exit_code:
+    if plan.planned.exit_code:
         print(shown, flush=True)
-        raise UserError(f"the plan stopped at a failed step ({planned.resume}); nothing was changed or asked")
+        raise UserError(f"the plan stopped at a failed step ({plan.planned.resume}); nothing was changed or asked")
     for index, env in enumerate(asking):
-        confirm_write(env, yes=yes, action=action, plan=shown if index == 0 else "")
+        confirm_write(env, yes=False, action=action, plan=shown if index == 0 else "")
 
 
 # ---------------------------------------------------------------- the steps
 
 
-def push_step(config: Config, env: Environment, dry_run: bool, planned: DryRun | None = None) -> Step:
-    def run() -> str:
+def push_step(config: Config, env: Environment, planned: DryRun) -> Step:
+    def push(dry_run: bool) -> str:
         result = migrations.push_migrations(config, env=env.name, dry_run=dry_run, yes=True, show=progress)
         row = result.envs[0]
         if result.failed:
             raise OperationFailed(f"{env.name}: {row.detail}")
-        if dry_run and planned is not None:
+        if dry_run:
             planned.pending[env.name] = row.pending
         return f"{env.name}: {row.status}, {row.applied or row.pending} migration(s)"
 
-    return Step("migrations", run)
+    return Step("migrations", apply=lambda: push(False), plan=lambda: push(True))
 
 
 def tested_first_step(config: Config, env: Environment) -> Step | None:
@@ -172,7 +227,7 @@ def tested_first_step(config: Config, env: Environment) -> Step | None:
     if not staging:
         return None
 
-    def run() -> str:
+    def check() -> str:
         local = migrations.local_migrations(config)
         _, missing = migrations.not_yet_tested(config, env, [m.version for m in local])
         if missing:
@@ -182,13 +237,12 @@ def tested_first_step(config: Config, env: Environment) -> Step | None:
             )
         return f"{staging} has all {len(local)} migrations"
 
-    return Step(f"{staging}-first", run)
+    return Step(f"{staging}-first", apply=check, plan=check)  # read-only either way
 
 
 def deploy_step(
     config: Config,
     env: Environment,
-    dry_run: bool,
     only: list[str] | None = None,
     changed_since: str | None = None,
     deployed: dict[str, str | None] | None = None,
@@ -197,7 +251,7 @@ def deploy_step(
 ) -> Step:
     """Deploy functions; `deployed` receives the commit that went out (for the workflow's record)."""
 
-    def run() -> str:
+    def deploy(dry_run: bool) -> str:
         result = functions.deploy_functions(
             config,
             env=env.name,
@@ -209,48 +263,51 @@ def deploy_step(
         )
         if deployed is not None and not dry_run:
             deployed["commit"] = result.commit
-        if result.failed:
-            raise OperationFailed(
-                f"{len(result.failed)} function(s) failed: {', '.join(result.failed)}; re-run: {result.rerun}"
-            )
+        failed = result.failure()  # its re-run line is this workflow resumed here: the step's detail leaves it out
+        if failed:
+            raise failed
         verb = "would deploy" if dry_run else "deployed"
         at = f" at {result.short_commit}" if result.commit else ""
         return f"{verb} {len(result.functions)} function(s) to {env.name}{at}"
 
-    return Step("functions", run)
+    return Step("functions", apply=lambda: deploy(False), plan=lambda: deploy(True))
 
 
 def data_step(
     config: Config,
     source: Environment,
     target: Environment,
-    dry_run: bool,
+    planned: DryRun,
     tables: list[str] | None = None,
     name: str = "config-data",
-    planned: DryRun | None = None,
 ) -> Step:
-    def run() -> str:
-        earlier = planned if dry_run else None
+    """Sync config data; the step applies the sync plan its own plan counted (made anew if it made none)."""
+    made: list[sync_data.SyncPlan] = []
+
+    def sync_plan_of_step() -> sync_data.SyncPlan:
+        if not made:
+            made.append(sync_data.plan(config, source=source.name, target=target.name, tables=tables))
+        return made[0]
+
+    def counted(result: sync_data.SyncResult, verb: str) -> str:
+        inserted = sum(t.inserted for t in result.tables)
+        updated = sum(t.updated for t in result.tables)
+        return f"{len(result.tables)} tables {source.name} -> {target.name}: {verb} {inserted}, updated {updated}"
+
+    def plan() -> str:
         try:
-            result = sync_data.sync_data(
-                config, source=source.name, target=target.name, tables=tables, dry_run=dry_run, yes=True
-            )
+            result = sync_data.preview(config, sync_plan_of_step())
         except sync_plan.SchemaBehind as behind:
-            pending = earlier.pending.get(target.name, 0) if earlier else 0
+            pending = planned.pending.get(target.name, 0)
             if not pending:
                 raise
             raise PlannedInPart(
                 f"not compared: {first_line(behind)}, which the migrations step would do first "
                 f"({pending} migration(s) for {target.name})"
             ) from None
-        inserted = sum(t.inserted for t in result.tables)
-        updated = sum(t.updated for t in result.tables)
-        verb = "would insert" if dry_run else "inserted"
-        detail = f"{len(result.tables)} tables {source.name} -> {target.name}: {verb} {inserted}, updated {updated}"
-        if earlier is None:
-            return detail
-        before = earlier.rows.get(source.name)
-        earlier.rows[target.name] = (name, inserted + updated)
+        detail = counted(result, "would insert")
+        before = planned.rows.get(source.name)
+        planned.rows[target.name] = (name, sum(t.inserted + t.updated for t in result.tables))
         if before and before[1]:
             raise PlannedInPart(
                 f"{detail}, from {source.name} as it is now: step {before[0]} would write {before[1]} row(s) "
@@ -258,19 +315,21 @@ def data_step(
             )
         return detail
 
-    return Step(name, run)
+    def apply() -> str:
+        return counted(sync_data.apply(config, sync_plan_of_step()), "inserted")
+
+    return Step(name, apply=apply, plan=plan)
 
 
 def storage_step(
     config: Config,
     source: Environment,
     target: Environment,
-    dry_run: bool,
     buckets: list[str] | None = None,
     *,
     command: CommandLine,
 ) -> Step:
-    def run() -> str:
+    def sync(dry_run: bool) -> str:
         result = storage.sync_storage(
             config,
             source=source.name,
@@ -280,27 +339,39 @@ def storage_step(
             yes=True,
             command=command.at_step("storage"),
         )
-        if result.failed:
-            raise OperationFailed(f"{len(result.failures)} object(s) failed; re-run: {result.rerun}")
+        failed = result.failure()
+        if failed:
+            raise failed
         copied = sum(b.copied for b in result.buckets)
         return f"{'would copy' if dry_run else 'copied'} {copied} object(s) {source.name} -> {target.name}"
 
-    return Step("storage", run)
+    return Step("storage", apply=lambda: sync(False), plan=lambda: sync(True))
 
 
-def smoke_step(config: Config, env: Environment, dry_run: bool) -> Step:
-    def run() -> str:
-        from ops.views import smoke
+def smoke_step(config: Config, env: Environment) -> Step:
+    from ops.views import smoke
 
-        if dry_run:
-            return f"would check {len(smoke.probes(config, env))} URL(s) of {env.name}"
+    def plan() -> str:
+        return f"would check {len(smoke.probes(config, env))} URL(s) of {env.name}"
+
+    def apply() -> str:
         report = smoke.smoke(config, env.name)
         error = report.failure()
         if error:
             raise error
         return report.footer()
 
-    return Step("smoke", run)
+    return Step("smoke", apply=apply, plan=plan)
+
+
+def code_step(config: Config) -> Step:
+    from ops.platform import lovable
+
+    return Step(
+        "code",
+        apply=lambda: lovable.update_lovable(config, dry_run=False).summary,
+        plan=lambda: lovable.update_lovable(config, dry_run=True).summary,
+    )
 
 
 # ---------------------------------------------------------------- the workflows
@@ -323,32 +394,24 @@ def release(
         "release", {"env": target.name, "only": only, "changed_since": changed_since, "smoke": None if smoke else False}
     )
     functions.select_functions(config, only, changed_since)  # bad names are refused before any step
-    confirm_all(
-        [target],
-        yes=yes,
-        dry_run=dry_run,
-        action="release to it",
-        plan=lambda: release(
-            config,
-            env=env,
-            only=only,
-            changed_since=changed_since,
-            dry_run=True,
-            yes=True,
-            resume_at=resume_at,
-            smoke=smoke,
-            command=line,
-        ),
-    )
     steps = [s for s in (tested_first_step(config, target),) if s]
     deployed: dict[str, str | None] = {}
     steps += [
-        push_step(config, target, dry_run),
-        deploy_step(config, target, dry_run, only, changed_since, deployed, command=line),
+        push_step(config, target, DryRun()),
+        deploy_step(config, target, only, changed_since, deployed, command=line),
     ]
     if smoke:  # the card's "test on the preview URL", as the release's last step
-        steps.append(smoke_step(config, target, dry_run))
-    result = run_steps("release", steps, command=line, dry_run=dry_run, resume_at=resume_at)
+        steps.append(smoke_step(config, target))
+    result = run_workflow(
+        "release",
+        steps,
+        writes=[target],
+        yes=yes,
+        dry_run=dry_run,
+        action="release to it",
+        command=line,
+        resume_at=resume_at,
+    )
     result.commit = deployed.get("commit")
     return result
 
@@ -366,24 +429,24 @@ def reset_env(
     source_env, target_env = config.env(source or config.workflows.prod), config.env(target or config.workflows.preprod)
     distinct(source_env, target_env)
     line = command or CommandLine("reset-env", {"from": source_env.name, "to": target_env.name})
-    confirm_all(
-        [target_env],
+    planned = DryRun()
+    steps = [
+        push_step(config, target_env, planned),
+        data_step(config, source_env, target_env, planned),
+        storage_step(config, source_env, target_env, command=line),
+        deploy_step(config, target_env, command=line),
+    ]
+    return run_workflow(
+        "reset-env",
+        steps,
+        writes=[target_env],
         yes=yes,
         dry_run=dry_run,
         action=f"reset it from {source_env.name}",
-        plan=lambda: reset_env(
-            config, source=source, target=target, dry_run=True, yes=True, resume_at=resume_at, command=line
-        ),
+        command=line,
+        resume_at=resume_at,
         details=lambda: config_diff(config, [(source_env, target_env)], None),
     )
-    planned = DryRun()
-    steps = [
-        push_step(config, target_env, dry_run, planned),
-        data_step(config, source_env, target_env, dry_run, planned=planned),
-        storage_step(config, source_env, target_env, dry_run, command=line),
-        deploy_step(config, target_env, dry_run, command=line),
-    ]
-    return run_steps("reset-env", steps, command=line, dry_run=dry_run, resume_at=resume_at)
 
 
 def refresh_sandbox(
@@ -396,36 +459,29 @@ def refresh_sandbox(
     resume_at: str | None,
     command: CommandLine | None = None,
 ) -> WorkflowResult:
-    from ops.platform import lovable
-
     source_env, sandbox_env = (
         config.env(source or config.workflows.prod),
         config.env(sandbox or config.workflows.sandbox),
     )
     distinct(source_env, sandbox_env)
     line = command or CommandLine("refresh-sandbox", {"from": source_env.name, "sandbox": sandbox_env.name})
-    confirm_all(
-        [sandbox_env],
+    planned = DryRun()
+    steps = [
+        code_step(config),
+        push_step(config, sandbox_env, planned),
+        data_step(config, source_env, sandbox_env, planned),
+        storage_step(config, source_env, sandbox_env, config.workflows.sandbox_buckets, command=line),
+    ]
+    return run_workflow(
+        "refresh-sandbox",
+        steps,
+        writes=[sandbox_env],
         yes=yes,
         dry_run=dry_run,
         action="refresh it",
-        plan=lambda: refresh_sandbox(
-            config, source=source, sandbox=sandbox, dry_run=True, yes=True, resume_at=resume_at, command=line
-        ),
+        command=line,
+        resume_at=resume_at,
     )
-
-    def code() -> str:
-        result = lovable.update_lovable(config, dry_run=dry_run)
-        return result.summary
-
-    planned = DryRun()
-    steps = [
-        Step("code", code),
-        push_step(config, sandbox_env, dry_run, planned),
-        data_step(config, source_env, sandbox_env, dry_run, planned=planned),
-        storage_step(config, source_env, sandbox_env, dry_run, config.workflows.sandbox_buckets, command=line),
-    ]
-    return run_steps("refresh-sandbox", steps, command=line, dry_run=dry_run, resume_at=resume_at)
 
 
 def promote_config(
@@ -456,33 +512,24 @@ def promote_config(
     line = command or CommandLine(
         "promote-config", {"tables": tables, "sandbox": sandbox, "preprod": preprod, "prod": prod}
     )
-    # Both targets are confirmed before the first step, whatever --resume-at skips.
-    confirm_all(
-        [preprod_env, prod_env],
-        yes=yes,
-        dry_run=dry_run,
-        action=f"promote {', '.join(tables)} into it",
-        plan=lambda: promote_config(
-            config,
-            tables=tables,
-            sandbox=sandbox,
-            preprod=preprod,
-            prod=prod,
-            dry_run=True,
-            yes=True,
-            resume_at=resume_at,
-            command=line,
-        ),
-        # preprod -> prod as preprod is now: the first step adds what sandbox -> preprod shows.
-        details=lambda: config_diff(config, [(sandbox_env, preprod_env), (preprod_env, prod_env)], tables),
-    )
     planned = DryRun()
     first, second = f"{sandbox_env.name}-to-{preprod_env.name}", f"{preprod_env.name}-to-{prod_env.name}"
     steps = [
-        data_step(config, sandbox_env, preprod_env, dry_run, tables, name=first, planned=planned),
-        data_step(config, preprod_env, prod_env, dry_run, tables, name=second, planned=planned),
+        data_step(config, sandbox_env, preprod_env, planned, tables, name=first),
+        data_step(config, preprod_env, prod_env, planned, tables, name=second),
     ]
-    return run_steps("promote-config", steps, command=line, dry_run=dry_run, resume_at=resume_at)
+    return run_workflow(
+        "promote-config",
+        steps,
+        writes=[preprod_env, prod_env],  # both asked about before the first step, whatever --resume-at skips
+        yes=yes,
+        dry_run=dry_run,
+        action=f"promote {', '.join(tables)} into it",
+        command=line,
+        resume_at=resume_at,
+        # preprod -> prod as preprod is now: the first step adds what sandbox -> preprod shows.
+        details=lambda: config_diff(config, [(sandbox_env, preprod_env), (preprod_env, prod_env)], tables),
+    )
 
 
 def full_backup(
@@ -514,12 +561,10 @@ def full_backup(
     target = config.target(copy_to) if copy_to else None
 
     def backup_one(environment: Environment) -> Step:
-        return Step(environment.name, lambda: full.back_up(config, environment, policy, target, straight))
+        return Step(environment.name, apply=lambda: full.back_up(config, environment, policy, target, straight))
 
-    return run_steps(
-        "backup",
-        [backup_one(e) for e in envs],
+    return apply_steps(
+        WorkflowPlan("backup", [backup_one(e) for e in envs]),
         command=command or CommandLine("backup", {"env": env or config.workflows.prod}),
-        dry_run=False,
         resume_at=resume_at,
     )

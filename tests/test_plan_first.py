@@ -34,6 +34,38 @@ def test_sync_data_shows_the_row_counts_before_asking(project):
     assert dump(project.url("prod")) == before
 
 
+def cells(text: str, table: str) -> list[str]:
+    line = next(line for line in text.splitlines() if line.startswith(f"| {table} "))
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
+def test_sync_data_applies_the_plan_it_showed(project):
+    """What is applied is the plan shown before the question: its tables and --prune, row for row."""
+    assert project.run("sync-data", "--from", "prod", "--to", "preprod", "--tables", "module_types").code == 0
+    sql(project.url("preprod"), "INSERT INTO public.module_types (key, label) VALUES ('podcast', 'Podcast')")
+    sql(project.url("prod"), "INSERT INTO public.module_types (key, label) VALUES ('webinar', 'Webinar')")
+    result = at_a_terminal(
+        project,
+        "sync-data",
+        "--from",
+        "preprod",
+        "--to",
+        "prod",
+        "--tables",
+        "module_types",
+        "--prune",
+        typed=b"prod\n",
+    )
+    assert result.code == 0, result.err
+    shown, applied = result.out.split("Type its name")
+    planned = cells(shown[shown.index("plan for prod:") :], "public.module_types")
+    done = cells(applied, "public.module_types")
+    # table | to insert | to update | unchanged | only in target | to delete   (the plan)
+    # table | inserted  | updated   | unchanged | deleted                      (the run)
+    assert planned[1:3] + planned[5:] == done[1:3] + done[4:] == ["1", "0", "1"], (planned, done)
+    assert dump(project.url("prod"), "public.module_types") == dump(project.url("preprod"), "public.module_types")
+
+
 def test_nothing_to_do_asks_nothing(project, storage):
     for args in (
         ("sync-storage", "--from", "preprod", "--to", "prod", "--buckets", "group-notes"),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from lib.db import dump, new_database, pg_tool, sql
-from lib.project import REPO, Project
+from lib.project import REPO, Project, at_a_terminal
 from lib.s3 import contents, fill, s3_secrets
 
 from devstack import localstack
@@ -206,9 +206,13 @@ def test_a_failed_function_in_a_workflow_is_re_run_by_the_workflows_own_flags(wo
     world.api.fail_slugs = {"stripe-webhook"}
     result = world.run("reset-env", "--from", "prod", "--to", "preprod", "--json")
     assert result.code == 1
-    detail = next(s["detail"] for s in json.loads(result.out)["steps"] if s["step"] == "functions")
-    assert "re-run: inv reset-env --from prod --to preprod --json --resume-at functions" in detail, detail
-    assert "--only" not in detail, "reset-env has no --only flag"
+    summary = json.loads(result.out)
+    detail = next(s["detail"] for s in summary["steps"] if s["step"] == "functions")
+    assert detail.startswith("1 function(s) failed: stripe-webhook"), detail
+    assert "re-run" not in detail, "the re-run is said once, as the workflow's resume"
+    assert summary["resume"] == "inv reset-env --from prod --to preprod --json --resume-at functions"
+    assert "re-run: inv reset-env --from prod --to preprod --json --resume-at functions" in result.err
+    assert "--only" not in result.err, "reset-env has no --only flag"
 
 
 def test_a_dry_run_plans_config_data_as_after_the_migrations_it_would_push(world):
@@ -286,6 +290,33 @@ def test_promote_config_goes_through_preprod(world):
         assert sql(world.url(env), "SELECT name FROM public.programs WHERE slug = 'leadership-101'") == [
             ("Lovable edit",)
         ]
+
+
+def step_cells(text: str, step: str) -> tuple[str, str]:
+    line = next(line for line in text.splitlines() if line.startswith(f"| {step} "))
+    _, status, detail = (cell.strip() for cell in line.strip("|").split("|"))
+    return status, detail
+
+
+def test_promote_config_at_a_terminal_applies_the_plan_it_showed(world):
+    """The plan lists each step's plan before the one question; the same steps then apply."""
+    for env in ("sandbox", "preprod"):
+        assert world.run("push-migrations", "--env", env).code == 0
+    assert world.run("sync-data", "--from", "prod", "--to", "sandbox", "--tables", "programs").code == 0
+    sql(world.url("sandbox"), "UPDATE public.programs SET name = 'Lovable edit' WHERE slug = 'leadership-101'")
+    result = at_a_terminal(world, "promote-config", "--tables", "programs", typed=b"prod\n")
+    assert result.code == 0, result.err
+    assert result.out.count("Type its name") == 1
+    shown, applied = result.out.split("Type its name")
+    shown = shown[shown.index("plan (promote-config --dry-run)") :]
+    assert step_cells(shown, "sandbox-to-preprod") == ("done", "1 tables sandbox -> preprod: would insert 2, updated 0")
+    status, detail = step_cells(shown, "preprod-to-prod")
+    assert status == "planned in part" and "step sandbox-to-preprod would write 2 row(s) into it first" in detail
+    assert step_cells(applied, "sandbox-to-preprod") == ("done", "1 tables sandbox -> preprod: inserted 2, updated 0")
+    assert step_cells(applied, "preprod-to-prod") == ("done", "1 tables preprod -> prod: inserted 0, updated 1")
+    assert sql(world.url("prod"), "SELECT name FROM public.programs WHERE slug = 'leadership-101'") == [
+        ("Lovable edit",)
+    ]
 
 
 def test_promote_config_stops_before_prod_when_preprod_fails(world):

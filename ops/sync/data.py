@@ -87,6 +87,41 @@ class SyncResult(Result):
         return "\n".join(lines)
 
 
+@dataclass
+class SyncPlan:
+    """One sync-data run, checked before anything is read: its sides, tables and mode. `preview`
+    holds the rows each table would change, once `preview()` counted them (read-only); that is
+    what the question shows, and `apply()` runs this same plan."""
+
+    source: Environment | None
+    target: Environment | None
+    tables: list[str]
+    named: bool = False  # tables were named: an export's other tables are left out
+    from_export: Path | None = None
+    export_only: bool = False
+    prune: bool = False
+    preview: SyncResult | None = None
+
+    def text(self) -> str:
+        """The plan as the question shows it: each table's rows to insert, update (and delete)."""
+        from ops.report import table
+
+        rows = self.preview.rows() if self.preview else Rows(["table"], [[t] for t in self.tables])
+        return f"plan for {self.target.name if self.target else 'files only'}:\n" + table(rows.rows, rows.headers)
+
+    def to_dict(self) -> dict:
+        # Environments by name only: their URLs hold passwords.
+        return {
+            "source": self.source.name if self.source else None,
+            "target": self.target.name if self.target else None,
+            "tables": self.tables,
+            "from_export": str(self.from_export) if self.from_export else None,
+            "export_only": self.export_only,
+            "prune": self.prune,
+            "preview": self.preview.to_dict() if self.preview else None,
+        }
+
+
 # ---------------------------------------------------------------- the task
 
 
@@ -102,9 +137,40 @@ def sync_data(
     from_export: str | None = None,
     yes: bool = False,
 ) -> SyncResult:
-    started = time.monotonic()
-    settings = config.sync_data
-    requested = select_tables(settings, tables)
+    """Plan, then (unless a dry run) apply that plan; a protected target is asked about in between."""
+    planned = plan(
+        config,
+        source=source,
+        target=target,
+        tables=tables,
+        export_only=export_only,
+        prune=prune,
+        from_export=from_export,
+    )
+    if dry_run:
+        return preview(config, planned)
+    if planned.target and will_ask(planned.target, yes=yes):
+        # The plan's row counts first (read-only), then the question; nothing to change asks nothing.
+        counted = preview(config, planned)
+        if not counted.changes():
+            counted.nothing_to_do = True
+            return counted
+        confirm_write(planned.target, yes=False, action="sync config data into it", plan=planned.text())
+    return apply(config, planned)
+
+
+def plan(
+    config: Config,
+    *,
+    source: str | None,
+    target: str | None,
+    tables: list[str] | None = None,
+    export_only: bool = False,
+    prune: bool = False,
+    from_export: str | None = None,
+) -> SyncPlan:
+    """The run the flags ask for, or a UserError saying how to fix them; reads nothing but the config."""
+    requested = select_tables(config.sync_data, tables)
     if from_export and source:
         raise UserError("use either --from or --from-export, not both")
     if not from_export and not source:
@@ -119,45 +185,45 @@ def sync_data(
         distinct(source_env, target_env)
     if target_env:
         target_env.require_db()
-        if not dry_run and will_ask(target_env, yes=yes):
-            # The plan first (a dry run: read-only), then the question; nothing to change asks nothing.
-            plan = sync_data(
-                config,
-                source=source,
-                target=target,
-                tables=tables,
-                dry_run=True,
-                prune=prune,
-                from_export=from_export,
-                yes=True,
-            )
-            if not plan.changes():
-                plan.nothing_to_do = True
-                return plan
-            from ops.report import table
+    return SyncPlan(
+        source=source_env,
+        target=target_env,
+        tables=requested,
+        named=bool(tables),
+        from_export=Path(from_export).resolve() if from_export else None,
+        export_only=export_only,
+        prune=prune,
+    )
 
-            rows = plan.rows()
-            confirm_write(
-                target_env,
-                yes=False,
-                action="sync config data into it",
-                plan=f"plan for {target_env.name}:\n" + table(rows.rows, rows.headers),
-            )
-            yes = True
-    if from_export:
-        undo.refuse_uncommitted(Path(from_export).resolve())
-    undo.clean_stale(settings.export_dir)
-    if export_only:
-        assert source_env is not None  # --export-only needs --from (checked above)
-        result = export_only_run(config, source_env, requested)
-    elif from_export:
-        assert target_env is not None  # only --export-only runs without a target
+
+def preview(config: Config, plan: SyncPlan) -> SyncResult:
+    """The plan run read-only (the import transaction rolled back): the rows it would change, kept in the plan."""
+    plan.preview = run(config, plan, dry_run=True)
+    return plan.preview
+
+
+def apply(config: Config, plan: SyncPlan) -> SyncResult:
+    """The plan run for real. The rows are compared again inside the import transaction: they may
+    have changed since the preview was counted."""
+    return run(config, plan, dry_run=False)
+
+
+def run(config: Config, plan: SyncPlan, *, dry_run: bool) -> SyncResult:
+    started = time.monotonic()
+    if plan.from_export:
+        undo.refuse_uncommitted(plan.from_export)
+    undo.clean_stale(config.sync_data.export_dir)
+    if plan.export_only:
+        assert plan.source is not None  # --export-only needs --from (checked by plan())
+        result = export_only_run(config, plan.source, plan.tables)
+    elif plan.from_export:
+        assert plan.target is not None  # only --export-only runs without a target
         result = sync_from_export(
-            config, Path(from_export).resolve(), target_env, requested, bool(tables), dry_run=dry_run, prune=prune
+            config, plan.from_export, plan.target, plan.tables, plan.named, dry_run=dry_run, prune=plan.prune
         )
     else:
-        assert source_env is not None and target_env is not None  # checked above
-        result = sync_live(config, source_env, target_env, requested, dry_run=dry_run, prune=prune)
+        assert plan.source is not None and plan.target is not None  # checked by plan()
+        result = sync_live(config, plan.source, plan.target, plan.tables, dry_run=dry_run, prune=plan.prune)
     result.seconds = round(time.monotonic() - started, 3)
     return result
 
