@@ -124,8 +124,45 @@ def scratch_env(config: Config, into: str | None, source: Environment) -> Enviro
         )
     if target.name == source.name:
         raise UserError(f"--env and --into are both '{source.name}': a drill restores into another (scratch) project")
+    # A section copied from prod and marked scratch is prod under a second name: never wipe it.
+    for other in config.environments.values():
+        same = "" if other.name == target.name or other.scratch else shared_project(target, other)
+        if same:
+            raise UserError(
+                f"[{target.name}] is marked scratch = true but has {same} of [{other.name}]: a drill would wipe "
+                f"{other.name}. Give [{target.name}] a spare project's own ref, db_url and storage_url. "
+                "Nothing was changed."
+            )
     target.require_db()
     return target
+
+
+def shared_project(scratch: Environment, other: Environment) -> str:
+    """What `scratch` shares with `other` that makes them one project, in words ('' when nothing)."""
+    from ops.config import db_endpoint
+
+    if scratch.ref and scratch.ref == other.ref:
+        return f"the ref ({scratch.ref})"
+    if scratch.storage_url and scratch.storage_url.rstrip("/").lower() == other.storage_url.rstrip("/").lower():
+        return "the storage_url"
+    mine, theirs = db_endpoint(scratch), db_endpoint(other)
+    if mine and theirs and mine[1:] == theirs[1:] and addresses(mine[0]) & addresses(theirs[0]):
+        return "a db_url that reaches the database"
+    return ""
+
+
+def addresses(hosts: tuple[str, ...]) -> set[str]:
+    """The addresses host names resolve to (`localhost` and `127.0.0.1` are one server); a name that
+    does not resolve stands for itself."""
+    import socket
+
+    found: set[str] = set()
+    for host in hosts:
+        try:
+            found |= {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
+        except (OSError, UnicodeError):
+            found.add(host)
+    return found
 
 
 def reachable(scratch: Environment) -> None:
