@@ -26,7 +26,12 @@ def scratch(project, storage, pg, tmp_path):
     url = new_database(pg, "scratch")
     server = localstack.start_s3(*SCRATCH_KEYS, root=tmp_path / "s3-scratch")
     server.create_buckets(ops_config.load(Path(__file__).parents[1] / "environments.ini").storage.buckets)
-    project.envs["scratch"] = {"ref": "scratchprojectref001", "db_url": url, "storage_url": server.url, "scratch": "true"}
+    project.envs["scratch"] = {
+        "ref": "scratchprojectref001",
+        "db_url": url,
+        "storage_url": server.url,
+        "scratch": "true",
+    }
     project.secrets.update(s3_secrets("scratch", *SCRATCH_KEYS))
     yield server
     server.stop()
@@ -204,7 +209,6 @@ HOSTILE_KEYS = [
     "folder/",
     "k" * 900,
     "ctl\x01char",
-    "new\nline",
     "trailing space ",
     "..",
     "p/" + "seg/" * 200 + "deep",
@@ -243,3 +247,51 @@ def test_hostile_keys_go_straight_to_the_target_and_come_back(project, moto_port
     )
     assert restored.code == 0, restored.out[-1500:] + restored.err[-1500:]
     assert contents(moto, "avatars") == want
+
+
+# ---------------------------------------------------------------- `inv backups` on a fresh machine
+
+
+@pytest.mark.xfail(strict=True, reason="inv backups --target lists sealed remote backups only")
+def test_backups_at_the_target_lists_an_unsealed_night_from_a_fresh_machine(project, storage, offsite):
+    """`inv backups --target` on a machine with no local state: the sealed nights, and a night whose run
+    was killed (keys, no manifest) shown as unsealed, as the local listing shows a `.partial-*` one."""
+    fill(storage["prod"].client(), "avatars", 2)
+    made = project.run("backup-storage", "--env", "prod", "--to", "offsite", "--json")
+    assert made.code == 0, made.err
+    sealed = json.loads(made.out)["backups"][0]["path"].split(":")[1]
+    killed = "2026-01-01T00-00-00Z" if sealed > "2026-01-01" else "2025-01-01T00-00-00Z"
+    offsite.client().put_object(Bucket="ops-backups", Key=f"{BASE}{killed}/avatars/bulk/0000.bin", Body=b"x")
+    shutil.rmtree(project.root / "tmp", ignore_errors=True)
+
+    listed = project.run("backups", "--env", "prod", "--target", "offsite", "--json")
+
+    assert listed.code == 0, listed.err
+    rows = {b["name"]: b for b in json.loads(listed.out)["backups"]}
+    assert rows[sealed]["state"] == "sealed, full", rows
+    assert killed in rows and rows[killed]["state"].startswith("unsealed"), rows
+
+
+# ---------------------------------------------------------------- a drill that should not say OK
+
+
+@pytest.mark.xfail(strict=True, reason="drill TARGET:latest takes the newest full-snapshot name, judged full or not")
+def test_a_drill_of_latest_after_a_wiped_night_does_not_pass_the_wiped_backup_as_ok(project, storage, scratch, offsite):
+    """The newest off-site backup of a project wiped since (retention judged it not full): `drill
+    offsite:latest` must drill the newest *full* backup, or say the one it drilled is not full; a plain
+    DRILL OK on the wiped night is a false all-clear."""
+    src = storage["prod"].client()
+    fill(src, "avatars", 6, size=2048)
+    good = project.run("backup", "--env", "prod", "--to", "offsite", "--json")
+    assert good.code == 0, good.err
+    good_name = json.loads(good.out)["steps"][0]["detail"].split(" (")[0].split(":")[1]
+    for i in range(6):
+        src.delete_object(Bucket="avatars", Key=f"bulk/{i:04d}.bin")
+    time.sleep(1.1)
+    wiped = project.run("backup", "--env", "prod", "--to", "offsite", "--json")
+    assert wiped.code == 0 and "no old remote backup removed" in wiped.out + wiped.err, wiped.out + wiped.err
+
+    result = project.run("drill", "--env", "prod", "--backup", "offsite:latest", "--into", "scratch")
+
+    verdict = result.out.strip().splitlines()[-1]
+    assert good_name in result.out or "not full" in verdict, (result.code, verdict)
