@@ -143,26 +143,48 @@ def shared_project(scratch: Environment, other: Environment) -> str:
 
     if scratch.ref and scratch.ref == other.ref:
         return f"the ref ({scratch.ref})"
-    if scratch.storage_url and scratch.storage_url.rstrip("/").lower() == other.storage_url.rstrip("/").lower():
-        return "the storage_url"
+    mine_s3, theirs_s3 = storage_endpoint(scratch.storage_url), storage_endpoint(other.storage_url)
+    if mine_s3 and theirs_s3 and mine_s3[1:] == theirs_s3[1:] and same_server(mine_s3[0], theirs_s3[0]):
+        return "a storage_url that reaches the S3 endpoint"
     mine, theirs = db_endpoint(scratch), db_endpoint(other)
-    if mine and theirs and mine[1:] == theirs[1:] and addresses(mine[0]) & addresses(theirs[0]):
+    if mine and theirs and mine[1:] == theirs[1:] and same_server(mine[0], theirs[0]):
         return "a db_url that reaches the database"
     return ""
 
 
-def addresses(hosts: tuple[str, ...]) -> set[str]:
-    """The addresses host names resolve to (`localhost` and `127.0.0.1` are one server); a name that
-    does not resolve stands for itself."""
+def storage_endpoint(url: str) -> tuple[tuple[str, ...], int | None, str] | None:
+    """An S3 endpoint as comparable as a URL allows: its host, port and path (None for no URL)."""
+    from urllib.parse import urlsplit
+
+    if not url:
+        return None
+    parts = urlsplit(url.strip())
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    return ((parts.hostname or "").rstrip("."),), port, parts.path.rstrip("/")
+
+
+def same_server(these: tuple[str, ...], those: tuple[str, ...]) -> bool:
+    """Whether two host lists name one server: a name in common, or one loopback address under two
+    names (`localhost`, `127.0.0.1`). Hosted names are never resolved to compare them: projects share
+    addresses behind their proxies and are told apart by name."""
+    import ipaddress
     import socket
 
-    found: set[str] = set()
-    for host in hosts:
-        try:
-            found |= {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
-        except (OSError, UnicodeError):
-            found.add(host)
-    return found
+    names = {host.lower().rstrip(".") for host in these}
+    if names & {host.lower().rstrip(".") for host in those}:
+        return True
+
+    def loopback(hosts: tuple[str, ...]) -> set[str]:
+        found: set[str] = set()
+        for host in hosts:
+            try:
+                infos = socket.getaddrinfo(host, None)
+            except (OSError, UnicodeError):
+                continue
+            found |= {str(info[4][0]) for info in infos if ipaddress.ip_address(str(info[4][0])).is_loopback}
+        return found
+
+    return bool(loopback(these) & loopback(those))
 
 
 def reachable(scratch: Environment) -> None:
