@@ -360,3 +360,59 @@ def test_a_flaky_target_never_gets_a_sealed_backup_that_does_not_verify(project,
         project.extra = direct
         proxy.stop()
     assert proxy.injected, "faults were injected"
+
+
+# ---------------------------------------------------------------- a target whose listings lag behind
+
+
+def lagging_listings(port: int):
+    """A proxy in front of the target whose listings do not show manifests yet (a store whose listings
+    are eventually consistent: a key just written is readable, but not yet listed)."""
+    import re
+
+    from devstack.faultproxy import FaultProxy
+
+    class Lagging(FaultProxy):
+        def relay(self, handler, upstream, path, body, fault):
+            if handler.command != "GET" or "list-type=2" not in path:
+                return super().relay(handler, upstream, path, body, fault)
+            headers = {k: v for k, v in handler.headers.items() if k.lower() != "connection"}
+            upstream.request("GET", path, headers=headers)
+            response = upstream.getresponse()
+            data = re.sub(
+                rb"<Contents>(?:(?!</Contents>).)*?_backup_metadata\.json</Key>.*?</Contents>",
+                b"",
+                response.read(),
+                flags=re.S,
+            )
+            handler.send_response(response.status)
+            for key, value in response.getheaders():
+                if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                    handler.send_header(key, value)
+            handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            handler.wfile.write(data)
+
+    return Lagging(port).start()
+
+
+def test_a_sealed_backup_whose_manifest_is_not_listed_yet_is_never_removed(project, storage, offsite):
+    """Listings that lag (the last run's manifest not listed yet) must not make the next `--to` run take
+    that sealed backup for a killed one and delete its objects: the manifest is there when asked for."""
+    src = storage["prod"].client()
+    fill(src, "avatars", 4)
+    first = project.run("backup-storage", "--env", "prod", "--to", "offsite", "--json")
+    assert first.code == 0, first.err
+    sealed = json.loads(first.out)["backups"][0]["path"]
+    time.sleep(1.1)
+    proxy = lagging_listings(offsite.port)
+    direct = project.extra
+    project.extra = direct.replace(offsite.url, proxy.url)
+    try:
+        project.run("backup-storage", "--env", "prod", "--to", "offsite")
+    finally:
+        project.extra = direct
+        proxy.stop()
+
+    checked = project.run("verify-backup", "--backup", sealed, "--env", "prod")
+    assert checked.code == 0, checked.out[-800:] + checked.err[-800:]

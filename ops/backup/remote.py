@@ -32,7 +32,7 @@ from ops.config import BackupTarget, Config, Environment, RetentionPolicy
 from ops.errors import OperationFailed, UserError
 from ops.parallel import Failure, failure_report, run_tasks
 from ops.report import Meter, progress
-from ops.s3base import ObjectInfo, md5_of_etag
+from ops.s3base import ObjectInfo, S3Error, md5_of_etag
 from ops.s3client import S3
 from ops.stamps import next_stamp, stamp_order, stamp_time
 from ops.storage import select_buckets
@@ -141,6 +141,13 @@ def remove_unsealed(s3: S3, target: BackupTarget, base: str, names: set[str], cu
     for name in sorted(names - sealed, key=lambda n: stamp_order(Path(n))):
         if unsafe(name) or stamp_time(name) is None or stamp_order(Path(name)) >= stamp_order(Path(current)):
             continue  # only a run of ours (a time) that started before this one
+        try:
+            s3.head_object(target.bucket, f"{base}{name}/{METADATA_FILE}")
+        except S3Error as error:
+            if not error.missing:
+                raise
+        else:
+            continue  # sealed after all: a listing that lags behind does not show its manifest yet
         progress(f"{target.name}: removing an unsealed backup (an interrupted run): {base}{name}/")
         keys = sorted(s3objects.list_objects(s3, target.bucket, f"{base}{name}/"))
         for start in range(0, len(keys), 1000):
