@@ -416,3 +416,63 @@ def test_a_sealed_backup_whose_manifest_is_not_listed_yet_is_never_removed(proje
 
     checked = project.run("verify-backup", "--backup", sealed, "--env", "prod")
     assert checked.code == 0, checked.out[-800:] + checked.err[-800:]
+
+
+# ---------------------------------------------------------------- a manifest at the target that is not one
+
+
+@pytest.mark.parametrize(
+    "planted",
+    [b"garbage", b"[]", b'{"sizes": "x", "full": true}\n', b'{"format": 2}\n{"not": "closed"'],
+    ids=["not-json", "a-list", "sizes-not-a-map", "head-then-junk"],
+)
+def test_an_older_manifest_that_is_not_one_never_stops_the_nightly_backup(project, storage, offsite, planted):
+    """Someone (or a broken tool) left an unreadable `_backup_metadata.json` under an older backup name at
+    the target: the nightly `--to` still seals its backup (exit 0, the odd one named in a warning) or fails
+    with one error line, never a traceback; `inv backups --target` likewise."""
+    fill(storage["prod"].client(), "avatars", 2)
+    offsite.client().put_object(
+        Bucket="ops-backups", Key=f"{BASE}2020-01-01T00-00-00Z/_backup_metadata.json", Body=planted
+    )
+
+    made = project.run("backup-storage", "--env", "prod", "--to", "offsite", "--json")
+    listed = project.run("backups", "--env", "prod", "--target", "offsite")
+
+    assert made.code in (0, 1), made.err[-800:]
+    if made.code == 1:
+        assert "2020-01-01T00-00-00Z" in made.err, made.err[-800:]
+    assert listed.code in (0, 1), listed.err[-800:]
+    sealed = [name for name, ok in remote_names(offsite).items() if ok and name != "2020-01-01T00-00-00Z"]
+    assert made.code == 1 or len(sealed) == 1, remote_names(offsite)
+
+
+# ---------------------------------------------------------------- two operators at once
+
+
+def test_two_runs_at_once_never_leave_a_sealed_backup_that_does_not_verify(project, storage, offsite):
+    """Two `--to` runs of one environment at once (README: not locked; the later may remove the earlier's
+    unsealed keys). Whatever each removes, a backup that ends up sealed must be whole: the earlier run
+    fails (exit 1) rather than seal a backup whose objects the later one removed."""
+    from devstack.faultproxy import FaultProxy
+
+    src = storage["prod"].client()
+    fill(src, "avatars", 16, size=2048)
+    slow = FaultProxy(storage["prod"].port, delay=0.4).start()
+    try:
+        project.envs["prod"]["storage_url"] = slow.url
+        earlier = project.start("backup-storage", "--env", "prod", "--to", "offsite")
+        deadline = time.monotonic() + 60
+        while not any(not sealed for sealed in remote_names(offsite).values()):
+            assert time.monotonic() < deadline and earlier.poll() is None, "the earlier run never got under way"
+            time.sleep(0.1)
+        time.sleep(1.1)
+        project.envs["prod"]["storage_url"] = storage["prod"].url
+        later = project.run("backup-storage", "--env", "prod", "--to", "offsite")
+        assert later.code == 0, later.err[-800:]
+        earlier.communicate(timeout=120)
+    finally:
+        slow.stop()
+    for name, sealed in remote_names(offsite).items():
+        if sealed:
+            checked = project.run("verify-backup", "--backup", f"offsite:{name}", "--env", "prod")
+            assert checked.code == 0, (name, earlier.returncode, checked.out[-600:])

@@ -118,6 +118,16 @@ def backup_to(
         writing.written.write(
             sealing_fields(env, result, writing.written, started, previous, reference, artifacts, facts)
         )
+        # Another run for this environment at once removes what it takes for a killed run's keys: seal
+        # only what is all there.
+        written = result.downloaded + result.copied_server_side + len(artifacts)
+        there = len(s3objects.list_objects(remote, target.bucket, writing.prefix))
+        if there < written:
+            raise OperationFailed(
+                f"{target.name}: only {there} of the {written} files written under {writing.prefix} are there "
+                f"(another backup of {env.name} to {target.name} at once removed them?); it is not sealed and "
+                "the next run removes it"
+            )
         # Sealed last: only a remote backup with every file has a manifest.
         data = (writing.staging / METADATA_FILE).read_bytes()
         remote.put_object(target.bucket, writing.prefix + METADATA_FILE, data, {"content-type": "application/json"})
