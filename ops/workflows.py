@@ -554,6 +554,7 @@ def full_backup(
         needs="both a db_url and a storage_url",
     )
     policy = policy_from(config.backup.retention, **(keep or {}))
+    full.refuse_artifact_buckets(config.storage.buckets)
     from ops.db.dump import tool
 
     for environment in envs:  # pg_dump (a whole session, the password) is refused before any step

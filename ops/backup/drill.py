@@ -124,8 +124,67 @@ def scratch_env(config: Config, into: str | None, source: Environment) -> Enviro
         )
     if target.name == source.name:
         raise UserError(f"--env and --into are both '{source.name}': a drill restores into another (scratch) project")
+    # A section copied from prod and marked scratch is prod under a second name: never wipe it.
+    for other in config.environments.values():
+        same = "" if other.name == target.name or other.scratch else shared_project(target, other)
+        if same:
+            raise UserError(
+                f"[{target.name}] is marked scratch = true but has {same} of [{other.name}]: a drill would wipe "
+                f"{other.name}. Give [{target.name}] a spare project's own ref, db_url and storage_url. "
+                "Nothing was changed."
+            )
     target.require_db()
     return target
+
+
+def shared_project(scratch: Environment, other: Environment) -> str:
+    """What `scratch` shares with `other` that makes them one project, in words ('' when nothing)."""
+    from ops.config import db_endpoint
+
+    if scratch.ref and scratch.ref == other.ref:
+        return f"the ref ({scratch.ref})"
+    mine_s3, theirs_s3 = storage_endpoint(scratch.storage_url), storage_endpoint(other.storage_url)
+    if mine_s3 and theirs_s3 and mine_s3[1:] == theirs_s3[1:] and same_server(mine_s3[0], theirs_s3[0]):
+        return "a storage_url that reaches the S3 endpoint"
+    mine, theirs = db_endpoint(scratch), db_endpoint(other)
+    if mine and theirs and mine[1:] == theirs[1:] and same_server(mine[0], theirs[0]):
+        return "a db_url that reaches the database"
+    return ""
+
+
+def storage_endpoint(url: str) -> tuple[tuple[str, ...], int | None, str] | None:
+    """An S3 endpoint as comparable as a URL allows: its host, port and path (None for no URL)."""
+    from urllib.parse import urlsplit
+
+    if not url:
+        return None
+    parts = urlsplit(url.strip())
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    return ((parts.hostname or "").rstrip("."),), port, parts.path.rstrip("/")
+
+
+def same_server(these: tuple[str, ...], those: tuple[str, ...]) -> bool:
+    """Whether two host lists name one server: a name in common, or one loopback address under two
+    names (`localhost`, `127.0.0.1`). Hosted names are never resolved to compare them: projects share
+    addresses behind their proxies and are told apart by name."""
+    import ipaddress
+    import socket
+
+    names = {host.lower().rstrip(".") for host in these}
+    if names & {host.lower().rstrip(".") for host in those}:
+        return True
+
+    def loopback(hosts: tuple[str, ...]) -> set[str]:
+        found: set[str] = set()
+        for host in hosts:
+            try:
+                infos = socket.getaddrinfo(host, None)
+            except (OSError, UnicodeError):
+                continue
+            found |= {str(info[4][0]) for info in infos if ipaddress.ip_address(str(info[4][0])).is_loopback}
+        return found
+
+    return bool(loopback(these) & loopback(those))
 
 
 def reachable(scratch: Environment) -> None:

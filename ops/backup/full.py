@@ -13,10 +13,26 @@ from ops.backup.dumpfacts import dump_facts
 from ops.config import BackupTarget, Config, Environment, RetentionPolicy
 from ops.db import dump as dbdump
 from ops.digest import file_digest
+from ops.errors import UserError
 from ops.platform import secrets
 from ops.platform.functions import functions_dir, local_functions
 from ops.sync import plan as sync_plan
 from ops.sync import source as sync_source
+
+# What write_artifacts puts beside the buckets' folders in a backup: a bucket of one of these names would
+# share its path with the dump or the config export, one file written over the other.
+ARTIFACT_NAMES = ("config", "database", "secrets.json", "functions.json")
+
+
+def refuse_artifact_buckets(buckets: list[str]) -> None:
+    """Refuse (exit 2, before anything is written) a bucket whose folder in a backup is one of its own files."""
+    clash = [bucket for bucket in buckets if bucket in ARTIFACT_NAMES]
+    if clash:
+        raise UserError(
+            f"[storage] buckets names {', '.join(clash)}: a full backup keeps its own "
+            f"{', '.join(ARTIFACT_NAMES)} at the top of the backup, beside the buckets, so one would be written "
+            "over the other; rename the bucket (`inv backup-storage`, which writes no dump, still backs it up)"
+        )
 
 
 def write_artifacts(config: Config, env: Environment, folder: Path) -> tuple[dict[str, str], dict[str, Any]]:

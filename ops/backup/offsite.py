@@ -158,17 +158,29 @@ def wanted_files(backup: Path, metadata: dict) -> dict[str, str]:
 
 
 def remote_summary(s3: S3, target: BackupTarget, key: str) -> dict:
-    """A remote manifest without its objects: its first line (format 2), else the whole of it."""
-    read, first_line_read = bytearray(), False
-    with s3.get_object(target.bucket, key) as response:
-        for chunk in response.iter_raw():
-            read += chunk
-            if not first_line_read and b"\n" in read:
-                first_line_read = True
-                head = manifest.parse_head(read.split(b"\n", 1)[0].decode("utf-8"))
-                if head is not None:
-                    return head  # a format-2 manifest's objects are not needed
-    return json.loads(bytes(read))
+    """A remote manifest without its objects: its first line (format 2), else the whole of it; one that
+    cannot be read as a manifest is named (exit 1), never a crash of every run after it."""
+    from ops.backup.retention import backup_size
+
+    read, first_line_read, summary = bytearray(), False, None
+    try:
+        with s3.get_object(target.bucket, key) as response:
+            for chunk in response.iter_raw():
+                read += chunk
+                if not first_line_read and b"\n" in read:
+                    first_line_read = True
+                    summary = manifest.parse_head(read.split(b"\n", 1)[0].decode("utf-8"))
+                    if summary is not None:
+                        break  # a format-2 manifest's objects are not needed
+        if summary is None:
+            summary = json.loads(bytes(read))
+        backup_size(summary)  # the figures retention reads from it
+    except (ValueError, TypeError, AttributeError) as error:
+        raise OperationFailed(
+            f"{target.name}: {target.bucket}/{key} is not a manifest this tool can read ({type(error).__name__}); "
+            "it was not written by this tool or was damaged: move that backup's keys aside, then run again"
+        ) from None
+    return summary
 
 
 def remote_series(s3: S3, target: BackupTarget, base: str, env: str) -> list[Judged]:

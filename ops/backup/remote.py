@@ -32,7 +32,7 @@ from ops.config import BackupTarget, Config, Environment, RetentionPolicy
 from ops.errors import OperationFailed, UserError
 from ops.report import Meter, progress
 from ops.s3 import objects as s3objects
-from ops.s3.base import ObjectInfo, md5_of_etag
+from ops.s3.base import ObjectInfo, S3Error, md5_of_etag
 from ops.s3.client import S3
 from ops.stamps import next_stamp, stamp_order, stamp_time
 from ops.storage.parallel import Failure, failure_report, run_tasks
@@ -119,6 +119,16 @@ def backup_to(
         writing.written.write(
             sealing_fields(env, result, writing.written, started, previous, reference, artifacts, facts)
         )
+        # Another run for this environment at once removes what it takes for a killed run's keys: seal
+        # only what is all there.
+        written = result.downloaded + result.copied_server_side + len(artifacts)
+        there = len(s3objects.list_objects(remote, target.bucket, writing.prefix))
+        if there < written:
+            raise OperationFailed(
+                f"{target.name}: only {there} of the {written} files written under {writing.prefix} are there "
+                f"(another backup of {env.name} to {target.name} at once removed them?); it is not sealed and "
+                "the next run removes it"
+            )
         # Sealed last: only a remote backup with every file has a manifest.
         data = (writing.staging / METADATA_FILE).read_bytes()
         remote.put_object(target.bucket, writing.prefix + METADATA_FILE, data, {"content-type": "application/json"})
@@ -142,6 +152,13 @@ def remove_unsealed(s3: S3, target: BackupTarget, base: str, names: set[str], cu
     for name in sorted(names - sealed, key=lambda n: stamp_order(Path(n))):
         if unsafe(name) or stamp_time(name) is None or stamp_order(Path(name)) >= stamp_order(Path(current)):
             continue  # only a run of ours (a time) that started before this one
+        try:
+            s3.head_object(target.bucket, f"{base}{name}/{METADATA_FILE}")
+        except S3Error as error:
+            if not error.missing:
+                raise
+        else:
+            continue  # sealed after all: a listing that lags behind does not show its manifest yet
         progress(f"{target.name}: removing an unsealed backup (an interrupted run): {base}{name}/")
         keys = sorted(s3objects.list_objects(s3, target.bucket, f"{base}{name}/"))
         for start in range(0, len(keys), 1000):

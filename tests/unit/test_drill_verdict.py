@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from ops import config
-from ops.backup.drill import DrillResult, duration, scratch_env, size
+from ops.backup.drill import DrillResult, duration, scratch_env, shared_project, size
+from ops.config import Environment, session_pooler_url
 from ops.errors import UserError
 
 ENVS = """
@@ -94,3 +95,36 @@ def test_scratch_and_drill_age_settings_are_checked(tmp_path, extra, message):
 def test_drill_age_defaults_to_a_week_and_a_day(tmp_path):
     assert load(tmp_path).backup.drill_max_age_days == 8
     assert load(tmp_path, "[backup]\ndrill_max_age_days = 14\n").backup.drill_max_age_days == 14
+
+
+def hosted(name: str, ref: str) -> Environment:
+    return Environment(
+        name,
+        ref=ref,
+        db_url=session_pooler_url(ref, "eu-central-1"),
+        storage_url=f"https://{ref}.storage.supabase.co/storage/v1/s3",
+    )
+
+
+def test_two_hosted_projects_are_told_apart_by_name_not_by_their_shared_addresses():
+    assert shared_project(hosted("scratch", "a" * 20), hosted("prod", "b" * 20)) == ""
+
+
+@pytest.mark.parametrize(
+    ("scratch", "same"),
+    [
+        (hosted("scratch", "b" * 20), "the ref"),
+        (
+            Environment(
+                "scratch",
+                ref="c" * 20,
+                storage_url="HTTPS://BBBBBBBBBBBBBBBBBBBB.storage.supabase.co:443/storage/v1/s3/",
+            ),
+            "a storage_url",
+        ),
+        (Environment("scratch", ref="c" * 20, db_url=session_pooler_url("b" * 20, "eu-central-1")), "a db_url"),
+    ],
+    ids=["ref", "storage_url-spelled-otherwise", "pooler-db_url"],
+)
+def test_a_section_sharing_prods_ref_storage_or_database_is_prod(scratch, same):
+    assert shared_project(scratch, hosted("prod", "b" * 20)).startswith(same)
