@@ -252,6 +252,22 @@ def test_two_runs_to_one_target_one_proceeds_the_other_names_who_holds_the_lock(
     assert ok.code == 0, ok.out + ok.err
 
 
+def test_two_runs_started_together_exactly_one_proceeds(project, storage, offsite, counted_source):
+    fill(storage["prod"].client(), "avatars", 10, size=1024)
+    counted_source.delay = 0.5  # each run holds the lock for seconds: the two overlap
+    runs = [project.start("backup-storage", "--to", "offsite", "--json") for _ in range(2)]
+    done = [(run.returncode, out, err) for run in runs for out, err in [run.communicate(timeout=180)]]
+    assert sorted(code for code, _, _ in done) == [0, 2], done
+    (refused,) = [err for code, _, err in done if code == 2]
+    assert "another backup of prod to offsite is running" in refused and refused.count("\n") == 1, refused
+    (out,) = [out for code, out, _ in done if code == 0]
+    name = json.loads(out)["backups"][0]["path"].split(":")[1]
+    assert remote_names(offsite) == {name: True} and lock_keys(offsite) == []
+    counted_source.delay = 0.0
+    ok = project.run("verify-backup", "--backup", "offsite:latest", "--env", "prod")
+    assert ok.code == 0, ok.out + ok.err
+
+
 def test_a_stale_lock_is_taken_over(project, storage, offsite):
     fill(storage["prod"].client(), "avatars", 2)
     old = datetime.fromtimestamp(time.time() - 2 * 3600, UTC).isoformat(timespec="seconds")

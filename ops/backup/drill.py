@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +141,7 @@ def reachable(scratch: Environment) -> None:
 
 
 def drill(config: Config, *, env: str | None, backup: str | None, into: str | None, yes: bool) -> DrillResult:
-    started = time.monotonic()
+    started, began = time.monotonic(), datetime.now(UTC)
     source = config.env(env or config.workflows.prod)
     scratch = scratch_env(config, into, source)
     reachable(scratch)
@@ -152,7 +153,7 @@ def drill(config: Config, *, env: str | None, backup: str | None, into: str | No
         result = DrillResult(source.name, backup, scratch.name)
         result.differences.append(f"backup not fetched, nothing restored: {error}")
     result.seconds = round(time.monotonic() - started, 3)
-    record(config, backup, source, result)
+    record(config, backup, source, result, began)
     return result
 
 
@@ -164,7 +165,7 @@ def pinned(config: Config, backup: str, env: Environment) -> str:
     return backup
 
 
-def record(config: Config, backup: str, env: Environment, result: DrillResult) -> None:
+def record(config: Config, backup: str, env: Environment, result: DrillResult, began: datetime) -> None:
     """A drill of a remote backup leaves its verdict at the target beside it (`records`), where a
     laptop's `inv status` finds a drill that ran on a CI runner."""
     from ops.backup import records
@@ -177,7 +178,7 @@ def record(config: Config, backup: str, env: Environment, result: DrillResult) -
     except OpsError:
         return  # no such backup there: nothing to record against
     fields = {"into": result.into, "verdict": result.verdict(), "seconds": result.seconds}
-    records.note(s3, remote[0], prefix, "drill", result.ok, fields)
+    records.note(s3, remote[0], prefix, "drill", result.ok, fields, began)
 
 
 def restore_and_check(

@@ -20,7 +20,7 @@ import os
 import re
 import socket
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from ops import s3objects
 from ops.config import BackupTarget
@@ -68,9 +68,18 @@ def run_by() -> str:
     return socket.gethostname()
 
 
-def write(s3: S3, target: BackupTarget, backup_prefix: str, kind: str, ok: bool, fields: dict[str, object]) -> str:
-    """Write one record of the backup at `backup_prefix`, after the event it records; its key."""
-    stamp = utc_stamp()
+def write(
+    s3: S3,
+    target: BackupTarget,
+    backup_prefix: str,
+    kind: str,
+    ok: bool,
+    fields: dict[str, object],
+    started: datetime | None = None,
+) -> str:
+    """Write one record of the backup at `backup_prefix`, after the event it records, named by the
+    time the event started (a drill's, as its journal line is); its key."""
+    stamp = started.astimezone(UTC).strftime("%Y-%m-%dT%H-%M-%SZ") if started else utc_stamp()
     key = f"{backup_records(target, backup_prefix)}{stamp}-{kind}-{'ok' if ok else 'failed'}.json"
     made = stamp_time(stamp)
     body = {"kind": kind, "ok": ok, "time": made.isoformat() if made else stamp, "ran_on": run_by(), **fields}
@@ -78,10 +87,18 @@ def write(s3: S3, target: BackupTarget, backup_prefix: str, kind: str, ok: bool,
     return key
 
 
-def note(s3: S3, target: BackupTarget, backup_prefix: str, kind: str, ok: bool, fields: dict[str, object]) -> None:
+def note(
+    s3: S3,
+    target: BackupTarget,
+    backup_prefix: str,
+    kind: str,
+    ok: bool,
+    fields: dict[str, object],
+    started: datetime | None = None,
+) -> None:
     """`write`, a failure being a warning: the event happened whether or not its record could be kept."""
     try:
-        write(s3, target, backup_prefix, kind, ok, fields)
+        write(s3, target, backup_prefix, kind, ok, fields, started)
     except Exception as error:  # noqa: BLE001 (the backup or check itself stands)
         progress(f"warning: {target.name}: could not record the {kind} of {backup_prefix}: {s3objects.describe(error)}")
 
