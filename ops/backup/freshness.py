@@ -91,7 +91,7 @@ def at_target(config: Config, target: BackupTarget, env: Environment, fresh: Fre
             for record in reversed([r for r in found if r.kind == "drill" and r.ok and newer(r.when(), fresh.drill)]):
                 data = records.body(s3, target, record)
                 if data is not None:
-                    fresh.drill, fresh.drill_into = record.when(), str(data.get("into", ""))[:64]
+                    fresh.drill, fresh.drill_into = record.when(), records.drilled_into(data)
                     break
     except Exception as error:  # noqa: BLE001 (named in the status footer)
         fresh.unread = f"{target.name}: {s3objects.describe(error)}"

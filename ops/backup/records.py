@@ -118,10 +118,14 @@ def listed(s3: S3, target: BackupTarget, series_base: str) -> list[Record]:
 
 def body(s3: S3, target: BackupTarget, record: Record) -> dict | None:
     """A record's body when it is a small JSON object agreeing with its name; None otherwise."""
+    raw = bytearray()
     try:
         with s3.get_object(target.bucket, record.key) as response:
-            raw = b"".join(bytes(chunk) for chunk in response.iter_raw())
-        data = json.loads(raw[: MAX_BYTES + 1]) if len(raw) <= MAX_BYTES else None
+            for chunk in response.iter_raw():
+                raw += chunk
+                if len(raw) > MAX_BYTES:
+                    return None  # grown since it was listed: not ours
+        data = json.loads(bytes(raw))
     except Exception:  # noqa: BLE001 (an unreadable record is no record)
         return None
     if not isinstance(data, dict) or data.get("kind") != record.kind or data.get("ok") is not record.ok:
@@ -135,15 +139,22 @@ def newest_check(s3: S3, target: BackupTarget, records: list[Record], backup: st
         data = body(s3, target, record)
         if data is not None:
             by = described(record.kind, data)
-            return {"time": record.when(), "ok": record.ok, "by": by, "ran_on": str(data.get("ran_on", ""))}
+            return {"time": record.when(), "ok": record.ok, "by": by, "ran_on": str(data.get("ran_on", ""))[:200]}
     return None
 
 
 def described(kind: str, data: dict) -> str:
     if kind == "drill":
-        into = str(data.get("into", ""))
-        return f"drill into {into}" if re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", into) else "drill"
+        into = drilled_into(data)
+        return f"drill into {into}" if into else "drill"
     return "verify-backup"
+
+
+def drilled_into(data: dict) -> str:
+    """The scratch environment a drill record names, when it is a plausible section name ('' otherwise):
+    it is shown, and put in a suggested command."""
+    into = str(data.get("into", ""))
+    return into if re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", into) else ""
 
 
 def remove(s3: S3, target: BackupTarget, backup_prefix: str) -> None:
