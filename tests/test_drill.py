@@ -80,7 +80,10 @@ def test_a_good_drill_from_off_site_says_ok_with_the_counts(project, storage, sc
     status = project.run("status", "--env", "prod", "--json")
     assert status.code == 0, status.err
     (prod,) = json.loads(status.out)["backups"]
-    assert prod["drill"] == journal[-1]["time"] and prod["drill_into"] == "scratch"
+    # The drill as its journal line and its record at the target have it (each names when it started).
+    started = datetime.fromisoformat(journal[-1]["time"])
+    assert abs((datetime.fromisoformat(prod["drill"]) - started).total_seconds()) <= 2, (prod, started)
+    assert prod["drill_into"] == "scratch"
     made = datetime.strptime(folder.name, "%Y-%m-%dT%H-%M-%SZ").replace(tzinfo=UTC)
     assert prod["backup"] == made.isoformat(), "the newest backup is the one made here"
 
@@ -216,3 +219,45 @@ def test_a_drill_of_a_backup_made_straight_off_site_says_ok(project, storage, sc
     assert re.search(r"DRILL OK: .* 3 objects \(12\.0 KiB\) restored and checked in", result.out), result.out
     assert dump(project.url("scratch")) == dump(project.url("prod"))
     assert contents(scratch.client(), "avatars") == contents(src, "avatars")
+
+
+def test_a_drill_in_ci_shows_on_a_laptop_from_the_records_at_the_target(project, storage, scratch, offsite):
+    fill(storage["prod"].client(), "avatars", 2, size=1024)
+    made = project.run("backup", "--env", "prod", "--to", "offsite", "--json")
+    assert made.code == 0, made.err
+    name = json.loads(made.out)["steps"][0]["detail"].split(" (")[0].split(":")[-1]
+    drilled = project.run("drill", "--env", "prod", "--backup", "offsite:latest", "--into", "scratch")
+    assert drilled.code == 0, drilled.out + drilled.err
+
+    # A laptop that never ran the drill: no journal, no backups of its own.
+    (project.root / "ops-journal.jsonl").unlink()
+    status = project.run("status", "--env", "prod", "--json")
+    assert status.code == 0, status.err
+    (prod,) = json.loads(status.out)["backups"]
+    made_at = datetime.strptime(name, "%Y-%m-%dT%H-%M-%SZ").replace(tzinfo=UTC)
+    assert prod["backup"] == made_at.isoformat(), "the newest backup is the one at the target"
+    assert prod["drill"] and prod["drill_into"] == "scratch", prod
+    assert "no backup of it has been drilled" not in project.run("status", "--env", "prod").out
+
+    listed = project.run("backups", "--env", "prod", "--target", "offsite", "--json")
+    assert listed.code == 0, listed.err
+    (backup,) = json.loads(listed.out)["backups"]
+    assert backup["name"] == name and backup["verified"]["ok"] is True, backup
+    assert backup["verified"]["by"] == "drill into scratch"
+
+    remote = offsite.client()
+    records = [o["Key"] for o in remote.list_objects_v2(Bucket="ops-backups", Prefix="nightly/records/")["Contents"]]
+    bodies = b"".join(remote.get_object(Bucket="ops-backups", Key=k)["Body"].read() for k in records)
+    assert b"DRILL OK" in bodies
+    for secret in (SCRATCH_KEYS[1], "offsite-secret-Qw3-never-print"):
+        assert secret.encode() not in bodies
+
+    # The same drill ten days ago: too old, a warning on the laptop.
+    (drill_key,) = [k for k in records if "-drill-" in k]
+    old = (datetime.now(UTC) - timedelta(days=10)).strftime("%Y-%m-%dT%H-%M-%SZ")
+    body = remote.get_object(Bucket="ops-backups", Key=drill_key)["Body"].read()
+    remote.put_object(Bucket="ops-backups", Key=drill_key.rsplit("/", 1)[0] + f"/{old}-drill-ok.json", Body=body)
+    remote.delete_object(Bucket="ops-backups", Key=drill_key)
+    stale = project.run("status", "--env", "prod")
+    assert stale.code == 0, stale.err
+    assert "warning: prod: the newest successful drill is 10d 0h old" in stale.out, stale.out

@@ -10,4 +10,6 @@
 - `restore`: restore-storage (restore-db lives with the dump, in `ops.db.dump`)
 - `offsite`: copies of sealed backups on a backup target (another S3 endpoint), and back
 - `series`: inv backups, a series listed with the rule that keeps each backup
+- `records`: what happened to a remote backup (sealed, verified, drilled), kept at the target beside it
+- `lock`: one remote-first backup of an environment to a target at a time (a lock object there)
 """

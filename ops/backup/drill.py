@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -199,18 +200,44 @@ def reachable(scratch: Environment) -> None:
 
 
 def drill(config: Config, *, env: str | None, backup: str | None, into: str | None, yes: bool) -> DrillResult:
-    started = time.monotonic()
+    started, began = time.monotonic(), datetime.now(UTC)
     source = config.env(env or config.workflows.prod)
     scratch = scratch_env(config, into, source)
     reachable(scratch)
+    backup = pinned(config, backup or "latest", source)
     try:
-        with backup_copy(config, backup or "latest", source) as (path, label):
+        with backup_copy(config, backup, source) as (path, label):
             result = restore_and_check(config, path, label, source, scratch, yes)
     except FetchFailed as error:
-        result = DrillResult(source.name, backup or "latest", scratch.name)
+        result = DrillResult(source.name, backup, scratch.name)
         result.differences.append(f"backup not fetched, nothing restored: {error}")
     result.seconds = round(time.monotonic() - started, 3)
+    record(config, backup, source, result, began)
     return result
+
+
+def pinned(config: Config, backup: str, env: Environment) -> str:
+    """`TARGET:latest` as the name of the newest full backup there, so the drill's record names the one drilled."""
+    remote = offsite.parse(config, backup)
+    if remote and remote[1] == "latest":
+        return f"{remote[0].name}:{newest_full(config, remote[0], env)}"
+    return backup
+
+
+def record(config: Config, backup: str, env: Environment, result: DrillResult, began: datetime) -> None:
+    """A drill of a remote backup leaves its verdict at the target beside it (`records`), where a
+    laptop's `inv status` finds a drill that ran on a CI runner."""
+    from ops.backup import records
+
+    remote = offsite.parse(config, backup)
+    if not remote:
+        return
+    try:
+        s3, prefix = offsite.locate(config, remote[0], env, remote[1])
+    except OpsError:
+        return  # no such backup there: nothing to record against
+    fields = {"into": result.into, "verdict": result.verdict(), "seconds": result.seconds}
+    records.note(s3, remote[0], prefix, "drill", result.ok, fields, began)
 
 
 def restore_and_check(

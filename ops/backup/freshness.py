@@ -1,8 +1,10 @@
 """For `inv status`: each environment's newest backup and newest successful drill, and how old each is.
 
-Backups are read from this machine's series (full and storage-only), drills from this machine's
-journal (a drill's line holds its verdict). A drill older than `[backup] drill_max_age_days`, or
-none at all for an environment that has backups, is a warning: a backup nobody restored is a hope.
+Backups are read from this machine's series (full and storage-only) and from the records each
+backup target keeps beside its series (`records`: a backup sealed there, a drill of one, wherever
+it ran); drills also from this machine's journal (a drill's line holds its verdict). A drill
+older than `[backup] drill_max_age_days`, or none at all for an environment that has backups,
+is a warning: a backup nobody restored is a hope.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from ops.config import Config, Environment
+from ops.config import BackupTarget, Config, Environment
 from ops.report import Table
 
 STAMP = "%Y-%m-%dT%H-%M-%SZ"
@@ -22,6 +24,8 @@ class Freshness:
     backup: str | None = None  # UTC time (ISO) of the newest complete backup here
     drill: str | None = None  # UTC time (ISO) of the newest drill that said DRILL OK
     drill_into: str = ""
+    backup_at: str = ""  # "this machine" or the backup target that holds it
+    unread: str = ""  # a backup target that could not be read, and why
 
 
 def stamp_time(name: str) -> datetime | None:
@@ -55,8 +59,46 @@ def read(config: Config, envs: list[Environment]) -> list[Freshness]:
     for env in envs:
         backup = newest_backup(config, env)
         drill, into = drills.get(env.name, (None, ""))
-        found.append(Freshness(env.name, backup.isoformat(timespec="seconds") if backup else None, drill, into))
+        fresh = Freshness(env.name, backup.isoformat(timespec="seconds") if backup else None, drill, into)
+        fresh.backup_at = "this machine" if backup else ""
+        for target in config.backup_targets.values():
+            at_target(config, target, env, fresh)
+        found.append(fresh)
     return found
+
+
+def at_target(config: Config, target: BackupTarget, env: Environment, fresh: Freshness) -> None:
+    """Newer backups and good drills recorded at `target` than those known so far, into `fresh`; a
+    target that cannot be read is named, never fatal (status reads, it does not back up)."""
+    from ops.backup import offsite, records
+    from ops.backup.store import METADATA_FILE
+    from ops.s3 import objects as s3objects
+
+    try:
+        s3 = s3objects.client(target.store, max_pool=4)
+        for full in (False, True):
+            base = offsite.remote_base(target, f"{env.name}-{env.ref}", full)
+            found = records.listed(s3, target, base)
+            made = {r.backup: stamp_time(r.backup) for r in found if r.kind == "sealed"}  # a backup's name is its time
+            for name, moment in sorted(((n, t) for n, t in made.items() if t), key=lambda item: item[1], reverse=True):
+                if not newer(moment.isoformat(), fresh.backup):
+                    break
+                if f"{base}{name}/{METADATA_FILE}" in s3objects.list_objects(
+                    s3, target.bucket, f"{base}{name}/{METADATA_FILE}"
+                ):  # still there: a record alone proves nothing
+                    fresh.backup, fresh.backup_at = moment.isoformat(timespec="seconds"), target.name
+                    break
+            for record in reversed([r for r in found if r.kind == "drill" and r.ok and newer(r.when(), fresh.drill)]):
+                data = records.body(s3, target, record)
+                if data is not None:
+                    fresh.drill, fresh.drill_into = record.when(), records.drilled_into(data)
+                    break
+    except Exception as error:  # noqa: BLE001 (named in the status footer)
+        fresh.unread = f"{target.name}: {s3objects.describe(error)}"
+
+
+def newer(moment: str, than: str | None) -> bool:
+    return than is None or datetime.fromisoformat(moment) > datetime.fromisoformat(than)
 
 
 def age(moment: str | None, now: datetime) -> str:
@@ -71,7 +113,13 @@ def table(found: list[Freshness], now: datetime) -> Table:
     return Table(
         ["env", "newest backup", "age", "newest good drill", "age"],
         [
-            [f.env, f.backup or "none here", age(f.backup, now), f.drill or "none", age(f.drill, now)]
+            [
+                f.env,
+                f"{f.backup} ({f.backup_at})" if f.backup else "none",
+                age(f.backup, now),
+                f.drill or "none",
+                age(f.drill, now),
+            ]
             for f in found
             if f.backup or f.drill
         ],
@@ -81,10 +129,12 @@ def table(found: list[Freshness], now: datetime) -> Table:
 def warnings(found: list[Freshness], max_days: int, now: datetime) -> list[str]:
     lines = []
     for f in found:
+        if f.unread:
+            lines.append(f"warning: {f.env}: backups and drills at {f.unread} could not be read")
         if f.drill is None and f.backup:
             lines.append(
-                f"warning: {f.env}: no backup of it has been drilled (restored and checked) on this machine: "
-                f"run inv drill --env {f.env} --into SCRATCH"
+                f"warning: {f.env}: no backup of it has been drilled (restored and checked) here or at a backup "
+                f"target: run inv drill --env {f.env} --into SCRATCH"
             )
         elif f.drill and (now - datetime.fromisoformat(f.drill)).total_seconds() > max_days * 86400:
             lines.append(

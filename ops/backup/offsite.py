@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ops.backup import manifest
+from ops.backup import manifest, records
 from ops.backup.paths import member, unsafe
 from ops.backup.retention import Judged, judge_series, retention
 from ops.backup.store import METADATA_FILE, load_manifest
@@ -133,6 +133,7 @@ def copy_backup(
     # Sealed last: only a remote backup with every file has a manifest.
     data = (backup / METADATA_FILE).read_bytes()
     s3.put_object(target.bucket, prefix + METADATA_FILE, data, {"content-type": "application/json"})
+    records.note(s3, target, prefix, "sealed", True, {"backup": backup.name})
     result.removed, result.kept_because = remote_retention(s3, target, base, str(metadata.get("env")), policy)
     if result.kept_because:
         progress(f"warning: {target.name}: no old remote backup removed: {result.kept_because}")
@@ -197,6 +198,7 @@ def remote_retention(
     doomed, blocked = retention(remote_series(s3, target, base, env), policy)
     for name in doomed:
         s3.delete_objects(target.bucket, [f"{base}{name}/{METADATA_FILE}"])  # unsealed first
+        records.remove(s3, target, f"{base}{name}/")
         keys = sorted(s3objects.list_objects(s3, target.bucket, f"{base}{name}/"))
         for start in range(0, len(keys), 1000):
             s3.delete_objects(target.bucket, keys[start : start + 1000])

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ops.backup import buckets as storage
-from ops.backup import manifest
+from ops.backup import manifest, records
 from ops.backup.buckets import BackupReport, BackupResult, Folders, _objects, _save_object, sealing_fields
 from ops.backup.offsite import md5_of, remote_base, remote_retention, remote_series, sealed_remote
 from ops.backup.paths import unsafe
@@ -88,9 +88,26 @@ def backup_to(
 ) -> BackupResult:
     """One environment's backup written to `target` under `<prefix>/[full/]<env>-<ref>/<time>/`, sealed last;
     then the remote series' retention."""
+    from ops.backup import lock
+
+    remote = s3objects.client(target.store, max_pool=config.storage.jobs * 2)
+    with lock.held(remote, target, env):
+        return locked_backup_to(config, env, target, remote, buckets, policy, full=full, extras=extras)
+
+
+def locked_backup_to(
+    config: Config,
+    env: Environment,
+    target: BackupTarget,
+    remote: S3,
+    buckets: list[str],
+    policy: RetentionPolicy,
+    *,
+    full: bool,
+    extras: Extras | None,
+) -> BackupResult:
     started = time.monotonic()
     source = s3objects.client(env, max_pool=config.storage.jobs * 2)
-    remote = s3objects.client(target.store, max_pool=config.storage.jobs * 2)
     folder = f"{env.name}-{env.ref}"
     if not full and set(buckets) != set(config.storage.buckets):
         folder += "+" + "+".join(sorted(buckets))
@@ -132,6 +149,7 @@ def backup_to(
         # Sealed last: only a remote backup with every file has a manifest.
         data = (writing.staging / METADATA_FILE).read_bytes()
         remote.put_object(target.bucket, writing.prefix + METADATA_FILE, data, {"content-type": "application/json"})
+        records.note(remote, target, writing.prefix, "sealed", True, {"backup": name})
     finally:
         writing.close()
     if not result.kept_because:
@@ -160,6 +178,7 @@ def remove_unsealed(s3: S3, target: BackupTarget, base: str, names: set[str], cu
         else:
             continue  # sealed after all: a listing that lags behind does not show its manifest yet
         progress(f"{target.name}: removing an unsealed backup (an interrupted run): {base}{name}/")
+        records.remove(s3, target, f"{base}{name}/")
         keys = sorted(s3objects.list_objects(s3, target.bucket, f"{base}{name}/"))
         for start in range(0, len(keys), 1000):
             s3.delete_objects(target.bucket, keys[start : start + 1000])

@@ -24,7 +24,7 @@ class BackupsReport(Result):
     backups: list[dict] = field(default_factory=list)
 
     def rows(self) -> Table:
-        headers = ["series", "backup", "objects", "MiB", "rows", "state", "kept by"]
+        headers = ["series", "backup", "objects", "MiB", "rows", "state", "verified", "kept by"]
         return Table(
             headers,
             [
@@ -35,6 +35,7 @@ class BackupsReport(Result):
                     f"{b['bytes'] / 2**20:,.1f}",
                     "" if b["rows"] is None else b["rows"],
                     b["state"],
+                    checked(b.get("verified")),
                     ", ".join(b["kept_by"]) or ("would be pruned" if b["prunable"] else "-"),
                 ]
                 for b in self.backups
@@ -57,7 +58,7 @@ def list_backups(
     environment = config.env(env or config.workflows.prod)
     folder = f"{environment.name}-{environment.ref}"
     if target:
-        from ops.backup import offsite
+        from ops.backup import offsite, records
         from ops.s3 import objects as s3objects
 
         where = config.target(target)
@@ -65,9 +66,13 @@ def list_backups(
         report = BackupsReport(environment.name, f"{where.name} ({where.bucket})", vars(policy))
         for full in (False, True):
             base = offsite.remote_base(where, folder, full)
+            start = len(report.backups)
             add_series(
                 report, "full" if full else "storage", offsite.remote_series(s3, where, base, environment.name), policy
             )
+            found = records.listed(s3, where, base)
+            for backup in report.backups[start:]:
+                backup["verified"] = records.newest_check(s3, where, found, backup["name"])
         return report
     report = BackupsReport(environment.name, "this machine", vars(policy))
     for series, path in (("storage", env_folder(config, environment)), ("full", config.backup.dir / folder)):
@@ -98,6 +103,7 @@ def add_series(report: BackupsReport, series: str, judged: list[Judged], policy:
                 "state": "sealed, full" if each.full else f"sealed, not full: {each.not_full_because}",
                 "kept_by": reasons[each.name],
                 "prunable": prunes and not reasons[each.name],
+                "verified": None,  # the newest verify or drill recorded at a backup target
             }
         )
 
@@ -112,4 +118,12 @@ def unsealed(series: str, partial: Path) -> dict:
         "state": "unsealed (being made, or interrupted: the next backup removes it)",
         "kept_by": [],
         "prunable": False,
+        "verified": None,
     }
+
+
+def checked(verified: dict | None) -> str:
+    """`ok by drill into scratch, 2026-12-07T21:04:11+00:00`, or `-` for a backup nobody checked."""
+    if not verified:
+        return "-"
+    return f"{'ok' if verified['ok'] else 'FAILED'} by {verified['by']}, {verified['time']}"

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
-from ops.backup import manifest, offsite
+from ops.backup import manifest, offsite, records
 from ops.backup.paths import member
 from ops.backup.store import METADATA_FILE, resolve_backup
 from ops.config import BackupTarget, Config, Environment
@@ -147,4 +147,6 @@ def verify_remote(config: Config, target: BackupTarget, env: Environment, when: 
         if digest.hexdigest() != sha256:
             result.corrupt.append(relative)
     result.extra = sorted(key[len(prefix) :] for key in present if key not in expected)
+    verdict = f"OK: {result.checked:,} files, all match" if result.ok else result.verdict()
+    records.note(s3, target, prefix, "verify", result.ok, {"verdict": verdict, "checked": result.checked})
     return result
