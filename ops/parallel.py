@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ops import s3objects
-from ops.errors import UserError
+from ops.errors import UserError, first_line
 from ops.report import Meter
 from ops.s3base import ObjectInfo, ObjectList
 
@@ -73,7 +73,7 @@ def run_parallel(
         if error is None:
             meter.add(1, info.size)
         else:
-            failures.append(Failure(bucket, info.key, s3objects.describe(error)))
+            failures.append(Failure(bucket, info.key, first_line(error, typed=True)))
 
     with Meter(label, count, "objects", total or None) as meter:
         run_tasks(((bucket, info) for bucket, objects in groups for info in objects), work, workers, outcome)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, cast
 
 from ops import s3objects
+from ops.errors import first_line
 from ops.parallel import REFETCHES, Failure, run_parallel, run_tasks, until_intact
 from ops.report import Meter, progress
 from ops.s3base import ObjectInfo, ObjectList
@@ -165,7 +166,7 @@ def copy_while_listing(
         except Exception as error:  # noqa: BLE001 (the copies found so far go on; the bucket ends failed)
             plans[bucket].status = "listing failed"
             outcomes[bucket].failures.append(
-                Failure(bucket, LISTING, f"listing failed: {s3objects.describe(error)}; the rest was not compared")
+                Failure(bucket, LISTING, f"listing failed: {first_line(error, typed=True)}; the rest was not compared")
             )
         finally:
             listing.close()
@@ -195,7 +196,7 @@ def copy_while_listing(
                 done.bytes += info.size
                 meter.add(1, info.size)
             else:
-                done.failures.append(Failure(bucket, info.key, s3objects.describe(error)))
+                done.failures.append(Failure(bucket, info.key, first_line(error, typed=True)))
             done.ended += 1
             ended.notify_all()
 

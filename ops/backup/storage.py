@@ -32,7 +32,7 @@ from ops.backup.store import (
     series_lock,
 )
 from ops.config import Config, Environment, RetentionPolicy
-from ops.errors import OperationFailed
+from ops.errors import OperationFailed, first_line
 from ops.parallel import Failure, failure_report, run_tasks, until_intact
 from ops.report import Meter, Result, Table, progress
 from ops.s3base import ObjectInfo
@@ -211,7 +211,7 @@ def _backup_locked(
             if error is None:
                 meter.add(1, task[0].size)
             else:
-                failures.append(Failure(bucket, task[0].key, s3objects.describe(error)))
+                failures.append(Failure(bucket, task[0].key, first_line(error, typed=True)))
 
         with meter:
             run_tasks(to_fetch(), save, config.storage.jobs, outcome)
