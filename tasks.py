@@ -81,7 +81,7 @@ def envs(c: Context, json: bool = False) -> Renderable:
     """List the environments, their projects and which secrets are set (never their values)."""
     from ops import environments
 
-    return environments.describe(load_config())
+    return environments.environments_report(load_config())
 
 
 @ops_task(

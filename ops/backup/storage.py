@@ -40,7 +40,7 @@ from ops.s3client import S3
 from ops.stamps import unused_name
 from ops.storage import select_buckets
 
-Task = tuple[ObjectInfo, str]  # an object and its path in the backup
+ObjectAndPath = tuple[ObjectInfo, str]  # an object and its path in the backup
 
 HEADER_NAMES = {
     "ContentType": "content_type",
@@ -175,7 +175,9 @@ def _backup_locked(
         for bucket in present:
             written.bucket(bucket)
 
-        def save(bucket: str, task: Task, link_from: str | None = None, found: tuple[dict, str] | None = None) -> None:
+        def save(
+            bucket: str, task: ObjectAndPath, link_from: str | None = None, found: tuple[dict, str] | None = None
+        ) -> None:
             info, relative = task
             entry, linked = _save_object(s3, bucket, info, folders, relative, link_from, found[0] if found else None)
             if linked and found and found[1] and found[0].get("path") == relative:
@@ -190,7 +192,7 @@ def _backup_locked(
         problems: list[Exception] = []
         meter = Meter(f"backed up ({env.name})", 0, "objects", 0)
 
-        def to_fetch() -> Iterator[tuple[str, Task]]:
+        def to_fetch() -> Iterator[tuple[str, ObjectAndPath]]:
             """Each object to download, as listed; unchanged ones are hard-linked to the previous
             backup on the way (no network, nothing for a worker to wait for)."""
             try:
@@ -207,7 +209,7 @@ def _backup_locked(
 
         failures: list[Failure] = []
 
-        def outcome(bucket: str, task: Task, error: BaseException | None) -> None:
+        def outcome(bucket: str, task: ObjectAndPath, error: BaseException | None) -> None:
             if error is None:
                 meter.add(1, task[0].size)
             else:
