@@ -5,6 +5,10 @@ Invoke derives short flags from each task's parameter names, so `-e` meant --env
 --delete in another. Here short flags come from one table, and a flag that deletes, overwrites or
 skips a confirmation has none. Invoke shows list flags as if they were booleans (`-o, --only`);
 help here says what each takes (`--only=NAME[,NAME...]`).
+
+The tables are read by the task class (ops.tasking.OpsTask); the help and the parse errors are
+OpsProgram's, a `Program` given the task collection. `inv`, Invoke's own program, gets them
+through serve_inv, which tasks.py calls; importing this module changes nothing in Invoke.
 """
 
 from __future__ import annotations

@@ -169,3 +169,12 @@ def test_under_inv_flags_are_answered_as_by_supabase_ops(inv):
     assert code == 2 and "no such flag --form; did you mean --from?" in err and "Nothing was run" in err
     code, shown, _ = inv("--help", "sync-storage")
     assert code == 0 and "--jobs=INT" in shown and "-b, --buckets=BUCKET[,BUCKET...]" in shown
+
+
+def test_tasks_py_defines_tasks_and_the_console_script_only():
+    import inspect
+
+    functions = [name for name, f in inspect.getmembers(tasks, inspect.isfunction) if f.__module__ == "tasks"]
+    defined = {name for name, value in vars(tasks).items() if getattr(value, "__module__", None) == "tasks"}
+    assert functions == ["main"], f"helpers belong in ops (ops/tasking.py): {functions}"
+    assert {t.body.__name__ for t in tasks.ns.tasks.values()} | {"main"} == defined
