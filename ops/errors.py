@@ -36,9 +36,9 @@ MAX_LINE = 300  # characters of an error's line: a server may put a whole respon
 
 def first_line(error: BaseException, *, typed: bool = False) -> str:
     """An exception in one line, for one-line reports: its first line, or its type name when it has
-    no text. `typed`, for a line that stands alone (a crash, one failed object in a list): an
-    exception that is not ours gets its type name first (`KeyError: 'nme'`), one of ours its
-    `brief` when it has one (an S3 error: the server's answer, `400 InvalidKey: ...`)."""
+    no text. `typed`, for a line that stands alone (a crash, one failed object in a list): the type
+    name first (`KeyError: 'nme'`, `ContentMismatch: ...`), or the error's `brief` when it has one
+    (an S3 error: the server's answer, `400 InvalidKey: ...`)."""
     if typed and isinstance(error, OpsError) and error.brief:
         return error.brief
     lines = str(error).strip().splitlines()
@@ -47,7 +47,7 @@ def first_line(error: BaseException, *, typed: bool = False) -> str:
         line = line[:MAX_LINE] + "..."
     if not line:
         return type(error).__name__
-    return f"{type(error).__name__}: {line}" if typed and not isinstance(error, OpsError) else line
+    return f"{type(error).__name__}: {line}" if typed else line
 
 
 def last_line(text: str, default: str) -> str:

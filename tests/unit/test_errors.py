@@ -14,7 +14,11 @@ from ops.s3base import S3Error
         (KeyError("nme"), "'nme'", "KeyError: 'nme'"),
         (ValueError(""), "ValueError", "ValueError"),
         (OSError("refused\nsecond line"), "refused", "OSError: refused"),
-        (UserError("--jobs takes a whole number"), "--jobs takes a whole number", "--jobs takes a whole number"),
+        (
+            UserError("--jobs takes a whole number"),
+            "--jobs takes a whole number",
+            "UserError: --jobs takes a whole number",
+        ),
         (
             S3Error(400, "InvalidKey", "Invalid key: a#b", "PutObject", "prod storage"),
             "prod storage: PutObject answered 400 InvalidKey: Invalid key: a#b",
