@@ -1,4 +1,9 @@
-"""Operations for one app on several Supabase projects: `inv --list` shows them all."""
+"""Operations for one app on several Supabase projects: `inv --list` shows them all.
+
+Each task turns its flags into arguments (ops.tasking's helpers), calls one function in ops and
+returns its result; the task class (ops.tasking.OpsTask) prints it, journals the run and turns a
+failure into one line and its exit code.
+"""
 
 from __future__ import annotations
 
@@ -6,149 +11,18 @@ from ops import startup
 
 startup.loading()  # before Invoke and the tasks load: a Ctrl-C then ends quietly, no traceback
 
-import functools
-import inspect
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from invoke import Collection, Context, Exit, Task, task
+from invoke import Collection, Context
 
-from ops.cli import COMMAND_LINE, OpsTask, install, program
+from ops import cli
+from ops.tasking import LIST_HELP, RETENTION_HELP, comma_list, load_config, number_flag, ops_task, retention_flags
 
 if TYPE_CHECKING:
-    from ops.config import Config
     from ops.invocation import CommandLine
     from ops.report import Renderable
 
-LIST_HELP = "repeat the flag or separate with commas"
-install()  # one meaning per flag, value kinds in help, mistyped flags answered (see ops/cli.py)
-
-
-def ops_task(*args: Any, journal: bool = False, **kwargs: Any) -> Callable[[Callable[..., None]], Task]:
-    """An invoke task whose every failure becomes one line and the matching exit code, never a traceback.
-
-    With `journal`, the task writes: its run is appended to the ops journal, however it ends
-    (an unexpected exception as `crashed: <type>: <message>`, never as done).
-    """
-
-    def wrap(function: Callable[..., None]) -> Task:
-        @functools.wraps(function)
-        def run(*a: Any, **kw: Any) -> None:
-            import os
-            import sys
-
-            from ops import invocation, report
-            from ops import journal as ops_journal
-            from ops.cli import json_error
-            from ops.errors import OpsError, first_line
-
-            report.PLAIN_PROGRESS = bool(kw.get("json"))  # --json: stderr keeps plain lines, never a bar
-            defaults = {name: p.default for name, p in inspect.signature(function).parameters.items()}
-            typed = {k: v for k, v in kw.items() if v != defaults.get(k)}  # as typed: no defaults
-            entry = ops_journal.begin(function.__name__.replace("_", "-"), kw) if journal else None
-            if COMMAND_LINE in defaults:  # the task's own command line, for its re-run hints
-                kw[COMMAND_LINE] = invocation.CommandLine(function.__name__.replace("_", "-"), typed)
-            code, failure = 1, "crashed"
-            as_json = bool(kw.get("json"))
-
-            def refuse(message: str, exit_code: int, *, reported: bool = False) -> Exit:
-                """The one line on stderr; with --json, the same as JSON on stdout unless a summary said it."""
-                if as_json and not reported:
-                    json_error(message, exit_code)
-                return Exit(message, code=exit_code)
-
-            try:
-                function(*a, **kw)
-                code, failure = 0, ""
-            except OpsError as error:
-                code, failure = error.exit_code, str(error)
-                raise refuse(f"error: {error}", error.exit_code, reported=error.in_summary) from None
-            except KeyboardInterrupt:
-                code, failure = 130, "interrupted (Ctrl-C)"
-                raise refuse("interrupted", 130) from None
-            except Exit as error:
-                code, failure = error.code, str(error.message or "")
-                if error.message and error.code:
-                    raise refuse(str(error.message), error.code) from None
-                raise
-            except BrokenPipeError:
-                # The reader left (`inv journal | head`): stop quietly, as git does, and let nothing
-                # write to the closed pipe again on the way out (the journal entry is still written).
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-                code, failure = 141, "output pipe closed by the reader"
-                raise Exit(code=141) from None
-            except Exception as error:
-                code, failure = 1, f"crashed: {type(error).__name__}: {first_line(error)}"
-                if os.environ.get("OPS_DEBUG"):
-                    raise
-                raise refuse(
-                    f"error: {failure}\nThis is a bug in the toolkit: please report it with the output of "
-                    "the same command run with OPS_DEBUG=1 (which shows where it happened).",
-                    1,
-                ) from None
-            finally:
-                if entry is not None:
-                    ops_journal.finish(entry, code, failure)
-
-        return task(*args, klass=OpsTask, auto_shortflags=False, **kwargs)(run)
-
-    return wrap
-
-
-def comma_list(values: list[str] | None) -> list[str]:
-    from ops.config import split_list
-
-    return [name for value in values or [] for name in split_list(value)]
-
-
-def number_flag(value: str | int | None, flag: str) -> int | None:
-    """A whole-number flag; a clear exit 2 instead of a traceback for anything else."""
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise Exit(f"error: {flag} takes a whole number, not {value!r}", code=2) from None
-
-
-RETENTION_HELP = {
-    "keep": "the same as --keep-last",
-    "keep_last": "keep the newest N full backups (default: [backup] keep_last, else [storage] keep, 5)",
-    "keep_daily": "and the newest of each of the last N days that have one (UTC; default: [backup] keep_daily)",
-    "keep_weekly": "and the newest of each of the last N ISO weeks that have one (default: [backup] keep_weekly)",
-    "keep_monthly": "and the newest of each of the last N months that have one (default: [backup] keep_monthly)",
-}
-
-
-def retention_flags(
-    keep: str | None, keep_last: str | None, keep_daily: str | None, keep_weekly: str | None, keep_monthly: str | None
-) -> dict[str, int | None]:
-    """The retention flags given, as whole numbers (`--keep` is `--keep-last`)."""
-    last, alias = number_flag(keep_last, "--keep-last"), number_flag(keep, "--keep")
-    if last is not None and alias is not None and last != alias:
-        raise Exit("error: --keep is --keep-last: give one of them", code=2)
-    return {
-        "last": alias if last is None else last,
-        "daily": number_flag(keep_daily, "--keep-daily"),
-        "weekly": number_flag(keep_weekly, "--keep-weekly"),
-        "monthly": number_flag(keep_monthly, "--keep-monthly"),
-    }
-
-
-def load_config(*, check_refs: bool = True) -> Config:
-    from ops import config
-
-    loaded = config.load(check_refs=check_refs)
-    config.announce(loaded.path)
-    return loaded
-
-
-def emit(result: Renderable, as_json: bool) -> None:
-    from ops import journal
-    from ops.report import emit as render
-
-    journal.note(result)
-    render(result, as_json)
+cli.serve_inv()  # under `inv`: the same help and flag errors as supabase-ops (see ops/cli.py)
 
 
 @ops_task(
@@ -158,11 +32,11 @@ def emit(result: Renderable, as_json: bool) -> None:
         "verbose": "also show how long each check took",
     }
 )
-def doctor(c: Context, env: str | None = None, verbose: bool = False, json: bool = False) -> None:
+def doctor(c: Context, env: str | None = None, verbose: bool = False, json: bool = False) -> Renderable:
     """Run first on a new machine: config, database (TLS, role, pooler), pg_dump, storage, API token, CLI."""
-    from ops.views import doctor as checks
+    from ops.views import doctor
 
-    emit(checks.doctor(load_config(check_refs=False), env, verbose), json)
+    return doctor.doctor(load_config(check_refs=False), env, verbose)
 
 
 @ops_task(
@@ -181,36 +55,33 @@ def journal(
     since: str | None = None,
     last: str | None = None,
     json: bool = False,
-) -> None:
+) -> Renderable:
     """Who changed which environment, when, with what result (the ops journal, newest first)."""
-    from ops import journal as ops_journal
+    from ops import journal
 
-    emit(
-        ops_journal.read(
-            load_config(check_refs=False).journal_path,
-            env=env,
-            task=task,
-            since=since,
-            last=number_flag(last, "--last"),
-        ),
-        json,
+    return journal.read(
+        load_config(check_refs=False).journal_path,
+        env=env,
+        task=task,
+        since=since,
+        last=number_flag(last, "--last"),
     )
 
 
 @ops_task(help={"env": "environment (default: preprod)", "json": "print the checks as JSON"})
-def smoke(c: Context, env: str | None = None, json: bool = False) -> None:
+def smoke(c: Context, env: str | None = None, json: bool = False) -> Renderable:
     """Is the environment serving? Its frontend and every edge function over HTTP, with latency."""
-    from ops.views import smoke as checks
+    from ops.views import smoke
 
-    emit(checks.smoke(load_config(), env), json)
+    return smoke.smoke(load_config(), env)
 
 
 @ops_task(help={"json": "print the environments as JSON"})
-def envs(c: Context, json: bool = False) -> None:
+def envs(c: Context, json: bool = False) -> Renderable:
     """List the environments, their projects and which secrets are set (never their values)."""
     from ops.views import envs as environments
 
-    emit(environments.describe(load_config()), json)
+    return environments.environments_report(load_config())
 
 
 @ops_task(
@@ -241,26 +112,22 @@ def sync_data(
     diff: bool = False,
     json: bool = False,
     yes: bool = False,
-) -> None:
+) -> Renderable:
     """Sync config tables between environments with idempotent upserts (never user data)."""
-    from ops.sync import data as sync
+    from ops.sync import data as sync_data
 
     if diff:
         from ops.sync import diff as sync_diff
 
-        emit(
-            sync_diff.diff_task(
-                load_config(),
-                source=from_,
-                target=to,
-                tables=comma_list(tables) or None,
-                prune=prune,
-                others=dry_run or export_only or bool(from_export),
-            ),
-            json,
+        return sync_diff.diff_task(
+            load_config(),
+            source=from_,
+            target=to,
+            tables=comma_list(tables) or None,
+            prune=prune,
+            others=dry_run or export_only or bool(from_export),
         )
-        return
-    result = sync.sync_data(
+    return sync_data.sync_data(
         load_config(),
         source=from_,
         target=to,
@@ -271,7 +138,6 @@ def sync_data(
         from_export=from_export,
         yes=yes,
     )
-    emit(result, json)
 
 
 @ops_task(
@@ -305,11 +171,11 @@ def sync_storage(
     yes: bool = False,
     max_delete: str | None = None,
     command_line: CommandLine | None = None,
-) -> None:
+) -> Renderable:
     """Copy new and changed storage objects between environments (incremental, parallel)."""
     from ops.storage import sync as storage
 
-    result = storage.sync_storage(
+    return storage.sync_storage(
         load_config(),
         source=from_,
         target=to,
@@ -322,7 +188,6 @@ def sync_storage(
         max_delete=number_flag(max_delete, "--max-delete"),
         command=command_line,
     )
-    emit(result, json)
 
 
 @ops_task(
@@ -350,20 +215,17 @@ def backup_storage(
     copy_to: str | None = None,
     to: str | None = None,
     json: bool = False,
-) -> None:
+) -> Renderable:
     """Back up storage buckets to backups/storage/<env>-<ref>/<time>/ (incremental, keeps 5)."""
     from ops.backup import remote
 
-    emit(
-        remote.backup_storage(
-            load_config(),
-            env=env,
-            buckets=comma_list(buckets) or None,
-            keep=retention_flags(keep, keep_last, keep_daily, keep_weekly, keep_monthly),
-            copy_to=copy_to,
-            to=to,
-        ),
-        json,
+    return remote.backup_storage(
+        load_config(),
+        env=env,
+        buckets=comma_list(buckets) or None,
+        keep=retention_flags(keep, keep_last, keep_daily, keep_weekly, keep_monthly),
+        copy_to=copy_to,
+        to=to,
     )
 
 
@@ -385,18 +247,15 @@ def backups(
     keep_weekly: str | None = None,
     keep_monthly: str | None = None,
     json: bool = False,
-) -> None:
+) -> Renderable:
     """List an environment's backups (here or on a backup target) and the retention rule that keeps each."""
     from ops.backup import series
 
-    emit(
-        series.list_backups(
-            load_config(),
-            env=env,
-            target=target,
-            keep=retention_flags(keep, keep_last, keep_daily, keep_weekly, keep_monthly),
-        ),
-        json,
+    return series.list_backups(
+        load_config(),
+        env=env,
+        target=target,
+        keep=retention_flags(keep, keep_last, keep_daily, keep_weekly, keep_monthly),
     )
 
 
@@ -407,11 +266,11 @@ def backups(
         "json": "print the result as JSON",
     }
 )
-def verify_backup(c: Context, backup: str = "latest", env: str | None = None, json: bool = False) -> None:
+def verify_backup(c: Context, backup: str = "latest", env: str | None = None, json: bool = False) -> Renderable:
     """Re-hash every file of a backup against its manifest: missing, corrupt and extra files."""
     from ops.backup import verify
 
-    emit(verify.verify_backup(load_config(), backup=backup, env=env), json)
+    return verify.verify_backup(load_config(), backup=backup, env=env)
 
 
 @ops_task(
@@ -437,22 +296,19 @@ def restore_storage(
     json: bool = False,
     yes: bool = False,
     command_line: CommandLine | None = None,
-) -> None:
+) -> Renderable:
     """Upload a storage backup back into an environment (only what differs)."""
     from ops.backup import restore
 
-    emit(
-        restore.restore_storage(
-            load_config(),
-            target=to,
-            backup=backup,
-            env=env,
-            buckets=comma_list(buckets) or None,
-            dry_run=dry_run,
-            yes=yes,
-            command=command_line,
-        ),
-        json,
+    return restore.restore_storage(
+        load_config(),
+        target=to,
+        backup=backup,
+        env=env,
+        buckets=comma_list(buckets) or None,
+        dry_run=dry_run,
+        yes=yes,
+        command=command_line,
     )
 
 
@@ -475,12 +331,12 @@ def push_migrations(
     skip_preprod_check: bool = False,
     json: bool = False,
     yes: bool = False,
-) -> None:
+) -> Renderable:
     """Apply pending migrations with the Supabase CLI (preprod first; 'all' stops at the first failure)."""
     from ops.platform import migrations
     from ops.report import progress
 
-    result = migrations.push_migrations(
+    return migrations.push_migrations(
         load_config(),
         env=env,
         dry_run=dry_run,
@@ -489,7 +345,6 @@ def push_migrations(
         skip_preprod_check=skip_preprod_check,
         show=progress if json else print,
     )
-    emit(result, json)
 
 
 @ops_task(
@@ -502,11 +357,11 @@ def push_migrations(
 )
 def migration_status(
     c: Context, env: list[str] | None = None, envs: list[str] | None = None, json: bool = False
-) -> None:
+) -> Renderable:
     """Show every local migration as applied/pending per environment, plus remote-only versions."""
     from ops.platform import migrations
 
-    emit(migrations.migration_status(load_config(), comma_list((env or []) + (envs or [])) or None), json)
+    return migrations.migration_status(load_config(), comma_list((env or []) + (envs or [])) or None)
 
 
 @ops_task(
@@ -534,11 +389,11 @@ def deploy_functions(
     yes: bool = False,
     at: str | None = None,
     command_line: CommandLine | None = None,
-) -> None:
+) -> Renderable:
     """Deploy edge functions with --no-verify-jwt; failed ones are named with a re-run command."""
     from ops.platform import functions
 
-    result = functions.deploy_functions(
+    return functions.deploy_functions(
         load_config(),
         env=env,
         only=comma_list(only) or None,
@@ -549,7 +404,6 @@ def deploy_functions(
         at=at,
         command=command_line,
     )
-    emit(result, json)
 
 
 @ops_task(
@@ -558,11 +412,11 @@ def deploy_functions(
         "json": "print names and digests as JSON",
     }
 )
-def secrets(c: Context, env: str | None = None, json: bool = False) -> None:
+def secrets(c: Context, env: str | None = None, json: bool = False) -> Renderable:
     """List secret names and digests per environment (never values); 'all' shows what each env lacks."""
-    from ops.platform import secrets as ops_secrets
+    from ops.platform import secrets
 
-    emit(ops_secrets.secrets_report(load_config(), env), json)
+    return secrets.secrets_report(load_config(), env)
 
 
 WORKFLOW_HELP = {
@@ -595,23 +449,20 @@ def release(
     json: bool = False,
     smoke: bool = True,
     command_line: CommandLine | None = None,
-) -> None:
+) -> Renderable:
     """After merging a PR: push migrations, deploy the named or changed functions, smoke-check."""
     from ops import workflows
 
-    emit(
-        workflows.release(
-            load_config(),
-            env=env,
-            only=comma_list(only) or None,
-            changed_since=changed_since,
-            dry_run=dry_run,
-            yes=yes,
-            resume_at=resume_at,
-            smoke=smoke,
-            command=command_line,
-        ),
-        json,
+    return workflows.release(
+        load_config(),
+        env=env,
+        only=comma_list(only) or None,
+        changed_since=changed_since,
+        dry_run=dry_run,
+        yes=yes,
+        resume_at=resume_at,
+        smoke=smoke,
+        command=command_line,
     )
 
 
@@ -632,21 +483,18 @@ def reset_env(
     resume_at: str | None = None,
     json: bool = False,
     command_line: CommandLine | None = None,
-) -> None:
+) -> Renderable:
     """Bring an environment in line with another: migrations, config data, storage, functions."""
     from ops import workflows
 
-    emit(
-        workflows.reset_env(
-            load_config(),
-            source=from_,
-            target=to,
-            dry_run=dry_run,
-            yes=yes,
-            resume_at=resume_at,
-            command=command_line,
-        ),
-        json,
+    return workflows.reset_env(
+        load_config(),
+        source=from_,
+        target=to,
+        dry_run=dry_run,
+        yes=yes,
+        resume_at=resume_at,
+        command=command_line,
     )
 
 
@@ -667,21 +515,18 @@ def refresh_sandbox(
     resume_at: str | None = None,
     json: bool = False,
     command_line: CommandLine | None = None,
-) -> None:
+) -> Renderable:
     """Bring the Lovable sandbox up to date: code, migrations, config data, logos and email assets."""
     from ops import workflows
 
-    emit(
-        workflows.refresh_sandbox(
-            load_config(),
-            source=from_,
-            sandbox=sandbox,
-            dry_run=dry_run,
-            yes=yes,
-            resume_at=resume_at,
-            command=command_line,
-        ),
-        json,
+    return workflows.refresh_sandbox(
+        load_config(),
+        source=from_,
+        sandbox=sandbox,
+        dry_run=dry_run,
+        yes=yes,
+        resume_at=resume_at,
+        command=command_line,
     )
 
 
@@ -710,23 +555,20 @@ def promote_config(
     resume_at: str | None = None,
     json: bool = False,
     command_line: CommandLine | None = None,
-) -> None:
+) -> Renderable:
     """After prototyping in Lovable: config tables sandbox -> preprod, then (confirmed) preprod -> prod."""
     from ops import workflows
 
-    emit(
-        workflows.promote_config(
-            load_config(),
-            tables=comma_list(tables) or None,
-            sandbox=sandbox,
-            preprod=preprod,
-            prod=prod,
-            dry_run=dry_run,
-            yes=yes,
-            resume_at=resume_at,
-            command=command_line,
-        ),
-        json,
+    return workflows.promote_config(
+        load_config(),
+        tables=comma_list(tables) or None,
+        sandbox=sandbox,
+        preprod=preprod,
+        prod=prod,
+        dry_run=dry_run,
+        yes=yes,
+        resume_at=resume_at,
+        command=command_line,
     )
 
 
@@ -757,21 +599,18 @@ def backup(
     json: bool = False,
     yes: bool = False,
     command_line: CommandLine | None = None,
-) -> None:
+) -> Renderable:
     """The backup routine in one snapshot: storage, config export, pg_dump, secret names, functions commit."""
     from ops import workflows
 
-    emit(
-        workflows.full_backup(
-            load_config(),
-            env=env,
-            keep=retention_flags(keep, keep_last, keep_daily, keep_weekly, keep_monthly),
-            resume_at=resume_at,
-            copy_to=copy_to,
-            to=to,
-            command=command_line,
-        ),
-        json,
+    return workflows.full_backup(
+        load_config(),
+        env=env,
+        keep=retention_flags(keep, keep_last, keep_daily, keep_weekly, keep_monthly),
+        resume_at=resume_at,
+        copy_to=copy_to,
+        to=to,
+        command=command_line,
     )
 
 
@@ -804,24 +643,21 @@ def recover_rows(
     from_export: str | None = None,
     json: bool = False,
     yes: bool = False,
-) -> None:
+) -> Renderable:
     """Recover rows (user tables too) from a PITR-restored project into the live one, with an undo."""
     from ops.sync import recover
 
-    emit(
-        recover.recover_rows(
-            load_config(),
-            source=from_,
-            target=to,
-            tables=comma_list(table),
-            where=where,
-            keys=comma_list(keys) or None,
-            prune=prune,
-            dry_run=dry_run,
-            yes=yes,
-            from_export=from_export,
-        ),
-        json,
+    return recover.recover_rows(
+        load_config(),
+        source=from_,
+        target=to,
+        tables=comma_list(table),
+        where=where,
+        keys=comma_list(keys) or None,
+        prune=prune,
+        dry_run=dry_run,
+        yes=yes,
+        from_export=from_export,
     )
 
 
@@ -844,11 +680,11 @@ def restore_db(
     force: bool = False,
     json: bool = False,
     yes: bool = False,
-) -> None:
+) -> Renderable:
     """Restore a snapshot's database (roles, schema, every row incl. auth users) into an empty project."""
     from ops.backup import restore_db as restoring
 
-    emit(restoring.restore_db(load_config(), backup=backup, target=to, env=env, force=force, yes=yes), json)
+    return restoring.restore_db(load_config(), backup=backup, target=to, env=env, force=force, yes=yes)
 
 
 @ops_task(
@@ -868,30 +704,30 @@ def drill(
     into: str | None = None,
     json: bool = False,
     yes: bool = False,
-) -> None:
+) -> Renderable:
     """Restore a backup into a scratch environment and check it: rows, sequences, every object re-hashed."""
-    from ops.backup import drill as ops_drill
+    from ops.backup import drill
 
-    emit(ops_drill.drill(load_config(), env=env, backup=backup, into=into, yes=yes), json)
+    return drill.drill(load_config(), env=env, backup=backup, into=into, yes=yes)
 
 
 @ops_task(
     journal=True,
     help={"diff_only": "only show which files Lovable changed; merge nothing", "json": "print the result as JSON"},
 )
-def sync_lovable(c: Context, diff_only: bool = False, json: bool = False) -> None:
+def sync_lovable(c: Context, diff_only: bool = False, json: bool = False) -> Renderable:
     """Fetch the Lovable sandbox's branch; show what changed, or merge it into the current branch."""
     from ops.platform import lovable
 
-    emit(lovable.sync_lovable(load_config(), diff_only=diff_only), json)
+    return lovable.sync_lovable(load_config(), diff_only=diff_only)
 
 
 @ops_task(journal=True, help={"dry_run": "show what would be merged; push nothing", "json": "print the result as JSON"})
-def update_lovable(c: Context, dry_run: bool = False, json: bool = False) -> None:
+def update_lovable(c: Context, dry_run: bool = False, json: bool = False) -> Renderable:
     """Merge our main into the Lovable branch and push it (never a force-push)."""
     from ops.platform import lovable
 
-    emit(lovable.update_lovable(load_config(), dry_run=dry_run), json)
+    return lovable.update_lovable(load_config(), dry_run=dry_run)
 
 
 @ops_task(
@@ -902,11 +738,11 @@ def update_lovable(c: Context, dry_run: bool = False, json: bool = False) -> Non
         "json": "print everything as JSON",
     },
 )
-def status(c: Context, env: list[str] | None = None, envs: list[str] | None = None, json: bool = False) -> None:
+def status(c: Context, env: list[str] | None = None, envs: list[str] | None = None, json: bool = False) -> Renderable:
     """Do my environments match? Migrations, config tables, buckets, functions and secrets side by side."""
-    from ops.views import status as ops_status
+    from ops.views import status
 
-    emit(ops_status.status(load_config(), comma_list((env or []) + (envs or [])) or None), json)
+    return status.status(load_config(), comma_list((env or []) + (envs or [])) or None)
 
 
 @ops_task(
@@ -927,15 +763,12 @@ def settings(
     check: bool = False,
     all_: bool = False,
     json: bool = False,
-) -> None:
+) -> Renderable:
     """Project settings side by side (auth, API, storage, database, pooler, network, SSL, ...): what drifts?"""
-    from ops.settings import drift as ops_settings
+    from ops.settings import drift as settings
 
-    emit(
-        ops_settings.settings(
-            load_config(), comma_list(env) or None, only=comma_list(only) or None, show_all=all_, check=check
-        ),
-        json,
+    return settings.settings(
+        load_config(), comma_list(env) or None, only=comma_list(only) or None, show_all=all_, check=check
     )
 
 
@@ -963,22 +796,19 @@ def promote_settings(
     yes: bool = False,
     allow_weaker: list[str] | None = None,
     json: bool = False,
-) -> None:
+) -> Renderable:
     """Copy project settings to another environment: only what differs, never weaker unless named, undoable."""
     from ops.settings import promote as settings_promote
 
-    emit(
-        settings_promote.promote_settings(
-            load_config(),
-            source=from_,
-            from_export=from_export,
-            target=to,
-            only=comma_list(only) or None,
-            dry_run=dry_run,
-            yes=yes,
-            allow_weaker=comma_list(allow_weaker),
-        ),
-        json,
+    return settings_promote.promote_settings(
+        load_config(),
+        source=from_,
+        from_export=from_export,
+        target=to,
+        only=comma_list(only) or None,
+        dry_run=dry_run,
+        yes=yes,
+        allow_weaker=comma_list(allow_weaker),
     )
 
 
@@ -1015,7 +845,7 @@ ns = Collection(
 
 def main() -> None:
     """The `supabase-ops` console script: these tasks from any folder (environments.ini is looked up)."""
-    program(ns).run()
+    cli.run(ns)
 
 
 startup.loaded()

@@ -5,6 +5,10 @@ Invoke derives short flags from each task's parameter names, so `-e` meant --env
 --delete in another. Here short flags come from one table, and a flag that deletes, overwrites or
 skips a confirmation has none. Invoke shows list flags as if they were booleans (`-o, --only`);
 help here says what each takes (`--only=NAME[,NAME...]`).
+
+The tables are read by the task class (ops.tasking.OpsTask); the help and the parse errors are
+OpsProgram's, a `Program` given the task collection. `inv`, Invoke's own program, gets them
+through serve_inv, which tasks.py calls; importing this module changes nothing in Invoke.
 """
 
 from __future__ import annotations
@@ -13,11 +17,11 @@ import os
 import re
 import sys
 from types import TracebackType
-from typing import Any, NoReturn
+from typing import NoReturn
 
-from invoke import Argument, Collection, Exit, Task
+from invoke import Collection, Exit
 from invoke.exceptions import ParseError
-from invoke.parser import ParserContext
+from invoke.parser import Parser, ParserContext
 from invoke.program import Program
 
 # The same letter means the same thing in every task; destructive flags (--delete, --prune,
@@ -70,7 +74,7 @@ VALUE_KINDS = {
     "allow_weaker": "KEY[,KEY...]",
     "copy_to": "TARGET",
 }
-COMMAND_LINE = "command_line"  # a task parameter ops_task (tasks.py) fills with the task's own command line
+COMMAND_LINE = "command_line"  # a task parameter ops.tasking.OpsTask fills with the task's own command line
 ONE_ENV_TASKS = {
     "backups",
     "journal",
@@ -87,39 +91,17 @@ ONE_ENV_TASKS = {
 TARGET_TO_TASKS = {"backup", "backup-storage"}  # their --to names a backup target, not an environment
 
 
-class OpsTask(Task):
-    """A task whose flags follow the tables above."""
+class OpsParserContext(ParserContext):
+    """A task's flags as the parser holds them, whose help says what each flag takes."""
 
-    def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict[str, Any]:
-        opts = super().arg_opts(name, default, taken_names)
-        short = SHORT_FLAGS.get(name)
-        if short and short not in taken_names:
-            opts["names"] = [*opts["names"], short]
-        return opts
-
-    def get_arguments(self, ignore_unknown_help: bool | None = None) -> list[Argument]:
-        # The task's own command line, handed in by tasks.ops_task: not a flag.
-        arguments = [a for a in super().get_arguments(ignore_unknown_help) if a.name != COMMAND_LINE]
-        task = str(self.name).replace("_", "-")
-        for argument in arguments:
-            key = str(argument.attr_name or argument.name)
-            kind = VALUE_KINDS.get(key)
-            if key == "env" and task in ONE_ENV_TASKS:
-                kind = "ENV"
-            elif key == "to" and task in TARGET_TO_TASKS:
-                kind = "TARGET"
-            argument.value_kind = kind  # type: ignore[attr-defined]
-        return arguments
-
-
-def help_for(context: ParserContext, flag: str, plain: Any) -> tuple[str, str]:
-    names, text = plain(context, flag)
-    kind = getattr(context.flags[flag], "value_kind", None)
-    if not kind:
-        return names, text
-    # The kind once, on the long name: `-b, --buckets=BUCKET[,BUCKET...]`.
-    spelled = [name if len(name.strip("-")) == 1 else f"{name}={kind}" for name in context.names_for(flag)]
-    return ", ".join(sorted(spelled, key=len)), text
+    def help_for(self, flag: str) -> tuple[str, str]:
+        names, text = super().help_for(flag)
+        kind = getattr(self.flags[flag], "value_kind", None)  # set by ops.tasking.OpsTask
+        if not kind:
+            return names, text
+        # The kind once, on the long name: `-b, --buckets=BUCKET[,BUCKET...]`.
+        spelled = [name if len(name.strip("-")) == 1 else f"{name}={kind}" for name in self.names_for(flag)]
+        return ", ".join(sorted(spelled, key=len)), text
 
 
 def wants_json() -> bool:
@@ -189,27 +171,44 @@ def refused(error: ParseError, program: Program) -> Exit:
     return Exit(message, code=2)
 
 
-def install() -> None:
-    """Put the help and parse-error behaviour above into Invoke's parser, and end quietly when the
-    output pipe closes (once, when tasks.py loads).
+class OpsProgram(Program):
+    """Invoke's program with this command line's help and parse errors: each task's help shows what
+    its flags take, and a command line that cannot be parsed is refused in one line with the
+    nearest flag or task (exit 2), where Invoke prints its parser's words and exits 1."""
 
-    `inv` is Invoke's own program, which loads tasks.py before it parses the task flags: this is
-    the one place where a mistyped flag can still become exit 2 with a suggestion.
-    """
-    if getattr(ParserContext, "_ops_installed", False):
-        return
-    guard_closed_pipe()
-    plain_help, plain_parse = ParserContext.help_for, Program.parse_tasks
+    def _make_parser(self) -> Parser:
+        # Invoke's own, with OpsParserContext for Collection.to_contexts' ParserContext.
+        contexts = [
+            OpsParserContext(
+                name=name,
+                aliases=aliases,
+                args=self.collection[name].get_arguments(ignore_unknown_help=self.config.tasks.ignore_unknown_help),
+            )
+            for name, aliases in self.collection.task_names.items()
+        ]
+        return Parser(initial=self.initial_context, contexts=contexts)
 
-    def parse_tasks(self: Program) -> None:
+    def parse_tasks(self) -> None:
         try:
-            plain_parse(self)
+            super().parse_tasks()
         except ParseError as error:
             raise refused(error, self) from None
 
-    ParserContext.help_for = lambda self, flag: help_for(self, flag, plain_help)  # type: ignore[method-assign]
-    Program.parse_tasks = parse_tasks  # type: ignore[method-assign]
-    ParserContext._ops_installed = True  # type: ignore[attr-defined]
+
+def serve_inv() -> None:
+    """Under `inv`, the same command line as `supabase-ops`; tasks.py calls this once as it loads.
+
+    `inv` is Invoke's own program (`invoke.main.program`, a plain `Program`), which imports tasks.py
+    before it parses the task flags: the one moment this can still be taught. That one running
+    program becomes an OpsProgram (its class, nothing else: OpsProgram keeps no state of its own),
+    and its output pipe is guarded. Invoke's classes are left as they are, and nothing happens
+    when no `inv` runs (an import, a test, the supabase-ops script).
+    tests/unit/test_cli.py fails if an Invoke release changes what this relies on.
+    """
+    running = getattr(sys.modules.get("invoke.main"), "program", None)
+    if type(running) is Program:
+        running.__class__ = OpsProgram
+        guard_closed_pipe()
 
 
 def version() -> str:
@@ -222,18 +221,25 @@ def version() -> str:
         return "unknown (not installed)"
 
 
-def program(namespace: Collection) -> Program:
+def program(namespace: Collection) -> OpsProgram:
     """`supabase-ops TASK ...`: the given tasks from any folder (environments.ini is looked up).
 
     The collection is given, not imported: tasks.py imports this module, never the other way.
     """
-    return Program(
+    return OpsProgram(
         namespace=namespace,
         version=version(),
         name="supabase-ops",
         binary="supabase-ops",
         binary_names=["supabase-ops"],
     )
+
+
+def run(namespace: Collection) -> None:
+    """The `supabase-ops` console script: the program on this process's command line, its output
+    pipe guarded."""
+    guard_closed_pipe()
+    program(namespace).run()
 
 
 def flag_reference(namespace: Collection) -> str:

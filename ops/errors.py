@@ -4,6 +4,7 @@
 class OpsError(Exception):
     exit_code = 1
     in_summary = False  # already part of the --json result printed just before it was raised
+    brief = ""  # the failure without where it happened, for a list that already says where (first_line)
 
 
 class UserError(OpsError):
@@ -30,10 +31,23 @@ class OperationFailed(OpsError):
 CLI_NOISE = ("Try rerunning the command with --debug",)  # the Supabase CLI's closing advice
 
 
-def first_line(error: BaseException) -> str:
-    """An exception's first line, for one-line reports; its type name when it has no text."""
+MAX_LINE = 300  # characters of an error's line: a server may put a whole response body in its message
+
+
+def first_line(error: BaseException, *, typed: bool = False) -> str:
+    """An exception in one line, for one-line reports: its first line, or its type name when it has
+    no text. `typed`, for a line that stands alone (a crash, one failed object in a list): the type
+    name first (`KeyError: 'nme'`, `ContentMismatch: ...`), or the error's `brief` when it has one
+    (an S3 error: the server's answer, `400 InvalidKey: ...`)."""
+    if typed and isinstance(error, OpsError) and error.brief:
+        return error.brief
     lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
+    line = lines[0].strip() if lines else ""
+    if len(line) > MAX_LINE:
+        line = line[:MAX_LINE] + "..."
+    if not line:
+        return type(error).__name__
+    return f"{type(error).__name__}: {line}" if typed else line
 
 
 def last_line(text: str, default: str) -> str:

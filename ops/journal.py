@@ -45,24 +45,18 @@ class Entry:
     deployed_commit: str | None = None
 
 
-_current: Entry | None = None  # one task per process: the entry of the running one
-
-
 def begin(task: str, flags: dict[str, Any]) -> Entry:
-    global _current
-    _current = Entry(task, {k.rstrip("_"): v for k, v in flags.items() if v not in (None, False, [], "")})
-    return _current
+    """The line of a task run starting now, with the flags it was given."""
+    return Entry(task, {k.rstrip("_"): v for k, v in flags.items() if v not in (None, False, [], "")})
 
 
-def note(result: Renderable) -> None:
-    """Take the outcome and the folders a result produced for the running task's line."""
-    if _current is None:
-        return
+def note(entry: Entry, result: Renderable) -> None:
+    """Take the outcome and the folders a result produced for the task's line."""
     data = result.to_dict()
     lines = [line for line in result.footer().splitlines() if line.strip()]
-    _current.outcome = lines[-1] if lines else summarize(data)
-    _current.produced = sorted(set(found_paths(data)))
-    _current.deployed_commit = data.get("commit") or _current.deployed_commit
+    entry.outcome = lines[-1] if lines else summarize(data)
+    entry.produced = sorted(set(found_paths(data)))
+    entry.deployed_commit = data.get("commit") or entry.deployed_commit
 
 
 def summarize(data: dict[str, Any]) -> str:

@@ -111,12 +111,19 @@ def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-PLAIN_PROGRESS = False  # set for --json runs: plain lines only, whatever stderr is
+@dataclass
+class ProgressStyle:
+    """How progress shows in this process (stderr is the process's): `plain` is set by the running
+    task for --json, whose stderr then keeps plain lines whatever it is."""
+
+    plain: bool = False
+
+    def live(self) -> bool:
+        """A live bar only for a person at a terminal; CI, pipes and --json get plain lines."""
+        return not self.plain and sys.stderr.isatty()
 
 
-def live() -> bool:
-    """A live bar only for a person at a terminal; CI, pipes and --json get plain lines."""
-    return not PLAIN_PROGRESS and sys.stderr.isatty()
+PROGRESS = ProgressStyle()
 
 
 class Meter:
@@ -135,7 +142,7 @@ class Meter:
             self._open_bar()
 
     def _open_bar(self) -> None:
-        if not live():
+        if not PROGRESS.live():
             return
         from tqdm import tqdm
 

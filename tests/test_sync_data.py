@@ -655,8 +655,8 @@ def test_an_export_by_a_random_key_is_sorted_in_one_pass_and_stays_in_key_order(
         ANALYZE public.random_keyed, public.serial_keyed;""",
     )
     with psycopg.connect(project.url("prod")) as conn:
-        random_keyed = pgcatalog.describe(conn, "public.random_keyed")
-        serial_keyed = pgcatalog.describe(conn, "public.serial_keyed")
+        random_keyed = pgcatalog.read_table(conn, "public.random_keyed")
+        serial_keyed = pgcatalog.read_table(conn, "public.serial_keyed")
         assert random_keyed and serial_keyed
         assert sync_export.key_unrelated_to_storage(conn, random_keyed, ["id"])
         assert not sync_export.key_unrelated_to_storage(conn, serial_keyed, ["id"])

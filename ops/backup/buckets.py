@@ -30,7 +30,7 @@ from ops.backup.store import (
     series_lock,
 )
 from ops.config import Config, Environment, RetentionPolicy
-from ops.errors import OperationFailed
+from ops.errors import OperationFailed, first_line
 from ops.report import Meter, Result, Table, progress
 from ops.s3 import objects as s3objects
 from ops.s3.base import ObjectInfo
@@ -39,7 +39,7 @@ from ops.stamps import seal_private, unused_name
 from ops.storage.parallel import Failure, failure_report, run_tasks, until_intact
 from ops.storage.sync import select_buckets
 
-Task = tuple[ObjectInfo, str]  # an object and its path in the backup
+ObjectAndPath = tuple[ObjectInfo, str]  # an object and its path in the backup
 
 HEADER_NAMES = {
     "ContentType": "content_type",
@@ -224,7 +224,7 @@ class ObjectSaver:
         if self.failures:
             raise OperationFailed(failure_report(self.failures, headline))
 
-    def to_fetch(self, objects: Iterator[tuple[str, ObjectInfo, str]]) -> Iterator[tuple[str, Task]]:
+    def to_fetch(self, objects: Iterator[tuple[str, ObjectInfo, str]]) -> Iterator[tuple[str, ObjectAndPath]]:
         """Each object to download, as listed; unchanged ones are hard-linked here instead."""
         try:
             for bucket, info, relative in objects:
@@ -239,7 +239,7 @@ class ObjectSaver:
             self.problems.append(error)
 
     def save(
-        self, bucket: str, task: Task, link_from: str | None = None, found: tuple[dict, str] | None = None
+        self, bucket: str, task: ObjectAndPath, link_from: str | None = None, found: tuple[dict, str] | None = None
     ) -> None:
         info, relative = task
         entry, linked = _save_object(
@@ -254,11 +254,11 @@ class ObjectSaver:
             self.result.downloaded += not linked
             self.result.downloaded_bytes += 0 if linked else info.size
 
-    def outcome(self, bucket: str, task: Task, error: BaseException | None) -> None:
+    def outcome(self, bucket: str, task: ObjectAndPath, error: BaseException | None) -> None:
         if error is None:
             self.meter.add(1, task[0].size)
         else:
-            self.failures.append(Failure(bucket, task[0].key, s3objects.describe(error)))
+            self.failures.append(Failure(bucket, task[0].key, first_line(error, typed=True)))
 
     def close(self) -> None:
         self.earlier.close()

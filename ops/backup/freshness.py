@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ops.config import BackupTarget, Config, Environment
+from ops.errors import first_line
 from ops.report import Table
 
 STAMP = "%Y-%m-%dT%H-%M-%SZ"
@@ -94,7 +95,7 @@ def at_target(config: Config, target: BackupTarget, env: Environment, fresh: Fre
                     fresh.drill, fresh.drill_into = record.when(), records.drilled_into(data)
                     break
     except Exception as error:  # noqa: BLE001 (named in the status footer)
-        fresh.unread = f"{target.name}: {s3objects.describe(error)}"
+        fresh.unread = f"{target.name}: {first_line(error, typed=True)}"
 
 
 def newer(moment: str, than: str | None) -> bool:

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 from ops.config import BackupTarget, Environment
-from ops.errors import UserError
+from ops.errors import UserError, first_line
 from ops.report import progress
 from ops.s3 import objects as s3objects
 from ops.s3.client import S3
@@ -136,7 +136,7 @@ def held(s3: S3, target: BackupTarget, env: Environment) -> Iterator[None]:
             try:
                 s3.put_object(target.bucket, own, body(), {"content-type": "application/json"})
             except Exception as error:  # noqa: BLE001 (the next refresh tries again)
-                progress(f"warning: {target.name}: could not refresh the lock {own}: {s3objects.describe(error)}")
+                progress(f"warning: {target.name}: could not refresh the lock {own}: {first_line(error, typed=True)}")
 
     refresher = threading.Thread(target=refresh, name="lock-refresh", daemon=True)
     refresher.start()

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ops.config import BackupTarget
+from ops.errors import first_line
 from ops.report import progress
 from ops.s3 import objects as s3objects
 from ops.s3.client import S3
@@ -100,7 +101,9 @@ def note(
     try:
         write(s3, target, backup_prefix, kind, ok, fields, started)
     except Exception as error:  # noqa: BLE001 (the backup or check itself stands)
-        progress(f"warning: {target.name}: could not record the {kind} of {backup_prefix}: {s3objects.describe(error)}")
+        progress(
+            f"warning: {target.name}: could not record the {kind} of {backup_prefix}: {first_line(error, typed=True)}"
+        )
 
 
 def listed(s3: S3, target: BackupTarget, series_base: str) -> list[Record]:

@@ -29,7 +29,7 @@ from ops.backup.paths import unsafe
 from ops.backup.retention import newest_full, policy_from
 from ops.backup.store import LOCK_FILE, METADATA_FILE
 from ops.config import BackupTarget, Config, Environment, RetentionPolicy
-from ops.errors import OperationFailed, UserError
+from ops.errors import OperationFailed, UserError, first_line
 from ops.report import Meter, progress
 from ops.s3 import objects as s3objects
 from ops.s3.base import ObjectInfo, S3Error, md5_of_etag
@@ -313,7 +313,7 @@ class Writing:
             if error is None:
                 meter.add(1, task[0].size)
             else:
-                failures.append(Failure(bucket, task[0].key, s3objects.describe(error)))
+                failures.append(Failure(bucket, task[0].key, first_line(error, typed=True)))
 
         with meter:
             run_tasks(tasks(), save, self.config.storage.jobs, outcome)

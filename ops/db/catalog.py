@@ -51,7 +51,7 @@ class Index:
 
 
 @dataclass
-class Table:
+class CatalogTable:
     schema: str
     name: str
     columns: list[Column]
@@ -86,7 +86,7 @@ def ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def qident(table: Table) -> str:
+def qident(table: CatalogTable) -> str:
     return f"{ident(table.schema)}.{ident(table.name)}"
 
 
@@ -104,8 +104,8 @@ def qualify(name: str) -> str:
     return "{}.{}".format(*split_name(name))
 
 
-def describe(conn: psycopg.Connection, name: str) -> Table | None:
-    """Describe one table, or None when it does not exist."""
+def read_table(conn: psycopg.Connection, name: str) -> CatalogTable | None:
+    """One table as the catalog describes it (columns, keys, parents), or None when it does not exist."""
     schema, table = split_name(name)
     row = conn.execute(
         "SELECT c.oid, c.relkind = 'r' AND pg_has_role(c.relowner, 'USAGE') "
@@ -155,13 +155,13 @@ def describe(conn: psycopg.Connection, name: str) -> Table | None:
     # Definitions resolve names as they do for this role's search_path (the one that re-creates them).
     own = [ForeignKey(name, parent, definition) for name, parent, definition, mine in references if mine]
     primary: list[str] = next((cols for is_primary, cols in keys if is_primary), [])
-    return Table(schema, table, columns, primary, [cols for _, cols in keys], parents, own, owned)
+    return CatalogTable(schema, table, columns, primary, [cols for _, cols in keys], parents, own, owned)
 
 
 ON_DELETE = {"c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
 
 
-def referencing(conn: psycopg.Connection, table: Table) -> list[Reference]:
+def referencing(conn: psycopg.Connection, table: CatalogTable) -> list[Reference]:
     """The foreign keys whose ON DELETE action deletes or changes rows of other tables (or of this one)
     when a row of `table` goes; NO ACTION / RESTRICT keys make such a delete fail instead."""
     names = (
@@ -187,7 +187,7 @@ def referencing(conn: psycopg.Connection, table: Table) -> list[Reference]:
     ]
 
 
-def rebuildable_indexes(cur: psycopg.Cursor, table: Table) -> list[Index]:
+def rebuildable_indexes(cur: psycopg.Cursor, table: CatalogTable) -> list[Index]:
     """The indexes of a plain table that can be dropped before a bulk load and built after it, exactly.
 
     Left alone: an index anything depends on (a foreign key of another table, a view grouping by
@@ -223,14 +223,14 @@ def rebuildable_indexes(cur: psycopg.Cursor, table: Table) -> list[Index]:
     return [Index(name, constraint if owned else None, definition) for name, owned, constraint, definition in rows]
 
 
-def parents_first(tables: list[Table]) -> list[Table]:
+def parents_first(tables: list[CatalogTable]) -> list[CatalogTable]:
     """Order tables so every referenced table comes before the tables that reference it.
 
     Only foreign keys within the given set count; ties keep the given order. Cycles
     (other than a table referencing itself) keep the given order for their members.
     """
     remaining = {t.qualified: t for t in tables}
-    ordered: list[Table] = []
+    ordered: list[CatalogTable] = []
     while remaining:
         ready = [t for t in remaining.values() if not (t.parents - {t.qualified}) & remaining.keys()] or list(
             remaining.values()

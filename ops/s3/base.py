@@ -14,7 +14,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote_plus
 
-from ops.errors import OperationFailed
+from ops.errors import OperationFailed, first_line
 
 AUTH_CODES = {
     "SignatureDoesNotMatch",
@@ -69,6 +69,7 @@ class S3Error(OperationFailed):
     def __init__(self, status: int, code: str, message: str, operation: str, where: str = "") -> None:
         super().__init__(f"{where + ': ' if where else ''}{operation} answered {status} {code}: {message}")
         self.status, self.code, self.message, self.operation = status, code, message, operation
+        self.brief = f"{status} {code}: {message}".strip()
 
     @property
     def missing(self) -> bool:
@@ -228,5 +229,4 @@ def reason(text: str, error: BaseException) -> str:
     ):
         if needle in text:
             return words
-    lines = text.strip().splitlines()
-    return f"{type(error).__name__}: {one_line(lines[0])}" if lines and lines[0] else type(error).__name__
+    return first_line(error, typed=True)

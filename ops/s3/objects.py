@@ -108,14 +108,6 @@ def abort_leftover_uploads(s3: S3, env: Environment) -> int:
     return aborted
 
 
-def describe(error: BaseException) -> str:
-    """One line for a failed object: HTTP status, the server's code and message."""
-    if isinstance(error, S3Error):
-        return f"{error.status} {error.code}: {error.message}".strip()
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0] if lines else ''}".strip()
-
-
 def bucket_exists(s3: S3, bucket: str) -> bool:
     return s3.bucket_listable(bucket)
 

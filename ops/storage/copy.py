@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO, cast
 
+from ops.errors import first_line
 from ops.report import Meter, progress
 from ops.s3 import objects as s3objects
 from ops.s3.base import ObjectInfo, ObjectList
@@ -170,7 +171,7 @@ class CopyFeed:
                 done.bytes += info.size
                 self.meter.add(1, info.size)
             else:
-                done.failures.append(Failure(bucket, info.key, s3objects.describe(error)))
+                done.failures.append(Failure(bucket, info.key, first_line(error, typed=True)))
             done.ended += 1
             self.settled.notify_all()
 
@@ -227,7 +228,9 @@ class CopyWhileListing:
                 self.compare_in_memory(listing, disorder)
         except Exception as error:  # noqa: BLE001 (the copies found so far go on; the bucket ends failed)
             self.plans[bucket].status = "listing failed"
-            failed = Failure(bucket, LISTING, f"listing failed: {s3objects.describe(error)}; the rest was not compared")
+            failed = Failure(
+                bucket, LISTING, f"listing failed: {first_line(error, typed=True)}; the rest was not compared"
+            )
             with self.feed.settled:
                 self.feed.outcomes[bucket].failures.append(failed)
         finally:

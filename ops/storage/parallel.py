@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from ops.errors import first_line
 from ops.report import Meter
 from ops.s3 import objects as s3objects
 from ops.s3.base import ObjectInfo, ObjectList
@@ -58,7 +59,7 @@ def run_parallel(
         if error is None:
             meter.add(1, info.size)
         else:
-            failures.append(Failure(bucket, info.key, s3objects.describe(error)))
+            failures.append(Failure(bucket, info.key, first_line(error, typed=True)))
 
     with Meter(label, count, "objects", total or None) as meter:
         run_tasks(((bucket, info) for bucket, objects in groups for info in objects), work, workers, outcome)

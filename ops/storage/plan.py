@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from ops.errors import OperationFailed, UserError
+from ops.errors import OperationFailed, UserError, first_line
 from ops.report import progress
 from ops.s3 import objects as s3objects
 from ops.s3.base import ObjectInfo, ObjectList
@@ -61,7 +61,7 @@ def differs(src: S3, dst: S3, bucket: str, a: ObjectInfo, b: ObjectInfo, plan: B
     try:
         return not same_content(src, dst, bucket, a, b, plan)
     except OperationFailed as error:
-        why = f"read to compare: {s3objects.describe(error)}"
+        why = f"read to compare: {first_line(error, typed=True)}"
         plan.unread.append(Failure(bucket, a.key, why))
         raise Unread(why) from None
 

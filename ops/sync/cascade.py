@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from ops.db import catalog as pgcatalog
-from ops.db.catalog import Table, ident, qident
+from ops.db.catalog import CatalogTable, ident, qident
 from ops.errors import UserError
 from ops.sync.diff import row_key
 
@@ -18,7 +18,7 @@ from ops.sync.diff import row_key
 class Touched:
     """One table's rows that the deletes reach: deleted ones, and changed ones with their new cells."""
 
-    table: Table
+    table: CatalogTable
     via: list[str] = field(default_factory=list)  # e.g. "ON DELETE CASCADE from auth.users"
     deleted: dict[tuple, dict[str, Any]] = field(default_factory=dict)  # key -> the row as it is
     changed: dict[tuple, dict[str, Any]] = field(default_factory=dict)
@@ -30,11 +30,13 @@ class Touched:
         return [{c: row[c] for c in columns} for row in [*self.deleted.values(), *self.changed.values()]]
 
 
-def keys_json(table: Table, rows: list[dict[str, Any]]) -> str:
+def keys_json(table: CatalogTable, rows: list[dict[str, Any]]) -> str:
     return json.dumps([{k: row[k] for k in table.primary_key} for row in rows], default=str)
 
 
-def referencing_rows(conn: Any, parent: Table, ref: pgcatalog.Reference, child: Table, keys: str, lock: bool) -> list:
+def referencing_rows(
+    conn: Any, parent: CatalogTable, ref: pgcatalog.Reference, child: CatalogTable, keys: str, lock: bool
+) -> list:
     """The child's rows that point at the parent rows with these keys (MATCH SIMPLE: a NULL points nowhere)."""
     pk = ", ".join(f"p.{ident(c)}" for c in parent.primary_key)
     given = ", ".join(f"k.{ident(c)}" for c in parent.primary_key)
@@ -49,7 +51,9 @@ def referencing_rows(conn: Any, parent: Table, ref: pgcatalog.Reference, child: 
     return [json.loads(text, parse_float=Decimal) for (text,) in conn.execute(query, (keys,)).fetchall()]
 
 
-def dependents(conn: Any, deleting: list[tuple[Table, list[dict[str, Any]]]], *, lock: bool = False) -> list[Touched]:
+def dependents(
+    conn: Any, deleting: list[tuple[CatalogTable, list[dict[str, Any]]]], *, lock: bool = False
+) -> list[Touched]:
     """The rows that deleting these rows (each table's, by primary key) deletes or changes through foreign
     keys, table by table, recursively; rows the deletes name themselves are not repeated. With `lock`, the
     parents and every touched row are locked (FOR UPDATE), so nothing new can point at them before the
@@ -71,7 +75,7 @@ def dependents(conn: Any, deleting: list[tuple[Table, list[dict[str, Any]]]], *,
         parent, rows = queue.pop(0)
         keys = keys_json(parent, rows)
         for ref in pgcatalog.referencing(conn, parent):
-            child = described.get(ref.child) or pgcatalog.describe(conn, ref.child)
+            child = described.get(ref.child) or pgcatalog.read_table(conn, ref.child)
             if child is None:  # unreachable: the catalog just named it
                 continue
             described[child.qualified] = child

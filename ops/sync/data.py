@@ -34,10 +34,10 @@ from ops.sync.plan import (
     MissingTable,
     check_export_files,
     conflict_key,
-    describe_all,
     missing_everywhere,
     plan_import,
     plan_stream,
+    read_tables,
     select_tables,
 )
 from ops.sync.source import LiveSource, compare_with_export, export_env, file_feed, open_source, snapshot_reader
@@ -305,7 +305,7 @@ def import_export(
 
     try:
         with connect(target, application="ops sync-data import") as conn:
-            targets = {t.qualified: t for t in describe_all(conn, tables, target)}
+            targets = {t.qualified: t for t in read_tables(conn, tables, target)}
             conn.rollback()  # catalog reads must not hold a snapshot into the import
             plans = plan_import(manifest, export_dir, targets, config.sync_data.natural_keys)
             check_export_files(plans)
@@ -338,7 +338,7 @@ def stream(
             with connect(target, application="ops sync-data import") as conn:
                 # A target that lacks a table is refused before the source is read.
                 try:
-                    targets = {t.qualified: t for t in describe_all(conn, tables, target)}
+                    targets = {t.qualified: t for t in read_tables(conn, tables, target)}
                 except MissingTable as missing:
                     raise missing_everywhere(missing, source, target) from None
                 conn.rollback()  # catalog reads must not hold a snapshot into the import

@@ -18,12 +18,12 @@ from decimal import Decimal
 from typing import Any
 
 from ops.config import Config, Environment
-from ops.db.catalog import Table, ident, qident
+from ops.db.catalog import CatalogTable, ident, qident
 from ops.errors import OperationFailed, first_line
 from ops.report import Result
 from ops.report import Table as Rows
 from ops.sync.export import columns_of
-from ops.sync.plan import conflict_key, describe_all, plan_table, select_tables
+from ops.sync.plan import conflict_key, plan_table, read_tables, select_tables
 from ops.sync.source import snapshot_reader
 from ops.sync.sql import TablePlan, copy_out_query, diff_query
 
@@ -69,7 +69,7 @@ class DiffResult(Result):
         paint = colours()
         lines = []
         for t in self.tables:
-            shown = [line for change in t.changes for line in describe(t, change, paint)]
+            shown = [line for change in t.changes for line in change_lines(t, change, paint)]
             lines += shown[:SHOWN_PER_TABLE]
             if len(shown) > SHOWN_PER_TABLE:
                 lines.append(f"  ... and {len(shown) - SHOWN_PER_TABLE:,} more lines for {t.table} (--json has all)")
@@ -89,7 +89,7 @@ def colours() -> dict[str, str]:
     return {"insert": "\033[32m", "update": "\033[33m", "delete": "\033[31m", "end": "\033[0m"}
 
 
-def describe(table: TableDiff, change: Change, paint: dict[str, str]) -> Iterator[str]:
+def change_lines(table: TableDiff, change: Change, paint: dict[str, str]) -> Iterator[str]:
     name = table.table.removeprefix("public.")
     key = ",".join(render(v) for v in change.key.values())
     start, end = paint[change.kind], paint["end"]
@@ -130,7 +130,7 @@ def row_key(row: dict[str, Any], key: list[str]) -> tuple:
 
 
 def rows_of(
-    conn: Any, table: Table, key: list[str], columns: list[str], only: list[dict[str, Any]] | None = None
+    conn: Any, table: CatalogTable, key: list[str], columns: list[str], only: list[dict[str, Any]] | None = None
 ) -> dict[tuple, dict[str, Any]]:
     """Every row (or `only` the ones with these primary-key values, passed as a parameter) as {column:
     value}, keyed by the conflict key: one round trip, JSON per row."""
@@ -182,7 +182,7 @@ def diff_table(
     return result
 
 
-def source_text(conn: Any, table: Table, columns: list[str]) -> list[dict[str, str | None]]:
+def source_text(conn: Any, table: CatalogTable, columns: list[str]) -> list[dict[str, str | None]]:
     """The source's rows as the text COPY writes (the very text a sync stages from)."""
     with conn.cursor().copy(copy_out_query(table, columns)) as copy:
         return [dict(zip(columns, row, strict=True)) for row in copy.rows()]
@@ -223,8 +223,8 @@ def sync_diff(
     result = DiffResult(source.name, target.name, prune)
     try:
         with snapshot_reader(source, "ops sync-data diff") as src, snapshot_reader(target, "ops sync-data diff") as dst:
-            targets = {t.qualified: t for t in describe_all(dst, requested, target)}
-            for index, table in enumerate(describe_all(src, requested, source)):
+            targets = {t.qualified: t for t in read_tables(dst, requested, target)}
+            for index, table in enumerate(read_tables(src, requested, source)):
                 entry = {"columns": columns_of(table), "key": conflict_key(table, config.sync_data.natural_keys)}
                 plan = plan_table(targets[table.qualified], entry, config.sync_data.natural_keys, index)
                 rows = source_text(src, table, plan.columns)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ops.config import Environment
-from ops.db.catalog import Table
+from ops.db.catalog import CatalogTable
 from ops.digest import file_digest
 from ops.errors import UserError
 from ops.report import Meter, progress
@@ -42,11 +42,11 @@ CHUNKED_ROWS_LIBPQ = 170000  # libpq 17 streams results in chunks (PQsetChunkedR
 UNRELATED_ORDER = 0.5  # |correlation| of a key with the rows' physical order below which it is "unrelated"
 
 
-def columns_of(table: Table) -> list[dict[str, Any]]:
+def columns_of(table: CatalogTable) -> list[dict[str, Any]]:
     return [{"name": c.name, "type": c.type, "json": c.is_json} for c in table.writable]
 
 
-def content_hashes(conn: psycopg.Connection, tables: list[Table]) -> dict[str, tuple[int, str]]:
+def content_hashes(conn: psycopg.Connection, tables: list[CatalogTable]) -> dict[str, tuple[int, str]]:
     """Row count and content hash of each table (its writable columns, in its order)."""
     return {
         t.qualified: conn.execute(sync_sql.content_hash_sql(t, [c.name for c in t.writable])).fetchone()  # type: ignore[misc]
@@ -54,7 +54,7 @@ def content_hashes(conn: psycopg.Connection, tables: list[Table]) -> dict[str, t
     }
 
 
-def export_json(conn: psycopg.Connection, table: Table, key: list[str], path: Path) -> tuple[int, str]:
+def export_json(conn: psycopg.Connection, table: CatalogTable, key: list[str], path: Path) -> tuple[int, str]:
     """Write one table as JSON rows in key order; return its row count and the file's sha256.
 
     Streamed in chunks of EXPORT_BATCH rows (libpq 17's chunked rows, one query, no round trip per
@@ -95,7 +95,7 @@ def export_json(conn: psycopg.Connection, table: Table, key: list[str], path: Pa
     return rows, digest.hexdigest()
 
 
-def key_unrelated_to_storage(conn: psycopg.Connection, table: Table, key: list[str]) -> bool:
+def key_unrelated_to_storage(conn: psycopg.Connection, table: CatalogTable, key: list[str]) -> bool:
     """Whether the table's rows sit in an order unrelated to its key (a random UUID), as far as the
     statistics tell (|correlation| < UNRELATED_ORDER; no statistics: not known, so no)."""
     found = conn.execute(
@@ -128,7 +128,7 @@ def _sorted_in_one_pass(conn: psycopg.Connection) -> Iterator[None]:
                 conn.execute("SELECT set_config(%s, %s, true)", (name, value))
 
 
-def export_copy(conn: psycopg.Connection, table: Table, path: Path) -> str:
+def export_copy(conn: psycopg.Connection, table: CatalogTable, path: Path) -> str:
     """Write one table in COPY text format; return the file's sha256."""
     digest = hashlib.sha256()
     with path.open("wb") as out, conn.cursor().copy(sync_sql.copy_out_query(table)) as copy:
@@ -184,7 +184,7 @@ def link_earlier(
 
 def export_tables(
     conn: psycopg.Connection,
-    tables: list[Table],
+    tables: list[CatalogTable],
     keys: dict[str, list[str]],
     folder: Path,
     env: Environment,

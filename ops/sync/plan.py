@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ops.config import Environment, SyncDataSettings
 from ops.db import catalog as pgcatalog
-from ops.db.catalog import Table
+from ops.db.catalog import CatalogTable
 from ops.db.connection import connect
 from ops.errors import UserError
 from ops.sync import export as sync_export
@@ -51,7 +51,7 @@ def select_tables(settings: SyncDataSettings, requested: list[str] | None) -> li
     return chosen
 
 
-def conflict_key(table: Table, natural_keys: dict[str, list[str]]) -> list[str]:
+def conflict_key(table: CatalogTable, natural_keys: dict[str, list[str]]) -> list[str]:
     key = natural_keys.get(table.qualified) or natural_keys.get(table.name) or table.primary_key
     if not key:
         raise UserError(
@@ -73,10 +73,10 @@ class MissingTable(SchemaBehind):
         self.table = name
 
 
-def describe_all(conn: psycopg.Connection, names: list[str], env: Environment) -> list[Table]:
+def read_tables(conn: psycopg.Connection, names: list[str], env: Environment) -> list[CatalogTable]:
     tables = []
     for name in names:
-        table = pgcatalog.describe(conn, name)
+        table = pgcatalog.read_table(conn, name)
         if table is None:
             raise MissingTable(env, name)
         tables.append(table)
@@ -86,7 +86,7 @@ def describe_all(conn: psycopg.Connection, names: list[str], env: Environment) -
 def missing_everywhere(missing: MissingTable, source: Environment, target: Environment) -> UserError:
     """A table the target lacks: behind on migrations if the source has it, else a name nobody has."""
     with connect(source, autocommit=True, application="ops sync-data check") as conn:
-        if pgcatalog.describe(conn, missing.table) is not None:
+        if pgcatalog.read_table(conn, missing.table) is not None:
             return missing
     return UserError(
         f"table {missing.table} exists in neither {source.name} nor {target.name}: is it a typo in "
@@ -94,7 +94,7 @@ def missing_everywhere(missing: MissingTable, source: Environment, target: Envir
     )
 
 
-def plan_table(target: Table, entry: dict, natural_keys: dict[str, list[str]], index: int) -> TablePlan:
+def plan_table(target: CatalogTable, entry: dict, natural_keys: dict[str, list[str]], index: int) -> TablePlan:
     """Match one exported (or streamed) table to the target's schema."""
     target_columns = {c.name: c for c in target.columns}
     missing = [c["name"] for c in entry["columns"] if c["name"] not in target_columns]
@@ -125,7 +125,7 @@ def plan_table(target: Table, entry: dict, natural_keys: dict[str, list[str]], i
 
 
 def plan_import(
-    manifest: dict, folder: Path, targets: dict[str, Table], natural_keys: dict[str, list[str]]
+    manifest: dict, folder: Path, targets: dict[str, CatalogTable], natural_keys: dict[str, list[str]]
 ) -> list[TablePlan]:
     """Match exported tables to the target's schema, in parents-first order."""
     plans = []
@@ -140,7 +140,7 @@ def plan_import(
 
 
 def plan_stream(
-    sources: list[Table], targets: dict[str, Table], natural_keys: dict[str, list[str]], run_dir: Path
+    sources: list[CatalogTable], targets: dict[str, CatalogTable], natural_keys: dict[str, list[str]], run_dir: Path
 ) -> list[TablePlan]:
     """Tables read live: each streams exactly the columns it writes, into a .copy file beside the export."""
     by_name = {t.qualified: t for t in sources}

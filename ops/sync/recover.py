@@ -23,7 +23,7 @@ from typing import Any
 
 from ops.config import Config, Environment
 from ops.db import catalog as pgcatalog
-from ops.db.catalog import Table, ident, qident
+from ops.db.catalog import CatalogTable, ident, qident
 from ops.db.connection import connect
 from ops.errors import OperationFailed, UserError, first_line
 from ops.invocation import program
@@ -77,7 +77,7 @@ class RecoverResult(Result):
         for t in self.tables:
             lines += [f"{t.table}: {v}" for v in t.via]
             for change in t.changes[: sync_diff.SHOWN_PER_TABLE]:
-                lines += sync_diff.describe(sync_diff.TableDiff(t.table, []), change, paint)
+                lines += sync_diff.change_lines(sync_diff.TableDiff(t.table, []), change, paint)
             if len(t.changes) > sync_diff.SHOWN_PER_TABLE:
                 lines.append(f"  ... and {len(t.changes) - sync_diff.SHOWN_PER_TABLE:,} more rows of {t.table}")
         if self.run_dir and not self.dry_run:
@@ -93,7 +93,7 @@ class RecoverResult(Result):
         return "\n".join(lines)
 
 
-def key_values(table: Table, keys: list[str]) -> list[str]:
+def key_values(table: CatalogTable, keys: list[str]) -> list[str]:
     """`--keys id=<v>,<v>` or `--keys <v>,<v>`: the values of the table's one-column key."""
     if len(table.primary_key) != 1:
         raise UserError(
@@ -115,7 +115,7 @@ def key_values(table: Table, keys: list[str]) -> list[str]:
     return values
 
 
-def keys_present(conn: Any, table: Table, values: list[str], env: Environment) -> set[str]:
+def keys_present(conn: Any, table: CatalogTable, values: list[str], env: Environment) -> set[str]:
     """Which of these key values (as typed) have a row in the table, compared as the key's own type."""
     import psycopg
 
@@ -138,7 +138,7 @@ def jsonable(rows: list[dict[str, Any]]) -> str:
     return json.dumps(rows, default=lambda v: str(v) if isinstance(v, Decimal) else v, ensure_ascii=False)
 
 
-def upsert_sql(table: Table, columns: list[str]) -> str:
+def upsert_sql(table: CatalogTable, columns: list[str]) -> str:
     listed = ", ".join(ident(c) for c in columns)
     keyed = ", ".join(ident(c) for c in table.primary_key)
     updates = ", ".join(f"{ident(c)} = EXCLUDED.{ident(c)}" for c in columns if c not in table.primary_key)
@@ -149,16 +149,18 @@ def upsert_sql(table: Table, columns: list[str]) -> str:
     )
 
 
-def delete_sql(table: Table) -> str:
+def delete_sql(table: CatalogTable) -> str:
     match = " AND ".join(f"t.{ident(c)} = d.{ident(c)}" for c in table.primary_key)
     rows = f"json_populate_recordset(NULL::{qident(table)}, %s::json)"
     return f"DELETE FROM {qident(table)} t USING {rows} d WHERE {match}"
 
 
-def describe_both(src: Any, dst: Any, names: list[str], source: Environment, target: Environment) -> list[Table]:
+def read_tables_on_both(
+    src: Any, dst: Any, names: list[str], source: Environment, target: Environment
+) -> list[CatalogTable]:
     tables = []
     for name in names:
-        here, there = pgcatalog.describe(dst, name), pgcatalog.describe(src, name)
+        here, there = pgcatalog.read_table(dst, name), pgcatalog.read_table(src, name)
         if here is None or there is None:
             missing = " and ".join(e.name for e, t in ((source, there), (target, here)) if t is None)
             raise UserError(f"table {pgcatalog.qualify(name)} is not in {missing}. Nothing was changed.")
@@ -169,7 +171,12 @@ def describe_both(src: Any, dst: Any, names: list[str], source: Environment, tar
 
 
 def selected(
-    src: Any, dst: Any, table: Table, where: str | None, keys: list[str] | None, envs: tuple[Environment, Environment]
+    src: Any,
+    dst: Any,
+    table: CatalogTable,
+    where: str | None,
+    keys: list[str] | None,
+    envs: tuple[Environment, Environment],
 ) -> tuple[list[dict[str, Any]] | None, set[str]]:
     """The key values to read on both sides (None: every row), and which --keys values either side holds."""
     if where:
@@ -215,7 +222,7 @@ def recover_rows(
             snapshot_reader(source_env, "ops recover-rows") as src,
             connect(target_env, application="ops recover-rows") as dst,
         ):
-            described = describe_both(src, dst, tables, source_env, target_env)
+            described = read_tables_on_both(src, dst, tables, source_env, target_env)
             if where:
                 with connect(source_env, application="ops recover-rows where") as probe:
                     for table in described:
@@ -268,7 +275,7 @@ def restored_source(
 def plan_tables(
     src: Any,
     dst: Any,
-    described: list[Table],
+    described: list[CatalogTable],
     where: str | None,
     keys: list[str] | None,
     prune: bool,
@@ -318,7 +325,7 @@ def confirm_table(env: Environment, names: str, *, yes: bool) -> None:
         raise UserError(f"not confirmed ('{answer}' is not '{names}'); nothing was changed")
 
 
-def deletions(plans: list) -> list[tuple[Table, list[dict[str, Any]]]]:
+def deletions(plans: list) -> list[tuple[CatalogTable, list[dict[str, Any]]]]:
     """The target rows each table's plan deletes (--prune), as they are."""
     return [
         (table, [present[sync_diff.row_key(c.key, table.primary_key)] for c in found.changes if c.kind == "delete"])
@@ -429,7 +436,7 @@ def put_back(
     target: Environment, before: Path, entries: list, result: RecoverResult, *, dry_run: bool, yes: bool
 ) -> None:
     with connect(target, application="ops recover-rows undo") as dst:
-        described = {t.qualified: t for t in (pgcatalog.describe(dst, e["table"]) for e in entries) if t}
+        described = {t.qualified: t for t in (pgcatalog.read_table(dst, e["table"]) for e in entries) if t}
         order = pgcatalog.parents_first(list(described.values()))
         loaded = {
             e["table"]: (e, json.loads((before / Path(e["file"]).name).read_text(encoding="utf-8"))) for e in entries

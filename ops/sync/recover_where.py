@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ops.config import Environment
-from ops.db.catalog import Table, ident, qident
+from ops.db.catalog import CatalogTable, ident, qident
 from ops.errors import OperationFailed, UserError, first_line
 
 TIMEOUT = "60s"  # a condition that runs longer is a mistake, not a selection
@@ -56,12 +56,12 @@ UNSAFE_BUILTINS = (
 )
 
 
-def query(table: Table, where: str) -> str:
+def query(table: CatalogTable, where: str) -> str:
     keyed = ", ".join(ident(c) for c in table.primary_key)
     return f"SELECT row_to_json(k)::text FROM (SELECT {keyed} FROM {qident(table)} WHERE (\n{where}\n)) k"
 
 
-def refused(table: Table, where: str, source: Environment, error: BaseException) -> UserError:
+def refused(table: CatalogTable, where: str, source: Environment, error: BaseException) -> UserError:
     return UserError(
         f"--where takes one SQL condition on the columns of {table.qualified}; {source.name} refused "
         f"{where!r}: {first_line(error)}. Nothing was changed."
@@ -118,7 +118,7 @@ def references(tree: str) -> tuple[set[int], set[int], set[int]]:
     return functions, operators, types
 
 
-def parsed(probe: Any, table: Table, where: str) -> str:
+def parsed(probe: Any, table: CatalogTable, where: str) -> str:
     """The rewritten tree of the query as the server prints it while preparing (never running) it."""
     printed: list[str] = []
 
@@ -181,7 +181,7 @@ def domain_checks(probe: Any, types: set[int]) -> tuple[list[str], set[int]]:
     return checks, functions
 
 
-def calls(probe: Any, table: Table, where: str) -> tuple[set[int], set[int]]:
+def calls(probe: Any, table: CatalogTable, where: str) -> tuple[set[int], set[int]]:
     """Every function and operator the query may call, from the server's parse and the domains it reaches."""
     functions: set[int] = set()
     operators: set[int] = set()
@@ -213,7 +213,7 @@ def not_allowed(probe: Any, functions: set[int], operators: set[int]) -> tuple[l
     return [name for name, volatile, _ in rows if volatile], [name for name, _, own in rows if own]
 
 
-def refuse_volatile(probe: Any, table: Table, where: str, source: Environment) -> None:
+def refuse_volatile(probe: Any, table: CatalogTable, where: str, source: Environment) -> None:
     import psycopg
 
     probe.read_only = True  # parsing runs code (a domain's CHECK on a literal): it may not write either
@@ -236,7 +236,7 @@ def refuse_volatile(probe: Any, table: Table, where: str, source: Environment) -
         )
 
 
-def selected_keys(src: Any, table: Table, where: str, source: Environment) -> list[dict[str, Any]]:
+def selected_keys(src: Any, table: CatalogTable, where: str, source: Environment) -> list[dict[str, Any]]:
     """The keys of the source's rows that match `where`, evaluated in `src`'s READ ONLY transaction."""
     import psycopg
 

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING
 
 from ops.config import Config, Environment
 from ops.db import catalog as pgcatalog
-from ops.db.catalog import Table, literal
+from ops.db.catalog import CatalogTable, literal
 from ops.db.connection import connect
 from ops.errors import OperationFailed, first_line
 from ops.sync import export as sync_export
 from ops.sync import sql as sync_sql
-from ops.sync.plan import TargetContent, conflict_key, describe_all
+from ops.sync.plan import TargetContent, conflict_key, read_tables
 from ops.sync.sql import CopyIn, Statement, TablePlan, fingerprint_query
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ def export_env(config: Config, env: Environment, tables: list[str], folder: Path
 
     try:
         with snapshot_reader(env, "ops sync-data export") as conn:
-            found = describe_all(conn, tables, env)
+            found = read_tables(conn, tables, env)
             keys = {t.qualified: conflict_key(t, config.sync_data.natural_keys) for t in found}
             hashes = sync_export.content_hashes(conn, found)
             entries = sync_export.export_tables(conn, found, keys, folder, env, hashes=hashes)
@@ -105,7 +105,7 @@ def export_env(config: Config, env: Environment, tables: list[str], folder: Path
 def export_beside(
     env: Environment,
     snapshot: str,
-    tables: list[Table],
+    tables: list[CatalogTable],
     keys: dict[str, list[str]],
     folder: Path,
     hashes: Future | None,
@@ -155,7 +155,7 @@ class LiveSource:
     conn: psycopg.Connection
     env: Environment
     snapshot: str
-    tables: list[Table]
+    tables: list[CatalogTable]
     keys: dict[str, list[str]]
     run_dir: Path
     pool: ThreadPoolExecutor
@@ -233,12 +233,12 @@ class LiveSource:
         sync_export.write_manifest(self.run_dir, self.env, entries)
 
 
-def open_source(src: psycopg.Connection, source: Environment, tables: list[str]) -> tuple[list[Table], str]:
+def open_source(src: psycopg.Connection, source: Environment, tables: list[str]) -> tuple[list[CatalogTable], str]:
     """Describe the source's tables and export the snapshot both source connections read."""
     import psycopg
 
     try:
-        sources = describe_all(src, tables, source)
+        sources = read_tables(src, tables, source)
         snapshot = src.execute("SELECT pg_export_snapshot()").fetchone()[0]  # type: ignore[index]
     except psycopg.Error as error:
         raise SourceFailed(f"reading {source.name} failed: {first_line(error)}. Nothing was written.") from None

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ops.db.catalog import ForeignKey, Index, Table, ident, literal, qident
+from ops.db.catalog import CatalogTable, ForeignKey, Index, ident, literal, qident
 
 LOCK_KEY = "ops:sync-data"
 # Every value renders the same on both sides (exports, content hashes), whatever the role's defaults.
@@ -28,13 +28,13 @@ def rendering_sql() -> str:
     return f"SELECT {settings}"
 
 
-def copy_out_query(table: Table, columns: list[str] | None = None) -> str:
+def copy_out_query(table: CatalogTable, columns: list[str] | None = None) -> str:
     """The rows in COPY text format, the exact round trip pg_dump uses (any order: only loaded, never read)."""
     names = ", ".join(ident(c) for c in (columns if columns is not None else [c.name for c in table.writable]))
     return f"COPY (SELECT {names} FROM {qident(table)}) TO STDOUT"
 
 
-def content_hash_sql(table: Table, columns: list[str]) -> str:
+def content_hash_sql(table: CatalogTable, columns: list[str]) -> str:
     """Row count and an order-free 64-bit hash sum of the rows' text: equal on both sides means equal rows.
 
     Cheap enough to ask of both databases before moving any row (no sort, no JSON); a
@@ -44,7 +44,7 @@ def content_hash_sql(table: Table, columns: list[str]) -> str:
     return f"SELECT count(*), coalesce(sum(hashtextextended({row}, 0)), 0)::text FROM {qident(table)}"
 
 
-def export_query(table: Table, key: list[str]) -> str:
+def export_query(table: CatalogTable, key: list[str]) -> str:
     """One JSON document per row, in key order (json/jsonb as text so JSON null stays distinct from NULL)."""
     select = ", ".join(
         f"{ident(c.name)}::text AS {ident(c.name)}" if c.is_json else ident(c.name) for c in table.writable
@@ -55,7 +55,7 @@ def export_query(table: Table, key: list[str]) -> str:
 
 @dataclass
 class TablePlan:
-    target: Table
+    target: CatalogTable
     key: list[str]
     columns: list[str]  # written columns, in source order
     json_columns: set[str]
@@ -113,7 +113,7 @@ class CopyIn:
         return self.plan.copy_file if self.text and self.plan.copy_file else self.plan.file
 
 
-def distinct_sql(left: str, right: str, table: Table, columns: list[str]) -> str:
+def distinct_sql(left: str, right: str, table: CatalogTable, columns: list[str]) -> str:
     """Whether a row changes, compared on the columns' own types: the one test the sync writes by and
     the diff shows by (json, which has no equality operator, by its text)."""
 
@@ -244,7 +244,7 @@ def compare_query(plan: TablePlan) -> str:
     )
 
 
-def fingerprint_sql(table: Table, columns: list[str], json_columns: set[str], key: list[str]) -> str:
+def fingerprint_sql(table: CatalogTable, columns: list[str], json_columns: set[str], key: list[str]) -> str:
     """Row count and fingerprint of a table, rendered and hashed exactly as the export hashes rows."""
     select = ", ".join(f"{ident(c)}::text AS {ident(c)}" if c in json_columns else ident(c) for c in columns)
     order = ", ".join(f"x.{ident(k)}" for k in key)

@@ -21,7 +21,7 @@ class EnvironmentsReport(Result):
         return {"environments": self.environments}
 
 
-def describe(config: Config) -> EnvironmentsReport:
+def environments_report(config: Config) -> EnvironmentsReport:
     rows = []
     for env in config.environments.values():
         secrets = [env.db_password_var, env.s3_key_id_var, env.s3_secret_var]

@@ -157,7 +157,7 @@ def table_fingerprints(config: Config, env: Environment) -> dict[str, tuple[int,
     with connect(env, autocommit=True, application="ops status", timeout=5) as conn, conn.transaction():
         conn.execute(sync_sql.rendering_sql())  # values render alike in every environment compared
         for name in tables:
-            table = pgcatalog.describe(conn, name)
+            table = pgcatalog.read_table(conn, name)
             if table is None:
                 found[name] = None
                 continue

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import tasks
+from ops import cli
 from ops.cli import SHORT_FLAGS, flag_reference, program
 
 DESTRUCTIVE = {"delete", "prune", "force", "yes", "include_all", "skip_preprod_check"}
@@ -110,3 +111,70 @@ def test_the_readme_flag_table_is_the_tasks_own():
         "README's flag table drifted: python -c 'import tasks; from ops.cli import flag_reference; "
         "print(flag_reference(tasks.ns))'"
     )
+
+
+def test_importing_ops_and_tasks_leaves_invokes_classes_as_they_are():
+    from invoke.parser import ParserContext
+    from invoke.program import Program
+
+    for cls, name in ((Program, "parse_tasks"), (Program, "_make_parser"), (ParserContext, "help_for")):
+        method = cls.__dict__[name]
+        assert method.__module__.startswith("invoke.") and method.__qualname__ == f"{cls.__name__}.{name}", method
+
+
+def test_what_serve_inv_relies_on_is_still_in_invoke():
+    """cli.serve_inv and OpsProgram lean on these parts of Invoke; an upgrade that changes one fails here."""
+    import inspect
+
+    import invoke.main
+    from invoke.collection import Collection
+    from invoke.parser import Parser, ParserContext
+    from invoke.program import Program
+
+    assert type(invoke.main.program) is Program  # `inv` runs this one plain Program
+    assert list(inspect.signature(Program._make_parser).parameters) == ["self"]
+    assert list(inspect.signature(Program.parse_tasks).parameters) == ["self"]
+    assert list(inspect.signature(ParserContext.help_for).parameters) == ["self", "flag"]
+    assert {"initial", "contexts"} <= set(inspect.signature(Parser).parameters)
+    assert {"name", "aliases", "args"} <= set(inspect.signature(ParserContext).parameters)
+    assert "ignore_unknown_help" in inspect.signature(Collection.to_contexts).parameters
+    assert not vars(cli.OpsProgram).keys() & {"__init__", "__slots__"}, "serve_inv swaps a class that keeps no state"
+
+
+@pytest.fixture
+def inv(monkeypatch, environments):
+    """Invoke's own `inv` program as `python -m invoke` runs it, fresh; it loads tasks.py (which calls serve_inv)."""
+    import invoke.main
+    from invoke import Program, __version__
+
+    plain = Program(name="Invoke", binary="inv[oke]", binary_names=["invoke", "inv"], version=__version__)
+    monkeypatch.setattr(invoke.main, "program", plain)
+    monkeypatch.setattr(cli, "guard_closed_pipe", lambda: None)  # this process's stdout is pytest's
+
+    def run(*args: str) -> tuple[int, str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        code = 0
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                plain.run(["inv", "--search-root", str(REPO), *args])
+            except SystemExit as exited:
+                code = int(exited.code or 0)
+        return code, out.getvalue(), err.getvalue()
+
+    return run
+
+
+def test_under_inv_flags_are_answered_as_by_supabase_ops(inv):
+    code, _, err = inv("sync-data", "--form", "prod")
+    assert code == 2 and "no such flag --form; did you mean --from?" in err and "Nothing was run" in err
+    code, shown, _ = inv("--help", "sync-storage")
+    assert code == 0 and "--jobs=INT" in shown and "-b, --buckets=BUCKET[,BUCKET...]" in shown
+
+
+def test_tasks_py_defines_tasks_and_the_console_script_only():
+    import inspect
+
+    functions = [name for name, f in inspect.getmembers(tasks, inspect.isfunction) if f.__module__ == "tasks"]
+    defined = {name for name, value in vars(tasks).items() if getattr(value, "__module__", None) == "tasks"}
+    assert functions == ["main"], f"helpers belong in ops (ops/tasking.py): {functions}"
+    assert {t.body.__name__ for t in tasks.ns.tasks.values()} | {"main"} == defined

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 OPS = REPO / "ops"
 TESTS = REPO / "tests"
 SHARED = {
-    "cli", "startup", "journal", "invocation", "config", "conninfo", "safety", "report", "errors",
+    "cli", "tasking", "startup", "journal", "invocation", "config", "conninfo", "safety", "report", "errors",
     "spelling", "stamps", "owner", "childenv", "git", "digest",
 }  # fmt: skip
 LAYERS: list[set[str]] = [

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from invoke import Exit
+from invoke import Context, Exit
 
 import tasks
+from ops import tasking
 from ops.config import StorageSettings, SyncDataSettings
 from ops.errors import UserError
 from ops.sync.plan import select_tables
@@ -47,14 +48,14 @@ def test_unknown_bucket_is_refused():
 
 
 def test_list_flags_accept_repeats_and_commas():
-    assert tasks.comma_list(["a,b", "c", " d , e "]) == ["a", "b", "c", "d", "e"]
-    assert tasks.comma_list(None) == []
+    assert tasking.comma_list(["a,b", "c", " d , e "]) == ["a", "b", "c", "d", "e"]
+    assert tasking.comma_list(None) == []
 
 
 def test_whole_number_flags():
-    assert tasks.number_flag("4", "--jobs") == 4 and tasks.number_flag(None, "--jobs") is None
+    assert tasking.number_flag("4", "--jobs") == 4 and tasking.number_flag(None, "--jobs") is None
     with pytest.raises(Exit) as caught:
-        tasks.number_flag("four", "--jobs")
+        tasking.number_flag("four", "--jobs")
     assert caught.value.code == 2
 
 
@@ -82,5 +83,5 @@ def test_journal_last_takes_one_or_more(tmp_path, monkeypatch, capsys, last):
     (tmp_path / "environments.ini").write_text("[prod]\nref = qfdztdgublwlmewobxmx\n")
     monkeypatch.setenv("OPS_ENVIRONMENTS", str(tmp_path / "environments.ini"))
     with pytest.raises(Exit) as caught:
-        tasks.journal.body(None, last=last)
+        tasks.journal(Context(), last=last)
     assert caught.value.code == 2 and "--last" in str(caught.value.message)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ops.db.catalog import Column, ForeignKey, Table, ident, literal, parents_first, qident
+from ops.db.catalog import CatalogTable, Column, ForeignKey, ident, literal, parents_first, qident
 from ops.sync import sql as sync_sql
 from ops.sync.sql import TablePlan
 
 
-def odd_table() -> Table:
-    return Table(
+def odd_table() -> CatalogTable:
+    return CatalogTable(
         "public",
         'it\'s "odd"',
         [
@@ -24,7 +24,7 @@ def odd_table() -> Table:
     )
 
 
-def plan(table: Table | None = None) -> TablePlan:
+def plan(table: CatalogTable | None = None) -> TablePlan:
     table = table or odd_table()
     return TablePlan(
         target=table,
@@ -65,7 +65,7 @@ def test_insert_overrides_identity_and_update_compares_json_as_text():
 
 
 def test_key_only_table_does_nothing_on_conflict():
-    table = Table("public", "tags", [Column("name", "text")], ["name"])
+    table = CatalogTable("public", "tags", [Column("name", "text")], ["name"])
     only_key = TablePlan(
         target=table, key=["name"], columns=["name"], json_columns=set(), file=Path("t.json"), rows=1, index=1
     )
@@ -74,8 +74,8 @@ def test_key_only_table_does_nothing_on_conflict():
 
 
 def test_prune_runs_children_first_after_the_loads():
-    parent = Table("public", "plans", [Column("id", "int")], ["id"])
-    child = Table("public", "plan_prices", [Column("id", "int")], ["id"], parents={"public.plans"})
+    parent = CatalogTable("public", "plans", [Column("id", "int")], ["id"])
+    child = CatalogTable("public", "plan_prices", [Column("id", "int")], ["id"], parents={"public.plans"})
     ordered = parents_first([child, parent])
     assert [t.name for t in ordered] == ["plans", "plan_prices"]
     plans = [
@@ -89,7 +89,9 @@ def test_prune_runs_children_first_after_the_loads():
 
 def test_empty_table_copies_straight_in_and_checks_its_foreign_keys_once():
     fk = ForeignKey("child_parent_fkey", "public.parent", "FOREIGN KEY (parent_id) REFERENCES parent(id)")
-    table = Table("public", "child", [Column("id", "int"), Column("parent_id", "int")], ["id"], foreign_keys=[fk])
+    table = CatalogTable(
+        "public", "child", [Column("id", "int"), Column("parent_id", "int")], ["id"], foreign_keys=[fk]
+    )
     empty = TablePlan(
         target=table,
         key=["id"],

@@ -7,7 +7,7 @@ import json
 import pytest
 from invoke import Context, Exit
 
-import tasks
+from ops import tasking
 
 
 def crashing(c: Context) -> None:
@@ -19,7 +19,7 @@ def test_a_crash_is_one_line_and_journaled_as_crashed(tmp_path, monkeypatch):
     ini.write_text("[prod]\nref = qfdztdgublwlmewobxmx\n")
     monkeypatch.setenv("OPS_ENVIRONMENTS", str(ini))
     monkeypatch.delenv("OPS_DEBUG", raising=False)
-    task = tasks.ops_task(journal=True)(crashing)
+    task = tasking.ops_task(journal=True)(crashing)
     with pytest.raises(Exit) as raised:
         task(Context())
     assert raised.value.code == 1
@@ -34,4 +34,4 @@ def test_ops_debug_shows_the_exception_itself(tmp_path, monkeypatch):
     monkeypatch.setenv("OPS_ENVIRONMENTS", str(ini))
     monkeypatch.setenv("OPS_DEBUG", "1")
     with pytest.raises(KeyError):
-        tasks.ops_task(journal=True)(crashing)(Context())
+        tasking.ops_task(journal=True)(crashing)(Context())
