@@ -244,7 +244,7 @@ def bench_drill(bench: Bench, servers: list, pg: localstack.LocalPostgres, targe
     psql_and_rclone = time.perf_counter() - started
     bench.record(
         "remote: drill",
-        f"drill of {rows:,} rows + {len(objects):,} objects from a remote backup ({drilled['verdict'][:10]})",
+        f"drill of {rows:,} rows + {len(objects):,} objects from a remote backup",
         ours,
         psql_and_rclone,
         "psql -f of its dump + rclone copy --transfers 4 of its objects",
