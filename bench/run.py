@@ -17,6 +17,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[0] = str(REPO)  # bench/ itself off the path: its modules are bench.*, shadowing no top-level name
 
+from bench.backup import bench_remote
 from bench.deploy import bench_deploy
 from bench.harness import Bench, timed, write_ini
 from bench.storage import bench_scale, bench_storage
@@ -40,7 +41,7 @@ def run_kill_loop() -> None:
     )
 
 
-GROUPS = ("sync-data", "storage", "scale", "deploy", "list", "kills")
+GROUPS = ("sync-data", "storage", "scale", "remote", "deploy", "list", "kills")
 
 
 def main() -> int:
@@ -72,6 +73,10 @@ def main() -> int:
             bench_storage(bench, servers)
         if "scale" in chosen:
             bench_scale(bench, servers)
+        if "remote" in chosen:
+            pg = pg.start() if pg else localstack.start_postgres()
+            bench_remote(bench, servers, pg)
+            pg.stop()
         if "deploy" in chosen:
             bench_deploy(bench, api)
         if "list" in chosen:

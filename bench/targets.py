@@ -50,6 +50,10 @@ TARGETS = {
     "scale: backup-storage second run": Target(11, 0.15),
     "scale: verify-backup, peak RSS": Target(11, 1.0),
     "scale: sync-storage peak RSS, 10x the objects": Target(12, 1.5),
+    "remote: backup --to, 1 % changed": Target(13, 0.1),
+    "remote: backup --to, objects read": Target(13, 1.0, also="the very changed keys, each read once"),
+    "remote: backup --to, peak RSS": Target(13, 1.5),
+    "remote: drill": Target(14, 1.3),
 }
 
 

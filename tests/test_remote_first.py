@@ -375,3 +375,27 @@ def test_seven_nights_on_fresh_runners_read_only_the_changes_and_keep_by_the_cal
         )
         assert restored.code == 0, restored.err
         assert contents(storage["preprod"].client(), "avatars") == held[name], f"{name} restores what it held"
+
+
+def test_a_backup_never_lists_the_series_whole(project, storage, offsite):
+    """Each remote backup holds every object: listing the series' prefix whole would read all of them, every run."""
+    from urllib.parse import parse_qs, urlsplit
+
+    proxy = FaultProxy(offsite.port).start()
+    project.extra = project.extra.replace(offsite.url, proxy.url)
+    try:
+        fill(storage["prod"].client(), "avatars", 3)
+        made = []
+        for _ in range(3):
+            made.append(backed_up(project, "--keep", "2")["path"].split(":")[1])
+            time.sleep(1.1)
+        listings = [
+            parse_qs(urlsplit(path).query)
+            for _, method, path in proxy.answered
+            if method == "GET" and "list-type" in path
+        ]
+    finally:
+        proxy.stop()
+    whole = [q for q in listings if q.get("prefix") == [BASE] and "delimiter" not in q]
+    assert listings and not whole, f"{len(whole)} listings of {BASE} whole"
+    assert remote_names(offsite) == {made[1]: True, made[2]: True}, "retention still keeps the newest two"

@@ -44,12 +44,20 @@ def remote_base(target: BackupTarget, env_folder: str, full: bool) -> str:
     return "/".join(p for p in parts if p) + "/"
 
 
+def remote_names(s3: S3, target: BackupTarget, base: str) -> list[str]:
+    """The folder names directly under `base`: every remote backup there, sealed or not."""
+    return [folder[len(base) :].rstrip("/") for folder in s3.list_folders(target.bucket, base)]
+
+
 def sealed_remote(s3: S3, target: BackupTarget, base: str) -> list[str]:
-    """Names of the remote backups under `base` that hold a manifest (sealed), oldest first."""
+    """Names of the remote backups under `base` that hold a manifest (sealed), oldest first.
+
+    The backups' folders, then one short listing for each one's manifest: listing `base` whole would read
+    every object of every backup in the series (100,000 objects a backup: 100 pages each)."""
     names = [
-        key[len(base) :].split("/")[0]
-        for key in s3objects.list_objects(s3, target.bucket, base)
-        if key.endswith("/" + METADATA_FILE) and key.count("/") == base.count("/") + 1
+        name
+        for name in remote_names(s3, target, base)
+        if f"{base}{name}/{METADATA_FILE}" in s3objects.list_objects(s3, target.bucket, f"{base}{name}/{METADATA_FILE}")
     ]
     # A backup's name is one folder name (a time); `..` or `` under the prefix is no backup of ours.
     return sorted((n for n in names if not unsafe(n)), key=lambda n: stamp_order(Path(n)))

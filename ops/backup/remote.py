@@ -24,7 +24,14 @@ from typing import Any
 from ops.backup import buckets as storage
 from ops.backup import manifest, records
 from ops.backup.buckets import BackupReport, BackupResult, Folders, _objects, _save_object, sealing_fields
-from ops.backup.offsite import md5_of, remote_base, remote_retention, remote_series, sealed_remote
+from ops.backup.offsite import (
+    md5_of,
+    remote_base,
+    remote_names,
+    remote_retention,
+    remote_series,
+    sealed_remote,
+)
 from ops.backup.paths import unsafe
 from ops.backup.retention import newest_full, policy_from
 from ops.backup.store import LOCK_FILE, METADATA_FILE
@@ -112,7 +119,7 @@ def locked_backup_to(
     if not full and set(buckets) != set(config.storage.buckets):
         folder += "+" + "+".join(sorted(buckets))
     base = remote_base(target, folder, full)
-    names = {key[len(base) :].split("/")[0] for key in s3objects.list_objects(remote, target.bucket, base)}
+    names = set(remote_names(remote, target, base))
     name = next_stamp(names)
     remove_unsealed(remote, target, base, names, name)
     sealed = sealed_remote(remote, target, base)
