@@ -35,20 +35,12 @@ from ops.config import Config, Environment, RetentionPolicy
 from ops.errors import OperationFailed
 from ops.parallel import Failure, failure_report, run_tasks, until_intact
 from ops.report import Meter, Result, Table, progress
-from ops.s3base import ObjectInfo
+from ops.s3base import OBJECT_HEADERS, ObjectInfo
 from ops.s3client import S3
 from ops.stamps import unused_name
 from ops.storage import select_buckets
 
 Task = tuple[ObjectInfo, str]  # an object and its path in the backup
-
-HEADER_NAMES = {
-    "ContentType": "content_type",
-    "CacheControl": "cache_control",
-    "ContentDisposition": "content_disposition",
-    "ContentEncoding": "content_encoding",
-    "ContentLanguage": "content_language",
-}
 
 
 @dataclass
@@ -337,7 +329,7 @@ def _save_object(
         "sha256": got.sha256,
         "metadata": got.metadata,
     }
-    entry.update({HEADER_NAMES[h]: v for h, v in got.headers.items()})
+    entry.update({kept.field: got.headers[kept.name] for kept in OBJECT_HEADERS if kept.name in got.headers})
     return entry, False
 
 
