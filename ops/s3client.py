@@ -9,10 +9,10 @@ costs a run); botocore's client makes the control calls (copy, delete, multipart
 for the ledger) and carries the bodies of the few keys obstore cannot name; obstore carries
 every other body.
 
-One `RetryPolicy` object configures all three (attempts, pauses, what is retried, connect and read
-timeouts): obstore through its retry and client options, botocore's client through its timeouts and
-a `needs-retry` handler in place of its own retries, the lister by reading the policy itself. What Supabase Storage's S3
-dialect needs is set here once: path-style URLs, no Content-MD5 nor default checksums,
+One `RetryPolicy` object configures all three (attempts, pauses, what is retried, connect and
+read timeouts): obstore through its retry and client options, botocore's client through its
+timeouts and a `needs-retry` handler in place of its own retries, the lister by reading the policy
+itself. What Supabase Storage's S3 dialect needs is set here once: path-style URLs, no Content-MD5 nor default checksums,
 payloads signed as UNSIGNED-PAYLOAD (Storage never hashes the body: its
 `signature-v4.ts` signs the header as sent), and HTTPS_PROXY / NO_PROXY honoured by each.
 """
