@@ -77,8 +77,8 @@ class RetryPolicy:
       `botocore_retry` and `Lister.page`, both deciding with `retried` and waiting `pause`).
     - Retried: answers with status 5xx or 429, or a code in `transient_codes`, and connections refused,
       reset or timed out. Never: any other 4xx, a certificate that does not verify. obstore judges by
-      status alone (a transient code on a 4xx, which S3 does not send for object calls, is not retried
-      there).
+      status alone: a transient code on a 4xx (S3's 400 RequestTimeout to an upload that stalled) is
+      not retried there.
     - Pauses grow from `first_pause` to at most `max_pause`: "full jitter" on botocore's client and the
       lister, obstore's own jitter between the same bounds.
     - `connect_timeout` bounds each wait for a connection, `read_timeout` each wait for the next bytes
