@@ -33,21 +33,13 @@ from ops.config import Config, Environment, RetentionPolicy
 from ops.errors import OperationFailed, first_line
 from ops.report import Meter, Result, Table, progress
 from ops.s3 import objects as s3objects
-from ops.s3.base import ObjectInfo
+from ops.s3.base import OBJECT_HEADERS, ObjectInfo
 from ops.s3.client import S3
 from ops.stamps import seal_private, unused_name
 from ops.storage.parallel import Failure, failure_report, run_tasks, until_intact
 from ops.storage.sync import select_buckets
 
 ObjectAndPath = tuple[ObjectInfo, str]  # an object and its path in the backup
-
-HEADER_NAMES = {
-    "ContentType": "content_type",
-    "CacheControl": "cache_control",
-    "ContentDisposition": "content_disposition",
-    "ContentEncoding": "content_encoding",
-    "ContentLanguage": "content_language",
-}
 
 
 @dataclass
@@ -361,7 +353,7 @@ def _save_object(
         "sha256": got.sha256,
         "metadata": got.metadata,
     }
-    entry.update({HEADER_NAMES[h]: v for h, v in got.headers.items()})
+    entry.update({kept.field: got.headers[kept.name] for kept in OBJECT_HEADERS if kept.name in got.headers})
     return entry, False
 
 

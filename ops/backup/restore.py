@@ -9,7 +9,6 @@ from pathlib import Path
 
 from ops import invocation
 from ops.backup import verify
-from ops.backup.buckets import HEADER_NAMES
 from ops.backup.paths import member
 from ops.backup.store import METADATA_FILE, load_manifest, objects_by_bucket
 from ops.config import Config, Environment
@@ -17,7 +16,7 @@ from ops.digest import file_digest
 from ops.errors import OperationFailed, OpsError, UserError
 from ops.report import Result, Table, progress
 from ops.s3 import objects as s3objects
-from ops.s3.base import ObjectInfo, ObjectList
+from ops.s3.base import OBJECT_HEADERS, ObjectInfo, ObjectList
 from ops.s3.client import S3
 from ops.safety import confirm_write
 from ops.storage.parallel import NAMED, Failure, failure_report, run_parallel, until_intact
@@ -191,7 +190,7 @@ def _restored(s3: S3, bucket: str, present: ObjectInfo | None, entry: dict) -> b
 def _upload_file(s3: S3, bucket: str, key: str, file: Path, entry: dict) -> None:
     if file_digest(file) != entry["sha256"]:
         raise OperationFailed(f"{file} does not match its manifest: run {invocation.program()} verify-backup")
-    headers = {header: entry[name] for header, name in HEADER_NAMES.items() if entry.get(name)}
+    headers = {kept.name: entry[kept.field] for kept in OBJECT_HEADERS if entry.get(kept.field)}
     got = s3objects.Content(entry["size"], entry["md5"], entry["sha256"], headers, entry.get("metadata", {}))
     with file.open("rb") as handle:
         s3objects.upload(s3, bucket, key, handle, got)

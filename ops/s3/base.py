@@ -1,5 +1,5 @@
-"""What every S3 call shares, whichever client makes it: the retry policy, the errors, objects
-as a listing gives them, and S3's XML answers read in a way that survives any server."""
+"""What every S3 call shares, whichever client makes it: the retry policy, the errors, the headers
+an object keeps, objects as a listing gives them, and S3's XML answers read in a way that survives any server."""
 
 from __future__ import annotations
 
@@ -29,29 +29,85 @@ MAX_ERROR_TEXT = 64 << 10  # of an exception's text read at all
 PAGING = {"IsTruncated", "NextContinuationToken", "EncodingType"}  # a listing's fields that matter here
 
 
+META_PREFIX = "x-amz-meta-"  # the headers of an object's user metadata
+
+
+@dataclass(frozen=True)
+class ObjectHeader:
+    """A header an object keeps, and a copy of it keeps too, by each name it goes by here."""
+
+    name: str  # as S3 sends it, lower-cased
+    param: str  # botocore's parameter
+    attribute: str  # obstore's attribute
+    field: str  # a backup manifest's field
+
+
+OBJECT_HEADERS = (
+    ObjectHeader("content-type", "ContentType", "Content-Type", "content_type"),
+    ObjectHeader("cache-control", "CacheControl", "Cache-Control", "cache_control"),
+    ObjectHeader("content-disposition", "ContentDisposition", "Content-Disposition", "content_disposition"),
+    ObjectHeader("content-encoding", "ContentEncoding", "Content-Encoding", "content_encoding"),
+    ObjectHeader("content-language", "ContentLanguage", "Content-Language", "content_language"),
+)
+
+
+# Error codes worth asking again whatever the status they come with (as botocore's standard mode):
+# throttling, a request the server timed out, a server's own failure.
+TRANSIENT_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "InternalError",
+    }
+)
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
-    """What is tried again, how often and how soon: the one policy of every S3 call.
+    """What is tried again, how often and how soon, and how long one attempt may wait: the one
+    policy of every S3 call, whichever of the three transports carries it (see `ops.s3.client`).
 
-    Retried: 5xx answers, throttling (429, SlowDown) and connections refused, reset or timed
-    out. Never: any other 4xx, a certificate that does not verify. Every client (obstore, botocore,
-    the lister) counts the first try among `attempts` and backs off exponentially from
-    `first_pause` to `max_pause`.
+    - `attempts` counts the first try: every transport sends a failing request `attempts` times, then
+      raises what the last attempt met (obstore: `max_retries`; botocore's client and the lister:
+      `botocore_retry` and `Lister.page`, both deciding with `retried` and waiting `pause`).
+    - Retried: answers with status 5xx or 429, or a code in `transient_codes`, and connections refused,
+      reset or timed out. Never: any other 4xx, a certificate that does not verify. obstore judges by
+      status alone: a transient code on a 4xx (S3's 400 RequestTimeout to an upload that stalled) is
+      not retried there.
+    - Pauses grow from `first_pause` to at most `max_pause`: "full jitter" on botocore's client and the
+      lister, obstore's own jitter between the same bounds.
+    - `connect_timeout` bounds each wait for a connection, `read_timeout` each wait for the next bytes
+      of an answer (headers or body). No call has an overall deadline: a large body takes as long as it
+      takes while its bytes keep coming.
     """
 
     attempts: int = 6
     first_pause: float = 0.05
     max_pause: float = 2.0
-    give_up_after: float = 120.0
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    transient_codes: frozenset[str] = TRANSIENT_CODES
 
     def pause(self, attempt: int) -> float:
         """Seconds to wait after failed attempt `attempt` (0 first): "full jitter", as AWS's SDKs wait."""
         return random.uniform(0, min(self.max_pause, self.first_pause * 2**attempt))
 
+    def retried(self, status: int, code: str) -> bool:
+        """Whether an error answer is worth asking again."""
+        return status >= 500 or status == 429 or code in self.transient_codes
+
     def for_obstore(self) -> dict[str, Any]:
+        """obstore's `retry_config`: its time budget is set past what `attempts` attempts can take, so
+        the count, not the clock, ends the retrying there as on the other transports."""
+        slowest = self.connect_timeout + self.read_timeout + self.max_pause
         return {
             "max_retries": self.attempts - 1,
-            "retry_timeout": timedelta(seconds=self.give_up_after),
+            "retry_timeout": timedelta(seconds=self.attempts * slowest),
             "backoff": {
                 "init_backoff": timedelta(seconds=self.first_pause),
                 "max_backoff": timedelta(seconds=self.max_pause),
@@ -59,8 +115,47 @@ class RetryPolicy:
             },
         }
 
-    def for_botocore(self) -> Any:  # botocore's _RetryDict
-        return {"mode": "standard", "total_max_attempts": self.attempts}
+    def obstore_timeouts(self) -> dict[str, Any]:
+        """obstore's `client_options` timeouts; its overall request deadline (30 s unless set) is set
+        past any body's transfer, so `read_timeout` is what a stalled answer meets."""
+        return {
+            "connect_timeout": timedelta(seconds=self.connect_timeout),
+            "read_timeout": timedelta(seconds=self.read_timeout),
+            "timeout": timedelta(days=1),
+        }
+
+    def for_botocore(self) -> dict[str, Any]:
+        """botocore `Config` arguments: its own retries off (one attempt), as `botocore_retry` retries."""
+        return {
+            "retries": {"mode": "standard", "total_max_attempts": 1},
+            "connect_timeout": self.connect_timeout,
+            "read_timeout": self.read_timeout,
+        }
+
+    def botocore_retry(
+        self, attempts: int, response: Any = None, caught_exception: Exception | None = None, **_: Any
+    ) -> float | None:
+        """botocore's `needs-retry` event: seconds to wait before asking again, or None to stop.
+        `attempts` counts the one just made; `response` is (the HTTP answer, its parsed dict)."""
+        if attempts >= self.attempts:
+            return None
+        if caught_exception is not None:
+            from botocore.exceptions import ConnectionError as LostConnection
+            from botocore.exceptions import HTTPClientError, SSLError
+
+            text = f"{caught_exception} {getattr(caught_exception, 'kwargs', {}).get('error', '')}"
+            retry = (
+                isinstance(caught_exception, LostConnection | HTTPClientError)
+                and not isinstance(caught_exception, SSLError)
+                and "certificate" not in text.lower()
+            )
+        elif response is not None:
+            answer, parsed = response
+            code = str(parsed.get("Error", {}).get("Code") or "")
+            retry = answer.status_code >= 300 and self.retried(answer.status_code, code)
+        else:
+            retry = False
+        return self.pause(attempts - 1) if retry else None
 
 
 class S3Error(OperationFailed):

@@ -9,10 +9,11 @@ costs a run); botocore's client makes the control calls (copy, delete, multipart
 for the ledger) and carries the bodies of the few keys obstore cannot name; obstore carries
 every other body.
 
-One retry policy (`RetryPolicy`) configures all three: server errors, throttling and lost
-connections are retried with backoff; a refusal (4xx) never is. What Supabase Storage's S3
-dialect needs is set here once: path-style URLs, no Content-MD5 nor default checksums,
-payloads signed as UNSIGNED-PAYLOAD (Storage never hashes the body: its
+One `RetryPolicy` object configures all three (attempts, pauses, what is retried, connect and
+read timeouts): obstore through its retry and client options, botocore's client through its
+timeouts and a `needs-retry` handler in place of its own retries, the lister by reading the policy
+itself. What Supabase Storage's S3 dialect needs is set here once: path-style URLs, no Content-MD5
+nor default checksums, payloads signed as UNSIGNED-PAYLOAD (Storage never hashes the body: its
 `signature-v4.ts` signs the header as sent), and HTTPS_PROXY / NO_PROXY honoured by each.
 """
 
@@ -24,13 +25,14 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ops.errors import OperationFailed
 from ops.s3.base import (
     AUTH_CODES,
     MAX_ERROR_TEXT,
+    META_PREFIX,
+    OBJECT_HEADERS,
     CutShort,
     ObjectInfo,
     RetryPolicy,
@@ -47,23 +49,6 @@ from ops.s3.upload_ledger import UploadLedger
 
 if TYPE_CHECKING:
     from obstore.store import S3Store
-
-# The headers an object keeps, as S3 names them and as obstore's attributes do.
-ATTRIBUTES = {
-    "content-type": "Content-Type",
-    "cache-control": "Cache-Control",
-    "content-disposition": "Content-Disposition",
-    "content-encoding": "Content-Encoding",
-    "content-language": "Content-Language",
-}
-BOTO_PARAMS = {
-    "content-type": "ContentType",
-    "cache-control": "CacheControl",
-    "content-disposition": "ContentDisposition",
-    "content-encoding": "ContentEncoding",
-    "content-language": "ContentLanguage",
-}
-META_PREFIX = "x-amz-meta-"
 
 
 @functools.cache
@@ -122,7 +107,6 @@ class S3:
         secret: str,
         *,
         max_pool: int = 16,
-        timeout: float = 10,
         retry: RetryPolicy | None = None,
         refused: Callable[[S3Error], Exception] | None = None,
         untrusted: Callable[[Untrusted], Exception] | None = None,
@@ -131,8 +115,8 @@ class S3:
     ) -> None:
         self.base = url.rstrip("/")
         self.region = region
-        self.max_pool, self.timeout = max_pool, timeout
-        self.retry = retry or RetryPolicy()
+        self.max_pool = max_pool
+        self.retry = retry or RetryPolicy()  # every transport's attempts, pauses and timeouts
         self.refused = refused  # what a refusal of the keys becomes (401, 403, a signature error)
         self.untrusted = untrusted  # what a certificate that does not verify becomes (never retried)
         self.where = where or f"storage at {self.base}"  # how errors name this endpoint
@@ -154,7 +138,6 @@ class S3:
             self.region,
             self._keys,
             retry=self.retry,
-            timeout=self.timeout,
             max_pool=self.max_pool,
             where=self.where,
         )
@@ -166,13 +149,11 @@ class S3:
         config = Config(
             s3={"addressing_style": "path", "payload_signing_enabled": False},
             signature_version="s3v4",
-            retries=self.retry.for_botocore(),
             max_pool_connections=self.max_pool,
-            connect_timeout=self.timeout,
-            read_timeout=60,
             tcp_keepalive=True,
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
+            **self.retry.for_botocore(),
         )
         with self._lock:
             client = botocore_session().create_client(
@@ -188,6 +169,7 @@ class S3:
         for operation in ("DeleteObjects", "CompleteMultipartUpload"):
             client.meta.events.register(f"before-sign.s3.{operation}", _sign_body)
         client.meta.events.register_first("before-parse.s3.*", self._readable_error)
+        client.meta.events.register("needs-retry.s3", self.retry.botocore_retry)
         return client
 
     @staticmethod
@@ -220,11 +202,10 @@ class S3:
                     unsigned_payload=True,
                     skip_signature=False,
                     retry_config=self.retry.for_obstore(),  # type: ignore[arg-type]
-                    client_options={
+                    client_options={  # type: ignore[arg-type]
                         "allow_http": self.base.startswith("http://"),
-                        "connect_timeout": timedelta(seconds=self.timeout),
-                        "timeout": timedelta(seconds=300),
                         "pool_max_idle_per_host": str(self.max_pool),
+                        **self.retry.obstore_timeouts(),
                     },
                 )
         return found
@@ -373,7 +354,7 @@ class S3:
             if addressable(key):
                 import obstore
 
-                attributes = {ATTRIBUTES[name]: value for name, value in headers.items() if name in ATTRIBUTES}
+                attributes = {kept.attribute: headers[kept.name] for kept in OBJECT_HEADERS if kept.name in headers}
                 attributes |= {
                     name[len(META_PREFIX) :]: value for name, value in headers.items() if name.startswith(META_PREFIX)
                 }
@@ -465,14 +446,14 @@ class _BotoBody:
 def _obstore_headers(answer: Any) -> dict[str, str]:
     meta, attributes = answer.meta, answer.attributes
     headers = {"etag": meta.get("e_tag") or "", "content-length": str(meta["size"])}
-    known = {title: name for name, title in ATTRIBUTES.items()}
+    known = {kept.attribute: kept.name for kept in OBJECT_HEADERS}
     for name, value in attributes.items():
         headers[known.get(name) or META_PREFIX + name.lower()] = str(value)
     return headers
 
 
 def _boto_params(headers: dict[str, str]) -> dict[str, Any]:
-    params: dict[str, Any] = {BOTO_PARAMS[name]: value for name, value in headers.items() if name in BOTO_PARAMS}
+    params: dict[str, Any] = {kept.param: headers[kept.name] for kept in OBJECT_HEADERS if kept.name in headers}
     metadata = {name[len(META_PREFIX) :]: value for name, value in headers.items() if name.startswith(META_PREFIX)}
     if metadata:
         params["Metadata"] = metadata

@@ -6,7 +6,8 @@ the hand-written client it replaced. A listing needs none of it, only botocore's
 the client: its SigV4 signer (S3SigV4Auth, the query encoded by `percent_encode_sequence`)
 and its transport (URLLib3Session: pooled connections, TLS verified against the same roots,
 HTTPS_PROXY / NO_PROXY chosen as the client chooses them), about 30 ms to import. The pages
-are read by `listing_page` and asked again as the client's `RetryPolicy` says.
+are read by `listing_page`; each is asked again, and waited for, as the same `RetryPolicy` object that
+configures the other two transports says (its `retried`, `pause`, `attempts` and timeouts).
 """
 
 from __future__ import annotations
@@ -35,18 +36,6 @@ from ops.s3.base import (
 if TYPE_CHECKING:
     from botocore.httpsession import URLLib3Session
 
-# Answers worth asking again (as botocore's standard mode): server errors, throttling, timeouts.
-TRANSIENT_CODES = {
-    "SlowDown",
-    "Throttling",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    "TooManyRequestsException",
-    "RequestTimeout",
-    "RequestTimeoutException",
-    "InternalError",
-}
-
 
 @dataclass(frozen=True)
 class Page:
@@ -71,12 +60,11 @@ class Lister:
         keys: tuple[str, str],
         *,
         retry: RetryPolicy,
-        timeout: float,
         max_pool: int,
         where: str,
     ) -> None:
         self.base, self.region, self.retry, self.where = base, region, retry, where
-        self.timeout, self.max_pool = timeout, max_pool
+        self.max_pool = max_pool
         self._keys = keys
         self._transport: URLLib3Session | None = None
         self._lock = threading.Lock()
@@ -152,7 +140,7 @@ class Lister:
             )
         code, message = error_document(text)
         failure = S3Error(status, code or str(status), one_line(message or phrase(status)), "ListObjectsV2", self.where)
-        if status >= 500 or status == 429 or code in TRANSIENT_CODES:
+        if self.retry.retried(status, code):
             raise Retry(failure)
         raise failure
 
@@ -175,12 +163,12 @@ class Lister:
                 from botocore.httpsession import URLLib3Session
                 from botocore.utils import get_environ_proxies
 
-                # As botocore's EndpointCreator makes it (its stubs type neither a CA path nor a
-                # (connect, read) pair, both of which it passes itself).
+                # As botocore's EndpointCreator makes it, with the policy's timeouts (its stubs type
+                # neither a CA path nor a (connect, read) pair, both of which it passes itself).
                 self._transport = URLLib3Session(
                     verify=os.environ.get("SSL_CERT_FILE") or True,  # type: ignore[arg-type]
                     proxies=get_environ_proxies(self.base),
-                    timeout=(self.timeout, 60),  # type: ignore[arg-type]
+                    timeout=(self.retry.connect_timeout, self.retry.read_timeout),  # type: ignore[arg-type]
                     max_pool_connections=self.max_pool,
                 )
             return self._transport

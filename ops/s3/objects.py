@@ -19,7 +19,16 @@ from typing import Any, BinaryIO
 from ops.config import Environment
 from ops.errors import OperationFailed, UserError
 from ops.report import progress
-from ops.s3.base import ObjectInfo, ObjectList, RetryPolicy, S3Error, Untrusted, md5_of_etag
+from ops.s3.base import (
+    META_PREFIX,
+    OBJECT_HEADERS,
+    ObjectInfo,
+    ObjectList,
+    RetryPolicy,
+    S3Error,
+    Untrusted,
+    md5_of_etag,
+)
 from ops.s3.client import S3
 from ops.s3.upload_ledger import UploadLedger
 
@@ -41,18 +50,9 @@ MD5_METADATA = "md5chksum"  # rclone's convention for the MD5 of a multipart upl
 # next run tells an unchanged object by it, from one HEAD, without reading either side's bytes.
 SOURCE_ETAG_METADATA = "ops-source-etag"
 OWN_METADATA = {MD5_METADATA, SOURCE_ETAG_METADATA}  # ours: never copied onward as the object's own
-META_PREFIX = "x-amz-meta-"
-# The headers an object keeps when copied, by the names backups record them under.
-COPIED_HEADERS = {
-    "ContentType": "content-type",
-    "CacheControl": "cache-control",
-    "ContentDisposition": "content-disposition",
-    "ContentEncoding": "content-encoding",
-    "ContentLanguage": "content-language",
-}
 
 
-def client(env: Environment, *, max_pool: int = 16, timeout: int = 10, retry: RetryPolicy | None = None) -> S3:
+def client(env: Environment, *, max_pool: int = 16, retry: RetryPolicy | None = None) -> S3:
     url = env.require_storage()
     key_id, secret = env.secret(env.s3_key_id_var), env.secret(env.s3_secret_var)
     missing = [var for var, value in ((env.s3_key_id_var, key_id), (env.s3_secret_var, secret)) if not value]
@@ -79,7 +79,6 @@ def client(env: Environment, *, max_pool: int = 16, timeout: int = 10, retry: Re
         key_id,
         secret,
         max_pool=max_pool,
-        timeout=timeout,
         retry=retry,
         refused=refused,
         untrusted=untrusted,
@@ -259,7 +258,7 @@ class Content:
     size: int
     md5: str
     sha256: str
-    headers: dict[str, Any]
+    headers: dict[str, Any]  # the kept ones (OBJECT_HEADERS), by their S3 names
     metadata: dict[str, str]
     md5_hashed: bool = True  # False: `md5` is the source's ETag, taken on trust until something checks it
     source_etag: str = ""  # the source's ETag when it is no MD5: recorded on the copy (SOURCE_ETAG_METADATA)
@@ -299,7 +298,7 @@ def download(
         size,
         md5.hexdigest() if md5 else etag_md5,
         digest.hexdigest() if digest else "",
-        {name: value for name, header in COPIED_HEADERS.items() if (value := headers.get(header))},
+        {kept.name: value for kept in OBJECT_HEADERS if (value := headers.get(kept.name))},
         {k: v for k, v in metadata_of(headers).items() if k not in OWN_METADATA},
         md5_hashed=md5 is not None,
     )
@@ -342,7 +341,7 @@ def upload(s3: S3, bucket: str, key: str, source: BinaryIO, got: Content) -> Non
     they do, it is checked too. Where the target gives none back, the bytes are hashed here, so
     the copy is checked at least as far as this machine, and https carries it the rest.
     """
-    headers = {COPIED_HEADERS[name]: str(value) for name, value in got.headers.items() if name in COPIED_HEADERS}
+    headers = {kept.name: str(got.headers[kept.name]) for kept in OBJECT_HEADERS if kept.name in got.headers}
     metadata = dict(got.metadata)
     if got.size >= RECORD_MD5_FROM:
         check_held(bucket, key, source, got)  # never record an MD5 nobody computed

@@ -228,7 +228,7 @@ def storage_check(config: Config, env: Environment) -> Check:
         unset = [var for var in (env.s3_key_id_var, env.s3_secret_var) if not env.secret(var)]
         if unset:  # storage_url is set: storage is configured, and cannot be checked without its keys
             raise OperationFailed(f"{' and '.join(unset)} not set (the dashboard's S3 access keys)")
-        s3 = s3objects.client(env, timeout=TIMEOUT, retry=RetryPolicy(attempts=2))
+        s3 = s3objects.client(env, retry=RetryPolicy(attempts=2, connect_timeout=TIMEOUT, read_timeout=TIMEOUT))
         missing = [b for b in config.storage.buckets if not s3objects.bucket_exists(s3, b)]
         if missing:
             raise OperationFailed(f"bucket(s) missing: {', '.join(missing)}")

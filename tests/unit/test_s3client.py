@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -251,3 +253,86 @@ def test_a_key_with_an_ascii_control_character_is_not_addressable_by_obstore():
     assert addressable("avatars/a b%c\u200b.png")
     for key in ("avatars/a\tb.png", "avatars/a\x7fb", "avatars/a\x01b"):
         assert not addressable(key), repr(key)  # obstore refuses it: "illegal character sequence"
+
+
+# One call on each transport an S3 endpoint has: the lister (botocore's signer and transport),
+# obstore (object bodies of keys it can name) and botocore's client (control calls, other keys).
+def _read(s3: S3, key: str) -> None:
+    with s3.get_object("b", key) as body:
+        b"".join(body.iter_raw())
+
+
+TRANSPORTS: dict[str, Callable[[S3], object]] = {
+    "lister": lambda s3: list(s3.list_objects("b")),
+    "obstore-get": lambda s3: _read(s3, "plain.txt"),
+    "obstore-put": lambda s3: s3.put_object("b", "plain.txt", b"x", {}),
+    "botocore-get": lambda s3: _read(s3, "a//b"),
+    "botocore-copy": lambda s3: s3.copy_object("b", "copy.txt", "plain.txt"),
+}
+# Short pauses: botocore's own backoff (a second, doubled, up to 20) would take seconds for five retries.
+QUICK = RetryPolicy(attempts=6, first_pause=0.01, max_pause=0.02, read_timeout=0.5)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_every_transport_asks_a_failing_server_the_policy_attempts_then_gives_the_same_error(transport):
+    fake = FakeS3(lambda method, path, query: (503, {}, error("SlowDown", "reduce your request rate")))
+    with fake.running() as s3:
+        s3.retry = QUICK
+        started = time.monotonic()
+        with pytest.raises(S3Error) as raised:
+            TRANSPORTS[transport](s3)
+        took = time.monotonic() - started
+    assert len(fake.requests) == QUICK.attempts
+    failure = raised.value
+    assert (failure.status, failure.code, failure.message) == (503, "SlowDown", "reduce your request rate")
+    assert took < 1.5, f"{took:.2f} s for pauses of at most {QUICK.max_pause} s: the policy's backoff was not used"
+
+
+@pytest.mark.parametrize("transport", ["lister", "botocore-get", "botocore-copy"])
+def test_a_transient_code_on_a_4xx_is_asked_again_as_the_policy_says(transport):
+    """obstore judges by status alone (the policy's docstring says so): only the other two read codes."""
+    fake = FakeS3(lambda method, path, query: (400, {}, error("RequestTimeout", "idle too long")))
+    with fake.running() as s3:
+        s3.retry = QUICK
+        with pytest.raises(S3Error, match="RequestTimeout"):
+            TRANSPORTS[transport](s3)
+    assert len(fake.requests) == QUICK.attempts
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_every_transport_gives_up_waiting_at_the_policy_read_timeout(transport):
+    """A server that answers nothing for 5 s: each attempt ends at the read timeout (0.5 s), and is made again."""
+    released = threading.Event()
+
+    def stall(method: str, path: str, query: dict[str, str]) -> Answer:
+        released.wait(5)
+        return 503, {}, error("SlowDown")
+
+    fake = FakeS3(stall)
+    policy = RetryPolicy(attempts=2, first_pause=0.01, max_pause=0.02, read_timeout=0.5)
+    try:
+        with fake.running() as s3:
+            s3.retry = policy
+            started = time.monotonic()
+            with pytest.raises(Unreachable, match="timed out") as raised:
+                TRANSPORTS[transport](s3)
+            took = time.monotonic() - started
+    finally:
+        released.set()
+    assert len(fake.requests) == policy.attempts, raised.value
+    assert took < 3, f"{took:.2f} s: a read timeout of {policy.read_timeout} s was not obeyed"
+
+
+def test_each_transport_is_configured_from_the_one_policy():
+    policy = RetryPolicy(attempts=4, first_pause=0.5, max_pause=3, connect_timeout=7, read_timeout=11)
+    s3 = S3("http://127.0.0.1:9", "us-east-1", "AKIAFAKE", "fake-secret", retry=policy)
+    assert s3.lister.retry is policy
+    assert s3.lister.transport._timeout.connect_timeout == 7 and s3.lister.transport._timeout.read_timeout == 11
+    config = s3.boto.meta.config
+    assert (config.connect_timeout, config.read_timeout) == (7, 11)
+    assert config.retries["total_max_attempts"] == 1  # botocore's own retries off: the policy's handler retries
+    options, retries = s3.store("b").client_options, s3.store("b").retry_config
+    assert (options["connect_timeout"], options["read_timeout"]) == ("7s", "11s")
+    assert retries is not None and retries["max_retries"] == 3
+    backoff = {"init_backoff": timedelta(seconds=0.5), "max_backoff": timedelta(seconds=3), "base": 2}
+    assert retries["backoff"] == backoff
