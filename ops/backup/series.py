@@ -63,17 +63,16 @@ def list_backups(
         where = config.target(target)
         s3 = s3objects.client(where.store, max_pool=config.storage.jobs * 2)
         report = BackupsReport(environment.name, f"{where.name} ({where.bucket})", vars(policy))
-        for full in (False, True):
-            base = offsite.remote_base(where, folder, full)
-            add_series(
-                report, "full" if full else "storage", offsite.remote_series(s3, where, base, environment.name), policy
-            )
+        for series, base in offsite.remote_series_bases(s3, where, environment):
+            add_series(report, series, offsite.remote_series(s3, where, base, environment.name), policy)
+            for name in offsite.unsealed_remote(s3, where, base):
+                report.backups.append(unsealed(series, name))
         return report
     report = BackupsReport(environment.name, "this machine", vars(policy))
     for series, path in (("storage", env_folder(config, environment)), ("full", config.backup.dir / folder)):
         add_series(report, series, local_series(environment, path), policy)
         for partial in sorted(path.glob(PARTIAL_PREFIX + "*")) if path.is_dir() else []:
-            report.backups.append(unsealed(series, partial))
+            report.backups.append(unsealed(series, partial.name.removeprefix(PARTIAL_PREFIX)))
     return report
 
 
@@ -102,10 +101,10 @@ def add_series(report: BackupsReport, series: str, judged: list[Judged], policy:
         )
 
 
-def unsealed(series: str, partial: Path) -> dict:
+def unsealed(series: str, name: str) -> dict:
     return {
         "series": series,
-        "name": partial.name.removeprefix(PARTIAL_PREFIX),
+        "name": name,
         "objects": 0,
         "bytes": 0,
         "rows": None,
