@@ -116,6 +116,7 @@ def test_a_remote_backup_named_after_now_never_costs_the_backup_just_made(projec
     assert made.code == 0, made.err
     name = json.loads(made.out)["backups"][0]["path"].split(":")[1]
     assert remote_names(offsite).get(name) is True, f"the backup just made, {name}, was removed: {made.err}"
+    assert remote_names(offsite).get(later) is True and f"warning: {later}" in made.err, made.err
 
 
 def test_a_local_backup_named_after_now_never_costs_the_backup_just_made(project, storage):

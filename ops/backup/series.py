@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ops.backup import manifest
-from ops.backup.retention import Judged, judge_series, keep_reasons, policy_from
+from ops.backup.retention import Judged, judge_series, keep_reasons, ours, policy_from
 from ops.backup.store import PARTIAL_PREFIX, complete_backups, env_folder
 from ops.config import Config, Environment, RetentionPolicy
 from ops.report import Result, Table
@@ -96,7 +96,7 @@ def add_series(report: BackupsReport, series: str, judged: list[Judged], policy:
                 "rows": rows,
                 "state": "sealed, full" if each.full else f"sealed, not full: {each.not_full_because}",
                 "kept_by": reasons[each.name],
-                "prunable": prunes and not reasons[each.name],
+                "prunable": prunes and not reasons[each.name] and ours(each.name),  # others are never removed
             }
         )
 
