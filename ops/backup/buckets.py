@@ -19,7 +19,15 @@ from typing import Any
 
 from ops.backup import manifest
 from ops.backup.paths import ObjectPaths, paths_in_order, within
-from ops.backup.retention import BackupSize, Judged, judge_series, newest_full, policy_from, retention_blocked
+from ops.backup.retention import (
+    BackupSize,
+    Judged,
+    judge_series,
+    newest_full,
+    ours,
+    policy_from,
+    retention_blocked,
+)
 from ops.backup.store import (
     METADATA_FILE,
     PARTIAL_PREFIX,
@@ -149,7 +157,7 @@ def _backup_locked(
     in_order: bool,
 ) -> BackupResult:
     history = complete_backups(folder)
-    previous = history[-1] if history else None
+    previous = next((p for p in reversed(history) if ours(p.name)), None)
     reference = newest_full(judge_series(env.name, [(p.name, manifest.summary(p)) for p in history]))
 
     final = folder / unused_name(folder, also=PARTIAL_PREFIX)
@@ -178,7 +186,7 @@ def _backup_locked(
         if partial.exists():
             shutil.rmtree(partial, ignore_errors=True)
     if not result.kept_because:
-        removed, result.kept_because = prune_backups(env.name, folder, policy)
+        removed, result.kept_because = prune_backups(env.name, folder, policy, final.name)
         result.removed = [str(p) for p in removed]
     if result.kept_because:
         progress(f"warning: {env.name}: no old backup removed: {result.kept_because}")

@@ -208,6 +208,8 @@ def drill(config: Config, *, env: str | None, backup: str | None, into: str | No
     try:
         with backup_copy(config, backup, source) as (path, label):
             result = restore_and_check(config, path, label, source, scratch, yes)
+        # A faithful restore of an emptied project's backup is no all-clear: say so, and name the one to drill.
+        result.differences[:0] = not_full(config, label, source)
     except FetchFailed as error:
         result = DrillResult(source.name, backup, scratch.name)
         result.differences.append(f"backup not fetched, nothing restored: {error}")
@@ -412,3 +414,30 @@ def newest_full(config: Config, target: BackupTarget, env: Environment) -> str:
             f"`inv backup --env {env.name} --copy-to {target.name}`"
         )
     return names[-1]
+
+
+def not_full(config: Config, label: str, source: Environment) -> list[str]:
+    """Why the drilled backup is not full as retention judges it in its series (a backup of an emptied
+    project, a bucket missing), naming the newest full one there; [] when it is full."""
+    from ops.backup.retention import judge_series, newest_full
+    from ops.backup.store import complete_backups
+
+    remote = offsite.parse(config, label)
+    if remote:
+        target, name = remote
+        s3, prefix = offsite.locate(config, target, source, name)
+        base = prefix[: -len(name) - 1]
+        judged = offsite.remote_series(s3, target, base, source.name)
+        drill_it = f"--backup {target.name}:{{}}"
+    else:
+        name = Path(label).name
+        judged = judge_series(
+            source.name, [(p.name, manifest.summary(p)) for p in complete_backups(Path(label).parent)]
+        )
+        drill_it = f"--backup {Path(label).parent}/{{}}"
+    this = next((each for each in judged if each.name == name), None)
+    if this is None or this.full:
+        return []
+    good = newest_full(judged)
+    instead = f"; the newest full backup is {good.name} (`inv drill {drill_it.format(good.name)}`)" if good else ""
+    return [f"{label} is not full: {this.not_full_because} (a backup of an emptied or damaged project){instead}"]

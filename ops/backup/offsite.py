@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ops.backup import manifest, records
 from ops.backup.paths import member, unsafe
-from ops.backup.retention import Judged, judge_series, retention
+from ops.backup.retention import Judged, judge_series, ours, retention
 from ops.backup.store import METADATA_FILE, load_manifest
 from ops.config import BackupTarget, Config, Environment, RetentionPolicy
 from ops.errors import OperationFailed, UserError
@@ -61,6 +61,15 @@ def sealed_remote(s3: S3, target: BackupTarget, base: str) -> list[str]:
     ]
     # A backup's name is one folder name (a time); `..` or `` under the prefix is no backup of ours.
     return sorted((n for n in names if not unsafe(n)), key=lambda n: stamp_order(Path(n)))
+
+
+def unsealed_remote(s3: S3, target: BackupTarget, base: str) -> list[str]:
+    """Names of the remote backups under `base` with keys but no manifest (being made, or killed), oldest first."""
+    names: dict[str, bool] = {}
+    for key in s3objects.list_objects(s3, target.bucket, base):
+        name, _, rest = key[len(base) :].partition("/")
+        names[name] = names.get(name, False) or rest == METADATA_FILE
+    return sorted((n for n, sealed in names.items() if not sealed and ours(n)), key=lambda n: stamp_order(Path(n)))
 
 
 @dataclass
@@ -142,7 +151,9 @@ def copy_backup(
     data = (backup / METADATA_FILE).read_bytes()
     s3.put_object(target.bucket, prefix + METADATA_FILE, data, {"content-type": "application/json"})
     records.note(s3, target, prefix, "sealed", True, {"backup": backup.name})
-    result.removed, result.kept_because = remote_retention(s3, target, base, str(metadata.get("env")), policy)
+    result.removed, result.kept_because = remote_retention(
+        s3, target, base, str(metadata.get("env")), policy, backup.name
+    )
     if result.kept_because:
         progress(f"warning: {target.name}: no old remote backup removed: {result.kept_because}")
     result.seconds = round(time.monotonic() - started, 3)
@@ -199,11 +210,11 @@ def remote_series(s3: S3, target: BackupTarget, base: str, env: str) -> list[Jud
 
 
 def remote_retention(
-    s3: S3, target: BackupTarget, base: str, env: str, policy: RetentionPolicy
+    s3: S3, target: BackupTarget, base: str, env: str, policy: RetentionPolicy, made: str
 ) -> tuple[list[str], str]:
-    """Apply the series rules (`retention`) to the remote series under `base`; what was removed, or
-    why nothing was. Each is unsealed (its manifest removed) first."""
-    doomed, blocked = retention(remote_series(s3, target, base, env), policy)
+    """Apply the series rules (`retention`) to the remote series under `base` after the backup `made`;
+    what was removed, or why nothing was. Each is unsealed (its manifest removed) first."""
+    doomed, blocked = retention(remote_series(s3, target, base, env), policy, made)
     for name in doomed:
         s3.delete_objects(target.bucket, [f"{base}{name}/{METADATA_FILE}"])  # unsealed first
         records.remove(s3, target, f"{base}{name}/")
@@ -226,17 +237,31 @@ def parse(config: Config, backup: str | None) -> tuple[BackupTarget, str] | None
     return config.target(name), when or "latest"
 
 
+def remote_series_bases(s3: S3, target: BackupTarget, env: Environment) -> list[tuple[str, str]]:
+    """Each series of `env` at the target, named and with its base: all buckets, full snapshots, then
+    each backup of some buckets (`<env>-<ref>+avatars/`)."""
+    folder = f"{env.name}-{env.ref}"
+    some = remote_base(target, folder + "+", False).rstrip("/")
+    listed = {key[len(some) :].split("/")[0] for key in s3objects.list_objects(s3, target.bucket, some)}
+    partial = sorted(buckets for buckets in listed if not unsafe(f"{folder}+{buckets}"))
+    return [
+        ("storage", remote_base(target, folder, False)),
+        ("full", remote_base(target, folder, True)),
+        *[(f"storage+{buckets}", remote_base(target, f"{folder}+{buckets}", False)) for buckets in partial],
+    ]
+
+
 def locate(config: Config, target: BackupTarget, env: Environment, when: str) -> tuple[S3, str]:
-    """The remote prefix of `env`'s backup `when` (a folder name, or the newest sealed with 'latest')."""
+    """The remote prefix of `env`'s backup `when` (a folder name in any of its series, or with 'latest'
+    the newest sealed of all its buckets or a full snapshot)."""
     s3 = s3objects.client(target.store, max_pool=config.storage.jobs * 2)
     folder = f"{env.name}-{env.ref}"
-    found = [
-        (name, remote_base(target, folder, full))
-        for full in (False, True)
-        for name in sealed_remote(s3, target, remote_base(target, folder, full))
-    ]
+    bases = remote_series_bases(s3, target, env)[: 2 if when == "latest" else None]
+    found = [(name, base) for _, base in bases for name in sealed_remote(s3, target, base)]
     if when != "latest":
         found = [(name, base) for name, base in found if name == when]
+    else:  # a name that is no time was not made by this tool: never `latest`
+        found = [(name, base) for name, base in found if ours(name)]
     if not found:
         raise UserError(
             f"no sealed backup {when} of {env.name} at {target.name} "

@@ -33,7 +33,7 @@ from ops.backup.offsite import (
     sealed_remote,
 )
 from ops.backup.paths import unsafe
-from ops.backup.retention import newest_full, policy_from
+from ops.backup.retention import newest_full, ours, policy_from
 from ops.backup.store import LOCK_FILE, METADATA_FILE
 from ops.config import BackupTarget, Config, Environment, RetentionPolicy
 from ops.errors import OperationFailed, UserError, first_line
@@ -122,7 +122,7 @@ def locked_backup_to(
     names = set(remote_names(remote, target, base))
     name = next_stamp(names)
     remove_unsealed(remote, target, base, names, name)
-    sealed = sealed_remote(remote, target, base)
+    sealed = [each for each in sealed_remote(remote, target, base) if ours(each)]
     previous = sealed[-1] if sealed else None
     reference = newest_full(remote_series(remote, target, base, env.name))
     scratch = config.root / "tmp"
@@ -160,7 +160,7 @@ def locked_backup_to(
     finally:
         writing.close()
     if not result.kept_because:
-        result.removed, result.kept_because = remote_retention(remote, target, base, env.name, policy)
+        result.removed, result.kept_because = remote_retention(remote, target, base, env.name, policy, name)
     if result.kept_because:
         progress(f"warning: {target.name}: no old remote backup removed: {result.kept_because}")
     progress(

@@ -8,7 +8,10 @@ One home for the local series and the remote ones (each judged from its own cont
   the newest of each of the last `daily` days, `weekly` ISO weeks and `monthly` months that
   have one (UTC, as the backups' names are), as `restic forget --keep-*` does;
 - the high-water backup (the newest full one that holds at least as much as every earlier
-  one) is kept whatever the policy, until a backup as large supersedes it.
+  one) is kept whatever the policy, until a backup as large supersedes it;
+- the backup just made is always kept, and it alone decides whether the run prunes: a backup
+  named after it (a clock that ran ahead) is not "the newest". A name that is no backup time
+  was not made by this tool: it is never a reference, never kept by a rule, never removed.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from datetime import datetime
 
 from ops.config import RetentionPolicy
 from ops.errors import UserError
+from ops.report import progress
 from ops.stamps import stamp_time
 
 SHRINK_LIMIT = 0.5  # less than half the reference's objects, bytes or rows: not full, it never prunes
@@ -114,13 +118,18 @@ def judge_series(env: str, series: list[tuple[str, dict]]) -> list[Judged]:
             reference.name if reference else "",
         )
         judged.append(Judged(name, size, why, stamp_time(name) or recorded_time(summary)))
-        if not why:
+        if not why and ours(name):
             reference = judged[-1]
     return judged
 
 
+def ours(name: str) -> bool:
+    """Whether a backup's name is one this tool gives (a UTC time); any other was put there by someone else."""
+    return stamp_time(name) is not None
+
+
 def newest_full(judged: list[Judged]) -> Judged | None:
-    return next((j for j in reversed(judged) if j.full), None)
+    return next((j for j in reversed(judged) if j.full and ours(j.name)), None)
 
 
 CALENDAR: tuple[tuple[str, Callable[[datetime], object]], ...] = (
@@ -150,6 +159,7 @@ def high_water(judged: list[Judged]) -> str | None:
 def keep_reasons(judged: list[Judged], policy: RetentionPolicy) -> dict[str, list[str]]:
     """The rules that keep each backup of a series (oldest first); [] for one retention removes."""
     reasons: dict[str, list[str]] = {each.name: [] for each in judged}
+    judged = [each for each in judged if ours(each.name)]
     for full in (True, False):
         newest_first = [each for each in reversed(judged) if each.full is full]
         for each in newest_first[: policy.last]:
@@ -168,15 +178,22 @@ def keep_reasons(judged: list[Judged], policy: RetentionPolicy) -> dict[str, lis
     return reasons
 
 
-def retention(judged: list[Judged], policy: RetentionPolicy) -> tuple[list[str], str]:
-    """What retention removes from a series judged by `judge_series` (its newest, just made, last),
-    oldest first; or nothing, and why, when the newest is not full."""
-    if not judged:
-        return [], ""
-    if not judged[-1].full:
-        return [], judged[-1].not_full_because
+def retention(judged: list[Judged], policy: RetentionPolicy, made: str) -> tuple[list[str], str]:
+    """What retention removes from a series judged by `judge_series`, oldest first, after the backup
+    `made` (just made, always kept); or nothing, and why, when that backup is not full."""
+    just = next((each for each in judged if each.name == made), None)
+    if just is None:
+        return [], f"the backup just made ({made}) is not in the series"
+    if not just.full:
+        return [], just.not_full_because
+    for each in judged:
+        if not ours(each.name):
+            progress(f"warning: {each.name} is not a backup name this tool gives (a time): left as it is")
+        elif each.made and just.made and each.made > just.made:
+            progress(f"warning: {each.name} is named after the backup just made ({made}): a clock ahead?")
     reasons = keep_reasons(judged, policy)
-    return [each.name for each in judged if not reasons[each.name]], ""
+    reasons[made].append("just made")
+    return [each.name for each in judged if ours(each.name) and not reasons[each.name]], ""
 
 
 def policy_from(

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ops.backup import manifest
-from ops.backup.retention import Judged, judge_series, keep_reasons, policy_from
+from ops.backup.retention import Judged, judge_series, keep_reasons, ours, policy_from
 from ops.backup.store import PARTIAL_PREFIX, complete_backups, env_folder
 from ops.config import Config, Environment, RetentionPolicy
 from ops.report import Result, Table
@@ -64,12 +64,11 @@ def list_backups(
         where = config.target(target)
         s3 = s3objects.client(where.store, max_pool=config.storage.jobs * 2)
         report = BackupsReport(environment.name, f"{where.name} ({where.bucket})", vars(policy))
-        for full in (False, True):
-            base = offsite.remote_base(where, folder, full)
+        for series, base in offsite.remote_series_bases(s3, where, environment):
             start = len(report.backups)
-            add_series(
-                report, "full" if full else "storage", offsite.remote_series(s3, where, base, environment.name), policy
-            )
+            add_series(report, series, offsite.remote_series(s3, where, base, environment.name), policy)
+            for name in offsite.unsealed_remote(s3, where, base):
+                report.backups.append(unsealed(series, name))
             found = records.listed(s3, where, base)
             for backup in report.backups[start:]:
                 backup["verified"] = records.newest_check(s3, where, found, backup["name"])
@@ -78,7 +77,7 @@ def list_backups(
     for series, path in (("storage", env_folder(config, environment)), ("full", config.backup.dir / folder)):
         add_series(report, series, local_series(environment, path), policy)
         for partial in sorted(path.glob(PARTIAL_PREFIX + "*")) if path.is_dir() else []:
-            report.backups.append(unsealed(series, partial))
+            report.backups.append(unsealed(series, partial.name.removeprefix(PARTIAL_PREFIX)))
     return report
 
 
@@ -102,16 +101,16 @@ def add_series(report: BackupsReport, series: str, judged: list[Judged], policy:
                 "rows": rows,
                 "state": "sealed, full" if each.full else f"sealed, not full: {each.not_full_because}",
                 "kept_by": reasons[each.name],
-                "prunable": prunes and not reasons[each.name],
+                "prunable": prunes and not reasons[each.name] and ours(each.name),  # others are never removed
                 "verified": None,  # the newest verify or drill recorded at a backup target
             }
         )
 
 
-def unsealed(series: str, partial: Path) -> dict:
+def unsealed(series: str, name: str) -> dict:
     return {
         "series": series,
-        "name": partial.name.removeprefix(PARTIAL_PREFIX),
+        "name": name,
         "objects": 0,
         "bytes": 0,
         "rows": None,

@@ -21,7 +21,7 @@ from ops.config import Config, Environment, RetentionPolicy
 from ops.errors import UserError
 from ops.invocation import program
 from ops.report import progress
-from ops.stamps import stamp_order
+from ops.stamps import stamp_order, stamp_time
 
 METADATA_FILE = manifest.FILE
 PARTIAL_PREFIX = ".partial-"
@@ -83,12 +83,12 @@ def series_lock(folder: Path, env: Environment) -> Iterator[None]:
         os.close(handle)  # closing releases the lock
 
 
-def prune_backups(env: str, folder: Path, policy: RetentionPolicy) -> tuple[list[Path], str]:
-    """Apply the retention rules to a local series; what was removed, or why nothing was."""
+def prune_backups(env: str, folder: Path, policy: RetentionPolicy, made: str) -> tuple[list[Path], str]:
+    """Apply the retention rules to a local series after the backup `made`; what was removed, or why nothing was."""
     from ops.backup.retention import judge_series, retention
 
     judged = judge_series(env, [(p.name, manifest.summary(p)) for p in complete_backups(folder)])
-    doomed, blocked = retention(judged, policy)
+    doomed, blocked = retention(judged, policy, made)
     for name in doomed:
         remove_backup(folder / name)
     return [folder / name for name in doomed], blocked
@@ -129,7 +129,8 @@ def resolve_backup(config: Config, backup: str | None, env: str | None) -> Path:
         return path
     environment = config.env(env or config.workflows.prod)
     series = [env_folder(config, environment), config.backup.dir / env_folder(config, environment).name]
-    backups = sorted((b for folder in series for b in complete_backups(folder)), key=stamp_order)
+    # A name that is no time was not made by this tool: never `latest`.
+    backups = sorted((b for folder in series for b in complete_backups(folder) if stamp_time(b.name)), key=stamp_order)
     if not backups:
         raise UserError(
             f"no complete backup of {environment.name} in {env_folder(config, environment)}: "

@@ -32,7 +32,7 @@ def test_calendar_rules_keep_the_newest_of_each_period_as_restic_does():
         "2026-02-02T09-00-00Z": [],
         "2026-02-02T12-00-00Z": ["last", "daily", "weekly", "monthly", "high-water"],
     }
-    doomed, blocked = retention(series, RetentionPolicy(last=1, daily=2, weekly=2, monthly=2))
+    doomed, blocked = retention(series, RetentionPolicy(last=1, daily=2, weekly=2, monthly=2), series[-1].name)
     assert blocked == "" and doomed == [name for name, why in reasons.items() if not why]
     wider = keep_reasons(series, RetentionPolicy(last=0, daily=7, weekly=0, monthly=0))
     assert [name for name, why in wider.items() if "daily" in why] == [
@@ -51,12 +51,12 @@ def test_a_wiped_night_is_judged_from_its_series_and_prunes_nothing():
     )
     assert [j.full for j in judged] == [True, True, False]
     assert "0 objects where the last full backup (2026-01-02T02-00-00Z) had 10" in judged[-1].not_full_because
-    assert retention(judged, RetentionPolicy(last=1, daily=1)) == ([], judged[-1].not_full_because)
+    assert retention(judged, RetentionPolicy(last=1, daily=1), judged[-1].name) == ([], judged[-1].not_full_because)
     # The next full backup prunes by the rules; the wiped night is a series of its own, never kept alone.
     after = judge_series(
         "prod", [*[(j.name, full if j.full else wiped) for j in judged], ("2026-01-04T02-00-00Z", full)]
     )
-    doomed, _ = retention(after, RetentionPolicy(last=1, daily=1))
+    doomed, _ = retention(after, RetentionPolicy(last=1, daily=1), after[-1].name)
     assert doomed == ["2026-01-01T02-00-00Z", "2026-01-02T02-00-00Z"]
 
 
@@ -81,3 +81,17 @@ def test_a_policy_that_keeps_nothing_is_refused(flags, message):
 
 def test_flags_replace_only_the_settings_they_name():
     assert policy_from(RetentionPolicy(last=5, daily=7), last=0, monthly=3) == RetentionPolicy(0, 7, 0, 3)
+
+
+def test_the_backup_just_made_is_kept_whatever_sorts_after_it():
+    series = [
+        backup("2026-01-01T02-00-00Z"),
+        backup("2026-01-02T02-00-00Z"),  # just made
+        backup("2099-01-01T00-00-00Z"),  # a clock that ran ahead
+        backup("zz-not-a-time"),  # not ours
+    ]
+    doomed, blocked = retention(series, RetentionPolicy(last=1), "2026-01-02T02-00-00Z")
+    assert (doomed, blocked) == (["2026-01-01T02-00-00Z"], "")
+    assert keep_reasons(series, RetentionPolicy(last=1))["zz-not-a-time"] == []
+    wiped = [*series[:1], backup("2026-01-02T02-00-00Z", 0, "wiped"), *series[2:]]
+    assert retention(wiped, RetentionPolicy(last=1), "2026-01-02T02-00-00Z") == ([], "wiped")
