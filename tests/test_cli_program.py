@@ -103,6 +103,9 @@ def test_ctrl_c_while_starting_is_no_traceback(tmp_path):
     from lib.project import interruptible
 
     (tmp_path / "environments.ini").write_text("[prod]\nref = qfdztdgublwlmewobxmx\n")
+    # pip compiles an installed wheel's modules; a checkout run with PYTHONDONTWRITEBYTECODE would
+    # compile tasks.py at every start, and a Ctrl-C then lands in Python's compiler, before our first line.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "tasks.py"), str(REPO / "ops")], check=True)
     seen_ours = 0
     for delay in (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5):
         started = subprocess.Popen(
