@@ -39,6 +39,7 @@ class FaultProxy:
         self.upstream_port, self.rate, self.prefix, self.delay, self.faults = upstream_port, rate, prefix, delay, faults
         self.page_delay, self.fail_pages = page_delay, fail_pages  # for listing pages after the first
         self.objects_only = objects_only  # faults for object requests only: listings answered whole
+        self.hold: threading.Event | None = None  # while set to an unset Event, object GETs wait for it
         self.answered: list[tuple[float, str, str]] = []  # (time.monotonic(), method, path) as each answer went
         self.budget = budget  # at most this many faults in all (None: no limit)
         self.random = random.Random(seed)
@@ -98,6 +99,9 @@ class FaultProxy:
         if later_page:
             time.sleep(self.page_delay)
         object_request = "?" not in handler.path or "partNumber=" in handler.path
+        hold = self.hold
+        if hold is not None and object_request and handler.command == "GET":
+            hold.wait(120)
         fault = (
             self.pick_fault(carries_content=object_request and (handler.command == "GET" or bool(body)))
             if object_request or not self.objects_only

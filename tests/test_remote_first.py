@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -229,41 +230,49 @@ def test_two_runs_to_one_target_one_proceeds_the_other_names_who_holds_the_lock(
     project, storage, offsite, counted_source
 ):
     fill(storage["prod"].client(), "avatars", 6, size=2048)
-    counted_source.delay = 0.3  # the first run is still reading when the second starts
+    counted_source.hold = threading.Event()  # the first run reads no object until the second has been answered
     first = project.start("backup-storage", "--to", "offsite", "--json")
-    deadline = time.monotonic() + 60
-    while not lock_keys(offsite):
-        assert time.monotonic() < deadline and first.poll() is None, "the first run never took the lock"
-        time.sleep(0.05)
-
-    second = project.run("backup-storage", "--to", "offsite", "--json")
+    try:
+        deadline = time.monotonic() + 60
+        while not lock_keys(offsite):
+            assert time.monotonic() < deadline and first.poll() is None, "the first run never took the lock"
+            time.sleep(0.05)
+        second = project.run("backup-storage", "--to", "offsite", "--json")
+    finally:
+        counted_source.hold.set()
+        out, err = first.communicate(timeout=120)
+    counted_source.hold = None
 
     assert second.code == 2, second.out + second.err
     (line,) = second.err.strip().splitlines()
     assert "another backup of prod to offsite is running" in line and f"pid {first.pid}" in line, line
     assert f"ops-backups/{LOCKS}" in line and "stale after 30 minutes" in line, line
-    out, err = first.communicate(timeout=120)
     assert first.returncode == 0, err
     name = json.loads(out)["backups"][0]["path"].split(":")[1]
     assert remote_names(offsite) == {name: True}, "one backup, from the first run; nothing of the second's"
     assert lock_keys(offsite) == [], "the lock goes with the run"
-    counted_source.delay = 0.0
     ok = project.run("verify-backup", "--backup", "offsite:latest", "--env", "prod")
     assert ok.code == 0, ok.out + ok.err
 
 
 def test_two_runs_started_together_exactly_one_proceeds(project, storage, offsite, counted_source):
     fill(storage["prod"].client(), "avatars", 10, size=1024)
-    counted_source.delay = 0.5  # each run holds the lock for seconds: the two overlap
+    counted_source.hold = threading.Event()  # the winner reads no object until the other run has ended
     runs = [project.start("backup-storage", "--to", "offsite", "--json") for _ in range(2)]
-    done = [(run.returncode, out, err) for run in runs for out, err in [run.communicate(timeout=180)]]
+    try:
+        deadline = time.monotonic() + 60
+        while all(run.poll() is None for run in runs) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        counted_source.hold.set()
+        done = [(run.returncode, out, err) for run in runs for out, err in [run.communicate(timeout=180)]]
+    counted_source.hold = None
     assert sorted(code for code, _, _ in done) == [0, 2], done
     (refused,) = [err for code, _, err in done if code == 2]
     assert "another backup of prod to offsite is running" in refused and refused.count("\n") == 1, refused
     (out,) = [out for code, out, _ in done if code == 0]
     name = json.loads(out)["backups"][0]["path"].split(":")[1]
     assert remote_names(offsite) == {name: True} and lock_keys(offsite) == []
-    counted_source.delay = 0.0
     ok = project.run("verify-backup", "--backup", "offsite:latest", "--env", "prod")
     assert ok.code == 0, ok.out + ok.err
 
