@@ -37,6 +37,22 @@ def test_a_forged_drill_record_for_a_backup_that_is_not_there_is_no_good_drill(p
     assert prod["drill"] is None, f"a forged record for a backup that is not there passed as a good drill: {prod}"
 
 
+def test_a_lock_naming_a_hostile_host_never_reaches_the_terminal(project, storage, offsite):
+    """A lock's host, pid and time come from an object anyone with write access to the target wrote:
+    the refusal names them without terminal escape sequences or extra lines."""
+    fill(storage["prod"].client(), "avatars", 2)
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    body = json.dumps({"host": "\x1b]0;owned\x07\x1b[2Jrunner\nfake line", "pid": 7, "time": now}).encode()
+    offsite.client().put_object(Bucket="ops-backups", Key=LOCKS + "2000-01-01T00-00-00Z-other.json", Body=body)
+
+    made = project.run("backup-storage", "--env", "prod", "--to", "offsite", "--json")
+
+    assert made.code == 2, made.out + made.err
+    assert "another backup of prod to offsite is running" in made.err, made.err
+    assert "\x1b" not in made.err and "\x07" not in made.err, repr(made.err)
+    assert len(made.err.strip().splitlines()) == 1, repr(made.err)
+
+
 @pytest.fixture
 def silent_target(project):
     """A backup target [silent] whose endpoint accepts connections and never answers."""
