@@ -102,3 +102,33 @@ def test_status_with_a_target_that_never_answers_finishes_soon_and_names_it(proj
     assert status.code == 0, status.err
     assert "silent" in status.out and "could not be read" in status.out, status.out
     assert took < 45, f"inv status took {took:.0f} s"
+
+
+BASE = f"nightly/prod-{PROD_REF}/"
+
+
+def test_backups_at_the_target_never_passes_escape_sequences_from_names_or_manifests(project, storage, offsite):
+    """A backup's name and its manifest's words come from the target, written by whoever can write there:
+    `inv backups --target` shows them without terminal escape sequences, and --json stays JSON."""
+    fill(storage["prod"].client(), "avatars", 2)
+    made = project.run("backup-storage", "--env", "prod", "--to", "offsite", "--json")
+    assert made.code == 0, made.err
+    name = json.loads(made.out)["backups"][0]["path"].split(":")[1]
+    remote = offsite.client()
+    manifest = json.loads(
+        remote.get_object(Bucket="ops-backups", Key=f"{BASE}{name}/_backup_metadata.json")["Body"].read()
+    )
+    manifest["full"] = False
+    manifest["not_full_because"] = "\x1b[2J\x1b]0;owned\x07wiped"
+    hostile = "2026-01-01T00-00-00Z\x1b[31m"
+    remote.put_object(
+        Bucket="ops-backups", Key=f"{BASE}{hostile}/_backup_metadata.json", Body=json.dumps(manifest).encode()
+    )
+
+    listed = project.run("backups", "--env", "prod", "--target", "offsite")
+    as_json = project.run("backups", "--env", "prod", "--target", "offsite", "--json")
+
+    assert listed.code == 0, listed.err
+    assert "\x1b" not in listed.out + listed.err and "\x07" not in listed.out, repr(listed.out)
+    assert as_json.code == 0, as_json.err
+    assert len(json.loads(as_json.out)["backups"]) == 2, as_json.out
