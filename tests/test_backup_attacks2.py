@@ -132,3 +132,33 @@ def test_backups_at_the_target_never_passes_escape_sequences_from_names_or_manif
     assert "\x1b" not in listed.out + listed.err and "\x07" not in listed.out, repr(listed.out)
     assert as_json.code == 0, as_json.err
     assert len(json.loads(as_json.out)["backups"]) == 2, as_json.out
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a lock is judged stale by the time in its own body: one whose body is no JSON, or names a time "
+    "ahead of this clock (a runner whose clock ran ahead, killed), is never stale and blocks every backup "
+    "until removed by hand; the target's LastModified is not used",
+)
+@pytest.mark.parametrize("written", ["clock-ahead", "not-json"])
+def test_a_lock_nobody_refreshed_for_hours_is_taken_over_whatever_its_body_says(project, storage, offsite, written):
+    """The README: a lock is stale after 30 minutes without a refresh, and the next run takes it over.
+    The target's own clock says when a lock was last written; the body's time is the writer's clock."""
+    import os
+
+    fill(storage["prod"].client(), "avatars", 2)
+    ahead = (datetime.now(UTC) + timedelta(days=1)).isoformat(timespec="seconds")
+    body = (
+        json.dumps({"host": "gone-runner", "pid": 4242, "time": ahead}).encode()
+        if written == "clock-ahead"
+        else b"\x00garbage"
+    )
+    key = LOCKS + "2000-01-01T00-00-00Z-killed.json"
+    offsite.client().put_object(Bucket="ops-backups", Key=key, Body=body)
+    two_hours_ago = time.time() - 2 * 3600
+    os.utime(offsite.root / "ops-backups" / key, (two_hours_ago, two_hours_ago))  # rclone's LastModified
+
+    made = project.run("backup-storage", "--env", "prod", "--to", "offsite", "--json")
+
+    assert made.code == 0, made.err
+    assert "taking over a stale lock" in made.err, made.err
