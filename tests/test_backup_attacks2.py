@@ -162,3 +162,29 @@ def test_a_lock_nobody_refreshed_for_hours_is_taken_over_whatever_its_body_says(
 
     assert made.code == 0, made.err
     assert "taking over a stale lock" in made.err, made.err
+
+
+def test_status_with_a_target_that_refuses_connections_names_it_and_goes_on(project, storage, offsite):
+    """A backup target that is down (nothing listens) is one warning line in `inv status`, exit 0,
+    the other target's backups still shown, and --json stays one JSON document."""
+    from lib.s3 import s3_secrets
+
+    fill(storage["prod"].client(), "avatars", 2)
+    assert project.run("backup-storage", "--env", "prod", "--to", "offsite", "--json").code == 0
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there
+    project.extra += f"\n[down]\nstorage_url = http://127.0.0.1:{port}\nbucket = ops-backups\nprefix = nightly\n"
+    project.secrets.update(s3_secrets("down", "AKIADOWN0000000001", "down-secret-never-print"))
+
+    started = time.monotonic()
+    status = project.run("status", "--env", "prod", timeout=120)
+    as_json = project.run("status", "--env", "prod", "--json", timeout=120)
+
+    assert time.monotonic() - started < 90
+    assert status.code == 0, status.err
+    assert "warning: prod: backups and drills at down:" in status.out, status.out
+    assert "(offsite)" in status.out and "down-secret-never-print" not in status.out + status.err
+    (prod,) = json.loads(as_json.out)["backups"]
+    assert prod["backup_at"] == "offsite" and prod["unread"].startswith("down:"), prod
