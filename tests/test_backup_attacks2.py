@@ -188,3 +188,42 @@ def test_status_with_a_target_that_refuses_connections_names_it_and_goes_on(proj
     assert "(offsite)" in status.out and "down-secret-never-print" not in status.out + status.err
     (prod,) = json.loads(as_json.out)["backups"]
     assert prod["backup_at"] == "offsite" and prod["unread"].startswith("down:"), prod
+
+
+@pytest.fixture
+def dead_scratch(project, storage, pg, tmp_path):
+    """A scratch environment whose database is there and whose S3 server is down."""
+    from lib.db import new_database
+    from lib.s3 import s3_secrets
+
+    from devstack import localstack
+
+    url = new_database(pg, "scratch")
+    server = localstack.start_s3("AKIADRILLSCRATCH03", "scratch-secret-Zq9-never-print", root=tmp_path / "s3-dead")
+    server.stop()
+    project.envs["scratch"] = {
+        "ref": "scratchprojectref001",
+        "db_url": url,
+        "storage_url": server.url,
+        "scratch": "true",
+    }
+    project.secrets.update(s3_secrets("scratch", "AKIADRILLSCRATCH03", "scratch-secret-Zq9-never-print"))
+    return server
+
+
+def test_a_drill_that_fails_half_way_is_the_newest_check_of_its_backup(project, storage, offsite, dead_scratch):
+    """After `verify-backup` said ok, a drill of the same backup that fails (the scratch storage is down)
+    must not leave `inv backups --target` saying the backup's newest check is ok."""
+    fill(storage["prod"].client(), "avatars", 2)
+    made = project.run("backup", "--env", "prod", "--to", "offsite", "--json")
+    assert made.code == 0, made.err
+    ok = project.run("verify-backup", "--backup", "offsite:latest", "--env", "prod")
+    assert ok.code == 0, ok.out + ok.err
+    time.sleep(1.1)
+
+    drilled = project.run("drill", "--env", "prod", "--backup", "offsite:latest", "--into", "scratch", timeout=240)
+
+    assert drilled.code != 0, drilled.out + drilled.err
+    listed = project.run("backups", "--env", "prod", "--target", "offsite", "--json")
+    verified = [b["verified"] for b in json.loads(listed.out)["backups"] if b["series"] == "full"]
+    assert verified and verified[0]["ok"] is False, (verified, drilled.err[-400:])
