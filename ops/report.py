@@ -78,10 +78,16 @@ def printable(fancy: str, plain: str) -> str:
         return plain
 
 
+UNPRINTABLE = dict.fromkeys([*range(32), *range(127, 160)], "?")  # control characters, C0 and C1
+
+
 def fitted(rows: list[list[Any]], headers: Sequence[str]) -> str:
     """A table, or, when it is wider than the terminal, one block per row (a field a line)."""
     import shutil
 
+    # Cells may hold names and words read from elsewhere (a backup target anyone can write to): no
+    # escape sequence or line break in them reaches the terminal.
+    rows = [[v.translate(UNPRINTABLE) if isinstance(v, str) else v for v in row] for row in rows]
     text = table(rows, headers)
     width = shutil.get_terminal_size((0, 0)).columns  # 0: not a terminal and no COLUMNS: no limit
     if not width or max(map(len, text.splitlines()), default=0) <= width or not rows:

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from ops.config import BackupTarget, Config, Environment
 from ops.errors import first_line
 from ops.report import Table
+
+if TYPE_CHECKING:
+    from ops.s3.client import S3
 
 STAMP = "%Y-%m-%dT%H-%M-%SZ"
 
@@ -72,7 +76,6 @@ def at_target(config: Config, target: BackupTarget, env: Environment, fresh: Fre
     """Newer backups and good drills recorded at `target` than those known so far, into `fresh`; a
     target that cannot be read is named, never fatal (status reads, it does not back up)."""
     from ops.backup import offsite, records
-    from ops.backup.store import METADATA_FILE
     from ops.s3 import objects as s3objects
 
     try:
@@ -84,18 +87,24 @@ def at_target(config: Config, target: BackupTarget, env: Environment, fresh: Fre
             for name, moment in sorted(((n, t) for n, t in made.items() if t), key=lambda item: item[1], reverse=True):
                 if not newer(moment.isoformat(), fresh.backup):
                     break
-                if f"{base}{name}/{METADATA_FILE}" in s3objects.list_objects(
-                    s3, target.bucket, f"{base}{name}/{METADATA_FILE}"
-                ):  # still there: a record alone proves nothing
+                if sealed(s3, target, f"{base}{name}/"):
                     fresh.backup, fresh.backup_at = moment.isoformat(timespec="seconds"), target.name
                     break
             for record in reversed([r for r in found if r.kind == "drill" and r.ok and newer(r.when(), fresh.drill)]):
-                data = records.body(s3, target, record)
+                data = records.body(s3, target, record) if sealed(s3, target, f"{base}{record.backup}/") else None
                 if data is not None:
                     fresh.drill, fresh.drill_into = record.when(), records.drilled_into(data)
                     break
     except Exception as error:  # noqa: BLE001 (named in the status footer)
         fresh.unread = f"{target.name}: {first_line(error, typed=True)}"
+
+
+def sealed(s3: S3, target: BackupTarget, prefix: str) -> bool:
+    """Whether the backup at `prefix` still has its manifest: a record alone proves nothing."""
+    from ops.backup.store import METADATA_FILE
+    from ops.s3 import objects as s3objects
+
+    return f"{prefix}{METADATA_FILE}" in s3objects.list_objects(s3, target.bucket, f"{prefix}{METADATA_FILE}")
 
 
 def newer(moment: str, than: str | None) -> bool:

@@ -80,7 +80,10 @@ def alive(pid: int) -> bool:
 
 
 def described(data: dict) -> str:
-    host, pid, when = (str(data.get(k, "?"))[:100] for k in ("host", "pid", "time"))
+    # Anyone who can write to the target wrote these: no escape sequences or line breaks reach the terminal.
+    host, pid, when = (
+        "".join(c if c.isprintable() else "?" for c in str(data.get(k, "?"))[:100]) for k in ("host", "pid", "time")
+    )
     return f"host {host} pid {pid} since {when}"
 
 
