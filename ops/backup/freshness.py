@@ -77,9 +77,10 @@ def at_target(config: Config, target: BackupTarget, env: Environment, fresh: Fre
     target that cannot be read is named, never fatal (status reads, it does not back up)."""
     from ops.backup import offsite, records
     from ops.s3 import objects as s3objects
+    from ops.s3.base import GLANCE
 
     try:
-        s3 = s3objects.client(target.store, max_pool=4)
+        s3 = s3objects.client(target.store, max_pool=4, retry=GLANCE)
         for full in (False, True):
             base = offsite.remote_base(target, f"{env.name}-{env.ref}", full)
             found = records.listed(s3, target, base)

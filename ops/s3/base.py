@@ -158,6 +158,10 @@ class RetryPolicy:
         return self.pause(attempts - 1) if retry else None
 
 
+# For a look that must not hold up what shows it (inv status, inv doctor): two tries, 10 s each wait.
+GLANCE = RetryPolicy(attempts=2, connect_timeout=10.0, read_timeout=10.0)
+
+
 class S3Error(OperationFailed):
     """An error answer from the server: one line that names the endpoint, the call and the answer."""
 

@@ -223,12 +223,12 @@ def password_protection(env: Environment) -> str:
 def storage_check(config: Config, env: Environment) -> Check:
     def work() -> str:
         from ops.s3 import objects as s3objects
-        from ops.s3.base import RetryPolicy
+        from ops.s3.base import GLANCE
 
         unset = [var for var in (env.s3_key_id_var, env.s3_secret_var) if not env.secret(var)]
         if unset:  # storage_url is set: storage is configured, and cannot be checked without its keys
             raise OperationFailed(f"{' and '.join(unset)} not set (the dashboard's S3 access keys)")
-        s3 = s3objects.client(env, retry=RetryPolicy(attempts=2, connect_timeout=TIMEOUT, read_timeout=TIMEOUT))
+        s3 = s3objects.client(env, retry=GLANCE)
         missing = [b for b in config.storage.buckets if not s3objects.bucket_exists(s3, b)]
         if missing:
             raise OperationFailed(f"bucket(s) missing: {', '.join(missing)}")
