@@ -129,12 +129,6 @@ def test_backups_at_the_target_never_passes_escape_sequences_from_names_or_manif
     assert len(json.loads(as_json.out)["backups"]) == 2, as_json.out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a lock is judged stale by the time in its own body: one whose body is no JSON, or names a time "
-    "ahead of this clock (a runner whose clock ran ahead, killed), is never stale and blocks every backup "
-    "until removed by hand; the target's LastModified is not used",
-)
 @pytest.mark.parametrize("written", ["clock-ahead", "not-json"])
 def test_a_lock_nobody_refreshed_for_hours_is_taken_over_whatever_its_body_says(project, storage, offsite, written):
     """The README: a lock is stale after 30 minutes without a refresh, and the next run takes it over.

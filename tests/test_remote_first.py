@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 import time
@@ -283,6 +284,8 @@ def test_a_stale_lock_is_taken_over(project, storage, offsite):
     stale = LOCKS + "2026-01-01T00-00-00Z-dead.json"
     body = json.dumps({"host": "gone-runner", "pid": 4242, "time": old}).encode()
     offsite.client().put_object(Bucket="ops-backups", Key=stale, Body=body)
+    written = time.time() - 2 * 3600
+    os.utime(offsite.root / "ops-backups" / stale, (written, written))  # the target's Last-Modified: 2 h ago
 
     made = project.run("backup-storage", "--to", "offsite", "--json")
 

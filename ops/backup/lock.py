@@ -45,27 +45,42 @@ def body() -> bytes:
 
 
 def holder(s3: S3, target: BackupTarget, key: str) -> dict | None:
-    """A lock's host, pid and time; None when it is gone (removed by its run since the listing)."""
+    """A lock's host, pid and time, and when the target last had it written (`modified`, by the
+    target's own clock); None when it is gone (removed by its run since the listing)."""
+    from email.utils import parsedate_to_datetime
+
     try:
         with s3.get_object(target.bucket, key) as response:
             raw = b"".join(bytes(chunk) for chunk in response.iter_raw())
+            modified = response.headers.get("last-modified", "")
     except Exception:  # noqa: BLE001 (gone: its run finished)
         return None
     try:
         data = json.loads(raw) if len(raw) <= MAX_BYTES else {}
     except ValueError:
         data = {}
-    return data if isinstance(data, dict) else {}
+    data = data if isinstance(data, dict) else {}
+    try:
+        data["modified"] = parsedate_to_datetime(modified)
+    except (TypeError, ValueError):
+        data.pop("modified", None)
+    return data
 
 
 def stale(data: dict, now: datetime) -> bool:
-    """Not refreshed for `STALE_AFTER`, or held by a process of this host that is gone (a killed run)."""
+    """Not refreshed for `STALE_AFTER`, or held by a process of this host that is gone (a killed run).
+
+    A refresh rewrites the lock, so the target's own Last-Modified says when it was last refreshed,
+    whatever the writer's clock or the body say; the body's time is the fallback of a target that
+    gives none."""
     if data.get("host") == socket.gethostname() and isinstance(data.get("pid"), int) and not alive(data["pid"]):
         return True
-    try:
-        written = datetime.fromisoformat(str(data.get("time")))
-    except ValueError:
-        return False  # not ours to judge: held until removed by hand
+    written = data.get("modified")
+    if not isinstance(written, datetime):
+        try:
+            written = datetime.fromisoformat(str(data.get("time")))
+        except ValueError:
+            return False  # no time at all: held until removed by hand (the refusal says how)
     return written.tzinfo is not None and now - written > STALE_AFTER
 
 

@@ -446,6 +446,10 @@ class _BotoBody:
 def _obstore_headers(answer: Any) -> dict[str, str]:
     meta, attributes = answer.meta, answer.attributes
     headers = {"etag": meta.get("e_tag") or "", "content-length": str(meta["size"])}
+    if meta.get("last_modified"):
+        from email.utils import format_datetime
+
+        headers["last-modified"] = format_datetime(meta["last_modified"], usegmt=True)  # as botocore's answer has it
     known = {kept.attribute: kept.name for kept in OBJECT_HEADERS}
     for name, value in attributes.items():
         headers[known.get(name) or META_PREFIX + name.lower()] = str(value)
