@@ -51,7 +51,11 @@ def holder(s3: S3, target: BackupTarget, key: str) -> dict | None:
 
     try:
         with s3.get_object(target.bucket, key) as response:
-            raw = b"".join(bytes(chunk) for chunk in response.iter_raw())
+            raw = bytearray()
+            for chunk in response.iter_raw():
+                raw += chunk
+                if len(raw) > MAX_BYTES:
+                    break  # no lock is this large: its headers alone are read
             modified = response.headers.get("last-modified", "")
     except Exception:  # noqa: BLE001 (gone: its run finished)
         return None

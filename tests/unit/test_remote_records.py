@@ -58,3 +58,29 @@ def test_a_lock_is_stale_after_its_age_or_when_its_process_here_is_gone():
     here = {"host": socket.gethostname(), "time": now.isoformat()}
     assert lock.stale({**here, "pid": int(gone.stdout)}, now)
     assert not lock.stale({**here, "pid": os.getpid()}, now)
+
+
+def test_a_lock_is_read_no_further_than_a_lock_can_be():
+    """Anyone who can write to the target can make a lock object of any size: it is read up to the size
+    a lock has, then judged by its headers alone."""
+    from contextlib import contextmanager
+
+    read = []
+
+    class Huge:
+        headers = {"last-modified": "Mon, 07 Dec 2026 10:00:00 GMT"}
+
+        def iter_raw(self):
+            for _ in range(1024):  # 1 GiB in 1 MiB chunks
+                read.append(1)
+                yield b"x" * (1 << 20)
+
+    class Target:
+        @contextmanager
+        def get_object(self, bucket, key):
+            yield Huge()
+
+    target = BackupTarget("offsite", "ops-backups", "nightly", Environment("offsite"))
+    data = lock.holder(Target(), target, "nightly/locks/prod-x/2026-12-07T10-00-00Z-a.json")
+    assert len(read) == 1, f"{len(read)} MiB read of a forged lock"
+    assert data == {"modified": datetime(2026, 12, 7, 10, 0, tzinfo=UTC)}
