@@ -97,7 +97,7 @@ def backup_to(
     then the remote series' retention."""
     from ops.backup import lock
 
-    remote = s3objects.client(target.store, max_pool=copy_workers(config) + config.storage.jobs)
+    remote = s3objects.client(target.store, max_pool=config.storage.jobs * 2)
     with lock.held(remote, target, env):
         return locked_backup_to(config, env, target, remote, buckets, policy, full=full, extras=extras)
 
@@ -208,15 +208,6 @@ def remove_abandoned(scratch: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-# A server-side copy moves no byte through this machine: only its round trip is waited for, so many
-# go at once, while objects read from the source (and written to disk) stay at --jobs at a time.
-COPIES_PER_JOB = 4
-
-
-def copy_workers(config: Config) -> int:
-    return config.storage.jobs * COPIES_PER_JOB
-
-
 class Writing:
     """The objects of one remote backup being written: copied server-side from `previous` where
     unchanged, else fetched one file each into a staging folder of its own (under `scratch`), uploaded
@@ -241,7 +232,6 @@ class Writing:
         fcntl.flock(self.held, fcntl.LOCK_EX)  # while this run lives: see remove_abandoned
         self.written = manifest.Writer(self.staging)
         self.lock = threading.Lock()
-        self.transfers = threading.BoundedSemaphore(config.storage.jobs)
         self.folders = Folders(self.staging)
         try:
             self.earlier = manifest.Index(self._previous_manifest(previous) if previous else None)
@@ -305,9 +295,8 @@ class Writing:
                     self.written.add(bucket, info.key, {**found[0], "path": relative})
                 linked = True
             else:
-                with self.transfers:
-                    entry, _ = _save_object(self.source, bucket, info, self.folders, relative, None, None)
-                    self.upload(relative, entry["md5"])
+                entry, _ = _save_object(self.source, bucket, info, self.folders, relative, None, None)
+                self.upload(relative, entry["md5"])
                 self.written.add(bucket, info.key, entry)
                 linked = False
             with self.lock:
@@ -334,7 +323,7 @@ class Writing:
                 failures.append(Failure(bucket, task[0].key, first_line(error, typed=True)))
 
         with meter:
-            run_tasks(tasks(), save, copy_workers(self.config), outcome)
+            run_tasks(tasks(), save, self.config.storage.jobs, outcome)
         if problems:
             raise problems[0]
         if failures:
