@@ -9,42 +9,21 @@ import time
 from pathlib import Path
 
 import pytest
-from lib.db import dump, new_database, sql
+from lib.backups import BASE, PROD_REF, add_scratch, remote_names
+from lib.db import dump, sql
 from lib.s3 import contents, fill, s3_secrets
 
-from devstack import localstack
 from ops import config as ops_config
 
-PROD_REF = "qfdztdgublwlmewobxmx"
-BASE = f"nightly/prod-{PROD_REF}/"
 SCRATCH_KEYS = ("AKIADRILLSCRATCH02", "scratch-secret-Jm4-never-print")
 
 
 @pytest.fixture
 def scratch(project, storage, pg, tmp_path):
     """A spare project marked scratch = true: its own migrated database and S3 server."""
-    url = new_database(pg, "scratch")
-    server = localstack.start_s3(*SCRATCH_KEYS, root=tmp_path / "s3-scratch")
-    server.create_buckets(ops_config.load(Path(__file__).parents[1] / "environments.ini").storage.buckets)
-    project.envs["scratch"] = {
-        "ref": "scratchprojectref001",
-        "db_url": url,
-        "storage_url": server.url,
-        "scratch": "true",
-    }
-    project.secrets.update(s3_secrets("scratch", *SCRATCH_KEYS))
+    server = add_scratch(project, pg, tmp_path / "s3-scratch", SCRATCH_KEYS)
     yield server
     server.stop()
-
-
-def remote_names(server, base: str = BASE) -> dict[str, bool]:
-    """Each remote backup's name under `base`, and whether it is sealed (holds a manifest)."""
-    names: dict[str, bool] = {}
-    for page in server.client().get_paginator("list_objects_v2").paginate(Bucket="ops-backups", Prefix=base):
-        for item in page.get("Contents", []):
-            name = item["Key"][len(base) :].split("/")[0]
-            names[name] = names.get(name, False) or item["Key"] == f"{base}{name}/_backup_metadata.json"
-    return names
 
 
 def copy_remote_backup(server, base: str, name: str, as_name: str) -> None:

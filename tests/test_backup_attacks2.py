@@ -11,11 +11,8 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from lib.backups import BASE, LOCKS, RECORDS
 from lib.s3 import fill
-
-PROD_REF = "qfdztdgublwlmewobxmx"
-RECORDS = f"nightly/records/prod-{PROD_REF}/"
-LOCKS = f"nightly/locks/prod-{PROD_REF}/"
 
 
 def test_a_forged_drill_record_for_a_backup_that_is_not_there_is_no_good_drill(project, storage, offsite):
@@ -97,9 +94,6 @@ def test_status_with_a_target_that_never_answers_finishes_soon_and_names_it(proj
     assert status.code == 0, status.err
     assert "silent" in status.out and "could not be read" in status.out, status.out
     assert took < 45, f"inv status took {took:.0f} s"
-
-
-BASE = f"nightly/prod-{PROD_REF}/"
 
 
 def test_backups_at_the_target_never_passes_escape_sequences_from_names_or_manifests(project, storage, offsite):

@@ -8,11 +8,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from lib.db import dump, new_database, sql
-from lib.s3 import contents, fill, s3_secrets
+from lib.backups import add_scratch
+from lib.db import dump, sql
+from lib.s3 import contents, fill
 
-from devstack import localstack
-from ops import config as ops_config
 from ops.digest import file_digest
 
 SCRATCH_KEYS = ("AKIADRILLSCRATCH01", "scratch-secret-Hk7-never-print")
@@ -21,19 +20,11 @@ SCRATCH_KEYS = ("AKIADRILLSCRATCH01", "scratch-secret-Hk7-never-print")
 @pytest.fixture
 def scratch(project, storage, pg, tmp_path):
     """A spare project marked scratch = true: a migrated database holding leftovers, and an S3 server."""
-    url = new_database(pg, "scratch")
+    server = add_scratch(project, pg, tmp_path / "s3-scratch", SCRATCH_KEYS)
+    url = project.envs["scratch"]["db_url"]
     sql(url, "CREATE TABLE public.leftover (id int); INSERT INTO public.leftover VALUES (1)")
     sql(url, "INSERT INTO public.plans (key, name, tier_level) VALUES ('stale', 'Stale plan', 9)")
-    server = localstack.start_s3(*SCRATCH_KEYS, root=tmp_path / "s3-scratch")
-    server.create_buckets(ops_config.load(Path(__file__).parents[1] / "environments.ini").storage.buckets)
     server.client().put_object(Bucket="avatars", Key="stale.bin", Body=b"left over")
-    project.envs["scratch"] = {
-        "ref": "scratchprojectref001",
-        "db_url": url,
-        "storage_url": server.url,
-        "scratch": "true",
-    }
-    project.secrets.update(s3_secrets("scratch", *SCRATCH_KEYS))
     yield server
     server.stop()
 

@@ -10,11 +10,10 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from lib.backups import BASE, LOCKS, remote_names
 from lib.s3 import contents, fill
 
 from devstack.faultproxy import FaultProxy
-
-BASE = "nightly/prod-qfdztdgublwlmewobxmx/"
 
 
 @pytest.fixture
@@ -24,16 +23,6 @@ def counted_source(project, storage):
     project.envs["prod"]["storage_url"] = proxy.url
     yield proxy
     proxy.stop()
-
-
-def remote_names(server, base: str = BASE) -> dict[str, bool]:
-    """Each remote backup's name under `base`, and whether it is sealed (holds a manifest)."""
-    keys = [o["Key"] for o in server.client().list_objects_v2(Bucket="ops-backups", Prefix=base).get("Contents", [])]
-    names: dict[str, bool] = {}
-    for key in keys:
-        name = key[len(base) :].split("/")[0]
-        names[name] = names.get(name, False) or key == f"{base}{name}/_backup_metadata.json"
-    return names
 
 
 def object_reads(proxy: FaultProxy, since: int) -> list[str]:
@@ -217,9 +206,6 @@ def test_verifications_are_recorded_at_the_target_and_pruned_with_their_backup(p
     second = backed_up(project, "--keep", "1")["path"].split(":")[1]
     assert remote_names(offsite) == {second: True}
     assert not [k for k in record_keys(offsite) if f"/{name}/" in k], "the pruned backup's records go with it"
-
-
-LOCKS = "nightly/locks/prod-qfdztdgublwlmewobxmx/"
 
 
 def lock_keys(server) -> list[str]:

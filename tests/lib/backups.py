@@ -1,0 +1,42 @@
+"""What the backup tests share: the prod series' prefixes at the backup target, reading it back, and a
+scratch environment (its own migrated database and S3 server) for drills."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PROD_REF = "qfdztdgublwlmewobxmx"
+BASE = f"nightly/prod-{PROD_REF}/"
+LOCKS = f"nightly/locks/prod-{PROD_REF}/"
+RECORDS = f"nightly/records/prod-{PROD_REF}/"
+
+
+def remote_names(server, base: str = BASE) -> dict[str, bool]:
+    """Each remote backup's name under `base`, and whether it is sealed (holds a manifest)."""
+    names: dict[str, bool] = {}
+    for page in server.client().get_paginator("list_objects_v2").paginate(Bucket="ops-backups", Prefix=base):
+        for item in page.get("Contents", []):
+            name = item["Key"][len(base) :].split("/")[0]
+            names[name] = names.get(name, False) or item["Key"] == f"{base}{name}/_backup_metadata.json"
+    return names
+
+
+def add_scratch(project, pg, root: Path, keys: tuple[str, str]):
+    """A section marked scratch = true with a new migrated database and an S3 server (started, its
+    buckets made) at `root`; the server, for the caller to stop."""
+    from devstack import localstack
+    from lib.db import new_database
+    from lib.s3 import s3_secrets
+    from ops import config as ops_config
+
+    url = new_database(pg, "scratch")
+    server = localstack.start_s3(*keys, root=root)
+    server.create_buckets(ops_config.load(Path(__file__).parents[2] / "environments.ini").storage.buckets)
+    project.envs["scratch"] = {
+        "ref": "scratchprojectref001",
+        "db_url": url,
+        "storage_url": server.url,
+        "scratch": "true",
+    }
+    project.secrets.update(s3_secrets("scratch", *keys))
+    return server
