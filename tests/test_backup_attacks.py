@@ -217,7 +217,7 @@ def test_hostile_keys_go_straight_to_the_target_and_come_back(project, moto_port
         made = project.run("backup-storage", "--env", "prod", "--to", "offsite", "--json")
         assert made.code == 0, made.err[-1500:]
         time.sleep(1.1)
-    assert json.loads(made.out)["backups"][0]["copied_server_side"] == len(HOSTILE_KEYS), made.out
+    assert json.loads(made.out)["backups"][0]["already_there"] == len(HOSTILE_KEYS), made.out
     verified = project.run("verify-backup", "--backup", "offsite:latest", "--env", "prod")
     assert verified.code == 0, verified.out[-1500:] + verified.err[-1500:]
 
@@ -426,9 +426,8 @@ def test_an_older_manifest_that_is_not_one_never_stops_the_nightly_backup(projec
 
 
 def test_two_runs_at_once_never_leave_a_sealed_backup_that_does_not_verify(project, storage, offsite):
-    """Two `--to` runs of one environment at once (README: not locked; the later may remove the earlier's
-    unsealed keys). Whatever each removes, a backup that ends up sealed must be whole: the earlier run
-    fails (exit 1) rather than seal a backup whose objects the later one removed."""
+    """Two `--to` runs of one environment at once: the later is refused by the series lock (exit 2) or,
+    once the earlier is done, proceeds. Whatever happens, a backup that ends up sealed must be whole."""
     from devstack.faultproxy import FaultProxy
 
     src = storage["prod"].client()
@@ -444,7 +443,7 @@ def test_two_runs_at_once_never_leave_a_sealed_backup_that_does_not_verify(proje
         time.sleep(1.1)
         project.envs["prod"]["storage_url"] = storage["prod"].url
         later = project.run("backup-storage", "--env", "prod", "--to", "offsite")
-        assert later.code == 0, later.err[-800:]
+        assert later.code == 0 or (later.code == 2 and "another backup of prod" in later.err), later.err[-800:]
         earlier.communicate(timeout=120)
     finally:
         slow.stop()

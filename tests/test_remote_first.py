@@ -1,4 +1,4 @@
-"""Remote-first backups (`--to TARGET`): straight to a backup target, unchanged objects copied there server-side."""
+"""Remote-first backups (`--to TARGET`): straight to a backup target, unchanged objects named in its pool, never sent again."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from lib.backups import BASE, LOCKS, remote_names
+from lib.backups import BASE, LOCKS, blob_key, remote_names
 from lib.s3 import contents, fill
 
 from devstack.faultproxy import FaultProxy
@@ -41,7 +41,7 @@ def test_second_backup_reads_only_the_changed_object_and_restores(project, stora
     fill(src, "avatars", 8, size=8192)
     src.put_object(Bucket="program-logos", Key="logo.svg", Body=b"<svg/>", ContentType="image/svg+xml")
     first = backed_up(project)
-    assert (first["downloaded"], first["copied_server_side"], first["objects"]) == (9, 0, 9)
+    assert (first["downloaded"], first["already_there"], first["objects"]) == (9, 0, 9)
     assert first["path"].startswith("offsite:")
     assert not (project.root / "backups").exists(), "no local series"
 
@@ -50,7 +50,7 @@ def test_second_backup_reads_only_the_changed_object_and_restores(project, stora
     time.sleep(1.1)  # a name of its own
     second = backed_up(project)
     assert object_reads(counted_source, before) == ["/avatars/bulk/0003.bin"], "only the changed object is read"
-    assert (second["downloaded"], second["copied_server_side"], second["objects"]) == (1, 8, 9)
+    assert (second["downloaded"], second["already_there"], second["objects"]) == (1, 8, 9)
     assert remote_names(offsite) == {first["path"].split(":")[1]: True, second["path"].split(":")[1]: True}
 
     ok = project.run("verify-backup", "--backup", second["path"], "--env", "prod")
@@ -85,10 +85,10 @@ def test_a_killed_backup_is_never_latest_and_the_next_run_removes_it(
         src.put_object(Bucket="avatars", Key=f"bulk/{i:04d}.bin", Body=b"new %d" % i)  # all to be read again
     counted_source.delay = 0.3
     time.sleep(1.1)
+    sealed_keys = len(remote_keys(offsite))  # the first backup's objects, manifest and record
     process = project.start("backup-storage", "--to", "offsite")
     deadline = time.monotonic() + 60
-    sealed_keys = 30 + 1  # the first backup's objects and manifest
-    while len(remote_keys(offsite)) < sealed_keys + written:
+    while len(remote_keys(offsite)) < sealed_keys + 2 + written:  # the lock, the run's mark, its objects
         assert time.monotonic() < deadline and process.poll() is None, "the backup never got under way"
         time.sleep(0.05)
     process.kill()
@@ -118,7 +118,8 @@ def staging(project) -> list:
 
 
 def remote_keys(server) -> list[str]:
-    listed = server.client().list_objects_v2(Bucket="ops-backups", Prefix=BASE).get("Contents", [])
+    """Every key at the target: the series, its pool, its records and locks."""
+    listed = server.client().list_objects_v2(Bucket="ops-backups", Prefix="nightly/").get("Contents", [])
     return [o["Key"] for o in listed]
 
 
@@ -152,7 +153,7 @@ def test_a_full_backup_straight_to_the_target_verifies(project, storage, offsite
     second = project.run("backup", "--env", "prod", "--to", "offsite", "--json")
     assert second.code == 0, second.err
     detail = json.loads(second.out)["steps"][0]["detail"]
-    assert "1 read, 3 copied server-side" in detail, detail
+    assert "1 read, 3 already there" in detail, detail
     names = remote_names(offsite, "nightly/full/prod-qfdztdgublwlmewobxmx/")
     assert len(names) == 2 and all(names.values())
     ok = project.run("verify-backup", "--backup", "offsite:latest", "--env", "prod")
@@ -184,7 +185,7 @@ def test_verifications_are_recorded_at_the_target_and_pruned_with_their_backup(p
     table = project.run("backups", "--env", "prod", "--target", "offsite")
     assert "verified" in table.out and "ok by verify-backup" in table.out, table.out
 
-    victim = f"{BASE}{name}/avatars/bulk/0001.bin"
+    victim = blob_key(bytes([1]) * 2048)  # avatars/bulk/0001.bin
     remote = offsite.client()
     good = remote.get_object(Bucket="ops-backups", Key=victim)["Body"].read()
     remote.put_object(Bucket="ops-backups", Key=victim, Body=b"x" * len(good))

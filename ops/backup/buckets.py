@@ -60,12 +60,18 @@ class BackupResult:
     downloaded_bytes: int = 0
     linked: int = 0
     target: str = ""  # a backup straight to this backup target (--to), no local series
-    copied_server_side: int = 0  # ... of which the unchanged objects were copied there server-side
+    already_there: int = 0  # ... of which the unchanged objects, already in the target's pool (named, not sent)
+    copied_server_side: int = 0  # ... or copied into the pool server-side from a backup written before it
     removed: list[str] = field(default_factory=list)
     skipped_buckets: list[str] = field(default_factory=list)
     kept_because: str = ""  # why retention deleted nothing
     seconds: float = 0.0
     offsite: dict | None = None  # the off-site copy (--copy-to): where, and what was sent
+
+    def sent(self) -> str:
+        """What a backup straight to a target (--to) moved: `1 read, 8 already there`."""
+        copied = f", {self.copied_server_side} copied server-side" if self.copied_server_side else ""
+        return f"{self.downloaded} read, {self.already_there} already there{copied}"
 
 
 def backup_env(
@@ -378,8 +384,8 @@ class BackupReport(Result):
     def footer(self) -> str:
         notes = [f"{r.env}: no old backup removed ({r.kept_because})" for r in self.backups if r.kept_because]
         made = [
-            f"{r.env}: {r.objects} objects ({r.downloaded} downloaded, "
-            + (f"{r.copied_server_side} copied server-side)" if r.target else f"{r.linked} hard-linked)")
+            f"{r.env}: {r.objects} objects ("
+            + (f"{r.sent()})" if r.target else f"{r.downloaded} downloaded, {r.linked} hard-linked)")
             + f" in {r.path}"
             for r in self.backups
         ]

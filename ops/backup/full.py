@@ -104,10 +104,7 @@ def back_up(
             full=True,
             extras=lambda folder: write_artifacts(config, env, folder),
         )
-        detail = (
-            f"{straight.path} ({straight.objects} objects, {straight.downloaded} read, "
-            f"{straight.copied_server_side} copied server-side)"
-        )
+        detail = f"{straight.path} ({straight.objects} objects, {straight.sent()})"
         return detail + (f"; no old remote backup removed: {straight.kept_because}" if straight.kept_because else "")
     made = backup_env(
         config,

@@ -25,10 +25,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ops.backup import manifest, records
+from ops.backup import manifest, pool, records
 from ops.backup.paths import member, unsafe
 from ops.backup.retention import Judged, judge_series, ours, retention
-from ops.backup.store import METADATA_FILE, load_manifest
+from ops.backup.store import METADATA_FILE, WRITING_MARK, load_manifest
 from ops.config import BackupTarget, Config, Environment, RetentionPolicy
 from ops.errors import OperationFailed, UserError
 from ops.report import Result, progress
@@ -177,6 +177,15 @@ def wanted_files(backup: Path, metadata: dict) -> dict[str, str]:
     return files
 
 
+def fetch_manifest(s3: S3, target: BackupTarget, key: str, folder: Path) -> Path:
+    """A remote manifest, streamed into `folder` (made here) as a backup folder's manifest; `folder`."""
+    folder.mkdir()
+    with s3.get_object(target.bucket, key) as response, (folder / METADATA_FILE).open("wb") as out:
+        for chunk in response.iter_raw():
+            out.write(chunk)
+    return folder
+
+
 def remote_summary(s3: S3, target: BackupTarget, key: str) -> dict:
     """A remote manifest without its objects: its first line (format 2), else the whole of it; one that
     cannot be read as a manifest is named (exit 1), never a crash of every run after it."""
@@ -322,9 +331,9 @@ def download(
 
     Every key under the backup's prefix, and every path its manifest names, must map inside the
     folder by the rule local backups are read with (`paths.unsafe`), and the keys must be the files
-    the manifest names; otherwise they are named and refused before anything is written. Only the
-    files the manifest names are fetched, each created anew, never over another; a dry run fetches
-    the manifest alone.
+    the manifest names (its objects' blobs in the pool, for a backup written with one); otherwise
+    they are named and refused before anything is written. Only the files the manifest names are
+    fetched, each created anew, never over another; a dry run fetches the manifest alone.
     """
     s3, prefix = locate(config, target, env, when)
     keys = s3objects.list_objects(s3, target.bucket, prefix)
@@ -333,40 +342,27 @@ def download(
         metadata = b"".join(response.iter_raw())
     try:
         listed = json.loads(metadata)
-    except ValueError:
+        sources = fetched_from(s3, target, env, prefix, listed, keys)
+    except (ValueError, TypeError, AttributeError, KeyError):
         raise OperationFailed(
             f"{target.name}: {prefix}{METADATA_FILE} is not a manifest; nothing was fetched"
         ) from None
-    named = [
-        entry.get("path", "") if isinstance(entry, dict) else ""
-        for objects in listed.get("buckets", {}).values()
-        for entry in objects.get("manifest", {}).values()
-    ]
-    refuse_outside(prefix, [*named, *listed.get("artifacts", {})], f"{target.name}: {prefix}{METADATA_FILE}")
-    wanted = {prefix + relative for relative in [*named, *listed.get("artifacts", {})]}
-    unlisted(
-        target,
-        prefix,
-        missing=sorted(wanted - keys.keys()),
-        stray=sorted(keys.keys() - wanted - {prefix + METADATA_FILE}),
-    )
     folder = Path(tempfile.mkdtemp(prefix="offsite-", dir=into))
     with open(os.open(folder / METADATA_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
         out.write(metadata)
 
     def fetch(_: str, info: ObjectInfo) -> None:
-        relative = info.key[len(prefix) :]
-        path = folder / relative
+        path = folder / info.key
         path.parent.mkdir(parents=True, exist_ok=True)
         with (
             open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out,
-            s3.get_object(target.bucket, info.key) as response,
+            s3.get_object(target.bucket, sources[info.key]) as response,
         ):
             for chunk in response.iter_raw():
                 out.write(chunk)
 
     failures = run_parallel(
-        [("offsite", ObjectList(ObjectInfo(k, 0, "") for k in ([] if manifest_only else sorted(wanted))))],
+        [("offsite", ObjectList(ObjectInfo(k, 0, "") for k in ([] if manifest_only else sorted(sources))))],
         fetch,
         config.storage.jobs,
         f"fetched from {target.name}",
@@ -378,3 +374,35 @@ def download(
     shutil.rmtree(final, ignore_errors=True)
     folder.rename(final)
     return final
+
+
+def fetched_from(
+    s3: S3, target: BackupTarget, env: Environment, prefix: str, listed: dict, keys: dict[str, ObjectInfo]
+) -> dict[str, str]:
+    """Each file of the remote backup `listed` (its manifest) by its relative path, and the key it is read
+    from; refused (exit 1) when a path would leave the folder or the keys are not those it names."""
+    entries = [
+        (entry.get("path", ""), entry)
+        for objects in listed.get("buckets", {}).values()
+        for entry in objects.get("manifest", {}).values()
+    ]
+    artifacts = list(listed.get("artifacts", {}))
+    refuse_outside(prefix, [p for p, _ in entries] + artifacts, f"{target.name}: {prefix}{METADATA_FILE}")
+    sources = {relative: prefix + relative for relative in artifacts}
+    missing: list[str] = []
+    if pool.pooled(listed):
+        blobs = pool.present(s3, target, pool.pool_prefix(target, env))
+        for relative, entry in entries:
+            sources[relative] = pool.blob_key(pool.pool_prefix(target, env), entry.get("sha256"))
+            if entry.get("sha256") not in blobs:
+                missing.append(sources[relative])
+    else:
+        sources.update((relative, prefix + relative) for relative, _ in entries)
+    here = {key for key in sources.values() if key.startswith(prefix)}
+    unlisted(
+        target,
+        prefix,
+        missing=sorted(missing + [key for key in sources.values() if key.startswith(prefix) and key not in keys]),
+        stray=sorted(keys.keys() - here - {prefix + METADATA_FILE, prefix + WRITING_MARK}),
+    )
+    return sources

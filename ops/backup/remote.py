@@ -2,11 +2,13 @@
 
 A CI runner starts empty: downloading every object each night to copy it off-site costs the whole
 project each time. Here the target's newest sealed backup of the environment is the reference: an
-object whose key, size and ETag its manifest records is copied server-side from it (no bytes
-through here); only new and changed objects are read from the source, one temp file each, uploaded
-and removed. The database dump, config export and secret names are written fresh. The manifest goes
-last and seals the backup; a backup without one is never `latest`, never copied from, and its keys
-are removed by the next run. Retention then applies to the remote series alone.
+object whose key, size and ETag its manifest records is unchanged, and the new manifest names the
+blob the pool already holds (`ops.backup.pool`: no request at all); only new and changed objects
+are read from the source, one temp file each, uploaded to the pool and removed. The database dump,
+config export and secret names are written fresh into the backup's folder. The manifest goes last
+and seals the backup; a backup without one is never `latest`, never a reference, and its keys are
+removed by the next run, and then the blobs no sealed manifest names. Retention then applies to
+the remote series alone.
 """
 
 from __future__ import annotations
@@ -18,23 +20,26 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ops.backup import buckets as storage
-from ops.backup import manifest, records
+from ops.backup import manifest, pool, records
 from ops.backup.buckets import BackupReport, BackupResult, Folders, _objects, _save_object, sealing_fields
 from ops.backup.offsite import (
+    fetch_manifest,
     md5_of,
     remote_base,
     remote_names,
     remote_retention,
     remote_series,
+    remote_series_bases,
     sealed_remote,
 )
 from ops.backup.paths import unsafe
 from ops.backup.retention import newest_full, ours, policy_from
-from ops.backup.store import LOCK_FILE, METADATA_FILE
+from ops.backup.store import LOCK_FILE, METADATA_FILE, WRITING_MARK
 from ops.config import BackupTarget, Config, Environment, RetentionPolicy
 from ops.errors import OperationFailed, UserError, first_line
 from ops.report import Meter, progress
@@ -114,48 +119,34 @@ def locked_backup_to(
     extras: Extras | None,
 ) -> BackupResult:
     started = time.monotonic()
-    source = s3objects.client(env, max_pool=config.storage.jobs * 2)
     folder = f"{env.name}-{env.ref}"
     if not full and set(buckets) != set(config.storage.buckets):
         folder += "+" + "+".join(sorted(buckets))
     base = remote_base(target, folder, full)
     names = set(remote_names(remote, target, base))
     name = next_stamp(names)
-    remove_unsealed(remote, target, base, names, name)
+    interrupted = remove_unsealed(remote, target, base, names, name)
     sealed = [each for each in sealed_remote(remote, target, base) if ours(each)]
-    previous = sealed[-1] if sealed else None
     reference = newest_full(remote_series(remote, target, base, env.name))
     scratch = config.root / "tmp"
     scratch.mkdir(parents=True, exist_ok=True)
     remove_abandoned(scratch)
-    writing = Writing(config, source, remote, target, base, name, previous, scratch)
+    # Listed before anything is written: an unchanged object whose blob is gone (a lifecycle rule, a hand)
+    # is read again rather than named.
+    blobs = pool.present(remote, target, pool.pool_prefix(target, env))
+    previous = sealed[-1] if sealed else None
+    writing = Writing(config, env, remote, target, Spot(base, name, previous), blobs, scratch)
     try:
-        try:
-            result = writing.objects(env, buckets, in_order=True)
-        except s3objects.OutOfOrder as disorder:
-            progress(f"{env.name}: {disorder}: not S3's key order, so each bucket is listed whole first")
-            writing.close()
-            writing = Writing(config, source, remote, target, base, name, previous, scratch)
-            result = writing.objects(env, buckets, in_order=False)
+        result = write_objects(writing, env, buckets)
         artifacts, facts = extras(writing.staging) if extras else ({}, {})
         for relative in artifacts:
             writing.upload(relative, md5_of(writing.staging / relative))
-        writing.written.write(
-            sealing_fields(env, result, writing.written, started, previous, reference, artifacts, facts)
-        )
-        # Another run for this environment at once removes what it takes for a killed run's keys: seal
-        # only what is all there.
-        written = result.downloaded + result.copied_server_side + len(artifacts)
-        there = len(s3objects.list_objects(remote, target.bucket, writing.prefix))
-        if there < written:
-            raise OperationFailed(
-                f"{target.name}: only {there} of the {written} files written under {writing.prefix} are there "
-                f"(another backup of {env.name} to {target.name} at once removed them?); it is not sealed and "
-                "the next run removes it"
-            )
+        fields = sealing_fields(env, result, writing.written, started, previous, reference, artifacts, facts)
+        writing.written.write({**fields, "layout": pool.LAYOUT})
         # Sealed last: only a remote backup with every file has a manifest.
         data = (writing.staging / METADATA_FILE).read_bytes()
         remote.put_object(target.bucket, writing.prefix + METADATA_FILE, data, {"content-type": "application/json"})
+        remote.delete_objects(target.bucket, [writing.prefix + WRITING_MARK])
         records.note(remote, target, writing.prefix, "sealed", True, {"backup": name})
     finally:
         writing.close()
@@ -163,17 +154,28 @@ def locked_backup_to(
         result.removed, result.kept_because = remote_retention(remote, target, base, env.name, policy, name)
     if result.kept_because:
         progress(f"warning: {target.name}: no old remote backup removed: {result.kept_because}")
-    progress(
-        f"{target.name}: {name} sealed ({result.downloaded} read from {env.name}, "
-        f"{result.copied_server_side} copied server-side)"
-    )
+    if result.removed or interrupted:
+        sweep_pool(config, remote, target, env)
+    progress(f"{target.name}: {name} sealed ({result.sent()} from {env.name})")
     return result
 
 
-def remove_unsealed(s3: S3, target: BackupTarget, base: str, names: set[str], current: str) -> None:
+def write_objects(writing: Writing, env: Environment, buckets: list[str]) -> BackupResult:
+    """The objects, each bucket listed in S3's key order as it goes; listed whole first on a server that
+    does not keep that order."""
+    try:
+        return writing.objects(env, buckets, in_order=True)
+    except s3objects.OutOfOrder as disorder:
+        progress(f"{env.name}: {disorder}: not S3's key order, so each bucket is listed whole first")
+        writing.restart()
+        return writing.objects(env, buckets, in_order=False)
+
+
+def remove_unsealed(s3: S3, target: BackupTarget, base: str, names: set[str], current: str) -> int:
     """Remove every key of an unsealed backup (no manifest) under `base` older than the run `current`:
-    a run that was killed, or a removal cut short."""
+    a run that was killed, or a removal cut short. How many were removed."""
     sealed = set(sealed_remote(s3, target, base))
+    removed = 0
     for name in sorted(names - sealed, key=lambda n: stamp_order(Path(n))):
         if unsafe(name) or stamp_time(name) is None or stamp_order(Path(name)) >= stamp_order(Path(current)):
             continue  # only a run of ours (a time) that started before this one
@@ -189,6 +191,32 @@ def remove_unsealed(s3: S3, target: BackupTarget, base: str, names: set[str], cu
         keys = sorted(s3objects.list_objects(s3, target.bucket, f"{base}{name}/"))
         for start in range(0, len(keys), 1000):
             s3.delete_objects(target.bucket, keys[start : start + 1000])
+        removed += 1
+    return removed
+
+
+def sweep_pool(config: Config, s3: S3, target: BackupTarget, env: Environment) -> None:
+    """Remove the pool's blobs that no sealed manifest of `env` names (of any of its series), under the lock.
+    A manifest that cannot be read stops the sweep: a blob kept too long costs bytes, one removed too soon
+    costs a backup."""
+    referenced: set[int] = set()
+    scratch = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=config.root / "tmp"))
+    try:
+        for _, base in remote_series_bases(s3, target, env):
+            for name in sealed_remote(s3, target, base):
+                folder = fetch_manifest(s3, target, f"{base}{name}/{METADATA_FILE}", scratch / name)
+                if not pool.pooled(manifest.summary(folder)):
+                    continue
+                referenced.update(pool.short(entry.get("sha256", "")) for _, _, entry in manifest.objects(folder))
+                shutil.rmtree(folder)
+    except (ValueError, TypeError, AttributeError, S3Error) as error:
+        progress(f"warning: {target.name}: unused objects not removed this time: {first_line(error, typed=True)}")
+        return
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    removed = pool.sweep(s3, target, pool.pool_prefix(target, env), referenced)
+    if removed:
+        progress(f"{target.name}: {removed:,} objects no backup holds any more removed")
 
 
 def remove_abandoned(scratch: Path) -> None:
@@ -208,47 +236,58 @@ def remove_abandoned(scratch: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class Spot:
+    """Where a remote backup goes: its series' base, its name, and the sealed backup before it."""
+
+    base: str
+    name: str
+    previous: str | None
+
+
 class Writing:
-    """The objects of one remote backup being written: copied server-side from `previous` where
-    unchanged, else fetched one file each into a staging folder of its own (under `scratch`), uploaded
+    """The objects of one remote backup being written: named by their pool blob where unchanged since
+    `previous` (copied into the pool server-side once, where `previous` was written before the pool),
+    else fetched one file each into a staging folder of its own (under `scratch`), uploaded to the pool
     and removed. The staging folder also holds the spooled manifest and, for `inv backup`, the dump."""
 
     def __init__(
         self,
         config: Config,
-        source: S3,
+        env: Environment,
         remote: S3,
         target: BackupTarget,
-        base: str,
-        name: str,
-        previous: str | None,
+        spot: Spot,
+        blobs: pool.Blobs,
         scratch: Path,
     ) -> None:
-        self.config, self.source, self.remote, self.target = config, source, remote, target
-        self.prefix = f"{base}{name}/"
-        self.previous_prefix = f"{base}{previous}/" if previous else ""
+        self.config, self.remote, self.target, self.blobs = config, remote, target, blobs
+        self.source = s3objects.client(env, max_pool=config.storage.jobs * 2)
+        self.prefix = f"{spot.base}{spot.name}/"
+        self.previous_prefix = f"{spot.base}{spot.previous}/" if spot.previous else ""
+        self.pool = pool.pool_prefix(target, env)
         self.staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=scratch))
         self.held = os.open(self.staging / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(self.held, fcntl.LOCK_EX)  # while this run lives: see remove_abandoned
-        self.written = manifest.Writer(self.staging)
         self.lock = threading.Lock()
+        self.written = manifest.Writer(self.staging)
         self.folders = Folders(self.staging)
         try:
-            self.earlier = manifest.Index(self._previous_manifest(previous) if previous else None)
+            folder = self.staging / ".previous"
+            if spot.previous:
+                fetch_manifest(remote, target, self.previous_prefix + METADATA_FILE, folder)
+            self.earlier = manifest.Index(folder if spot.previous else None)
+            self.earlier_pooled = bool(spot.previous) and pool.pooled(manifest.summary(folder))
+            remote.put_object(target.bucket, self.prefix + WRITING_MARK, b"", {})
         except BaseException:
             self.close()
             raise
 
-    def _previous_manifest(self, previous: str) -> Path:
-        folder = self.staging / ".previous"
-        folder.mkdir()
-        with (
-            self.remote.get_object(self.target.bucket, self.previous_prefix + METADATA_FILE) as response,
-            (folder / METADATA_FILE).open("wb") as out,
-        ):
-            for chunk in response.iter_raw():
-                out.write(chunk)
-        return folder
+    def restart(self) -> None:
+        """A manifest and a staging layout of its own, anew (after a listing that was out of order)."""
+        self.written.discard()
+        self.written = manifest.Writer(self.staging)
+        self.folders = Folders(self.staging)
 
     def close(self) -> None:
         if hasattr(self, "earlier"):
@@ -257,26 +296,47 @@ class Writing:
         shutil.rmtree(self.staging, ignore_errors=True)
         os.close(self.held)
 
-    def upload(self, relative: str, md5: str) -> None:
+    def upload(self, relative: str, md5: str, key: str | None = None) -> None:
         path = self.staging / relative
         got = s3objects.Content(path.stat().st_size, md5, "", {}, {})
         with path.open("rb") as handle:
-            s3objects.upload(self.remote, self.target.bucket, self.prefix + relative, handle, got)
+            s3objects.upload(self.remote, self.target.bucket, key or self.prefix + relative, handle, got)
         path.unlink()
 
-    def copied(self, old: dict, info: ObjectInfo, relative: str) -> bool:
-        """Copy the previous backup's file of this very object (same size and ETag) server-side; whether it was."""
+    def unchanged(self, old: dict, info: ObjectInfo) -> str:
+        """'there' when the previous backup's entry (same size and ETag) names a blob the pool holds,
+        'copied' when its file (a backup from before the pool) was copied into the pool server-side,
+        else '' (read it from the source)."""
         if not (self.previous_prefix and old.get("size") == info.size and old.get("etag") == info.etag):
-            return False
+            return ""
+        sha256 = old.get("sha256")
+        if self.earlier_pooled:
+            return "there" if sha256 in self.blobs else ""
         path = old.get("path", "")
-        if unsafe(path) or not old.get("md5"):
-            return False
+        if unsafe(path) or not old.get("md5") or not isinstance(sha256, str) or not pool.SHA256.fullmatch(sha256):
+            return ""
         try:
-            etag = self.remote.copy_object(self.target.bucket, self.prefix + relative, self.previous_prefix + path)
+            etag = self.remote.copy_object(
+                self.target.bucket, pool.blob_key(self.pool, sha256), self.previous_prefix + path
+            )
         except Exception:  # noqa: BLE001 (the previous backup lost it: read from the source instead)
-            return False
+            return ""
         copied = md5_of_etag(etag)
-        return copied is None or copied == old["md5"]
+        return "copied" if copied is None or copied == old["md5"] else ""
+
+    def save(self, bucket: str, info: ObjectInfo, relative: str, found: tuple[dict, str] | None) -> str:
+        """One object into the backup; how ('there', 'copied' or 'read')."""
+        how = self.unchanged(found[0], info) if found else ""
+        if found and how:
+            if found[1] and found[0].get("path") == relative:
+                self.written.add_line(bucket, found[1], info.size)  # the very entry of the last backup
+            else:
+                self.written.add(bucket, info.key, {**found[0], "path": relative})
+            return how
+        entry, _ = _save_object(self.source, bucket, info, self.folders, relative, None, None)
+        self.upload(relative, entry["md5"], pool.blob_key(self.pool, entry["sha256"]))
+        self.written.add(bucket, info.key, entry)
+        return "read"
 
     def objects(self, env: Environment, buckets: list[str], *, in_order: bool) -> BackupResult:
         result = BackupResult(env.name, f"{self.target.name}:{Path(self.prefix.rstrip('/')).name}")
@@ -288,21 +348,12 @@ class Writing:
 
         def save(bucket: str, task: tuple[ObjectInfo, str, tuple[dict, str] | None]) -> None:
             info, relative, found = task
-            if found and self.copied(found[0], info, relative):
-                if found[1] and found[0].get("path") == relative:
-                    self.written.add_line(bucket, found[1], info.size)  # the very entry of the last backup
-                else:
-                    self.written.add(bucket, info.key, {**found[0], "path": relative})
-                linked = True
-            else:
-                entry, _ = _save_object(self.source, bucket, info, self.folders, relative, None, None)
-                self.upload(relative, entry["md5"])
-                self.written.add(bucket, info.key, entry)
-                linked = False
+            how = self.save(bucket, info, relative, found)
             with self.lock:
-                result.copied_server_side += linked
-                result.downloaded += not linked
-                result.downloaded_bytes += 0 if linked else info.size
+                result.already_there += how == "there"
+                result.copied_server_side += how == "copied"
+                result.downloaded += how == "read"
+                result.downloaded_bytes += info.size if how == "read" else 0
 
         problems: list[Exception] = []
         failures: list[Failure] = []

@@ -27,6 +27,7 @@ METADATA_FILE = manifest.FILE
 PARTIAL_PREFIX = ".partial-"
 DELETING_PREFIX = ".deleting-"  # a backup being removed: renamed first, so no half-deleted one looks complete
 LOCK_FILE = ".lock"
+WRITING_MARK = "_writing"  # a remote backup under way: a killed run leaves a folder the next one finds
 
 
 def env_folder(config: Config, env: Environment) -> Path:

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
-from ops.backup import manifest, offsite, records
+from ops.backup import manifest, offsite, pool, records
 from ops.backup.paths import member
-from ops.backup.store import METADATA_FILE, resolve_backup
+from ops.backup.store import METADATA_FILE, WRITING_MARK, resolve_backup
 from ops.config import BackupTarget, Config, Environment
 from ops.digest import file_digest
 from ops.errors import OperationFailed, OpsError
@@ -114,17 +114,20 @@ def verify_remote(config: Config, target: BackupTarget, env: Environment, when: 
         manifest = json.loads(b"".join(response.iter_raw()))
     present = s3objects.list_objects(s3, target.bucket, prefix)
     result = VerifyResult(f"{target.name}:{target.bucket}/{prefix}")
-    expected = {prefix + METADATA_FILE}
+    expected = {prefix + METADATA_FILE, prefix + WRITING_MARK}
     entries = [
-        (f"{bucket}/{key}", entry["path"], entry["size"], entry["md5"])
+        (f"{bucket}/{key}", entry["path"], entry["size"], entry["md5"], entry.get("sha256"))
         for bucket, objects in manifest.get("buckets", {}).items()
         for key, entry in objects.get("manifest", {}).items()
     ]
     offsite.refuse_outside(
         prefix, [e[1] for e in entries] + list(manifest.get("artifacts", {})), f"{target.name}: {prefix}{METADATA_FILE}"
     )
-    for label, relative, size, md5 in entries:
-        key = prefix + relative
+    blobs = pool.pool_prefix(target, env) if pool.pooled(manifest) else ""
+    if blobs:  # the objects are in the environment's pool, by content
+        present.update(s3objects.list_objects(s3, target.bucket, blobs))
+    for label, relative, size, md5, sha256 in entries:
+        key = pool.blob_key(blobs, sha256) if blobs else prefix + relative
         expected.add(key)
         result.checked += 1
         result.bytes += size
@@ -146,7 +149,7 @@ def verify_remote(config: Config, target: BackupTarget, env: Environment, when: 
                 digest.update(chunk)
         if digest.hexdigest() != sha256:
             result.corrupt.append(relative)
-    result.extra = sorted(key[len(prefix) :] for key in present if key not in expected)
+    result.extra = sorted(key[len(prefix) :] for key in present if key.startswith(prefix) and key not in expected)
     verdict = f"OK: {result.checked:,} files, all match" if result.ok else result.verdict()
     records.note(s3, target, prefix, "verify", result.ok, {"verdict": verdict, "checked": result.checked})
     return result

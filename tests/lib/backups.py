@@ -3,12 +3,20 @@ scratch environment (its own migrated database and S3 server) for drills."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 PROD_REF = "qfdztdgublwlmewobxmx"
 BASE = f"nightly/prod-{PROD_REF}/"
 LOCKS = f"nightly/locks/prod-{PROD_REF}/"
 RECORDS = f"nightly/records/prod-{PROD_REF}/"
+POOL = f"nightly/blobs/prod-{PROD_REF}/"
+
+
+def blob_key(body: bytes) -> str:
+    """Where the prod series' pool holds an object of these bytes."""
+    digest = hashlib.sha256(body).hexdigest()
+    return f"{POOL}{digest[:2]}/{digest}"
 
 
 def remote_names(server, base: str = BASE) -> dict[str, bool]:

@@ -1,0 +1,106 @@
+"""The object pool of an environment at a backup target: each object's bytes once, named by their SHA-256.
+
+A remote-first backup (`--to`) writes only what changed since the newest sealed backup, and its
+manifest names every object by content (`sha256`), as restic's snapshots name their blobs: an
+unchanged object costs no request at all, where copying it into each night's folder costs one
+(as much as uploading it, on many servers). The pool sits beside the series, not inside them:
+`<prefix>/blobs/<env>-<ref>/<first two hex digits>/<sha256>` (the fan-out keeps each folder of a
+file-system-backed server small), shared by all of the environment's series (storage, full,
+some buckets), so a full snapshot reuses what the nightly storage backups hold.
+
+A blob is removed only by a sweep, run under the series lock after a backup is sealed: every
+blob no sealed manifest of the environment names goes (a pruned backup's, a killed run's).
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from array import array
+from collections.abc import Iterable, Iterator
+
+from ops.config import BackupTarget, Environment
+from ops.errors import OperationFailed
+from ops.s3.client import S3
+
+LAYOUT = "pool"  # the manifest field `layout` of a backup whose objects are in the pool
+FOLDER = "blobs"
+SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def pool_prefix(target: BackupTarget, env: Environment) -> str:
+    """Worked out from the target and the environment, never read from a manifest (which could name any key)."""
+    return "/".join(p for p in (target.prefix, FOLDER, f"{env.name}-{env.ref}") if p) + "/"
+
+
+def pooled(summary: dict) -> bool:
+    return summary.get("layout") == LAYOUT
+
+
+def blob_key(pool: str, sha256: object) -> str:
+    """The key of the blob holding content `sha256`; a value that is no SHA-256 was not written by this tool."""
+    if not isinstance(sha256, str) or not SHA256.fullmatch(sha256):
+        raise OperationFailed(
+            f"a manifest names an object by {str(sha256)[:80]!r}, which is no SHA-256: the manifest was damaged "
+            "or not written by this tool; nothing was changed"
+        )
+    return f"{pool}{sha256[:2]}/{sha256}"
+
+
+def digest_of(pool: str, key: str) -> str | None:
+    """The SHA-256 a pool key names, or None for a key that is no blob of ours."""
+    sha256 = key[len(pool) :].rpartition("/")[2]
+    return sha256 if SHA256.fullmatch(sha256) and key == f"{pool}{sha256[:2]}/{sha256}" else None
+
+
+def short(sha256: str) -> int:
+    """60 bits of a digest: a set of 100,000 of them is 0.8 MB as sorted 8-byte integers."""
+    return int(sha256[:15], 16)
+
+
+class Blobs:
+    """The digests of a set of blobs, as 60-bit prefixes in a sorted array: membership in 8 bytes a blob.
+
+    A false "present" needs two digests that agree in 60 bits (one in 10^18 for a pair): the
+    object would be kept by reference to a blob of other bytes, which verify and the drill's
+    re-hash name."""
+
+    def __init__(self, digests: Iterable[str] = ()) -> None:
+        self._sorted = array("q", sorted({short(d) for d in digests}))
+
+    def __contains__(self, sha256: object) -> bool:
+        if not isinstance(sha256, str) or not SHA256.fullmatch(sha256):
+            return False
+        wanted = short(sha256)
+        at = bisect.bisect_left(self._sorted, wanted)
+        return at < len(self._sorted) and self._sorted[at] == wanted
+
+    def __len__(self) -> int:
+        return len(self._sorted)
+
+
+def listed(s3: S3, target: BackupTarget, pool: str) -> Iterator[tuple[str, str]]:
+    """(key, digest) of every blob in the pool, page by page, nothing held."""
+    for info in s3.list_objects(target.bucket, pool):
+        sha256 = digest_of(pool, info.key)
+        if sha256:
+            yield info.key, sha256
+
+
+def present(s3: S3, target: BackupTarget, pool: str) -> Blobs:
+    return Blobs(sha256 for _, sha256 in listed(s3, target, pool))
+
+
+def sweep(s3: S3, target: BackupTarget, pool: str, referenced: set[int]) -> int:
+    """Remove each blob whose digest no sealed manifest names (`referenced`: their `short` forms); how many went."""
+    doomed: list[str] = []
+    removed = 0
+    for key, sha256 in listed(s3, target, pool):
+        if short(sha256) not in referenced:
+            doomed.append(key)
+        if len(doomed) == 1000:
+            s3.delete_objects(target.bucket, doomed)
+            removed, doomed = removed + len(doomed), []
+    if doomed:
+        s3.delete_objects(target.bucket, doomed)
+    return removed + len(doomed)
