@@ -83,10 +83,12 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def wheel(session: nox.Session) -> None:
-    """Build the wheel, install it (not editable) in a fresh virtualenv, back up, verify and restore with it."""
+    """Build the wheel, install it (not editable) in a fresh virtualenv, back up, verify, restore and drill with it."""
     install(session, "test")  # the local stack's servers and the CLI; the product under test is the venv below
     tmp = Path(session.create_tmp())
-    for old in (tmp / "dist", tmp / "venv"):
+    # setuptools builds through build/lib and never removes what is left there: a module deleted (or
+    # left out) since an earlier build would still ship, and this check would pass without it.
+    for old in (tmp / "dist", tmp / "venv", Path("build")):
         shutil.rmtree(old, ignore_errors=True)
     session.run("python", "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(tmp / "dist"), ".")
     (built,) = glob.glob(str(tmp / "dist" / "supabase_ops-*.whl"))

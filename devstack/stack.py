@@ -4,7 +4,8 @@
 through it; `nox -s wheel` runs the installed wheel against it. One PostgreSQL cluster (a database
 per environment), one S3 server per environment plus the off-site target, a web server per
 environment (frontend and functions) and the Management API stand-in. local-prod gets the app's
-migrations (with the real Supabase CLI) and demo content; local-prod-pitr is a copy of it.
+migrations (with the real Supabase CLI) and demo content; local-prod-pitr is a copy of it;
+local-scratch (a database and an S3 server, both empty) is the spare project `drill` restores into.
 
 The file's ports are the ones used when they are free. A busy one (or every one, with
 `free_ports`) is replaced by a free port in a copy of the file, and `moved` says which.
@@ -34,6 +35,7 @@ from ops import config as ops_config
 from ops.config import REPO_ROOT
 
 LOCAL_ENVS = ["local-prod", "local-preprod", "local-sandbox"]
+SCRATCH_ENV = "local-scratch"  # scratch = true: the one section a drill may wipe
 DEMO_INI = REPO_ROOT / "devstack" / "environments.ini"  # the repository's environments.ini is the user's
 LOCAL_PORT = re.compile(r"(?<=127\.0\.0\.1:)(\d+)")
 # Settings changed by hand in local-prod's dashboard, never in local-preprod's: `inv settings` shows the
@@ -131,6 +133,7 @@ def running(*, free_ports: bool = False, scratch: bool = False, say: bool = True
         ini, moved = local_file(workdir, free_ports, scratch)
         config = ops_config.load(ini)
         envs = [config.env(name) for name in LOCAL_ENVS]
+        scratch_env = config.env(SCRATCH_ENV)
         offsite = config.target("offsite")
 
         api = ManagementAPI(projects={env.ref for env in config.environments.values()})
@@ -154,12 +157,13 @@ def running(*, free_ports: bool = False, scratch: bool = False, say: bool = True
             site = WebStub(port=port_of(env.frontend))  # its frontend and functions, for `smoke`
             resources.callback(site.stop)
             start_s3(stack, resources, env, config.storage.buckets)
+        start_s3(stack, resources, scratch_env, config.storage.buckets)
         start_s3(stack, resources, offsite.store, [offsite.bucket])
         if say:
-            servers = ", ".join(e.storage_url for e in [*envs, offsite.store])
+            servers = ", ".join(e.storage_url for e in [*envs, scratch_env, offsite.store])
             print(f"S3 servers at {servers}; Management API stand-in at {api.url}", flush=True)
 
-        for env in envs:
+        for env in [*envs, scratch_env]:
             server.create_database(urlsplit(env.db_url).path.lstrip("/"))
         saved = {name: os.environ.get(name) for name in ("HOME", *stack.cli_env)}
         os.environ.update(HOME=str(home), **stack.cli_env)  # the CLI pushing migrations finds the stand-in
@@ -176,7 +180,7 @@ def running(*, free_ports: bool = False, scratch: bool = False, say: bool = True
         if say:
             print(
                 "local-prod: migrations applied with the Supabase CLI, demo content loaded; "
-                "local-preprod and local-sandbox: empty",
+                "local-preprod, local-sandbox and local-scratch: empty",
                 flush=True,
             )
         yield stack
@@ -193,6 +197,7 @@ Paste this line into another terminal, then try the tasks there (Ctrl-C here sto
   {ops} reset-env --from local-prod --to local-preprod
   {ops} backup --env local-prod
   {ops} verify-backup --env local-prod
+  {ops} drill --env local-prod --into local-scratch
   {ops} journal --last 5
 
 local-prod is protected (it asks for its name); the keys above are this stack's own, made up at start.

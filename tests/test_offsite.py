@@ -236,3 +236,37 @@ def test_calendar_retention_from_backup_settings_on_both_series_and_the_listing(
     for bad in (("--keep-daily", "x"), ("--keep", "0", "--keep-daily", "0")):
         refused = project.run("backups", "--env", "prod", *bad)
         assert refused.code == 2 and refused.err.count("\n") == 1, refused.err
+
+
+def test_the_local_listing_shows_the_backups_of_some_buckets_as_their_own_series(project, storage):
+    """`backup-storage --buckets avatars` fills a series of its own (`<env>-<ref>+avatars`): `inv backups`
+    lists it beside the all-bucket and full series, each row naming the series it belongs to."""
+    src = storage["prod"].client()
+    fill(src, "avatars", 3, size=1024)
+    src.put_object(Bucket="program-logos", Key="logo.svg", Body=b"<svg/>", ContentType="image/svg+xml")
+    runs = {
+        "storage": project.run("backup-storage", "--env", "prod", "--json"),
+        "storage+avatars": project.run("backup-storage", "--env", "prod", "--buckets", "avatars", "--json"),
+        "storage+avatars+program-logos": project.run(
+            "backup-storage", "--env", "prod", "--buckets", "program-logos,avatars", "--json"
+        ),
+    }
+    made = {}
+    for series, run in runs.items():
+        assert run.code == 0, run.err
+        made[series] = Path(json.loads(run.out)["backups"][0]["path"])
+    assert made["storage+avatars"].parent.name == "prod-qfdztdgublwlmewobxmx+avatars"
+
+    listed = project.run("backups", "--env", "prod", "--json")
+    table = project.run("backups", "--env", "prod")
+
+    assert listed.code == 0, listed.err
+    rows = [(b["series"], b["name"], b["objects"], b["state"]) for b in json.loads(listed.out)["backups"]]
+    assert rows == [
+        ("storage", made["storage"].name, 4, "sealed, full"),
+        ("storage+avatars", made["storage+avatars"].name, 3, "sealed, full"),
+        ("storage+avatars+program-logos", made["storage+avatars+program-logos"].name, 4, "sealed, full"),
+    ]
+    assert table.code == 0, table.err
+    assert "storage+avatars " in table.out and made["storage+avatars"].name in table.out, table.out
+    assert "3 backup(s)" in table.out

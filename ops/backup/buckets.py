@@ -36,6 +36,7 @@ from ops.backup.store import (
     private_dir,
     prune_backups,
     series_lock,
+    some_buckets_folder,
 )
 from ops.config import Config, Environment, RetentionPolicy
 from ops.errors import OperationFailed, first_line
@@ -95,7 +96,7 @@ def backup_env(
     s3 = s3objects.client(env, max_pool=config.storage.jobs * 2)
     folder = series or env_folder(config, env)
     if set(buckets) != set(config.storage.buckets):
-        folder = folder.with_name(folder.name + "+" + "+".join(sorted(buckets)))
+        folder = some_buckets_folder(folder, buckets)
     private_dir(folder)
     with series_lock(folder, env):
         try:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ops.backup import manifest
 from ops.backup.retention import Judged, judge_series, keep_reasons, ours, policy_from
-from ops.backup.store import PARTIAL_PREFIX, complete_backups, env_folder
+from ops.backup.store import PARTIAL_PREFIX, complete_backups, env_folder, some_buckets_series
 from ops.config import Config, Environment, RetentionPolicy
 from ops.report import Result, Table
 
@@ -74,7 +74,10 @@ def list_backups(
                 backup["verified"] = records.newest_check(s3, where, found, backup["name"])
         return report
     report = BackupsReport(environment.name, "this machine", vars(policy))
-    for series, path in (("storage", env_folder(config, environment)), ("full", config.backup.dir / folder)):
+    storage = env_folder(config, environment)
+    local = [("storage", storage), ("full", config.backup.dir / folder)]
+    local += [(f"storage+{buckets}", path) for buckets, path in some_buckets_series(storage)]
+    for series, path in local:
         add_series(report, series, local_series(environment, path), policy)
         for partial in sorted(path.glob(PARTIAL_PREFIX + "*")) if path.is_dir() else []:
             report.backups.append(unsealed(series, partial.name.removeprefix(PARTIAL_PREFIX)))

@@ -34,6 +34,24 @@ def env_folder(config: Config, env: Environment) -> Path:
     return config.storage.backup_dir / f"{env.name}-{env.ref}"
 
 
+def some_buckets_folder(folder: Path, buckets: list[str]) -> Path:
+    """The series of a backup of only some buckets, beside `folder` (all buckets): `<env>-<ref>+avatars`.
+    A series of its own, so such a backup never counts against (nor prunes) the backups of all buckets."""
+    return folder.with_name(folder.name + "+" + "+".join(sorted(buckets)))
+
+
+def some_buckets_series(folder: Path) -> list[tuple[str, Path]]:
+    """Each series of some buckets beside `folder`: its buckets (joined by '+') and its folder."""
+    if not folder.parent.is_dir():
+        return []
+    prefix = folder.name + "+"
+    return sorted(
+        (path.name.removeprefix(prefix), path)
+        for path in folder.parent.iterdir()
+        if path.name.startswith(prefix) and path.is_dir()
+    )
+
+
 def complete_backups(folder: Path) -> list[Path]:
     """Complete backups, oldest first: visible folders that hold a manifest."""
     if not folder.is_dir():
