@@ -84,15 +84,18 @@ def check(venv: Path) -> None:
 
 
 def remote_first(run: Callable[..., str], local: stack.Stack, config: ops_config.Config) -> None:
-    """A backup straight to the target (one new object read, the rest copied there server-side from
-    the backup above), listed as sealed, verified, and drilled into local-scratch."""
+    """A backup straight to the target (one new object read; the rest copied into the target's pool
+    server-side from the off-site copy above, which predates the pool), listed as sealed, verified, and
+    drilled into local-scratch."""
     prod, scratch = config.env("local-prod"), config.env(stack.SCRATCH_ENV)
     s3(local, prod).put_object(Bucket="program-logos", Key="programs/logo-new.svg", Body=b"<svg>new</svg>")
     made = json.loads(run("backup", "--env", "local-prod", "--to", "offsite", "--yes", "--json"))
     detail = made["steps"][0]["detail"]
     print(f"  {detail}", flush=True)
     name = detail.split(" (")[0].split(":")[-1]
-    if not detail.startswith("offsite:") or not re.search(r"\b1 read, [1-9]\d* copied server-side", detail):
+    if not detail.startswith("offsite:") or not re.search(
+        r"\b1 read, 0 already there, [1-9]\d* copied server-side", detail
+    ):
         raise Failed(f"backup --to offsite: expected the one new object read, the rest copied server-side: {detail}")
 
     listed = json.loads(run("backups", "--env", "local-prod", "--target", "offsite", "--json"))["backups"]

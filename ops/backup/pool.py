@@ -66,7 +66,10 @@ class Blobs:
     re-hash name."""
 
     def __init__(self, digests: Iterable[str] = ()) -> None:
-        self._sorted = array("q", sorted({short(d) for d in digests}))
+        self._sorted = array("q", (short(d) for d in digests))
+        # A pool's listing comes in S3's key order, which is the digests' order: sorted again only if not.
+        if any(self._sorted[i] > self._sorted[i + 1] for i in range(len(self._sorted) - 1)):
+            self._sorted = array("q", sorted(self._sorted))
 
     def __contains__(self, sha256: object) -> bool:
         if not isinstance(sha256, str) or not SHA256.fullmatch(sha256):

@@ -1,0 +1,49 @@
+"""The pool's names: a digest read from a manifest is a SHA-256 or refused, and membership holds in any order."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from ops.backup import pool
+from ops.config import BackupTarget, Environment
+from ops.errors import OperationFailed
+
+POOL = "nightly/blobs/prod-ref/"
+
+
+def sha(n: int) -> str:
+    return hashlib.sha256(b"%d" % n).hexdigest()
+
+
+@pytest.mark.parametrize("forged", ["../../etc/passwd", "A" * 64, sha(1)[:63], sha(1) + "/x", None, 7, ""])
+def test_a_digest_that_is_no_sha256_names_no_key(forged):
+    with pytest.raises(OperationFailed, match="no SHA-256"):
+        pool.blob_key(POOL, forged)
+    assert forged not in pool.Blobs([sha(1)])
+
+
+def test_keys_and_digests_map_one_to_one():
+    digest = sha(3)
+    key = pool.blob_key(POOL, digest)
+    assert key == f"{POOL}{digest[:2]}/{digest}"
+    assert pool.digest_of(POOL, key) == digest
+    assert pool.digest_of(POOL, f"{POOL}zz/{digest}") is None, "a blob filed under the wrong fan-out is not ours"
+    assert pool.digest_of(POOL, f"{POOL}{digest[:2]}/{digest}.tmp") is None
+
+
+def test_membership_in_listing_order_and_out_of_it():
+    digests = [sha(n) for n in range(2000)]
+    for order in (sorted(digests), sorted(digests, reverse=True), digests):
+        blobs = pool.Blobs(order[:1000])
+        assert len(blobs) == 1000
+        assert all(d in blobs for d in order[:1000])
+        assert not any(d in blobs for d in order[1000:])
+
+
+def test_the_pool_is_the_environments_and_never_read_from_a_manifest():
+    env = Environment(name="prod", ref="abc")
+    target = BackupTarget("offsite", "ops-backups", "nightly", Environment(name="offsite"))
+    assert pool.pool_prefix(target, env) == "nightly/blobs/prod-abc/"
+    assert pool.pooled({"layout": "pool"}) and not pool.pooled({}) and not pool.pooled({"layout": "../x"})
