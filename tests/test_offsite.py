@@ -270,3 +270,25 @@ def test_the_local_listing_shows_the_backups_of_some_buckets_as_their_own_series
     assert table.code == 0, table.err
     assert "storage+avatars " in table.out and made["storage+avatars"].name in table.out, table.out
     assert "3 backup(s)" in table.out
+
+
+def test_a_copy_off_site_waits_its_turn_behind_a_run_holding_the_series_lock(project, storage, offsite):
+    """Two operators: a laptop's --copy-to while CI's --to holds prod's lock at the target. The copy
+    would prune the series under the other run; it is refused instead (exit 2), naming the holder."""
+    import os
+    import socket
+    from datetime import UTC, datetime
+
+    from lib.backups import LOCKS
+
+    fill(storage["prod"].client(), "avatars", 2)
+    holder = {"host": socket.gethostname(), "pid": os.getpid(), "time": datetime.now(UTC).isoformat()}
+    lock = LOCKS + "2026-01-01T00-00-00Z-ci.json"
+    offsite.client().put_object(Bucket="ops-backups", Key=lock, Body=json.dumps(holder).encode())
+
+    made = project.run("backup-storage", "--env", "prod", "--copy-to", "offsite")
+
+    assert made.code == 2, made.out + made.err
+    assert "another backup of prod to offsite is running" in made.err and f"pid {os.getpid()}" in made.err
+    listed = offsite.client().list_objects_v2(Bucket="ops-backups", Prefix="nightly/prod").get("Contents", [])
+    assert listed == [], "nothing copied while the lock is held"

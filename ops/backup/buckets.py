@@ -424,6 +424,7 @@ def backup_storage(
         if target:
             from ops.backup import offsite
 
-            result.offsite = asdict(offsite.copy_backup(config, target, Path(result.path), full=False, policy=policy))
+            sent = offsite.copy_backup(config, target, Path(result.path), env=each, full=False, policy=policy)
+            result.offsite = asdict(sent)
         made.append(result)
     return BackupReport(made)

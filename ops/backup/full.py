@@ -120,7 +120,7 @@ def back_up(
     if target:
         from ops.backup import offsite
 
-        sent = offsite.copy_backup(config, target, Path(made.path), full=True, policy=policy)
+        sent = offsite.copy_backup(config, target, Path(made.path), env=env, full=True, policy=policy)
         detail += (
             f"; off-site at {target.name}: {sent.remote} ({sent.uploaded} uploaded, "
             f"{sent.copied_server_side} copied server-side)"

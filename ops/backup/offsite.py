@@ -94,12 +94,21 @@ def md5_of(path: Path) -> str:
 
 
 def copy_backup(
-    config: Config, target: BackupTarget, backup: Path, *, full: bool, policy: RetentionPolicy
+    config: Config, target: BackupTarget, backup: Path, *, env: Environment, full: bool, policy: RetentionPolicy
 ) -> OffsiteResult:
-    """Copy one sealed local backup to `target`, incrementally, the manifest last; then apply retention
-    to the remote series."""
-    started = time.monotonic()
+    """Copy one sealed local backup of `env` to `target`, incrementally, the manifest last; then apply
+    retention to the remote series. Under the series lock, as a `--to` run is."""
+    from ops.backup import lock
+
     s3 = s3objects.client(target.store, max_pool=config.storage.jobs * 2)
+    with lock.held(s3, target, env):
+        return copy_locked(config, s3, target, backup, full=full, policy=policy)
+
+
+def copy_locked(
+    config: Config, s3: S3, target: BackupTarget, backup: Path, *, full: bool, policy: RetentionPolicy
+) -> OffsiteResult:
+    started = time.monotonic()
     metadata = load_manifest(backup)
     base = remote_base(target, backup.parent.name, full)
     prefix = f"{base}{backup.name}/"
