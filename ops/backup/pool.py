@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import re
+import threading
 from array import array
 from collections.abc import Iterable, Iterator
 
@@ -72,9 +73,10 @@ class Blobs:
             self._sorted = array("q", sorted(self._sorted))
 
     def __contains__(self, sha256: object) -> bool:
-        if not isinstance(sha256, str) or not SHA256.fullmatch(sha256):
-            return False
-        wanted = short(sha256)
+        return isinstance(sha256, str) and bool(SHA256.fullmatch(sha256)) and self.has(short(sha256))
+
+    def has(self, wanted: int) -> bool:
+        """Whether a digest whose `short` form is `wanted` is in the set."""
         at = bisect.bisect_left(self._sorted, wanted)
         return at < len(self._sorted) and self._sorted[at] == wanted
 
@@ -92,6 +94,28 @@ def listed(s3: S3, target: BackupTarget, pool: str) -> Iterator[tuple[str, str]]
 
 def present(s3: S3, target: BackupTarget, pool: str) -> Blobs:
     return Blobs(sha256 for _, sha256 in listed(s3, target, pool))
+
+
+class Listing:
+    """The pool's blobs, listed on a thread of its own from the moment this is made; `result` waits for it."""
+
+    def __init__(self, s3: S3, target: BackupTarget, pool: str) -> None:
+        self._blobs: Blobs | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._list, args=(s3, target, pool), name="pool-listing", daemon=True)
+        self._thread.start()
+
+    def _list(self, s3: S3, target: BackupTarget, pool: str) -> None:
+        try:
+            self._blobs = present(s3, target, pool)
+        except BaseException as error:  # noqa: BLE001 (raised where the listing is waited for)
+            self._error = error
+
+    def result(self) -> Blobs:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._blobs if self._blobs is not None else Blobs()
 
 
 def sweep(s3: S3, target: BackupTarget, pool: str, referenced: set[int]) -> int:

@@ -19,6 +19,7 @@ import shutil
 import tempfile
 import threading
 import time
+from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,21 +132,28 @@ def locked_backup_to(
     scratch = config.root / "tmp"
     scratch.mkdir(parents=True, exist_ok=True)
     remove_abandoned(scratch)
-    # Listed before anything is written: an unchanged object whose blob is gone (a lifecycle rule, a hand)
-    # is read again rather than named.
-    blobs = pool.present(remote, target, pool.pool_prefix(target, env))
+    # The pool is listed while the objects are gone through (listing 100,000 blobs takes as long as the
+    # rest of the run): an unchanged object is named at once, and checked against the listing before
+    # the seal.
+    blobs = pool.Listing(remote, target, pool.pool_prefix(target, env))
     previous = sealed[-1] if sealed else None
-    writing = Writing(config, env, remote, target, Spot(base, name, previous), blobs, scratch)
+    writing = Writing(config, env, remote, target, Spot(base, name, previous), scratch)
     try:
         result = write_objects(writing, env, buckets)
+        lost = writing.lost(blobs.result())
+        if lost:
+            # A blob gone (a lifecycle rule, a hand): the objects are gone through again, each unchanged one
+            # named only if its blob is there, else read from the source.
+            progress(f"{target.name}: {lost:,} unchanged objects are gone from the pool; read from {env.name} again")
+            writing.restart(blobs.result())
+            result = write_objects(writing, env, buckets)
         artifacts, facts = extras(writing.staging) if extras else ({}, {})
         for relative in artifacts:
             writing.upload(relative, md5_of(writing.staging / relative))
         fields = sealing_fields(env, result, writing.written, started, previous, reference, artifacts, facts)
         writing.written.write({**fields, "layout": pool.LAYOUT})
         # Sealed last: only a remote backup with every file has a manifest.
-        data = (writing.staging / METADATA_FILE).read_bytes()
-        remote.put_object(target.bucket, writing.prefix + METADATA_FILE, data, {"content-type": "application/json"})
+        seal(remote, target, writing.prefix, writing.staging / METADATA_FILE)
         remote.delete_objects(target.bucket, [writing.prefix + WRITING_MARK])
         records.note(remote, target, writing.prefix, "sealed", True, {"backup": name})
     finally:
@@ -160,6 +168,19 @@ def locked_backup_to(
     return result
 
 
+def seal(s3: S3, target: BackupTarget, prefix: str, path: Path) -> None:
+    """Upload the manifest, streamed, and check the target stored what was written."""
+    with path.open("rb") as handle:
+        etag = s3.put_file(target.bucket, prefix + METADATA_FILE, handle, {"content-type": "application/json"})
+    stored = md5_of_etag(etag)
+    if stored and stored != md5_of(path):
+        s3.delete_objects(target.bucket, [prefix + METADATA_FILE])
+        raise OperationFailed(
+            f"{target.name}: the manifest stored at {prefix}{METADATA_FILE} is not the one written (MD5 {stored}); "
+            "the backup is not sealed and the next run removes it"
+        )
+
+
 def write_objects(writing: Writing, env: Environment, buckets: list[str]) -> BackupResult:
     """The objects, each bucket listed in S3's key order as it goes; listed whole first on a server that
     does not keep that order."""
@@ -167,7 +188,7 @@ def write_objects(writing: Writing, env: Environment, buckets: list[str]) -> Bac
         return writing.objects(env, buckets, in_order=True)
     except s3objects.OutOfOrder as disorder:
         progress(f"{env.name}: {disorder}: not S3's key order, so each bucket is listed whole first")
-        writing.restart()
+        writing.restart(writing.blobs)
         return writing.objects(env, buckets, in_order=False)
 
 
@@ -258,10 +279,11 @@ class Writing:
         remote: S3,
         target: BackupTarget,
         spot: Spot,
-        blobs: pool.Blobs,
         scratch: Path,
     ) -> None:
-        self.config, self.remote, self.target, self.blobs = config, remote, target, blobs
+        self.config, self.remote, self.target = config, remote, target
+        self.blobs: pool.Blobs | None = None  # the pool's listing, once known: until then, each named blob is noted
+        self.named = array("q")
         self.source = s3objects.client(env, max_pool=config.storage.jobs * 2)
         self.prefix = f"{spot.base}{spot.name}/"
         self.previous_prefix = f"{spot.base}{spot.previous}/" if spot.previous else ""
@@ -283,8 +305,10 @@ class Writing:
             self.close()
             raise
 
-    def restart(self) -> None:
-        """A manifest and a staging layout of its own, anew (after a listing that was out of order)."""
+    def restart(self, blobs: pool.Blobs | None) -> None:
+        """A manifest and a staging layout of its own, anew (after a listing that was out of order, or
+        with the pool's listing known)."""
+        self.blobs, self.named = blobs, array("q")
         self.written.discard()
         self.written = manifest.Writer(self.staging)
         self.folders = Folders(self.staging)
@@ -311,7 +335,13 @@ class Writing:
             return ""
         sha256 = old.get("sha256")
         if self.earlier_pooled:
-            return "there" if sha256 in self.blobs else ""
+            if self.blobs is not None:
+                return "there" if sha256 in self.blobs else ""
+            if not isinstance(sha256, str) or not pool.SHA256.fullmatch(sha256):
+                return ""
+            with self.lock:
+                self.named.append(pool.short(sha256))
+            return "there"
         path = old.get("path", "")
         if unsafe(path) or not old.get("md5") or not isinstance(sha256, str) or not pool.SHA256.fullmatch(sha256):
             return ""
@@ -323,6 +353,10 @@ class Writing:
             return ""
         copied = md5_of_etag(etag)
         return "copied" if copied is None or copied == old["md5"] else ""
+
+    def lost(self, blobs: pool.Blobs) -> int:
+        """How many of the blobs named unseen are not in the pool's listing `blobs`."""
+        return sum(not blobs.has(short) for short in self.named)
 
     def save(self, bucket: str, info: ObjectInfo, relative: str, found: tuple[dict, str] | None) -> str:
         """One object into the backup; how ('there', 'copied' or 'read')."""
