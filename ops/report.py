@@ -142,6 +142,7 @@ class Meter:
         self.label, self.total, self.unit, self.total_bytes = label, total, unit, total_bytes
         self.done = self.bytes = 0
         self.last = 0.0
+        self.said = -1  # the count of the last plain line
         self.lock = threading.Lock()
         self.bar: Any = None
         if total:
@@ -187,18 +188,24 @@ class Meter:
                     self.bar.set_postfix_str(f"{self.done:,}/{self.total:,} {self.unit}", refresh=False)
                 return
             now = time.monotonic()
-            if now - self.last >= 1 or self.done == self.total:
+            # Done with all it knows of is no reason to say so: work that keeps up with a listing is, after
+            # each object. The last line is said at close.
+            if now - self.last >= 1:
                 self.last = now
-                sizes = (
-                    f", {self.bytes / 2**20:,.1f}/{self.total_bytes / 2**20:,.1f} MiB"
-                    if self.total_bytes is not None
-                    else ""
-                )
-                progress(f"{self.label} {self.done:,}/{self.total:,} {self.unit}{sizes}")
+                self._say()
+
+    def _say(self) -> None:
+        sizes = (
+            f", {self.bytes / 2**20:,.1f}/{self.total_bytes / 2**20:,.1f} MiB" if self.total_bytes is not None else ""
+        )
+        self.said = self.done
+        progress(f"{self.label} {self.done:,}/{self.total:,} {self.unit}{sizes}")
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+        elif self.done and self.said != self.done:
+            self._say()
 
     def __enter__(self) -> Meter:
         return self

@@ -115,7 +115,7 @@ def others(s3: S3, target: BackupTarget, prefix: str, own: str) -> dict[str, dic
             continue
         if stale(data, datetime.now(UTC)):
             progress(f"{target.name}: taking over a stale lock ({described(data)}): {key}")
-            s3.delete_objects(target.bucket, [key])
+            s3.delete_object(target.bucket, key)
         else:
             live[key] = data
     return live
@@ -149,7 +149,7 @@ def held(s3: S3, target: BackupTarget, env: Environment) -> Iterator[None]:
                 key = next(iter(live))
                 raise refused(target, env, key, live[key])
     except BaseException:
-        s3.delete_objects(target.bucket, [own])
+        s3.delete_object(target.bucket, own)
         raise
     done = threading.Event()
 
@@ -167,4 +167,4 @@ def held(s3: S3, target: BackupTarget, env: Environment) -> Iterator[None]:
     finally:
         done.set()
         refresher.join()
-        s3.delete_objects(target.bucket, [own])
+        s3.delete_object(target.bucket, own)

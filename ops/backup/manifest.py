@@ -97,20 +97,22 @@ class Index:
             self._whole = {b: data.get("manifest", {}) for b, data in whole.get("buckets", {}).items()}
             return
         self._source = source
-        found: dict[str, list[tuple[int, int]]] = {}
-        bucket: list[tuple[int, int]] = []
+        found: dict[str, tuple[array[int], array[int]]] = {}
+        hashes, offsets = array("q"), array("q")
         offset = len(first)
         for raw in source:
             line = raw.decode("utf-8")
             if line.rstrip().endswith(OPENS_BUCKET):
                 ((name, _),) = json.loads("{" + line.rstrip() + "}}}").items()
-                bucket = found.setdefault(name, [])
+                hashes, offsets = found.setdefault(name, (array("q"), array("q")))
             elif line.startswith('"'):
-                bucket.append((hash(KEY.raw_decode(line)[0]), offset))  # only the key is read
+                hashes.append(hash(KEY.raw_decode(line)[0]))  # only the key is read
+                offsets.append(offset)
             offset += len(raw)
-        for name, pairs in found.items():
-            pairs.sort()
-            self._offsets[name] = (array("q", (h for h, _ in pairs)), array("q", (o for _, o in pairs)))
+        for name, (hashes, offsets) in found.items():
+            # Sorted by hash through an order of positions: never a tuple per object (12 MB for 100,000).
+            order = sorted(range(len(hashes)), key=hashes.__getitem__)
+            self._offsets[name] = (array("q", (hashes[i] for i in order)), array("q", (offsets[i] for i in order)))
 
     def _offset(self, bucket: str, key: str) -> int | None:
         hashes, offsets = self._offsets.get(bucket, (array("q"), array("q")))

@@ -154,7 +154,7 @@ def locked_backup_to(
         writing.written.write({**fields, "layout": pool.LAYOUT})
         # Sealed last: only a remote backup with every file has a manifest.
         seal(remote, target, writing.prefix, writing.staging / METADATA_FILE)
-        remote.delete_objects(target.bucket, [writing.prefix + WRITING_MARK])
+        remote.delete_object(target.bucket, writing.prefix + WRITING_MARK)
         records.note(remote, target, writing.prefix, "sealed", True, {"backup": name})
     finally:
         writing.close()
@@ -171,10 +171,11 @@ def locked_backup_to(
 def seal(s3: S3, target: BackupTarget, prefix: str, path: Path) -> None:
     """Upload the manifest, streamed, and check the target stored what was written."""
     with path.open("rb") as handle:
-        etag = s3.put_file(target.bucket, prefix + METADATA_FILE, handle, {"content-type": "application/json"})
+        size = path.stat().st_size
+        etag = s3.put_file(target.bucket, prefix + METADATA_FILE, handle, size, {"content-type": "application/json"})
     stored = md5_of_etag(etag)
     if stored and stored != md5_of(path):
-        s3.delete_objects(target.bucket, [prefix + METADATA_FILE])
+        s3.delete_object(target.bucket, prefix + METADATA_FILE)
         raise OperationFailed(
             f"{target.name}: the manifest stored at {prefix}{METADATA_FILE} is not the one written (MD5 {stored}); "
             "the backup is not sealed and the next run removes it"

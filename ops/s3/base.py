@@ -206,25 +206,30 @@ class Untrusted(OperationFailed):
         self.detail = detail
 
 
-def listing_page(body: bytes) -> tuple[dict[str, str], list[ObjectInfo]]:
-    """A ListObjectsV2 page: its paging fields (IsTruncated, NextContinuationToken) and its objects.
+def listing_page(body: bytes) -> tuple[dict[str, str], list[ObjectInfo], list[str]]:
+    """A ListObjectsV2 page: its paging fields (IsTruncated, NextContinuationToken), its objects, and its
+    folders (CommonPrefixes, asked for with a delimiter).
 
     Measured on 20,000 keys: botocore's parser takes 0.72-0.84 s of CPU (timestamps left unparsed),
     ElementTree here 0.28 s; listings of 100,000 keys are read on every run.
     """
     fields: dict[str, str] = {}
     listed: list[ObjectInfo] = []
+    folders: list[str] = []
     for child in ElementTree.fromstring(body):
         tag = child.tag.rpartition("}")[2]
         if tag == "Contents":
             item = {field.tag.rpartition("}")[2]: field.text or "" for field in child}
             listed.append(ObjectInfo(item.get("Key", ""), int(item.get("Size") or 0), clean_etag(item.get("ETag", ""))))
+        elif tag == "CommonPrefixes":
+            folders += [field.text or "" for field in child if field.tag.rpartition("}")[2] == "Prefix"]
         elif tag in PAGING:
             fields[tag] = child.text or ""
     if fields.get("EncodingType", "").lower() == "url":
         # Servers write a space as "+" and a plus as %2B: "+" decodes as botocore decodes it.
         listed = [ObjectInfo(unquote_plus(item.key), item.size, item.etag) for item in listed]
-    return fields, listed
+        folders = [unquote_plus(folder) for folder in folders]
+    return fields, listed, folders
 
 
 @dataclass(frozen=True, slots=True)

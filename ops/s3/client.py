@@ -96,6 +96,9 @@ def addressable(key: str) -> bool:
     )
 
 
+PARTS_FROM = 16 << 20  # put_file uploads in parts from this size on
+
+
 class S3:
     """One S3 endpoint with one set of keys; thread-safe."""
 
@@ -278,11 +281,16 @@ class S3:
 
     def list_pages(self, bucket: str, prefix: str = "") -> Iterator[list[ObjectInfo]]:
         """Every object of a bucket (under `prefix`), a page (up to 1,000 keys) at a time, keys exactly as stored."""
+        for page in self.pages(bucket, prefix):
+            yield page.objects
+
+    def pages(self, bucket: str, prefix: str = "", delimiter: str = "") -> Iterator[Page]:
+        """The listing's pages (with a delimiter, each with the folders under `prefix` too)."""
         seen: set[str] = set()
         token = ""
         while True:
-            page = self._page(bucket, prefix, token)
-            yield page.objects
+            page = self._page(bucket, prefix, token, delimiter=delimiter)
+            yield page
             token = page.next_token
             if not token:
                 return
@@ -296,9 +304,9 @@ class S3:
                 )
             seen.add(token)
 
-    def _page(self, bucket: str, prefix: str, token: str, max_keys: int = 0) -> Page:
+    def _page(self, bucket: str, prefix: str, token: str, max_keys: int = 0, delimiter: str = "") -> Page:
         try:
-            return self.lister.page(bucket, prefix, token, max_keys)
+            return self.lister.page(bucket, prefix, token, max_keys, delimiter)
         except (S3Error, Untrusted) as error:
             raise self._hooked(error) from None
 
@@ -310,12 +318,7 @@ class S3:
     def list_folders(self, bucket: str, prefix: str) -> list[str]:
         """The folders directly under `prefix` (S3's CommonPrefixes for the delimiter `/`), each ending in `/`:
         one page per 1,000 folders, however many objects they hold."""
-        folders: list[str] = []
-        with self._call("ListObjectsV2"):
-            pages = self.boto.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/")
-            for page in pages:
-                folders += [common["Prefix"] for common in page.get("CommonPrefixes", [])]
-        return folders
+        return [folder for page in self.pages(bucket, prefix, "/") for folder in page.folders]
 
     def head_object(self, bucket: str, key: str) -> dict[str, str]:
         """The object's headers: etag, content-length, the kept headers and x-amz-meta-* (names lower-cased)."""
@@ -354,19 +357,39 @@ class S3:
             if addressable(key):
                 import obstore
 
-                attributes = {kept.attribute: headers[kept.name] for kept in OBJECT_HEADERS if kept.name in headers}
-                attributes |= {
-                    name[len(META_PREFIX) :]: value for name, value in headers.items() if name.startswith(META_PREFIX)
-                }
+                attributes = _obstore_attributes(headers)
                 answer = obstore.put(self.store(bucket), key, body, attributes=attributes, use_multipart=False)
                 return answer["e_tag"] or ""
             return str(self.boto.put_object(Bucket=bucket, Key=key, Body=body, **_boto_params(headers))["ETag"])
 
-    def put_file(self, bucket: str, key: str, source: BinaryIO, headers: dict[str, str]) -> str:
-        """Upload a file in one request, streamed from `source` (a manifest of 100,000 objects is 30 MB:
-        not held in memory); returns the ETag the server gave."""
+    def put_file(self, bucket: str, key: str, source: BinaryIO, size: int, headers: dict[str, str]) -> str:
+        """Upload a file of `size` bytes; from 16 MiB on in parts of 8 MiB, two at a time (a manifest of 100,000
+        objects is 30 MB: not held in memory whole); returns the ETag the server gave (no MD5 for parts)."""
+        if size < PARTS_FROM or not addressable(key):
+            return self.put_object(bucket, key, source.read(), headers)
+        import obstore
+
         with self._call("PutObject"):
-            return str(self.boto.put_object(Bucket=bucket, Key=key, Body=source, **_boto_params(headers))["ETag"])
+            answer = obstore.put(
+                self.store(bucket),
+                key,
+                source,
+                attributes=_obstore_attributes(headers),
+                use_multipart=True,
+                chunk_size=8 << 20,
+                max_concurrency=2,
+            )
+        return answer["e_tag"] or ""
+
+    def delete_object(self, bucket: str, key: str) -> None:
+        """Delete one key (DeleteObject: one small request, where DeleteObjects needs an XML body)."""
+        with self._call("DeleteObject"):
+            if addressable(key):
+                import obstore
+
+                obstore.delete(self.store(bucket), key)
+                return
+            self.boto.delete_object(Bucket=bucket, Key=key)
 
     def copy_object(self, bucket: str, key: str, source_key: str) -> str:
         """A server-side copy within the bucket (no bytes through here); returns the new object's ETag."""
@@ -426,6 +449,13 @@ class S3:
             {"Key": str(e.get("Key", "")), "Code": str(e.get("Code", "")), "Message": str(e.get("Message", ""))}
             for e in answer.get("Errors", ())
         ]
+
+
+def _obstore_attributes(headers: dict[str, str]) -> dict[str, str]:
+    """An object's headers as obstore's attributes (its user metadata without the x-amz-meta- prefix)."""
+    attributes = {kept.attribute: headers[kept.name] for kept in OBJECT_HEADERS if kept.name in headers}
+    metadata = {name[len(META_PREFIX) :]: value for name, value in headers.items() if name.startswith(META_PREFIX)}
+    return attributes | metadata
 
 
 class _ObstoreBody:

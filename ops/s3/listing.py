@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 class Page:
     objects: list[ObjectInfo]
     next_token: str  # "" on the last page
+    folders: tuple[str, ...] = ()  # with a delimiter: the folders directly under the prefix
 
 
 class Retry(Exception):
@@ -72,9 +73,11 @@ class Lister:
     def __repr__(self) -> str:  # never the secret, whatever prints it
         return f"Lister({self.base!r})"
 
-    def page(self, bucket: str, prefix: str, token: str, max_keys: int = 0) -> Page:
+    def page(self, bucket: str, prefix: str, token: str, max_keys: int = 0, delimiter: str = "") -> Page:
         """One page of the bucket's objects (after `token`), keys exactly as stored; asked again as the policy says."""
         query = {"list-type": "2", "encoding-type": "url", "prefix": prefix}
+        if delimiter:
+            query["delimiter"] = delimiter
         if token:
             query["continuation-token"] = token
         if max_keys:
@@ -82,7 +85,7 @@ class Lister:
         url = f"{self.base}/{quote(bucket, safe='')}?{_encoded(query)}"
         for attempt in range(self.retry.attempts):
             try:
-                fields, objects = listing_page(self._body(url))
+                fields, objects, folders = listing_page(self._body(url))
             except Retry as retry:
                 if attempt + 1 == self.retry.attempts:
                     raise retry.failure from None
@@ -91,7 +94,7 @@ class Lister:
                     raise S3Error(200, "BadPage", "a listing page did not parse", "ListObjectsV2", self.where) from None
             else:
                 truncated = fields.get("IsTruncated", "").lower() == "true"
-                return Page(objects, fields.get("NextContinuationToken", "") if truncated else "")
+                return Page(objects, fields.get("NextContinuationToken", "") if truncated else "", tuple(folders))
             time.sleep(self.retry.pause(attempt))
         raise AssertionError("unreachable")  # the loop returns or raises
 
