@@ -39,6 +39,7 @@ from ops.s3.base import (
     S3Error,
     Unreachable,
     Untrusted,
+    clean_etag,
     error_document,
     escape,
     one_line,
@@ -94,9 +95,6 @@ def addressable(key: str) -> bool:
         and not any(part in ("", ".", "..") for part in key.split("/"))
         and not any(ord(char) < 0x20 or ord(char) == 0x7F for char in key)
     )
-
-
-PARTS_FROM = 16 << 20  # put_file uploads in parts from this size on
 
 
 class S3:
@@ -363,23 +361,12 @@ class S3:
             return str(self.boto.put_object(Bucket=bucket, Key=key, Body=body, **_boto_params(headers))["ETag"])
 
     def put_file(self, bucket: str, key: str, source: BinaryIO, size: int, headers: dict[str, str]) -> str:
-        """Upload a file of `size` bytes; from 16 MiB on in parts of 8 MiB, two at a time (a manifest of 100,000
-        objects is 30 MB: not held in memory whole); returns the ETag the server gave (no MD5 for parts)."""
-        if size < PARTS_FROM or not addressable(key):
-            return self.put_object(bucket, key, source.read(), headers)
-        import obstore
-
-        with self._call("PutObject"):
-            answer = obstore.put(
-                self.store(bucket),
-                key,
-                source,
-                attributes=_obstore_attributes(headers),
-                use_multipart=True,
-                chunk_size=8 << 20,
-                max_concurrency=2,
-            )
-        return answer["e_tag"] or ""
+        """Upload a file of `size` bytes in one request streamed from it (a manifest of 100,000 objects is
+        30 MB: never held in memory); returns the ETag the server gave."""
+        try:
+            return clean_etag(self.lister.put_file(bucket, key, source, size, headers))
+        except (S3Error, Untrusted) as error:
+            raise self._hooked(error) from None
 
     def delete_object(self, bucket: str, key: str) -> None:
         """Delete one key (DeleteObject: one small request, where DeleteObjects needs an XML body)."""

@@ -16,7 +16,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import quote
 from xml.etree.ElementTree import ParseError
 
@@ -100,34 +100,7 @@ class Lister:
 
     def _body(self, url: str) -> bytes:
         """The body of a 200 listing to a signed GET; Retry for what is worth asking again, errors raised."""
-        from botocore.exceptions import ConnectionError as LostConnection
-        from botocore.exceptions import HTTPClientError, SSLError
-        from urllib3.exceptions import HTTPError
-
-        try:
-            answer = self.transport.send(self._signed(url))
-        except SSLError as error:
-            raise Untrusted(one_line(str(error))) from None
-        except (LostConnection, HTTPClientError) as error:  # refused, reset, timed out, name not found, the proxy
-            text = f"{error} {error.kwargs.get('error', '')}"
-            if "certificate" in text.lower():
-                raise Untrusted(one_line(text)) from None
-            raise Retry(Unreachable.after(self.where, self.retry.attempts, text, error)) from None
-        status, raw = answer.status_code, answer.raw
-        whole = False
-        try:
-            if status == 200:
-                body = raw.read()
-                whole = True
-            else:
-                text = raw.read(MAX_ERROR_TEXT).decode("utf-8", "replace")  # an error body can be any size
-        except HTTPError as error:  # the body cut short
-            raise Retry(Unreachable.after(self.where, self.retry.attempts, str(error), error)) from None
-        finally:
-            if whole:
-                raw.release_conn()
-            else:
-                raw.close()  # the rest of the body is never read
+        status, body = self._send(self._signed(url), "ListObjectsV2", whole=True)
         if status == 200:
             if b"<ListBucketResult" in body[:1024]:
                 return body
@@ -141,18 +114,78 @@ class Lister:
                 "ListObjectsV2",
                 self.where,
             )
+        raise AssertionError("unreachable")  # _send raises for any other status
+
+    def put_file(self, bucket: str, key: str, source: BinaryIO, size: int, headers: dict[str, str]) -> str:
+        """One object streamed from `source` in one signed PUT, asked again as the policy says; its ETag.
+        The one write made here: botocore's client would hold its 22 MiB S3 model in memory for it."""
+        from botocore.awsrequest import AWSRequest
+
+        url = f"{self.base}/{quote(bucket, safe='')}/{quote(key, safe='/~')}"
+        for attempt in range(self.retry.attempts):
+            source.seek(0)
+            fields = {"User-Agent": "supabase-ops", "Content-Length": str(size), **headers}
+            request = AWSRequest(method="PUT", url=url, data=source, headers=fields)
+            try:
+                _, answer = self._send(self._sign(request), "PutObject", whole=False)
+            except Retry as retry:
+                if attempt + 1 == self.retry.attempts:
+                    raise retry.failure from None
+            else:
+                return answer.decode("utf-8", "replace")
+            time.sleep(self.retry.pause(attempt))
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _send(self, prepared: Any, operation: str, *, whole: bool) -> tuple[int, bytes]:
+        """A signed request's 200: its status and body (`whole`), else its ETag header; Retry for what is
+        worth asking again, errors raised."""
+        from botocore.exceptions import ConnectionError as LostConnection
+        from botocore.exceptions import HTTPClientError, SSLError
+        from urllib3.exceptions import HTTPError
+
+        try:
+            answer = self.transport.send(prepared)
+        except SSLError as error:
+            raise Untrusted(one_line(str(error))) from None
+        except (LostConnection, HTTPClientError) as error:  # refused, reset, timed out, name not found, the proxy
+            text = f"{error} {error.kwargs.get('error', '')}"
+            if "certificate" in text.lower():
+                raise Untrusted(one_line(text)) from None
+            raise Retry(Unreachable.after(self.where, self.retry.attempts, text, error)) from None
+        status, raw = answer.status_code, answer.raw
+        read = False
+        try:
+            if status == 200 and whole:
+                body = raw.read()
+                read = True
+            elif status == 200:
+                body = answer.headers.get("ETag", "").encode()
+            else:
+                text = raw.read(MAX_ERROR_TEXT).decode("utf-8", "replace")  # an error body can be any size
+        except HTTPError as error:  # the body cut short
+            raise Retry(Unreachable.after(self.where, self.retry.attempts, str(error), error)) from None
+        finally:
+            if read:
+                raw.release_conn()
+            else:
+                raw.close()  # the rest of the body is never read
+        if status == 200:
+            return status, body
         code, message = error_document(text)
-        failure = S3Error(status, code or str(status), one_line(message or phrase(status)), "ListObjectsV2", self.where)
+        failure = S3Error(status, code or str(status), one_line(message or phrase(status)), operation, self.where)
         if self.retry.retried(status, code):
             raise Retry(failure)
         raise failure
 
     def _signed(self, url: str) -> Any:
-        from botocore.auth import S3SigV4Auth
         from botocore.awsrequest import AWSRequest
+
+        return self._sign(AWSRequest(method="GET", url=url, headers={"User-Agent": "supabase-ops"}))
+
+    def _sign(self, request: Any) -> Any:
+        from botocore.auth import S3SigV4Auth
         from botocore.credentials import Credentials
 
-        request = AWSRequest(method="GET", url=url, headers={"User-Agent": "supabase-ops"})
         S3SigV4Auth(Credentials(*self._keys), "s3", self.region).add_auth(request)
         prepared = request.prepare()
         prepared.stream_output = True  # an error body is read only as far as MAX_ERROR_TEXT

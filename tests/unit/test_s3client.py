@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -46,6 +47,7 @@ class FakeS3:
 
     def __init__(self, respond: Callable[[str, str, dict[str, str]], Answer | Iterator[bytes]]) -> None:
         self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self.bodies: list[bytes] = []
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -56,8 +58,7 @@ class FakeS3:
 
             def answer(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                if length:
-                    self.rfile.read(length)
+                fake.bodies.append(self.rfile.read(length) if length else b"")
                 parts = urlsplit(self.path)
                 query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
                 fake.requests.append((self.command, parts.path, query))
@@ -266,6 +267,7 @@ TRANSPORTS: dict[str, Callable[[S3], object]] = {
     "lister": lambda s3: list(s3.list_objects("b")),
     "obstore-get": lambda s3: _read(s3, "plain.txt"),
     "obstore-put": lambda s3: s3.put_object("b", "plain.txt", b"x", {}),
+    "lister-put": lambda s3: s3.put_file("b", "m.json", io.BytesIO(b"{}"), 2, {}),
     "botocore-get": lambda s3: _read(s3, "a//b"),
     "botocore-copy": lambda s3: s3.copy_object("b", "copy.txt", "plain.txt"),
 }
@@ -288,7 +290,7 @@ def test_every_transport_asks_a_failing_server_the_policy_attempts_then_gives_th
     assert took < 1.5, f"{took:.2f} s for pauses of at most {QUICK.max_pause} s: the policy's backoff was not used"
 
 
-@pytest.mark.parametrize("transport", ["lister", "botocore-get", "botocore-copy"])
+@pytest.mark.parametrize("transport", ["lister", "lister-put", "botocore-get", "botocore-copy"])
 def test_a_transient_code_on_a_4xx_is_asked_again_as_the_policy_says(transport):
     """obstore judges by status alone (the policy's docstring says so): only the other two read codes."""
     fake = FakeS3(lambda method, path, query: (400, {}, error("RequestTimeout", "idle too long")))
@@ -336,3 +338,16 @@ def test_each_transport_is_configured_from_the_one_policy():
     assert retries is not None and retries["max_retries"] == 3
     backoff = {"init_backoff": timedelta(seconds=0.5), "max_backoff": timedelta(seconds=3), "base": 2}
     assert retries["backoff"] == backoff
+
+
+def test_a_file_is_put_whole_in_one_request_under_its_exact_key():
+    """The manifest's PUT, streamed from its file: every byte sent, the key quoted once, the ETag given back."""
+    fake = FakeS3(lambda method, path, query: (200, {"ETag": '"0123456789abcdef0123456789abcdef"'}, b""))
+    body = b"{" + b"x" * 300_000 + b"}"
+    with fake.running() as s3:
+        etag = s3.put_file("b", "night ly/prod+x/_backup_metadata.json", io.BytesIO(body), len(body), {})
+    assert etag == "0123456789abcdef0123456789abcdef"
+    assert [(method, path) for method, path, _ in fake.requests] == [
+        ("PUT", "/b/night%20ly/prod%2Bx/_backup_metadata.json")
+    ]
+    assert fake.bodies == [body]
