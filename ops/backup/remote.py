@@ -304,14 +304,15 @@ class Writing:
         path.unlink()
 
     def unchanged(self, old: dict, info: ObjectInfo) -> str:
-        """'there' when the previous backup's entry (same size and ETag) names a blob the pool holds,
+        """'there' when the previous backup's entry (same size and ETag) names a blob the pool holds (of
+        that size and, as far as its listing tells, that MD5),
         'copied' when its file (a backup from before the pool) was copied into the pool server-side,
         else '' (read it from the source)."""
         if not (self.previous_prefix and old.get("size") == info.size and old.get("etag") == info.etag):
             return ""
         sha256 = old.get("sha256")
         if self.earlier_pooled:
-            return "there" if sha256 in self.blobs else ""
+            return "there" if self.blobs.holds(sha256, info.size, old.get("md5")) else ""
         path = old.get("path", "")
         if unsafe(path) or not old.get("md5") or not isinstance(sha256, str) or not pool.SHA256.fullmatch(sha256):
             return ""

@@ -1,0 +1,233 @@
+"""Attacks on the pool of remote-first backups (`--to`): tampered manifests at the target, blobs that
+rot there, the sweep, and runs killed at any request."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+
+import pytest
+from lib.backups import BASE, POOL, PROD_REF, blob_key, remote_names
+from lib.s3 import contents, fill
+
+METADATA = "_backup_metadata.json"
+
+
+def backed_up(project, *args: str) -> dict:
+    made = project.run("backup-storage", "--to", "offsite", "--json", *args)
+    assert made.code == 0, made.out[-1500:] + made.err[-1500:]
+    time.sleep(1.1)  # the next backup gets a name of its own
+    return json.loads(made.out)["backups"][0]
+
+
+def name_of(made: dict) -> str:
+    return made["path"].split(":")[1]
+
+
+def verify(project, backup: str = "offsite:latest"):
+    return project.run("verify-backup", "--backup", backup, "--env", "prod")
+
+
+def pool_digests(server) -> set[str]:
+    pages = server.client().get_paginator("list_objects_v2").paginate(Bucket="ops-backups", Prefix=POOL)
+    return {item["Key"].rsplit("/", 1)[1] for page in pages for item in page.get("Contents", [])}
+
+
+def read_manifest(server, base: str, name: str) -> str:
+    body = server.client().get_object(Bucket="ops-backups", Key=f"{base}{name}/{METADATA}")["Body"].read()
+    return body.decode()
+
+
+def write_manifest(server, base: str, name: str, text: str) -> None:
+    server.client().put_object(Bucket="ops-backups", Key=f"{base}{name}/{METADATA}", Body=text.encode())
+
+
+def retag(text: str, key: str, **changes) -> str:
+    """The manifest `text` with the entry of object `key` changed (format 2: one line an object)."""
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if line.startswith(json.dumps(key) + ": "):
+            comma = line.endswith(",")
+            entry = json.loads(line.rstrip(",").split(": ", 1)[1])
+            for field, value in changes.items():
+                if value is None:
+                    entry.pop(field, None)
+                else:
+                    entry[field] = value
+            lines[i] = json.dumps(key) + ": " + json.dumps(entry) + ("," if comma else "")
+            return "\n".join(lines)
+    raise AssertionError(f"{key} not in the manifest")
+
+
+def sha(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def clean(result) -> None:
+    assert "Traceback" not in result.out + result.err, result.err[-2000:]
+
+
+# ---------------------------------------------------------------- a blob that rots at the target
+
+
+def test_a_blob_corrupted_at_the_target_is_not_named_again_by_the_next_backup(project, storage, offsite):
+    """Same size, other bytes (bit rot, a hand): verify names it, and the next backup must not name the
+    rotten blob again as the unchanged object's content (every backup after would fail verify until the
+    object changes at the source). The listing it makes anyway has each blob's ETag: the MD5 of its bytes."""
+    src = storage["prod"].client()
+    fill(src, "avatars", 4, size=1024)
+    first = name_of(backed_up(project))
+    victim = blob_key(bytes([2]) * 1024)
+    offsite.client().put_object(Bucket="ops-backups", Key=victim, Body=b"r" * 1024)
+    bad = verify(project)
+    assert bad.code == 1 and "avatars/bulk/0002.bin" in bad.out + bad.err, bad.out + bad.err
+
+    again = backed_up(project)
+    ok = verify(project)
+    assert ok.code == 0, ok.out[-1500:] + ok.err[-1500:]
+    assert (again["downloaded"], again["already_there"]) == (1, 3)
+    healed = verify(project, "offsite:" + first)
+    assert healed.code == 0, "the blob was written again with its own bytes: " + healed.out[-800:]
+
+
+def test_a_manifest_naming_another_objects_blob_is_not_propagated(project, storage, offsite):
+    """The newest manifest's entry of one object names the blob of another object (a sha256 edited, the
+    size, ETag and MD5 left): verify names it, and the next backup must read the object again rather than
+    copy the wrong name into every backup after."""
+    src = storage["prod"].client()
+    fill(src, "avatars", 4, size=1024)
+    first = name_of(backed_up(project))
+    text = read_manifest(offsite, BASE, first)
+    write_manifest(offsite, BASE, first, retag(text, "bulk/0001.bin", sha256=sha(bytes([3]) * 1024)))
+    bad = verify(project)
+    assert bad.code == 1 and "avatars/bulk/0001.bin" in bad.out + bad.err, bad.out + bad.err
+
+    backed_up(project)
+    ok = verify(project)
+    assert ok.code == 0, ok.out[-1500:] + ok.err[-1500:]
+
+
+# ---------------------------------------------------------------- hostile sha256 values in a manifest
+
+
+OTHER_ENV_SHA = "nightly/blobs/preprod-jtzcrirqflfnagceendt/00/" + "0" * 64
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["not-hex-" + "z" * 56, "../../preprod-jtzcrirqflfnagceendt/aa/" + "a" * 64, OTHER_ENV_SHA, None, "A" * 64, 7],
+    ids=["not-hex", "dot-dot", "other-env-key", "missing", "upper-case", "a-number"],
+)
+def test_a_hostile_sha256_is_named_and_nothing_reads_outside_the_pool(project, storage, offsite, value):
+    src = storage["prod"].client()
+    fill(src, "avatars", 3, size=512)
+    first = name_of(backed_up(project))
+    text = read_manifest(offsite, BASE, first)
+    write_manifest(offsite, BASE, first, retag(text, "bulk/0001.bin", sha256=value))
+
+    checked = verify(project)
+    clean(checked)
+    assert checked.code == 1, checked.out + checked.err
+    restored = project.run(
+        "restore-storage", "--to", "preprod", "--env", "prod", "--backup", "offsite:latest", "--buckets", "avatars"
+    )
+    clean(restored)
+    assert restored.code == 1, restored.out + restored.err
+    assert contents(storage["preprod"].client(), "avatars") == {}, "nothing restored"
+
+    # The next backup reads that object again, and what it seals verifies; the sweep keeps every blob a
+    # sealed manifest names.
+    again = backed_up(project, "--keep-last", "2")
+    assert again["downloaded"] == 1, again
+    clean(verify(project))
+    assert verify(project).code == 0
+    assert pool_digests(offsite) >= set(contents(src, "avatars").values())
+
+
+@pytest.mark.parametrize("layout", ["Pool", "", "pool/../x", None])
+def test_a_manifest_whose_layout_is_not_pool_fails_verify_and_the_next_backup_reads_again(
+    project, storage, offsite, layout
+):
+    src = storage["prod"].client()
+    fill(src, "avatars", 3, size=512)
+    first = name_of(backed_up(project))
+    head, rest = read_manifest(offsite, BASE, first).split("\n", 1)
+    fields = json.loads(head + "}}")
+    if layout is None:
+        fields.pop("layout")
+    else:
+        fields["layout"] = layout
+    write_manifest(offsite, BASE, first, json.dumps(fields)[:-3] + "{\n" + rest)
+    checked = verify(project)
+    clean(checked)
+    assert checked.code == 1, checked.out + checked.err
+    again = backed_up(project)
+    assert again["downloaded"] == 3, again
+    assert verify(project).code == 0
+
+
+# ---------------------------------------------------------------- the sweep
+
+
+def test_a_manifest_that_cannot_be_read_in_a_buckets_series_stops_the_sweep(project, storage, offsite):
+    """A damaged manifest in the `+avatars` series: the sweep cannot know what it names, so it removes nothing."""
+    src = storage["prod"].client()
+    fill(src, "avatars", 3, size=512)
+    some = project.run("backup-storage", "--to", "offsite", "--buckets", "avatars", "--json")
+    assert some.code == 0, some.err
+    partial = name_of(json.loads(some.out)["backups"][0])
+    time.sleep(1.1)
+    src.put_object(Bucket="avatars", Key="only-in-partial.bin", Body=b"p" * 512)
+    kept_by_partial = sha(b"p" * 512)
+    base = f"nightly/prod-{PROD_REF}+avatars/"
+    second = project.run("backup-storage", "--to", "offsite", "--buckets", "avatars", "--json")
+    assert second.code == 0, second.err
+    partial2 = name_of(json.loads(second.out)["backups"][0])
+    time.sleep(1.1)
+    text = read_manifest(offsite, base, partial2)
+    write_manifest(offsite, base, partial2, text[: len(text) // 2])  # cut short
+    src.delete_object(Bucket="avatars", Key="only-in-partial.bin")
+    for _ in range(3):
+        made = project.run("backup-storage", "--to", "offsite", "--json", "--keep-last", "1")
+        assert made.code == 0, made.err
+        time.sleep(1.1)
+    assert "unused objects not removed" in made.err, made.err
+    assert kept_by_partial in pool_digests(offsite)
+    assert partial in remote_names(offsite, base)
+
+
+def test_a_sealed_backup_with_a_name_that_is_no_time_keeps_its_blobs(project, storage, offsite):
+    """A backup copied by hand under a name of its own (`before-migration`) is sealed: the sweep keeps what
+    it names even after every backup that shared those blobs is pruned."""
+    src = storage["prod"].client()
+    fill(src, "avatars", 3, size=512)
+    first = name_of(backed_up(project))
+    client = offsite.client()
+    for item in client.list_objects_v2(Bucket="ops-backups", Prefix=f"{BASE}{first}/")["Contents"]:
+        key = item["Key"].replace(f"/{first}/", "/before-migration/")
+        client.copy_object(Bucket="ops-backups", Key=key, CopySource={"Bucket": "ops-backups", "Key": item["Key"]})
+    for i in range(3):
+        src.put_object(Bucket="avatars", Key=f"bulk/{i:04d}.bin", Body=b"new %d" % i * 200)
+    made = [backed_up(project, "--keep-last", "1") for _ in range(2)]
+    assert first not in remote_names(offsite), made
+    held = verify(project, "offsite:before-migration")
+    assert held.code == 0, held.out[-1500:] + held.err[-1500:]
+
+
+def test_a_pruned_backup_sharing_blobs_with_a_kept_one_and_a_full_series(project, storage, offsite):
+    """A full snapshot (its own series) names blobs the storage series' pruned nights named: the sweep keeps them."""
+    src = storage["prod"].client()
+    fill(src, "avatars", 3, size=512)
+    full = project.run("backup", "--env", "prod", "--to", "offsite", "--json")
+    assert full.code == 0, full.err
+    time.sleep(1.1)
+    backed_up(project, "--keep-last", "1")
+    for i in range(3):
+        src.put_object(Bucket="avatars", Key=f"bulk/{i:04d}.bin", Body=b"changed %d" % i * 64)
+    backed_up(project, "--keep-last", "1")
+    backed_up(project, "--keep-last", "1")
+    names = remote_names(offsite, f"nightly/full/prod-{PROD_REF}/")
+    assert len(names) == 1
+    held = verify(project, "offsite:" + next(iter(names)))
+    assert held.code == 0, held.out[-1500:] + held.err[-1500:]
