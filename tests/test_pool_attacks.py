@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
+import signal
+import subprocess
 import time
 
 import pytest
 from lib.backups import BASE, POOL, PROD_REF, blob_key, remote_names
 from lib.s3 import contents, fill
+
+from devstack.faultproxy import FaultProxy
 
 METADATA = "_backup_metadata.json"
 
@@ -231,3 +237,143 @@ def test_a_pruned_backup_sharing_blobs_with_a_kept_one_and_a_full_series(project
     assert len(names) == 1
     held = verify(project, "offsite:" + next(iter(names)))
     assert held.code == 0, held.out[-1500:] + held.err[-1500:]
+
+
+# ---------------------------------------------------------------- a run killed at any request
+
+
+class KillingProxy(FaultProxy):
+    """The target behind a proxy that SIGKILLs `victim` when it makes its `kill_at`th request (which never
+    reaches the target), and counts the requests of a run left alone."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(port)
+        self.victim: subprocess.Popen | None = None
+        self.kill_at = 0
+        self.seen = 0
+
+    def forward(self, handler) -> None:
+        with self.lock:
+            self.seen += 1
+            doomed = self.victim is not None and self.seen == self.kill_at
+        if doomed and self.victim is not None:
+            os.kill(self.victim.pid, signal.SIGKILL)
+            self.victim.wait(timeout=30)
+            handler.close_connection = True
+            return
+        super().forward(handler)
+
+
+@pytest.fixture
+def killing_target(project, offsite):
+    proxy = KillingProxy(offsite.port).start()
+    project.extra = project.extra.replace(f"storage_url = {offsite.url}\n", f"storage_url = {proxy.url}\n")
+    yield proxy
+    proxy.stop()
+
+
+def named_digests(server) -> set[str]:
+    """Every blob a sealed pooled manifest at the target names."""
+    client, named = server.client(), set()
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket="ops-backups", Prefix="nightly/"):
+        for item in page.get("Contents", []):
+            if item["Key"].endswith("/" + METADATA) and "/records/" not in item["Key"]:
+                whole = json.loads(client.get_object(Bucket="ops-backups", Key=item["Key"])["Body"].read())
+                if whole.get("layout") == "pool":
+                    named |= {e["sha256"] for b in whole["buckets"].values() for e in b["manifest"].values()}
+    return named
+
+
+KILL_STRIDE = int(os.environ.get("POOL_KILL_STRIDE", "5"))
+
+
+def test_a_run_killed_at_any_request_leaves_latest_verifying_and_the_next_run_cleans_up(
+    project, storage, offsite, killing_target
+):
+    """A `--to` run that prunes and sweeps, SIGKILLed at its Nth request to the target (every `KILL_STRIDE`th N):
+    `latest` still verifies, and the next run leaves exactly the blobs the sealed backups name."""
+    src = storage["prod"].client()
+    fill(src, "avatars", 4, size=700)
+    backed_up(project, "--keep-last", "1")
+    src.put_object(Bucket="avatars", Key="bulk/0000.bin", Body=b"round 0" * 100)
+    before = killing_target.seen
+    backed_up(project, "--keep-last", "1")
+    requests = killing_target.seen - before
+    assert requests > 10, requests
+    for round_, kill_at in enumerate(range(1, requests + 1, KILL_STRIDE), start=1):
+        src.put_object(Bucket="avatars", Key=f"bulk/{round_ % 4:04d}.bin", Body=b"round %d" % round_ * 100)
+        killing_target.seen, killing_target.kill_at = 0, kill_at
+        killing_target.victim = project.start("backup-storage", "--to", "offsite", "--keep-last", "1")
+        killing_target.victim.communicate(timeout=120)
+        killed = killing_target.victim.returncode
+        killing_target.victim = None
+        assert killed == -signal.SIGKILL or kill_at > killing_target.seen, (kill_at, killed)
+        latest = verify(project)
+        assert latest.code == 0, (kill_at, latest.out[-1200:], latest.err[-1200:])
+        time.sleep(1.1)
+        src.put_object(Bucket="avatars", Key="after.bin", Body=b"after %d" % round_ * 100)
+        backed_up(project, "--keep-last", "1")
+        latest = verify(project)
+        assert latest.code == 0, (kill_at, latest.out[-1200:], latest.err[-1200:])
+        assert pool_digests(offsite) == named_digests(offsite), f"killed at request {kill_at}"
+        assert all(remote_names(offsite).values()), (kill_at, remote_names(offsite))
+
+
+# ---------------------------------------------------------------- a target whose listings lag behind
+
+
+class LaggingProxy(FaultProxy):
+    """The target behind a proxy whose listings do not show a manifest until `lag` seconds after it was
+    written (a store whose listings are eventually consistent: a key just written reads, but is not listed)."""
+
+    def __init__(self, port: int, lag: float) -> None:
+        super().__init__(port)
+        self.lag, self.written = lag, {}
+
+    def relay(self, handler, upstream, path, body, fault):
+        if handler.command == "PUT" and path.split("?")[0].endswith("/" + METADATA):
+            self.written[path.split("?")[0].split("/", 2)[2]] = time.monotonic()
+        if handler.command != "GET" or "list-type=2" not in path:
+            return super().relay(handler, upstream, path, body, fault)
+        headers = {k: v for k, v in handler.headers.items() if k.lower() != "connection"}
+        upstream.request("GET", path, headers=headers)
+        response = upstream.getresponse()
+        recent = [key for key, when in self.written.items() if time.monotonic() - when < self.lag]
+        data = response.read()
+        for key in recent:
+            data = re.sub(
+                rb"<Contents>(?:(?!</Contents>).)*?<Key>" + re.escape(key.encode()) + rb"</Key>.*?</Contents>",
+                b"",
+                data,
+                flags=re.S,
+            )
+        handler.send_response(response.status)
+        for key, value in response.getheaders():
+            if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                handler.send_header(key, value)
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
+
+def test_the_sweep_never_removes_the_blobs_of_the_backup_it_just_sealed_on_a_lagging_target(project, storage, offsite):
+    """The run that seals a backup then sweeps (it found a killed run's folder): its own manifest is not
+    listed yet, and the blobs only it names must stay."""
+    src = storage["prod"].client()
+    fill(src, "avatars", 4, size=600)
+    backed_up(project)
+    offsite.client().put_object(Bucket="ops-backups", Key=f"{BASE}2026-01-01T00-00-00Z/_writing", Body=b"")
+    src.put_object(Bucket="avatars", Key="bulk/0001.bin", Body=b"only in the second" * 40)
+    proxy = LaggingProxy(offsite.port, lag=120).start()
+    direct = project.extra
+    project.extra = direct.replace(offsite.url, proxy.url)
+    try:
+        made = project.run("backup-storage", "--to", "offsite", "--json")
+    finally:
+        project.extra = direct
+        proxy.stop()
+    assert made.code == 0, made.err[-1500:]
+    assert "removing an unsealed backup" in made.err
+    assert sha(b"only in the second" * 40) in pool_digests(offsite)
+    checked = verify(project)
+    assert checked.code == 0, checked.out[-800:] + checked.err[-800:]

@@ -155,7 +155,7 @@ def locked_backup_to(
     if result.kept_because:
         progress(f"warning: {target.name}: no old remote backup removed: {result.kept_because}")
     if result.removed or interrupted:
-        sweep_pool(config, remote, target, env)
+        sweep_pool(config, remote, target, env, f"{base}{name}/")
     progress(f"{target.name}: {name} sealed ({result.sent()} from {env.name})")
     return result
 
@@ -195,20 +195,30 @@ def remove_unsealed(s3: S3, target: BackupTarget, base: str, names: set[str], cu
     return removed
 
 
-def sweep_pool(config: Config, s3: S3, target: BackupTarget, env: Environment) -> None:
+def sweep_pool(config: Config, s3: S3, target: BackupTarget, env: Environment, sealed_now: str) -> None:
     """Remove the pool's blobs that no sealed manifest of `env` names (of any of its series), under the lock.
-    A manifest that cannot be read stops the sweep: a blob kept too long costs bytes, one removed too soon
-    costs a backup."""
+    Each folder's manifest is asked for by its key, and the one this run sealed (`sealed_now`, its prefix)
+    always: a listing that lags behind may not show a manifest just written. A manifest that cannot be read
+    stops the sweep: a blob kept too long costs bytes, one removed too soon costs a backup."""
     referenced: set[int] = set()
     scratch = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=config.root / "tmp"))
     try:
-        for _, base in remote_series_bases(s3, target, env):
-            for name in sealed_remote(s3, target, base):
-                folder = fetch_manifest(s3, target, f"{base}{name}/{METADATA_FILE}", scratch / name)
-                if not pool.pooled(manifest.summary(folder)):
-                    continue
+        folders = {sealed_now} | {
+            f"{base}{name}/"
+            for _, base in remote_series_bases(s3, target, env)
+            for name in remote_names(s3, target, base)
+            if not unsafe(name)
+        }
+        for number, prefix in enumerate(sorted(folders)):
+            try:
+                folder = fetch_manifest(s3, target, prefix + METADATA_FILE, scratch / str(number))
+            except S3Error as error:
+                if error.missing:
+                    continue  # unsealed (a run killed on a clock ahead): it names nothing
+                raise
+            if pool.pooled(manifest.summary(folder)):
                 referenced.update(pool.short(entry.get("sha256", "")) for _, _, entry in manifest.objects(folder))
-                shutil.rmtree(folder)
+            shutil.rmtree(folder)
     except (ValueError, TypeError, AttributeError, S3Error) as error:
         progress(f"warning: {target.name}: unused objects not removed this time: {first_line(error, typed=True)}")
         return
