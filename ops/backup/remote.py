@@ -216,8 +216,7 @@ def sweep_pool(config: Config, s3: S3, target: BackupTarget, env: Environment, s
                 if error.missing:
                     continue  # unsealed (a run killed on a clock ahead): it names nothing
                 raise
-            if pool.pooled(manifest.summary(folder)):
-                referenced.update(pool.short(entry.get("sha256", "")) for _, _, entry in manifest.objects(folder))
+            referenced.update(named_blobs(folder, prefix + METADATA_FILE))
             shutil.rmtree(folder)
     except (ValueError, TypeError, AttributeError, S3Error) as error:
         progress(f"warning: {target.name}: unused objects not removed this time: {first_line(error, typed=True)}")
@@ -227,6 +226,23 @@ def sweep_pool(config: Config, s3: S3, target: BackupTarget, env: Environment, s
     removed = pool.sweep(s3, target, pool.pool_prefix(target, env), referenced)
     if removed:
         progress(f"{target.name}: {removed:,} objects no backup holds any more removed")
+
+
+def named_blobs(folder: Path, key: str) -> set[int]:
+    """The blobs (their `pool.short` forms) the manifest in `folder` names; ValueError for one that names
+    other than the objects its first line counts (cut short at a line's end, every line left still reads)."""
+    summary = manifest.summary(folder)
+    if not pool.pooled(summary):
+        return set()
+    named: set[int] = set()
+    found: dict[str, int] = {}
+    for bucket, _, entry in manifest.objects(folder):
+        found[bucket] = found.get(bucket, 0) + 1
+        named.add(pool.short(entry.get("sha256", "")))
+    counted = {bucket: sizes.get("objects") for bucket, sizes in summary.get("sizes", {}).items()}
+    if any(found.get(bucket, 0) != count for bucket, count in counted.items()) or found.keys() - counted.keys():
+        raise ValueError(f"{key} names {sum(found.values())} objects where its first line counts {counted}")
+    return named
 
 
 def remove_abandoned(scratch: Path) -> None:
