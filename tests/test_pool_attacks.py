@@ -8,11 +8,13 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
+import threading
 import time
 
 import pytest
-from lib.backups import BASE, POOL, PROD_REF, blob_key, remote_names
+from lib.backups import BASE, LOCKS, POOL, PROD_REF, blob_key, remote_names
 from lib.s3 import contents, fill
 
 from devstack.faultproxy import ERROR_XML, FaultProxy
@@ -494,3 +496,75 @@ def test_a_target_without_bulk_delete_gets_sealed_backups_and_no_lock_left_behin
     locks = offsite.client().list_objects_v2(Bucket="ops-backups", Prefix="nightly/locks/").get("Contents", [])
     assert locks == [], [lock["Key"] for lock in locks]
     assert len(remote_names(offsite)) == 1 and verify(project).code == 0
+
+
+# ---------------------------------------------------------------- a drill of a backup whose blob rotted
+
+
+@pytest.fixture
+def scratch(project, storage, pg, tmp_path):
+    from lib.backups import add_scratch
+
+    server = add_scratch(project, pg, tmp_path / "s3-scratch", ("AKIAPOOLSCRATCH003", "scratch-secret-Pq7-never-print"))
+    yield server
+    server.stop()
+
+
+def test_a_drill_of_a_backup_whose_blob_rotted_fails_and_names_it(project, storage, scratch, offsite):
+    src = storage["prod"].client()
+    fill(src, "avatars", 3, size=900)
+    made = project.run("backup", "--env", "prod", "--to", "offsite", "--json")
+    assert made.code == 0, made.err[-1500:]
+    offsite.client().put_object(Bucket="ops-backups", Key=blob_key(bytes([1]) * 900), Body=b"q" * 900)
+    result = project.run("drill", "--env", "prod", "--backup", "offsite:latest", "--into", "scratch")
+    clean(result)
+    verdict = result.out.strip().splitlines()[-1] if result.out.strip() else result.err
+    assert result.code == 1 and "FAILED" in verdict, (result.code, result.out[-800:], result.err[-800:])
+    assert "bulk/0001.bin" in result.out + result.err, result.out[-800:] + result.err[-800:]
+
+
+# ---------------------------------------------------------------- a run whose lock was taken over
+
+
+def test_a_run_whose_lock_was_taken_over_never_seals_over_the_run_that_took_it(project, storage, offsite):
+    """A run stalls (a laptop asleep, a paused VM) long enough for its lock to be taken over as stale; the
+    run that took it over prunes and sweeps a blob the stalled run had named as unchanged. Waking, the
+    stalled run must not seal a backup naming a blob that is gone (restic aborts a run whose lock went)."""
+    src = storage["prod"].client()
+    fill(src, "avatars", 4, size=800)
+    backed_up(project)
+    src.put_object(Bucket="avatars", Key="new.bin", Body=b"new" * 300)  # the stalled run reads it: it waits there
+    proxy = FaultProxy(storage["prod"].port).start()
+    proxy.hold = threading.Event()
+    direct = project.envs["prod"]["storage_url"]
+    project.envs["prod"]["storage_url"] = proxy.url
+    stalled = project.start("backup-storage", "--to", "offsite", "--keep-last", "1")
+    try:
+        project.envs["prod"]["storage_url"] = direct
+        deadline = time.monotonic() + 60
+        while not any(path.startswith("/avatars") and "list-type=2" in path for _, _, path in proxy.answered):
+            assert time.monotonic() < deadline and stalled.poll() is None, "the run never got under way"
+            time.sleep(0.1)
+        time.sleep(1)  # it has named the unchanged objects, and waits for new.bin
+        # Its lock looks stale now (as after 30 minutes without a refresh): a process of this host that is gone.
+        gone = subprocess.Popen(["true"])
+        gone.wait()
+        client = offsite.client()
+        (lock,) = client.list_objects_v2(Bucket="ops-backups", Prefix=LOCKS)["Contents"]
+        body = {"host": socket.gethostname(), "pid": gone.pid, "time": "2026-01-01T00:00:00+00:00"}
+        client.put_object(Bucket="ops-backups", Key=lock["Key"], Body=json.dumps(body).encode())
+        src.delete_object(Bucket="avatars", Key="bulk/0000.bin")
+        time.sleep(1.1)
+        took = project.run("backup-storage", "--to", "offsite", "--keep-last", "1", "--json")
+        assert took.code == 0 and "taking over a stale lock" in took.err, took.err[-1500:]
+        assert sha(bytes([0]) * 800) not in pool_digests(offsite), "swept: only the pruned backup named it"
+    finally:
+        proxy.hold.set()
+        out, err = stalled.communicate(timeout=120)
+        proxy.stop()
+    for name, sealed in remote_names(offsite).items():
+        checked = verify(project, f"offsite:{name}")
+        assert sealed and checked.code == 0, (name, stalled.returncode, err[-800:], checked.out[-800:])
+    assert stalled.returncode != 0, "the stalled run said its backup was made: " + err[-800:]
+    assert "was taken over by another run" in err and "Traceback" not in err, err[-1500:]
+    assert len(remote_names(offsite)) == 1, "what the stalled run wrote is not sealed"

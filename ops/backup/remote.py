@@ -27,6 +27,7 @@ from typing import Any
 from ops.backup import buckets as storage
 from ops.backup import manifest, pool, records
 from ops.backup.buckets import BackupReport, BackupResult, Folders, _objects, _save_object, sealing_fields
+from ops.backup.lock import Held
 from ops.backup.offsite import (
     fetch_manifest,
     md5_of,
@@ -103,8 +104,8 @@ def backup_to(
     from ops.backup import lock
 
     remote = s3objects.client(target.store, max_pool=config.storage.jobs * 2)
-    with lock.held(remote, target, env):
-        return locked_backup_to(config, env, target, remote, buckets, policy, full=full, extras=extras)
+    with lock.held(remote, target, env) as holding:
+        return locked_backup_to(config, env, target, remote, buckets, policy, full=full, extras=extras, holding=holding)
 
 
 def locked_backup_to(
@@ -117,6 +118,7 @@ def locked_backup_to(
     *,
     full: bool,
     extras: Extras | None,
+    holding: Held,
 ) -> BackupResult:
     started = time.monotonic()
     folder = f"{env.name}-{env.ref}"
@@ -145,16 +147,19 @@ def locked_backup_to(
         writing.written.write({**fields, "layout": pool.LAYOUT})
         # Sealed last: only a remote backup with every file has a manifest.
         data = (writing.staging / METADATA_FILE).read_bytes()
+        holding.confirm()  # a run whose lock was taken over may name blobs the other run swept
         remote.put_object(target.bucket, writing.prefix + METADATA_FILE, data, {"content-type": "application/json"})
         remote.delete_objects(target.bucket, [writing.prefix + WRITING_MARK])
         records.note(remote, target, writing.prefix, "sealed", True, {"backup": name})
     finally:
         writing.close()
+    holding.confirm()
     if not result.kept_because:
         result.removed, result.kept_because = remote_retention(remote, target, base, env.name, policy, name)
     if result.kept_because:
         progress(f"warning: {target.name}: no old remote backup removed: {result.kept_because}")
     if result.removed or interrupted:
+        holding.confirm()
         sweep_pool(config, remote, target, env, f"{base}{name}/")
     progress(f"{target.name}: {name} sealed ({result.sent()} from {env.name})")
     return result
