@@ -23,9 +23,10 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 from ops.config import BackupTarget, Environment
-from ops.errors import UserError, first_line
+from ops.errors import OperationFailed, UserError, first_line
 from ops.report import progress
 from ops.s3 import objects as s3objects
+from ops.s3.base import S3Error
 from ops.s3.client import S3
 from ops.stamps import utc_stamp
 
@@ -129,8 +130,36 @@ def refused(target: BackupTarget, env: Environment, key: str, data: dict) -> Use
     )
 
 
+class Held:
+    """The lock a run holds. A run that stalled past `STALE_AFTER` (a machine asleep or cut off) may have
+    had it taken over: `confirm` before each step that must not run beside another run (sealing, pruning,
+    sweeping) stops it then, as restic stops a run whose lock went."""
+
+    def __init__(self, s3: S3, target: BackupTarget, key: str) -> None:
+        self.s3, self.target, self.key = s3, target, key
+        self.lost = False
+
+    def present(self) -> bool:
+        try:
+            self.s3.head_object(self.target.bucket, self.key)
+        except S3Error as error:
+            if error.missing:
+                return False
+            raise
+        return True
+
+    def confirm(self) -> None:
+        if self.lost or not self.present():
+            self.lost = True
+            raise OperationFailed(
+                f"{self.target.name}: this run's lock {self.target.bucket}/{self.key} was taken over by another "
+                f"run (it went {int(STALE_AFTER.total_seconds() // 60)} minutes without a refresh: a machine asleep "
+                "or cut off?); this run stopped there, and the next run removes what it left unsealed"
+            )
+
+
 @contextmanager
-def held(s3: S3, target: BackupTarget, env: Environment) -> Iterator[None]:
+def held(s3: S3, target: BackupTarget, env: Environment) -> Iterator[Held]:
     """The lock of `env`'s backups at `target` for the body of the `with`, refused (exit 2) while another holds it."""
     prefix = locks_prefix(target, env)
     own = f"{prefix}{utc_stamp()}-{uuid.uuid4().hex[:12]}.json"
@@ -152,10 +181,15 @@ def held(s3: S3, target: BackupTarget, env: Environment) -> Iterator[None]:
         s3.delete_object(target.bucket, own)
         raise
     done = threading.Event()
+    holding = Held(s3, target, own)
 
     def refresh() -> None:
         while not done.wait(REFRESH_EVERY.total_seconds()):
             try:
+                if not holding.present():  # taken over: written again, it would hide this run from the other
+                    holding.lost = True
+                    progress(f"warning: {target.name}: the lock {own} was taken over by another run")
+                    return
                 s3.put_object(target.bucket, own, body(), {"content-type": "application/json"})
             except Exception as error:  # noqa: BLE001 (the next refresh tries again)
                 progress(f"warning: {target.name}: could not refresh the lock {own}: {first_line(error, typed=True)}")
@@ -163,7 +197,7 @@ def held(s3: S3, target: BackupTarget, env: Environment) -> Iterator[None]:
     refresher = threading.Thread(target=refresh, name="lock-refresh", daemon=True)
     refresher.start()
     try:
-        yield
+        yield holding
     finally:
         done.set()
         refresher.join()

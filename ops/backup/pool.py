@@ -22,11 +22,13 @@ from collections.abc import Iterable, Iterator
 
 from ops.config import BackupTarget, Environment
 from ops.errors import OperationFailed
+from ops.s3.base import ObjectInfo
 from ops.s3.client import S3
 
 LAYOUT = "pool"  # the manifest field `layout` of a backup whose objects are in the pool
 FOLDER = "blobs"
 SHA256 = re.compile(r"[0-9a-f]{64}")
+MD5 = re.compile(r"[0-9a-f]{32}")
 
 
 def pool_prefix(target: BackupTarget, env: Environment) -> str:
@@ -60,40 +62,69 @@ def short(sha256: str) -> int:
 
 
 class Blobs:
-    """The digests of a set of blobs, as 60-bit prefixes in a sorted array: membership in 8 bytes a blob.
+    """The digests of a set of blobs, as 60-bit prefixes in a sorted array: membership in 8 bytes a blob,
+    and 16 more for what the listing says of its bytes (size, and the MD5 where the ETag is one).
 
     A false "present" needs two digests that agree in 60 bits (one in 10^18 for a pair): the
     object would be kept by reference to a blob of other bytes, which verify and the drill's
     re-hash name."""
 
-    def __init__(self, digests: Iterable[str] = ()) -> None:
-        self._sorted = array("q", (short(d) for d in digests))
+    def __init__(self, blobs: Iterable[str | tuple[str, int, str | None]] = ()) -> None:
+        self._sorted, self._sizes, self._md5s = array("q"), array("q"), array("q")
+        for blob in blobs:
+            sha256, size, md5 = (blob, -1, None) if isinstance(blob, str) else blob
+            self._sorted.append(short(sha256))
+            self._sizes.append(size)
+            self._md5s.append(short(md5) if md5 and MD5.fullmatch(md5) else -1)
         # A pool's listing comes in S3's key order, which is the digests' order: sorted again only if not.
         if any(self._sorted[i] > self._sorted[i + 1] for i in range(len(self._sorted) - 1)):
-            self._sorted = array("q", sorted(self._sorted))
+            order = sorted(range(len(self._sorted)), key=self._sorted.__getitem__)
+            self._sorted, self._sizes, self._md5s = (
+                array("q", (column[i] for i in order)) for column in (self._sorted, self._sizes, self._md5s)
+            )
+
+    def _at(self, sha256: object) -> int | None:
+        if not isinstance(sha256, str) or not SHA256.fullmatch(sha256):
+            return None
+        return self._index(short(sha256))
+
+    def _index(self, wanted: int) -> int | None:
+        at = bisect.bisect_left(self._sorted, wanted)
+        return at if at < len(self._sorted) and self._sorted[at] == wanted else None
 
     def __contains__(self, sha256: object) -> bool:
-        return isinstance(sha256, str) and bool(SHA256.fullmatch(sha256)) and self.has(short(sha256))
+        return self._at(sha256) is not None
 
-    def has(self, wanted: int) -> bool:
-        """Whether a digest whose `short` form is `wanted` is in the set."""
-        at = bisect.bisect_left(self._sorted, wanted)
-        return at < len(self._sorted) and self._sorted[at] == wanted
+    def holds(self, sha256: object, size: object, md5: object) -> bool:
+        """The blob is there with `size` bytes whose MD5 is `md5`, as far as the listing tells (its ETag is
+        the MD5 of a blob uploaded whole): a blob that rotted, or a manifest naming another object's blob,
+        is read again from the source rather than named by every backup after."""
+        if not isinstance(sha256, str) or not SHA256.fullmatch(sha256):
+            return False
+        listed_md5 = short(md5) if isinstance(md5, str) and MD5.fullmatch(md5) else -2
+        return self.holds_short(short(sha256), size if isinstance(size, int) else -2, listed_md5)
+
+    def holds_short(self, wanted: int, size: int, md5: int) -> bool:
+        """`holds` for a digest and an MD5 in their `short` forms (-2: none known)."""
+        at = self._index(wanted)
+        if at is None or (self._sizes[at] >= 0 and self._sizes[at] != size):
+            return False
+        return self._md5s[at] < 0 or self._md5s[at] == md5
 
     def __len__(self) -> int:
         return len(self._sorted)
 
 
-def listed(s3: S3, target: BackupTarget, pool: str) -> Iterator[tuple[str, str]]:
-    """(key, digest) of every blob in the pool, page by page, nothing held."""
+def listed(s3: S3, target: BackupTarget, pool: str) -> Iterator[tuple[ObjectInfo, str]]:
+    """(listing, digest) of every blob in the pool, page by page, nothing held."""
     for info in s3.list_objects(target.bucket, pool):
         sha256 = digest_of(pool, info.key)
         if sha256:
-            yield info.key, sha256
+            yield info, sha256
 
 
 def present(s3: S3, target: BackupTarget, pool: str) -> Blobs:
-    return Blobs(sha256 for _, sha256 in listed(s3, target, pool))
+    return Blobs((sha256, info.size, info.md5) for info, sha256 in listed(s3, target, pool))
 
 
 class Listing:
@@ -122,9 +153,9 @@ def sweep(s3: S3, target: BackupTarget, pool: str, referenced: set[int]) -> int:
     """Remove each blob whose digest no sealed manifest names (`referenced`: their `short` forms); how many went."""
     doomed: list[str] = []
     removed = 0
-    for key, sha256 in listed(s3, target, pool):
+    for info, sha256 in listed(s3, target, pool):
         if short(sha256) not in referenced:
-            doomed.append(key)
+            doomed.append(info.key)
         if len(doomed) == 1000:
             s3.delete_objects(target.bucket, doomed)
             removed, doomed = removed + len(doomed), []

@@ -28,6 +28,7 @@ from typing import Any
 from ops.backup import buckets as storage
 from ops.backup import manifest, pool, records
 from ops.backup.buckets import BackupReport, BackupResult, Folders, _objects, _save_object, sealing_fields
+from ops.backup.lock import Held
 from ops.backup.offsite import (
     fetch_manifest,
     md5_of,
@@ -104,8 +105,8 @@ def backup_to(
     from ops.backup import lock
 
     remote = s3objects.client(target.store, max_pool=config.storage.jobs * 2)
-    with lock.held(remote, target, env):
-        return locked_backup_to(config, env, target, remote, buckets, policy, full=full, extras=extras)
+    with lock.held(remote, target, env) as holding:
+        return locked_backup_to(config, env, target, remote, buckets, policy, full=full, extras=extras, holding=holding)
 
 
 def locked_backup_to(
@@ -118,6 +119,7 @@ def locked_backup_to(
     *,
     full: bool,
     extras: Extras | None,
+    holding: Held,
 ) -> BackupResult:
     started = time.monotonic()
     folder = f"{env.name}-{env.ref}"
@@ -153,17 +155,20 @@ def locked_backup_to(
         fields = sealing_fields(env, result, writing.written, started, previous, reference, artifacts, facts)
         writing.written.write({**fields, "layout": pool.LAYOUT})
         # Sealed last: only a remote backup with every file has a manifest.
+        holding.confirm()  # a run whose lock was taken over may name blobs the other run swept
         seal(remote, target, writing.prefix, writing.staging / METADATA_FILE)
         remote.delete_object(target.bucket, writing.prefix + WRITING_MARK)
         records.note(remote, target, writing.prefix, "sealed", True, {"backup": name})
     finally:
         writing.close()
+    holding.confirm()
     if not result.kept_because:
         result.removed, result.kept_because = remote_retention(remote, target, base, env.name, policy, name)
     if result.kept_because:
         progress(f"warning: {target.name}: no old remote backup removed: {result.kept_because}")
     if result.removed or interrupted:
-        sweep_pool(config, remote, target, env)
+        holding.confirm()
+        sweep_pool(config, remote, target, env, f"{base}{name}/")
     progress(f"{target.name}: {name} sealed ({result.sent()} from {env.name})")
     return result
 
@@ -217,20 +222,29 @@ def remove_unsealed(s3: S3, target: BackupTarget, base: str, names: set[str], cu
     return removed
 
 
-def sweep_pool(config: Config, s3: S3, target: BackupTarget, env: Environment) -> None:
+def sweep_pool(config: Config, s3: S3, target: BackupTarget, env: Environment, sealed_now: str) -> None:
     """Remove the pool's blobs that no sealed manifest of `env` names (of any of its series), under the lock.
-    A manifest that cannot be read stops the sweep: a blob kept too long costs bytes, one removed too soon
-    costs a backup."""
+    Each folder's manifest is asked for by its key, and the one this run sealed (`sealed_now`, its prefix)
+    always: a listing that lags behind may not show a manifest just written. A manifest that cannot be read
+    stops the sweep: a blob kept too long costs bytes, one removed too soon costs a backup."""
     referenced: set[int] = set()
     scratch = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=config.root / "tmp"))
     try:
-        for _, base in remote_series_bases(s3, target, env):
-            for name in sealed_remote(s3, target, base):
-                folder = fetch_manifest(s3, target, f"{base}{name}/{METADATA_FILE}", scratch / name)
-                if not pool.pooled(manifest.summary(folder)):
-                    continue
-                referenced.update(pool.short(entry.get("sha256", "")) for _, _, entry in manifest.objects(folder))
-                shutil.rmtree(folder)
+        folders = {sealed_now} | {
+            f"{base}{name}/"
+            for _, base in remote_series_bases(s3, target, env)
+            for name in remote_names(s3, target, base)
+            if not unsafe(name)
+        }
+        for number, prefix in enumerate(sorted(folders)):
+            try:
+                folder = fetch_manifest(s3, target, prefix + METADATA_FILE, scratch / str(number))
+            except S3Error as error:
+                if error.missing:
+                    continue  # unsealed (a run killed on a clock ahead): it names nothing
+                raise
+            referenced.update(named_blobs(folder, prefix + METADATA_FILE))
+            shutil.rmtree(folder)
     except (ValueError, TypeError, AttributeError, S3Error) as error:
         progress(f"warning: {target.name}: unused objects not removed this time: {first_line(error, typed=True)}")
         return
@@ -239,6 +253,23 @@ def sweep_pool(config: Config, s3: S3, target: BackupTarget, env: Environment) -
     removed = pool.sweep(s3, target, pool.pool_prefix(target, env), referenced)
     if removed:
         progress(f"{target.name}: {removed:,} objects no backup holds any more removed")
+
+
+def named_blobs(folder: Path, key: str) -> set[int]:
+    """The blobs (their `pool.short` forms) the manifest in `folder` names; ValueError for one that names
+    other than the objects its first line counts (cut short at a line's end, every line left still reads)."""
+    summary = manifest.summary(folder)
+    if not pool.pooled(summary):
+        return set()
+    named: set[int] = set()
+    found: dict[str, int] = {}
+    for bucket, _, entry in manifest.objects(folder):
+        found[bucket] = found.get(bucket, 0) + 1
+        named.add(pool.short(entry.get("sha256", "")))
+    counted = {bucket: sizes.get("objects") for bucket, sizes in summary.get("sizes", {}).items()}
+    if any(found.get(bucket, 0) != count for bucket, count in counted.items()) or found.keys() - counted.keys():
+        raise ValueError(f"{key} names {sum(found.values())} objects where its first line counts {counted}")
+    return named
 
 
 def remove_abandoned(scratch: Path) -> None:
@@ -284,7 +315,7 @@ class Writing:
     ) -> None:
         self.config, self.remote, self.target = config, remote, target
         self.blobs: pool.Blobs | None = None  # the pool's listing, once known: until then, each named blob is noted
-        self.named = array("q")
+        self.named, self.named_sizes, self.named_md5s = array("q"), array("q"), array("q")
         self.source = s3objects.client(env, max_pool=config.storage.jobs * 2)
         self.prefix = f"{spot.base}{spot.name}/"
         self.previous_prefix = f"{spot.base}{spot.previous}/" if spot.previous else ""
@@ -309,7 +340,8 @@ class Writing:
     def restart(self, blobs: pool.Blobs | None) -> None:
         """A manifest and a staging layout of its own, anew (after a listing that was out of order, or
         with the pool's listing known)."""
-        self.blobs, self.named = blobs, array("q")
+        self.blobs = blobs
+        self.named, self.named_sizes, self.named_md5s = array("q"), array("q"), array("q")
         self.written.discard()
         self.written = manifest.Writer(self.staging)
         self.folders = Folders(self.staging)
@@ -329,7 +361,8 @@ class Writing:
         path.unlink()
 
     def unchanged(self, old: dict, info: ObjectInfo) -> str:
-        """'there' when the previous backup's entry (same size and ETag) names a blob the pool holds,
+        """'there' when the previous backup's entry (same size and ETag) names a blob the pool holds (of
+        that size and, as far as its listing tells, that MD5),
         'copied' when its file (a backup from before the pool) was copied into the pool server-side,
         else '' (read it from the source)."""
         if not (self.previous_prefix and old.get("size") == info.size and old.get("etag") == info.etag):
@@ -337,11 +370,14 @@ class Writing:
         sha256 = old.get("sha256")
         if self.earlier_pooled:
             if self.blobs is not None:
-                return "there" if sha256 in self.blobs else ""
+                return "there" if self.blobs.holds(sha256, info.size, old.get("md5")) else ""
             if not isinstance(sha256, str) or not pool.SHA256.fullmatch(sha256):
                 return ""
+            md5 = old.get("md5")
             with self.lock:
                 self.named.append(pool.short(sha256))
+                self.named_sizes.append(info.size)
+                self.named_md5s.append(pool.short(md5) if isinstance(md5, str) and pool.MD5.fullmatch(md5) else -2)
             return "there"
         path = old.get("path", "")
         if unsafe(path) or not old.get("md5") or not isinstance(sha256, str) or not pool.SHA256.fullmatch(sha256):
@@ -357,7 +393,9 @@ class Writing:
 
     def lost(self, blobs: pool.Blobs) -> int:
         """How many of the blobs named unseen are not in the pool's listing `blobs`."""
-        return sum(not blobs.has(short) for short in self.named)
+        return sum(
+            not blobs.holds_short(*named) for named in zip(self.named, self.named_sizes, self.named_md5s, strict=True)
+        )
 
     def kept(self, bucket: str, info: ObjectInfo, relative: str, found: tuple[dict, str] | None) -> str:
         """An unchanged object into the backup by its previous entry; how ('there', 'copied'), else ''."""

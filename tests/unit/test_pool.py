@@ -47,3 +47,13 @@ def test_the_pool_is_the_environments_and_never_read_from_a_manifest():
     target = BackupTarget("offsite", "ops-backups", "nightly", Environment(name="offsite"))
     assert pool.pool_prefix(target, env) == "nightly/blobs/prod-abc/"
     assert pool.pooled({"layout": "pool"}) and not pool.pooled({}) and not pool.pooled({"layout": "../x"})
+
+
+def test_a_blob_is_held_only_with_the_size_and_md5_its_listing_gives():
+    md5 = "0" * 31 + "1"
+    blobs = pool.Blobs([(sha(2), 10, md5), (sha(1), 5, None)])  # out of order: sorted with what it says
+    assert blobs.holds(sha(2), 10, md5)
+    assert not blobs.holds(sha(2), 10, "f" * 32), "other bytes of the same size"
+    assert not blobs.holds(sha(2), 11, md5)
+    assert not blobs.holds(sha(2), 10, "not an md5") and not blobs.holds(sha(3), 10, md5)
+    assert blobs.holds(sha(1), 5, "a" * 32), "a multipart ETag vouches for the size alone"
