@@ -99,7 +99,8 @@ class RetryPolicy:
 
     def retried(self, status: int, code: str) -> bool:
         """Whether an error answer is worth asking again."""
-        return status >= 500 or status == 429 or code in self.transient_codes
+        # 501 Not Implemented is the server's lasting word (no DeleteObjects on Google Cloud Storage).
+        return (status >= 500 and status != 501) or status == 429 or code in self.transient_codes
 
     def for_obstore(self) -> dict[str, Any]:
         """obstore's `retry_config`: its time budget is set past what `attempts` attempts can take, so

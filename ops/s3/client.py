@@ -122,6 +122,7 @@ class S3:
         self.untrusted = untrusted  # what a certificate that does not verify becomes (never retried)
         self.where = where or f"storage at {self.base}"  # how errors name this endpoint
         self.ledger = ledger  # where open multipart uploads are noted, for a later run to abort a killed one's
+        self.bulk_delete = True  # DeleteObjects, until the server says it has none
         self._keys = (key_id, secret)
         self._lock = threading.Lock()
         self._stores: dict[str, S3Store] = {}
@@ -368,15 +369,22 @@ class S3:
         except (S3Error, Untrusted) as error:
             raise self._hooked(error) from None
 
-    def delete_object(self, bucket: str, key: str) -> None:
-        """Delete one key (DeleteObject: one small request, where DeleteObjects needs an XML body)."""
-        with self._call("DeleteObject"):
-            if addressable(key):
-                import obstore
+    def _delete_each(self, bucket: str, keys: list[str]) -> list[dict[str, str]]:
+        errors = []
+        for key in keys:
+            try:
+                self.delete_object(bucket, key)
+            except S3Error as error:
+                errors.append({"Key": key, "Code": error.code, "Message": error.message})
+        return errors
 
-                obstore.delete(self.store(bucket), key)
-                return
-            self.boto.delete_object(Bucket=bucket, Key=key)
+    def delete_object(self, bucket: str, key: str) -> None:
+        """Delete one key with DeleteObject, which every S3 server has (Google Cloud Storage's has no
+        DeleteObjects), by the lister's signer and transport: no client and its S3 model for it."""
+        try:
+            self.lister.delete(bucket, key)
+        except (S3Error, Untrusted) as error:
+            raise self._hooked(error) from None
 
     def copy_object(self, bucket: str, key: str, source_key: str) -> str:
         """A server-side copy within the bucket (no bytes through here); returns the new object's ETag."""
@@ -427,11 +435,20 @@ class S3:
         return True
 
     def delete_objects(self, bucket: str, keys: list[str]) -> list[dict[str, str]]:
-        """Delete up to 1,000 keys in one call; returns the per-key errors."""
-        with self._call("DeleteObjects"):
-            answer = self.boto.delete_objects(
-                Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True}
-            )
+        """Delete up to 1,000 keys in one call (one DELETE a key where the server has no DeleteObjects, as
+        Google Cloud Storage's S3 API); returns the per-key errors."""
+        if not self.bulk_delete:
+            return self._delete_each(bucket, keys)
+        try:
+            with self._call("DeleteObjects"):
+                answer = self.boto.delete_objects(
+                    Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True}
+                )
+        except S3Error as error:
+            if error.status != 501 and error.code != "NotImplemented":
+                raise
+            self.bulk_delete = False
+            return self._delete_each(bucket, keys)
         return [
             {"Key": str(e.get("Key", "")), "Code": str(e.get("Code", "")), "Message": str(e.get("Message", ""))}
             for e in answer.get("Errors", ())

@@ -136,6 +136,24 @@ class Lister:
             time.sleep(self.retry.pause(attempt))
         raise AssertionError("unreachable")  # the loop returns or raises
 
+    def delete(self, bucket: str, key: str) -> None:
+        """One key deleted by a signed DELETE (DeleteObject, which every S3 server has: obstore asks even
+        for one key with DeleteObjects, which Google Cloud Storage's S3 API lacks); asked again as the
+        policy says."""
+        from botocore.awsrequest import AWSRequest
+
+        url = f"{self.base}/{quote(bucket, safe='')}/{quote(key, safe='/~')}"
+        for attempt in range(self.retry.attempts):
+            request = AWSRequest(method="DELETE", url=url, headers={"User-Agent": "supabase-ops"})
+            try:
+                self._send(self._sign(request), "DeleteObject", whole=False)
+            except Retry as retry:
+                if attempt + 1 == self.retry.attempts:
+                    raise retry.failure from None
+            else:
+                return
+            time.sleep(self.retry.pause(attempt))
+
     def _send(self, prepared: Any, operation: str, *, whole: bool) -> tuple[int, bytes]:
         """A signed request's 200: its status and body (`whole`), else its ETag header; Retry for what is
         worth asking again, errors raised."""
@@ -158,7 +176,7 @@ class Lister:
             if status == 200 and whole:
                 body = raw.read()
                 read = True
-            elif status == 200:
+            elif 200 <= status < 300:
                 body = answer.headers.get("ETag", "").encode()
             else:
                 text = raw.read(MAX_ERROR_TEXT).decode("utf-8", "replace")  # an error body can be any size
@@ -169,7 +187,7 @@ class Lister:
                 raw.release_conn()
             else:
                 raw.close()  # the rest of the body is never read
-        if status == 200:
+        if 200 <= status < 300:
             return status, body
         code, message = error_document(text)
         failure = S3Error(status, code or str(status), one_line(message or phrase(status)), operation, self.where)

@@ -268,6 +268,7 @@ TRANSPORTS: dict[str, Callable[[S3], object]] = {
     "obstore-get": lambda s3: _read(s3, "plain.txt"),
     "obstore-put": lambda s3: s3.put_object("b", "plain.txt", b"x", {}),
     "lister-put": lambda s3: s3.put_file("b", "m.json", io.BytesIO(b"{}"), 2, {}),
+    "lister-delete": lambda s3: s3.delete_object("b", "m.json"),
     "botocore-get": lambda s3: _read(s3, "a//b"),
     "botocore-copy": lambda s3: s3.copy_object("b", "copy.txt", "plain.txt"),
 }
@@ -290,7 +291,7 @@ def test_every_transport_asks_a_failing_server_the_policy_attempts_then_gives_th
     assert took < 1.5, f"{took:.2f} s for pauses of at most {QUICK.max_pause} s: the policy's backoff was not used"
 
 
-@pytest.mark.parametrize("transport", ["lister", "lister-put", "botocore-get", "botocore-copy"])
+@pytest.mark.parametrize("transport", ["lister", "lister-put", "lister-delete", "botocore-get", "botocore-copy"])
 def test_a_transient_code_on_a_4xx_is_asked_again_as_the_policy_says(transport):
     """obstore judges by status alone (the policy's docstring says so): only the other two read codes."""
     fake = FakeS3(lambda method, path, query: (400, {}, error("RequestTimeout", "idle too long")))
@@ -351,3 +352,25 @@ def test_a_file_is_put_whole_in_one_request_under_its_exact_key():
         ("PUT", "/b/night%20ly/prod%2Bx/_backup_metadata.json")
     ]
     assert fake.bodies == [body]
+
+
+def test_a_server_without_delete_objects_gets_one_delete_a_key_from_then_on():
+    """Google Cloud Storage's S3 API answers DeleteObjects 501: each key is deleted alone, and the next call
+    does not ask for DeleteObjects again."""
+
+    def answer(method: str, path: str, query: dict[str, str]) -> Answer:
+        if method == "POST" and "delete" in query:
+            return 501, {}, error("NotImplemented", "not implemented")
+        return 204, {}, b""
+
+    fake = FakeS3(answer)
+    with fake.running() as s3:
+        s3.retry = QUICK
+        assert s3.delete_objects("b", ["x/1", "x 2"]) == []
+        assert s3.delete_objects("b", ["x/3"]) == []
+    assert [(method, path) for method, path, _ in fake.requests] == [
+        ("POST", "/b"),
+        ("DELETE", "/b/x/1"),
+        ("DELETE", "/b/x%202"),
+        ("DELETE", "/b/x/3"),
+    ]
