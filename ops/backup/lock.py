@@ -153,8 +153,9 @@ class Held:
             self.lost = True
             raise OperationFailed(
                 f"{self.target.name}: this run's lock {self.target.bucket}/{self.key} was taken over by another "
-                f"run (it went {int(STALE_AFTER.total_seconds() // 60)} minutes without a refresh: a machine asleep "
-                "or cut off?); this run stopped there, and the next run removes what it left unsealed"
+                f"run (it went {int(STALE_AFTER.total_seconds() // 60)} minutes without a refresh: a machine "
+                "asleep or cut off?); this run stopped there: a backup it sealed stays, one it left unsealed the "
+                "next run removes"
             )
 
 
