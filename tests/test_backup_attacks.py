@@ -349,25 +349,12 @@ def lagging_listings(port: int):
     from devstack.faultproxy import FaultProxy
 
     class Lagging(FaultProxy):
-        def relay(self, handler, upstream, path, body, fault):
-            if handler.command != "GET" or "list-type=2" not in path:
-                return super().relay(handler, upstream, path, body, fault)
-            headers = {k: v for k, v in handler.headers.items() if k.lower() != "connection"}
-            upstream.request("GET", path, headers=headers)
-            response = upstream.getresponse()
-            data = re.sub(
-                rb"<Contents>(?:(?!</Contents>).)*?_backup_metadata\.json</Key>.*?</Contents>",
-                b"",
-                response.read(),
-                flags=re.S,
+        def rewritten(self, method: str, path: str, data: bytes) -> bytes:
+            if method != "GET" or "list-type=2" not in path:
+                return data
+            return re.sub(
+                rb"<Contents>(?:(?!</Contents>).)*?_backup_metadata\.json</Key>.*?</Contents>", b"", data, flags=re.S
             )
-            handler.send_response(response.status)
-            for key, value in response.getheaders():
-                if key.lower() not in ("transfer-encoding", "connection", "content-length"):
-                    handler.send_header(key, value)
-            handler.send_header("Content-Length", str(len(data)))
-            handler.end_headers()
-            handler.wfile.write(data)
 
     return Lagging(port).start()
 

@@ -7,7 +7,7 @@ import json
 import time
 
 import pytest
-from lib.backups import BASE, POOL, blob_key
+from lib.backups import BASE, POOL, behind, blob_key
 from lib.s3 import contents, fill
 
 from devstack.faultproxy import FaultProxy
@@ -16,10 +16,8 @@ from devstack.faultproxy import FaultProxy
 @pytest.fixture
 def counted_target(project, offsite):
     """The backup target behind a proxy that logs each request it answers."""
-    proxy = FaultProxy(offsite.port).start()
-    project.extra = project.extra.replace(f"storage_url = {offsite.url}\n", f"storage_url = {proxy.url}\n")
-    yield proxy
-    proxy.stop()
+    with behind(project, offsite, FaultProxy(offsite.port)) as proxy:
+        yield proxy
 
 
 def backed_up(project, *args: str) -> dict:

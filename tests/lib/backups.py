@@ -4,6 +4,8 @@ scratch environment (its own migrated database and S3 server) for drills."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 PROD_REF = "qfdztdgublwlmewobxmx"
@@ -48,3 +50,16 @@ def add_scratch(project, pg, root: Path, keys: tuple[str, str]):
     }
     project.secrets.update(s3_secrets("scratch", *keys))
     return server
+
+
+@contextmanager
+def behind(project, server, proxy) -> Iterator:
+    """The backup target `server` reached through `proxy` (a FaultProxy in front of it, started here) for
+    the body of the `with`; reached directly again, the proxy stopped, after."""
+    proxy.start()
+    project.extra = project.extra.replace(f"storage_url = {server.url}\n", f"storage_url = {proxy.url}\n")
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+        project.extra = project.extra.replace(f"storage_url = {proxy.url}\n", f"storage_url = {server.url}\n")
