@@ -217,8 +217,9 @@ def test_a_manifest_cut_short_at_a_line_end_stops_the_sweep(project, storage, of
     src.put_object(Bucket="avatars", Key="z-only-here.bin", Body=b"z" * 512)
     first = name_of(backed_up(project))
     lines = read_manifest(offsite, BASE, first).split("\n")
-    cut = next(i for i, line in enumerate(lines) if line.startswith('"bulk/0001.bin"'))
-    write_manifest(offsite, BASE, first, "\n".join(lines[: cut + 1]) + "\n")
+    # Cut just before the line of the object only it names (lines come in the order objects were done).
+    cut = next(i for i, line in enumerate(lines) if line.startswith('"z-only-here.bin"'))
+    write_manifest(offsite, BASE, first, "\n".join(lines[:cut]) + "\n")
     src.delete_object(Bucket="avatars", Key="z-only-here.bin")
     # What a killed run leaves makes the next run sweep, though it prunes nothing.
     offsite.client().put_object(Bucket="ops-backups", Key=f"{BASE}2026-01-01T00-00-00Z/_writing", Body=b"")
