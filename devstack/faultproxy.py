@@ -118,14 +118,7 @@ class FaultProxy:
             handler.close_connection = True
             return
         if fault in ("500", "slowdown"):
-            code, status = ("InternalError", 500) if fault == "500" else ("SlowDown", 503)
-            payload = ERROR_XML.format(code=code).encode()
-            handler.send_response(status)
-            handler.send_header("Content-Type", "application/xml")
-            handler.send_header("Content-Length", str(len(payload)))
-            handler.end_headers()
-            handler.wfile.write(payload)
-            self.answered.append((time.monotonic(), handler.command, handler.path))
+            self.refuse(handler, *((500, "InternalError") if fault == "500" else (503, "SlowDown")))
             return
         path = handler.path
         if self.prefix:
@@ -169,6 +162,16 @@ class FaultProxy:
             handler.close_connection = True
         else:
             handler.wfile.write(data)
+
+    def refuse(self, handler: BaseHTTPRequestHandler, status: int, code: str) -> None:
+        """Answer with S3's error document for `code` instead of the upstream's answer."""
+        payload = ERROR_XML.format(code=code).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/xml")
+        handler.send_header("Content-Length", str(len(payload)))
+        handler.end_headers()
+        handler.wfile.write(payload)
+        self.answered.append((time.monotonic(), handler.command, handler.path))
 
     def rewritten(self, method: str, path: str, data: bytes) -> bytes:
         """The upstream's answer as this proxy gives it (a subclass hides keys from listings, say)."""

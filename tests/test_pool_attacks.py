@@ -17,7 +17,7 @@ import pytest
 from lib.backups import BASE, LOCKS, POOL, PROD_REF, behind, blob_key, remote_names
 from lib.s3 import contents, fill
 
-from devstack.faultproxy import ERROR_XML, FaultProxy
+from devstack.faultproxy import FaultProxy
 
 METADATA = "_backup_metadata.json"
 
@@ -447,15 +447,8 @@ class NoBulkDelete(FaultProxy):
 
     def forward(self, handler) -> None:
         if handler.command == "POST" and "delete" in handler.path.partition("?")[2].split("&")[0]:
-            payload = ERROR_XML.format(code="NotImplemented").encode()
-            length = int(handler.headers.get("Content-Length") or 0)
-            handler.rfile.read(length)
-            handler.send_response(501)
-            handler.send_header("Content-Type", "application/xml")
-            handler.send_header("Content-Length", str(len(payload)))
-            handler.end_headers()
-            handler.wfile.write(payload)
-            self.answered.append((time.monotonic(), handler.command, handler.path))
+            handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+            self.refuse(handler, 501, "NotImplemented")
             return
         super().forward(handler)
 
