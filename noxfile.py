@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import os
 import re
 import shutil
 from pathlib import Path
@@ -78,7 +79,10 @@ def unit(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """Run the test suite against real local PostgreSQL, S3 servers and the pinned Supabase CLI."""
     install(session, "test")
-    session.run("pytest", *session.posargs)
+    # Most of a test's time is spent waiting on its servers (PostgreSQL, S3, the CLI), so two workers
+    # a core; each worker starts its own. `nox -s tests -- -n 0` runs them one by one.
+    workers = min(8, 2 * (os.cpu_count() or 1))
+    session.run("pytest", "-n", str(workers), "--dist", "worksteal", *session.posargs)
 
 
 @nox.session

@@ -13,6 +13,7 @@ The file's ports are the ones used when they are free. A busy one (or every one,
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import secrets
@@ -127,63 +128,79 @@ def running(*, free_ports: bool = False, scratch: bool = False, say: bool = True
 
     `free_ports`: none of the file's ports (runs beside another stack); `scratch`: backups, exports and
     the journal in the stack's temporary folder, removed with it."""
-    with ExitStack() as resources:
-        workdir = Path(tempfile.mkdtemp(prefix="ops-stack-"))
-        resources.callback(shutil.rmtree, workdir, ignore_errors=True)
-        ini, moved = local_file(workdir, free_ports, scratch)
-        config = ops_config.load(ini)
-        envs = [config.env(name) for name in LOCAL_ENVS]
-        scratch_env = config.env(SCRATCH_ENV)
-        offsite = config.target("offsite")
+    for attempt in range(3):
+        with ExitStack() as resources:
+            try:
+                stack = started(resources, free_ports=free_ports, scratch=scratch, say=say)
+            except OSError as error:
+                # The file's ports lie in the kernel's ephemeral range: one found free can be taken by
+                # another program's connection before it is bound. Started again, that port is moved.
+                if error.errno != errno.EADDRINUSE or attempt == 2:
+                    raise
+                print(f"a port was taken while the stack started ({error.strerror}); starting again", flush=True)
+                continue
+            yield stack
+            return
 
-        api = ManagementAPI(projects={env.ref for env in config.environments.values()})
-        resources.callback(api.stop)
-        api.auth[config.env("local-prod").ref] = {**PROD_AUTH, "smtp_pass": secrets.token_urlsafe(16)}
-        home = workdir / "home"
-        home.mkdir()
-        profile = api.write_profile(workdir / "profile.yaml")
-        stack = Stack(ini, {}, {"SUPABASE_PROFILE": str(profile), "SUPABASE_ACCESS_TOKEN": TOKEN}, moved, home)
-        if say and moved and not free_ports:
-            changes = ", ".join(f"{old} -> {new}" for old, new in moved.items())
-            print(f"port(s) of {DEMO_INI.name} in use, free ones used instead: {changes} (in {ini})", flush=True)
 
-        port = port_of(envs[0].db_url)
-        if say:
-            print(f"starting PostgreSQL on 127.0.0.1:{port} for {', '.join(LOCAL_ENVS)}", flush=True)
-        server = localstack.start_postgres(port=port)
-        resources.callback(shutil.rmtree, server.datadir, ignore_errors=True)
-        resources.callback(server.stop)
-        for env in envs:
-            site = WebStub(port=port_of(env.frontend))  # its frontend and functions, for `smoke`
-            resources.callback(site.stop)
-            start_s3(stack, resources, env, config.storage.buckets)
-        start_s3(stack, resources, scratch_env, config.storage.buckets)
-        start_s3(stack, resources, offsite.store, [offsite.bucket])
-        if say:
-            servers = ", ".join(e.storage_url for e in [*envs, scratch_env, offsite.store])
-            print(f"S3 servers at {servers}; Management API stand-in at {api.url}", flush=True)
+def started(resources: ExitStack, *, free_ports: bool, scratch: bool, say: bool) -> Stack:
+    """Everything of `running`, each stop and removal registered with `resources`."""
+    workdir = Path(tempfile.mkdtemp(prefix="ops-stack-"))
+    resources.callback(shutil.rmtree, workdir, ignore_errors=True)
+    ini, moved = local_file(workdir, free_ports, scratch)
+    config = ops_config.load(ini)
+    envs = [config.env(name) for name in LOCAL_ENVS]
+    scratch_env = config.env(SCRATCH_ENV)
+    offsite = config.target("offsite")
 
-        for env in [*envs, scratch_env]:
-            server.create_database(urlsplit(env.db_url).path.lstrip("/"))
-        saved = {name: os.environ.get(name) for name in ("HOME", *stack.cli_env)}
-        os.environ.update(HOME=str(home), **stack.cli_env)  # the CLI pushing migrations finds the stand-in
-        try:
-            localstack.push_migrations(envs[0].db_url)
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
-        localstack.run_sql(envs[0].db_url, (REPO_ROOT / "sql" / "demo_prod.sql").read_text(encoding="utf-8"))
-        server.copy_database("local_prod", "local_prod_pitr")  # the restore point of recover-rows
-        if say:
-            print(
-                "local-prod: migrations applied with the Supabase CLI, demo content loaded; "
-                "local-preprod, local-sandbox and local-scratch: empty",
-                flush=True,
-            )
-        yield stack
+    api = ManagementAPI(projects={env.ref for env in config.environments.values()})
+    resources.callback(api.stop)
+    api.auth[config.env("local-prod").ref] = {**PROD_AUTH, "smtp_pass": secrets.token_urlsafe(16)}
+    home = workdir / "home"
+    home.mkdir()
+    profile = api.write_profile(workdir / "profile.yaml")
+    stack = Stack(ini, {}, {"SUPABASE_PROFILE": str(profile), "SUPABASE_ACCESS_TOKEN": TOKEN}, moved, home)
+    if say and moved and not free_ports:
+        changes = ", ".join(f"{old} -> {new}" for old, new in moved.items())
+        print(f"port(s) of {DEMO_INI.name} in use, free ones used instead: {changes} (in {ini})", flush=True)
+
+    port = port_of(envs[0].db_url)
+    if say:
+        print(f"starting PostgreSQL on 127.0.0.1:{port} for {', '.join(LOCAL_ENVS)}", flush=True)
+    server = localstack.start_postgres(port=port)
+    resources.callback(shutil.rmtree, server.datadir, ignore_errors=True)
+    resources.callback(server.stop)
+    for env in envs:
+        site = WebStub(port=port_of(env.frontend))  # its frontend and functions, for `smoke`
+        resources.callback(site.stop)
+        start_s3(stack, resources, env, config.storage.buckets)
+    start_s3(stack, resources, scratch_env, config.storage.buckets)
+    start_s3(stack, resources, offsite.store, [offsite.bucket])
+    if say:
+        servers = ", ".join(e.storage_url for e in [*envs, scratch_env, offsite.store])
+        print(f"S3 servers at {servers}; Management API stand-in at {api.url}", flush=True)
+
+    for env in [*envs, scratch_env]:
+        server.create_database(urlsplit(env.db_url).path.lstrip("/"))
+    saved = {name: os.environ.get(name) for name in ("HOME", *stack.cli_env)}
+    os.environ.update(HOME=str(home), **stack.cli_env)  # the CLI pushing migrations finds the stand-in
+    try:
+        localstack.push_migrations(envs[0].db_url)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    localstack.run_sql(envs[0].db_url, (REPO_ROOT / "sql" / "demo_prod.sql").read_text(encoding="utf-8"))
+    server.copy_database("local_prod", "local_prod_pitr")  # the restore point of recover-rows
+    if say:
+        print(
+            "local-prod: migrations applied with the Supabase CLI, demo content loaded; "
+            "local-preprod, local-sandbox and local-scratch: empty",
+            flush=True,
+        )
+    return stack
 
 
 TRY = """\

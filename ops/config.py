@@ -84,7 +84,13 @@ class Environment:
 
     @property
     def secret_prefix(self) -> str:
-        return "OPS_" + self.name.upper().replace("-", "_")
+        return secret_prefix(self.name)
+
+    @property
+    def folder(self) -> str:
+        """The name of its backup series and pool, here and at a target: one per environment (see
+        `_refuse_ambiguous_names`: a ref is letters and digits, so the last hyphen splits name from ref)."""
+        return f"{self.name}-{self.ref}"
 
     @property
     def db_password_var(self) -> str:
@@ -329,6 +335,7 @@ def load(path: Path | str | None = None, *, check_refs: bool = True) -> Config:
     parser = _parse(path)
     _refuse_secrets(parser, path)  # first: a password under a made-up key is a secret, not a typo
     _refuse_unknown_keys(parser, path)
+    _refuse_ambiguous_names(parser, path)
     read = _Reader(parser, path)
     environments, targets = _environments_and_targets(read)
     for environment in environments.values():
@@ -527,9 +534,45 @@ def _refuse_unknown_keys(parser: configparser.ConfigParser, path: Path) -> None:
             )
 
 
+def secret_prefix(section: str) -> str:
+    """Where a section's secrets are read from: OPS_<NAME>_DB_PASSWORD and the like."""
+    return "OPS_" + section.upper().replace("-", "_")
+
+
+SECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+PROJECT_REF = re.compile(r"[a-z0-9]*")
+
+
+def _refuse_ambiguous_names(parser: configparser.ConfigParser, path: Path) -> None:
+    """Names that would share what is each environment's own: its secrets (OPS_<NAME>_...), its backup
+    series, pool and lock (`<name>-<ref>`: env `a` with ref `b-c` would be env `a-b` with ref `c`)."""
+    by_prefix: dict[str, list[str]] = {}
+    for section in parser.sections():
+        if section in SETTINGS_KEYS:
+            continue
+        if not SECTION_NAME.fullmatch(section):
+            raise UserError(
+                f"{path}: [{section}] is no name a shell can carry in {secret_prefix(section)}_DB_PASSWORD: "
+                "name environments and targets with letters, digits, - and _"
+            )
+        ref = parser.get(section, "ref", fallback="").strip()
+        if not PROJECT_REF.fullmatch(ref):
+            raise UserError(
+                f"{path}: [{section}] ref = {ref!r} is no project ref: it is the lower-case letters of the "
+                "project's URL (https://<ref>.supabase.co)"
+            )
+        by_prefix.setdefault(secret_prefix(section), []).append(section)
+    for prefix, sections in by_prefix.items():
+        if len(sections) > 1:
+            raise UserError(
+                f"{path}: [{'] and ['.join(sections)}] would both read their secrets from {prefix}_*: "
+                "rename one of them"
+            )
+
+
 def _refuse_secrets(parser: configparser.ConfigParser, path: Path) -> None:
     for section in parser.sections():
-        prefix = f"OPS_{section.upper().replace('-', '_')}"
+        prefix = secret_prefix(section)
         for key, value in parser[section].items():
             if key.startswith("key."):
                 continue  # natural keys of tables, not credentials

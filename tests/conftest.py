@@ -7,7 +7,9 @@ file too, with only the package and pytest installed (`nox -s unit`): the test g
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -19,6 +21,11 @@ from lib.project import PROJECTS, REPO, Project
 from devstack import localstack
 from ops import config as ops_config
 from ops.platform import supabase_cli
+
+# The tasks' output is checked as a pipe sees it, with no width: pytest-xdist's workers export
+# COLUMNS=80, which would fold every wide table into blocks.
+for variable in ("COLUMNS", "LINES"):
+    os.environ.pop(variable, None)
 
 
 @pytest.fixture(scope="session")
@@ -132,3 +139,20 @@ def tls(pg, tmp_path_factory):
     ca.cert_pem.write_to_path(str(folder / "ca.crt"))
     trustme.CA().cert_pem.write_to_path(str(folder / "other-ca.crt"))
     return folder
+
+
+@pytest.fixture
+def refused_port():
+    """A port where a connection is refused for the whole test: bound and never listening, so no server of
+    another test (pytest-xdist runs several at once) can take it, as one merely found free can be."""
+    held: list[socket.socket] = []
+
+    def port() -> int:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        held.append(sock)
+        return sock.getsockname()[1]
+
+    yield port
+    for sock in held:
+        sock.close()

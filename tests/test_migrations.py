@@ -141,8 +141,8 @@ def test_bad_migration_name_is_refused(three):
     assert applied(three, "preprod") == []
 
 
-def test_unreachable_env_does_not_hide_the_others(three):
-    three.envs["sandbox"]["db_url"] = f"postgresql://postgres@127.0.0.1:{localstack.free_port()}/x?sslmode=disable"
+def test_unreachable_env_does_not_hide_the_others(three, refused_port):
+    three.envs["sandbox"]["db_url"] = f"postgresql://postgres@127.0.0.1:{refused_port()}/x?sslmode=disable"
     assert three.run("push-migrations", "--env", "preprod").code == 0
     result = three.run("migration-status", "--json")
     assert result.code == 1 and "could not read sandbox" in result.err  # what was not read is never an exit 0

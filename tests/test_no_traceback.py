@@ -16,7 +16,6 @@ from http.server import BaseHTTPRequestHandler
 import pytest
 from lib.project import REPO
 
-from devstack import localstack
 from devstack.faultproxy import FaultProxy
 from devstack.httpserver import LocalHTTPServer
 
@@ -49,10 +48,6 @@ class NotS3(LocalHTTPServer):
         self.serve(Handler)
 
 
-def closed_port() -> int:
-    return localstack.free_port()  # nothing listens there once the probe socket is closed
-
-
 @pytest.fixture
 def with_backup(project, storage):
     storage["prod"].client().put_object(Bucket="avatars", Key="a.bin", Body=b"a" * 100)
@@ -63,13 +58,13 @@ def with_backup(project, storage):
 
 
 @pytest.mark.parametrize("fault", ["no-such-host", "refused", "500-always", "not-xml"])
-def test_storage_faults_are_one_line_in_every_storage_task(with_backup, storage, fault):
+def test_storage_faults_are_one_line_in_every_storage_task(with_backup, storage, fault, refused_port):
     project = with_backup
     server = proxy = None
     if fault == "no-such-host":
         url, shown = "http://storage.nowhere.invalid:9000", "name not found"
     elif fault == "refused":
-        url, shown = f"http://127.0.0.1:{closed_port()}", "connection refused"
+        url, shown = f"http://127.0.0.1:{refused_port()}", "connection refused"
     elif fault == "500-always":
         proxy = FaultProxy(storage["prod"].port, rate=1.0, faults=("500",)).start()
         url, shown = proxy.url, "500"

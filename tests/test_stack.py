@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shlex
@@ -12,6 +13,7 @@ import sys
 import time
 from urllib.parse import urlsplit
 
+import pytest
 from lib.project import REPO, interruptible
 
 from devstack import localstack
@@ -83,3 +85,36 @@ def test_the_stack_moves_busy_ports_prints_its_line_and_stops_on_ctrl_c(tmp_path
     served = [e.db_url for e in local.environments.values()] + [e.storage_url for e in local.environments.values()]
     ports = {urlsplit(url).port for url in served if url}
     assert ports and not [p for p in ports if localstack.port_in_use(p)], "every server it started is stopped"
+
+
+def test_a_port_taken_while_the_stack_starts_starts_it_again(monkeypatch, capsys):
+    # The file's ports lie in the ephemeral range: one checked free may be bound by another program a moment later.
+    from devstack import stack
+
+    calls = []
+
+    def started(resources, **_):
+        calls.append(resources)
+        resources.callback(calls.append, "stopped")
+        if len(calls) == 1:
+            raise OSError(errno.EADDRINUSE, "Address already in use")
+        return "the stack"
+
+    monkeypatch.setattr(stack, "started", started)
+    with stack.running(say=False) as up:
+        assert up == "the stack"
+        assert calls[1] == "stopped"  # what the first try started was stopped before the second
+    assert "starting again" in capsys.readouterr().out
+    assert calls[-1] == "stopped"
+
+
+def test_a_stack_that_cannot_start_for_another_reason_is_not_started_again(monkeypatch):
+    from devstack import stack
+
+    tries = []
+    monkeypatch.setattr(
+        stack, "started", lambda resources, **_: tries.append(1) or (_ for _ in ()).throw(OSError(13, "denied"))
+    )
+    with pytest.raises(OSError, match="denied"), stack.running(say=False):
+        pass
+    assert len(tries) == 1

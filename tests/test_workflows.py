@@ -439,8 +439,8 @@ def test_a_backup_restores_into_a_new_project(world):
     assert rows_of(fresh) != rows_of(prod) and "after restore" in rows_of(fresh), "a failed restore changed nothing"
 
 
-def test_backup_all_stops_at_the_first_failing_env(world):
-    world.envs["preprod"]["db_url"] = f"postgresql://postgres@127.0.0.1:{localstack.free_port()}/x?sslmode=disable"
+def test_backup_all_stops_at_the_first_failing_env(world, refused_port):
+    world.envs["preprod"]["db_url"] = f"postgresql://postgres@127.0.0.1:{refused_port()}/x?sslmode=disable"
     result = world.run("backup", "--env", "all", "--json")
     assert result.code == 1
     assert steps(result) == {"prod": "done", "preprod": "failed", "sandbox": "not run"}
@@ -490,9 +490,9 @@ def test_lovable_conflicts_leave_everything_as_it_was(world, tmp_path):
     assert git(world.app, "worktree", "list").count("\n") == 0, "the scratch worktree is gone"
 
 
-def test_status_shows_an_unreachable_env_as_unknown_and_fails(world):
-    world.envs["sandbox"]["db_url"] = f"postgresql://postgres@127.0.0.1:{localstack.free_port()}/x?sslmode=disable"
-    world.envs["sandbox"]["storage_url"] = f"http://127.0.0.1:{localstack.free_port()}"
+def test_status_shows_an_unreachable_env_as_unknown_and_fails(world, refused_port):
+    world.envs["sandbox"]["db_url"] = f"postgresql://postgres@127.0.0.1:{refused_port()}/x?sslmode=disable"
+    world.envs["sandbox"]["storage_url"] = f"http://127.0.0.1:{refused_port()}"
     result = world.run("status")
     assert result.code == 1, result.err
     overview = next(line for line in result.out.splitlines() if line.startswith("| sandbox"))
@@ -505,8 +505,8 @@ def test_status_shows_an_unreachable_env_as_unknown_and_fails(world):
     assert migrations.code == 1 and "sandbox: unreachable" in migrations.out
 
 
-def test_status_never_says_all_match_when_the_reference_was_not_read(world):
-    world.envs["prod"]["db_url"] = f"postgresql://postgres@127.0.0.1:{localstack.free_port()}/x?sslmode=disable"
+def test_status_never_says_all_match_when_the_reference_was_not_read(world, refused_port):
+    world.envs["prod"]["db_url"] = f"postgresql://postgres@127.0.0.1:{refused_port()}/x?sslmode=disable"
     result = world.run("status", "--envs", "prod,preprod")
     assert result.code == 1
     preprod_line = next(line for line in result.out.splitlines() if line.startswith("| preprod"))

@@ -418,7 +418,7 @@ def newest_full(config: Config, target: BackupTarget, env: Environment) -> str:
     from ops.s3 import objects as s3objects
 
     s3 = s3objects.client(target.store, max_pool=config.storage.jobs * 2)
-    names = offsite.sealed_remote(s3, target, offsite.remote_base(target, f"{env.name}-{env.ref}", True))
+    names = offsite.sealed_remote(s3, target, offsite.remote_base(target, env.folder, True))
     if not names:
         raise UserError(
             f"no sealed full backup of {env.name} at {target.name}: make one with "

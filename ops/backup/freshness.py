@@ -82,7 +82,7 @@ def at_target(config: Config, target: BackupTarget, env: Environment, fresh: Fre
     try:
         s3 = s3objects.client(target.store, max_pool=4, retry=GLANCE)
         for full in (False, True):
-            base = offsite.remote_base(target, f"{env.name}-{env.ref}", full)
+            base = offsite.remote_base(target, env.folder, full)
             found = records.listed(s3, target, base)
             made = {r.backup: stamp_time(r.backup) for r in found if r.kind == "sealed"}  # a backup's name is its time
             for name, moment in sorted(((n, t) for n, t in made.items() if t), key=lambda item: item[1], reverse=True):

@@ -111,7 +111,7 @@ def back_up(
         env,
         config.storage.buckets,
         policy,
-        series=config.backup.dir / f"{env.name}-{env.ref}",
+        series=config.backup.dir / env.folder,
         extras=lambda folder: write_artifacts(config, env, folder),
     )
     detail = f"{made.path} ({made.objects} objects, {made.downloaded} downloaded, {made.linked} linked)"

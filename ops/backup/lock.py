@@ -37,7 +37,7 @@ MAX_BYTES = 4096
 
 
 def locks_prefix(target: BackupTarget, env: Environment) -> str:
-    return "/".join(p for p in (target.prefix, "locks", f"{env.name}-{env.ref}") if p) + "/"
+    return "/".join(p for p in (target.prefix, "locks", env.folder) if p) + "/"
 
 
 def body() -> bytes:

@@ -258,7 +258,7 @@ def parse(config: Config, backup: str | None) -> tuple[BackupTarget, str] | None
 def remote_series_bases(s3: S3, target: BackupTarget, env: Environment) -> list[tuple[str, str]]:
     """Each series of `env` at the target, named and with its base: all buckets, full snapshots, then
     each backup of some buckets (`<env>-<ref>+avatars/`)."""
-    folder = f"{env.name}-{env.ref}"
+    folder = env.folder
     some = remote_base(target, folder + "+", False).rstrip("/")
     listed = {key[len(some) :].split("/")[0] for key in s3objects.list_objects(s3, target.bucket, some)}
     partial = sorted(buckets for buckets in listed if not unsafe(f"{folder}+{buckets}"))
@@ -273,7 +273,7 @@ def locate(config: Config, target: BackupTarget, env: Environment, when: str) ->
     """The remote prefix of `env`'s backup `when` (a folder name in any of its series, or with 'latest'
     the newest sealed of all its buckets or a full snapshot)."""
     s3 = s3objects.client(target.store, max_pool=config.storage.jobs * 2)
-    folder = f"{env.name}-{env.ref}"
+    folder = env.folder
     bases = remote_series_bases(s3, target, env)[: 2 if when == "latest" else None]
     found = [(name, base) for _, base in bases for name in sealed_remote(s3, target, base)]
     if when != "latest":

@@ -33,7 +33,7 @@ MD5 = re.compile(r"[0-9a-f]{32}")
 
 def pool_prefix(target: BackupTarget, env: Environment) -> str:
     """Worked out from the target and the environment, never read from a manifest (which could name any key)."""
-    return "/".join(p for p in (target.prefix, FOLDER, f"{env.name}-{env.ref}") if p) + "/"
+    return "/".join(p for p in (target.prefix, FOLDER, env.folder) if p) + "/"
 
 
 def pooled(summary: dict) -> bool:

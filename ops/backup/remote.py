@@ -122,7 +122,7 @@ def locked_backup_to(
     holding: Held,
 ) -> BackupResult:
     started = time.monotonic()
-    folder = f"{env.name}-{env.ref}"
+    folder = env.folder
     if not full and set(buckets) != set(config.storage.buckets):
         folder += "+" + "+".join(sorted(buckets))
     base = remote_base(target, folder, full)

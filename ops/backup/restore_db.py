@@ -69,7 +69,7 @@ def snapshot_folder(config: Config, backup: str | None, env: Environment) -> Pat
         if not (path / METADATA_FILE).is_file():
             raise UserError(f"{path} is not a complete backup (no {METADATA_FILE})")
     else:
-        series = config.backup.dir / f"{env.name}-{env.ref}"
+        series = config.backup.dir / env.folder
         found = [p for p in complete_backups(series) if (p / "database" / "data.sql").is_file()]
         if not found:
             raise UserError(

@@ -56,7 +56,7 @@ def list_backups(
 ) -> BackupsReport:
     policy = policy_from(config.backup.retention, **(keep or {}))
     environment = config.env(env or config.workflows.prod)
-    folder = f"{environment.name}-{environment.ref}"
+    folder = environment.folder
     if target:
         from ops.backup import offsite, records
         from ops.s3 import objects as s3objects

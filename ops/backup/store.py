@@ -31,7 +31,7 @@ WRITING_MARK = "_writing"  # a remote backup under way: a killed run leaves a fo
 
 
 def env_folder(config: Config, env: Environment) -> Path:
-    return config.storage.backup_dir / f"{env.name}-{env.ref}"
+    return config.storage.backup_dir / env.folder
 
 
 def some_buckets_folder(folder: Path, buckets: list[str]) -> Path:

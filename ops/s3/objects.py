@@ -90,7 +90,7 @@ def client(env: Environment, *, max_pool: int = 16, retry: RetryPolicy | None = 
 def ledger_folder(env: Environment) -> Path:
     from ops.config import config_path
 
-    return config_path().parent / ".ops" / "multipart" / f"{env.name}-{env.ref}"
+    return config_path().parent / ".ops" / "multipart" / env.folder
 
 
 def abort_leftover_uploads(s3: S3, env: Environment) -> int:

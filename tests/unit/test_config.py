@@ -223,3 +223,29 @@ def test_a_restore_of_its_own_project_on_another_database_loads(tmp_path):
         "db_url = postgresql://postgres@127.0.0.1:5433/app_pitr\n",
     )
     assert loaded.environments["prod-pitr"].restored_from == "prod"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # env `prod` with ref `eu-x` and env `prod-eu` with ref `x` would share `prod-eu-x`: series, pool, lock
+        ("[prod-eu]\nref = x\n[other]\nref = eu-x\n", "no project ref"),
+        ("[staging]\nref = Staging Project\n", "no project ref"),
+        ("[a-b]\nref = x\n[a_b]\nref = y\n", "OPS_A_B_*"),
+        ("[Prod]\nref = x\n", "OPS_PROD_*"),
+        ("[prod.eu]\nref = x\n", "letters, digits, - and _"),
+        ("[prod+eu]\nref = x\n", "letters, digits, - and _"),
+        ("[offsite.eu]\nstorage_url = http://127.0.0.1:9000\nbucket = b\n", "letters, digits, - and _"),
+    ],
+)
+def test_names_that_would_share_secrets_or_a_backup_series_are_refused(tmp_path, text, message):
+    with pytest.raises(UserError, match="rename|project ref|letters") as refused:
+        load(tmp_path, text)
+    assert message in str(refused.value)
+
+
+def test_each_environment_has_a_series_folder_of_its_own(tmp_path):
+    loaded = load(tmp_path, "[prod-eu]\nref = abc\n[eu]\nref = x\n[a-b-c]\n")
+    folders = [loaded.env(name).folder for name in ("prod", "prod-eu", "eu", "a-b-c")]
+    assert folders == ["prod-qfdztdgublwlmewobxmx", "prod-eu-abc", "eu-x", "a-b-c-"]
+    assert len(set(folders)) == len(folders)
