@@ -145,11 +145,12 @@ class Meter:
         self.said = -1  # the count of the last plain line
         self.lock = threading.Lock()
         self.bar: Any = None
+        self.live = PROGRESS.live()  # asked once: `expect` comes once an object, 100,000 times a listing
         if total:
             self._open_bar()
 
     def _open_bar(self) -> None:
-        if not PROGRESS.live():
+        if not self.live:
             return
         from tqdm import tqdm
 

@@ -78,9 +78,15 @@ def objects(backup: Path) -> Iterator[tuple[str, str, dict]]:
                 yield bucket, key, entry
 
 
+LINE_BITS = 26  # an object's line number within its bucket (67 million a bucket)
+HASH_MASK = (1 << 38) - 1  # the rest of 64 bits: 38 of the key's hash
+
+
 class Index:
     """Where each object's line is in a manifest: its entry is read when asked for, so an index of
-    100,000 objects holds 16 bytes per object (its key's hash and its line's offset, in sorted arrays)."""
+    100,000 objects holds 16 bytes per object: its key's hash and line number packed in one sorted
+    integer, and each line's offset in file order. Sorting one array of integers holds half of what
+    sorting positions by hash did (about 4 MB for 100,000 objects, for a moment)."""
 
     def __init__(self, backup: Path | None) -> None:
         self._offsets: dict[str, tuple[array[int], array[int]]] = {}
@@ -98,42 +104,47 @@ class Index:
             return
         self._source = source
         found: dict[str, tuple[array[int], array[int]]] = {}
-        hashes, offsets = array("q"), array("q")
+        packed, offsets = array("Q"), array("q")
         offset = len(first)
         for raw in source:
             line = raw.decode("utf-8")
             if line.rstrip().endswith(OPENS_BUCKET):
                 ((name, _),) = json.loads("{" + line.rstrip() + "}}}").items()
-                hashes, offsets = found.setdefault(name, (array("q"), array("q")))
+                packed, offsets = found.setdefault(name, (array("Q"), array("q")))
             elif line.startswith('"'):
-                hashes.append(hash(KEY.raw_decode(line)[0]))  # only the key is read
+                if len(offsets) >> LINE_BITS:
+                    raise UserError(f"{backup}: more than {1 << LINE_BITS:,} objects in one bucket")
+                # Only the key is read, not the entry.
+                packed.append((hash(KEY.raw_decode(line)[0]) & HASH_MASK) << LINE_BITS | len(offsets))
                 offsets.append(offset)
             offset += len(raw)
-        for name, (hashes, offsets) in found.items():
-            # Sorted by hash through an order of positions: never a tuple per object (12 MB for 100,000).
-            order = sorted(range(len(hashes)), key=hashes.__getitem__)
-            self._offsets[name] = (array("q", (hashes[i] for i in order)), array("q", (offsets[i] for i in order)))
+        self._offsets = {name: (array("Q", sorted(packed)), offsets) for name, (packed, offsets) in found.items()}
 
-    def _offset(self, bucket: str, key: str) -> int | None:
-        hashes, offsets = self._offsets.get(bucket, (array("q"), array("q")))
-        wanted = hash(key)
-        at = bisect.bisect_left(hashes, wanted)
-        # Two keys of one hash: the first is found (the other is then fetched anew, never mistaken).
-        return offsets[at] if at < len(hashes) and hashes[at] == wanted else None
+    def _candidates(self, bucket: str, key: str) -> Iterator[int]:
+        """The offsets of the lines whose key has `key`'s hash (one, but for a rare collision of 38 bits)."""
+        packed, offsets = self._offsets.get(bucket, (array("Q"), array("q")))
+        wanted = (hash(key) & HASH_MASK) << LINE_BITS
+        at = bisect.bisect_left(packed, wanted)
+        while at < len(packed) and packed[at] >> LINE_BITS == wanted >> LINE_BITS:
+            yield offsets[packed[at] & ((1 << LINE_BITS) - 1)]
+            at += 1
 
     def get(self, bucket: str, key: str) -> tuple[dict, str] | None:
         """The object's entry, and its line as written ('' for an older manifest)."""
         if self._whole is not None:
             entry = self._whole.get(bucket, {}).get(key)
             return (entry, "") if entry is not None else None
-        offset = self._offset(bucket, key)
-        if offset is None or self._source is None:
+        source = self._source
+        if source is None:
             return None
-        with self._lock:
-            self._source.seek(offset)
-            line = self._source.readline().decode("utf-8")
-        found, entry = _entry_line(line)
-        return (entry, line) if found == key else None
+        for offset in self._candidates(bucket, key):
+            with self._lock:
+                source.seek(offset)
+                line = source.readline().decode("utf-8")
+            found, entry = _entry_line(line)
+            if found == key:
+                return entry, line
+        return None
 
     def close(self) -> None:
         if self._source:

@@ -19,7 +19,6 @@ import shutil
 import tempfile
 import threading
 import time
-from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -315,7 +314,6 @@ class Writing:
     ) -> None:
         self.config, self.remote, self.target = config, remote, target
         self.blobs: pool.Blobs | None = None  # the pool's listing, once known: until then, each named blob is noted
-        self.named, self.named_sizes, self.named_md5s = array("q"), array("q"), array("q")
         self.source = s3objects.client(env, max_pool=config.storage.jobs * 2)
         self.prefix = f"{spot.base}{spot.name}/"
         self.previous_prefix = f"{spot.base}{spot.previous}/" if spot.previous else ""
@@ -326,6 +324,7 @@ class Writing:
         self.lock = threading.Lock()
         self.written = manifest.Writer(self.staging)
         self.folders = Folders(self.staging)
+        self.named = pool.Named(self.staging / ".named")
         try:
             folder = self.staging / ".previous"
             if spot.previous:
@@ -341,7 +340,8 @@ class Writing:
         """A manifest and a staging layout of its own, anew (after a listing that was out of order, or
         with the pool's listing known)."""
         self.blobs = blobs
-        self.named, self.named_sizes, self.named_md5s = array("q"), array("q"), array("q")
+        self.named.close()
+        self.named = pool.Named(self.staging / ".named")
         self.written.discard()
         self.written = manifest.Writer(self.staging)
         self.folders = Folders(self.staging)
@@ -349,6 +349,7 @@ class Writing:
     def close(self) -> None:
         if hasattr(self, "earlier"):
             self.earlier.close()
+        self.named.close()
         self.written.discard()
         shutil.rmtree(self.staging, ignore_errors=True)
         os.close(self.held)
@@ -374,10 +375,11 @@ class Writing:
             if not isinstance(sha256, str) or not pool.SHA256.fullmatch(sha256):
                 return ""
             md5 = old.get("md5")
-            with self.lock:
-                self.named.append(pool.short(sha256))
-                self.named_sizes.append(info.size)
-                self.named_md5s.append(pool.short(md5) if isinstance(md5, str) and pool.MD5.fullmatch(md5) else -2)
+            self.named.add(
+                pool.short(sha256),
+                info.size,
+                pool.short(md5) if isinstance(md5, str) and pool.MD5.fullmatch(md5) else -2,
+            )
             return "there"
         path = old.get("path", "")
         if unsafe(path) or not old.get("md5") or not isinstance(sha256, str) or not pool.SHA256.fullmatch(sha256):
@@ -393,9 +395,7 @@ class Writing:
 
     def lost(self, blobs: pool.Blobs) -> int:
         """How many of the blobs named unseen are not in the pool's listing `blobs`."""
-        return sum(
-            not blobs.holds_short(*named) for named in zip(self.named, self.named_sizes, self.named_md5s, strict=True)
-        )
+        return self.named.lost(blobs)
 
     def kept(self, bucket: str, info: ObjectInfo, relative: str, found: tuple[dict, str] | None) -> str:
         """An unchanged object into the backup by its previous entry; how ('there', 'copied'), else ''."""

@@ -212,23 +212,33 @@ def listing_page(body: bytes) -> tuple[dict[str, str], list[ObjectInfo], list[st
     folders (CommonPrefixes, asked for with a delimiter).
 
     Measured on 20,000 keys: botocore's parser takes 0.72-0.84 s of CPU (timestamps left unparsed),
-    ElementTree here 0.28 s; listings of 100,000 keys are read on every run.
+    ElementTree here 0.28 s; listings of 100,000 keys are read on every run. Each Contents' fields
+    found by tag (in C) and keys decoded only where they hold an escape: 100,000 url-encoded keys in
+    0.39 s, 0.6 s before.
     """
     fields: dict[str, str] = {}
     listed: list[ObjectInfo] = []
     folders: list[str] = []
-    for child in ElementTree.fromstring(body):
+    root = ElementTree.fromstring(body)
+    # S3's namespace, or none (some servers leave it out): each Contents' three fields found by their
+    # tag in C, not each field's name worked out in Python (100,000 keys a listing, two listings a run).
+    ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+    decoded = (root.findtext(ns + "EncodingType") or "").lower() == "url"
+    key_tag, size_tag, etag_tag = ns + "Key", ns + "Size", ns + "ETag"
+    for child in root:
         tag = child.tag.rpartition("}")[2]
         if tag == "Contents":
-            item = {field.tag.rpartition("}")[2]: field.text or "" for field in child}
-            listed.append(ObjectInfo(item.get("Key", ""), int(item.get("Size") or 0), clean_etag(item.get("ETag", ""))))
+            key = child.findtext(key_tag) or ""
+            # Servers write a space as "+" and a plus as %2B: "+" decodes as botocore decodes it.
+            size, etag = child.findtext(size_tag), child.findtext(etag_tag) or ""
+            if decoded and ("%" in key or "+" in key):
+                key = unquote_plus(key)
+            listed.append(ObjectInfo(key, int(size or 0), clean_etag(etag)))
         elif tag == "CommonPrefixes":
             folders += [field.text or "" for field in child if field.tag.rpartition("}")[2] == "Prefix"]
         elif tag in PAGING:
             fields[tag] = child.text or ""
-    if fields.get("EncodingType", "").lower() == "url":
-        # Servers write a space as "+" and a plus as %2B: "+" decodes as botocore decodes it.
-        listed = [ObjectInfo(unquote_plus(item.key), item.size, item.etag) for item in listed]
+    if decoded:
         folders = [unquote_plus(folder) for folder in folders]
     return fields, listed, folders
 

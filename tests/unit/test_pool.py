@@ -57,3 +57,20 @@ def test_a_blob_is_held_only_with_the_size_and_md5_its_listing_gives():
     assert not blobs.holds(sha(2), 11, md5)
     assert not blobs.holds(sha(2), 10, "not an md5") and not blobs.holds(sha(3), 10, md5)
     assert blobs.holds(sha(1), 5, "a" * 32), "a multipart ETag vouches for the size alone"
+
+
+def test_blobs_named_before_the_listing_are_spooled_and_each_checked(tmp_path, monkeypatch):
+    monkeypatch.setattr(pool.Named, "CHUNK", 2)  # pieces of two: the check crosses their edges
+    md5 = "0" * 31 + "1"
+    blobs = pool.Blobs([(sha(n), 10, md5) for n in range(1, 5)] + [(sha(9), 7, None)])
+    named = pool.Named(tmp_path / "named")
+    for n in (1, 2, 3, 4):
+        named.add(pool.short(sha(n)), 10, pool.short(md5))
+    named.add(pool.short(sha(9)), 7, -2)  # a multipart blob: its size is the check
+    assert named.lost(blobs) == 0
+    named.add(pool.short(sha(5)), 10, pool.short(md5))  # gone from the pool
+    named.add(pool.short(sha(1)), 11, pool.short(md5))  # the MD5 of another size: not these bytes
+    named.add(pool.short(sha(2)), 10, -2)  # no MD5 named where the listing has one
+    assert named.lost(blobs) == 3
+    assert (tmp_path / "named").stat().st_size == 8 * 3 * 8, "what was named is on disk, not held"
+    named.close()
