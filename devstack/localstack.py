@@ -258,8 +258,16 @@ def start_postgres(base: Path | None = None, port: int | None = None) -> LocalPo
 
 
 def port_in_use(port: int) -> bool:
+    """Whether a server could not listen there: asked by binding, as the server will. A connection finds
+    only a listener, and a port can be held without one (a client's end of a connection, whose local
+    port the kernel picks from the range the stack's fixed ports lie in)."""
     with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+        return False
 
 
 def push_migrations(url: str, project_root: Path = REPO_ROOT) -> None:

@@ -118,3 +118,12 @@ def test_a_stack_that_cannot_start_for_another_reason_is_not_started_again(monke
     with pytest.raises(OSError, match="denied"), stack.running(say=False):
         pass
     assert len(tries) == 1
+
+
+def test_a_port_held_without_a_listener_is_in_use():
+    # A client's end of a connection holds its port (picked from the range the stack's ports lie in):
+    # a server cannot listen there, though a connection to it is refused.
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        assert localstack.port_in_use(held.getsockname()[1])
+    assert not localstack.port_in_use(localstack.free_port())
