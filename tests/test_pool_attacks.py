@@ -116,6 +116,26 @@ def test_a_manifest_naming_another_objects_blob_is_not_propagated(project, stora
     assert ok.code == 0, ok.out[-1500:] + ok.err[-1500:]
 
 
+def test_a_manifest_naming_another_objects_blob_with_its_md5_too_is_not_propagated(project, storage, offsite):
+    """As above, with the entry's MD5 edited to the other blob's as well: the pool's listing then agrees
+    with the entry, so only the source's ETag (the object's own MD5) tells the entry is not this object's.
+    The next backup must read it again, not name the other object's bytes with verify saying OK."""
+    src = storage["prod"].client()
+    fill(src, "avatars", 4, size=1024)
+    first = name_of(backed_up(project))
+    text = read_manifest(offsite, BASE, first)
+    other = bytes([3]) * 1024
+    forged = retag(text, "bulk/0001.bin", sha256=sha(other), md5=hashlib.md5(other).hexdigest())
+    write_manifest(offsite, BASE, first, forged)
+
+    again = backed_up(project)
+    assert again["downloaded"] == 1, again
+    latest = read_manifest(offsite, BASE, name_of(again))
+    assert sha(bytes([3]) * 1024) not in latest.split(json.dumps("bulk/0001.bin"), 1)[1].split("\n", 1)[0]
+    ok = verify(project)
+    assert ok.code == 0, ok.out[-1500:] + ok.err[-1500:]
+
+
 # ---------------------------------------------------------------- hostile sha256 values in a manifest
 
 
