@@ -273,3 +273,13 @@ def test_a_bucket_whose_name_holds_a_slash_is_refused_as_a_selection_not_a_crash
 
     with pytest.raises(UserError, match="bucket"):
         some_buckets_folder(tmp_path / "prod-ref", ["a/../../b"])
+
+
+# `<name>-<ref>` is a folder's name (the series, its pool, its lock): a file system holds 255 bytes of it.
+@pytest.mark.parametrize("section", ["[" + "a" * 300 + "]\nref = abc\n", "[long]\nref = " + "a" * 300 + "\n"])
+def test_a_name_or_ref_too_long_for_a_folder_is_refused_when_read(tmp_path, section):
+    path = tmp_path / "environments.ini"
+    path.write_text(section)
+    with pytest.raises(UserError, match="long") as refused:
+        config.load(path, check_refs=False)
+    assert "\n" not in str(refused.value)
