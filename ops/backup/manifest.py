@@ -95,17 +95,16 @@ class Index:
         self._lock = threading.Lock()
         if backup is None:
             return
-        source = path_of(backup).open("rb")
-        first = source.readline()
-        if parse_head(first.decode("utf-8")) is None:
-            source.close()
-            whole = json.loads(path_of(backup).read_text(encoding="utf-8"))
-            self._whole = {b: data.get("manifest", {}) for b, data in whole.get("buckets", {}).items()}
-            return
-        self._source = source
+        self._source = path_of(backup).open("rb")
         try:
-            self._offsets = self._indexed(source, len(first), backup)
-        except ValueError as error:  # not UTF-8, or a key that is no JSON string: written by no run of ours
+            first = self._source.readline()
+            if parse_head(first.decode("utf-8")) is None:
+                self.close()
+                whole = json.loads(path_of(backup).read_text(encoding="utf-8"))
+                self._whole = {b: data.get("manifest", {}) for b, data in whole.get("buckets", {}).items()}
+                return
+            self._offsets = self._indexed(self._source, len(first), backup)
+        except (ValueError, AttributeError) as error:  # not UTF-8, not JSON, not a manifest: written by no run of ours
             self.close()
             raise OperationFailed(
                 f"{path_of(backup)} cannot be read as a manifest ({first_line(error)}): it was damaged or "
@@ -159,6 +158,7 @@ class Index:
     def close(self) -> None:
         if self._source:
             self._source.close()
+            self._source = None
 
 
 class Writer:

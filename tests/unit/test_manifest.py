@@ -78,6 +78,8 @@ def test_an_older_manifest_is_read_whole(tmp_path):
     [
         (lambda text: text.replace(b'"plain.png"', b'"plain\xff.png"'), "not UTF-8"),
         (lambda text: text.replace(b'"plain.png": {', b'"plain\\q.png": {'), "no JSON string"),
+        (lambda text: text.replace(b'"env": "prod"', b'"env": "pr\xffod"', 1), "a head not UTF-8"),
+        (lambda text: b"{" + text.split(b"\n", 1)[1], "no head, no JSON"),
     ],
 )
 def test_a_damaged_previous_manifest_is_named_not_a_traceback(tmp_path, spoil, what):
