@@ -541,6 +541,7 @@ def secret_prefix(section: str) -> str:
 
 SECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 PROJECT_REF = re.compile(r"[a-z0-9]*")
+LONGEST_NAME = 63  # name and ref each: `<name>-<ref>+<buckets>` must stay within a file name's 255 bytes
 
 
 def _refuse_ambiguous_names(parser: configparser.ConfigParser, path: Path) -> None:
@@ -556,6 +557,11 @@ def _refuse_ambiguous_names(parser: configparser.ConfigParser, path: Path) -> No
                 "name environments and targets with letters, digits, - and _"
             )
         ref = parser.get(section, "ref", fallback="").strip()
+        if max(len(section), len(ref)) > LONGEST_NAME:
+            raise UserError(
+                f"{path}: [{section[:LONGEST_NAME]}{'...' if len(section) > LONGEST_NAME else ''}] has a name or "
+                f"ref too long for its backup folder (<name>-<ref>): at most {LONGEST_NAME} characters each"
+            )
         if not PROJECT_REF.fullmatch(ref):
             raise UserError(
                 f"{path}: [{section}] ref = {ref!r} is no project ref: it is the lower-case letters of the "

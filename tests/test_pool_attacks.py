@@ -99,6 +99,33 @@ def test_a_blob_corrupted_at_the_target_is_not_named_again_by_the_next_backup(pr
     assert healed.code == 0, "the blob was written again with its own bytes: " + healed.out[-800:]
 
 
+def test_a_blob_replaced_at_the_target_by_a_multipart_upload_is_not_named_again(project, storage, moto_port):
+    """As above, the other bytes uploaded in parts to a target that answers with S3's multipart ETags (moto):
+    the listing's ETag is then no MD5, only the size agrees, and a check by size alone names the rotten
+    blob in every backup after, while verify (by the listing's MD5) cannot tell either."""
+    from lib.s3 import empty_bucket, moto_client, s3_secrets
+
+    target = moto_client(moto_port)
+    empty_bucket(target, "ops-parts")
+    project.extra += f"\n[offsite]\nstorage_url = http://127.0.0.1:{moto_port}\nbucket = ops-parts\nprefix = nightly\n"
+    project.secrets.update(s3_secrets("offsite", "moto", "moto-secret"))
+    fill(storage["prod"].client(), "avatars", 4, size=1024)
+    backed_up(project)
+    victim = blob_key(bytes([2]) * 1024)
+    upload = target.create_multipart_upload(Bucket="ops-parts", Key=victim)["UploadId"]
+    part = target.upload_part(Bucket="ops-parts", Key=victim, UploadId=upload, PartNumber=1, Body=b"r" * 1024)
+    target.complete_multipart_upload(
+        Bucket="ops-parts",
+        Key=victim,
+        UploadId=upload,
+        MultipartUpload={"Parts": [{"ETag": part["ETag"], "PartNumber": 1}]},
+    )
+    assert "-" in target.head_object(Bucket="ops-parts", Key=victim)["ETag"]
+    again = backed_up(project)
+    body = target.get_object(Bucket="ops-parts", Key=victim)["Body"].read()
+    assert (again["downloaded"], body) == (1, bytes([2]) * 1024), again
+
+
 def test_a_manifest_naming_another_objects_blob_is_not_propagated(project, storage, offsite):
     """The newest manifest's entry of one object names the blob of another object (a sha256 edited, the
     size, ETag and MD5 left): verify names it, and the next backup must read the object again rather than
@@ -112,6 +139,26 @@ def test_a_manifest_naming_another_objects_blob_is_not_propagated(project, stora
     assert bad.code == 1 and "avatars/bulk/0001.bin" in bad.out + bad.err, bad.out + bad.err
 
     backed_up(project)
+    ok = verify(project)
+    assert ok.code == 0, ok.out[-1500:] + ok.err[-1500:]
+
+
+def test_a_manifest_naming_another_objects_blob_with_its_md5_too_is_not_propagated(project, storage, offsite):
+    """As above, with the entry's MD5 edited to the other blob's as well: the pool's listing then agrees
+    with the entry, so only the source's ETag (the object's own MD5) tells the entry is not this object's.
+    The next backup must read it again, not name the other object's bytes with verify saying OK."""
+    src = storage["prod"].client()
+    fill(src, "avatars", 4, size=1024)
+    first = name_of(backed_up(project))
+    text = read_manifest(offsite, BASE, first)
+    other = bytes([3]) * 1024
+    forged = retag(text, "bulk/0001.bin", sha256=sha(other), md5=hashlib.md5(other).hexdigest())
+    write_manifest(offsite, BASE, first, forged)
+
+    again = backed_up(project)
+    assert again["downloaded"] == 1, again
+    latest = read_manifest(offsite, BASE, name_of(again))
+    assert sha(bytes([3]) * 1024) not in latest.split(json.dumps("bulk/0001.bin"), 1)[1].split("\n", 1)[0]
     ok = verify(project)
     assert ok.code == 0, ok.out[-1500:] + ok.err[-1500:]
 

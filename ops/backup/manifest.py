@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from ops.errors import UserError
+from ops.errors import OperationFailed, UserError, first_line
 
 FILE = "_backup_metadata.json"
 FORMAT = 2
@@ -95,17 +95,26 @@ class Index:
         self._lock = threading.Lock()
         if backup is None:
             return
-        source = path_of(backup).open("rb")
-        first = source.readline()
-        if parse_head(first.decode("utf-8")) is None:
-            source.close()
-            whole = json.loads(path_of(backup).read_text(encoding="utf-8"))
-            self._whole = {b: data.get("manifest", {}) for b, data in whole.get("buckets", {}).items()}
-            return
-        self._source = source
+        self._source = path_of(backup).open("rb")
+        try:
+            first = self._source.readline()
+            if parse_head(first.decode("utf-8")) is None:
+                self.close()
+                whole = json.loads(path_of(backup).read_text(encoding="utf-8"))
+                self._whole = {b: data.get("manifest", {}) for b, data in whole.get("buckets", {}).items()}
+                return
+            self._offsets = self._indexed(self._source, len(first), backup)
+        except (ValueError, AttributeError) as error:  # not UTF-8, not JSON, not a manifest: written by no run of ours
+            self.close()
+            raise OperationFailed(
+                f"{path_of(backup)} cannot be read as a manifest ({first_line(error)}): it was damaged or "
+                "not written by this tool; nothing was changed"
+            ) from None
+
+    @staticmethod
+    def _indexed(source: IO[bytes], offset: int, backup: Path) -> dict[str, tuple[array[int], array[int]]]:
         found: dict[str, tuple[array[int], array[int]]] = {}
         packed, offsets = array("Q"), array("q")
-        offset = len(first)
         for raw in source:
             line = raw.decode("utf-8")
             if line.rstrip().endswith(OPENS_BUCKET):
@@ -118,7 +127,7 @@ class Index:
                 packed.append((hash(KEY.raw_decode(line)[0]) & HASH_MASK) << LINE_BITS | len(offsets))
                 offsets.append(offset)
             offset += len(raw)
-        self._offsets = {name: (array("Q", sorted(packed)), offsets) for name, (packed, offsets) in found.items()}
+        return {name: (array("Q", sorted(packed)), offsets) for name, (packed, offsets) in found.items()}
 
     def _candidates(self, bucket: str, key: str) -> Iterator[int]:
         """The offsets of the lines whose key has `key`'s hash (one, but for a rare collision of 38 bits)."""
@@ -149,6 +158,7 @@ class Index:
     def close(self) -> None:
         if self._source:
             self._source.close()
+            self._source = None
 
 
 class Writer:

@@ -179,7 +179,16 @@ def listed(s3: S3, target: BackupTarget, pool: str) -> Iterator[tuple[ObjectInfo
 
 
 def present(s3: S3, target: BackupTarget, pool: str) -> Blobs:
-    return Blobs((sha256, info.size, info.md5) for info, sha256 in listed(s3, target, pool))
+    """The pool's blobs, but for one whose ETag is no MD5 though it is smaller than anything this tool
+    uploads in parts (or Storage tags so): other bytes uploaded in parts, of which the listing would
+    vouch for the size alone. Left out, it is written again from the source."""
+    from ops.s3.objects import RECORD_MD5_FROM
+
+    return Blobs(
+        (sha256, info.size, info.md5)
+        for info, sha256 in listed(s3, target, pool)
+        if info.md5 is not None or info.size >= RECORD_MD5_FROM
+    )
 
 
 class Listing:

@@ -40,7 +40,7 @@ from ops.backup.offsite import (
 )
 from ops.backup.paths import unsafe
 from ops.backup.retention import newest_full, ours, policy_from
-from ops.backup.store import LOCK_FILE, METADATA_FILE, WRITING_MARK
+from ops.backup.store import LOCK_FILE, METADATA_FILE, WRITING_MARK, some_buckets_name
 from ops.config import BackupTarget, Config, Environment, RetentionPolicy
 from ops.errors import OperationFailed, UserError, first_line
 from ops.report import Meter, progress
@@ -123,7 +123,7 @@ def locked_backup_to(
     started = time.monotonic()
     folder = env.folder
     if not full and set(buckets) != set(config.storage.buckets):
-        folder += "+" + "+".join(sorted(buckets))
+        folder = some_buckets_name(folder, buckets)
     base = remote_base(target, folder, full)
     names = set(remote_names(remote, target, base))
     name = next_stamp(names)
@@ -367,6 +367,11 @@ class Writing:
         'copied' when its file (a backup from before the pool) was copied into the pool server-side,
         else '' (read it from the source)."""
         if not (self.previous_prefix and old.get("size") == info.size and old.get("etag") == info.etag):
+            return ""
+        # The source's ETag is the object's own MD5 (uploaded whole): an entry whose MD5 differs names
+        # other bytes, however well the pool's listing agrees with the entry.
+        own_md5 = md5_of_etag(info.etag)
+        if own_md5 is not None and old.get("md5") != own_md5:
             return ""
         sha256 = old.get("sha256")
         if self.earlier_pooled:

@@ -37,7 +37,19 @@ def env_folder(config: Config, env: Environment) -> Path:
 def some_buckets_folder(folder: Path, buckets: list[str]) -> Path:
     """The series of a backup of only some buckets, beside `folder` (all buckets): `<env>-<ref>+avatars`.
     A series of its own, so such a backup never counts against (nor prunes) the backups of all buckets."""
-    return folder.with_name(folder.name + "+" + "+".join(sorted(buckets)))
+    return folder.with_name(some_buckets_name(folder.name, buckets))
+
+
+def some_buckets_name(folder: str, buckets: list[str]) -> str:
+    """`<env>-<ref>+<b1>+<b2>`, one name per selection: a bucket whose name holds `+` (`a+b` against `a`
+    and `b`) or `/` (a folder elsewhere) would share another's, so it is refused as a selection."""
+    for bucket in buckets:
+        if "+" in bucket or "/" in bucket or bucket in ("", ".", ".."):
+            raise UserError(
+                f"bucket {bucket!r} cannot be backed up on its own (a series of some buckets is named "
+                "<env>-<ref>+<bucket>+...): back it up with all buckets (no --buckets)"
+            )
+    return folder + "+" + "+".join(sorted(buckets))
 
 
 def some_buckets_series(folder: Path) -> list[tuple[str, Path]]:

@@ -249,3 +249,37 @@ def test_each_environment_has_a_series_folder_of_its_own(tmp_path):
     folders = [loaded.env(name).folder for name in ("prod", "prod-eu", "eu", "a-b-c")]
     assert folders == ["prod-qfdztdgublwlmewobxmx", "prod-eu-abc", "eu-x", "a-b-c-"]
     assert len(set(folders)) == len(folders)
+
+
+# A series of some buckets is `<name>-<ref>+<b1>+<b2>`: a bucket whose name holds `+` would share it.
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [(["a+b"], ["a", "b"]), (["a", "c+b"], ["a+c", "b"]), (["a+b", "c"], ["a", "b+c"])],
+)
+def test_two_selections_of_buckets_never_share_a_series(tmp_path, one, other):
+    from ops.backup.store import some_buckets_folder
+
+    folders = []
+    for selection in (one, other):
+        try:
+            folders.append(some_buckets_folder(tmp_path / "prod-ref", selection))
+        except UserError as refused:
+            assert "+" in str(refused) and "\n" not in str(refused)
+    assert len(set(folders)) == len(folders), folders
+
+
+def test_a_bucket_whose_name_holds_a_slash_is_refused_as_a_selection_not_a_crash(tmp_path):
+    from ops.backup.store import some_buckets_folder
+
+    with pytest.raises(UserError, match="bucket"):
+        some_buckets_folder(tmp_path / "prod-ref", ["a/../../b"])
+
+
+# `<name>-<ref>` is a folder's name (the series, its pool, its lock): a file system holds 255 bytes of it.
+@pytest.mark.parametrize("section", ["[" + "a" * 300 + "]\nref = abc\n", "[long]\nref = " + "a" * 300 + "\n"])
+def test_a_name_or_ref_too_long_for_a_folder_is_refused_when_read(tmp_path, section):
+    path = tmp_path / "environments.ini"
+    path.write_text(section)
+    with pytest.raises(UserError, match="long") as refused:
+        config.load(path, check_refs=False)
+    assert "\n" not in str(refused.value)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import threading
 
+import pytest
+
 from ops.backup import manifest
+from ops.errors import OperationFailed, UserError
 
 KEYS = ["plain.png", 'quote"and\\back', "new\nline", "é/漢字", '"manifest": {', "ends-with }"]
 
@@ -68,3 +71,22 @@ def test_an_older_manifest_is_read_whole(tmp_path):
     assert manifest.summary(tmp_path) == old
     assert list(manifest.objects(tmp_path)) == [("avatars", "a", {"size": 3})]
     assert manifest.Index(tmp_path).get("avatars", "a") == ({"size": 3}, "")
+
+
+@pytest.mark.parametrize(
+    ("spoil", "what"),
+    [
+        (lambda text: text.replace(b'"plain.png"', b'"plain\xff.png"'), "not UTF-8"),
+        (lambda text: text.replace(b'"plain.png": {', b'"plain\\q.png": {'), "no JSON string"),
+        (lambda text: text.replace(b'"env": "prod"', b'"env": "pr\xffod"', 1), "a head not UTF-8"),
+        (lambda text: b"{" + text.split(b"\n", 1)[1], "no head, no JSON"),
+    ],
+)
+def test_a_damaged_previous_manifest_is_named_not_a_traceback(tmp_path, spoil, what):
+    # The previous manifest is read from the target, where anyone with its keys may have written it.
+    backup = written(tmp_path)
+    path = backup / manifest.FILE
+    path.write_bytes(spoil(path.read_bytes()))
+    with pytest.raises((UserError, OperationFailed)) as refused:
+        manifest.Index(backup).close()
+    assert "\n" not in str(refused.value) and str(path) in str(refused.value), what
