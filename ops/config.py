@@ -524,6 +524,9 @@ def _pairs(value: str, path: Path) -> dict[str, str]:
 
 def _refuse_unknown_keys(parser: configparser.ConfigParser, path: Path) -> None:
     for section in parser.sections():
+        if section not in SETTINGS_KEYS and section.lower() in SETTINGS_KEYS:
+            # Read as it is spelled, [Storage] would be an environment and [storage]'s settings the defaults.
+            raise UserError(f"{path}: [{section}] is spelled [{section.lower()}] (section names are case-sensitive)")
         known = SETTINGS_KEYS.get(section, ENV_KEYS)
         prefix = PREFIXED_KEYS.get(section)
         unknown = sorted(k for k in parser[section] if k not in known and not (prefix and k.startswith(prefix)))

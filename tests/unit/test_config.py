@@ -283,3 +283,8 @@ def test_a_name_or_ref_too_long_for_a_folder_is_refused_when_read(tmp_path, sect
     with pytest.raises(UserError, match="long") as refused:
         config.load(path, check_refs=False)
     assert "\n" not in str(refused.value)
+
+
+def test_a_settings_section_spelled_in_another_case_is_refused_not_read_as_an_environment(tmp_path):
+    with pytest.raises(UserError, match=r"\[Storage\] is spelled \[storage\]"):
+        load(tmp_path, "[Storage]\n")
