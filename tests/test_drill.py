@@ -252,3 +252,32 @@ def test_a_drill_in_ci_shows_on_a_laptop_from_the_records_at_the_target(project,
     stale = project.run("status", "--env", "prod")
     assert stale.code == 0, stale.err
     assert "warning: prod: the newest successful drill is 10d 0h old" in stale.out, stale.out
+
+
+def test_a_drill_from_off_site_into_buckets_never_holds_the_backups_objects_on_this_machine(
+    project, storage, scratch, offsite
+):
+    # Each object goes from the target to the scratch buckets on its own: a CI runner's disk holds the
+    # objects under way (one a job), never the backup's whole storage.
+    from lib.backups import behind
+
+    from devstack.faultproxy import FaultProxy
+
+    fill(storage["prod"].client(), "avatars", 24, size=2048)
+    made = project.run("backup", "--env", "prod", "--to", "offsite", "--json")
+    assert made.code == 0, made.err[-1500:]
+    on_disk: list[int] = []
+
+    class Watching(FaultProxy):
+        def rewritten(self, method: str, path: str, data: bytes) -> bytes:
+            if method == "GET" and "/blobs/" in path:  # an object read from the pool
+                files = [p for p in (project.root / "tmp").rglob("*") if p.is_file()]
+                on_disk.append(sum(1 for p in files if "avatars" in p.parts or p.suffix == ".part"))
+            return data
+
+    with behind(project, offsite, Watching(offsite.port)):
+        result = project.run("drill", "--env", "prod", "--backup", "offsite:latest", "--into", "scratch")
+
+    assert result.code == 0, result.out + result.err
+    assert len(on_disk) == 24, "every object was read from the pool once"
+    assert max(on_disk) <= 4, f"objects on this machine while objects were read: {on_disk}"  # one a job (4)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ops.backup import manifest, offsite
-from ops.backup.drillcheck import Checked, check_database, rehash_buckets, rehash_in_folder
+from ops.backup.drillcheck import Checked, check_database, rehash_buckets, rehash_in_folder, restore_from_target
 from ops.backup.paths import member
 from ops.backup.store import METADATA_FILE, load_manifest, objects_by_bucket
 from ops.config import BackupTarget, Config, Environment
@@ -207,8 +207,8 @@ def drill(config: Config, *, env: str | None, backup: str | None, into: str | No
     reachable(scratch)
     backup = pinned(config, backup or "latest", source)
     try:
-        with backup_copy(config, backup, source) as (path, label):
-            result = restore_and_check(config, path, label, source, scratch, yes)
+        with backup_copy(config, backup, source, objects=not scratch.storage_url) as (path, label, remote):
+            result = restore_and_check(config, path, label, source, scratch, yes, remote)
         # A faithful restore of an emptied project's backup is no all-clear: say so, and name the one to drill.
         result.differences[:0] = not_full(config, label, source)
     except FetchFailed as error:
@@ -244,8 +244,15 @@ def record(config: Config, backup: str, env: Environment, result: DrillResult, b
 
 
 def restore_and_check(
-    config: Config, path: Path, label: str, source: Environment, scratch: Environment, yes: bool
+    config: Config,
+    path: Path,
+    label: str,
+    source: Environment,
+    scratch: Environment,
+    yes: bool,
+    remote: offsite.Remote | None = None,
 ) -> DrillResult:
+    """`path`: the backup's folder; without its objects where they are read from `remote`, its target."""
     head = manifest.summary(path)
     if head.get("ref") != source.ref:
         raise UserError(
@@ -271,7 +278,11 @@ def restore_and_check(
             if all(not relative.startswith("database/") for relative in damaged)
             else None
         )
-        storage = restore_storage(config, path, source, scratch, yes)
+        storage = (
+            restore_storage_from(config, remote, path, scratch)
+            if remote
+            else restore_storage(config, path, source, scratch, yes)
+        )
         if database:
             add(result, database.result())
         else:
@@ -362,6 +373,25 @@ def restore_storage(config: Config, path: Path, source: Environment, scratch: En
     return checked
 
 
+def restore_storage_from(config: Config, remote: offsite.Remote, path: Path, scratch: Environment) -> Checked:
+    """Every object of the app's buckets restored from the backup target straight into the scratch
+    project's emptied buckets, and re-hashed there (`drillcheck.restore_from_target`)."""
+    from ops.backup import scratch as wiping
+
+    held = objects_by_bucket(load_manifest(path))
+    objects = {bucket: held[bucket] for bucket in config.storage.buckets if bucket in held}
+    staging = Path(tempfile.mkdtemp(prefix="drill-", dir=tmp_dir(config)))
+    try:
+        wiping.empty_buckets(scratch, list(objects), config.storage.jobs)
+        count = sum(len(o) for o in objects.values())
+        progress(f"{scratch.name}: restoring {count:,} objects from {remote.target.name}:{remote.prefix}")
+        return restore_from_target(remote, scratch, objects, staging, config.storage.jobs)
+    except OpsError as error:
+        return Checked(differences=[f"storage not restored: {first_line(error)}"])
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def why_not_restored(path: Path, entry: dict, error: str) -> str:
     """A failed upload's cause in a word where it lies in the backup itself (the file rotted or is gone)."""
     file = member(path, entry.get("path", ""), f"{METADATA_FILE} of {path.name}")
@@ -386,15 +416,18 @@ class FetchFailed(OperationFailed):
 
 
 @contextmanager
-def backup_copy(config: Config, backup: str, env: Environment) -> Iterator[tuple[Path, str]]:
-    """The folder of a full backup and its name: a local one as it is, a remote one (`TARGET:latest`,
-    `TARGET:<time>`) fetched into tmp/ and removed after."""
+def backup_copy(
+    config: Config, backup: str, env: Environment, *, objects: bool
+) -> Iterator[tuple[Path, str, offsite.Remote | None]]:
+    """The folder of a full backup, its name, and where its objects are read from when not in the folder:
+    a local one as it is, a remote one (`TARGET:latest`, `TARGET:<time>`) fetched into tmp/ and removed
+    after; without `objects`, all of it but its objects, which are then read from the target."""
     from ops.backup import restore_db
 
     remote = offsite.parse(config, backup)
     if not remote:
         path = restore_db.snapshot_folder(config, backup, env)
-        yield path, str(path)
+        yield path, str(path), None
         return
     target, when = remote
     s3, prefix = offsite.locate(config, target, env, newest_full(config, target, env) if when == "latest" else when)
@@ -404,12 +437,14 @@ def backup_copy(config: Config, backup: str, env: Environment) -> Iterator[tuple
         raise UserError(
             f"{name} is a storage-only backup: a drill restores a full one (`inv backup --copy-to {target.name}`)"
         )
+    when = prefix.rstrip("/").rsplit("/", 1)[-1]
     try:
-        fetched = offsite.download(config, target, env, prefix.rstrip("/").rsplit("/", 1)[-1], tmp_dir(config))
+        located = offsite.remote_backup(config, target, env, when)
+        fetched = offsite.download(config, target, env, when, tmp_dir(config), objects=objects, remote=located)
     except OperationFailed as error:
         raise FetchFailed(f"{name}: {first_line(error)}") from None
     try:
-        yield fetched, name
+        yield fetched, name, None if objects else located
     finally:
         shutil.rmtree(fetched, ignore_errors=True)
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ops.backup.offsite import Remote
 from ops.backup.paths import member
 from ops.config import Environment
 from ops.db.connection import connect
@@ -17,7 +19,7 @@ from ops.digest import file_digest
 from ops.errors import OperationFailed
 from ops.s3 import objects as s3objects
 from ops.s3.base import ObjectInfo, ObjectList
-from ops.storage.parallel import Failure, run_parallel
+from ops.storage.parallel import Failure, run_parallel, until_intact
 
 
 @dataclass
@@ -112,6 +114,53 @@ def rehash_buckets(env: Environment, objects: dict[str, dict[str, dict]], jobs: 
 
     failures = run_parallel(groups, rehash, jobs, f"re-hashed ({env.name})")
     return counted(checked, objects, failures, skip)
+
+
+def restore_from_target(
+    remote: Remote, env: Environment, objects: dict[str, dict[str, dict]], staging: Path, jobs: int
+) -> Checked:
+    """Every object of `objects` fetched from the backup target (`remote`), checked against the manifest,
+    uploaded into `env`'s buckets and read back and re-hashed there, each object through all of it in turn:
+    `jobs` objects under way at once, where fetching all, then uploading all, then reading all back
+    waited on each step's slowest object three times. Then each bucket is listed: an object in it that
+    the backup does not hold is named."""
+    from ops.backup.restore import upload_entry
+
+    s3 = s3objects.client(env, max_pool=jobs * 2)
+
+    def restore(bucket: str, info: ObjectInfo) -> None:
+        entry = objects[bucket][info.key]
+        file = staging / f"{threading.get_ident()}.part"  # one a worker, written over by its next object
+        digest, size = hashlib.sha256(), 0
+        with (
+            file.open("wb") as out,
+            remote.s3.get_object(remote.target.bucket, remote.sources[entry["path"]]) as response,
+        ):
+            for chunk in response.iter_raw():
+                out.write(chunk)
+                digest.update(chunk)
+                size += len(chunk)
+        if size != entry["size"] or digest.hexdigest() != entry["sha256"]:
+            raise Differs("not restored: corrupt in the backup (it does not match the manifest)")
+        until_intact(lambda: upload_entry(s3, bucket, info.key, file, entry))
+        digest, size = hashlib.sha256(), 0
+        with s3.get_object(bucket, info.key) as response:
+            for chunk in response.iter_raw():
+                digest.update(chunk)
+                size += len(chunk)
+        compare(entry, size, digest.hexdigest())
+
+    groups = [
+        (b, ObjectList(ObjectInfo(k, e["size"], "") for k, e in entries.items())) for b, entries in objects.items()
+    ]
+    failures = run_parallel(groups, restore, jobs, f"restored and re-hashed ({env.name})")
+    checked = Checked()
+    for bucket, entries in objects.items():
+        present = s3objects.list_objects(s3, bucket)
+        checked.differences += [
+            f"{bucket}/{key}: in {env.name} but not in the backup" for key in present if key not in entries
+        ]
+    return counted(checked, objects, failures, set())
 
 
 def rehash_in_folder(backup: Path, folder: Path, objects: dict[str, dict[str, dict]], jobs: int) -> Checked:

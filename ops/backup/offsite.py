@@ -333,17 +333,31 @@ def unlisted(target: BackupTarget, prefix: str, *, missing: list[str], stray: li
         )
 
 
-def download(
-    config: Config, target: BackupTarget, env: Environment, when: str, into: Path, *, manifest_only: bool = False
-) -> Path:
-    """Fetch a remote backup into a new folder under `into` (for restore-storage); returns it.
+@dataclass(frozen=True)
+class Remote:
+    """A remote backup ready to be fetched: its manifest (as stored, and read), and each file by its relative
+    path with the key it is read from, every one checked by `fetched_from`."""
 
-    Every key under the backup's prefix, and every path its manifest names, must map inside the
+    s3: S3
+    target: BackupTarget
+    prefix: str
+    metadata: bytes
+    listed: dict
+    sources: dict[str, str]
+
+    @property
+    def objects(self) -> set[str]:
+        """The relative paths of its objects (the rest are the dump, the config export, the secret names)."""
+        return set(self.sources) - set(self.listed.get("artifacts", {}))
+
+
+def remote_backup(config: Config, target: BackupTarget, env: Environment, when: str) -> Remote:
+    """The remote backup `when` of `env`, its keys and paths checked, nothing fetched yet.
+
+    Every key under the backup's prefix, and every path its manifest names, must map inside a
     folder by the rule local backups are read with (`paths.unsafe`), and the keys must be the files
     the manifest names (its objects' blobs in the pool, for a backup written with one); otherwise
-    they are named and refused before anything is written. Only the files the manifest names are
-    fetched, each created anew, never over another; a dry run fetches the manifest alone.
-    """
+    they are named and refused."""
     s3, prefix = locate(config, target, env, when)
     keys = s3objects.list_objects(s3, target.bucket, prefix)
     refuse_outside(prefix, [key[len(prefix) :] for key in keys], f"{target.name}:{target.bucket}/{prefix}")
@@ -356,30 +370,50 @@ def download(
         raise OperationFailed(
             f"{target.name}: {prefix}{METADATA_FILE} is not a manifest; nothing was fetched"
         ) from None
+    return Remote(s3, target, prefix, metadata, listed, sources)
+
+
+def download(
+    config: Config,
+    target: BackupTarget,
+    env: Environment,
+    when: str,
+    into: Path,
+    *,
+    manifest_only: bool = False,
+    objects: bool = True,
+    remote: Remote | None = None,
+) -> Path:
+    """Fetch a remote backup into a new folder under `into` (for restore-storage); returns it. Only the
+    files the manifest names are fetched (`remote_backup` checks them first), each created anew, never
+    over another; a dry run fetches the manifest alone, and without `objects` the rest but its objects.
+    `remote`: the backup as `remote_backup` found it, where the caller has it already."""
+    remote = remote or remote_backup(config, target, env, when)
     folder = Path(tempfile.mkdtemp(prefix="offsite-", dir=into))
     with open(os.open(folder / METADATA_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
-        out.write(metadata)
+        out.write(remote.metadata)
+    wanted = [] if manifest_only else sorted(set(remote.sources) - (set() if objects else remote.objects))
 
     def fetch(_: str, info: ObjectInfo) -> None:
         path = folder / info.key
         path.parent.mkdir(parents=True, exist_ok=True)
         with (
             open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out,
-            s3.get_object(target.bucket, sources[info.key]) as response,
+            remote.s3.get_object(target.bucket, remote.sources[info.key]) as response,
         ):
             for chunk in response.iter_raw():
                 out.write(chunk)
 
     failures = run_parallel(
-        [("offsite", ObjectList(ObjectInfo(k, 0, "") for k in ([] if manifest_only else sorted(sources))))],
+        [("offsite", ObjectList(ObjectInfo(k, 0, "") for k in wanted))],
         fetch,
         config.storage.jobs,
         f"fetched from {target.name}",
     )
     if failures:
         shutil.rmtree(folder, ignore_errors=True)
-        raise OperationFailed(failure_report(failures, f"fetching {prefix} from {target.name} failed"))
-    final = folder.with_name(Path(prefix.rstrip("/")).name + "-from-" + target.name)
+        raise OperationFailed(failure_report(failures, f"fetching {remote.prefix} from {target.name} failed"))
+    final = folder.with_name(Path(remote.prefix.rstrip("/")).name + "-from-" + target.name)
     shutil.rmtree(final, ignore_errors=True)
     folder.rename(final)
     return final

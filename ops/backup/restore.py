@@ -190,6 +190,12 @@ def _restored(s3: S3, bucket: str, present: ObjectInfo | None, entry: dict) -> b
 def _upload_file(s3: S3, bucket: str, key: str, file: Path, entry: dict) -> None:
     if file_digest(file) != entry["sha256"]:
         raise OperationFailed(f"{file} does not match its manifest: run {invocation.program()} verify-backup")
+    upload_entry(s3, bucket, key, file, entry)
+
+
+def upload_entry(s3: S3, bucket: str, key: str, file: Path, entry: dict) -> None:
+    """A backed-up object's file (checked against `entry`, its manifest entry) uploaded as it was: its
+    headers and metadata too."""
     headers = {kept.name: entry[kept.field] for kept in OBJECT_HEADERS if entry.get(kept.field)}
     got = s3objects.Content(entry["size"], entry["md5"], entry["sha256"], headers, entry.get("metadata", {}))
     with file.open("rb") as handle:
