@@ -9,7 +9,7 @@ import shutil
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ops.backup.offsite import Remote
 from ops.backup.paths import member
@@ -105,12 +105,8 @@ def rehash_buckets(env: Environment, objects: dict[str, dict[str, dict]], jobs: 
         groups.append((bucket, ObjectList(ObjectInfo(k, entries[k]["size"], "") for k in entries if k in present)))
 
     def rehash(bucket: str, info: ObjectInfo) -> None:
-        digest, size = hashlib.sha256(), 0
         with s3.get_object(bucket, info.key) as response:
-            for chunk in response.iter_raw():
-                digest.update(chunk)
-                size += len(chunk)
-        compare(objects[bucket][info.key], size, digest.hexdigest())
+            compare(objects[bucket][info.key], *hashed(response))
 
     failures = run_parallel(groups, rehash, jobs, f"re-hashed ({env.name})")
     return counted(checked, objects, failures, skip)
@@ -131,24 +127,16 @@ def restore_from_target(
     def restore(bucket: str, info: ObjectInfo) -> None:
         entry = objects[bucket][info.key]
         file = staging / f"{threading.get_ident()}.part"  # one a worker, written over by its next object
-        digest, size = hashlib.sha256(), 0
         with (
             file.open("wb") as out,
             remote.s3.get_object(remote.target.bucket, remote.sources[entry["path"]]) as response,
         ):
-            for chunk in response.iter_raw():
-                out.write(chunk)
-                digest.update(chunk)
-                size += len(chunk)
-        if size != entry["size"] or digest.hexdigest() != entry["sha256"]:
+            fetched = hashed(response, out)
+        if fetched != (entry["size"], entry["sha256"]):
             raise Differs("not restored: corrupt in the backup (it does not match the manifest)")
         until_intact(lambda: upload_entry(s3, bucket, info.key, file, entry))
-        digest, size = hashlib.sha256(), 0
         with s3.get_object(bucket, info.key) as response:
-            for chunk in response.iter_raw():
-                digest.update(chunk)
-                size += len(chunk)
-        compare(entry, size, digest.hexdigest())
+            compare(entry, *hashed(response))
 
     groups = [
         (b, ObjectList(ObjectInfo(k, e["size"], "") for k, e in entries.items())) for b, entries in objects.items()
@@ -183,6 +171,17 @@ def rehash_in_folder(backup: Path, folder: Path, objects: dict[str, dict[str, di
     ]
     failures = run_parallel(groups, restore, jobs, "restored and re-hashed (temporary folder)")
     return counted(checked, objects, failures, set())
+
+
+def hashed(response: Any, out: BinaryIO | None = None) -> tuple[int, str]:
+    """The size and SHA-256 of an object's body as it is read (and written to `out`, if given)."""
+    digest, size = hashlib.sha256(), 0
+    for chunk in response.iter_raw():
+        if out is not None:
+            out.write(chunk)
+        digest.update(chunk)
+        size += len(chunk)
+    return size, digest.hexdigest()
 
 
 def compare(entry: dict, size: int, sha256: str) -> None:
